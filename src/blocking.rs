@@ -1,0 +1,92 @@
+//! [`blocking`]: run blocking code off the shard (Eventlet's `tpool.execute`).
+//!
+//! A small pool of plain threads takes closures from a bounded queue. The
+//! shard awaits the result without stalling: other green threads keep
+//! running. A full queue makes callers wait (back-pressure), and a panic in
+//! the closure comes back as [`JoinError::Panicked`] instead of hanging the
+//! caller (glommio's own `spawn_blocking` hangs on a panic).
+//!
+//! Each [`Runtime`](crate::Runtime) owns one pool of
+//! `SHARDLET_BLOCKING_THREADS` threads, shared by its shards and stopped when
+//! the runtime is joined. On an executor not started by a shardlet runtime,
+//! a process-wide pool of that size is created on first use.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::catch;
+use crate::task::JoinError;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Jobs queued per thread before callers wait.
+const QUEUE_PER_THREAD: usize = 64;
+
+pub(crate) struct BlockingPool {
+    jobs: flume::Sender<Job>,
+}
+
+impl BlockingPool {
+    pub(crate) fn new(threads: usize) -> Arc<BlockingPool> {
+        let (jobs, queue) = flume::bounded::<Job>(threads * QUEUE_PER_THREAD);
+        for i in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("shardlet-blocking-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = queue.recv() {
+                        job();
+                    }
+                })
+                .expect("cannot start a shardlet blocking thread");
+        }
+        Arc::new(BlockingPool { jobs })
+    }
+
+    fn global() -> Arc<BlockingPool> {
+        static GLOBAL: OnceLock<Arc<BlockingPool>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let threads = crate::Config::from_env()
+                    .map(|c| c.blocking_threads())
+                    .unwrap_or(crate::config::DEFAULT_BLOCKING_THREADS);
+                BlockingPool::new(threads)
+            })
+            .clone()
+    }
+}
+
+/// Runs `f` on a thread of the blocking pool and waits for its result
+/// without blocking the shard.
+///
+/// Use it for std file or socket I/O, a synchronous library, or heavy
+/// parsing. If the awaiting future is dropped, `f` still runs to completion
+/// and its result is discarded.
+///
+/// # Errors
+///
+/// [`JoinError::Panicked`] when `f` panics (the pool thread survives).
+///
+/// # Examples
+///
+/// ```
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let len = shardlet::blocking(|| std::fs::read("Cargo.toml").map(|b| b.len())).await;
+/// assert!(len.unwrap().unwrap() > 0);
+/// # }).unwrap();
+/// ```
+pub async fn blocking<F, R>(f: F) -> Result<R, JoinError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let pool = crate::shard::blocking_pool().unwrap_or_else(BlockingPool::global);
+    let (tx, rx) = flume::bounded(1);
+    let job: Job = Box::new(move || {
+        // The caller may have gone away; then the result is dropped.
+        let _ = tx.send(catch::guard_sync(f));
+    });
+    if pool.jobs.send_async(job).await.is_err() {
+        return Err(JoinError::Cancelled);
+    }
+    rx.recv_async().await.unwrap_or(Err(JoinError::Cancelled))
+}

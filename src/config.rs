@@ -1,0 +1,418 @@
+//! Every runtime knob, read from `SHARDLET_*` environment variables and
+//! overridable through builder methods.
+//!
+//! Contract with [`Runtime`](crate::Runtime): a `Config` is only a set of
+//! wishes; [`Config::validate`] turns it into a [`ShardPlan`] (which CPU each
+//! shard runs on) or a [`ConfigError`] that names the variable and the value.
+//! The runtime never reads the environment itself.
+
+use std::time::Duration;
+
+use crate::cpulist::CpuList;
+
+/// `SHARDLET_SHARDS`: how many shards (executors) to start.
+pub const ENV_SHARDS: &str = "SHARDLET_SHARDS";
+/// `SHARDLET_CPUS`: which CPUs the shards may use, e.g. `0,2-5`.
+pub const ENV_CPUS: &str = "SHARDLET_CPUS";
+/// `SHARDLET_PIN`: pin each shard to one CPU (`1`/`0`, `on`/`off`, `true`/`false`).
+pub const ENV_PIN: &str = "SHARDLET_PIN";
+/// `SHARDLET_POOL_SIZE`: default size of a [`GreenPool`](crate::GreenPool).
+pub const ENV_POOL_SIZE: &str = "SHARDLET_POOL_SIZE";
+/// `SHARDLET_IO_MEMORY`: io_uring registered-buffer memory per shard (`4M`, `512K`, bytes).
+pub const ENV_IO_MEMORY: &str = "SHARDLET_IO_MEMORY";
+/// `SHARDLET_SPIN_US`: microseconds a shard spins before parking when idle (0 = never).
+pub const ENV_SPIN_US: &str = "SHARDLET_SPIN_US";
+/// `SHARDLET_BLOCKING_THREADS`: threads in the pool behind [`blocking`](crate::blocking).
+pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
+
+/// Eventlet's default `GreenPool` size.
+pub const DEFAULT_POOL_SIZE: usize = 1000;
+/// Default number of threads behind [`blocking`](crate::blocking).
+pub const DEFAULT_BLOCKING_THREADS: usize = 4;
+/// The smallest io memory glommio accepts per shard.
+pub const MIN_IO_MEMORY: usize = 64 << 10;
+
+/// A setting that cannot be used, with the variable it came from and why.
+///
+/// Its `Display` is one line: `SHARDLET_SHARDS="abc": not a positive integer`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable (also used for the matching builder method).
+    pub var: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
+        ConfigError {
+            var,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Runtime configuration.
+///
+/// Start from [`Config::from_env`] (or [`Config::default`], which ignores the
+/// environment), then override with the `with_*` methods.
+///
+/// # Examples
+///
+/// ```
+/// use shardlet::Config;
+///
+/// let config = Config::default().with_shards(1).with_pin(false).with_pool_size(64);
+/// assert_eq!(config.shards(), Some(1));
+/// assert_eq!(config.pool_size(), 64);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    shards: Option<usize>,
+    cpus: Option<CpuList>,
+    pin: bool,
+    pool_size: usize,
+    io_memory: Option<usize>,
+    spin: Duration,
+    blocking_threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: None,
+            cpus: None,
+            pin: true,
+            pool_size: DEFAULT_POOL_SIZE,
+            io_memory: None,
+            spin: Duration::ZERO,
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
+        }
+    }
+}
+
+impl Config {
+    /// Reads every `SHARDLET_*` variable from the process environment. Unset
+    /// or empty variables keep their defaults.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first variable whose value does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = shardlet::Config::from_env().expect("bad SHARDLET_* variable");
+    /// assert!(config.pool_size() > 0);
+    /// ```
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Like [`Config::from_env`], but reads variables through `lookup`, so a
+    /// host can feed settings from its own configuration (or a test from a map).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first variable whose value does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::Config;
+    ///
+    /// let err = Config::from_lookup(|var| (var == "SHARDLET_SHARDS").then(|| "abc".to_string()))
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), r#"SHARDLET_SHARDS="abc": not a positive integer"#);
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let mut config = Config::default();
+        if let Some(v) = get(ENV_SHARDS) {
+            config.shards = Some(positive(ENV_SHARDS, &v)?);
+        }
+        if let Some(v) = get(ENV_CPUS) {
+            config.cpus = Some(CpuList::parse(&v).map_err(|r| ConfigError::new(ENV_CPUS, &v, r))?);
+        }
+        if let Some(v) = get(ENV_PIN) {
+            config.pin = boolean(ENV_PIN, &v)?;
+        }
+        if let Some(v) = get(ENV_POOL_SIZE) {
+            config.pool_size = positive(ENV_POOL_SIZE, &v)?;
+        }
+        if let Some(v) = get(ENV_IO_MEMORY) {
+            config.io_memory = Some(bytes(ENV_IO_MEMORY, &v)?);
+        }
+        if let Some(v) = get(ENV_SPIN_US) {
+            let us: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(ENV_SPIN_US, &v, "not a whole number of microseconds"))?;
+            config.spin = Duration::from_micros(us);
+        }
+        if let Some(v) = get(ENV_BLOCKING_THREADS) {
+            config.blocking_threads = positive(ENV_BLOCKING_THREADS, &v)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets the number of shards (`SHARDLET_SHARDS`). Default: one per CPU in
+    /// [`cpus`](Config::cpus).
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Sets the CPUs shards may run on (`SHARDLET_CPUS`). Default: every CPU
+    /// this process is allowed to run on.
+    pub fn with_cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.cpus = Some(CpuList::from(cpus.into_iter().collect::<Vec<_>>()));
+        self
+    }
+
+    /// Pins shard `i` to the `i`-th CPU (`SHARDLET_PIN`). Default: on.
+    pub fn with_pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Sets the default [`GreenPool`](crate::GreenPool) size (`SHARDLET_POOL_SIZE`). Default: 1000.
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Sets the registered io_uring buffer memory per shard, in bytes
+    /// (`SHARDLET_IO_MEMORY`). Default: sized to fit `RLIMIT_MEMLOCK`, at most 10 MiB.
+    pub fn with_io_memory(mut self, bytes: usize) -> Self {
+        self.io_memory = Some(bytes);
+        self
+    }
+
+    /// Sets how long an idle shard spins before parking (`SHARDLET_SPIN_US`).
+    /// Spinning trades CPU for wake-up latency; it only applies to pinned shards.
+    pub fn with_spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Sets the number of threads behind [`blocking`](crate::blocking)
+    /// (`SHARDLET_BLOCKING_THREADS`). Default: 4.
+    pub fn with_blocking_threads(mut self, threads: usize) -> Self {
+        self.blocking_threads = threads;
+        self
+    }
+
+    /// The requested shard count, if one was set.
+    pub fn shards(&self) -> Option<usize> {
+        self.shards
+    }
+
+    /// The requested CPUs, if a list was set.
+    pub fn cpus(&self) -> Option<&[usize]> {
+        self.cpus.as_ref().map(CpuList::as_slice)
+    }
+
+    /// Whether shards are pinned to CPUs.
+    pub fn pin(&self) -> bool {
+        self.pin
+    }
+
+    /// Default size of a [`GreenPool`](crate::GreenPool).
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
+    }
+
+    /// The requested io memory per shard, if one was set.
+    pub fn io_memory(&self) -> Option<usize> {
+        self.io_memory
+    }
+
+    /// How long an idle shard spins before parking.
+    pub fn spin(&self) -> Duration {
+        self.spin
+    }
+
+    /// Threads behind [`blocking`](crate::blocking).
+    pub fn blocking_threads(&self) -> usize {
+        self.blocking_threads
+    }
+
+    /// Checks every setting against this machine and decides where each shard
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for zero sizes, a CPU this process may not use, or
+    /// more pinned shards than CPUs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::Config;
+    ///
+    /// let err = Config::default().with_cpus([100_000]).validate().unwrap_err();
+    /// assert_eq!(err.var, "SHARDLET_CPUS");
+    /// ```
+    pub fn validate(&self) -> Result<ShardPlan, ConfigError> {
+        self.validate_on(&allowed_cpus())
+    }
+
+    pub(crate) fn validate_on(&self, allowed: &CpuList) -> Result<ShardPlan, ConfigError> {
+        let cpus = match &self.cpus {
+            Some(list) => {
+                if let Some(bad) = list.as_slice().iter().find(|c| !allowed.as_slice().contains(c)) {
+                    return Err(ConfigError::new(
+                        ENV_CPUS,
+                        list,
+                        format!("unknown CPU {bad} (this process may run on {allowed})"),
+                    ));
+                }
+                list.clone()
+            }
+            None => allowed.clone(),
+        };
+        if cpus.len() == 0 {
+            return Err(ConfigError::new(ENV_CPUS, &cpus, "no CPU to run on"));
+        }
+        let shards = self.shards.unwrap_or(cpus.len());
+        if shards == 0 {
+            return Err(ConfigError::new(ENV_SHARDS, shards, "need at least one shard"));
+        }
+        if self.pin && shards > cpus.len() {
+            return Err(ConfigError::new(
+                ENV_SHARDS,
+                shards,
+                format!(
+                    "more shards than CPUs ({} on {cpus}) while pinning is on; \
+                     lower {ENV_SHARDS}, widen {ENV_CPUS}, or set {ENV_PIN}=0",
+                    cpus.len()
+                ),
+            ));
+        }
+        for (var, value) in [
+            (ENV_POOL_SIZE, self.pool_size),
+            (ENV_BLOCKING_THREADS, self.blocking_threads),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(var, value, "must be at least 1"));
+            }
+        }
+        if let Some(io) = self.io_memory {
+            if io < MIN_IO_MEMORY {
+                return Err(ConfigError::new(ENV_IO_MEMORY, io, "must be at least 64K"));
+            }
+        }
+        let placement = (0..shards)
+            .map(|i| self.pin.then(|| cpus.as_slice()[i]))
+            .collect();
+        Ok(ShardPlan { cpus: placement })
+    }
+}
+
+/// Where each shard runs: the outcome of [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardPlan {
+    cpus: Vec<Option<usize>>,
+}
+
+impl ShardPlan {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// The CPU shard `shard` is pinned to, or `None` when unpinned.
+    ///
+    /// # Panics
+    ///
+    /// If `shard` is not below [`shards`](ShardPlan::shards).
+    pub fn cpu(&self, shard: usize) -> Option<usize> {
+        self.cpus[shard]
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask).
+pub(crate) fn allowed_cpus() -> CpuList {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let list = CpuList::from(ids.into_iter().map(|c| c.id).collect::<Vec<_>>());
+    if list.len() == 0 {
+        // No affinity information (unusual sandbox): fall back to the CPU count.
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        CpuList::from((0..n).collect::<Vec<_>>())
+    } else {
+        list
+    }
+}
+
+fn positive(var: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err(ConfigError::new(var, value, "must be at least 1")),
+        Err(_) => Err(ConfigError::new(var, value, "not a positive integer")),
+    }
+}
+
+fn boolean(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            var,
+            value,
+            "expected 1/0, true/false, yes/no or on/off",
+        )),
+    }
+}
+
+/// `65536`, `64K`, `4M`, `1G` (binary multiples; a trailing `B`/`iB` is allowed).
+fn bytes(var: &'static str, value: &str) -> Result<usize, ConfigError> {
+    let bad = || ConfigError::new(var, value, "expected a size such as 65536, 512K or 4M");
+    let text = value.trim().to_ascii_uppercase();
+    let text = text
+        .strip_suffix("IB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(&text);
+    let (digits, shift) = match text.chars().last() {
+        Some('K') => (&text[..text.len() - 1], 10),
+        Some('M') => (&text[..text.len() - 1], 20),
+        Some('G') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let n: usize = digits.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(bytes(ENV_IO_MEMORY, "65536").unwrap(), 65536);
+        assert_eq!(bytes(ENV_IO_MEMORY, "512K").unwrap(), 512 << 10);
+        assert_eq!(bytes(ENV_IO_MEMORY, "4MiB").unwrap(), 4 << 20);
+        assert_eq!(bytes(ENV_IO_MEMORY, "1g").unwrap(), 1 << 30);
+        assert!(bytes(ENV_IO_MEMORY, "4X").is_err());
+        assert!(bytes(ENV_IO_MEMORY, "M").is_err());
+    }
+
+    #[test]
+    fn plan_pins_in_list_order() {
+        let allowed = CpuList::from(vec![0, 1, 2, 3]);
+        let plan = Config::default().with_cpus([3, 1]).validate_on(&allowed).unwrap();
+        assert_eq!(plan.shards(), 2);
+        assert_eq!((plan.cpu(0), plan.cpu(1)), (Some(1), Some(3)));
+        let plan = Config::default()
+            .with_pin(false)
+            .with_shards(6)
+            .validate_on(&allowed)
+            .unwrap();
+        assert_eq!(plan.shards(), 6);
+        assert_eq!(plan.cpu(5), None);
+    }
+}

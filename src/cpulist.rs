@@ -1,0 +1,106 @@
+//! CPU lists in the kernel's `cpuset` syntax (`0,2-5`), as used by
+//! `SHARDLET_CPUS`, `taskset -c` and `/sys/devices/system/cpu/online`.
+
+use std::fmt;
+
+/// A sorted, duplicate-free list of CPU ids.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) struct CpuList(Vec<usize>);
+
+impl CpuList {
+    /// Parses `0,2-5` style lists. Whitespace around items is allowed.
+    pub(crate) fn parse(text: &str) -> Result<CpuList, String> {
+        let mut cpus = Vec::new();
+        for item in text.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                return Err("empty item in CPU list (expected e.g. `0,2-5`)".into());
+            }
+            match item.split_once('-') {
+                Some((lo, hi)) => {
+                    let (lo, hi) = (parse_cpu(lo)?, parse_cpu(hi)?);
+                    if lo > hi {
+                        return Err(format!("range `{item}` runs backwards"));
+                    }
+                    cpus.extend(lo..=hi);
+                }
+                None => cpus.push(parse_cpu(item)?),
+            }
+        }
+        Ok(CpuList::from(cpus))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[usize] {
+        &self.0
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<Vec<usize>> for CpuList {
+    fn from(mut cpus: Vec<usize>) -> Self {
+        cpus.sort_unstable();
+        cpus.dedup();
+        CpuList(cpus)
+    }
+}
+
+fn parse_cpu(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{}` is not a CPU number", text.trim()))
+}
+
+/// Prints the compact form back: `0-3,6`.
+impl fmt::Display for CpuList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut i = 0;
+        let mut first = true;
+        while i < self.0.len() {
+            let start = self.0[i];
+            let mut end = start;
+            while i + 1 < self.0.len() && self.0[i + 1] == end + 1 {
+                i += 1;
+                end = self.0[i];
+            }
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CpuList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CpuList({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuList;
+
+    #[test]
+    fn parses_ranges_and_prints_them_back() {
+        let list = CpuList::parse("5, 0,2-4,3").unwrap();
+        assert_eq!(list.as_slice(), &[0, 2, 3, 4, 5]);
+        assert_eq!(list.to_string(), "0,2-5");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "a", "1-", "3-1", "1,,2", "-1"] {
+            assert!(CpuList::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! # shardlet
+//!
+//! Eventlet's green-thread design patterns — `GreenPool`, `imap`,
+//! `GreenPile`, `spawn_n` — on a thread-per-core runtime: one pinned
+//! io_uring executor ([glommio]) per CPU, each *shard* owning its own pools
+//! and piles.
+//!
+//! ```
+//! use futures_lite::StreamExt;
+//! use shardlet::{shard, Config, GreenPool, Runtime};
+//!
+//! // Usually `Runtime::from_env()`, tuned through SHARDLET_* variables.
+//! let runtime = Runtime::new(Config::default().with_shards(2).with_pin(false))?;
+//! let per_shard = runtime.run(|| async {
+//!     // The client pattern: many calls through a bounded pool, results in input order.
+//!     let pool = GreenPool::new(100);
+//!     let lengths: Vec<usize> = pool
+//!         .imap(["a", "bb", "ccc"], |s| async move { s.len() * (shard::id() + 1) })
+//!         .map(Result::unwrap)
+//!         .collect()
+//!         .await;
+//!     lengths
+//! })?;
+//! assert_eq!(per_shard, [vec![1, 2, 3], vec![2, 4, 6]]);
+//! # Ok::<(), shardlet::RuntimeError>(())
+//! ```
+//!
+//! The pieces:
+//! - [`Runtime`] and [`Config`]: shards, CPUs, pinning, from `SHARDLET_*`.
+//! - [`spawn`], [`spawn_n`], [`GreenThread`]: green threads whose panics are values.
+//! - [`GreenPool`] and [`GreenPile`]: bounded concurrency, ordered results.
+//! - [`blocking`]: blocking code off the shard; [`sleep`], [`timeout`].
+//! - [`shard`]: which shard am I on, and has a stop been requested.
+//!
+//! [glommio]: https://docs.rs/glommio
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod blocking;
+mod catch;
+mod config;
+mod cpulist;
+mod imap;
+mod memlock;
+mod pile;
+mod pool;
+mod runtime;
+pub mod shard;
+mod slots;
+mod stop;
+mod task;
+mod time;
+
+pub use blocking::blocking;
+pub use config::{
+    Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, ENV_BLOCKING_THREADS,
+    ENV_CPUS, ENV_IO_MEMORY, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
+};
+pub use imap::{Imap, StarFn};
+pub use memlock::MemlockError;
+pub use pile::GreenPile;
+pub use pool::GreenPool;
+pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};
+pub use stop::Stopper;
+pub use task::{spawn, spawn_n, GreenThread, JoinError};
+pub use time::{sleep, timeout, Elapsed};

@@ -1,0 +1,366 @@
+//! [`Runtime`]: one pinned glommio executor per shard, started from a
+//! [`Config`], running the same entry closure on every shard.
+//!
+//! Each shard is a plain thread that builds its `LocalExecutor` itself, so
+//! every way a shard can end (entry returned, executor failed to build, a
+//! panic anywhere, cancelled after a stop) is reported to the host through
+//! one channel. The first failure stops the other shards, so `join` never
+//! hangs on a sibling of a dead shard.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_lite::future;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::blocking::BlockingPool;
+use crate::catch::{panic_message, Guarded};
+use crate::config::{Config, ConfigError, ShardPlan};
+use crate::memlock::{Memlock, MemlockError};
+use crate::shard::{self, ShardContext};
+use crate::stop::Stopper;
+use crate::task::JoinError;
+
+/// How long the other shards get to finish when one shard fails.
+pub const FAILURE_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the runtime could not start or a shard did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `RLIMIT_MEMLOCK` is too low for the shards asked for.
+    #[error(transparent)]
+    Memlock(#[from] MemlockError),
+    /// A shard's thread or executor could not be built.
+    #[error("shard {shard} ({}) failed to start: {reason}", cpu_name(*.cpu))]
+    ShardStart {
+        /// Shard index.
+        shard: usize,
+        /// The CPU it was to be pinned to.
+        cpu: Option<usize>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A shard's entry future (or a raw glommio task on it) panicked.
+    #[error("shard {shard} panicked: {message}")]
+    ShardPanicked {
+        /// Shard index.
+        shard: usize,
+        /// The panic message, with its location when known.
+        message: String,
+    },
+    /// A shard's entry future was still running when the stop grace period
+    /// ran out, and was dropped.
+    #[error("shard {shard} did not finish within the stop grace period and was cancelled")]
+    ShardCancelled {
+        /// Shard index.
+        shard: usize,
+    },
+}
+
+fn cpu_name(cpu: Option<usize>) -> String {
+    cpu.map_or_else(|| "unpinned".to_string(), |c| format!("cpu {c}"))
+}
+
+/// A validated set of shards, ready to start.
+///
+/// # Examples
+///
+/// Embedded in a host program, which keeps its own `main`:
+///
+/// ```
+/// use std::time::Duration;
+/// use shardlet::{shard, Config, Runtime};
+///
+/// let runtime = Runtime::new(Config::default().with_shards(1).with_pin(false))?;
+/// let handle = runtime.start(|| async {
+///     while !shard::stop_requested() {
+///         shardlet::sleep(Duration::from_millis(1)).await; // serve...
+///     }
+///     shard::id()
+/// })?;
+/// // ... the host does its own work, then:
+/// handle.stop(Duration::from_secs(1));
+/// assert_eq!(handle.join()?, [0]);
+/// # Ok::<(), shardlet::RuntimeError>(())
+/// ```
+#[derive(Debug)]
+pub struct Runtime {
+    config: Arc<Config>,
+    plan: ShardPlan,
+    io_memory: usize,
+}
+
+impl Runtime {
+    /// Validates `config` against this machine and checks `RLIMIT_MEMLOCK`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Config`] naming the bad setting, or
+    /// [`RuntimeError::Memlock`] saying what limit to raise.
+    pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
+        let plan = config.validate()?;
+        let io_memory = Memlock::current().io_memory(plan.shards(), config.io_memory())?;
+        Ok(Runtime {
+            config: Arc::new(config),
+            plan,
+            io_memory,
+        })
+    }
+
+    /// [`Runtime::new`] with [`Config::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::new`], plus a [`ConfigError`] for a bad `SHARDLET_*` value.
+    pub fn from_env() -> Result<Runtime, RuntimeError> {
+        Runtime::new(Config::from_env()?)
+    }
+
+    /// The number of shards this runtime starts.
+    pub fn shards(&self) -> usize {
+        self.plan.shards()
+    }
+
+    /// Where each shard runs.
+    pub fn plan(&self) -> &ShardPlan {
+        &self.plan
+    }
+
+    /// Starts every shard, each running `entry()`, and returns at once with
+    /// a handle to stop and join them. A shard ends when its entry future
+    /// returns; tasks it spawned and did not wait for are dropped with it.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::ShardStart`] when a shard thread cannot be created
+    /// (the shards already started are stopped and joined first). Executor
+    /// failures inside a shard are reported by [`RuntimeHandle::join`].
+    pub fn start<F, Fut, T>(self, entry: F) -> Result<RuntimeHandle<T>, RuntimeError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let shards = self.plan.shards();
+        let entry = Arc::new(entry);
+        let blocking = BlockingPool::new(self.config.blocking_threads());
+        let stopper = Stopper::new();
+        let (report, outcomes) = flume::bounded(shards);
+        let mut handle = RuntimeHandle {
+            threads: Vec::with_capacity(shards),
+            outcomes,
+            stopper: stopper.clone(),
+            shards,
+        };
+        for id in 0..shards {
+            let shard = ShardSpec {
+                id,
+                count: shards,
+                cpu: self.plan.cpu(id),
+                io_memory: self.io_memory,
+                config: self.config.clone(),
+                stopper: stopper.clone(),
+                blocking: blocking.clone(),
+            };
+            let (entry, report) = (entry.clone(), report.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("shardlet-{id}"))
+                .spawn(move || {
+                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| shard.run(&*entry)))
+                        .unwrap_or_else(|payload| {
+                            Err(RuntimeError::ShardPanicked {
+                                shard: id,
+                                message: panic_message(&*payload),
+                            })
+                        });
+                    let _ = report.send((id, outcome));
+                });
+            match spawned {
+                Ok(thread) => handle.threads.push(thread),
+                Err(err) => {
+                    stopper.stop(Duration::ZERO);
+                    let _ = handle.join();
+                    return Err(RuntimeError::ShardStart {
+                        shard: id,
+                        cpu: self.plan.cpu(id),
+                        reason: err.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(handle)
+    }
+
+    /// Starts every shard with `entry` and waits for all of them: the
+    /// results in shard order.
+    ///
+    /// # Errors
+    ///
+    /// The first shard failure (see [`RuntimeHandle::join`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::{shard, Config, Runtime};
+    ///
+    /// let config = Config::default().with_shards(2).with_pin(false);
+    /// let ids = Runtime::new(config)?.run(|| async { shard::id() * 10 })?;
+    /// assert_eq!(ids, [0, 10]);
+    /// # Ok::<(), shardlet::RuntimeError>(())
+    /// ```
+    pub fn run<F, Fut, T>(self, entry: F) -> Result<Vec<T>, RuntimeError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.start(entry)?.join()
+    }
+}
+
+/// Everything one shard thread needs.
+struct ShardSpec {
+    id: usize,
+    count: usize,
+    cpu: Option<usize>,
+    io_memory: usize,
+    config: Arc<Config>,
+    stopper: Stopper,
+    blocking: Arc<BlockingPool>,
+}
+
+impl ShardSpec {
+    fn run<F, Fut, T>(self, entry: &F) -> Result<T, RuntimeError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let ShardSpec { id, cpu, .. } = self;
+        let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
+        let mut builder = LocalExecutorBuilder::new(placement)
+            .name(&format!("shardlet-{id}"))
+            .io_memory(self.io_memory);
+        if !self.config.spin().is_zero() {
+            builder = builder.spin_before_park(self.config.spin());
+        }
+        // The context outlives the executor, so tasks dropped with it still see it.
+        let stopper = self.stopper.clone();
+        let _context = shard::enter(ShardContext {
+            id,
+            count: self.count,
+            cpu,
+            config: self.config,
+            stopper: self.stopper,
+            blocking: self.blocking,
+        });
+        let executor = builder.make().map_err(|err| RuntimeError::ShardStart {
+            shard: id,
+            cpu,
+            reason: err.to_string(),
+        })?;
+        tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
+        let outcome = executor.run(future::or(
+            async { Some(Guarded::new(entry(), None).await) },
+            async {
+                stopper.grace_over().await;
+                None
+            },
+        ));
+        match outcome {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(JoinError::Panicked { message, location })) => Err(RuntimeError::ShardPanicked {
+                shard: id,
+                message: match location {
+                    Some(at) => format!("{message} (at {at})"),
+                    None => message,
+                },
+            }),
+            Some(Err(JoinError::Cancelled)) | None => Err(RuntimeError::ShardCancelled { shard: id }),
+        }
+    }
+}
+
+/// A started runtime: stop it, and join its shards.
+///
+/// Dropping the handle without joining asks the shards to stop (with
+/// [`FAILURE_GRACE`]) and lets their threads end by themselves.
+#[derive(Debug)]
+pub struct RuntimeHandle<T> {
+    threads: Vec<JoinHandle<()>>,
+    outcomes: flume::Receiver<(usize, Result<T, RuntimeError>)>,
+    stopper: Stopper,
+    shards: usize,
+}
+
+impl<T> RuntimeHandle<T> {
+    /// A cloneable, `Send` stop handle, for another thread of the host.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Asks every shard to stop; see [`Stopper::stop`].
+    pub fn stop(&self, grace: Duration) {
+        self.stopper.stop(grace);
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Waits for every shard and returns their results in shard order.
+    ///
+    /// # Errors
+    ///
+    /// The first shard to fail (it failed to start, panicked, or was
+    /// cancelled after a stop), after the others were stopped
+    /// ([`FAILURE_GRACE`]) and joined. Later failures are logged through
+    /// `tracing`.
+    pub fn join(mut self) -> Result<Vec<T>, RuntimeError> {
+        let mut results: Vec<Option<T>> = (0..self.shards).map(|_| None).collect();
+        let mut first_error = None;
+        for _ in 0..self.shards {
+            let Ok((id, outcome)) = self.outcomes.recv() else {
+                break;
+            };
+            match outcome {
+                Ok(value) => results[id] = Some(value),
+                Err(err) if first_error.is_none() => {
+                    self.stopper.stop(FAILURE_GRACE);
+                    first_error = Some(err);
+                }
+                Err(err) => tracing::warn!(target: "shardlet::runtime", "{err}"),
+            }
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(shard, r)| {
+                r.ok_or(RuntimeError::ShardPanicked {
+                    shard,
+                    message: "shard thread ended without reporting".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl<T> Drop for RuntimeHandle<T> {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stopper.stop(FAILURE_GRACE);
+        }
+    }
+}

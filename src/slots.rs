@@ -1,0 +1,261 @@
+//! The counting limit behind a [`GreenPool`](crate::GreenPool): `size` slots,
+//! handed out first come, first served, resizable while in use.
+//!
+//! Invariants (`Inner`):
+//! - `running` counts granted slots: held [`Permit`]s plus grants made to
+//!   waiters that have not picked them up yet;
+//! - a waiter is only granted a slot when `running < size`, so `running`
+//!   exceeds `size` only after a shrink, and falls back as permits drop;
+//! - waiters are served in arrival order, and a waiter that gives up (its
+//!   [`Acquire`] is dropped) either leaves the queue or, if it had been
+//!   granted a slot already, passes that slot on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Clone)]
+pub(crate) struct Slots {
+    inner: Rc<RefCell<Inner>>,
+}
+
+struct Inner {
+    size: usize,
+    running: usize,
+    waiters: VecDeque<Rc<Waiter>>,
+    idle: Vec<Waker>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    granted: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Slots {
+    pub(crate) fn new(size: usize) -> Self {
+        Slots {
+            inner: Rc::new(RefCell::new(Inner {
+                size,
+                running: 0,
+                waiters: VecDeque::new(),
+                idle: Vec::new(),
+            })),
+        }
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.inner.borrow().size
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.inner.borrow().running
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.inner.borrow().waiters.len()
+    }
+
+    /// Takes a slot now if one is free and nobody is queued ahead.
+    pub(crate) fn try_acquire(&self) -> Option<Permit> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.waiters.is_empty() && inner.running < inner.size {
+            inner.running += 1;
+            Some(Permit { slots: self.clone() })
+        } else {
+            None
+        }
+    }
+
+    /// Waits for a slot, in arrival order.
+    pub(crate) fn acquire(&self) -> Acquire {
+        Acquire {
+            slots: self.clone(),
+            waiter: None,
+        }
+    }
+
+    pub(crate) fn resize(&self, size: usize) {
+        self.inner.borrow_mut().size = size;
+        self.dispatch();
+    }
+
+    /// Resolves once no slot is held.
+    pub(crate) fn idle(&self) -> Idle {
+        Idle { slots: self.clone() }
+    }
+
+    fn release(&self) {
+        self.inner.borrow_mut().running -= 1;
+        self.dispatch();
+    }
+
+    /// Grants free slots to queued waiters; wakes idle watchers when none is held.
+    fn dispatch(&self) {
+        let mut wake = Vec::new();
+        {
+            let mut inner = self.inner.borrow_mut();
+            while inner.running < inner.size {
+                let Some(waiter) = inner.waiters.pop_front() else {
+                    break;
+                };
+                inner.running += 1;
+                waiter.granted.set(true);
+                let waker = waiter.waker.borrow_mut().take();
+                wake.extend(waker);
+            }
+            if inner.running == 0 {
+                wake.append(&mut inner.idle);
+            }
+        }
+        // Wake outside the borrow: a waker may run code that touches the pool.
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl fmt::Debug for Slots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner.borrow();
+        f.debug_struct("Slots")
+            .field("size", &inner.size)
+            .field("running", &inner.running)
+            .field("waiting", &inner.waiters.len())
+            .finish()
+    }
+}
+
+/// A held slot; dropping it frees the slot.
+pub(crate) struct Permit {
+    slots: Slots,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.slots.release();
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Permit")
+    }
+}
+
+/// Future of [`Slots::acquire`].
+pub(crate) struct Acquire {
+    slots: Slots,
+    waiter: Option<Rc<Waiter>>,
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let this = &mut *self;
+        match &this.waiter {
+            None => {
+                if let Some(permit) = this.slots.try_acquire() {
+                    return Poll::Ready(permit);
+                }
+                let waiter = Rc::new(Waiter::default());
+                *waiter.waker.borrow_mut() = Some(cx.waker().clone());
+                this.slots.inner.borrow_mut().waiters.push_back(waiter.clone());
+                this.waiter = Some(waiter);
+                Poll::Pending
+            }
+            Some(waiter) if waiter.granted.get() => {
+                this.waiter = None;
+                Poll::Ready(Permit {
+                    slots: this.slots.clone(),
+                })
+            }
+            Some(waiter) => {
+                *waiter.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else { return };
+        if waiter.granted.get() {
+            // Granted but never picked up: pass the slot on.
+            self.slots.release();
+        } else {
+            self.slots
+                .inner
+                .borrow_mut()
+                .waiters
+                .retain(|w| !Rc::ptr_eq(w, &waiter));
+        }
+    }
+}
+
+/// Future of [`Slots::idle`].
+pub(crate) struct Idle {
+    slots: Slots,
+}
+
+impl Future for Idle {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.slots.inner.borrow_mut();
+        if inner.running == 0 {
+            Poll::Ready(())
+        } else {
+            inner.idle.push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn waiters_are_served_in_order_and_dropouts_pass_their_slot() {
+        let slots = Slots::new(1);
+        let held = slots.try_acquire().unwrap();
+        let (mut a, mut b) = (slots.acquire(), slots.acquire());
+        assert!(poll(&mut a).is_pending());
+        assert!(poll(&mut b).is_pending());
+        assert_eq!(slots.waiting(), 2);
+        drop(held); // granted to a
+        assert_eq!((slots.running(), slots.waiting()), (1, 1));
+        drop(a); // a gives up its grant: b gets it
+        let Poll::Ready(permit) = poll(&mut b) else {
+            panic!("b should hold the slot")
+        };
+        assert_eq!(slots.running(), 1);
+        drop(permit);
+        assert_eq!(slots.running(), 0);
+    }
+
+    #[test]
+    fn shrinking_waits_for_holders_growing_serves_waiters() {
+        let slots = Slots::new(2);
+        let p1 = slots.try_acquire().unwrap();
+        let p2 = slots.try_acquire().unwrap();
+        slots.resize(1);
+        drop(p1);
+        assert!(slots.try_acquire().is_none(), "still at the new size");
+        let mut w = slots.acquire();
+        assert!(poll(&mut w).is_pending());
+        slots.resize(2);
+        assert!(poll(&mut w).is_ready());
+        drop(p2);
+    }
+}

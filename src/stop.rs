@@ -1,0 +1,91 @@
+//! [`Stopper`]: the stop request a host sends to every shard.
+//!
+//! Contract: `stop(grace)` is a broadcast, seen by every shard through
+//! [`shard::stopped`](crate::shard::stopped) and
+//! [`shard::stop_requested`](crate::shard::stop_requested). Code that serves
+//! (accept loops, servers) watches it to stop taking new work and drain; the
+//! runtime drops any shard entry future still running `grace` after the
+//! first request. Several requests keep the earliest deadline.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Asks a running [`Runtime`](crate::Runtime) to stop; `Clone + Send + Sync`,
+/// so any thread (a signal handler thread, an admin endpoint) can hold one.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shardlet::{shard, Config, Runtime};
+///
+/// let runtime = Runtime::new(Config::default().with_shards(1).with_pin(false)).unwrap();
+/// let handle = runtime
+///     .start(|| async {
+///         shard::stopped().await; // a server would drain here
+///         "drained"
+///     })
+///     .unwrap();
+/// handle.stopper().stop(Duration::from_secs(5));
+/// assert_eq!(handle.join().unwrap(), ["drained"]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Dropped on the first stop: every receiver then sees a disconnect.
+    signal: Mutex<Option<flume::Sender<()>>>,
+    watch: flume::Receiver<()>,
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Stopper {
+    pub(crate) fn new() -> Self {
+        let (signal, watch) = flume::bounded(1);
+        Stopper {
+            inner: Arc::new(Inner {
+                signal: Mutex::new(Some(signal)),
+                watch,
+                deadline: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Requests a stop: shards see it at once, and entry futures still
+    /// running `grace` later are dropped.
+    pub fn stop(&self, grace: Duration) {
+        let deadline = Instant::now().checked_add(grace);
+        {
+            let mut current = self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            *current = match (*current, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.inner.signal.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.watch.is_disconnected()
+    }
+
+    /// Resolves once a stop is requested.
+    pub async fn stopped(&self) {
+        let _ = self.inner.watch.recv_async().await;
+    }
+
+    /// Resolves when the grace period of the stop request runs out (never,
+    /// for a grace too long to represent).
+    pub(crate) async fn grace_over(&self) {
+        self.stopped().await;
+        let deadline = *self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        match deadline {
+            Some(at) => crate::sleep(at.saturating_duration_since(Instant::now())).await,
+            None => std::future::pending().await,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Green threads: [`spawn`], [`spawn_n`] and the [`GreenThread`] handle.
+//!
+//! A green thread is a glommio task on the current shard, run inside the
+//! [`Guarded`] wrapper so that its panic is a value. `spawn` returns a handle
+//! to await; `spawn_n` returns nothing and logs a panic through `tracing`
+//! (target `shardlet::task`), since nobody is there to receive it.
+//!
+//! Dropping a [`GreenThread`] detaches the task: it runs on to completion
+//! (Eventlet's behaviour). Use [`GreenThread::cancel`] to stop it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use glommio::task::JoinHandle;
+
+use crate::catch::Guarded;
+
+/// Why a green thread produced no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The task panicked; the shard caught it and went on.
+    #[error("task panicked{}: {message}", location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+    },
+    /// The task was cancelled before it finished.
+    #[error("task was cancelled")]
+    Cancelled,
+}
+
+impl JoinError {
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked { .. })
+    }
+
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+}
+
+/// Handle to a spawned green thread; await it (or [`join`](GreenThread::join))
+/// for the task's result.
+///
+/// # Examples
+///
+/// ```
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let answer = shardlet::spawn(async { 6 * 7 });
+/// assert_eq!(answer.await, Ok(42));
+///
+/// let boom = shardlet::spawn(async { panic!("boom") });
+/// assert!(boom.await.unwrap_err().is_panic());
+/// # }).unwrap();
+/// ```
+#[must_use = "dropping a GreenThread detaches the task; use spawn_n for fire-and-forget"]
+pub struct GreenThread<T> {
+    state: State<T>,
+}
+
+enum State<T> {
+    Running(JoinHandle<Result<T, JoinError>>),
+    Done(Option<Result<T, JoinError>>),
+}
+
+impl<T> GreenThread<T> {
+    /// A handle whose result is already known (a task run inline by a pool).
+    pub(crate) fn ready(result: Result<T, JoinError>) -> Self {
+        GreenThread {
+            state: State::Done(Some(result)),
+        }
+    }
+
+    /// Waits for the task and returns its result. Same as awaiting the handle.
+    pub async fn join(self) -> Result<T, JoinError> {
+        self.await
+    }
+
+    /// Cancels the task: it is dropped at its next scheduling point (its
+    /// destructors run, a pool slot it holds is freed). Awaiting the handle
+    /// afterwards gives [`JoinError::Cancelled`], unless it had already finished.
+    pub fn cancel(&self) {
+        if let State::Running(handle) = &self.state {
+            handle.cancel();
+        }
+    }
+}
+
+// The result is never pinned, and glommio's handle is `Unpin`.
+impl<T> Unpin for GreenThread<T> {}
+
+impl<T> Future for GreenThread<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            State::Running(handle) => Pin::new(handle)
+                .poll(cx)
+                .map(|out| out.unwrap_or(Err(JoinError::Cancelled))),
+            State::Done(result) => Poll::Ready(result.take().expect("GreenThread polled after completion")),
+        }
+    }
+}
+
+impl<T> fmt::Debug for GreenThread<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Running(_) => "running",
+            State::Done(_) => "done",
+        };
+        f.debug_struct("GreenThread").field("state", &state).finish()
+    }
+}
+
+/// Starts `fut` as a green thread on the current shard and returns its handle.
+///
+/// A panic inside `fut` is caught: the handle yields [`JoinError::Panicked`]
+/// and the shard keeps running.
+///
+/// # Panics
+///
+/// When called outside a glommio executor (a shard).
+///
+/// # Examples
+///
+/// ```
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let t = shardlet::spawn(async { "hello" });
+/// assert_eq!(t.join().await.unwrap(), "hello");
+/// # }).unwrap();
+/// ```
+pub fn spawn<F>(fut: F) -> GreenThread<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    spawn_in(fut, None)
+}
+
+pub(crate) fn spawn_in<F>(fut: F, pool: Option<u64>) -> GreenThread<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let handle = glommio::spawn_local(Guarded::new(fut, pool)).detach();
+    GreenThread {
+        state: State::Running(handle),
+    }
+}
+
+/// Starts `fut` as a green thread and forgets it (Eventlet's `spawn_n`).
+///
+/// Cheaper than [`spawn`]: there is no result to keep. A panic is caught,
+/// counted (see [`shard::panics`](crate::shard::panics)) and logged at `error`
+/// level through `tracing`, target `shardlet::task`.
+///
+/// # Panics
+///
+/// When called outside a glommio executor (a shard).
+///
+/// # Examples
+///
+/// ```
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let (tx, rx) = flume::bounded(1);
+/// shardlet::spawn_n(async move { tx.send_async(1).await.unwrap() });
+/// assert_eq!(rx.recv_async().await.unwrap(), 1);
+/// # }).unwrap();
+/// ```
+pub fn spawn_n<F>(fut: F)
+where
+    F: Future<Output = ()> + 'static,
+{
+    spawn_n_in(fut, None)
+}
+
+pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
+where
+    F: Future<Output = ()> + 'static,
+{
+    let guarded = Guarded::new(fut, pool);
+    glommio::spawn_local(async move { log_panic(guarded.await) }).detach();
+}
+
+/// Logs the panic of a task nobody waits for.
+pub(crate) fn log_panic(result: Result<(), JoinError>) {
+    if let Err(err) = result {
+        tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "{err}");
+    }
+}

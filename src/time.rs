@@ -1,0 +1,49 @@
+//! `sleep` and `timeout` (Eventlet's `eventlet.sleep` and `Timeout`), on the
+//! shard's io_uring timers.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Suspends the current green thread for `duration`; other tasks run meanwhile.
+///
+/// # Examples
+///
+/// ```
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// shardlet::sleep(std::time::Duration::from_millis(1)).await;
+/// # }).unwrap();
+/// ```
+pub async fn sleep(duration: Duration) {
+    glommio::timer::sleep(duration).await;
+}
+
+/// The deadline of [`timeout`] passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out after {0:?}")]
+pub struct Elapsed(pub Duration);
+
+/// Runs `fut` for at most `duration`. On time-out, `fut` is dropped (its
+/// destructors run) and [`Elapsed`] is returned.
+///
+/// # Errors
+///
+/// [`Elapsed`] when the deadline passes first.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shardlet::{sleep, timeout};
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// assert_eq!(timeout(Duration::from_secs(1), async { 5 }).await, Ok(5));
+/// let slow = timeout(Duration::from_millis(1), sleep(Duration::from_secs(60)));
+/// assert!(slow.await.is_err());
+/// # }).unwrap();
+/// ```
+pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    futures_lite::future::or(async { Ok(fut.await) }, async {
+        sleep(duration).await;
+        Err(Elapsed(duration))
+    })
+    .await
+}
