@@ -25,6 +25,9 @@ pub const ENV_SPIN_US: &str = "SHARDLET_SPIN_US";
 /// `SHARDLET_BLOCKING_THREADS`: threads in the pool behind [`blocking`](crate::blocking).
 pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
 
+/// `SHARDLET_MAILBOX`: capacity of each shard's cross-shard inbox, in messages.
+pub const ENV_MAILBOX: &str = "SHARDLET_MAILBOX";
+
 /// Eventlet's default `GreenPool` size.
 pub const DEFAULT_POOL_SIZE: usize = 1000;
 /// Default number of threads behind [`blocking`](crate::blocking).
@@ -79,6 +82,7 @@ pub struct Config {
     io_memory: Option<usize>,
     spin: Duration,
     blocking_threads: usize,
+    mailbox: usize,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             io_memory: None,
             spin: Duration::ZERO,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
+            mailbox: crate::mesh::DEFAULT_MAILBOX,
         }
     }
 }
@@ -157,6 +162,9 @@ impl Config {
         if let Some(v) = get(ENV_BLOCKING_THREADS) {
             config.blocking_threads = positive(ENV_BLOCKING_THREADS, &v)?;
         }
+        if let Some(v) = get(ENV_MAILBOX) {
+            config.mailbox = positive(ENV_MAILBOX, &v)?;
+        }
         Ok(config)
     }
 
@@ -207,6 +215,13 @@ impl Config {
         self
     }
 
+    /// Sets the capacity of each shard's cross-shard inbox (`SHARDLET_MAILBOX`).
+    /// Default: 1024 messages.
+    pub fn with_mailbox(mut self, messages: usize) -> Self {
+        self.mailbox = messages;
+        self
+    }
+
     /// The requested shard count, if one was set.
     pub fn shards(&self) -> Option<usize> {
         self.shards
@@ -240,6 +255,11 @@ impl Config {
     /// Threads behind [`blocking`](crate::blocking).
     pub fn blocking_threads(&self) -> usize {
         self.blocking_threads
+    }
+
+    /// Capacity of each shard's cross-shard inbox.
+    pub fn mailbox(&self) -> usize {
+        self.mailbox
     }
 
     /// Checks every setting against this machine and decides where each shard
@@ -297,6 +317,7 @@ impl Config {
         for (var, value) in [
             (ENV_POOL_SIZE, self.pool_size),
             (ENV_BLOCKING_THREADS, self.blocking_threads),
+            (ENV_MAILBOX, self.mailbox),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(var, value, "must be at least 1"));

@@ -43,6 +43,7 @@ mod config;
 mod cpulist;
 mod imap;
 mod memlock;
+mod mesh;
 mod pile;
 mod pool;
 mod runtime;
@@ -55,10 +56,11 @@ mod time;
 pub use blocking::blocking;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, ENV_BLOCKING_THREADS,
-    ENV_CPUS, ENV_IO_MEMORY, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
+    ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
 };
 pub use imap::{Imap, StarFn};
 pub use memlock::MemlockError;
+pub use mesh::{broadcast, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use pile::GreenPile;
 pub use pool::GreenPool;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};

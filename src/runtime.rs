@@ -20,6 +20,7 @@ use crate::blocking::BlockingPool;
 use crate::catch::{panic_message, Guarded};
 use crate::config::{Config, ConfigError, ShardPlan};
 use crate::memlock::{Memlock, MemlockError};
+use crate::mesh::{self, Inbox, Mesh};
 use crate::shard::{self, ShardContext};
 use crate::stop::Stopper;
 use crate::task::JoinError;
@@ -152,13 +153,15 @@ impl Runtime {
         let blocking = BlockingPool::new(self.config.blocking_threads());
         let stopper = Stopper::new();
         let (report, outcomes) = flume::bounded(shards);
+        let (mesh, inboxes) = Mesh::new(shards, self.config.mailbox());
         let mut handle = RuntimeHandle {
             threads: Vec::with_capacity(shards),
             outcomes,
             stopper: stopper.clone(),
+            mesh: mesh.clone(),
             shards,
         };
-        for id in 0..shards {
+        for (id, inbox) in inboxes.into_iter().enumerate() {
             let shard = ShardSpec {
                 id,
                 count: shards,
@@ -167,6 +170,8 @@ impl Runtime {
                 config: self.config.clone(),
                 stopper: stopper.clone(),
                 blocking: blocking.clone(),
+                mesh: mesh.clone(),
+                inbox,
             };
             let (entry, report) = (entry.clone(), report.clone());
             let spawned = std::thread::Builder::new()
@@ -233,6 +238,8 @@ struct ShardSpec {
     config: Arc<Config>,
     stopper: Stopper,
     blocking: Arc<BlockingPool>,
+    mesh: Mesh,
+    inbox: Inbox,
 }
 
 impl ShardSpec {
@@ -258,7 +265,9 @@ impl ShardSpec {
             config: self.config,
             stopper: self.stopper,
             blocking: self.blocking,
+            mesh: self.mesh,
         });
+        let inbox = self.inbox;
         let executor = builder.make().map_err(|err| RuntimeError::ShardStart {
             shard: id,
             cpu,
@@ -266,7 +275,10 @@ impl ShardSpec {
         })?;
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
         let outcome = executor.run(future::or(
-            async { Some(Guarded::new(entry(), None).await) },
+            async {
+                crate::task::spawn_n(mesh::drain(inbox));
+                Some(Guarded::new(entry(), None).await)
+            },
             async {
                 stopper.grace_over().await;
                 None
@@ -295,10 +307,16 @@ pub struct RuntimeHandle<T> {
     threads: Vec<JoinHandle<()>>,
     outcomes: flume::Receiver<(usize, Result<T, RuntimeError>)>,
     stopper: Stopper,
+    mesh: Mesh,
     shards: usize,
 }
 
 impl<T> RuntimeHandle<T> {
+    /// The cross-shard mesh, to hand work to the shards from a host thread.
+    pub fn mesh(&self) -> Mesh {
+        self.mesh.clone()
+    }
+
     /// A cloneable, `Send` stop handle, for another thread of the host.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
