@@ -42,6 +42,7 @@ fn main() {
     let parked = submit_round_trips(pair, Duration::ZERO, ROUND_TRIPS / scale);
     let spinning = submit_round_trips(pair, Duration::from_micros(50), ROUND_TRIPS / scale);
     let throughput = mailbox_throughput(pair, MESSAGES / scale);
+    let limits = limit_costs(pair, LIMIT_OPS / scale);
 
     let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
     let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
@@ -67,6 +68,89 @@ fn main() {
         "{:<44} {:>10.0} msgs/s one-way (spawn_on, batched drain)",
         "mailbox throughput", throughput
     );
+    println!(
+        "\n{:<44} {:>10} {:>14}",
+        "limit (ns per task or op)", "ns", "ratio to local"
+    );
+    let local = limits.local_pile;
+    for (name, ns) in [
+        ("pile task, local GreenPool slot", limits.local_pile),
+        ("pile task, GlobalLimit permit, 1 shard", limits.global_pile),
+        ("GlobalLimit acquire+release, 1 shard", limits.global_uncontended),
+        (
+            "GlobalLimit acquire+release, 2 shards, size 1",
+            limits.global_contended,
+        ),
+    ] {
+        println!("{:<44} {:>10.1} {:>14.2}", name, ns, ns / local);
+    }
+}
+
+const LIMIT_OPS: u64 = 200_000;
+
+struct LimitCosts {
+    local_pile: f64,
+    global_pile: f64,
+    global_uncontended: f64,
+    global_contended: f64,
+}
+
+/// Per-task cost of a pile bound to a local pool and to a GlobalLimit, and
+/// per-op cost of a GlobalLimit acquire+release alone and under contention.
+fn limit_costs(pair: (usize, usize), n: u64) -> LimitCosts {
+    let per = |d: Duration, n: u64| d.as_nanos() as f64 / n as f64;
+    let (local_pile, global_pile, global_uncontended) = on_shard0(pair, Duration::ZERO, move || async move {
+        use futures_lite::StreamExt;
+        const BATCH: u64 = 1000;
+        let pool = shardlet::GreenPool::new(BATCH as usize);
+        let global = shardlet::GlobalLimit::new(BATCH as usize);
+        let start = Instant::now();
+        for _ in 0..n / BATCH {
+            let mut pile = shardlet::GreenPile::new(&pool);
+            for i in 0..BATCH {
+                pile.spawn(async move { i }).await;
+            }
+            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
+        }
+        let local = per(start.elapsed(), n);
+        let start = Instant::now();
+        for _ in 0..n / BATCH {
+            let mut pile = shardlet::GreenPile::new(&global);
+            for i in 0..BATCH {
+                pile.spawn(async move { i }).await;
+            }
+            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
+        }
+        let global_pile = per(start.elapsed(), n);
+        let start = Instant::now();
+        for _ in 0..n {
+            drop(global.acquire().await);
+        }
+        (local, global_pile, per(start.elapsed(), n))
+    });
+    // Contended: both shards take and give back the single permit as fast as they can.
+    let limit = shardlet::GlobalLimit::new(1);
+    let elapsed = runtime(pair, Duration::ZERO)
+        .run(move || {
+            let limit = limit.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let permit = limit.acquire().await;
+                    glommio::executor().yield_task_queue_now().await; // hold it across a yield
+                    drop(permit);
+                }
+                start.elapsed()
+            }
+        })
+        .expect("runtime failed");
+    let slowest = elapsed.into_iter().max().unwrap_or_default();
+    LimitCosts {
+        local_pile,
+        global_pile,
+        global_uncontended,
+        global_contended: per(slowest, 2 * n),
+    }
 }
 
 fn pin(cpu: usize) {
