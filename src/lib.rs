@@ -64,7 +64,7 @@ pub use fanout::{FanoutPile, Spread};
 pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use imap::{Imap, StarFn};
 pub use memlock::MemlockError;
-pub use mesh::{broadcast, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
+pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};

@@ -13,11 +13,18 @@
 //!   first) reports itself when it is dropped — `submit_to` callers get
 //!   [`MeshError::ShardGone`], and fire-and-forget messages are counted
 //!   ([`Mesh::dropped`]) and logged through `tracing`.
+//! - Closing an inbox when its shard ends: flume keeps queued messages alive
+//!   as long as any *sender* lives, so the shard empties its inbox itself.
+//!   Senders announce themselves (`sending += 1`) before they look at
+//!   `closed`; the closing shard sets `closed`, then drains until no sender
+//!   is mid-send, then drops its receiver. A sender either sees `closed` and
+//!   fails at once, or its message is drained (and reported) by the closer.
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering::{self, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use crate::catch::Guarded;
@@ -41,8 +48,17 @@ where
 {
     fn run(self: Box<Self>) {
         let f = self.0;
+        let ending = RemoteJobs::ending();
+        let live = RemoteJobs::enter();
         // Call `f` inside the task, so a panic in it is caught like any other.
-        task::spawn_n(async move { f().await });
+        task::spawn_n(async move {
+            let _live = live;
+            futures_lite::future::or(f(), async move {
+                // The shard is ending: drop `f`'s future (and what it owes other shards).
+                let _ = ending.recv_async().await;
+            })
+            .await
+        });
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
@@ -147,8 +163,34 @@ impl<F> TrySpawnError<F> {
 /// ```
 #[derive(Clone)]
 pub struct Mesh {
-    inboxes: Arc<[flume::Sender<Envelope>]>,
+    inboxes: Arc<[InboxTx]>,
     dropped: Arc<AtomicU64>,
+}
+
+/// The sending side of one shard's inbox.
+struct InboxTx {
+    tx: flume::Sender<Envelope>,
+    closed: AtomicBool,
+    /// Senders between their `closed` check and the end of their send.
+    sending: AtomicUsize,
+}
+
+/// Counts a sender in for the length of one send.
+struct Sending<'a>(&'a InboxTx);
+
+impl InboxTx {
+    /// Announces a send, or `None` if the inbox is closed.
+    fn enter(&self) -> Option<Sending<'_>> {
+        self.sending.fetch_add(1, SeqCst);
+        let guard = Sending(self);
+        (!self.closed.load(SeqCst)).then_some(guard)
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, SeqCst);
+    }
 }
 
 /// The receiving end of one shard's inbox.
@@ -159,7 +201,14 @@ impl Mesh {
     pub(crate) fn new(shards: usize, capacity: usize) -> (Mesh, Vec<Inbox>) {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(capacity)).unzip();
         let mesh = Mesh {
-            inboxes: senders.into(),
+            inboxes: senders
+                .into_iter()
+                .map(|tx| InboxTx {
+                    tx,
+                    closed: AtomicBool::new(false),
+                    sending: AtomicUsize::new(0),
+                })
+                .collect(),
             dropped: Arc::new(AtomicU64::new(0)),
         };
         (mesh, receivers)
@@ -170,14 +219,15 @@ impl Mesh {
         self.inboxes.len()
     }
 
-    /// Messages dropped unrun because their shard had stopped.
+    /// Messages dropped unrun because their shard had stopped (`submit_to`
+    /// ones included, whose callers also got [`MeshError::ShardGone`]).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
     /// Messages waiting in `shard`'s inbox now (0 for an unknown shard).
     pub fn queued(&self, shard: usize) -> usize {
-        self.inboxes.get(shard).map_or(0, flume::Sender::len)
+        self.inboxes.get(shard).map_or(0, |inbox| inbox.tx.len())
     }
 
     fn envelope<F, Fut>(&self, shard: usize, f: F) -> Envelope
@@ -192,7 +242,22 @@ impl Mesh {
         }
     }
 
-    fn inbox(&self, shard: usize) -> Result<&flume::Sender<Envelope>, MeshError> {
+    /// Called by a shard as it ends: no message stays behind in its inbox.
+    pub(crate) fn close(&self, shard: usize, inbox: Inbox) {
+        let Some(tx) = self.inboxes.get(shard) else { return };
+        tx.closed.store(true, SeqCst);
+        loop {
+            // Dropping a drained envelope reports it (see `Envelope`'s Drop).
+            inbox.drain().for_each(drop);
+            if tx.sending.load(SeqCst) == 0 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        inbox.drain().for_each(drop);
+    }
+
+    fn inbox(&self, shard: usize) -> Result<&InboxTx, MeshError> {
         self.inboxes.get(shard).ok_or(MeshError::NoSuchShard {
             shard,
             count: self.shards(),
@@ -211,11 +276,15 @@ impl Mesh {
         Fut: Future<Output = ()> + 'static,
     {
         let inbox = self.inbox(shard)?;
+        let gone = MeshError::ShardGone { shard };
+        let Some(_sending) = inbox.enter() else {
+            return Err(gone);
+        };
         let envelope = self.envelope(shard, f);
-        inbox.send_async(envelope).await.map_err(|err| {
+        inbox.tx.send_async(envelope).await.map_err(|err| {
             // Reported to the caller here, so not counted as dropped.
             drop(err.into_inner().into_closure::<F>());
-            MeshError::ShardGone { shard }
+            gone
         })
     }
 
@@ -232,10 +301,16 @@ impl Mesh {
         let Some(inbox) = self.inboxes.get(shard) else {
             return Err(TrySpawnError::NoSuchShard(f));
         };
-        inbox.try_send(self.envelope(shard, f)).map_err(|err| match err {
-            flume::TrySendError::Full(e) => TrySpawnError::Full(e.into_closure()),
-            flume::TrySendError::Disconnected(e) => TrySpawnError::Gone(e.into_closure()),
-        })
+        let Some(_sending) = inbox.enter() else {
+            return Err(TrySpawnError::Gone(f));
+        };
+        inbox
+            .tx
+            .try_send(self.envelope(shard, f))
+            .map_err(|err| match err {
+                flume::TrySendError::Full(e) => TrySpawnError::Full(e.into_closure()),
+                flume::TrySendError::Disconnected(e) => TrySpawnError::Gone(e.into_closure()),
+            })
     }
 
     /// Runs `f()` on `shard` and returns its result.
@@ -328,6 +403,66 @@ impl fmt::Debug for Mesh {
     }
 }
 
+thread_local! {
+    /// Remote jobs running on this shard, and the signal that ends them.
+    static REMOTE: RemoteJobs = RemoteJobs::new();
+}
+
+/// The tasks this shard runs for other shards.
+///
+/// glommio does not drop a task that is still waiting (on a timer, on I/O)
+/// when its executor ends, so a remote task left behind would keep a reply
+/// channel (or a [`GlobalPermit`](crate::GlobalPermit)) alive forever and
+/// hang the shard that waits for it. Before a shard's executor ends, the
+/// runtime calls [`end_remote_jobs`]: every remote task is dropped while the
+/// executor still runs, and its waiting caller gets [`MeshError::ShardGone`].
+struct RemoteJobs {
+    live: std::cell::Cell<usize>,
+    end: std::cell::RefCell<Option<flume::Sender<()>>>,
+    ending: flume::Receiver<()>,
+}
+
+/// Counts one remote task as live until dropped.
+struct Live;
+
+impl RemoteJobs {
+    fn new() -> Self {
+        let (end, ending) = flume::bounded(1);
+        RemoteJobs {
+            live: std::cell::Cell::new(0),
+            end: std::cell::RefCell::new(Some(end)),
+            ending,
+        }
+    }
+
+    fn ending() -> flume::Receiver<()> {
+        REMOTE.with(|r| r.ending.clone())
+    }
+
+    fn enter() -> Live {
+        REMOTE.with(|r| r.live.set(r.live.get() + 1));
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = REMOTE.try_with(|r| r.live.set(r.live.get() - 1));
+    }
+}
+
+/// Ends every remote task on this shard and waits (briefly) until they are gone.
+pub(crate) async fn end_remote_jobs() {
+    REMOTE.with(|r| r.end.borrow_mut().take());
+    for _ in 0..1000 {
+        if REMOTE.with(|r| r.live.get()) == 0 {
+            return;
+        }
+        glommio::executor().yield_task_queue_now().await;
+    }
+    tracing::warn!(target: "shardlet::mesh", "remote tasks still running as the shard ends");
+}
+
 /// A shard's inbox loop: runs every message, all queued ones per wake-up.
 pub(crate) async fn drain(inbox: Inbox) {
     while let Ok(first) = inbox.recv_async().await {
@@ -403,4 +538,22 @@ where
     T: Send + 'static,
 {
     current().broadcast(f).await
+}
+
+/// [`Mesh::map_reduce`] through the current runtime's mesh.
+///
+/// # Errors
+///
+/// See [`Mesh::map_reduce`].
+///
+/// # Panics
+///
+/// Outside a shard of a shardlet [`Runtime`](crate::Runtime).
+pub async fn map_reduce<F, Fut, T, R>(map: F, init: R, reduce: impl FnMut(R, T) -> R) -> Result<R, MeshError>
+where
+    F: Fn() -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    current().map_reduce(map, init, reduce).await
 }
