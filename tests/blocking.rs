@@ -1,0 +1,189 @@
+//! `blocking`: the result comes back, a panic comes back as `Err` (never a
+//! hang), the shard keeps running other tasks meanwhile, and the pool is
+//! sized by `SHARDLET_BLOCKING_THREADS` and shared by the runtime's shards.
+
+mod util;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shardlet::{blocking, sleep, spawn, timeout, JoinError};
+use util::{config, run1, run_with, wait_until, Counter, Gate};
+
+#[test]
+fn returns_the_closures_result_from_another_thread() {
+    run1(|| async {
+        let shard_thread = std::thread::current().id();
+        let (value, thread, name) = blocking(|| {
+            let me = std::thread::current();
+            (21 * 2, me.id(), me.name().map(str::to_owned))
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 42);
+        assert_ne!(thread, shard_thread, "ran on the shard thread");
+        assert!(name.unwrap_or_default().starts_with("shardlet-blocking-"));
+    });
+}
+
+#[test]
+fn std_file_io() {
+    run1(|| async {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let text = blocking(move || std::fs::read_to_string(path))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.contains("name = \"shardlet\""));
+    });
+}
+
+#[test]
+fn a_panic_comes_back_as_an_err() {
+    run1(|| async {
+        let got = timeout(
+            Duration::from_secs(5),
+            blocking(|| -> u32 { panic!("legacy library exploded") }),
+        )
+        .await
+        .expect("the caller hung on a panicking closure");
+        let Err(JoinError::Panicked { message, location }) = got else {
+            panic!("expected a panic, got {got:?}")
+        };
+        assert_eq!(message, "legacy library exploded");
+        assert!(location.unwrap_or_default().contains("blocking.rs"));
+    });
+}
+
+#[test]
+fn the_pool_thread_survives_a_panic() {
+    // One thread: if a panic killed it, the next call would never run.
+    run_with(config(1).with_blocking_threads(1), || async {
+        for i in 0..3 {
+            let got = blocking(move || -> i32 { panic!("panic {i}") }).await;
+            assert!(got.unwrap_err().is_panic());
+        }
+        let next = timeout(Duration::from_secs(5), blocking(|| "alive")).await;
+        assert_eq!(next, Ok(Ok("alive")));
+    });
+}
+
+#[test]
+fn the_shard_keeps_running_while_a_blocking_call_sleeps() {
+    run1(|| async {
+        let ticks = Counter::new();
+        let stop = Gate::new();
+        let ticker = spawn({
+            let (ticks, stop) = (ticks.clone(), stop.clone());
+            async move {
+                while !stop.is_open() {
+                    ticks.inc();
+                    sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        wait_until("the ticker runs", || ticks.get() > 0).await;
+        let before = ticks.get();
+        let start = Instant::now();
+        blocking(|| std::thread::sleep(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        let during = ticks.get() - before;
+        stop.open();
+        ticker.await.unwrap();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(during >= 20, "the shard stalled: {during} ticks in {took:?}");
+    });
+}
+
+#[test]
+fn at_most_blocking_threads_calls_run_at_once() {
+    run_with(config(1).with_blocking_threads(2), || async {
+        let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let (now, max) = (now.clone(), max.clone());
+                spawn(blocking(move || {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        assert_eq!(max.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn one_pool_per_runtime_shared_by_its_shards() {
+    let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (now.clone(), max.clone());
+    run_with(config(2).with_blocking_threads(1), move || {
+        let (now, max) = (n.clone(), m.clone());
+        async move {
+            for _ in 0..3 {
+                let (now, max) = (now.clone(), max.clone());
+                blocking(move || {
+                    let k = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(k, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(10));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+                .unwrap();
+            }
+        }
+    });
+    assert_eq!(
+        max.load(Ordering::SeqCst),
+        1,
+        "two blocking calls ran at once with one thread"
+    );
+}
+
+#[test]
+fn a_call_whose_caller_gave_up_still_runs_to_completion() {
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = finished.clone();
+    run1(move || {
+        let flag = flag.clone();
+        async move {
+            let f = flag.clone();
+            let gave_up = timeout(
+                Duration::from_millis(10),
+                blocking(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    f.store(true, Ordering::SeqCst);
+                }),
+            )
+            .await;
+            assert!(gave_up.is_err());
+            wait_until("the abandoned call finishes", || flag.load(Ordering::SeqCst)).await;
+        }
+    });
+    assert!(finished.load(Ordering::SeqCst));
+}
+
+#[test]
+fn works_on_a_plain_glommio_executor() {
+    // Not started by a shardlet runtime: a process-wide pool takes the job.
+    let got = std::thread::spawn(|| {
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(util::IO_MEMORY)
+            .make()
+            .unwrap();
+        executor.run(async {
+            let panic = blocking(|| -> () { panic!("outside") }).await;
+            (blocking(|| 7).await, panic.unwrap_err().is_panic())
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, (Ok(7), true));
+}

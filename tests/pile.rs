@@ -1,0 +1,313 @@
+//! `GreenPile`: results in spawn order, an empty pile ends at once, a
+//! consumer that stops waiting loses no result, panics as `Err` at their
+//! position, the in-flight bound of a pile on a shared pool, `with_size`.
+
+mod util;
+
+use std::time::Duration;
+
+use futures_lite::Stream;
+use futures_lite::StreamExt;
+use shardlet::{sleep, spawn, timeout, GreenPile, GreenPool, JoinError, PileBound};
+use util::{run1, settle, wait_until, Counter, Gate, Meter};
+
+/// The pool behind a pool-bound pile.
+fn pool_of<T: 'static>(pile: &GreenPile<T>) -> GreenPool {
+    match pile.bound() {
+        PileBound::Pool(pool) => pool.clone(),
+        other => panic!("not bound to a pool: {other:?}"),
+    }
+}
+
+#[test]
+fn results_in_spawn_order_under_random_sleeps() {
+    let seed = fastrand::u64(..);
+    run1(move || async move {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut pile = GreenPile::with_size(8);
+        for i in 0..60u64 {
+            let ms = rng.u64(0..5);
+            pile.spawn(async move {
+                sleep(Duration::from_millis(ms)).await;
+                i
+            })
+            .await;
+        }
+        let got: Vec<u64> = pile.map(Result::unwrap).collect().await;
+        assert_eq!(got, (0..60).collect::<Vec<_>>(), "seed {seed}");
+    });
+}
+
+#[test]
+fn collect_and_join_like_eventlet() {
+    run1(|| async {
+        let pool = GreenPool::new(4);
+        let mut pile = GreenPile::new(&pool);
+        for name in ["x", "y", "z"] {
+            pile.spawn(async move {
+                // The last one spawned finishes first.
+                let ms = u64::from(b'z' - name.as_bytes()[0]) * 3;
+                sleep(Duration::from_millis(ms)).await;
+                format!("title of {name}")
+            })
+            .await;
+        }
+        assert_eq!((pile.len(), pile.is_empty()), (3, false));
+        assert_eq!(pile.size_hint(), (3, Some(3)));
+        let titles: Vec<String> = pile.map(Result::unwrap).collect().await;
+        assert_eq!(titles.join("\n"), "title of x\ntitle of y\ntitle of z");
+    });
+}
+
+#[test]
+fn an_empty_pile_ends_at_once() {
+    run1(|| async {
+        let mut pile: GreenPile<u8> = GreenPile::with_size(2);
+        assert!(pile.is_empty());
+        assert_eq!(timeout(Duration::from_millis(500), pile.next()).await, Ok(None));
+        // Usable again after it ended.
+        pile.spawn(async { 9 }).await;
+        assert_eq!(
+            timeout(Duration::from_millis(500), pile.next()).await,
+            Ok(Some(Ok(9)))
+        );
+        assert_eq!(timeout(Duration::from_millis(500), pile.next()).await, Ok(None));
+    });
+}
+
+#[test]
+fn a_timeout_around_next_loses_no_result() {
+    run1(|| async {
+        let mut pile = GreenPile::with_size(4);
+        let gate = Gate::new();
+        let g = gate.clone();
+        pile.spawn(async move {
+            g.wait().await;
+            "slow head"
+        })
+        .await;
+        pile.spawn(async { "fast second" }).await;
+        for _ in 0..3 {
+            assert!(timeout(Duration::from_millis(5), pile.next()).await.is_err());
+            assert_eq!(pile.len(), 2, "a timed-out next() took a result with it");
+        }
+        gate.open();
+        assert_eq!(pile.next().await, Some(Ok("slow head")));
+        assert_eq!(pile.next().await, Some(Ok("fast second")));
+        assert_eq!(pile.next().await, None);
+    });
+}
+
+#[test]
+fn a_dropped_next_future_loses_no_result() {
+    run1(|| async {
+        let mut pile = GreenPile::with_size(2);
+        let gate = Gate::new();
+        let g = gate.clone();
+        pile.spawn(async move {
+            g.wait().await;
+            1
+        })
+        .await;
+        pile.spawn(async { 2 }).await;
+        settle().await; // the second result is ready, the head is not
+        drop(pile.next()); // never polled
+        {
+            // Polled while the head is pending (registers a waker), then dropped.
+            let mut next = std::pin::pin!(pile.next());
+            assert!(futures_lite::future::poll_once(&mut next).await.is_none());
+        }
+        assert_eq!(pile.len(), 2);
+        gate.open();
+        let all: Vec<i32> = pile.map(Result::unwrap).collect().await;
+        assert_eq!(all, [1, 2]);
+    });
+}
+
+#[test]
+fn a_panic_is_an_err_at_its_position() {
+    run1(|| async {
+        let mut pile = GreenPile::with_size(3);
+        for i in 0..9u32 {
+            pile.spawn(async move {
+                sleep(Duration::from_millis(u64::from(9 - i))).await;
+                if i % 4 == 1 {
+                    panic!("pile item {i}");
+                }
+                i
+            })
+            .await;
+        }
+        let got: Vec<Result<u32, JoinError>> = pile.collect().await;
+        assert_eq!(got.len(), 9);
+        for (i, r) in got.into_iter().enumerate() {
+            if i % 4 == 1 {
+                let Err(JoinError::Panicked { message, .. }) = r else {
+                    panic!("expected a panic at {i}, got {r:?}")
+                };
+                assert_eq!(message, format!("pile item {i}"));
+            } else {
+                assert_eq!(r, Ok(i as u32));
+            }
+        }
+    });
+}
+
+#[test]
+fn a_pile_on_a_shared_pool_respects_its_bound() {
+    run1(|| async {
+        let pool = GreenPool::new(3);
+        let meter = Meter::new();
+        // One slot is held by an unrelated spawn for the first part of the run.
+        let gate = Gate::new();
+        let other = pool
+            .spawn({
+                let (gate, meter) = (gate.clone(), meter.clone());
+                async move {
+                    let _in = meter.enter();
+                    gate.wait().await
+                }
+            })
+            .await;
+        let mut pile = GreenPile::new(&pool);
+        for i in 0..30u64 {
+            let meter = meter.clone();
+            pile.spawn(async move {
+                let _in = meter.enter();
+                sleep(Duration::from_millis(1 + i % 3)).await;
+                i
+            })
+            .await;
+            assert!(pool.running() <= 3);
+            if i == 15 {
+                gate.open();
+            }
+        }
+        let got: Vec<u64> = pile.map(Result::unwrap).collect().await;
+        assert_eq!(got, (0..30).collect::<Vec<_>>());
+        other.await.unwrap();
+        assert_eq!(meter.entered(), 31);
+        assert_eq!(
+            meter.max(),
+            3,
+            "more than the pool's size ran at once (or it never filled)"
+        );
+    });
+}
+
+#[test]
+fn spawn_on_a_full_pool_waits_and_a_given_up_spawn_leaves_no_trace() {
+    run1(|| async {
+        let pool = GreenPool::new(1);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let holder = pool.spawn(async move { g.wait().await }).await;
+        let mut pile = GreenPile::new(&pool);
+        let ran = Counter::new();
+        let r = ran.clone();
+        let gave_up = timeout(Duration::from_millis(10), pile.spawn(async move { r.inc() })).await;
+        assert!(gave_up.is_err(), "spawned into a full pool");
+        assert_eq!((pile.len(), pool.waiting()), (0, 0));
+        gate.open();
+        holder.await.unwrap();
+        let r = ran.clone();
+        pile.spawn(async move { r.inc() }).await;
+        assert_eq!(pile.next().await, Some(Ok(())));
+        assert_eq!(ran.get(), 1, "the given-up spawn ran anyway");
+    });
+}
+
+#[test]
+fn with_size_owns_its_pool() {
+    run1(|| async {
+        // A full, unrelated pool does not hold the pile up.
+        let busy = GreenPool::new(1);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let holder = busy.spawn(async move { g.wait().await }).await;
+
+        let mut pile = GreenPile::with_size(2);
+        assert_eq!(pool_of(&pile).size(), 2);
+        let meter = Meter::new();
+        for i in 0..10 {
+            let meter = meter.clone();
+            pile.spawn(async move {
+                let _in = meter.enter();
+                sleep(Duration::from_millis(1)).await;
+                i
+            })
+            .await;
+        }
+        let got: Vec<i32> = timeout(Duration::from_secs(5), pile.map(Result::unwrap).collect())
+            .await
+            .unwrap();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        assert_eq!(meter.max(), 2);
+        gate.open();
+        holder.await.unwrap();
+    });
+}
+
+#[test]
+#[should_panic(expected = "at least 1")]
+fn with_size_zero_panics() {
+    let _: GreenPile<()> = GreenPile::with_size(0);
+}
+
+#[test]
+fn dropping_a_pile_detaches_its_tasks() {
+    run1(|| async {
+        let done = Counter::new();
+        let gate = Gate::new();
+        let mut pile = GreenPile::with_size(4);
+        for _ in 0..3 {
+            let (done, gate) = (done.clone(), gate.clone());
+            pile.spawn(async move {
+                gate.wait().await;
+                done.inc();
+            })
+            .await;
+        }
+        let pool = pool_of(&pile);
+        drop(pile);
+        gate.open();
+        wait_until("the detached tasks finish", || done.get() == 3).await;
+        wait_until("their slots are free", || pool.running() == 0).await;
+    });
+}
+
+#[test]
+fn a_pile_filled_by_a_member_of_its_full_pool_does_not_deadlock() {
+    run1(|| async {
+        let pool = GreenPool::new(1);
+        let p = pool.clone();
+        let task = pool
+            .spawn(async move {
+                let mut pile = GreenPile::new(&p);
+                for i in 0..4 {
+                    pile.spawn(async move { i * 2 }).await;
+                }
+                pile.map(Result::unwrap).collect::<Vec<_>>().await
+            })
+            .await;
+        let got = timeout(Duration::from_secs(5), task).await.expect("deadlock");
+        assert_eq!(got, Ok(vec![0, 2, 4, 6]));
+    });
+}
+
+#[test]
+fn a_pile_consumed_by_another_green_thread() {
+    run1(|| async {
+        let mut pile = GreenPile::with_size(2);
+        for i in 0..5 {
+            pile.spawn(async move { i }).await;
+        }
+        let consumer = spawn(async move { pile.map(Result::unwrap).collect::<Vec<_>>().await });
+        assert_eq!(consumer.await, Ok(vec![0, 1, 2, 3, 4]));
+    });
+}
+
+#[test]
+fn piles_are_shard_local() {
+    assert_not_send!(GreenPile<u32>);
+}

@@ -1,0 +1,254 @@
+//! Helpers shared by the integration tests: runtimes sized for a small
+//! machine, a time bound around every test body, and small shard-local tools
+//! (a gate to hold tasks, a meter that counts how many run at once, a
+//! bounded `wait_until`).
+//!
+//! Each test file does `mod util;` and uses a subset, hence the `dead_code`
+//! allowance.
+
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use shardlet::{Config, Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};
+
+/// The longest any one test body may run before it is failed.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Small io_uring buffers per shard: the tests do no file I/O, and many
+/// runtimes run side by side.
+pub const IO_MEMORY: usize = 256 << 10;
+
+/// An unpinned configuration with `shards` shards: works on a 1-CPU machine.
+pub fn config(shards: usize) -> Config {
+    Config::default()
+        .with_shards(shards)
+        .with_pin(false)
+        .with_io_memory(IO_MEMORY)
+}
+
+/// The number of CPUs this test process may use (at least 1).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `entry` on one shard and returns its value. The body is bounded by
+/// [`LIMIT`]; a panic (a failed assertion) in it fails the test with its message.
+pub fn run1<F, Fut, T>(entry: F) -> T
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    run_with(config(1), entry).pop().expect("one shard, one result")
+}
+
+/// Runs `entry` on two unpinned shards; the results in shard order.
+pub fn run2<F, Fut, T>(entry: F) -> Vec<T>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    run_with(config(2), entry)
+}
+
+/// Runs `entry` on every shard of `config`, each body bounded by [`LIMIT`].
+pub fn run_with<F, Fut, T>(config: Config, entry: F) -> Vec<T>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let runtime = Runtime::new(config).unwrap_or_else(|e| panic!("cannot build the runtime: {e}"));
+    let handle = runtime
+        .start(move || bounded(entry()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Bounded from the outside too: a runtime that never reports fails the test.
+    let (result, _) = join_within(handle, LIMIT + FAILURE_GRACE + Duration::from_secs(5));
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `fut`, failed (by a panic) if it runs longer than [`LIMIT`].
+pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
+    match shardlet::timeout(LIMIT, fut).await {
+        Ok(value) => value,
+        Err(elapsed) => panic!("test body did not finish: {elapsed}"),
+    }
+}
+
+/// Joins `handle` on a helper thread and fails the test if that takes longer
+/// than `limit` (a hang becomes a failure, not a stuck test run).
+pub fn join_within<T: Send + 'static>(
+    handle: RuntimeHandle<T>,
+    limit: Duration,
+) -> (Result<Vec<T>, RuntimeError>, Duration) {
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(handle.join());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(result) => (result, start.elapsed()),
+        Err(_) => panic!("RuntimeHandle::join did not return within {limit:?}"),
+    }
+}
+
+/// Polls `cond` (yielding, then sleeping 1 ms) until it holds; panics naming
+/// `what` if it does not within 5 s.
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut spins = 0u32;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        if spins < 64 {
+            futures_lite::future::yield_now().await;
+            spins += 1;
+        } else {
+            shardlet::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Lets every ready task on this shard run a few times.
+pub async fn settle() {
+    for _ in 0..32 {
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// A one-shot gate: tasks `wait()` until someone calls `open()`. Shard-local.
+#[derive(Clone)]
+pub struct Gate {
+    open: Rc<RefCell<Option<flume::Sender<()>>>>,
+    rx: flume::Receiver<()>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        let (tx, rx) = flume::bounded(1);
+        Gate {
+            open: Rc::new(RefCell::new(Some(tx))),
+            rx,
+        }
+    }
+
+    /// Releases every current and future waiter.
+    pub fn open(&self) {
+        self.open.borrow_mut().take();
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.rx.is_disconnected()
+    }
+
+    pub async fn wait(&self) {
+        let _ = self.rx.recv_async().await;
+    }
+}
+
+/// Counts how many tasks are inside a section at once (and the most ever).
+#[derive(Clone, Default)]
+pub struct Meter {
+    inner: Rc<MeterInner>,
+}
+
+#[derive(Default)]
+struct MeterInner {
+    now: Cell<usize>,
+    max: Cell<usize>,
+    entered: Cell<usize>,
+    left: Cell<usize>,
+}
+
+impl Meter {
+    pub fn new() -> Self {
+        Meter::default()
+    }
+
+    /// Marks one task inside until the guard drops (also on panic or cancel).
+    pub fn enter(&self) -> Inside {
+        let m = &self.inner;
+        m.now.set(m.now.get() + 1);
+        m.max.set(m.max.get().max(m.now.get()));
+        m.entered.set(m.entered.get() + 1);
+        Inside { meter: self.clone() }
+    }
+
+    pub fn now(&self) -> usize {
+        self.inner.now.get()
+    }
+
+    pub fn max(&self) -> usize {
+        self.inner.max.get()
+    }
+
+    pub fn entered(&self) -> usize {
+        self.inner.entered.get()
+    }
+
+    pub fn left(&self) -> usize {
+        self.inner.left.get()
+    }
+}
+
+pub struct Inside {
+    meter: Meter,
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let m = &self.meter.inner;
+        m.now.set(m.now.get() - 1);
+        m.left.set(m.left.get() + 1);
+    }
+}
+
+/// A shard-local counter.
+#[derive(Clone, Default)]
+pub struct Counter(Rc<Cell<usize>>);
+
+impl Counter {
+    pub fn new() -> Self {
+        Counter::default()
+    }
+
+    pub fn inc(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.get()
+    }
+}
+
+/// Compile-time check that `T` is *not* `Send`: with a `Send` type the two
+/// blanket impls below make the call ambiguous and the test stops compiling.
+/// (The `static_assertions::assert_not_impl_any!` trick.)
+#[macro_export]
+macro_rules! assert_not_send {
+    ($t:ty) => {{
+        #[allow(dead_code)]
+        trait AmbiguousIfSend<A> {
+            fn some_item() {}
+        }
+        impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+        #[allow(dead_code)]
+        struct Invalid;
+        impl<T: ?Sized + Send> AmbiguousIfSend<Invalid> for T {}
+        let _ = <$t as AmbiguousIfSend<_>>::some_item;
+    }};
+}
+
+/// Compile-time check that `T` is `Send + Sync + 'static`.
+pub fn assert_send_sync<T: Send + Sync + 'static>() {}
