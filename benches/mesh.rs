@@ -41,6 +41,7 @@ fn main() {
     let floor = atomic_ping_pong(pair, ROUND_TRIPS / scale);
     let parked = submit_round_trips(pair, Duration::ZERO, ROUND_TRIPS / scale);
     let spinning = submit_round_trips(pair, Duration::from_micros(50), ROUND_TRIPS / scale);
+    let channel = channel_round_trips(pair, ROUND_TRIPS / scale);
     let throughput = mailbox_throughput(pair, MESSAGES / scale);
     let limits = limit_costs(pair, LIMIT_OPS / scale);
 
@@ -55,6 +56,7 @@ fn main() {
         ("floor: atomic ping-pong between 2 threads", &floor),
         ("submit_to round trip, target parked", &parked),
         ("submit_to round trip, spin 50 µs", &spinning),
+        ("baseline: raw flume ping-pong, polling", &channel),
     ] {
         println!(
             "{:<44} {:>10.2} {:>10.2} {:>9.1}",
@@ -243,6 +245,49 @@ fn submit_round_trips(pair: (usize, usize), spin: Duration, n: u64) -> Histogram
         }
         h
     })
+}
+
+/// Baseline: the same two pinned executors ping-ponging a value over two
+/// raw flume channels, each side polling (try_recv + yield) as the mesh does
+/// while spinning: what the mesh costs on top of its channel.
+fn channel_round_trips((a, b): (usize, usize), n: u64) -> Histogram<u64> {
+    use glommio::{LocalExecutorBuilder, Placement};
+    async fn poll_recv(rx: &flume::Receiver<u64>) -> Option<u64> {
+        loop {
+            match rx.try_recv() {
+                Ok(v) => return Some(v),
+                Err(flume::TryRecvError::Disconnected) => return None,
+                Err(flume::TryRecvError::Empty) => glommio::executor().yield_task_queue_now().await,
+            }
+        }
+    }
+    let (ping_tx, ping_rx) = flume::bounded::<u64>(1);
+    let (pong_tx, pong_rx) = flume::bounded::<u64>(1);
+    let executor = |cpu: usize| LocalExecutorBuilder::new(Placement::Fixed(cpu)).io_memory(256 << 10);
+    let ponger = executor(b)
+        .spawn(move || async move {
+            while let Some(v) = poll_recv(&ping_rx).await {
+                if pong_tx.send(v).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("executor");
+    let pinger = executor(a)
+        .spawn(move || async move {
+            let mut h = histogram();
+            for i in 0..n {
+                let start = Instant::now();
+                ping_tx.send(i).unwrap();
+                poll_recv(&pong_rx).await.unwrap();
+                h.record(start.elapsed().as_nanos() as u64).unwrap();
+            }
+            h
+        })
+        .expect("executor");
+    let h = pinger.join().expect("pinger");
+    ponger.join().expect("ponger");
+    h
 }
 
 /// One-way `spawn_on` messages per second from shard 0 to shard 1.

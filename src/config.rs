@@ -20,7 +20,8 @@ pub const ENV_PIN: &str = "SHARDLET_PIN";
 pub const ENV_POOL_SIZE: &str = "SHARDLET_POOL_SIZE";
 /// `SHARDLET_IO_MEMORY`: io_uring registered-buffer memory per shard (`4M`, `512K`, bytes).
 pub const ENV_IO_MEMORY: &str = "SHARDLET_IO_MEMORY";
-/// `SHARDLET_SPIN_US`: microseconds a shard spins before parking when idle (0 = never).
+/// `SHARDLET_SPIN_US`: microseconds a shard keeps polling after its last work
+/// before it parks (0 = park at once).
 pub const ENV_SPIN_US: &str = "SHARDLET_SPIN_US";
 /// `SHARDLET_BLOCKING_THREADS`: threads in the pool behind [`blocking`](crate::blocking).
 pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
@@ -32,6 +33,8 @@ pub const ENV_MAILBOX: &str = "SHARDLET_MAILBOX";
 pub const DEFAULT_POOL_SIZE: usize = 1000;
 /// Default number of threads behind [`blocking`](crate::blocking).
 pub const DEFAULT_BLOCKING_THREADS: usize = 4;
+/// Default for `SHARDLET_SPIN_US`: 50 µs.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// The smallest io memory glommio accepts per shard.
 pub const MIN_IO_MEMORY: usize = 64 << 10;
 
@@ -93,7 +96,7 @@ impl Default for Config {
             pin: true,
             pool_size: DEFAULT_POOL_SIZE,
             io_memory: None,
-            spin: Duration::ZERO,
+            spin: DEFAULT_SPIN,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
             mailbox: crate::mesh::DEFAULT_MAILBOX,
         }
@@ -201,8 +204,16 @@ impl Config {
         self
     }
 
-    /// Sets how long an idle shard spins before parking (`SHARDLET_SPIN_US`).
-    /// Spinning trades CPU for wake-up latency; it only applies to pinned shards.
+    /// Sets how long a shard keeps polling after its last work before it
+    /// parks (`SHARDLET_SPIN_US`, default 50 µs, zero to park at once).
+    ///
+    /// A parked io_uring executor takes tens of microseconds to wake from
+    /// another thread. While spinning, a pinned shard's executor polls its
+    /// rings instead of parking, and cross-shard calls poll their inbox and
+    /// replies (yielding to other tasks) instead of waiting on a waker: a
+    /// cross-shard round trip then costs about a microsecond. An idle shard
+    /// burns at most this long per burst of work, then parks. (glommio does
+    /// not spin unpinned executors; the cross-shard polling applies to all.)
     pub fn with_spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
         self

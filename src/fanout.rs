@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -17,7 +17,7 @@ use futures_lite::Stream;
 
 use crate::catch::Guarded;
 use crate::global::GlobalLimit;
-use crate::mesh::{Mesh, MeshError};
+use crate::mesh::{self, Mesh, MeshError};
 use crate::task::JoinError;
 
 /// How a [`FanoutPile`] picks the shard for each task.
@@ -30,7 +30,7 @@ pub enum Spread {
     LeastQueued,
 }
 
-type Reply<T> = flume::r#async::RecvFut<'static, Result<T, JoinError>>;
+type Reply<T> = oneshot::AsyncReceiver<Result<T, JoinError>>;
 
 enum Pending<T: 'static> {
     Sent { shard: usize, reply: Reply<T> },
@@ -134,7 +134,7 @@ impl<T: Send + 'static> FanoutPile<T> {
             None => None,
         };
         let shard = self.pick();
-        let (tx, rx) = flume::bounded(1);
+        let (tx, rx) = oneshot::channel();
         let sent = self
             .mesh
             .spawn_on(shard, move || async move {
@@ -146,7 +146,7 @@ impl<T: Send + 'static> FanoutPile<T> {
         self.pending.push_back(match sent {
             Ok(()) => Pending::Sent {
                 shard,
-                reply: rx.into_recv_async(),
+                reply: rx.into_future(),
             },
             Err(err) => Pending::Failed(err),
         });
@@ -181,9 +181,7 @@ impl<T: 'static> Stream for FanoutPile<T> {
                 let shard = *shard;
                 match Pin::new(reply).poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(Ok(value))) => Ok(value),
-                    Poll::Ready(Ok(Err(error))) => Err(MeshError::Task { shard, error }),
-                    Poll::Ready(Err(_)) => Err(MeshError::ShardGone { shard }),
+                    Poll::Ready(result) => mesh::answer(shard, result.ok()),
                 }
             }
         };

@@ -57,8 +57,9 @@ mod time;
 
 pub use blocking::blocking;
 pub use config::{
-    Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, ENV_BLOCKING_THREADS,
-    ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
+    Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN,
+    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS,
+    ENV_SPIN_US,
 };
 pub use fanout::{FanoutPile, Spread};
 pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
