@@ -6,6 +6,15 @@
 //! records which [`GreenPool`](crate::GreenPool) the task belongs to, so a
 //! pool can tell that a spawn comes from one of its own tasks.
 //!
+//! **Ending a shard.** glommio drops the tasks left in its queues when an
+//! executor ends, but not a task that is waiting (on a timer, on I/O): that
+//! one leaks, with its sockets, permits and reply channels. So every guarded
+//! task that returns `Pending` keeps its waker in this thread's registry,
+//! and [`end_tasks`] (run by the runtime while the executor still runs) marks
+//! the shard as ending and wakes them all: each then completes at once as
+//! [`JoinError::Cancelled`], and its future is dropped normally. A task that
+//! finishes on its first poll never touches the registry.
+//!
 //! Panics inside guarded tasks are routed to `tracing` instead of the default
 //! hook's stderr print: a process-wide panic hook, installed once, stays quiet
 //! for them and remembers the location; panics anywhere else go to the hook
@@ -17,7 +26,7 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Once;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crate::task::JoinError;
 
@@ -30,6 +39,77 @@ thread_local! {
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
     /// Panics caught on this thread.
     static PANICS: Cell<u64> = const { Cell::new(0) };
+    /// Wakers of the guarded tasks that are waiting, by slot.
+    static WAITING: RefCell<Registry> = const { RefCell::new(Registry::new()) };
+    /// Set by [`end_tasks`]: every guarded task ends at its next poll.
+    static ENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+struct Registry {
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl Registry {
+    const fn new() -> Self {
+        Registry {
+            wakers: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    /// Records `waker` in `slot` (taking a slot the first time).
+    fn park(&mut self, slot: &mut Option<usize>, waker: &Waker) {
+        match *slot {
+            Some(i) => match &mut self.wakers[i] {
+                Some(old) if old.will_wake(waker) => {}
+                entry => *entry = Some(waker.clone()),
+            },
+            None => {
+                let i = self.free.pop().unwrap_or_else(|| {
+                    self.wakers.push(None);
+                    self.wakers.len() - 1
+                });
+                self.wakers[i] = Some(waker.clone());
+                self.live += 1;
+                *slot = Some(i);
+            }
+        }
+    }
+
+    fn leave(&mut self, slot: usize) {
+        self.wakers[slot] = None;
+        self.free.push(slot);
+        self.live -= 1;
+    }
+}
+
+/// Ends every guarded task still alive on this thread: wakes them so that
+/// each completes as cancelled while the executor still runs (see the module
+/// docs), and waits until they are gone.
+pub(crate) async fn end_tasks() {
+    ENDING.with(|e| e.set(true));
+    for _ in 0..1000 {
+        let wakers: Vec<Waker> = WAITING.with(|w| {
+            w.borrow_mut()
+                .wakers
+                .iter_mut()
+                .filter_map(Option::take)
+                .collect()
+        });
+        wakers.into_iter().for_each(Waker::wake);
+        if WAITING.with(|w| w.borrow().live) == 0 {
+            break;
+        }
+        glommio::executor().yield_task_queue_now().await;
+    }
+    let left = WAITING.with(|w| w.borrow().live);
+    if left > 0 {
+        tracing::warn!(target: "shardlet::runtime", left, "tasks still alive as the shard ends");
+    }
+    ENDING.with(|e| e.set(false));
 }
 
 pin_project_lite::pin_project! {
@@ -38,6 +118,16 @@ pin_project_lite::pin_project! {
         #[pin]
         fut: F,
         pool: Option<u64>,
+        // This task's slot in the registry of waiting tasks, once it has waited.
+        slot: Option<usize>,
+    }
+
+    impl<F> PinnedDrop for Guarded<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(slot) = *this.project().slot {
+                let _ = WAITING.try_with(|w| w.borrow_mut().leave(slot));
+            }
+        }
     }
 }
 
@@ -45,7 +135,11 @@ impl<F: Future> Guarded<F> {
     /// Guards `fut`; `pool` marks it as a member of that pool while it runs.
     pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
         install_hook();
-        Guarded { fut, pool }
+        Guarded {
+            fut,
+            pool,
+            slot: None,
+        }
     }
 }
 
@@ -54,10 +148,17 @@ impl<F: Future> Future for Guarded<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if ENDING.with(|e| e.get()) {
+            return Poll::Ready(Err(JoinError::Cancelled));
+        }
         let _enter = Enter::new(*this.pool);
         let fut = this.fut;
         match panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(poll) => poll.map(Ok),
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => {
+                WAITING.with(|w| w.borrow_mut().park(this.slot, cx.waker()));
+                Poll::Pending
+            }
             Err(payload) => Poll::Ready(Err(caught(&*payload))),
         }
     }

@@ -59,20 +59,9 @@ where
 {
     fn run(self: Box<Self>, cx: &mut Context<'_>) {
         let f = self.0;
-        let ending = RemoteJobs::ending();
-        let live = RemoteJobs::enter();
         // Call `f` inside the guard, so a panic in it is caught like any other.
-        let mut job = Box::pin(Guarded::new(
-            async move {
-                let _live = live;
-                futures_lite::future::or(f(), async move {
-                    // The shard is ending: drop `f`'s future (and what it owes other shards).
-                    let _ = ending.recv_async().await;
-                })
-                .await
-            },
-            None,
-        ));
+        // (The guard also ends the job, should it still wait when the shard ends.)
+        let mut job = Box::pin(Guarded::new(async move { f().await }, None));
         match job.as_mut().poll(cx) {
             Poll::Ready(result) => task::log_panic(result),
             Poll::Pending => {
@@ -395,66 +384,6 @@ impl fmt::Debug for Mesh {
             .field("dropped", &self.dropped())
             .finish()
     }
-}
-
-thread_local! {
-    /// Remote jobs running on this shard, and the signal that ends them.
-    static REMOTE: RemoteJobs = RemoteJobs::new();
-}
-
-/// The tasks this shard runs for other shards.
-///
-/// glommio does not drop a task that is still waiting (on a timer, on I/O)
-/// when its executor ends, so a remote task left behind would keep a reply
-/// channel (or a [`GlobalPermit`](crate::GlobalPermit)) alive forever and
-/// hang the shard that waits for it. Before a shard's executor ends, the
-/// runtime calls [`end_remote_jobs`]: every remote task is dropped while the
-/// executor still runs, and its waiting caller gets [`MeshError::ShardGone`].
-struct RemoteJobs {
-    live: std::cell::Cell<usize>,
-    end: std::cell::RefCell<Option<flume::Sender<()>>>,
-    ending: flume::Receiver<()>,
-}
-
-/// Counts one remote task as live until dropped.
-struct Live;
-
-impl RemoteJobs {
-    fn new() -> Self {
-        let (end, ending) = flume::bounded(1);
-        RemoteJobs {
-            live: std::cell::Cell::new(0),
-            end: std::cell::RefCell::new(Some(end)),
-            ending,
-        }
-    }
-
-    fn ending() -> flume::Receiver<()> {
-        REMOTE.with(|r| r.ending.clone())
-    }
-
-    fn enter() -> Live {
-        REMOTE.with(|r| r.live.set(r.live.get() + 1));
-        Live
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = REMOTE.try_with(|r| r.live.set(r.live.get() - 1));
-    }
-}
-
-/// Ends every remote task on this shard and waits (briefly) until they are gone.
-pub(crate) async fn end_remote_jobs() {
-    REMOTE.with(|r| r.end.borrow_mut().take());
-    for _ in 0..1000 {
-        if REMOTE.with(|r| r.live.get()) == 0 {
-            return;
-        }
-        glommio::executor().yield_task_queue_now().await;
-    }
-    tracing::warn!(target: "shardlet::mesh", "remote tasks still running as the shard ends");
 }
 
 /// A shard's inbox loop: runs every message, all queued ones per wake-up.

@@ -182,18 +182,24 @@ impl Runtime {
                 inbox,
                 finish: Arrival(Some(finish.clone())),
             };
-            let (entry, report) = (entry.clone(), report.clone());
+            let entry = entry.clone();
+            let mut reporter = Reporter {
+                id,
+                tx: Some(report.clone()),
+                stopper: stopper.clone(),
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("shardlet-{id}"))
                 .spawn(move || {
-                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| shard.run(&*entry)))
-                        .unwrap_or_else(|payload| {
-                            Err(RuntimeError::ShardPanicked {
-                                shard: id,
-                                message: panic_message(&*payload),
-                            })
-                        });
-                    let _ = report.send((id, outcome));
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| shard.run(&*entry, &mut reporter)));
+                    // Reports only if the shard did not get to report itself.
+                    reporter.report(Err(RuntimeError::ShardPanicked {
+                        shard: id,
+                        message: match ran {
+                            Err(payload) => panic_message(&*payload),
+                            Ok(()) => "shard ended without reporting".into(),
+                        },
+                    }));
                 });
             match spawned {
                 Ok(thread) => handle.threads.push(thread),
@@ -295,8 +301,28 @@ impl Drop for Arrival {
     }
 }
 
+/// Sends a shard's outcome to the handle, exactly once, as soon as it is
+/// known; a failure also stops the other shards at once.
+struct Reporter<T> {
+    id: usize,
+    tx: Option<flume::Sender<(usize, Result<T, RuntimeError>)>>,
+    stopper: Stopper,
+}
+
+impl<T> Reporter<T> {
+    fn report(&mut self, outcome: Result<T, RuntimeError>) {
+        let Some(tx) = self.tx.take() else { return };
+        if outcome.is_err() {
+            self.stopper.stop(FAILURE_GRACE);
+        }
+        let _ = tx.send((self.id, outcome));
+    }
+}
+
 impl ShardSpec {
-    fn run<F, Fut, T>(self, entry: &F) -> Result<T, RuntimeError>
+    /// Builds the executor and runs the shard: the entry, then serving other
+    /// shards until every entry is over, then ending its tasks.
+    fn run<F, Fut, T>(self, entry: &F, reporter: &mut Reporter<T>)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = T>,
@@ -322,14 +348,19 @@ impl ShardSpec {
         });
         let (mesh, inbox, mut arrival) = (self.mesh, self.inbox, self.finish);
         let finish = arrival.0.clone().expect("a shard arrives once");
-        let executor = builder.make().map_err(|err| RuntimeError::ShardStart {
-            shard: id,
-            cpu,
-            reason: err.to_string(),
-        })?;
+        let executor = match builder.make() {
+            Ok(executor) => executor,
+            Err(err) => {
+                return reporter.report(Err(RuntimeError::ShardStart {
+                    shard: id,
+                    cpu,
+                    reason: err.to_string(),
+                }))
+            }
+        };
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
         let drain = inbox.clone();
-        let outcome = executor.run(async {
+        executor.run(async {
             let outcome = future::or(
                 async {
                     crate::task::spawn_n(mesh::drain(drain));
@@ -341,25 +372,29 @@ impl ShardSpec {
                 },
             )
             .await;
-            // Serve other shards until all entries are over (or the grace ends).
+            reporter.report(outcome_of(id, outcome));
+            // Serve other shards until every entry is over (or the grace ends).
             arrival.arrive();
             future::or(finish.all_done(), stopper.grace_over()).await;
-            mesh::end_remote_jobs().await;
-            outcome
+            crate::catch::end_tasks().await;
         });
-        drop(executor); // drops every task left, and with them their inbox receivers
+        drop(executor);
         mesh.close(id, inbox);
-        match outcome {
-            Some(Ok(value)) => Ok(value),
-            Some(Err(JoinError::Panicked { message, location })) => Err(RuntimeError::ShardPanicked {
-                shard: id,
-                message: match location {
-                    Some(at) => format!("{message} (at {at})"),
-                    None => message,
-                },
-            }),
-            Some(Err(JoinError::Cancelled)) | None => Err(RuntimeError::ShardCancelled { shard: id }),
-        }
+    }
+}
+
+/// What the end of a shard's entry means for the host.
+fn outcome_of<T>(shard: usize, outcome: Option<Result<T, JoinError>>) -> Result<T, RuntimeError> {
+    match outcome {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(JoinError::Panicked { message, location })) => Err(RuntimeError::ShardPanicked {
+            shard,
+            message: match location {
+                Some(at) => format!("{message} (at {at})"),
+                None => message,
+            },
+        }),
+        Some(Err(JoinError::Cancelled)) | None => Err(RuntimeError::ShardCancelled { shard }),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Where am I? The current shard's identity and its stop signal.
 //!
-//! The runtime installs a [`ShardContext`] on each shard thread before the
+//! The runtime installs a shard context on each shard thread before the
 //! entry future runs; these functions read it from any task on that shard.
 
 use std::cell::RefCell;

@@ -79,13 +79,18 @@ impl Stopper {
     }
 
     /// Resolves when the grace period of the stop request runs out (never,
-    /// for a grace too long to represent).
+    /// for a grace too long to represent, unless a later stop shortens it).
     pub(crate) async fn grace_over(&self) {
         self.stopped().await;
-        let deadline = *self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        match deadline {
-            Some(at) => crate::sleep(at.saturating_duration_since(Instant::now())).await,
-            None => std::future::pending().await,
+        // A later stop may bring the deadline forward: look again every 10 ms.
+        const RECHECK: Duration = Duration::from_millis(10);
+        loop {
+            let deadline = *self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let left = deadline.map_or(RECHECK, |at| at.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return;
+            }
+            crate::sleep(left.min(RECHECK)).await;
         }
     }
 }

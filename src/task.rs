@@ -188,9 +188,9 @@ where
     glommio::spawn_local(async move { log_panic(guarded.await) }).detach();
 }
 
-/// Logs the panic of a task nobody waits for.
+/// Logs the panic of a task nobody waits for (a cancel is no news).
 pub(crate) fn log_panic(result: Result<(), JoinError>) {
-    if let Err(err) = result {
+    if let Err(err @ JoinError::Panicked { .. }) = result {
         tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "{err}");
     }
 }
