@@ -104,6 +104,11 @@ pub async fn stopped() {
     }
 }
 
+/// The runtime's stop handle, when on a shardlet shard.
+pub(crate) fn stopper() -> Option<Stopper> {
+    with(|c| c.stopper.clone())
+}
+
 /// The configuration the runtime was started with.
 pub(crate) fn config() -> Option<Arc<Config>> {
     with(|c| c.config.clone())
