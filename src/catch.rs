@@ -79,21 +79,17 @@ fn caught(payload: &(dyn Any + Send)) -> JoinError {
 }
 
 /// Marks the thread as inside a guarded poll; restores on drop (even while unwinding).
+/// A task outside any pool (`pool: None`) is no member of the pool whose
+/// task spawned it, so the current pool is set either way.
 struct Enter {
     prev_pool: Option<u64>,
-    set_pool: bool,
 }
 
 impl Enter {
     fn new(pool: Option<u64>) -> Self {
         GUARDED.with(|g| g.set(g.get() + 1));
-        let prev_pool = CURRENT_POOL.with(|c| c.get());
-        if pool.is_some() {
-            CURRENT_POOL.with(|c| c.set(pool));
-        }
         Enter {
-            prev_pool,
-            set_pool: pool.is_some(),
+            prev_pool: CURRENT_POOL.with(|c| c.replace(pool)),
         }
     }
 }
@@ -101,9 +97,7 @@ impl Enter {
 impl Drop for Enter {
     fn drop(&mut self) {
         GUARDED.with(|g| g.set(g.get() - 1));
-        if self.set_pool {
-            CURRENT_POOL.with(|c| c.set(self.prev_pool));
-        }
+        CURRENT_POOL.with(|c| c.set(self.prev_pool));
     }
 }
 

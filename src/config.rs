@@ -29,6 +29,9 @@ pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
 /// over shards: `reuseport` (default) or `handoff`; see [`AcceptMode`].
 pub const ENV_ACCEPT: &str = "SHARDLET_ACCEPT";
 
+/// `SHARDLET_MAILBOX`: capacity of each shard's cross-shard inbox, in messages.
+pub const ENV_MAILBOX: &str = "SHARDLET_MAILBOX";
+
 /// Eventlet's default `GreenPool` size.
 pub const DEFAULT_POOL_SIZE: usize = 1000;
 /// Default number of threads behind [`blocking`](crate::blocking).
@@ -84,6 +87,7 @@ pub struct Config {
     spin: Duration,
     blocking_threads: usize,
     accept: AcceptMode,
+    mailbox: usize,
 }
 
 impl Default for Config {
@@ -97,6 +101,7 @@ impl Default for Config {
             spin: Duration::ZERO,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
             accept: AcceptMode::default(),
+            mailbox: crate::mesh::DEFAULT_MAILBOX,
         }
     }
 }
@@ -168,6 +173,9 @@ impl Config {
                 .parse()
                 .map_err(|r: String| ConfigError::new(ENV_ACCEPT, &v, r))?;
         }
+        if let Some(v) = get(ENV_MAILBOX) {
+            config.mailbox = positive(ENV_MAILBOX, &v)?;
+        }
         Ok(config)
     }
 
@@ -234,6 +242,13 @@ impl Config {
         self
     }
 
+    /// Sets the capacity of each shard's cross-shard inbox (`SHARDLET_MAILBOX`).
+    /// Default: 1024 messages.
+    pub fn with_mailbox(mut self, messages: usize) -> Self {
+        self.mailbox = messages;
+        self
+    }
+
     /// The requested shard count, if one was set.
     pub fn shards(&self) -> Option<usize> {
         self.shards
@@ -272,6 +287,11 @@ impl Config {
     /// How servers spread accepted connections over shards.
     pub fn accept(&self) -> AcceptMode {
         self.accept
+    }
+
+    /// Capacity of each shard's cross-shard inbox.
+    pub fn mailbox(&self) -> usize {
+        self.mailbox
     }
 
     /// Checks every setting against this machine and decides where each shard
@@ -329,6 +349,7 @@ impl Config {
         for (var, value) in [
             (ENV_POOL_SIZE, self.pool_size),
             (ENV_BLOCKING_THREADS, self.blocking_threads),
+            (ENV_MAILBOX, self.mailbox),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(var, value, "must be at least 1"));

@@ -47,8 +47,11 @@ mod blocking;
 mod catch;
 mod config;
 mod cpulist;
+mod fanout;
+mod global;
 mod imap;
 mod memlock;
+mod mesh;
 pub mod net;
 mod pile;
 mod pool;
@@ -62,14 +65,23 @@ mod time;
 pub use blocking::blocking;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, ENV_ACCEPT,
-    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
+    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS,
+    ENV_SPIN_US,
 };
+pub use fanout::{FanoutPile, Spread};
+pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use imap::{Imap, StarFn};
 pub use memlock::MemlockError;
+pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use net::{AcceptMode, Server, ServerConfig};
-pub use pile::GreenPile;
+pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};
 pub use stop::Stopper;
 pub use task::{spawn, spawn_n, GreenThread, JoinError};
 pub use time::{sleep, timeout, Elapsed};
+
+/// The README's Rust examples compile and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

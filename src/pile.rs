@@ -17,8 +17,9 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
+use crate::global::GlobalLimit;
 use crate::pool::GreenPool;
-use crate::task::{GreenThread, JoinError};
+use crate::task::{self, GreenThread, JoinError};
 
 /// Green threads whose results are yielded in spawn order.
 ///
@@ -45,16 +46,41 @@ use crate::task::{GreenThread, JoinError};
 /// ```
 #[must_use = "a pile does nothing with its results unless polled"]
 pub struct GreenPile<T> {
-    pool: GreenPool,
+    bound: PileBound,
     pending: VecDeque<GreenThread<T>>,
 }
 
+/// What limits a [`GreenPile`]: a shard-local [`GreenPool`] or a
+/// [`GlobalLimit`] shared by every shard. Made from `&GreenPool` or
+/// `&GlobalLimit` by [`GreenPile::new`].
+#[derive(Debug, Clone)]
+pub enum PileBound {
+    /// The pile's tasks take slots of this pool.
+    Pool(GreenPool),
+    /// The pile's tasks take permits of this cross-shard limit.
+    Global(GlobalLimit),
+}
+
+impl From<&GreenPool> for PileBound {
+    fn from(pool: &GreenPool) -> Self {
+        PileBound::Pool(pool.clone())
+    }
+}
+
+impl From<&GlobalLimit> for PileBound {
+    fn from(limit: &GlobalLimit) -> Self {
+        PileBound::Global(limit.clone())
+    }
+}
+
 impl<T: 'static> GreenPile<T> {
-    /// A pile that runs its tasks in `pool`, sharing the pool's limit with
-    /// everything else that runs there.
-    pub fn new(pool: &GreenPool) -> Self {
+    /// A pile that runs its tasks under `bound`: `&pool` shares a shard-local
+    /// pool's limit with everything else that runs there; `&global_limit`
+    /// shares a [`GlobalLimit`] with every shard (the dispatch pattern's
+    /// global cap on outgoing work).
+    pub fn new(bound: impl Into<PileBound>) -> Self {
         GreenPile {
-            pool: pool.clone(),
+            bound: bound.into(),
             pending: VecDeque::new(),
         }
     }
@@ -68,13 +94,23 @@ impl<T: 'static> GreenPile<T> {
         GreenPile::new(&GreenPool::new(size))
     }
 
-    /// Adds `fut` to the pile, waiting for a pool slot first (inline from a
-    /// task of a full pool, as [`GreenPool::spawn`] does).
+    /// Adds `fut` to the pile, waiting for a slot (or permit) first. With a
+    /// pool bound, a spawn from a task of the full pool runs inline, as
+    /// [`GreenPool::spawn`] does.
     pub async fn spawn<F>(&mut self, fut: F)
     where
         F: Future<Output = T> + 'static,
     {
-        let thread = self.pool.spawn(fut).await;
+        let thread = match &self.bound {
+            PileBound::Pool(pool) => pool.spawn(fut).await,
+            PileBound::Global(limit) => {
+                let permit = limit.acquire().await;
+                task::spawn(async move {
+                    let _permit = permit;
+                    fut.await
+                })
+            }
+        };
         self.pending.push_back(thread);
     }
 
@@ -88,9 +124,9 @@ impl<T: 'static> GreenPile<T> {
         self.pending.is_empty()
     }
 
-    /// The pool the pile runs in.
-    pub fn pool(&self) -> &GreenPool {
-        &self.pool
+    /// What limits the pile.
+    pub fn bound(&self) -> &PileBound {
+        &self.bound
     }
 }
 
@@ -118,7 +154,7 @@ impl<T> Stream for GreenPile<T> {
 impl<T> fmt::Debug for GreenPile<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GreenPile")
-            .field("pool", &self.pool)
+            .field("bound", &self.bound)
             .field("pending", &self.pending.len())
             .finish()
     }

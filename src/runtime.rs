@@ -6,10 +6,17 @@
 //! panic anywhere, cancelled after a stop) is reported to the host through
 //! one channel. The first failure stops the other shards, so `join` never
 //! hangs on a sibling of a dead shard.
+//!
+//! A shard whose entry has returned keeps its executor running, serving its
+//! cross-shard inbox, until every shard's entry has returned (the
+//! [`Finish`] latch) or a stop's grace period ends: so a call from one shard
+//! to another never fails just because the target finished its own work
+//! first.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,6 +27,7 @@ use crate::blocking::BlockingPool;
 use crate::catch::{panic_message, Guarded};
 use crate::config::{Config, ConfigError, ShardPlan};
 use crate::memlock::{Memlock, MemlockError};
+use crate::mesh::{self, Inbox, Mesh};
 use crate::shard::{self, ShardContext};
 use crate::stop::Stopper;
 use crate::task::JoinError;
@@ -168,13 +176,16 @@ impl Runtime {
         let blocking = BlockingPool::new(self.config.blocking_threads());
         let stopper = Stopper::new();
         let (report, outcomes) = flume::bounded(shards);
+        let (mesh, inboxes) = Mesh::new(shards, self.config.mailbox());
+        let finish = Finish::new(shards);
         let mut handle = RuntimeHandle {
             threads: Vec::with_capacity(shards),
             outcomes,
             stopper: stopper.clone(),
+            mesh: mesh.clone(),
             shards,
         };
-        for id in 0..shards {
+        for (id, inbox) in inboxes.into_iter().enumerate() {
             let shard = ShardSpec {
                 id,
                 count: shards,
@@ -183,6 +194,9 @@ impl Runtime {
                 config: self.config.clone(),
                 stopper: stopper.clone(),
                 blocking: blocking.clone(),
+                mesh: mesh.clone(),
+                inbox,
+                finish: Arrival(Some(finish.clone())),
             };
             let (entry, report) = (entry.clone(), report.clone());
             let spawned = std::thread::Builder::new()
@@ -249,6 +263,52 @@ struct ShardSpec {
     config: Arc<Config>,
     stopper: Stopper,
     blocking: Arc<BlockingPool>,
+    mesh: Mesh,
+    inbox: Inbox,
+    finish: Arrival,
+}
+
+/// Counts down the shards whose entry future is still running.
+struct Finish {
+    running: AtomicUsize,
+    /// Dropped when `running` reaches zero: every watcher sees a disconnect.
+    all_done: Mutex<Option<flume::Sender<()>>>,
+    watch: flume::Receiver<()>,
+}
+
+impl Finish {
+    fn new(shards: usize) -> Arc<Finish> {
+        let (all_done, watch) = flume::bounded(1);
+        Arc::new(Finish {
+            running: AtomicUsize::new(shards),
+            all_done: Mutex::new(Some(all_done)),
+            watch,
+        })
+    }
+
+    async fn all_done(&self) {
+        let _ = self.watch.recv_async().await;
+    }
+}
+
+/// One shard's count in [`Finish`]: given exactly once, when its entry is
+/// over, or when the shard ends any other way (dropped).
+struct Arrival(Option<Arc<Finish>>);
+
+impl Arrival {
+    fn arrive(&mut self) {
+        if let Some(finish) = self.0.take() {
+            if finish.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                finish.all_done.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+        }
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.arrive();
+    }
 }
 
 impl ShardSpec {
@@ -274,20 +334,37 @@ impl ShardSpec {
             config: self.config,
             stopper: self.stopper,
             blocking: self.blocking,
+            mesh: self.mesh.clone(),
         });
+        let (mesh, inbox, mut arrival) = (self.mesh, self.inbox, self.finish);
+        let finish = arrival.0.clone().expect("a shard arrives once");
         let executor = builder.make().map_err(|err| RuntimeError::ShardStart {
             shard: id,
             cpu,
             reason: err.to_string(),
         })?;
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
-        let outcome = executor.run(future::or(
-            async { Some(Guarded::new(entry(), None).await) },
-            async {
-                stopper.grace_over().await;
-                None
-            },
-        ));
+        let drain = inbox.clone();
+        let outcome = executor.run(async {
+            let outcome = future::or(
+                async {
+                    crate::task::spawn_n(mesh::drain(drain));
+                    Some(Guarded::new(entry(), None).await)
+                },
+                async {
+                    stopper.grace_over().await;
+                    None
+                },
+            )
+            .await;
+            // Serve other shards until all entries are over (or the grace ends).
+            arrival.arrive();
+            future::or(finish.all_done(), stopper.grace_over()).await;
+            mesh::end_remote_jobs().await;
+            outcome
+        });
+        drop(executor); // drops every task left, and with them their inbox receivers
+        mesh.close(id, inbox);
         match outcome {
             Some(Ok(value)) => Ok(value),
             Some(Err(JoinError::Panicked { message, location })) => Err(RuntimeError::ShardPanicked {
@@ -311,10 +388,16 @@ pub struct RuntimeHandle<T> {
     threads: Vec<JoinHandle<()>>,
     outcomes: flume::Receiver<(usize, Result<T, RuntimeError>)>,
     stopper: Stopper,
+    mesh: Mesh,
     shards: usize,
 }
 
 impl<T> RuntimeHandle<T> {
+    /// The cross-shard mesh, to hand work to the shards from a host thread.
+    pub fn mesh(&self) -> Mesh {
+        self.mesh.clone()
+    }
+
     /// A cloneable, `Send` stop handle, for another thread of the host.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::blocking::BlockingPool;
 use crate::config::Config;
+use crate::mesh::Mesh;
 use crate::stop::Stopper;
 
 pub(crate) struct ShardContext {
@@ -18,6 +19,7 @@ pub(crate) struct ShardContext {
     pub(crate) config: Arc<Config>,
     pub(crate) stopper: Stopper,
     pub(crate) blocking: Arc<BlockingPool>,
+    pub(crate) mesh: Mesh,
 }
 
 thread_local! {
@@ -104,14 +106,28 @@ pub async fn stopped() {
     }
 }
 
-/// The runtime's stop handle, when on a shardlet shard.
-pub(crate) fn stopper() -> Option<Stopper> {
+/// The runtime's stop handle, so a task can stop the whole runtime (all shards).
+///
+/// # Panics
+///
+/// Outside a shard of a shardlet [`Runtime`](crate::Runtime).
+pub fn stopper() -> Stopper {
+    with(|c| c.stopper.clone()).expect(OUTSIDE)
+}
+
+/// The runtime's stop handle, or `None` outside a shardlet shard.
+pub(crate) fn try_stopper() -> Option<Stopper> {
     with(|c| c.stopper.clone())
 }
 
 /// The configuration the runtime was started with.
 pub(crate) fn config() -> Option<Arc<Config>> {
     with(|c| c.config.clone())
+}
+
+/// The runtime's cross-shard mesh.
+pub(crate) fn mesh() -> Option<Mesh> {
+    with(|c| c.mesh.clone())
 }
 
 pub(crate) fn blocking_pool() -> Option<Arc<BlockingPool>> {

@@ -1,16 +1,17 @@
 //! Accept spreading (`SHARDLET_ACCEPT`), listener options, IPv6, and
 //! `connect`.
 
-mod util;
+#[path = "util/net.rs"]
+mod net_util;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_lite::AsyncWriteExt;
+use net_util::{client, roundtrip, server_config, start, start_echo, start_on};
 use shardlet::net::{self, ListenOptions};
 use shardlet::{AcceptMode, Config, Runtime, Server, ServerConfig};
-use util::{client, roundtrip, server_config, start, start_echo, start_on};
 
 /// Opens `n` clients that stay open, checks each is served, and returns them.
 fn open_clients(addr: SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
@@ -38,7 +39,7 @@ fn handoff_gives_each_connection_to_the_least_loaded_shard() {
 /// Tells the client which shard serves it, then echoes.
 async fn which_shard(mut stream: net::TcpStream) -> io::Result<()> {
     stream.write_all(&[shardlet::shard::id() as u8]).await?;
-    util::echo(stream).await
+    net_util::echo(stream).await
 }
 
 fn shard_of(stream: &mut std::net::TcpStream) -> u8 {
@@ -135,7 +136,7 @@ fn ipv6_loopback() {
         return;
     }
     for mode in [AcceptMode::ReusePort, AcceptMode::Handoff] {
-        let server = start_on(addr, 2, server_config(mode), || util::echo).unwrap();
+        let server = start_on(addr, 2, server_config(mode), || net_util::echo).unwrap();
         assert!(server.addr().is_ipv6());
         let clients = open_clients(server.addr(), 20);
         assert_eq!(server.stats().live(), 20);
@@ -168,7 +169,7 @@ fn connect_with_a_timeout() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let results = Runtime::new(util::runtime(1))
+    let results = Runtime::new(net_util::runtime(1))
         .unwrap()
         .run(move || async move {
             use futures_lite::AsyncReadExt;

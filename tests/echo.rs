@@ -1,12 +1,13 @@
 //! Echo correctness with many clients at once, on one and two shards, in
 //! both accept modes; the per-shard counters add up to the clients served.
 
-mod util;
+#[path = "util/net.rs"]
+mod net_util;
 
 use std::time::Duration;
 
+use net_util::{heavy, many_clients, server_config, start_echo};
 use shardlet::AcceptMode;
-use util::{heavy, many_clients, server_config, start_echo};
 
 /// Clients in the big runs: thousands at once, small enough for CI.
 const CLIENTS: usize = 2000;
@@ -66,7 +67,7 @@ fn many_clients_two_shards_handoff() {
 fn large_messages_are_echoed_whole() {
     use std::io::{Read, Write};
     let server = start_echo(1, server_config(AcceptMode::ReusePort));
-    let mut stream = util::client(server.addr());
+    let mut stream = net_util::client(server.addr());
     let msg: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let writer = {
         let mut stream = stream.try_clone().unwrap();

@@ -5,15 +5,16 @@
 //! itself again with [`CHILD`] set, and only that run (`emfile_child`)
 //! serves under a low `RLIMIT_NOFILE`.
 
-mod util;
+#[path = "util/net.rs"]
+mod net_util;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use net_util::{client, roundtrip, server_config, start_echo};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use shardlet::AcceptMode;
-use util::{client, roundtrip, server_config, start_echo};
 
 const CHILD: &str = "SHARDLET_TEST_EMFILE_CHILD";
 /// Clients the parent sends; far more than the child has descriptors for.

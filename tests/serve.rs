@@ -1,7 +1,8 @@
 //! Serving behaviour: back-pressure when the pool is full, a handler's error
 //! or panic closes only its connection, stop and drain.
 
-mod util;
+#[path = "util/net.rs"]
+mod net_util;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use net_util::{client, closed_by_server, roundtrip, server_config, silent_for, start, start_echo};
 use shardlet::net::{self, TcpStream};
 use shardlet::{AcceptMode, Runtime};
-use util::{client, closed_by_server, roundtrip, server_config, silent_for, start, start_echo};
 
 /// Clients beyond the pool size wait in the backlog, are not accepted, and
 /// are served once connections end; `live` never exceeds the pool size.
@@ -152,7 +153,7 @@ fn handler_panicking_before_its_future_is_caught_too() {
             if calls.fetch_add(1, Ordering::Relaxed) == 0 {
                 panic!("first call panics while building its future");
             }
-            util::echo(stream)
+            net_util::echo(stream)
         }
     });
     assert!(closed_by_server(&mut client(server.addr())));
@@ -262,14 +263,14 @@ fn runtime_stop_drains_and_serve_returns_before_the_grace_ends() {
 #[test]
 fn plain_serve_on_one_listener() {
     let (tell, addr) = flume::bounded(1);
-    let runtime = Runtime::new(util::runtime(1)).unwrap();
+    let runtime = Runtime::new(net_util::runtime(1)).unwrap();
     let handle = runtime
         .start(move || {
             let tell = tell.clone();
             async move {
                 let listener = net::listen(([127, 0, 0, 1], 0))?;
                 tell.send(listener.local_addr()?).unwrap();
-                net::serve(listener, util::echo).await
+                net::serve(listener, net_util::echo).await
             }
         })
         .unwrap();

@@ -139,7 +139,7 @@ impl Stops {
     /// The current shard's runtime stop, plus `server`.
     pub(crate) fn current(server: Option<Stopper>) -> Self {
         Stops {
-            runtime: shard::stopper(),
+            runtime: shard::try_stopper(),
             server,
         }
     }

@@ -1,5 +1,5 @@
-//! Helpers shared by the networking tests: a server running on its own
-//! runtime, an echo handler, and blocking loopback clients.
+//! Helpers shared by the networking tests (`#[path = "util/net.rs"] mod net_util;`):
+//! a server running on its own runtime, an echo handler, and blocking loopback clients.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::future::Future;

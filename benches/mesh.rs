@@ -1,0 +1,267 @@
+//! Cross-shard costs against the hardware floor, measured in one run.
+//!
+//! Run with: `cargo bench --bench mesh` (needs 2 CPUs for meaningful figures;
+//! with one CPU the shards share it and the ratios mean little).
+//!
+//! Prints one table:
+//! - the floor: two threads pinned to two CPUs ping-ponging an atomic;
+//! - `submit_to` round trip between two shards (p50/p99), with the target
+//!   shard parked between requests, and with `SHARDLET_SPIN_US`-style spinning;
+//! - one-way mailbox throughput (messages/s) with `spawn_on`;
+//!
+//! and each figure's ratio to the floor.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shardlet::{shard, Config, Runtime};
+
+const ROUND_TRIPS: u64 = 20_000;
+const MESSAGES: u64 = 1_000_000;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run small then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let scale = if quick { 100 } else { 1 };
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let pair = if cpus.len() >= 2 {
+        (cpus[0].id, cpus[1].id)
+    } else {
+        (0, 0)
+    };
+    println!(
+        "shardlet mesh bench: CPUs {} and {} ({} available)",
+        pair.0,
+        pair.1,
+        cpus.len()
+    );
+
+    let floor = atomic_ping_pong(pair, ROUND_TRIPS / scale);
+    let parked = submit_round_trips(pair, Duration::ZERO, ROUND_TRIPS / scale);
+    let spinning = submit_round_trips(pair, Duration::from_micros(50), ROUND_TRIPS / scale);
+    let throughput = mailbox_throughput(pair, MESSAGES / scale);
+    let limits = limit_costs(pair, LIMIT_OPS / scale);
+
+    let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
+    let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+    let base = p50(&floor);
+    println!(
+        "\n{:<44} {:>10} {:>10} {:>9}",
+        "measurement", "p50 µs", "p99 µs", "p50/floor"
+    );
+    for (name, h) in [
+        ("floor: atomic ping-pong between 2 threads", &floor),
+        ("submit_to round trip, target parked", &parked),
+        ("submit_to round trip, spin 50 µs", &spinning),
+    ] {
+        println!(
+            "{:<44} {:>10.2} {:>10.2} {:>9.1}",
+            name,
+            p50(h),
+            p99(h),
+            p50(h) / base
+        );
+    }
+    println!(
+        "{:<44} {:>10.0} msgs/s one-way (spawn_on, batched drain)",
+        "mailbox throughput", throughput
+    );
+    println!(
+        "\n{:<44} {:>10} {:>14}",
+        "limit (ns per task or op)", "ns", "ratio to local"
+    );
+    let local = limits.local_pile;
+    for (name, ns) in [
+        ("pile task, local GreenPool slot", limits.local_pile),
+        ("pile task, GlobalLimit permit, 1 shard", limits.global_pile),
+        ("GlobalLimit acquire+release, 1 shard", limits.global_uncontended),
+        (
+            "GlobalLimit acquire+release, 2 shards, size 1",
+            limits.global_contended,
+        ),
+    ] {
+        println!("{:<44} {:>10.1} {:>14.2}", name, ns, ns / local);
+    }
+}
+
+const LIMIT_OPS: u64 = 200_000;
+
+struct LimitCosts {
+    local_pile: f64,
+    global_pile: f64,
+    global_uncontended: f64,
+    global_contended: f64,
+}
+
+/// Per-task cost of a pile bound to a local pool and to a GlobalLimit, and
+/// per-op cost of a GlobalLimit acquire+release alone and under contention.
+fn limit_costs(pair: (usize, usize), n: u64) -> LimitCosts {
+    let per = |d: Duration, n: u64| d.as_nanos() as f64 / n as f64;
+    let (local_pile, global_pile, global_uncontended) = on_shard0(pair, Duration::ZERO, move || async move {
+        use futures_lite::StreamExt;
+        const BATCH: u64 = 1000;
+        let pool = shardlet::GreenPool::new(BATCH as usize);
+        let global = shardlet::GlobalLimit::new(BATCH as usize);
+        let start = Instant::now();
+        for _ in 0..n / BATCH {
+            let mut pile = shardlet::GreenPile::new(&pool);
+            for i in 0..BATCH {
+                pile.spawn(async move { i }).await;
+            }
+            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
+        }
+        let local = per(start.elapsed(), n);
+        let start = Instant::now();
+        for _ in 0..n / BATCH {
+            let mut pile = shardlet::GreenPile::new(&global);
+            for i in 0..BATCH {
+                pile.spawn(async move { i }).await;
+            }
+            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
+        }
+        let global_pile = per(start.elapsed(), n);
+        let start = Instant::now();
+        for _ in 0..n {
+            drop(global.acquire().await);
+        }
+        (local, global_pile, per(start.elapsed(), n))
+    });
+    // Contended: both shards take and give back the single permit as fast as they can.
+    let limit = shardlet::GlobalLimit::new(1);
+    let elapsed = runtime(pair, Duration::ZERO)
+        .run(move || {
+            let limit = limit.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let permit = limit.acquire().await;
+                    glommio::executor().yield_task_queue_now().await; // hold it across a yield
+                    drop(permit);
+                }
+                start.elapsed()
+            }
+        })
+        .expect("runtime failed");
+    let slowest = elapsed.into_iter().max().unwrap_or_default();
+    LimitCosts {
+        local_pile,
+        global_pile,
+        global_uncontended,
+        global_contended: per(slowest, 2 * n),
+    }
+}
+
+fn pin(cpu: usize) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+/// Round trips of an atomic between two pinned, spinning threads, in ns.
+fn atomic_ping_pong((a, b): (usize, usize), n: u64) -> Histogram<u64> {
+    let ball = Arc::new(AtomicU64::new(0));
+    let other = ball.clone();
+    let ponger = std::thread::spawn(move || {
+        pin(b);
+        for i in 0..n {
+            while other.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            other.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    // Pin a thread of its own: pinning main would narrow the CPUs the runtimes below see.
+    let pinger = std::thread::spawn(move || {
+        pin(a);
+        let mut h = histogram();
+        for i in 0..n {
+            let start = Instant::now();
+            ball.store(2 * i + 1, Ordering::Release);
+            while ball.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+            h.record(start.elapsed().as_nanos() as u64).unwrap();
+        }
+        h
+    });
+    ponger.join().unwrap();
+    pinger.join().unwrap()
+}
+
+fn runtime((a, b): (usize, usize), spin: Duration) -> Runtime {
+    let config = if a == b {
+        Config::default().with_shards(2).with_pin(false)
+    } else {
+        Config::default().with_cpus([a, b]).with_shards(2)
+    };
+    Runtime::new(config.with_spin(spin)).expect("runtime")
+}
+
+/// Runs `body` on shard 0 of a 2-shard runtime while shard 1 idles, then stops both.
+fn on_shard0<F, Fut, T>(pair: (usize, usize), spin: Duration, body: F) -> T
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let mut results = runtime(pair, spin)
+        .run(move || {
+            let body = (shard::id() == 0).then(&body);
+            async move {
+                match body {
+                    Some(body) => {
+                        // Let shard 1 go idle first.
+                        shardlet::sleep(Duration::from_millis(10)).await;
+                        let out = body.await;
+                        shard::stopper().stop(Duration::from_secs(1));
+                        Some(out)
+                    }
+                    None => {
+                        shard::stopped().await;
+                        None
+                    }
+                }
+            }
+        })
+        .expect("runtime failed");
+    results.swap_remove(0).expect("shard 0 result")
+}
+
+/// `submit_to` round trips from shard 0 to shard 1, in ns. Shard 1 does
+/// nothing else, so between requests it parks (or spins, if `spin` > 0).
+fn submit_round_trips(pair: (usize, usize), spin: Duration, n: u64) -> Histogram<u64> {
+    on_shard0(pair, spin, move || async move {
+        let mut h = histogram();
+        for _ in 0..n {
+            let start = Instant::now();
+            shardlet::submit_to(1, || async {}).await.unwrap();
+            h.record(start.elapsed().as_nanos() as u64).unwrap();
+        }
+        h
+    })
+}
+
+/// One-way `spawn_on` messages per second from shard 0 to shard 1.
+fn mailbox_throughput(pair: (usize, usize), n: u64) -> f64 {
+    on_shard0(pair, Duration::ZERO, move || async move {
+        let ran = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        for _ in 0..n {
+            let ran = ran.clone();
+            shardlet::spawn_on(1, move || async move {
+                ran.fetch_add(1, Ordering::Relaxed);
+            })
+            .await
+            .unwrap();
+        }
+        // The inbox is FIFO: once this answers, every message before it has run.
+        shardlet::submit_to(1, || async {}).await.unwrap();
+        let elapsed = start.elapsed();
+        assert_eq!(ran.load(Ordering::Relaxed), n);
+        n as f64 / elapsed.as_secs_f64()
+    })
+}

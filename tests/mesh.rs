@@ -1,0 +1,218 @@
+//! The cross-shard mesh: spawn_on, submit_to, broadcast, map_reduce, the
+//! try_ variants, back-pressure, panics, and messages caught by a shutdown.
+
+mod util;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future::block_on;
+use shardlet::{shard, MeshError, Runtime, TrySpawnError};
+use util::{config, run1, run2};
+
+#[test]
+fn smoke_submit_to_runs_on_the_target_shard() {
+    let got = run2(|| async {
+        let other = (shard::id() + 1) % shard::count();
+        shardlet::submit_to(other, || async { shard::id() })
+            .await
+            .unwrap()
+    });
+    assert_eq!(got, [1, 0]);
+}
+
+#[test]
+fn broadcast_and_map_reduce_gather_in_shard_order() {
+    let got = run2(|| async {
+        if shard::id() != 0 {
+            shard::stopped().await;
+            return None;
+        }
+        let ids: Vec<usize> = shardlet::broadcast(|| async { shard::id() * 10 })
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let joined = shardlet::map_reduce(
+            || async { shard::id().to_string() },
+            String::new(),
+            |acc, s| acc + &s,
+        )
+        .await
+        .unwrap();
+        shard::stopper().stop(Duration::from_secs(1));
+        Some((ids, joined))
+    });
+    assert_eq!(got[0], Some((vec![0, 10], "01".to_string())));
+}
+
+#[test]
+fn host_threads_submit_through_the_handle() {
+    let runtime = Runtime::new(config(2)).unwrap();
+    let handle = runtime.start(|| async { shard::stopped().await }).unwrap();
+    let mesh = handle.mesh();
+    let answers: Vec<usize> = (0..2)
+        .map(|s| block_on(mesh.submit_to(s, move || async move { shard::id() + 100 })).unwrap())
+        .collect();
+    assert_eq!(answers, [100, 101]);
+    assert_eq!(
+        block_on(mesh.submit_to(7, || async {})),
+        Err(MeshError::NoSuchShard { shard: 7, count: 2 })
+    );
+    handle.stop(Duration::from_secs(1));
+    handle.join().unwrap();
+}
+
+#[test]
+fn a_panicking_remote_task_is_an_error_and_the_shard_lives_on() {
+    let got = run2(|| async {
+        if shard::id() != 0 {
+            shard::stopped().await;
+            return None;
+        }
+        let err = shardlet::submit_to(1, || async { panic!("remote boom") })
+            .await
+            .unwrap_err();
+        let after = shardlet::submit_to(1, || async { shard::id() }).await;
+        shard::stopper().stop(Duration::from_secs(1));
+        Some((err, after))
+    });
+    let (err, after) = got[0].clone().unwrap();
+    match err {
+        MeshError::Task { shard: 1, error } => {
+            assert!(error.is_panic());
+            assert!(error.to_string().contains("remote boom"), "{error}");
+        }
+        other => panic!("expected a task panic on shard 1, got {other:?}"),
+    }
+    assert_eq!(after, Ok(1));
+}
+
+#[test]
+fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
+    const CAPACITY: usize = 4;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let runtime = Runtime::new(config(2).with_mailbox(CAPACITY)).unwrap();
+    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = flume::bounded::<()>(1);
+    let handle = runtime
+        .start(move || {
+            let (blocked_tx, release_rx) = (blocked_tx.clone(), release_rx.clone());
+            async move {
+                if shard::id() == 1 {
+                    // Hold the shard's thread: its inbox is not drained meanwhile.
+                    blocked_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                }
+                shard::stopped().await;
+            }
+        })
+        .unwrap();
+    let mesh = handle.mesh();
+    blocked_rx.recv().unwrap();
+    for _ in 0..CAPACITY {
+        let ran = ran.clone();
+        mesh.try_spawn_on(1, move || async move {
+            ran.fetch_add(1, Ordering::SeqCst);
+        })
+        .map_err(|e| e.to_string())
+        .expect("room in the inbox");
+    }
+    assert_eq!(mesh.queued(1), CAPACITY);
+    let marker = 42;
+    let refused = mesh.try_spawn_on(1, move || async move {
+        let _ = marker;
+    });
+    match refused {
+        Err(TrySpawnError::Full(_closure)) => {}
+        other => panic!(
+            "expected Full with the closure back, got {:?}",
+            other.map_err(|e| e.to_string())
+        ),
+    }
+    assert_eq!(mesh.queued(1), CAPACITY, "nothing queued beyond the capacity");
+    release_tx.send(()).unwrap();
+    // Once the shard drains, every accepted message has run.
+    block_on(mesh.submit_to(1, || async {})).unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), CAPACITY);
+    handle.stop(Duration::from_secs(1));
+    handle.join().unwrap();
+}
+
+#[test]
+fn messages_caught_by_a_shutdown_are_reported_not_lost() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let runtime = Runtime::new(config(2)).unwrap();
+    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = flume::bounded::<()>(1);
+    let handle = runtime
+        .start(move || {
+            let (blocked_tx, release_rx) = (blocked_tx.clone(), release_rx.clone());
+            async move {
+                if shard::id() == 1 {
+                    // Hold the shard (its inbox fills) until the stop is under way.
+                    blocked_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                }
+                shard::stopped().await;
+            }
+        })
+        .unwrap();
+    let mesh = handle.mesh();
+    blocked_rx.recv().unwrap();
+    for _ in 0..3 {
+        let ran = ran.clone();
+        assert!(mesh
+            .try_spawn_on(1, move || async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .is_ok());
+    }
+    // Stop with no grace while three messages wait in shard 1's inbox.
+    handle.stop(Duration::ZERO);
+    release_tx.send(()).unwrap();
+    handle.join().unwrap();
+    let ran = ran.load(Ordering::SeqCst) as u64;
+    assert_eq!(
+        ran + mesh.dropped(),
+        3,
+        "each message ran or was counted as dropped"
+    );
+    // And a send to a gone shard fails at once.
+    assert_eq!(
+        block_on(mesh.spawn_on(1, || async {})),
+        Err(MeshError::ShardGone { shard: 1 })
+    );
+}
+
+#[test]
+fn a_remote_task_still_running_at_the_end_of_the_grace_is_reported() {
+    use std::sync::atomic::AtomicBool;
+    let runtime = Runtime::new(config(2)).unwrap();
+    let handle = runtime.start(|| async { shard::stopped().await }).unwrap();
+    let mesh = handle.mesh();
+    let started = Arc::new(AtomicBool::new(false));
+    let waiter = std::thread::spawn({
+        let (mesh, started) = (mesh.clone(), started.clone());
+        move || {
+            block_on(mesh.submit_to(1, move || async move {
+                started.store(true, Ordering::SeqCst);
+                shardlet::sleep(Duration::from_secs(60)).await;
+                "finished"
+            }))
+        }
+    });
+    while !started.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handle.stop(Duration::from_millis(20));
+    handle.join().unwrap();
+    assert_eq!(waiter.join().unwrap(), Err(MeshError::ShardGone { shard: 1 }));
+}
+
+#[test]
+fn one_shard_submits_to_itself() {
+    let got = run1(|| async { shardlet::submit_to(0, || async { shard::id() + 5 }).await });
+    assert_eq!(got, Ok(5));
+}
