@@ -502,3 +502,26 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handles a host thread keeps are `Send + Sync`.
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Server>();
+        send_sync::<ServerConfig>();
+        send_sync::<ServerStats>();
+        send_sync::<Stops>();
+    }
+
+    #[test]
+    fn only_reuseport_sets_so_reuseport() {
+        let reuse = ServerConfig::default().with_accept(AcceptMode::ReusePort);
+        let handoff = ServerConfig::default().with_accept(AcceptMode::Handoff);
+        assert!(reuse.listen_options().reuse_port());
+        assert!(!handoff.listen_options().reuse_port());
+    }
+}
