@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::cpulist::CpuList;
+use crate::net::AcceptMode;
 
 /// `SHARDLET_SHARDS`: how many shards (executors) to start.
 pub const ENV_SHARDS: &str = "SHARDLET_SHARDS";
@@ -25,6 +26,9 @@ pub const ENV_IO_MEMORY: &str = "SHARDLET_IO_MEMORY";
 pub const ENV_SPIN_US: &str = "SHARDLET_SPIN_US";
 /// `SHARDLET_BLOCKING_THREADS`: threads in the pool behind [`blocking`](crate::blocking).
 pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
+/// `SHARDLET_ACCEPT`: how a [`Server`](crate::net::Server) spreads connections
+/// over shards: `reuseport` (default) or `handoff`; see [`AcceptMode`].
+pub const ENV_ACCEPT: &str = "SHARDLET_ACCEPT";
 
 /// `SHARDLET_MAILBOX`: capacity of each shard's cross-shard inbox, in messages.
 pub const ENV_MAILBOX: &str = "SHARDLET_MAILBOX";
@@ -85,6 +89,7 @@ pub struct Config {
     io_memory: Option<usize>,
     spin: Duration,
     blocking_threads: usize,
+    accept: AcceptMode,
     mailbox: usize,
 }
 
@@ -98,6 +103,7 @@ impl Default for Config {
             io_memory: None,
             spin: DEFAULT_SPIN,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
+            accept: AcceptMode::default(),
             mailbox: crate::mesh::DEFAULT_MAILBOX,
         }
     }
@@ -165,6 +171,11 @@ impl Config {
         if let Some(v) = get(ENV_BLOCKING_THREADS) {
             config.blocking_threads = positive(ENV_BLOCKING_THREADS, &v)?;
         }
+        if let Some(v) = get(ENV_ACCEPT) {
+            config.accept = v
+                .parse()
+                .map_err(|r: String| ConfigError::new(ENV_ACCEPT, &v, r))?;
+        }
         if let Some(v) = get(ENV_MAILBOX) {
             config.mailbox = positive(ENV_MAILBOX, &v)?;
         }
@@ -226,6 +237,22 @@ impl Config {
         self
     }
 
+    /// Sets how servers spread accepted connections over shards
+    /// (`SHARDLET_ACCEPT`). Default: [`AcceptMode::ReusePort`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::{AcceptMode, Config};
+    ///
+    /// let config = Config::default().with_accept(AcceptMode::Handoff);
+    /// assert_eq!(config.accept(), AcceptMode::Handoff);
+    /// ```
+    pub fn with_accept(mut self, accept: AcceptMode) -> Self {
+        self.accept = accept;
+        self
+    }
+
     /// Sets the capacity of each shard's cross-shard inbox (`SHARDLET_MAILBOX`).
     /// Default: 1024 messages.
     pub fn with_mailbox(mut self, messages: usize) -> Self {
@@ -266,6 +293,11 @@ impl Config {
     /// Threads behind [`blocking`](crate::blocking).
     pub fn blocking_threads(&self) -> usize {
         self.blocking_threads
+    }
+
+    /// How servers spread accepted connections over shards.
+    pub fn accept(&self) -> AcceptMode {
+        self.accept
     }
 
     /// Capacity of each shard's cross-shard inbox.
@@ -431,6 +463,29 @@ mod tests {
         assert_eq!(bytes(ENV_IO_MEMORY, "1g").unwrap(), 1 << 30);
         assert!(bytes(ENV_IO_MEMORY, "4X").is_err());
         assert!(bytes(ENV_IO_MEMORY, "M").is_err());
+    }
+
+    #[test]
+    fn accept_mode_parses_and_names_the_variable() {
+        let lookup = |value: &'static str| move |var: &str| (var == ENV_ACCEPT).then(|| value.to_string());
+        assert_eq!(
+            Config::from_lookup(lookup("handoff")).unwrap().accept(),
+            AcceptMode::Handoff
+        );
+        assert_eq!(
+            Config::from_lookup(lookup(" ReusePort ")).unwrap().accept(),
+            AcceptMode::ReusePort
+        );
+        assert_eq!(
+            Config::from_lookup(lookup("")).unwrap().accept(),
+            AcceptMode::ReusePort
+        );
+        let err = Config::from_lookup(lookup("roundrobin")).unwrap_err();
+        assert_eq!(err.var, ENV_ACCEPT);
+        assert_eq!(
+            err.to_string(),
+            r#"SHARDLET_ACCEPT="roundrobin": expected reuseport or handoff"#
+        );
     }
 
     #[test]

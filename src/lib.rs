@@ -31,11 +31,17 @@
 //! - [`GreenPool`] and [`GreenPile`]: bounded concurrency, ordered results.
 //! - [`blocking`]: blocking code off the shard; [`sleep`], [`timeout`].
 //! - [`shard`]: which shard am I on, and has a stop been requested.
+//! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
+//!   [`net::connect`], and a [`Server`] on every shard with accept spreading
+//!   ([`AcceptMode`]) and per-shard counters.
 //!
 //! [glommio]: https://docs.rs/glommio
 
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `net/fd.rs` alone allows it, to hand a listening
+// socket to glommio (which takes one only through `FromRawFd`).
+#![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod blocking;
 mod catch;
@@ -46,6 +52,7 @@ mod global;
 mod imap;
 mod memlock;
 mod mesh;
+pub mod net;
 mod pile;
 mod pool;
 mod runtime;
@@ -57,7 +64,7 @@ mod time;
 
 pub use blocking::blocking;
 pub use config::{
-    Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN,
+    Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
     ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS,
     ENV_SPIN_US,
 };
@@ -66,6 +73,7 @@ pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use imap::{Imap, StarFn};
 pub use memlock::MemlockError;
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
+pub use net::{AcceptMode, Server, ServerConfig};
 pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};

@@ -140,6 +140,22 @@ impl Runtime {
         &self.plan
     }
 
+    /// The configuration the shards will run with (for settings other
+    /// layers read, such as [`Config::accept`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::{AcceptMode, Config, Runtime};
+    ///
+    /// let runtime = Runtime::new(Config::default().with_shards(1).with_pin(false))?;
+    /// assert_eq!(runtime.config().accept(), AcceptMode::ReusePort);
+    /// # Ok::<(), shardlet::RuntimeError>(())
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Starts every shard, each running `entry()`, and returns at once with
     /// a handle to stop and join them. A shard ends when its entry future
     /// returns; tasks it spawned and did not wait for are dropped with it.

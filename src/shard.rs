@@ -115,6 +115,11 @@ pub fn stopper() -> Stopper {
     with(|c| c.stopper.clone()).expect(OUTSIDE)
 }
 
+/// The runtime's stop handle, or `None` outside a shardlet shard.
+pub(crate) fn try_stopper() -> Option<Stopper> {
+    with(|c| c.stopper.clone())
+}
+
 /// The configuration the runtime was started with.
 pub(crate) fn config() -> Option<Arc<Config>> {
     with(|c| c.config.clone())

@@ -78,6 +78,15 @@ impl Stopper {
         let _ = self.inner.watch.recv_async().await;
     }
 
+    /// When the grace period of the stop request runs out: `None` before a
+    /// stop, or for a grace too long to represent.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if !self.is_stopped() {
+            return None;
+        }
+        *self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Resolves when the grace period of the stop request runs out (never,
     /// for a grace too long to represent, unless a later stop shortens it).
     pub(crate) async fn grace_over(&self) {

@@ -1,0 +1,169 @@
+//! Run with: cargo run --release --example echo_server
+//!
+//! Eventlet's echo server (the server pattern), done properly: it reads up
+//! to 4 KiB at a time instead of one byte, writes everything back, shrugs
+//! off clients that reset, and serves on every shard.
+//!
+//! ```text
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:6000 --max-conns 10000
+//! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
+//! ```
+//!
+//! Shards, CPUs and the accept mode come from the `SHARDLET_*` variables
+//! (see the README); `RUST_LOG=shardlet=debug` shows what the server does.
+//! Ctrl-C (or SIGTERM) stops it: it stops accepting, gives live clients a
+//! few seconds, and prints each shard's counters.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use shardlet::net::TcpStream;
+use shardlet::{Runtime, Server, ServerConfig};
+
+/// How long live clients get to leave after Ctrl-C.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// An echo server on every shard.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// Address to listen on (IPv4 or IPv6).
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    addr: SocketAddr,
+    /// Most clients served at once per shard; more wait in the backlog.
+    #[arg(long, default_value_t = 10_000)]
+    max_conns: usize,
+}
+
+/// The handler: one green thread per client.
+async fn echo(mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => return Ok(()), // the client closed
+            Ok(n) => n,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match stream.write_all(&buf[..n]).await {
+            Ok(()) => {}
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A client that resets or vanishes is routine for an echo server, not an error.
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+    )
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.max_conns == 0 {
+        eprintln!("echo_server: --max-conns must be at least 1");
+        return ExitCode::from(2);
+    }
+
+    // 1. Shards from SHARDLET_*; a bad value is one line and exit code 2.
+    let runtime = match Runtime::from_env() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("echo_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shards = runtime.shards();
+
+    // 2. Bind before the shards start: errors show now, and every shard
+    //    serves the same port.
+    let config = ServerConfig::from(runtime.config()).with_max_connections(args.max_conns);
+    let mode = config.accept();
+    let server = match Server::bind(args.addr, config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("echo_server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // 3. Every shard serves; `serve` returns once the server is stopped.
+    let handle = match runtime.start({
+        let server = server.clone();
+        move || {
+            let server = server.clone();
+            async move { server.serve(echo).await }
+        }
+    }) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("echo_server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // 4. Ctrl-C / SIGTERM: stop accepting and drain; a second signal exits at once.
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+        Ok(mut signals) => {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let mut signals = signals.forever();
+                if signals.next().is_some() {
+                    eprintln!("echo_server: stopping (again to quit at once)");
+                    server.stop(GRACE);
+                }
+                if signals.next().is_some() {
+                    std::process::exit(130);
+                }
+            });
+        }
+        Err(e) => eprintln!("echo_server: no signal handling ({e}); stop it with SIGKILL"),
+    }
+
+    if let Err(e) = server.wait_ready(Duration::from_secs(30)) {
+        eprintln!("echo_server: {e}");
+        server.stop(Duration::ZERO);
+        let _ = handle.join();
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "listening on {} ({shards} shards, accept={mode})",
+        server.local_addr()
+    );
+    let _ = io::stdout().flush();
+
+    let results = handle.join();
+    for (shard, stats) in server.stats().shards.iter().enumerate() {
+        println!("shard {shard}: {stats}");
+    }
+    match results {
+        Ok(results) => {
+            let mut code = ExitCode::SUCCESS;
+            for (shard, result) in results.into_iter().enumerate() {
+                if let Err(e) = result {
+                    eprintln!("echo_server: shard {shard}: {e}");
+                    code = ExitCode::FAILURE;
+                }
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("echo_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

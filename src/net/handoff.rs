@@ -1,0 +1,236 @@
+//! The handoff mailboxes: one bounded channel of accepted connections per
+//! shard, filled by the acceptor and emptied by the shard it is meant for.
+//!
+//! This is the first piece of the cross-shard mailbox layer, kept apart so
+//! that it can be folded into it. Its contract:
+//! - a connection travels as a `std::net::TcpStream`: owned and `Send`, so a
+//!   connection left in a mailbox is closed when the mailbox is dropped,
+//!   whatever thread drops it;
+//! - the sender counts a connection in the target shard's `accepted` and
+//!   `live` counters *before* sending it, so the load it balances on already
+//!   includes connections in flight; whoever drops a connection unserved
+//!   (a shard closing its mailbox) takes it back out of `live`;
+//! - a shard takes a pool slot before it takes a connection from its
+//!   mailbox, and the acceptor only accepts while some listening shard has
+//!   `live` below its capacity: a full server leaves clients in the kernel
+//!   backlog instead of queueing them in user space;
+//! - a full mailbox makes the sender wait (back-pressure, never an unbounded
+//!   queue); a shard whose connection ends wakes a waiting sender through
+//!   [`Handoff::freed`].
+
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::net::stats::Counters;
+
+/// How long a waiting sender sleeps before it looks at its stop flags again.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The mailboxes of every shard of one server.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    shards: Vec<Mailbox>,
+    /// Where the next search for the least-loaded shard starts, so that ties
+    /// go round-robin instead of always to shard 0.
+    cursor: AtomicUsize,
+    /// Set while the sender waits for room; [`Handoff::freed`] then wakes it.
+    waiting: AtomicBool,
+    wake_tx: flume::Sender<()>,
+    wake_rx: flume::Receiver<()>,
+}
+
+#[derive(Debug)]
+struct Mailbox {
+    tx: flume::Sender<TcpStream>,
+    rx: flume::Receiver<TcpStream>,
+    counters: Arc<Counters>,
+}
+
+impl Handoff {
+    /// One mailbox of `capacity` connections per entry of `counters`.
+    pub(crate) fn new(counters: &[Arc<Counters>], capacity: usize) -> Self {
+        let shards = counters
+            .iter()
+            .map(|counters| {
+                let (tx, rx) = flume::bounded(capacity.max(1));
+                Mailbox {
+                    tx,
+                    rx,
+                    counters: counters.clone(),
+                }
+            })
+            .collect();
+        let (wake_tx, wake_rx) = flume::bounded(1);
+        Handoff {
+            shards,
+            cursor: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
+            wake_tx,
+            wake_rx,
+        }
+    }
+
+    /// The receiving end of `shard`'s mailbox.
+    pub(crate) fn inbox(&self, shard: usize) -> flume::Receiver<TcpStream> {
+        self.shards[shard].rx.clone()
+    }
+
+    /// The listening shard with the fewest live connections and room for one
+    /// more; `None` when every listening shard is full (or none listens).
+    pub(crate) fn pick(&self) -> Option<usize> {
+        let n = self.shards.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best: Option<(usize, u64)> = None;
+        for shard in (start..start + n).map(|i| i % n) {
+            let c = &self.shards[shard].counters;
+            if !c.listening.load(Ordering::Acquire) {
+                continue;
+            }
+            let live = c.live.load(Ordering::SeqCst);
+            if live < c.capacity.load(Ordering::Relaxed) && best.is_none_or(|(_, l)| live < l) {
+                best = Some((shard, live));
+            }
+        }
+        best.map(|(shard, _)| shard)
+    }
+
+    /// Waits until some shard has room, or `stopping()` says to give up
+    /// (then `None`).
+    pub(crate) fn wait_for_room(&self, stopping: &dyn Fn() -> bool) -> Option<usize> {
+        loop {
+            if stopping() {
+                return None;
+            }
+            if let Some(shard) = self.pick() {
+                return Some(shard);
+            }
+            self.waiting.store(true, Ordering::SeqCst);
+            // Look again: a connection may have ended before the flag was up.
+            if let Some(shard) = self.pick() {
+                self.waiting.store(false, Ordering::SeqCst);
+                return Some(shard);
+            }
+            let _ = self.wake_rx.recv_timeout(TICK);
+            self.waiting.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection ended (or a shard changed state): wake a waiting sender.
+    pub(crate) fn freed(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
+            let _ = self.wake_tx.try_send(());
+        }
+    }
+
+    /// Sends `stream` to `shard`, counted there first; waits while the
+    /// mailbox is full. Gives the stream back if `stopping()` turns true
+    /// first or the shard stopped taking connections.
+    pub(crate) fn send(
+        &self,
+        shard: usize,
+        stream: TcpStream,
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<(), TcpStream> {
+        let mailbox = &self.shards[shard];
+        mailbox.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        mailbox.counters.live.fetch_add(1, Ordering::SeqCst);
+        let mut stream = stream;
+        loop {
+            match mailbox.tx.send_timeout(stream, TICK) {
+                Ok(()) => break,
+                Err(flume::SendTimeoutError::Timeout(back)) if !stopping() => stream = back,
+                Err(flume::SendTimeoutError::Timeout(back) | flume::SendTimeoutError::Disconnected(back)) => {
+                    mailbox.counters.accepted.fetch_sub(1, Ordering::Relaxed);
+                    mailbox.counters.live.fetch_sub(1, Ordering::SeqCst);
+                    return Err(back);
+                }
+            }
+        }
+        if !mailbox.counters.listening.load(Ordering::Acquire) {
+            // The shard stopped between `pick` and now: nobody will take it.
+            self.close(shard);
+        }
+        Ok(())
+    }
+
+    /// Drops (closes) the connections queued for `shard`, which no longer
+    /// takes any; returns how many.
+    pub(crate) fn close(&self, shard: usize) -> usize {
+        let mailbox = &self.shards[shard];
+        let dropped = mailbox.rx.drain().count();
+        if dropped > 0 {
+            mailbox.counters.live.fetch_sub(dropped as u64, Ordering::SeqCst);
+            tracing::debug!(target: "shardlet::net", shard, dropped, "closed connections still queued for a stopped shard");
+        }
+        dropped
+    }
+
+    /// Wakes a sender waiting for room so that it looks at its stop flags.
+    pub(crate) fn interrupt(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn shards(capacities: &[u64]) -> Vec<Arc<Counters>> {
+        capacities
+            .iter()
+            .map(|&cap| {
+                let c = Counters::default();
+                c.capacity.store(cap, Relaxed);
+                c.listening.store(true, Relaxed);
+                Arc::new(c)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn picks_the_least_loaded_listening_shard_with_room() {
+        let counters = shards(&[4, 4, 4]);
+        let handoff = Handoff::new(&counters, 8);
+        counters[0].live.store(2, Relaxed);
+        counters[1].live.store(1, Relaxed);
+        counters[2].live.store(3, Relaxed);
+        assert_eq!(handoff.pick(), Some(1));
+        counters[1].listening.store(false, Relaxed);
+        assert_eq!(handoff.pick(), Some(0));
+        counters[0].live.store(4, Relaxed);
+        counters[2].live.store(4, Relaxed);
+        assert_eq!(handoff.pick(), None, "all full or not listening");
+        assert_eq!(handoff.wait_for_room(&|| true), None);
+    }
+
+    #[test]
+    fn ties_rotate() {
+        let counters = shards(&[10, 10]);
+        let handoff = Handoff::new(&counters, 8);
+        let picks: Vec<_> = (0..4).map(|_| handoff.pick().unwrap()).collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn send_counts_and_close_uncounts() {
+        let counters = shards(&[10]);
+        let handoff = Handoff::new(&counters, 8);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        handoff.send(0, server, &|| false).unwrap();
+        assert_eq!(
+            (counters[0].accepted.load(Relaxed), counters[0].live.load(Relaxed)),
+            (1, 1)
+        );
+        assert_eq!(handoff.close(0), 1);
+        assert_eq!(
+            (counters[0].accepted.load(Relaxed), counters[0].live.load(Relaxed)),
+            (1, 0)
+        );
+        drop(client);
+    }
+}

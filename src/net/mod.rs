@@ -1,0 +1,53 @@
+//! The server pattern: [`listen`], [`serve`], [`connect`], and [`Server`] to
+//! serve one address on every shard.
+//!
+//! Streams are glommio's [`TcpStream`]: it implements futures-io's
+//! `AsyncRead`/`AsyncWrite` (use `futures_lite::{AsyncReadExt, AsyncWriteExt}`),
+//! so any code written against those traits works with it.
+//!
+//! # The contract between the layers here
+//!
+//! - **Sockets** (`listen.rs`) are built with socket2 and need no executor;
+//!   only turning one into a glommio listener does (`fd.rs`, the crate's one
+//!   `unsafe` block). Listeners set `SO_REUSEADDR`, `TCP_NODELAY` (accepted
+//!   streams inherit it on Linux) and a backlog of [`DEFAULT_BACKLOG`];
+//!   `SO_REUSEPORT` only when asked, as reuseport mode does.
+//! - **Sources** (`serve.rs`): a shard takes connections either from its own
+//!   listener or from its handoff mailbox (`handoff.rs`, filled by the
+//!   acceptor thread in `acceptor.rs`). Either way the serving loop takes a
+//!   slot of the shard's [`GreenPool`](crate::GreenPool) *before* it takes
+//!   a connection, so a full shard leaves clients in the kernel backlog.
+//! - **Connections** run as green threads of that pool. The handler's error
+//!   or panic ends only its connection; both are counted and logged.
+//! - **Counters** (`stats.rs`) are per-shard atomics, written by the shard
+//!   (and, for `accepted`/`live` in handoff mode, by the acceptor before it
+//!   sends) and read from any thread through [`Server::stats`].
+//! - **Stopping**: a serving loop obeys the runtime's stop
+//!   ([`shard::stopped`](crate::shard::stopped)) and its server's
+//!   ([`Server::stop`]): it stops taking connections at once, drains live
+//!   ones until the drain timeout or the stop's grace period, then cancels
+//!   the rest and returns.
+//! - **Errors from `accept`** (`accept.rs`): running out of descriptors or
+//!   memory backs off (`backoff.rs`, 5 ms doubling to 500 ms) and recovers;
+//!   aborted connections are skipped; only a broken listener ends the loop.
+//!
+//! Logs go to `tracing`, target `shardlet::net`.
+
+mod accept;
+mod acceptor;
+mod backoff;
+mod connect;
+mod fd;
+mod handoff;
+mod listen;
+mod serve;
+mod server;
+mod stats;
+
+pub use accept::AcceptMode;
+pub use connect::connect;
+pub use glommio::net::{TcpListener, TcpStream};
+pub use listen::{listen, listen_with, ListenOptions, DEFAULT_BACKLOG};
+pub use serve::{serve, DEFAULT_DRAIN_TIMEOUT};
+pub use server::{Server, ServerConfig, DEFAULT_HANDOFF_CAPACITY};
+pub use stats::{ServerStats, ShardStats};

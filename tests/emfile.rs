@@ -1,0 +1,99 @@
+//! Out of descriptors (`EMFILE`): the server backs off, keeps its live
+//! connections, and accepts again once descriptors free up.
+//!
+//! The limit is lowered only in a child process: this test binary runs
+//! itself again with [`CHILD`] set, and only that run (`emfile_child`)
+//! serves under a low `RLIMIT_NOFILE`.
+
+#[path = "util/net.rs"]
+mod net_util;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use net_util::{client, roundtrip, server_config, start_echo};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use shardlet::AcceptMode;
+
+const CHILD: &str = "SHARDLET_TEST_EMFILE_CHILD";
+/// Clients the parent sends; far more than the child has descriptors for.
+const CLIENTS: u64 = 60;
+/// Descriptors the child leaves itself for connections.
+const SPARE_FDS: u64 = 8;
+
+/// The child: serves with only a few descriptors to spare, reports its
+/// counters once every client was served. Does nothing in a normal run.
+#[test]
+fn emfile_child() {
+    let Ok(mode) = std::env::var(CHILD) else {
+        return;
+    };
+    let mode: AcceptMode = mode.parse().unwrap();
+    let server = start_echo(1, server_config(mode));
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, open + SPARE_FDS, hard).unwrap();
+    // On a line of its own: the harness may have started one already.
+    println!("\nADDR {}", server.addr());
+    server.wait_for("every client", Duration::from_secs(60), |s| {
+        s.accepted() == CLIENTS && s.live() == 0
+    });
+    let stats = server.stats();
+    println!("\nSTATS {} {}", stats.accepted(), stats.accept_errors());
+}
+
+fn backs_off_and_recovers(mode: AcceptMode) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["emfile_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, mode.as_str())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    let addr = lines
+        .by_ref()
+        .find_map(|l| l.split_once("ADDR ").map(|(_, a)| a.trim().parse().unwrap()))
+        .expect("the child reports its address");
+
+    // Many clients at once, each holding its connection a moment: the child
+    // runs out of descriptors, backs off, and serves the rest as they leave.
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = client(addr);
+                roundtrip(&mut c, format!("client {i}").as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("every client is served in the end");
+    }
+
+    let stats = lines
+        .find_map(|l| l.split_once("STATS ").map(|(_, s)| s.trim().to_owned()))
+        .expect("the child reports its counters");
+    assert!(child.wait().unwrap().success());
+    let [accepted, errors]: [u64; 2] = stats
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert_eq!(accepted, CLIENTS);
+    assert!(errors > 0, "the child never ran out of descriptors");
+    eprintln!("{mode}: {accepted} accepted after {errors} EMFILE back-offs");
+}
+
+#[test]
+fn emfile_backs_off_and_recovers_reuseport() {
+    backs_off_and_recovers(AcceptMode::ReusePort);
+}
+
+#[test]
+fn emfile_backs_off_and_recovers_handoff() {
+    backs_off_and_recovers(AcceptMode::Handoff);
+}
