@@ -47,7 +47,14 @@ pub fn draw(path: &Path, title: &str, runs: &[&Results]) -> Result<(), String> {
         .map(|p| 1.0 / (1.0 - p[0]))
         .fold(10.0f64, f64::max);
     let right = 10f64.powf(finite_max.log10().ceil().max(1.0));
-    let top = runs.iter().map(|r| r.latency_us.max).fold(1.0f64, f64::max) * 1.05;
+    let top_us = runs.iter().map(|r| r.latency_us.max).fold(1.0f64, f64::max) * 1.05;
+    // Microseconds, or milliseconds once the tail reaches 10 ms.
+    let (unit, per_unit) = if top_us >= 10_000.0 {
+        ("ms", 1000.0)
+    } else {
+        ("us", 1.0)
+    };
+    let top = top_us / per_unit;
 
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -62,18 +69,24 @@ pub fn draw(path: &Path, title: &str, runs: &[&Results]) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("round-trip latency (us)")
+        .y_desc(format!("round-trip latency ({unit})"))
         .x_label_formatter(&percentile_label)
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v}"))
         .draw()
         .map_err(|e| e.to_string())?;
 
     for (i, run) in runs.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let points = run.percentiles.iter().map(|p| (x_of(p[0], right), p[1]));
+        let points = run
+            .percentiles
+            .iter()
+            .map(|p| (x_of(p[0], right), p[1] / per_unit));
         let legend = format!(
-            "{}: {:.0} msgs/s, p50 {:.0} us, p99 {:.0} us",
-            run.label, run.msgs_per_sec, run.latency_us.p50, run.latency_us.p99
+            "{}: {:.0} msgs/s, p50 {:.1} {unit}, p99 {:.1} {unit}",
+            run.label,
+            run.msgs_per_sec,
+            run.latency_us.p50 / per_unit,
+            run.latency_us.p99 / per_unit
         );
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
