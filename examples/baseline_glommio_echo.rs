@@ -33,6 +33,10 @@ struct Args {
     /// leaves room for the load client (sockets do not use these buffers).
     #[arg(long, default_value_t = 512)]
     io_memory_kib: usize,
+    /// Microseconds an idle executor spins before it parks (0: park at once,
+    /// glommio's default); the same knob as shardlet's SHARDLET_SPIN_US.
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
 }
 
 /// Bytes read (and written back) per call.
@@ -57,9 +61,12 @@ fn main() {
     for i in 0..executors {
         let cpu = cpus[i % cpus.len()];
         let (addr, bound_tx) = (args.addr, bound_tx.clone());
-        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("glommio-echo-{i}"))
             .io_memory(args.io_memory_kib << 10);
+        if args.spin_us > 0 {
+            builder = builder.spin_before_park(std::time::Duration::from_micros(args.spin_us));
+        }
         let thread = builder
             .spawn(move || async move {
                 let listener = match TcpListener::bind(addr) {
