@@ -38,6 +38,10 @@ use crate::load::{new_histogram, Errors, Plan, Shared};
 use crate::monitor::Monitor;
 use crate::report::{Latency, Machine, Results, Settings};
 
+/// CPU used by other processes during the measurement (percent of one CPU)
+/// above which the run is flagged as noisy.
+const NOISY_CPU_PERCENT: f64 = 10.0;
+
 /// Load client for the 10k-client echo benchmark.
 #[derive(Debug, Parser)]
 #[command(about, long_about = None)]
@@ -216,6 +220,11 @@ fn run(args: &Args) -> Result<Results, String> {
         server_pid: args.server_pid,
         server: observed.server,
         client: observed.client,
+        machine_busy_percent: observed.machine_busy_percent,
+        other_cpu_percent: observed.machine_busy_percent.map(|busy| {
+            let server = observed.server.and_then(|s| s.cpu_percent).unwrap_or(0.0);
+            (busy - server - observed.client.cpu_percent.unwrap_or(0.0)).max(0.0)
+        }),
         percentiles,
         histogram_v2z_base64: raw,
         ..Results::empty(&args.label, args.addr, settings, machine)
@@ -226,6 +235,11 @@ fn run(args: &Args) -> Result<Results, String> {
     print!("{}", report::table(std::slice::from_ref(&results)));
     if let Some(err) = &results.first_error {
         println!("first error: {err}");
+    }
+    if let Some(other) = results.other_cpu_percent.filter(|&o| o > NOISY_CPU_PERCENT) {
+        println!(
+            "warning: other processes used {other:.0}% of a CPU during the measurement: the figures are noisy"
+        );
     }
     let json = results
         .write_json(&args.results)
@@ -352,6 +366,8 @@ impl Results {
             server_pid: None,
             server: None,
             client: Default::default(),
+            machine_busy_percent: None,
+            other_cpu_percent: None,
             machine,
             percentiles: Vec::new(),
             histogram_v2z_base64: String::new(),

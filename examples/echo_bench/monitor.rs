@@ -33,6 +33,9 @@ pub struct ProcessStats {
 pub struct Observed {
     pub server: Option<ProcessStats>,
     pub client: ProcessStats,
+    /// CPU time the whole machine spent busy in the measured window, in
+    /// percent of one CPU (from `/proc/stat`; 200% is two CPUs fully busy).
+    pub machine_busy_percent: Option<f64>,
 }
 
 /// A running monitor thread; [`Monitor::finish`] stops it.
@@ -106,6 +109,7 @@ fn watch(plan: &Plan, shared: &Shared, server_pid: Option<u32>, done: &AtomicBoo
     let tty = std::io::stderr().is_terminal();
     let mut next_print = Instant::now() + Duration::from_secs(1);
     let mut last = (Instant::now(), 0u64);
+    let mut machine: [Option<(Instant, u64)>; 2] = [None, None];
     while !done.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
@@ -123,6 +127,14 @@ fn watch(plan: &Plan, shared: &Shared, server_pid: Option<u32>, done: &AtomicBoo
                 if now >= to && t.window_end.is_none() && t.window_start.is_some() {
                     t.window_end = cpu_ticks(t.pid).map(|c| (now, c));
                     t.stats.rss_kib = status_kib(t.pid, "VmRSS:");
+                }
+            }
+        }
+        if let Some(start) = start {
+            let edges = [start + plan.warmup, start + plan.warmup + plan.duration];
+            for (edge, sample) in edges.iter().zip(machine.iter_mut()) {
+                if now >= *edge && sample.is_none() {
+                    *sample = busy_ticks().map(|t| (now, t));
                 }
             }
         }
@@ -172,9 +184,16 @@ fn watch(plan: &Plan, shared: &Shared, server_pid: Option<u32>, done: &AtomicBoo
     if tty {
         eprintln!();
     }
+    let machine_busy_percent = match machine {
+        [Some((t0, b0)), Some((t1, b1))] if t1 > t0 => {
+            Some(b1.saturating_sub(b0) as f64 * TICK / t1.duration_since(t0).as_secs_f64() * 100.0)
+        }
+        _ => None,
+    };
     Observed {
         server: server.map(Tracker::finish),
         client: client.finish(),
+        machine_busy_percent,
     }
 }
 
@@ -207,4 +226,25 @@ fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Busy CPU ticks of the whole machine: everything in `/proc/stat`'s `cpu`
+/// line but idle and iowait.
+fn busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy)
 }

@@ -46,6 +46,11 @@ pub struct Results {
     pub server_pid: Option<u32>,
     pub server: Option<ProcessStats>,
     pub client: ProcessStats,
+    /// CPU the whole machine was busy in the measured window, percent of one CPU.
+    pub machine_busy_percent: Option<f64>,
+    /// What neither the server nor the client used of that: other processes
+    /// and kernel threads. Much above a few percent means noisy figures.
+    pub other_cpu_percent: Option<f64>,
     pub machine: Machine,
     /// `[quantile, latency µs]` points of the percentile distribution (as in the `.hgrm`).
     pub percentiles: Vec<[f64; 2]>,
@@ -268,7 +273,7 @@ pub fn table(runs: &[Results]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>7}",
+        "{:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>7} {:>7}",
         "label",
         "conns",
         "msgs/s",
@@ -279,7 +284,8 @@ pub fn table(runs: &[Results]) -> String {
         "errors",
         "server RSS",
         "srv CPU",
-        "cli CPU"
+        "cli CPU",
+        "other"
     );
     for r in runs {
         let server = r.server.unwrap_or_default();
@@ -290,7 +296,7 @@ pub fn table(runs: &[Results]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<14} {:>7} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7} {:>11} {:>7} {:>7}",
+            "{:<14} {:>7} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7} {:>11} {:>7} {:>7} {:>7}",
             r.label,
             conns,
             r.msgs_per_sec,
@@ -302,6 +308,7 @@ pub fn table(runs: &[Results]) -> String {
             mib(server.rss_kib.or(server.rss_peak_kib)),
             percent(server.cpu_percent),
             percent(r.client.cpu_percent),
+            percent(r.other_cpu_percent),
         );
     }
     out
