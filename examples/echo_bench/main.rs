@@ -24,10 +24,13 @@ mod load;
 mod monitor;
 mod plot;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -99,7 +102,14 @@ fn main() -> ExitCode {
         eprintln!("echo_bench: --label must be a plain name (no '/' or '.'), not 'compare'");
         return ExitCode::from(2);
     }
-    match run(&args) {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("echo_bench: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args, config) {
         Ok(results) if !results.failed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(err) => {
@@ -109,8 +119,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// One benchmark run: load, then the table and the files.
-fn run(args: &Args) -> Result<Results, String> {
+/// One benchmark run on a runtime built from `config`: load, then the table and the files.
+fn run(args: &Args, mut config: Config) -> Result<Results, String> {
     // Step 1: settings, and the limits that 10k sockets run into.
     let machine = Machine::current();
     let connections = args.connections as usize;
@@ -138,7 +148,6 @@ fn run(args: &Args) -> Result<Results, String> {
     // Step 2: the client runtime. Sockets do not use io_uring's registered
     // buffers, so keep them small unless SHARDLET_IO_MEMORY says otherwise:
     // RLIMIT_MEMLOCK is shared with the server (same user).
-    let mut config = Config::from_env().map_err(|e| e.to_string())?;
     if config.io_memory().is_none() {
         config = config.with_io_memory(256 << 10);
     }
@@ -172,7 +181,7 @@ fn run(args: &Args) -> Result<Results, String> {
         + plan.duration
         + plan.drain
         + Duration::from_secs(15);
-    watchdog(limit);
+    let _watchdog = watchdog(limit);
 
     // Step 4: the load, on every shard, with the monitor watching.
     let shared = Arc::new(Shared::default());
@@ -326,20 +335,24 @@ fn raise_fd_limit(connections: usize) -> Result<(), String> {
     ))
 }
 
-/// Ends the process with an error if the run has not finished by `limit`.
-fn watchdog(limit: Duration) {
+/// Ends the process with an error if the run has not finished by `limit`;
+/// dropping the returned guard disarms it.
+fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
     let started = Instant::now();
+    let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("echo-bench-watchdog".into())
         .spawn(move || {
-            std::thread::sleep(limit);
-            eprintln!(
-                "\necho_bench: hard deadline: still running after {:.0?}; giving up",
-                started.elapsed()
-            );
-            std::process::exit(3);
+            if let Err(RecvTimeoutError::Timeout) = disarmed.recv_timeout(limit) {
+                eprintln!(
+                    "\necho_bench: hard deadline: still running after {:.0?}; giving up",
+                    started.elapsed()
+                );
+                std::process::exit(3);
+            }
         })
         .expect("spawn the watchdog thread");
+    disarm
 }
 
 impl Results {

@@ -105,7 +105,7 @@ pub fn draw(path: &Path, title: &str, runs: &[&Results]) -> Result<(), String> {
 }
 
 /// `10` -> `90%`, `1000` -> `99.9%`; only decades are labelled.
-fn percentile_label(x: &f64) -> String {
+pub fn percentile_label(x: &f64) -> String {
     let decades = x.log10();
     if (decades - decades.round()).abs() > 1e-6 {
         return String::new();
