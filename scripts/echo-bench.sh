@@ -134,7 +134,7 @@ if ((build)); then
     echo "echo-bench: building ${examples[*]}" >&2
     cargo build --release --quiet "${examples[@]}"
 fi
-bin=target/release/examples
+bin="${CARGO_TARGET_DIR:-target}/release/examples"
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.
