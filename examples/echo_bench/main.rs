@@ -229,8 +229,8 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         server_pid: args.server_pid,
         server: observed.server,
         client: observed.client,
-        machine_busy_percent: observed.machine_busy_percent,
-        other_cpu_percent: observed.machine_busy_percent.map(|busy| {
+        softirq_percent: observed.softirq_percent,
+        other_cpu_percent: observed.busy_percent.map(|busy| {
             let server = observed.server.and_then(|s| s.cpu_percent).unwrap_or(0.0);
             (busy - server - observed.client.cpu_percent.unwrap_or(0.0)).max(0.0)
         }),
@@ -379,7 +379,7 @@ impl Results {
             server_pid: None,
             server: None,
             client: Default::default(),
-            machine_busy_percent: None,
+            softirq_percent: None,
             other_cpu_percent: None,
             machine,
             percentiles: Vec::new(),

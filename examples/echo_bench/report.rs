@@ -46,10 +46,13 @@ pub struct Results {
     pub server_pid: Option<u32>,
     pub server: Option<ProcessStats>,
     pub client: ProcessStats,
-    /// CPU the whole machine was busy in the measured window, percent of one CPU.
-    pub machine_busy_percent: Option<f64>,
-    /// What neither the server nor the client used of that: other processes
-    /// and kernel threads. Much above a few percent means noisy figures.
+    /// CPU the machine spent in interrupts and softirqs in the measured
+    /// window, percent of one CPU: on loopback mostly the TCP receive path.
+    /// The kernel also bills it to the process it interrupted, so it overlaps
+    /// the server's and the client's figures.
+    pub softirq_percent: Option<f64>,
+    /// CPU that everything but the server, the client and `ksoftirqd` used in
+    /// the window: other processes. Much above a few percent means noisy figures.
     pub other_cpu_percent: Option<f64>,
     pub machine: Machine,
     /// `[quantile, latency µs]` points of the percentile distribution (as in the `.hgrm`).
