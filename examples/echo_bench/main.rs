@@ -22,6 +22,7 @@
 
 mod load;
 mod monitor;
+mod netstat;
 mod plot;
 mod report;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use shardlet::{Config, Runtime};
 
 use crate::load::{new_histogram, Errors, Plan, Shared};
 use crate::monitor::Monitor;
+use crate::netstat::NetCounters;
 use crate::report::{Latency, Machine, Results, Settings};
 
 /// CPU used by other processes during the measurement (percent of one CPU)
@@ -185,6 +187,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
 
     // Step 4: the load, on every shard, with the monitor watching.
     let shared = Arc::new(Shared::default());
+    let net_before = NetCounters::now();
     let monitor = Monitor::start(plan.clone(), shared.clone(), args.server_pid);
     let handle = {
         let (plan, shared) = (plan.clone(), shared.clone());
@@ -194,6 +197,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
     };
     let outcomes = handle.join();
     let observed = monitor.finish();
+    let kernel = NetCounters::now().since(&net_before);
     let outcomes = outcomes.map_err(|e| e.to_string())?;
 
     // Step 5: merge the shards' figures.
@@ -230,6 +234,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         server: observed.server,
         client: observed.client,
         softirq_percent: observed.softirq_percent,
+        kernel,
         other_cpu_percent: observed.busy_percent.map(|busy| {
             let server = observed.server.and_then(|s| s.cpu_percent).unwrap_or(0.0);
             (busy - server - observed.client.cpu_percent.unwrap_or(0.0)).max(0.0)
@@ -244,6 +249,14 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
     print!("{}", report::table(std::slice::from_ref(&results)));
     if let Some(err) = &results.first_error {
         println!("first error: {err}");
+    }
+    if !results.kernel.is_zero() {
+        let k = &results.kernel;
+        println!(
+            "kernel, whole machine, during the run: {} TCP retransmits ({} timeouts), {} listen \
+             overflows, {} input backlog drops",
+            k.retransmits, k.timeouts, k.listen_overflows, k.backlog_drops
+        );
     }
     if let Some(other) = results.other_cpu_percent.filter(|&o| o > NOISY_CPU_PERCENT) {
         println!(
@@ -380,6 +393,7 @@ impl Results {
             server: None,
             client: Default::default(),
             softirq_percent: None,
+            kernel: NetCounters::default(),
             other_cpu_percent: None,
             machine,
             percentiles: Vec::new(),

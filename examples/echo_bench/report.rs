@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::Errors;
 use crate::monitor::ProcessStats;
+use crate::netstat::NetCounters;
 
 /// Ticks per half distance of the percentile iterator (HdrHistogram's usual 5).
 const TICKS_PER_HALF: u32 = 5;
@@ -54,6 +55,9 @@ pub struct Results {
     /// CPU that everything but the server, the client and `ksoftirqd` used in
     /// the window: other processes. Much above a few percent means noisy figures.
     pub other_cpu_percent: Option<f64>,
+    /// TCP trouble the kernel counted during the run (machine-wide).
+    #[serde(default)]
+    pub kernel: NetCounters,
     pub machine: Machine,
     /// `[quantile, latency µs]` points of the percentile distribution (as in the `.hgrm`).
     pub percentiles: Vec<[f64; 2]>,
@@ -118,6 +122,8 @@ pub struct Machine {
     pub ip_local_port_range: Option<String>,
     pub tcp_tw_reuse: Option<u64>,
     pub nofile_limit: Option<u64>,
+    #[serde(default)]
+    pub netdev_max_backlog: Option<u64>,
 }
 
 impl Machine {
@@ -135,6 +141,7 @@ impl Machine {
             tcp_max_syn_backlog: number("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
             ip_local_port_range: read("/proc/sys/net/ipv4/ip_local_port_range"),
             tcp_tw_reuse: number("/proc/sys/net/ipv4/tcp_tw_reuse"),
+            netdev_max_backlog: number("/proc/sys/net/core/netdev_max_backlog"),
             nofile_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
                 .ok()
                 .map(|(soft, _)| soft),
