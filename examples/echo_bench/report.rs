@@ -352,7 +352,7 @@ pub fn describe(r: &Results) -> String {
     let m = &r.machine;
     let s = &r.settings;
     format!(
-        "{} connections, {} B messages, {:.0} s measured after {:.0} s warm-up, connects paced at {:.0}/s; \
+        "{} connections, {} B messages, {} s measured after {} s warm-up, connects paced at {}/s; \
          client: {} shard(s) on cpus {:?}; machine: {} cpus, kernel {}, somaxconn {}, \
          ephemeral ports {}",
         s.connections,
