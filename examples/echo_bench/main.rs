@@ -1,0 +1,403 @@
+//! Run with: cargo run --release --example echo_bench -- --addr 127.0.0.1:6000 --label shardlet
+//!
+//! The 10k-client echo benchmark's load client (usually started by
+//! `scripts/echo-bench.sh`, which also starts the server on other CPUs).
+//!
+//! It runs on a shardlet [`Runtime`] built from `SHARDLET_*` (pin it with
+//! `SHARDLET_CPUS`), opens `--connections` connections at `--connect-rate`
+//! per second, one green thread per connection, then runs closed-loop
+//! ping-pong of `--size`-byte messages: `--warmup` seconds unrecorded, then
+//! `--duration` seconds in which every round trip goes into an HDR
+//! histogram. Every echoed byte is checked against a pattern unique to the
+//! connection and the message.
+//!
+//! At the end it prints a table and writes, in `--results`:
+//! `<label>.json` (raw results), `<label>.hgrm` (percentile distribution),
+//! `<label>.svg` (latency-percentile plot) and, when other labels' JSON is
+//! there too, `compare.svg`. The exit code is non-zero when any connection
+//! failed or saw an error.
+//!
+//! `--compare a,b,c` runs nothing: it prints the combined table of earlier
+//! runs with the ratios of the first label to the others.
+
+mod load;
+mod monitor;
+mod netstat;
+mod plot;
+mod report;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+use shardlet::{Config, Runtime};
+
+use crate::load::{new_histogram, Errors, Plan, Shared};
+use crate::monitor::Monitor;
+use crate::netstat::NetCounters;
+use crate::report::{Latency, Machine, Results, Settings};
+
+/// CPU used by other processes during the measurement (percent of one CPU)
+/// above which the run is flagged as noisy.
+const NOISY_CPU_PERCENT: f64 = 10.0;
+
+/// Load client for the 10k-client echo benchmark.
+#[derive(Debug, Parser)]
+#[command(about, long_about = None)]
+struct Args {
+    /// The echo server's address.
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    addr: SocketAddr,
+    /// Connections to open and keep busy.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    connections: u64,
+    /// Bytes per message (1 to 65536).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    size: u64,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of unrecorded load before the measurement.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Connects per second (paced, so the server's backlog never overflows).
+    #[arg(long, default_value_t = 5000.0)]
+    connect_rate: f64,
+    /// Tries per connection before it counts as failed.
+    #[arg(long, default_value_t = 5)]
+    connect_attempts: u32,
+    /// Folder for the JSON, .hgrm and SVG files.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Name of this run: shardlet, raw-glommio, tokio, ...
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// The server's process id, to read its memory and CPU from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Run nothing: compare earlier runs in --results (comma-separated
+    /// labels; ratios are of the first to each of the others).
+    #[arg(long, value_delimiter = ',')]
+    compare: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(err) = std::fs::create_dir_all(&args.results) {
+        eprintln!("echo_bench: cannot create {}: {err}", args.results.display());
+        return ExitCode::from(2);
+    }
+    if !args.compare.is_empty() {
+        return compare(&args.results, &args.compare);
+    }
+    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.connect_rate > 0.0) {
+        eprintln!("echo_bench: --duration and --connect-rate must be positive, --warmup not negative");
+        return ExitCode::from(2);
+    }
+    if args.label.is_empty() || args.label.contains(['/', '.']) || args.label == "compare" {
+        eprintln!("echo_bench: --label must be a plain name (no '/' or '.'), not 'compare'");
+        return ExitCode::from(2);
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("echo_bench: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args, config) {
+        Ok(results) if !results.failed() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("echo_bench: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One benchmark run on a runtime built from `config`: load, then the table and the files.
+fn run(args: &Args, mut config: Config) -> Result<Results, String> {
+    // Step 1: settings, and the limits that 10k sockets run into.
+    let machine = Machine::current();
+    let connections = args.connections as usize;
+    raise_fd_limit(connections)?;
+    if let Some(ports) = machine.ephemeral_ports() {
+        if connections as u64 > ports {
+            return Err(format!(
+                "{connections} connections to one address need more ephemeral ports than \
+                 net.ipv4.ip_local_port_range gives ({ports})"
+            ));
+        }
+    }
+    let plan = Plan {
+        addr: args.addr,
+        connections,
+        size: args.size as usize,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        connect_rate: args.connect_rate,
+        connect_attempts: args.connect_attempts.max(1),
+        connect_timeout: Duration::from_secs(2),
+        drain: Duration::from_secs(5),
+    };
+
+    // Step 2: the client runtime. Sockets do not use io_uring's registered
+    // buffers, so keep them small unless SHARDLET_IO_MEMORY says otherwise:
+    // RLIMIT_MEMLOCK is shared with the server (same user).
+    if config.io_memory().is_none() {
+        config = config.with_io_memory(256 << 10);
+    }
+    let runtime = Runtime::new(config).map_err(|e| e.to_string())?;
+    let client_cpus: Vec<Option<usize>> = (0..runtime.shards()).map(|s| runtime.plan().cpu(s)).collect();
+    let settings = Settings {
+        connections,
+        size: plan.size,
+        warmup_s: args.warmup,
+        duration_s: args.duration,
+        connect_rate: args.connect_rate,
+        client_shards: runtime.shards(),
+        client_cpus,
+    };
+    eprintln!(
+        "echo_bench: {} -> {} ({})",
+        args.label,
+        args.addr,
+        report::describe(&Results::empty(
+            &args.label,
+            args.addr,
+            settings.clone(),
+            machine.clone()
+        ))
+    );
+
+    // Step 3: a hard deadline, whatever happens to the server or the shards.
+    let limit = Duration::from_secs_f64(connections as f64 / args.connect_rate)
+        + plan.worst_connect()
+        + plan.warmup
+        + plan.duration
+        + plan.drain
+        + Duration::from_secs(15);
+    let _watchdog = watchdog(limit);
+
+    // Step 4: the load, on every shard, with the monitor watching.
+    let shared = Arc::new(Shared::default());
+    let net_before = NetCounters::now();
+    let monitor = Monitor::start(plan.clone(), shared.clone(), args.server_pid);
+    let handle = {
+        let (plan, shared) = (plan.clone(), shared.clone());
+        runtime
+            .start(move || load::shard_main(plan.clone(), shared.clone()))
+            .map_err(|e| e.to_string())?
+    };
+    let outcomes = handle.join();
+    let observed = monitor.finish();
+    let kernel = NetCounters::now().since(&net_before);
+    let outcomes = outcomes.map_err(|e| e.to_string())?;
+
+    // Step 5: merge the shards' figures.
+    let mut histogram = new_histogram();
+    let mut errors = Errors::default();
+    let (mut connected, mut connect_failed, mut measured, mut total) = (0, 0, 0, 0);
+    let mut connect_time = Duration::ZERO;
+    for o in &outcomes {
+        histogram
+            .add(&o.histogram)
+            .map_err(|e| format!("merging histograms: {e:?}"))?;
+        errors.add(&o.errors);
+        connected += o.connected;
+        connect_failed += o.connect_failed;
+        measured += o.measured;
+        total += o.total;
+        connect_time = connect_time.max(o.connect_time);
+    }
+    let (percentiles, raw) = Results::distribution(&histogram);
+    let msgs_per_sec = measured as f64 / args.duration;
+    let results = Results {
+        connected,
+        connect_failed,
+        connect_seconds: connect_time.as_secs_f64(),
+        messages: measured,
+        messages_total: total,
+        msgs_per_sec,
+        bytes_per_sec: msgs_per_sec * plan.size as f64,
+        latency_us: Latency::of(&histogram),
+        errors,
+        errors_total: errors.total(),
+        first_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
+        server_pid: args.server_pid,
+        server: observed.server,
+        client: observed.client,
+        softirq_percent: observed.softirq_percent,
+        kernel,
+        other_cpu_percent: observed.busy_percent.map(|busy| {
+            let server = observed.server.and_then(|s| s.cpu_percent).unwrap_or(0.0);
+            (busy - server - observed.client.cpu_percent.unwrap_or(0.0)).max(0.0)
+        }),
+        percentiles,
+        histogram_v2z_base64: raw,
+        ..Results::empty(&args.label, args.addr, settings, machine)
+    };
+
+    // Step 6: the table and the files.
+    println!();
+    print!("{}", report::table(std::slice::from_ref(&results)));
+    if let Some(err) = &results.first_error {
+        println!("first error: {err}");
+    }
+    if !results.kernel.is_zero() {
+        let k = &results.kernel;
+        println!(
+            "kernel, whole machine, during the run: {} TCP retransmits ({} timeouts), {} listen \
+             overflows, {} input backlog drops",
+            k.retransmits, k.timeouts, k.listen_overflows, k.backlog_drops
+        );
+    }
+    if let Some(other) = results.other_cpu_percent.filter(|&o| o > NOISY_CPU_PERCENT) {
+        println!(
+            "warning: other processes used {other:.0}% of a CPU during the measurement: the figures are noisy"
+        );
+    }
+    let json = results
+        .write_json(&args.results)
+        .map_err(|e| format!("writing JSON: {e}"))?;
+    let hgrm = args.results.join(format!("{}.hgrm", args.label));
+    report::write_hgrm(&hgrm, &histogram).map_err(|e| format!("writing {}: {e}", hgrm.display()))?;
+    let svg = args.results.join(format!("{}.svg", args.label));
+    let title = format!(
+        "echo round trips: {} ({} conns, {} B)",
+        args.label, connections, plan.size
+    );
+    let mut written = vec![json, hgrm];
+    match plot::draw(&svg, &title, &[&results]) {
+        Ok(()) => written.push(svg),
+        Err(err) => eprintln!("echo_bench: no plot: {err}"),
+    }
+    let all = Results::read_all(&args.results);
+    if all.len() > 1 {
+        let path = args.results.join("compare.svg");
+        if plot::draw(
+            &path,
+            "echo round trips: comparison",
+            &all.iter().collect::<Vec<_>>(),
+        )
+        .is_ok()
+        {
+            written.push(path);
+        }
+    }
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("wrote {}", names.join(", "));
+    Ok(results)
+}
+
+/// `--compare`: the combined table and ratios of earlier runs.
+fn compare(dir: &Path, labels: &[String]) -> ExitCode {
+    let mut runs = Vec::new();
+    let mut missing = false;
+    for label in labels {
+        match Results::read_json(dir, label) {
+            Ok(r) => runs.push(r),
+            Err(err) => {
+                eprintln!("echo_bench: no results for {label}: {err}");
+                missing = true;
+            }
+        }
+    }
+    if runs.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    print!("{}", report::table(&runs));
+    print!("{}", report::ratios(&runs));
+    println!("{}", report::describe(&runs[0]));
+    let path = dir.join("compare.svg");
+    match plot::draw(
+        &path,
+        "echo round trips: comparison",
+        &runs.iter().collect::<Vec<_>>(),
+    ) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(err) => eprintln!("echo_bench: no plot: {err}"),
+    }
+    if missing || runs.iter().any(Results::failed) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Makes room for `connections` sockets (plus a margin) under RLIMIT_NOFILE.
+fn raise_fd_limit(connections: usize) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let need = connections as u64 + 256;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if soft >= need {
+        return Ok(());
+    }
+    if hard >= need {
+        return setrlimit(Resource::RLIMIT_NOFILE, need, hard).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "{connections} connections need about {need} file descriptors, but the hard limit \
+         (ulimit -Hn) is {hard}"
+    ))
+}
+
+/// Ends the process with an error if the run has not finished by `limit`;
+/// dropping the returned guard disarms it.
+fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let started = Instant::now();
+    let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("echo-bench-watchdog".into())
+        .spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = disarmed.recv_timeout(limit) {
+                eprintln!(
+                    "\necho_bench: hard deadline: still running after {:.0?}; giving up",
+                    started.elapsed()
+                );
+                std::process::exit(3);
+            }
+        })
+        .expect("spawn the watchdog thread");
+    disarm
+}
+
+impl Results {
+    /// A result with the settings filled in and nothing measured.
+    fn empty(label: &str, addr: SocketAddr, settings: Settings, machine: Machine) -> Results {
+        Results {
+            label: label.to_string(),
+            addr: addr.to_string(),
+            unix_time: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            settings,
+            connected: 0,
+            connect_failed: 0,
+            connect_seconds: 0.0,
+            messages: 0,
+            messages_total: 0,
+            msgs_per_sec: 0.0,
+            bytes_per_sec: 0.0,
+            latency_us: Latency::default(),
+            errors: Errors::default(),
+            errors_total: 0,
+            first_error: None,
+            server_pid: None,
+            server: None,
+            client: Default::default(),
+            softirq_percent: None,
+            kernel: NetCounters::default(),
+            other_cpu_percent: None,
+            machine,
+            percentiles: Vec::new(),
+            histogram_v2z_base64: String::new(),
+        }
+    }
+}

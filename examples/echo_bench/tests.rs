@@ -1,0 +1,180 @@
+//! The client's own tests (`cargo test --example echo_bench`): the message
+//! pattern, the file formats, and small end-to-end runs against in-process
+//! echo servers (a good one, one that corrupts, none at all).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use clap::Parser;
+use shardlet::Config;
+
+use crate::load::{fill, new_histogram};
+use crate::report::{self, Machine, Results};
+use crate::{plot, run, Args};
+
+/// A fresh, empty folder for one test's results.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("echo-bench-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A thread-per-connection echo server on a free port; `corrupt_at` flips
+/// one byte of the n-th read of every connection.
+fn echo_server(corrupt_at: Option<usize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                for n in 1.. {
+                    let got = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(got) => got,
+                    };
+                    if corrupt_at == Some(n) {
+                        buf[0] ^= 1;
+                    }
+                    if stream.write_all(&buf[..got]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Client flags for a short run.
+fn args(addr: SocketAddr, dir: &std::path::Path, label: &str, extra: &[&str]) -> Args {
+    let addr = addr.to_string();
+    let dir = dir.to_str().unwrap();
+    let mut argv = vec![
+        "echo_bench",
+        "--addr",
+        &addr,
+        "--results",
+        dir,
+        "--label",
+        label,
+        "--connections",
+        "40",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ];
+    argv.extend_from_slice(extra);
+    Args::parse_from(argv)
+}
+
+fn one_shard() -> Config {
+    Config::default().with_shards(1).with_pin(false)
+}
+
+#[test]
+fn smoke_run_against_an_echo_server_writes_every_file() {
+    let (addr, dir) = (echo_server(None), scratch("smoke"));
+    let results = run(&args(addr, &dir, "smoke", &[]), one_shard()).unwrap();
+    assert!(!results.failed(), "{results:?}");
+    assert_eq!(results.connected, 40);
+    assert!(results.messages > 0 && results.messages <= results.messages_total);
+    assert!(results.latency_us.p50 > 0.0 && results.latency_us.p50 <= results.latency_us.max);
+
+    let back = Results::read_json(&dir, "smoke").unwrap();
+    assert_eq!(back.messages, results.messages);
+    assert!(!back.histogram_v2z_base64.is_empty());
+    let hgrm = std::fs::read_to_string(dir.join("smoke.hgrm")).unwrap();
+    assert!(
+        hgrm.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"),
+        "{hgrm}"
+    );
+    assert!(
+        hgrm.contains(&format!("Total count    = {:12}", results.messages)),
+        "{hgrm}"
+    );
+    let svg = std::fs::read_to_string(dir.join("smoke.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("smoke"));
+}
+
+#[test]
+fn a_corrupted_echo_is_an_error() {
+    let (addr, dir) = (echo_server(Some(3)), scratch("corrupt"));
+    let results = run(&args(addr, &dir, "corrupt", &[]), one_shard()).unwrap();
+    assert!(results.failed());
+    assert_eq!(results.errors.mismatches, 40, "{:?}", results.errors);
+    assert!(results.first_error.unwrap().contains("differs"));
+}
+
+#[test]
+fn without_a_server_every_connect_fails_after_its_retries() {
+    // A port that was free a moment ago.
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = scratch("refused");
+    let results = run(
+        &args(addr, &dir, "refused", &["--connect-attempts", "2"]),
+        one_shard(),
+    )
+    .unwrap();
+    assert!(results.failed());
+    assert_eq!((results.connected, results.connect_failed), (0, 40));
+    assert!(results.first_error.unwrap().contains("failed 2 time(s)"));
+}
+
+#[test]
+fn the_pattern_differs_per_message_and_per_connection() {
+    let msg = |id, seq| {
+        let mut buf = vec![0u8; 13];
+        fill(&mut buf, id, seq);
+        buf
+    };
+    assert_eq!(msg(7, 3), msg(7, 3));
+    assert_ne!(msg(7, 3), msg(7, 4));
+    assert_ne!(msg(7, 3), msg(8, 3));
+    assert_ne!(msg(0, 1), msg(1, 0));
+}
+
+#[test]
+fn comparison_ratios_are_of_the_first_run() {
+    let (addr, dir) = (echo_server(None), scratch("compare"));
+    let a = run(&args(addr, &dir, "a", &[]), one_shard()).unwrap();
+    let mut b = a.clone();
+    b.label = "b".into();
+    b.msgs_per_sec = a.msgs_per_sec / 2.0;
+    let text = report::ratios(&[a.clone(), b.clone()]);
+    assert!(text.starts_with("a / b: msgs/s x2.000 (+100.0%)"), "{text}");
+    let table = report::table(&[a, b.clone()]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    plot::draw(&dir.join("compare.svg"), "t", &[&b]).unwrap();
+}
+
+#[test]
+fn percentile_axis_labels_only_decades() {
+    let label = |x: f64| crate::plot::percentile_label(&x);
+    assert_eq!(label(1.0), "0%");
+    assert_eq!(label(10.0), "90%");
+    assert_eq!(label(100.0), "99%");
+    assert_eq!(label(1000.0), "99.9%");
+    assert_eq!(label(20.0), "");
+}
+
+#[test]
+fn hgrm_of_an_empty_histogram_still_has_its_footer() {
+    let dir = scratch("empty");
+    report::write_hgrm(&dir.join("e.hgrm"), &new_histogram()).unwrap();
+    let text = std::fs::read_to_string(dir.join("e.hgrm")).unwrap();
+    assert!(text.contains("#[Max     ="), "{text}");
+}
+
+#[test]
+fn ephemeral_ports_come_from_the_range() {
+    let machine = Machine {
+        ip_local_port_range: Some("32768 60999".into()),
+        ..Machine::default()
+    };
+    assert_eq!(machine.ephemeral_ports(), Some(28232));
+}

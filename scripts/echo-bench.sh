@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The 10k-client echo benchmark: shardlet's main job.
+#
+#   scripts/echo-bench.sh                  # shardlet's echo server, 10k connections, 64 B, 10 s
+#   scripts/echo-bench.sh --compare        # the same against shardlet, raw glommio and tokio
+#   scripts/echo-bench.sh --compare --connections 2000 --duration 5
+#
+# It builds the release examples, starts the echo server on one set of CPUs
+# and the load client (examples/echo_bench) on the others, waits for the
+# server's "listening on" line, runs the client, stops the server, and prints
+# the table. Results (JSON, .hgrm, SVG plots, server logs) go to results/.
+#
+# Script options (everything else is passed to the client, see
+# `cargo run --release --example echo_bench -- --help`):
+#   --compare             run shardlet, raw-glommio and tokio one after the other,
+#                         then print a combined table and the ratios shardlet/raw-glommio
+#                         and shardlet/tokio (msgs/s and p99)
+#   --servers LIST        which servers, in order, comma-separated, from
+#                         shardlet, raw-glommio, tokio (default: shardlet; env ECHO_BENCH_SERVERS)
+#   --server-cpus LIST    CPUs for the server (default: the first CPU; env SERVER_CPUS)
+#   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
+#   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
+#   --results DIR         where the files go (default results)
+#   --no-build            use the binaries already in target/release/examples
+#   -h, --help            this text
+#
+# Environment: SHARDLET_SHARDS / SHARDLET_ACCEPT / SHARDLET_* reach shardlet's
+# server (SHARDLET_CPUS is set from --server-cpus). The exit code is non-zero
+# when a server failed to start or any run had errors or failed connections.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() {
+    echo "echo-bench: $*" >&2
+    exit 2
+}
+
+# Step 1: options.
+servers="${ECHO_BENCH_SERVERS:-shardlet}"
+server_cpus="${SERVER_CPUS:-}"
+client_cpus="${CLIENT_CPUS:-}"
+addr="127.0.0.1:6000"
+results="results"
+build=1
+compare=0
+connections=10000
+client_args=()
+while (($#)); do
+    case "$1" in
+    --compare) compare=1 ;;
+    --servers) servers="${2:?--servers needs a list}"; shift ;;
+    --servers=*) servers="${1#*=}" ;;
+    --server-cpus) server_cpus="${2:?--server-cpus needs a list}"; shift ;;
+    --server-cpus=*) server_cpus="${1#*=}" ;;
+    --client-cpus) client_cpus="${2:?--client-cpus needs a list}"; shift ;;
+    --client-cpus=*) client_cpus="${1#*=}" ;;
+    --addr) addr="${2:?--addr needs HOST:PORT}"; shift ;;
+    --addr=*) addr="${1#*=}" ;;
+    --results) results="${2:?--results needs a folder}"; shift ;;
+    --results=*) results="${1#*=}" ;;
+    --no-build) build=0 ;;
+    -h | --help) usage; exit 0 ;;
+    --connections) connections="${2:?--connections needs a number}"; client_args+=("$1" "$2"); shift ;;
+    --connections=*) connections="${1#*=}"; client_args+=("$1") ;;
+    *) client_args+=("$1") ;;
+    esac
+    shift
+done
+if ((compare)) && [[ -z "${ECHO_BENCH_SERVERS:-}" && "$servers" == shardlet ]]; then
+    servers="shardlet,raw-glommio,tokio"
+fi
+IFS=',' read -r -a labels <<<"$servers"
+((${#labels[@]})) || die "--servers is empty"
+
+example_of() {
+    case "$1" in
+    shardlet) echo echo_server ;;
+    raw-glommio) echo baseline_glommio_echo ;;
+    tokio) echo baseline_tokio_echo ;;
+    *) die "unknown server '$1' (choose from shardlet, raw-glommio, tokio)" ;;
+    esac
+}
+for label in "${labels[@]}"; do
+    example="$(example_of "$label")"
+    if [[ ! -f "examples/$example.rs" ]]; then
+        die "examples/$example.rs is missing: shardlet's echo server (issue 3, item 4) is not in this tree yet. Run the baselines alone with: $0 --servers raw-glommio,tokio"
+    fi
+done
+
+# Step 2: CPUs. The server gets the first allowed CPU, the client the rest;
+# on one CPU they share it (and the figures then measure both together).
+expand_cpus() { # "0-2,5" -> "0 1 2 5"
+    local part c out=()
+    IFS=',' read -r -a parts <<<"$1"
+    for part in "${parts[@]}"; do
+        if [[ "$part" == *-* ]]; then
+            for ((c = ${part%-*}; c <= ${part#*-}; c++)); do out+=("$c"); done
+        else
+            out+=("$part")
+        fi
+    done
+    echo "${out[@]}"
+}
+if command -v taskset >/dev/null; then
+    allowed="$(taskset -pc $$ | sed 's/.*: //')"
+else
+    allowed="0-$(($(nproc) - 1))"
+fi
+read -r -a cpus <<<"$(expand_cpus "$allowed")"
+if [[ -z "$server_cpus" ]]; then server_cpus="${cpus[0]}"; fi
+if [[ -z "$client_cpus" ]]; then
+    if ((${#cpus[@]} > 1)); then
+        client_cpus="$(IFS=','; echo "${cpus[*]:1}")"
+    else
+        client_cpus="${cpus[0]}"
+        echo "echo-bench: only one CPU: the server and the client share CPU ${cpus[0]}" >&2
+    fi
+fi
+pin() { # pin CPUS: the command prefix that runs a program on CPUS
+    if command -v taskset >/dev/null; then echo "taskset -c $1"; fi
+}
+
+# Step 3: limits. Each side holds one descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < connections + 256)); then
+    echo "echo-bench: warning: ulimit -n is $(ulimit -n), below $connections connections + margin" >&2
+fi
+
+# Step 4: build.
+if ((build)); then
+    examples=(--example echo_bench)
+    for label in "${labels[@]}"; do examples+=(--example "$(example_of "$label")"); done
+    echo "echo-bench: building ${examples[*]}" >&2
+    cargo build --release --quiet "${examples[@]}"
+fi
+bin="${CARGO_TARGET_DIR:-target}/release/examples"
+mkdir -p "$results"
+
+# Step 5: clean up whatever is still running on any exit.
+server_pid=""
+client_pid=""
+stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 10 s
+    local pid="$1" i
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$client_pid"
+    stop_pid "$server_pid"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+host="${addr%:*}"
+host="${host#[}"
+host="${host%]}"
+port="${addr##*:}"
+port_busy() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+
+# Step 6: one run per server.
+failed=0
+ran=()
+echo "echo-bench: servers: ${labels[*]}; server cpus $server_cpus, client cpus $client_cpus;" \
+    "kernel $(uname -r); somaxconn $(cat /proc/sys/net/core/somaxconn);" \
+    "ephemeral ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)" >&2
+for label in "${labels[@]}"; do
+    example="$(example_of "$label")"
+    port_busy && die "something already listens on $addr; stop it or pass --addr"
+    log="$results/$label.server.log"
+    : >"$log"
+    server_args=(--addr "$addr")
+    [[ "$label" == shardlet ]] && server_args+=(--max-conns "$connections")
+    echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
+    SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
+    server_pid=$!
+    ready=0
+    for ((i = 0; i < 300; i++)); do
+        if grep -q "listening on" "$log"; then ready=1; break; fi
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ((!ready)); then
+        echo "echo-bench: [$label] the server did not print 'listening on' within 30 s; its log ($log):" >&2
+        tail -n 20 "$log" >&2
+        stop_pid "$server_pid"
+        server_pid=""
+        failed=1
+        continue
+    fi
+    echo "echo-bench: [$label] $(grep -m1 "listening on" "$log")" >&2
+
+    SHARDLET_CPUS="$client_cpus" $(pin "$client_cpus") "$bin/echo_bench" --addr "$addr" --label "$label" \
+        --results "$results" --server-pid "$server_pid" "${client_args[@]}" &
+    client_pid=$!
+    rc=0
+    wait "$client_pid" || rc=$?
+    client_pid=""
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "echo-bench: [$label] the server died during the run; its log ($log):" >&2
+        tail -n 20 "$log" >&2
+        rc=1
+    fi
+    stop_pid "$server_pid"
+    server_pid=""
+    if ((rc != 0)); then
+        echo "echo-bench: [$label] the client reported errors (exit code $rc)" >&2
+        failed=1
+    fi
+    ran+=("$label")
+    echo >&2
+done
+
+# Step 7: the combined table and ratios (first server against the others).
+if ((${#ran[@]} > 1)); then
+    echo
+    echo "== comparison (ratios: ${ran[0]} / each other; msgs/s higher is better, p99 lower is better) =="
+    "$bin/echo_bench" --results "$results" --compare "$(IFS=','; echo "${ran[*]}")" |
+        tee "$results/compare.txt" || failed=1
+fi
+if ((failed)); then
+    echo "echo-bench: FAILED: at least one run had errors or failed connections" >&2
+    exit 1
+fi
