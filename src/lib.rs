@@ -34,6 +34,7 @@
 //! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters.
+//! - [`http`]: the dispatch pattern's HTTP/1.1 [`http::Server`] on every shard.
 //!
 //! [glommio]: https://docs.rs/glommio
 
@@ -49,6 +50,7 @@ mod config;
 mod cpulist;
 mod fanout;
 mod global;
+pub mod http;
 mod imap;
 mod memlock;
 mod mesh;

@@ -460,6 +460,12 @@ impl Server {
         self.inner.stopper.is_stopped()
     }
 
+    /// The stop requests this server's serving loops obey on the current
+    /// shard: the runtime's and the server's own.
+    pub(crate) fn stops(&self) -> Stops {
+        Stops::current(Some(self.inner.stopper.clone()))
+    }
+
     /// Blocks the calling (host) thread until every shard of the runtime is
     /// taking connections.
     ///

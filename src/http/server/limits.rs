@@ -1,0 +1,171 @@
+//! [`Limits`]: how much a client may send, and how slowly, before the
+//! server answers with an error status and closes.
+
+use std::time::Duration;
+
+/// Size limits and timeouts of an [`http::Server`](crate::http::Server).
+///
+/// Each limit has the answer RFC 9110 gives it; every one of them but the
+/// idle timeout closes the connection after answering:
+///
+/// | limit | exceeded | answer |
+/// |---|---|---|
+/// | [`max_request_line`](Limits::with_max_request_line) | request line (method, URI, version) too long | `414 URI Too Long` |
+/// | [`max_head`](Limits::with_max_head), [`max_headers`](Limits::with_max_headers) | header section too large, too many fields | `431 Request Header Fields Too Large` |
+/// | [`max_body`](Limits::with_max_body) | `Content-Length` or chunked body too large | `413 Content Too Large` |
+/// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time (slowloris) | `408 Request Timeout` |
+/// | [`body_timeout`](Limits::with_body_timeout) | request body not complete in time | `408 Request Timeout` |
+/// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
+/// | [`write_timeout`](Limits::with_write_timeout) | client does not read the response | closed |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shardlet::http::Limits;
+///
+/// let limits = Limits::default()
+///     .with_max_body(64 << 10)
+///     .with_header_timeout(Duration::from_secs(5));
+/// assert_eq!(limits.max_body(), 65_536);
+/// assert_eq!(limits.max_request_line(), 8 << 10);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    max_request_line: usize,
+    max_head: usize,
+    max_headers: usize,
+    max_body: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    idle_timeout: Duration,
+    write_timeout: Duration,
+    max_requests: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8 << 10,
+            max_head: 16 << 10,
+            max_headers: 64,
+            max_body: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_requests: None,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets the longest request line (`GET /path HTTP/1.1`) in bytes.
+    /// Default: 8 KiB.
+    pub fn with_max_request_line(mut self, bytes: usize) -> Self {
+        self.max_request_line = bytes.max(16);
+        self
+    }
+
+    /// Sets the largest request head (request line and header fields) in
+    /// bytes. Default: 16 KiB.
+    pub fn with_max_head(mut self, bytes: usize) -> Self {
+        self.max_head = bytes.max(16);
+        self
+    }
+
+    /// Sets the most header fields in one request. Default: 64.
+    pub fn with_max_headers(mut self, count: usize) -> Self {
+        self.max_headers = count.max(1);
+        self
+    }
+
+    /// Sets the largest request body in bytes, sized or chunked (the chunked
+    /// framing itself not counted). Default: 1 MiB.
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Sets how long a client has to send a whole request head, from its
+    /// first byte (from the accept, for a connection's first request).
+    /// Default: 10 s.
+    pub fn with_header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a client has to send a whole request body once its head
+    /// is in. Default: 30 s.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a keep-alive connection may wait for its next request
+    /// before the server closes it. Default: 60 s.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how long writing one piece of a response may take before the
+    /// server gives up on the client and closes. Default: 30 s.
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets how many requests one connection may make before the server
+    /// closes it (answering the last with `Connection: close`). Default: no
+    /// limit.
+    pub fn with_max_requests(mut self, requests: u64) -> Self {
+        self.max_requests = Some(requests.max(1));
+        self
+    }
+
+    /// The longest request line.
+    pub fn max_request_line(&self) -> usize {
+        self.max_request_line
+    }
+
+    /// The largest request head.
+    pub fn max_head(&self) -> usize {
+        self.max_head
+    }
+
+    /// The most header fields.
+    pub fn max_headers(&self) -> usize {
+        self.max_headers
+    }
+
+    /// The largest request body.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// The time to send a request head.
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
+    /// The time to send a request body.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
+    /// The time a keep-alive connection may wait for its next request.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// The time one write of a response may take.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
+    /// The most requests per connection, if limited.
+    pub fn max_requests(&self) -> Option<u64> {
+        self.max_requests
+    }
+}

@@ -1,0 +1,396 @@
+//! `http::Server`: requests and responses on the wire, keep-alive, bodies
+//! (sized, chunked, `Expect: 100-continue`), every limit's answer, a
+//! panicking handler, and graceful stop.
+
+#[path = "util/http.rs"]
+mod http_util;
+#[path = "util/net.rs"]
+mod net_util;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::stream;
+use http_util::{get, start_http, Conn, HttpRunning};
+use shardlet::http::{Body, Limits, Request, Response};
+
+/// The test application: a few routes exercising the server.
+async fn route(request: Request, started: Arc<AtomicUsize>) -> Response {
+    match request.path() {
+        "/" => Response::text("hello\n"),
+        "/echo" => Response::new(200)
+            .with_header("X-Method", request.method())
+            .with_header("X-Length", request.body().len().to_string())
+            .with_body(request.into_body()),
+        "/panic" => panic!("this handler panics on purpose"),
+        "/stream" => {
+            // Pieces that come one by one, some after a wait.
+            let pieces = stream::unfold(0, |i| async move {
+                if i == 5 {
+                    return None;
+                }
+                if i % 2 == 1 {
+                    shardlet::sleep(Duration::from_millis(5)).await;
+                }
+                Some((format!("piece {i}\n").into_bytes(), i + 1))
+            });
+            Response::new(200).with_body(Body::stream(pieces))
+        }
+        "/big" => Response::new(200).with_body(vec![b'x'; 200_000]),
+        "/slow" => {
+            started.fetch_add(1, Ordering::SeqCst);
+            shardlet::sleep(Duration::from_millis(400)).await;
+            Response::text("slow done\n")
+        }
+        "/close" => Response::text("bye\n").with_header("Connection", "close"),
+        _ => Response::error(404),
+    }
+}
+
+fn start_with(shards: usize, limits: Limits) -> (HttpRunning, Arc<AtomicUsize>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = started.clone();
+    let server = start_http(shards, limits, move || {
+        let started = counter.clone();
+        move |request| route(request, started.clone())
+    });
+    (server, started)
+}
+
+fn start(shards: usize) -> HttpRunning {
+    start_with(shards, Limits::default()).0
+}
+
+#[test]
+fn smoke() {
+    let server = start(1);
+    let reply = get(server.addr(), "/");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello\n");
+    assert_eq!(reply.header("content-length"), Some("6"));
+    assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert!(reply.header("date").is_some_and(|d| d.ends_with(" GMT")));
+    assert!(reply.closes(), "the client asked to close: {reply:?}");
+    assert_eq!(get(server.addr(), "/nowhere").status, 404);
+}
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let server = start(2);
+    let mut conn = Conn::open(server.addr());
+    for i in 0..500 {
+        let reply = conn.get(&format!("/?n={i}")).unwrap();
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "hello\n"),
+            "request {i}"
+        );
+        assert!(!reply.closes());
+    }
+    // Pipelined: 100 requests in one write, 100 answers in order.
+    let burst: String = (0..100)
+        .map(|i| {
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{i}",
+                i.to_string().len()
+            )
+        })
+        .collect();
+    conn.send(burst.as_bytes()).unwrap();
+    for i in 0..100 {
+        assert_eq!(conn.read().unwrap().text(), i.to_string());
+    }
+    assert_eq!(server.server.stats().accepted(), 1);
+}
+
+#[test]
+fn http_1_0_closes_unless_asked_to_keep_alive() {
+    let server = start(1);
+    let mut conn = Conn::open(server.addr());
+    let reply = conn.roundtrip(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(reply.closes());
+    assert!(conn.is_closed());
+
+    let mut conn = Conn::open(server.addr());
+    for _ in 0..3 {
+        let reply = conn
+            .roundtrip(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        assert_eq!(reply.header("connection"), Some("keep-alive"));
+    }
+    // A streamed body to an HTTP/1.0 client ends with the connection.
+    let reply = conn
+        .roundtrip(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    assert_eq!(reply.header("transfer-encoding"), None);
+    assert!(reply.closes());
+    assert!(reply.text().starts_with("piece 0\n"));
+}
+
+#[test]
+fn request_bodies_sized_chunked_and_after_100_continue() {
+    let server = start(1);
+    let mut conn = Conn::open(server.addr());
+    let reply = conn
+        .roundtrip(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world")
+        .unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "hello world"));
+    assert_eq!(reply.header("x-method"), Some("POST"));
+
+    let chunked = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n";
+    let reply = conn.roundtrip(chunked).unwrap();
+    assert_eq!(reply.text(), "hello world");
+
+    // The client waits for 100 Continue before it sends the body.
+    conn.send(b"PUT /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .unwrap();
+    let interim = conn.read().unwrap();
+    assert_eq!(interim.status, 100);
+    conn.send(b"data").unwrap();
+    let reply = conn.read().unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "data"));
+    assert_eq!(reply.header("x-method"), Some("PUT"));
+
+    // Still the same connection.
+    assert_eq!(conn.get("/").unwrap().status, 200);
+}
+
+#[test]
+fn responses_sized_chunked_and_head() {
+    let server = start(1);
+    let mut conn = Conn::open(server.addr());
+    let reply = conn.get("/stream").unwrap();
+    assert_eq!(reply.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(reply.header("content-length"), None);
+    let expected: String = (0..5).map(|i| format!("piece {i}\n")).collect();
+    assert_eq!(reply.text(), expected);
+
+    let reply = conn.get("/big").unwrap();
+    assert_eq!(reply.body.len(), 200_000);
+
+    conn.send(b"HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let reply = http_util::read_response(&mut conn.reader, true).unwrap();
+    assert_eq!(reply.header("content-length"), Some("200000"));
+    // No body followed: the next response comes right after the head.
+    assert_eq!(conn.get("/").unwrap().text(), "hello\n");
+
+    // A handler's Connection: close is honoured.
+    let reply = conn.get("/close").unwrap();
+    assert!(reply.closes());
+    assert!(conn.is_closed());
+}
+
+/// Each bad request gets its status, then the connection closes; the server
+/// keeps serving.
+#[test]
+fn bad_requests_get_their_status_and_the_server_goes_on() {
+    let limits = Limits::default()
+        .with_max_request_line(1024)
+        .with_max_head(4096)
+        .with_max_headers(16)
+        .with_max_body(1000);
+    let (server, _) = start_with(2, limits);
+    let addr = server.addr();
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000));
+    let many_fields: String = (0..20).map(|i| format!("X-{i}: v\r\n")).collect();
+    let many_fields = format!("GET / HTTP/1.1\r\nHost: t\r\n{many_fields}\r\n");
+    let big_field = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(5000));
+    let big_chunked = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n{}\r\n1\r\nx\r\n0\r\n\r\n",
+        "c".repeat(1000)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("URI too long", long_uri.into_bytes(), 414),
+        ("too many fields", many_fields.into_bytes(), 431),
+        ("head too large", big_field.into_bytes(), 431),
+        (
+            "Content-Length over the limit",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n".to_vec(),
+            413,
+        ),
+        (
+            "Content-Length over the limit, 100-continue",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n".to_vec(),
+            413,
+        ),
+        ("chunked body over the limit", big_chunked.into_bytes(), 413),
+        ("garbage", b"\x16\x03\x01 hello\r\n\r\n".to_vec(), 400),
+        ("no version", b"GET /\r\n\r\n".to_vec(), 400),
+        ("HTTP/1.1 without Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (
+            "Content-Length and Transfer-Encoding",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            400,
+        ),
+        (
+            "signed Content-Length",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\n\r\na".to_vec(),
+            400,
+        ),
+        (
+            "bad chunk size",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            400,
+        ),
+        (
+            "unknown transfer coding",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
+            501,
+        ),
+        (
+            "chunked not last",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "unknown expectation",
+            b"GET / HTTP/1.1\r\nHost: t\r\nExpect: something\r\n\r\n".to_vec(),
+            417,
+        ),
+    ];
+    for (what, raw, status) in cases {
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(&raw).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reply.status, status, "{what}: {reply:?}");
+        assert!(reply.closes(), "{what}: {reply:?}");
+        assert!(conn.is_closed(), "{what}: connection left open");
+        assert_eq!(get(addr, "/").status, 200, "after {what}");
+    }
+    // Exactly at the limits is fine.
+    let mut conn = Conn::open(addr);
+    let body = "d".repeat(1000);
+    let reply = conn
+        .roundtrip(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{body}").as_bytes())
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn a_panicking_handler_answers_500_and_the_connection_goes_on() {
+    let server = start(2);
+    let mut conn = Conn::open(server.addr());
+    for _ in 0..3 {
+        let reply = conn.get("/panic").unwrap();
+        assert_eq!(reply.status, 500);
+        assert!(!reply.closes());
+        assert_eq!(conn.get("/").unwrap().status, 200);
+    }
+    assert_eq!(get(server.addr(), "/").text(), "hello\n");
+}
+
+#[test]
+fn slow_heads_get_408_and_idle_connections_close() {
+    let limits = Limits::default()
+        .with_header_timeout(Duration::from_millis(300))
+        .with_body_timeout(Duration::from_millis(300))
+        .with_idle_timeout(Duration::from_millis(300));
+    let (server, _) = start_with(1, limits);
+    let addr = server.addr();
+
+    // Slowloris: a head that never ends.
+    let started = Instant::now();
+    let mut conn = Conn::open(addr);
+    conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    conn.send(b"X-Still: here\r\n").unwrap();
+    let reply = conn.read().unwrap();
+    assert_eq!(reply.status, 408);
+    assert!(reply.closes());
+    assert!(conn.is_closed());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // A connection that sends nothing at all.
+    let mut conn = Conn::open(addr);
+    assert_eq!(conn.read().unwrap().status, 408);
+
+    // A body that never ends.
+    let mut conn = Conn::open(addr);
+    let reply = conn
+        .roundtrip(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab")
+        .unwrap();
+    assert_eq!(reply.status, 408);
+
+    // Idle after a request: closed without an answer.
+    let mut conn = Conn::open(addr);
+    assert_eq!(conn.get("/").unwrap().status, 200);
+    let started = Instant::now();
+    assert!(conn.is_closed());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn max_requests_closes_after_the_last() {
+    let (server, _) = start_with(1, Limits::default().with_max_requests(3));
+    let mut conn = Conn::open(server.addr());
+    assert!(!conn.get("/").unwrap().closes());
+    assert!(!conn.get("/").unwrap().closes());
+    assert!(conn.get("/").unwrap().closes());
+    assert!(conn.is_closed());
+}
+
+/// A stop lets requests in flight finish (answered with `Connection:
+/// close`), closes idle keep-alive connections at once, and refuses new ones.
+#[test]
+fn graceful_stop_finishes_requests_in_flight() {
+    let (server, started) = start_with(2, Limits::default());
+    let addr = server.addr();
+    let mut idle = Conn::open(addr);
+    assert_eq!(idle.get("/").unwrap().status, 200);
+
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                let reply = conn.get("/slow").unwrap();
+                (reply, conn.is_closed())
+            })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < until, "slow requests never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    let stopping = Instant::now();
+    let served = server.stop(Duration::from_secs(5));
+    let took = stopping.elapsed();
+    assert!(served.iter().all(Result::is_ok), "{served:?}");
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    for handle in slow {
+        let (reply, closed) = handle.join().unwrap();
+        assert_eq!((reply.status, reply.text().as_str()), (200, "slow done\n"));
+        assert!(reply.closes(), "{reply:?}");
+        assert!(closed);
+    }
+    assert!(idle.is_closed(), "idle keep-alive connection left open");
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+        Err(_) => {}
+        Ok(mut late) => {
+            // Connected to a listener being torn down: it must not be served.
+            let _ = late.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            let mut conn = Conn {
+                reader: std::io::BufReader::new(late),
+            };
+            assert!(conn.read().is_err(), "served after stop");
+        }
+    }
+}
