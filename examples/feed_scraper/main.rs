@@ -1,0 +1,140 @@
+//! Run with: cargo run --release --example feed_scraper
+//!
+//! Eventlet's dispatch pattern: a server that is also a client. `POST /`
+//! with one RSS/Atom feed URL per line; the answer has one line per URL, in
+//! the order given: the feed's title, or `error: <url>: <reason>`. With
+//! `Accept: application/json` it is a JSON array of `{url, title}` or
+//! `{url, error}` instead.
+//!
+//! ```text
+//! cargo run --release --example feed_scraper -- --addr 127.0.0.1:9010 --max-fetches 1000
+//! printf 'http://127.0.0.1:8000/rss.xml\n' | cargo run --example feed_client
+//! ```
+//!
+//! Every shard serves (shards and accept mode from `SHARDLET_*`), and all
+//! of them share one limit on fetches in flight, `--max-fetches`: the
+//! seed's "global (gasp) GreenPool", the bare-minimum DoS floor. Ctrl-C (or
+//! SIGTERM) stops it: requests in flight finish, idle connections close.
+
+mod scraper;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use scraper::{Scraper, Settings};
+use shardlet::{http, GlobalLimit, Runtime, ServerConfig};
+
+/// How long requests in flight get to finish after Ctrl-C.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// The feed scraper: POST feed URLs, get their titles.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9010")]
+    addr: SocketAddr,
+    /// Most feed fetches in flight at once, across all shards.
+    #[arg(long, default_value_t = 1000)]
+    max_fetches: usize,
+    /// Most feed URLs in one request (more: 413).
+    #[arg(long, default_value_t = scraper::DEFAULT_MAX_URLS)]
+    max_urls: usize,
+    /// Seconds one fetch may take.
+    #[arg(long, default_value_t = scraper::DEFAULT_FETCH_TIMEOUT.as_secs_f64())]
+    fetch_timeout: f64,
+    /// The largest request body in bytes (the URL list).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.max_fetches == 0 || args.max_urls == 0 || !args.fetch_timeout.is_finite() || args.fetch_timeout <= 0.0 {
+        eprintln!("feed_scraper: --max-fetches, --max-urls and --fetch-timeout must be positive");
+        return ExitCode::from(2);
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("feed_scraper: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // 1. Shards from SHARDLET_*; the server bound before they start.
+    let runtime = Runtime::from_env()?;
+    let shards = runtime.shards();
+    let server = http::Server::bind(args.addr, ServerConfig::from(runtime.config()))?
+        .with_limits(http::Limits::default().with_max_body(args.max_body));
+
+    // 2. The global limit, made once and cloned into every shard.
+    let limit = GlobalLimit::new(args.max_fetches);
+    let settings = Settings {
+        max_urls: args.max_urls,
+        fetch_timeout: Duration::from_secs_f64(args.fetch_timeout),
+        ..Settings::default()
+    };
+
+    // 3. Every shard serves the scraper.
+    let handle = runtime.start({
+        let server = server.clone();
+        move || {
+            let server = server.clone();
+            let scraper = Scraper::new(limit.clone(), settings.clone());
+            async move {
+                server
+                    .serve(move |request| {
+                        let scraper = scraper.clone();
+                        async move { scraper.handle(request).await }
+                    })
+                    .await
+            }
+        }
+    })?;
+
+    // 4. Ctrl-C / SIGTERM: stop and drain; a second signal exits at once.
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    std::thread::spawn({
+        let server = server.clone();
+        move || {
+            let mut signals = signals.forever();
+            if signals.next().is_some() {
+                eprintln!("feed_scraper: stopping (again to quit at once)");
+                server.stop(GRACE);
+            }
+            if signals.next().is_some() {
+                std::process::exit(130);
+            }
+        }
+    });
+
+    if let Err(e) = server.wait_ready(Duration::from_secs(30)) {
+        server.stop(Duration::ZERO);
+        let _ = handle.join();
+        return Err(e.into());
+    }
+    println!(
+        "feed scraper on http://{} ({shards} shards, at most {} fetches at once)",
+        server.local_addr(),
+        args.max_fetches
+    );
+    let _ = io::stdout().flush();
+    for (shard, result) in handle.join()?.into_iter().enumerate() {
+        result.map_err(|e| format!("shard {shard}: {e}"))?;
+    }
+    Ok(())
+}
