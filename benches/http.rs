@@ -46,7 +46,10 @@ fn options() -> Options {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map(|v| v.parse::<f64>().unwrap_or_else(|_| panic!("{name} takes a number")))
+            .map(|v| {
+                v.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("{name} takes a number"))
+            })
     };
     Options {
         full,
@@ -105,7 +108,10 @@ fn main() {
         }
     }
     println!();
-    println!("{:<26} {:>12} {:>10} {:>10}", "server (trivial handler)", "requests/s", "p50 µs", "p99 µs");
+    println!(
+        "{:<26} {:>12} {:>10} {:>10}",
+        "server (trivial handler)", "requests/s", "p50 µs", "p99 µs"
+    );
     for b in &best {
         println!(
             "{:<26} {:>12.0} {:>10.1} {:>10.1}",
@@ -199,7 +205,9 @@ fn start_hyper(threads: usize) -> SocketAddr {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -244,7 +252,9 @@ fn wrk_load(server: &'static str, addr: SocketAddr, opts: &Options, seconds: f64
 
 /// wrk's `123.45us` / `1.23ms` / `1.00s` in microseconds.
 fn micros(value: &str) -> f64 {
-    let split = value.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
     let number: f64 = value[..split].parse().unwrap_or(f64::NAN);
     match &value[split..] {
         "us" => number,
@@ -318,7 +328,8 @@ fn whole_response(buf: &[u8]) -> Option<usize> {
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     (buf.len() >= head + length).then_some(head + length)
@@ -391,7 +402,11 @@ fn scraper_latency(opts: &Options) -> ScraperLatency {
         let took = sent.elapsed();
         let lines = answer.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
         assert_eq!(lines, FEEDS, "{}", String::from_utf8_lossy(&answer));
-        assert!(answer.starts_with(b"Feed 0\n"), "{}", String::from_utf8_lossy(&answer));
+        assert!(
+            answer.starts_with(b"Feed 0\n"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
         if post > 0 {
             times.push(took.as_secs_f64() * 1e3); // the first one warms up
         }

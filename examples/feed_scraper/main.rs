@@ -60,7 +60,11 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .init();
     let args = Args::parse();
-    if args.max_fetches == 0 || args.max_urls == 0 || !args.fetch_timeout.is_finite() || args.fetch_timeout <= 0.0 {
+    if args.max_fetches == 0
+        || args.max_urls == 0
+        || !args.fetch_timeout.is_finite()
+        || args.fetch_timeout <= 0.0
+    {
         eprintln!("feed_scraper: --max-fetches, --max-urls and --fetch-timeout must be positive");
         return ExitCode::from(2);
     }

@@ -1,4 +1,4 @@
-//! [`Server`]: a small HTTP/1.1 server on [`net::Server`](crate::net::Server),
+//! [`Server`]: a small HTTP/1.1 server on [`net::Server`],
 //! for the dispatch pattern (Eventlet's `wsgi`, thread-per-core).
 //!
 //! # The contract with the net layer
@@ -7,7 +7,7 @@
 //!   [`Server::serve`] calls [`net::Server::serve`](crate::net::Server::serve)
 //!   with a connection handler, so each connection is a green thread of the
 //!   shard's pool, in the accept mode of the server's
-//!   [`ServerConfig`](crate::ServerConfig).
+//!   [`ServerConfig`].
 //! - **A connection** (`conn.rs`) reads requests through one buffer
 //!   (pipelined requests cost no extra read), parses heads with `httparse`,
 //!   reads bodies (sized, or chunked: `chunked.rs`) within the [`Limits`],
