@@ -191,12 +191,21 @@ pub fn to_lines(urls: &[String], outcomes: &[Outcome]) -> String {
 
 /// A JSON array of `{"url", "title"}` or `{"url", "error"}`, in order.
 pub fn to_json(urls: &[String], outcomes: &[Outcome]) -> Vec<u8> {
-    let items: Vec<serde_json::Value> = urls
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        url: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        title: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    }
+    let items: Vec<Item<'_>> = urls
         .iter()
         .zip(outcomes)
-        .map(|(url, outcome)| match outcome {
-            Ok(title) => serde_json::json!({ "url": url, "title": title }),
-            Err(error) => serde_json::json!({ "url": url, "error": error }),
+        .map(|(url, outcome)| Item {
+            url,
+            title: outcome.as_deref().ok(),
+            error: outcome.as_ref().err().map(String::as_str),
         })
         .collect();
     let mut json = serde_json::to_vec(&items).expect("JSON values serialize");
