@@ -21,7 +21,7 @@ async fn route(request: Request, started: Arc<AtomicUsize>) -> Response {
     match request.path() {
         "/" => Response::text("hello\n"),
         "/echo" => Response::new(200)
-            .with_header("X-Method", request.method())
+            .with_header("X-Method", request.method().to_owned())
             .with_header("X-Length", request.body().len().to_string())
             .with_body(request.into_body()),
         "/panic" => panic!("this handler panics on purpose"),

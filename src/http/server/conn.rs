@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::io::{self, Write as _};
+use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -67,12 +68,15 @@ where
     let mut served: u64 = 0;
     loop {
         let first = served == 0;
-        let wait_until = if first {
-            accepted + limits.header_timeout()
+        // The first request's head is due `header_timeout` after the accept;
+        // later ones may wait `idle_timeout` to start, then have
+        // `header_timeout` for the head.
+        let mut until = if first {
+            Deadline::at(accepted + limits.header_timeout())
         } else {
-            Instant::now() + limits.idle_timeout()
+            Deadline::after(limits.idle_timeout())
         };
-        match conn.wait_for_request(wait_until, &shared.closing).await {
+        match conn.wait_for_request(&mut until, &shared.closing).await {
             Waited::Request => {}
             Waited::Closed => return Ok(()),
             // A connection that never sends a whole first request is the
@@ -80,12 +84,10 @@ where
             Waited::TimedOut if first => return conn.reject(408).await,
             Waited::TimedOut => return Ok(()),
         }
-        let head_until = if first {
-            wait_until
-        } else {
-            Instant::now() + limits.header_timeout()
-        };
-        let head = match conn.read_head(head_until).await {
+        if !first {
+            until = Deadline::after(limits.header_timeout());
+        }
+        let head = match conn.read_head(&mut until).await {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(()),
             Err(status) => return conn.reject(status).await,
@@ -219,7 +221,7 @@ struct Conn<'a> {
 impl Conn<'_> {
     /// Waits for the first byte of a request, until `until`, or until the
     /// server closes (unless bytes are already there).
-    async fn wait_for_request(&mut self, until: Instant, closing: &Closing) -> Waited {
+    async fn wait_for_request(&mut self, until: &mut Deadline, closing: &Closing) -> Waited {
         if !self.io.buffer().is_empty() {
             return Waited::Request;
         }
@@ -240,7 +242,7 @@ impl Conn<'_> {
     /// Reads and parses a request head. `Ok(None)`: the client went away
     /// inside it; `Err(status)`: the answer to a head that breaks a limit or
     /// the syntax.
-    async fn read_head(&mut self, until: Instant) -> Result<Option<Head>, u16> {
+    async fn read_head(&mut self, until: &mut Deadline) -> Result<Option<Head>, u16> {
         let (max_line, max_head) = (self.limits.max_request_line(), self.limits.max_head());
         self.head.clear();
         let mut line_known = false;
@@ -295,7 +297,8 @@ impl Conn<'_> {
         {
             return Ok(None);
         }
-        let until = Instant::now() + self.limits.body_timeout();
+        let mut until = Deadline::after(self.limits.body_timeout());
+        let until = &mut until;
         let max = self.limits.max_body();
         match framing.body {
             BodyLength::Sized(length) => {
@@ -338,7 +341,11 @@ impl Conn<'_> {
         let keep_alive = keep_alive && !wants_close && !(streamed && !no_body && !chunked);
 
         let mut out = Vec::with_capacity(256);
-        let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(&mut out, u64::from(status));
+        out.push(b' ');
+        out.extend_from_slice(reason(status).as_bytes());
+        out.extend_from_slice(b"\r\n");
         let mut dated = false;
         for (name, value) in &fields {
             let framing = ["content-length", "transfer-encoding", "connection"]
@@ -349,7 +356,9 @@ impl Conn<'_> {
                 continue;
             }
             dated |= name.eq_ignore_ascii_case("date");
-            let _ = write!(out, "{name}: {value}\r\n");
+            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                out.extend_from_slice(part);
+            }
         }
         if !dated {
             write_date(&mut out);
@@ -357,7 +366,9 @@ impl Conn<'_> {
         match &body {
             _ if status < 200 || status == 204 => {}
             Kind::Full(bytes) if status != 304 => {
-                let _ = write!(out, "content-length: {}\r\n", bytes.len());
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(&mut out, bytes.len() as u64);
+                out.extend_from_slice(b"\r\n");
             }
             _ if chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             _ => {}
@@ -434,9 +445,9 @@ impl Conn<'_> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let until = Instant::now() + self.limits.write_timeout();
+        let mut until = Deadline::after(self.limits.write_timeout());
         let stream = self.io.get_mut();
-        match within(until, stream.write_all(bytes)).await {
+        match within(&mut until, stream.write_all(bytes)).await {
             Ok(result) => result,
             Err(Elapsed) => Err(io::Error::new(io::ErrorKind::TimedOut, "client is not reading")),
         }
@@ -457,10 +468,10 @@ impl Conn<'_> {
     /// sends for a moment (see [`LINGER`]).
     async fn close(&mut self) {
         let _ = self.io.get_ref().shutdown(Shutdown::Write).await;
-        let until = Instant::now() + LINGER;
+        let mut until = Deadline::after(LINGER);
         let mut dropped = 0;
         while dropped < LINGER_BYTES {
-            let n = match within(until, self.io.fill_buf()).await {
+            let n = match within(&mut until, self.io.fill_buf()).await {
                 Ok(Ok(bytes)) if !bytes.is_empty() => bytes.len(),
                 _ => return,
             };
@@ -480,18 +491,19 @@ enum Parsed {
 /// up to [`STACK_FIELDS`]).
 fn parse(buf: &[u8], max_headers: usize) -> Parsed {
     if max_headers <= STACK_FIELDS {
-        let mut fields = [httparse::EMPTY_HEADER; STACK_FIELDS];
+        let mut fields = [const { MaybeUninit::uninit() }; STACK_FIELDS];
         parse_into(buf, &mut fields[..max_headers])
     } else {
-        parse_into(buf, &mut vec![httparse::EMPTY_HEADER; max_headers])
+        let mut fields: Vec<_> = (0..max_headers).map(|_| MaybeUninit::uninit()).collect();
+        parse_into(buf, &mut fields)
     }
 }
 
 const STACK_FIELDS: usize = 64;
 
-fn parse_into<'b>(buf: &'b [u8], fields: &mut [httparse::Header<'b>]) -> Parsed {
-    let mut request = httparse::Request::new(fields);
-    match request.parse(buf) {
+fn parse_into<'b>(buf: &'b [u8], fields: &mut [MaybeUninit<httparse::Header<'b>>]) -> Parsed {
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(buf, fields) {
         Ok(httparse::Status::Complete(len)) => {
             let version = match request.version {
                 Some(0) => Version::Http10,
@@ -517,15 +529,62 @@ fn parse_into<'b>(buf: &'b [u8], fields: &mut [httparse::Header<'b>]) -> Parsed 
     }
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// The deadline passed first.
 struct Elapsed;
 
-/// Runs `fut` until `until`. A future that is ready at once costs no timer.
-async fn within<F: Future>(until: Instant, fut: F) -> Result<F::Output, Elapsed> {
+/// A deadline, possibly not started yet: [`Deadline::after`] starts its
+/// clock the first time something has to wait for it, so reads and writes
+/// that complete at once never read the clock.
+struct Deadline {
+    at: Option<Instant>,
+    after: Duration,
+}
+
+impl Deadline {
+    fn at(at: Instant) -> Self {
+        Deadline {
+            at: Some(at),
+            after: Duration::ZERO,
+        }
+    }
+
+    fn after(after: Duration) -> Self {
+        Deadline { at: None, after }
+    }
+
+    /// The time left, starting the clock now if it has not started.
+    fn left(&mut self) -> Duration {
+        match self.at {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => {
+                self.at = Some(Instant::now() + self.after);
+                self.after
+            }
+        }
+    }
+}
+
+/// Runs `fut` until `until`. A future that is ready at once costs no timer
+/// and no clock reading.
+async fn within<F: Future>(until: &mut Deadline, fut: F) -> Result<F::Output, Elapsed> {
     let mut fut = std::pin::pin!(fut);
     if let Some(value) = future::poll_once(fut.as_mut()).await {
         return Ok(value);
     }
-    let left = until.saturating_duration_since(Instant::now());
-    crate::timeout(left, fut).await.map_err(|_| Elapsed)
+    crate::timeout(until.left(), fut).await.map_err(|_| Elapsed)
 }

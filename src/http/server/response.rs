@@ -1,6 +1,7 @@
 //! [`Response`] and its [`Body`]: sized (sent with `Content-Length`) or a
 //! stream of pieces (sent chunked).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::pin::Pin;
 
@@ -28,7 +29,7 @@ use futures_lite::{Stream, StreamExt};
 #[derive(Debug)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     body: Body,
 }
 
@@ -76,8 +77,13 @@ impl Response {
         self
     }
 
-    /// Adds a header field.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    /// Adds a header field. Static strings are kept as they are, without a
+    /// copy.
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -94,7 +100,7 @@ impl Response {
     }
 
     /// The header fields the handler set, in order.
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &[(Cow<'static, str>, Cow<'static, str>)] {
         &self.headers
     }
 
@@ -103,7 +109,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The body.
@@ -116,7 +122,8 @@ impl Response {
         self.body
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(self) -> (u16, Vec<(Cow<'static, str>, Cow<'static, str>)>, Body) {
         (self.status, self.headers, self.body)
     }
 }
