@@ -34,6 +34,9 @@
 //! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters.
+//! - [`http`]: the client pattern's green HTTP/1.1 client ([`http::Client`],
+//!   [`http::get`]; `https` with the default `tls` feature) and the wire
+//!   format it shares with the server.
 //!
 //! [glommio]: https://docs.rs/glommio
 
@@ -49,6 +52,7 @@ mod config;
 mod cpulist;
 mod fanout;
 mod global;
+pub mod http;
 mod imap;
 mod memlock;
 mod mesh;
