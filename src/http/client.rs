@@ -423,7 +423,10 @@ impl Client {
     ) -> Result<Response, Error> {
         let parsed = Url::parse(url).map_err(|e| Error::new(url, ErrorKind::BadUrl(e.to_string())))?;
         let limit = self.inner.settings.request_timeout;
-        match crate::timeout(limit, self.follow(method, parsed, body)).await {
+        // Boxed: the request's state lives on the heap, so the future a caller
+        // holds (and may nest in its own) stays a few hundred bytes.
+        let request = Box::pin(self.follow(method, parsed, body));
+        match crate::timeout(limit, request).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 url,
