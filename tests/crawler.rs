@@ -5,8 +5,8 @@
 #[allow(dead_code)] // its `main` and what only `main` uses
 #[path = "../examples/crawler.rs"]
 mod crawler;
-#[path = "util/http.rs"]
-mod http_util;
+#[path = "util/origin.rs"]
+mod origin;
 mod util;
 
 use std::cell::Cell;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use crawler::{crawl, hrefs, urls, Args, Summary};
-use http_util::{refused_url, respond, Next, TestServer};
+use origin::{refused_url, respond, Next, TestServer};
 
 fn args(extra: &[&str]) -> Args {
     let mut argv = vec!["crawler", "--progress", "never", "--timeout", "10"];

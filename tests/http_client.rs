@@ -2,15 +2,15 @@
 //! every way, keep-alive, time limits, broken and hostile servers, redirects,
 //! and the input order of the client pattern.
 
-#[path = "util/http.rs"]
-mod http_util;
+#[path = "util/origin.rs"]
+mod origin;
 mod util;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
-use http_util::{raw, refused_url, respond, Next, TestServer};
+use origin::{raw, refused_url, respond, Next, TestServer};
 use shardlet::http::{self, Client, ErrorKind, Phase};
 use shardlet::GreenPool;
 
@@ -21,7 +21,7 @@ fn client() -> Client {
         .unwrap()
 }
 
-fn ok(body: &'static [u8]) -> impl Fn(&http_util::Request, &mut dyn Write) -> std::io::Result<Next> {
+fn ok(body: &'static [u8]) -> impl Fn(&origin::Request, &mut dyn Write) -> std::io::Result<Next> {
     move |_, out| respond(out, 200, &[("Content-Type", "text/plain")], body)
 }
 

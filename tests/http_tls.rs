@@ -2,13 +2,13 @@
 //! (made by rcgen), trusted through `ClientBuilder::add_root_certificate`.
 #![cfg(feature = "tls")]
 
-#[path = "util/http.rs"]
-mod http_util;
+#[path = "util/origin.rs"]
+mod origin;
 mod util;
 
 use std::sync::Arc;
 
-use http_util::{respond, ReadWrite, TestServer};
+use origin::{respond, ReadWrite, TestServer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use shardlet::http::{Client, ErrorKind};
 

@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 test server on plain threads (`#[path = "util/http.rs"] mod http_util;`):
+//! A small HTTP/1.1 origin server for the client tests, on plain threads
+//! (`#[path = "util/origin.rs"] mod origin;`):
 //! one thread per connection, a handler that writes whatever bytes a test needs
 //! (well-formed or not), and counters of connections and requests on the server
 //! side. Loopback only; every socket has a read timeout so nothing hangs.
