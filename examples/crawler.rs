@@ -23,7 +23,10 @@
 //!
 //! Memory stays flat however long the input: lines are read as the pool
 //! frees slots (never collected), `imap` holds at most `--pool` calls and
-//! results, and a body is dropped once its length is counted.
+//! results, and a body is dropped once its length is counted. The input is
+//! read on the shard itself (`imap` pulls from a plain iterator): a file or
+//! a pipe that is ahead of the crawl costs nothing, but a producer that
+//! writes slowly into stdin stalls the fetches in flight while it waits.
 //!
 //! `--follow` is Eventlet's recursive crawler: each HTML page's links to the
 //! same host (scheme, host and port) are fetched too, up to `--depth` links
