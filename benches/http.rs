@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use hdrhistogram::Histogram;
-use shardlet::http::{self, Request, Response};
+use shardlet::http;
+use shardlet::http::server::{Request, Response};
 use shardlet::{Config, GlobalLimit, Runtime, ServerConfig};
 
 /// The handler both servers run.

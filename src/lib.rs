@@ -34,7 +34,9 @@
 //! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters.
-//! - [`http`]: the dispatch pattern's HTTP/1.1 [`http::Server`] on every shard.
+//! - [`http`]: HTTP/1.1: the client pattern's green client ([`http::Client`],
+//!   [`http::get`]; `https` with the default `tls` feature), the dispatch
+//!   pattern's [`http::Server`] on every shard, and the wire format they share.
 //!
 //! [glommio]: https://docs.rs/glommio
 

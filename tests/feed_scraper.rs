@@ -19,7 +19,8 @@ use std::time::Duration;
 use futures_lite::future;
 use http_util::{request, Conn, Reply};
 use scraper::{Scraper, Settings};
-use shardlet::http::{self, Request, Response};
+use shardlet::http;
+use shardlet::http::server::{Request, Response};
 use shardlet::{GlobalLimit, Runtime, RuntimeHandle, ServerConfig};
 
 const RSS2: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::stream;
 use http_util::{get, start_http, Conn, HttpRunning};
-use shardlet::http::{Body, Limits, Request, Response};
+use shardlet::http::server::{Body, Limits, Request, Response};
 
 /// The test application: a few routes exercising the server.
 async fn route(request: Request, started: Arc<AtomicUsize>) -> Response {

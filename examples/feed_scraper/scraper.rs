@@ -22,8 +22,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use shardlet::http::{Request, Response};
-use shardlet::{GlobalLimit, GreenPile};
+use shardlet::http::server::{Request, Response};
+use shardlet::{http, GlobalLimit, GreenPile};
 
 /// Most feed URLs in one request, by default.
 pub const DEFAULT_MAX_URLS: usize = 10_000;
@@ -56,17 +56,21 @@ impl Default for Settings {
 /// What became of one URL.
 pub type Outcome = Result<String, String>;
 
-/// The scraper of one shard: the global limit (shared) and its settings.
+/// The scraper of one shard: the global limit (shared by all shards), this
+/// shard's HTTP client, and the settings.
 #[derive(Clone)]
 pub struct Scraper {
     limit: GlobalLimit,
+    client: http::Client,
     settings: Rc<Settings>,
 }
 
 impl Scraper {
+    /// Call on the shard that will use it (its client is shard-local).
     pub fn new(limit: GlobalLimit, settings: Settings) -> Self {
         Scraper {
             limit,
+            client: fetch::client(settings.max_feed_bytes, settings.fetch_timeout),
             settings: Rc::new(settings),
         }
     }
@@ -111,10 +115,11 @@ impl Scraper {
     pub async fn titles(&self, urls: &[String]) -> Vec<Outcome> {
         let mut pile = GreenPile::new(&self.limit);
         for url in urls {
-            let (url, settings) = (url.clone(), self.settings.clone());
+            let (url, client) = (url.clone(), self.client.clone());
+            let timeout = self.settings.fetch_timeout;
             // Waits for a permit when `limit.size()` fetches already run,
             // on this shard or any other.
-            pile.spawn(async move { fetch_title(&url, &settings).await })
+            pile.spawn(async move { fetch_title(&client, &url, timeout).await })
                 .await;
         }
         pile.map(|joined| joined.unwrap_or_else(|e| Err(format!("fetch failed: {e}"))))
@@ -130,20 +135,17 @@ impl Scraper {
 /// Why there is no title, in a few words: a bad URL, a scheme other than
 /// http/https, a network error or HTTP status, the timeout, a document that
 /// is not RSS or Atom.
-pub async fn fetch_title(url: &str, settings: &Settings) -> Outcome {
-    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+pub async fn fetch_title(client: &http::Client, url: &str, timeout: Duration) -> Outcome {
+    let parsed = http::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
             "unsupported scheme {:?}: only http and https",
             parsed.scheme()
         ));
     }
-    let document = shardlet::timeout(
-        settings.fetch_timeout,
-        fetch::fetch(&parsed, settings.max_feed_bytes),
-    )
-    .await
-    .map_err(|_| format!("timed out after {:?}", settings.fetch_timeout))??;
+    let document = shardlet::timeout(timeout, fetch::fetch(client, &parsed))
+        .await
+        .map_err(|_| format!("timed out after {timeout:?}"))??;
     parse_title(&document)
 }
 

@@ -8,7 +8,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use shardlet::http::{self, Limits, Request, Response};
+use shardlet::http;
+use shardlet::http::server::{Limits, Request, Response};
 use shardlet::{Runtime, RuntimeHandle, ServerConfig};
 
 use crate::net_util::{client, runtime};

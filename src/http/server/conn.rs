@@ -22,10 +22,11 @@ use glommio::net::TcpStream;
 use super::chunked::{read_chunked, ChunkedError};
 use super::closing::Closing;
 use super::date::write_date;
-use super::request::{Headers, Request, Version};
+use super::request::{Request, Version};
 use super::response::{reason, Kind, Response};
 use super::Limits;
 use crate::catch::Guarded;
+use crate::http::Headers;
 use crate::task::JoinError;
 
 /// What every connection of one shard shares.
@@ -509,10 +510,7 @@ fn parse_into<'b>(buf: &'b [u8], fields: &mut [MaybeUninit<httparse::Header<'b>>
                 Some(0) => Version::Http10,
                 _ => Version::Http11,
             };
-            let mut headers = Headers::new();
-            for field in request.headers.iter() {
-                headers.append(field.name, field.value);
-            }
+            let headers = Headers::from_httparse(request.headers);
             Parsed::Complete(
                 len,
                 Head {

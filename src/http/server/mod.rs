@@ -41,7 +41,7 @@ use std::time::Duration;
 use futures_lite::future;
 
 pub use limits::Limits;
-pub use request::{Headers, Request, Version};
+pub use request::{Request, Version};
 pub use response::{reason, Body, Response};
 
 use crate::net::{self, ServerConfig, ServerStats};
@@ -60,7 +60,7 @@ use conn::Shared;
 /// ```
 /// use std::io::{Read, Write};
 /// use std::time::Duration;
-/// use shardlet::http::{self, Response};
+/// use shardlet::http::{self, server::Response};
 /// use shardlet::{Config, Runtime, ServerConfig};
 ///
 /// let runtime = Runtime::new(Config::default().with_shards(2).with_pin(false))?;

@@ -1,8 +1,9 @@
-//! [`Request`]: one parsed HTTP/1.x request with its whole body, and its
-//! [`Headers`].
+//! [`Request`]: one parsed HTTP/1.x request with its whole body.
 
 use std::fmt;
 use std::net::SocketAddr;
+
+use crate::http::Headers;
 
 /// The HTTP version of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,91 +25,6 @@ impl fmt::Display for Version {
     }
 }
 
-/// Header fields in the order received; names compare case-insensitively.
-///
-/// # Examples
-///
-/// ```
-/// use shardlet::http::Request;
-///
-/// let request = Request::new("GET", "/")
-///     .with_header("Accept", "text/plain")
-///     .with_header("Connection", "keep-alive, Upgrade");
-/// let headers = request.headers();
-/// assert_eq!(headers.get("accept"), Some("text/plain"));
-/// assert!(headers.has_token("connection", "upgrade"));
-/// assert_eq!(headers.len(), 2);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers {
-    fields: Vec<(String, Vec<u8>)>,
-}
-
-impl Headers {
-    /// No fields.
-    pub fn new() -> Self {
-        Headers::default()
-    }
-
-    /// Adds a field (keeping any others of the same name).
-    pub fn append(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.fields.push((name.into(), value.into()));
-    }
-
-    /// The value of the first field called `name`, if it is there and is
-    /// UTF-8.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// The raw value of the first field called `name`.
-    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// The raw values of every field called `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// Whether a comma-separated list field (`Connection`, `Transfer-Encoding`,
-    /// ...) called `name` holds `token`, case-insensitively, in any of its fields.
-    pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.tokens(name)
-            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
-    }
-
-    /// The comma-separated elements of every field called `name`, trimmed,
-    /// empty ones skipped.
-    pub(crate) fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.get_all(name)
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
-    }
-
-    /// Every field, in order received.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
-    }
-
-    /// The number of fields.
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    /// Whether there is no field.
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-    }
-}
-
 /// An HTTP request, head and whole body, as a handler gets it.
 ///
 /// The server reads the body (sized or chunked, within
@@ -119,7 +35,7 @@ impl Headers {
 /// # Examples
 ///
 /// ```
-/// use shardlet::http::{Request, Version};
+/// use shardlet::http::server::{Request, Version};
 ///
 /// let request = Request::new("POST", "/feeds?format=json")
 ///     .with_header("Content-Type", "text/plain")
@@ -174,7 +90,7 @@ impl Request {
 
     /// Adds a header field.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.append(name, value);
+        self.headers.push(name, value);
         self
     }
 

@@ -17,7 +17,7 @@ use futures_lite::{Stream, StreamExt};
 /// # Examples
 ///
 /// ```
-/// use shardlet::http::Response;
+/// use shardlet::http::server::Response;
 ///
 /// let ok = Response::text("hello\n");
 /// assert_eq!(ok.status(), 200);
@@ -60,7 +60,7 @@ impl Response {
     /// # Examples
     ///
     /// ```
-    /// let r = shardlet::http::Response::error(404);
+    /// let r = shardlet::http::server::Response::error(404);
     /// assert_eq!(r.status(), 404);
     /// assert_eq!(r.body().len(), Some("404 Not Found\n".len()));
     /// ```

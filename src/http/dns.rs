@@ -1,0 +1,214 @@
+//! Name resolution that never blocks a shard (Eventlet #511, #560): the
+//! system resolver (`getaddrinfo`, through `ToSocketAddrs`) runs on the
+//! [`blocking`](crate::blocking) pool under a time limit, and answers are
+//! cached on the shard for a fixed time (`getaddrinfo` tells no TTL).
+//!
+//! Concurrent lookups of one name share a single call: the first caller
+//! resolves, the others wait for its answer (a crawler starting 200 fetches
+//! to one host makes one lookup, not 200). If that first caller is
+//! cancelled, a waiter takes over. Failures are cached for a short while
+//! ([`NEGATIVE_TTL`] at most) so that a dead name does not tie up the
+//! blocking pool; time-outs are not cached.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a failed lookup is remembered, at most.
+pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+
+/// Entries kept before expired ones are swept (and, if none are, all answers).
+const MAX_ENTRIES: usize = 4096;
+
+/// Why a name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DnsError {
+    /// No answer within the limit.
+    Timeout(Duration),
+    /// The resolver failed, or gave no address.
+    Failed(String),
+}
+
+pub(crate) type Addrs = Rc<[SocketAddr]>;
+type Answer = Result<Addrs, DnsError>;
+
+enum Entry {
+    Resolved {
+        answer: Answer,
+        expires: Instant,
+    },
+    /// A lookup is running; these callers wait for its answer.
+    Pending(Vec<flume::Sender<Answer>>),
+}
+
+/// A shard-local caching resolver.
+pub(crate) struct Resolver {
+    ttl: Duration,
+    timeout: Duration,
+    cache: RefCell<HashMap<(String, u16), Entry>>,
+}
+
+impl Resolver {
+    pub(crate) fn new(ttl: Duration, timeout: Duration) -> Self {
+        Resolver {
+            ttl,
+            timeout,
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The addresses of `host:port`, from the cache or a lookup.
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> Answer {
+        let key = (host.to_string(), port);
+        loop {
+            let waiting = {
+                let mut cache = self.cache.borrow_mut();
+                match cache.get_mut(&key) {
+                    Some(Entry::Resolved { answer, expires }) if *expires > Instant::now() => {
+                        return answer.clone()
+                    }
+                    Some(Entry::Pending(waiters)) => {
+                        let (tx, rx) = flume::bounded(1);
+                        waiters.push(tx);
+                        Some(rx)
+                    }
+                    _ => {
+                        cache.insert(key.clone(), Entry::Pending(Vec::new()));
+                        None
+                    }
+                }
+            };
+            match waiting {
+                // The lookup's owner was cancelled: go round, and maybe own the next one.
+                Some(rx) => match rx.recv_async().await {
+                    Ok(answer) => return answer,
+                    Err(_) => continue,
+                },
+                None => return self.lead(key).await,
+            }
+        }
+    }
+
+    /// Runs the lookup for `key`, whose entry this caller has marked pending.
+    async fn lead(&self, key: (String, u16)) -> Answer {
+        let mut owner = Owner {
+            resolver: self,
+            key: Some(key.clone()),
+        };
+        let (host, port) = key;
+        let lookup = crate::blocking(move || -> Result<Vec<SocketAddr>, String> {
+            let addrs: Vec<SocketAddr> = (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?
+                .collect();
+            if addrs.is_empty() {
+                return Err("no addresses".into());
+            }
+            Ok(addrs)
+        });
+        let answer = match crate::timeout(self.timeout, lookup).await {
+            Err(_) => Err(DnsError::Timeout(self.timeout)),
+            Ok(Err(panicked)) => Err(DnsError::Failed(panicked.to_string())),
+            Ok(Ok(Err(reason))) => Err(DnsError::Failed(reason)),
+            Ok(Ok(Ok(addrs))) => Ok(Addrs::from(addrs)),
+        };
+        owner.finish(answer.clone());
+        answer
+    }
+
+    fn ttl_of(&self, answer: &Answer) -> Option<Duration> {
+        match answer {
+            Ok(_) => Some(self.ttl),
+            Err(DnsError::Failed(_)) => Some(self.ttl.min(NEGATIVE_TTL)),
+            Err(DnsError::Timeout(_)) => None,
+        }
+    }
+}
+
+/// The caller running a lookup: hands the answer to the waiters, or on
+/// drop (cancelled) clears the pending entry so that a waiter takes over.
+struct Owner<'a> {
+    resolver: &'a Resolver,
+    key: Option<(String, u16)>,
+}
+
+impl Owner<'_> {
+    fn finish(&mut self, answer: Answer) {
+        let Some(key) = self.key.take() else { return };
+        let mut cache = self.resolver.cache.borrow_mut();
+        if let Some(Entry::Pending(waiters)) = cache.remove(&key) {
+            for waiter in waiters {
+                let _ = waiter.send(answer.clone());
+            }
+        }
+        if let Some(ttl) = self.resolver.ttl_of(&answer) {
+            if cache.len() >= MAX_ENTRIES {
+                let now = Instant::now();
+                cache.retain(|_, e| {
+                    matches!(e, Entry::Resolved { expires, .. } if *expires > now)
+                        || matches!(e, Entry::Pending(_))
+                });
+                if cache.len() >= MAX_ENTRIES {
+                    cache.retain(|_, e| matches!(e, Entry::Pending(_)));
+                }
+            }
+            cache.insert(
+                key,
+                Entry::Resolved {
+                    answer,
+                    expires: Instant::now() + ttl,
+                },
+            );
+        }
+    }
+}
+
+impl Drop for Owner<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            // Dropping the waiters' senders wakes them to try again.
+            if let Ok(mut cache) = self.resolver.cache.try_borrow_mut() {
+                cache.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_cached_and_shared() {
+        let out = crate::Runtime::new(crate::Config::default().with_shards(1).with_pin(false))
+            .unwrap()
+            .run(|| async {
+                let resolver = Rc::new(Resolver::new(Duration::from_secs(60), Duration::from_secs(5)));
+                let tasks: Vec<_> = (0..8)
+                    .map(|_| {
+                        let r = resolver.clone();
+                        crate::spawn(async move { r.resolve("localhost", 80).await })
+                    })
+                    .collect();
+                let mut answers = Vec::new();
+                for t in tasks {
+                    answers.push(t.await.unwrap().unwrap());
+                }
+                assert!(
+                    answers.windows(2).all(|w| Rc::ptr_eq(&w[0], &w[1])),
+                    "one shared lookup"
+                );
+                assert!(answers[0].iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+                let again = resolver.resolve("localhost", 80).await.unwrap();
+                assert!(Rc::ptr_eq(&again, &answers[0]), "served from the cache");
+                let bad = resolver.resolve("no-such-host.invalid", 80).await.unwrap_err();
+                assert!(
+                    matches!(bad, DnsError::Failed(_) | DnsError::Timeout(_)),
+                    "{bad:?}"
+                );
+            });
+        out.unwrap();
+    }
+}

@@ -1,0 +1,160 @@
+//! [`Error`]: why a request failed, always naming its URL.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Why a request failed: the URL it was for and what went wrong
+/// ([`ErrorKind`]).
+///
+/// Its message starts with the URL (`http://host/a: connect to 10.0.0.1:80
+/// failed: Connection refused`). After a redirect, the URL is the one of
+/// the hop that failed.
+///
+/// # Examples
+///
+/// ```
+/// use shardlet::http::{self, ErrorKind};
+///
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let err = http::get("ftp://example.com/file").await.unwrap_err();
+/// assert!(matches!(err.kind(), ErrorKind::BadUrl(_)));
+/// assert_eq!(err.url(), "ftp://example.com/file");
+/// assert!(err.to_string().starts_with("ftp://example.com/file: bad URL"));
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Error {
+    url: String,
+    kind: ErrorKind,
+}
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The URL cannot be fetched: unparsable, not `http`/`https`, no host,
+    /// or `https` without the `tls` feature.
+    #[error("bad URL: {0}")]
+    BadUrl(String),
+    /// The host name did not resolve.
+    #[error("DNS lookup of {host} failed: {reason}")]
+    Dns {
+        /// The name looked up.
+        host: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// No TCP connection could be made.
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// The address (the last one tried, when the name had several).
+        addr: String,
+        /// The error from `connect(2)`.
+        #[source]
+        source: io::Error,
+    },
+    /// A time limit passed.
+    #[error("{phase} timed out after {after:?}")]
+    Timeout {
+        /// What was running out of time.
+        phase: Phase,
+        /// The limit.
+        after: Duration,
+    },
+    /// The TLS handshake failed (an untrusted certificate, a wrong name, ...).
+    #[error("TLS handshake with {host} failed: {source}")]
+    Tls {
+        /// The server name the certificate was checked against.
+        host: String,
+        /// The error from rustls.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection failed after it was made (reset, broken pipe).
+    #[error("I/O error: {0}")]
+    Io(#[source] io::Error),
+    /// The response breaks HTTP/1.1: a malformed status line or header, a
+    /// bad length or chunk, a bad redirect, or a connection closed in the
+    /// middle of the response.
+    #[error("malformed response: {0}")]
+    Protocol(String),
+    /// The body is longer than the client's limit.
+    #[error("response body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The redirects went on past the client's limit (or in a loop).
+    #[error("more than {limit} redirects")]
+    TooManyRedirects {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Which time limit passed, for [`ErrorKind::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Resolving the host name.
+    Dns,
+    /// Connecting (TCP, and the TLS handshake for `https`).
+    Connect,
+    /// Waiting for the next bytes of the response (the idle read limit).
+    Read,
+    /// The whole request, redirects included.
+    Request,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Dns => "DNS lookup",
+            Phase::Connect => "connect",
+            Phase::Read => "read",
+            Phase::Request => "request",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn new(url: impl Into<String>, kind: ErrorKind) -> Self {
+        Error {
+            url: url.into(),
+            kind,
+        }
+    }
+
+    /// The URL of the request that failed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The kind, by value.
+    pub fn into_kind(self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether a time limit passed ([`ErrorKind::Timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.url, self.kind)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}

@@ -1,0 +1,336 @@
+//! The crawler example (`examples/crawler.rs`): its functions run in-process
+//! against local servers (order, errors, lazy input, --follow on a generated
+//! site), and its binary end to end (exit codes, output).
+
+#[allow(dead_code)] // its `main` and what only `main` uses
+#[path = "../examples/crawler.rs"]
+mod crawler;
+#[path = "util/origin.rs"]
+mod origin;
+mod util;
+
+use std::cell::Cell;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::Duration;
+
+use clap::Parser;
+use crawler::{crawl, hrefs, urls, Args, Summary};
+use origin::{refused_url, respond, Next, TestServer};
+
+fn args(extra: &[&str]) -> Args {
+    let mut argv = vec!["crawler", "--progress", "never", "--timeout", "10"];
+    argv.extend_from_slice(extra);
+    Args::try_parse_from(argv).unwrap()
+}
+
+/// Runs a crawl of `input` on one shard; returns the summary and the output lines.
+fn run_crawl(extra: &[&str], input: String) -> (Summary, Vec<String>) {
+    let args = args(extra);
+    let (summary, out) = util::run1(move || {
+        let (args, input) = (args.clone(), input.clone());
+        async move {
+            let lines = urls(io::Cursor::new(input));
+            let (summary, out) = crawl(&args, lines, Vec::new()).await.unwrap();
+            (summary, out)
+        }
+    });
+    let text = String::from_utf8(out).unwrap();
+    (summary, text.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn smoke_lines_in_input_order_with_errors_inline() {
+    let server = TestServer::start(|req, out| {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..20)));
+        if req.path.ends_with("/404") {
+            return respond(out, 404, &[], b"nope");
+        }
+        respond(out, 200, &[], req.path.as_bytes())
+    });
+    let refused = refused_url();
+    let mut input = String::from("# a comment\n\n");
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let url = match i % 20 {
+            7 => refused.clone(),
+            13 => "not a url".to_string(),
+            17 => server.url("/x/404"),
+            _ => server.url(&format!("/page/{i}")),
+        };
+        input.push_str(&format!("  {url}  \n"));
+        want.push(url);
+    }
+    let (summary, lines) = run_crawl(&["--pool", "8"], input);
+    assert_eq!(lines.len(), 61, "{lines:#?}");
+    for (line, url) in lines.iter().zip(&want) {
+        assert!(
+            line.starts_with(&format!("{url} ")),
+            "{line} should start with {url}"
+        );
+        if url == &refused {
+            assert!(line.contains(" error: connect to"), "{line}");
+        } else if url == "not a url" {
+            assert!(line.contains(" error: bad URL"), "{line}");
+        } else if url.ends_with("/404") {
+            assert!(line.contains(" 404 4 "), "{line}");
+        } else {
+            let path = &url[url.find("/page").unwrap()..];
+            assert!(line.contains(&format!(" 200 {} ", path.len())), "{line}");
+        }
+    }
+    assert_eq!((summary.ok, summary.failed), (54, 6));
+    assert!(lines[60].starts_with("# ok 54, failed 6, "), "{}", lines[60]);
+}
+
+#[test]
+fn input_is_read_lazily() {
+    // Count lines pulled from the input against lines written: the crawler may
+    // run ahead of its output by at most the pool size.
+    let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
+    let base = server.url("/n/");
+    let args = args(&["--pool", "4"]);
+    let max_ahead = util::run1(move || {
+        let (args, base) = (args.clone(), base.clone());
+        async move {
+            let pulled = Rc::new(Cell::new(0usize));
+            let p = pulled.clone();
+            let input = (0..200).map(move |i| {
+                p.set(p.get() + 1);
+                format!("{base}{i}")
+            });
+            let out = Probe {
+                pulled,
+                written: 0,
+                max_ahead: 0,
+            };
+            let (summary, out) = crawl(&args, input, out).await.unwrap();
+            assert_eq!(summary.ok, 200);
+            out.max_ahead
+        }
+    });
+    assert!(max_ahead <= 4 + 1, "read {max_ahead} lines ahead of the output");
+}
+
+/// A writer that records how far the input ran ahead of the output.
+struct Probe {
+    pulled: Rc<Cell<usize>>,
+    written: usize,
+    max_ahead: usize,
+}
+
+impl Write for Probe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let newlines = buf.iter().filter(|&&b| b == b'\n').count();
+        self.written += newlines;
+        if newlines > 0 {
+            self.max_ahead = self.max_ahead.max(self.pulled.get().saturating_sub(self.written));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A generated site: `pages` pages; page i links to a few others (relative,
+/// absolute, with fragments and repeats), to itself, to another host, and to
+/// a non-HTML file. Depth of page i from page 0 is known: page i links to 2i+1, 2i+2.
+fn site(pages: usize) -> TestServer {
+    TestServer::start(move |req, out| {
+        let path = req.path.as_str();
+        if path == "/file.txt" {
+            return respond(
+                out,
+                200,
+                &[("Content-Type", "text/plain")],
+                b"<a href=\"/never\">no</a>",
+            );
+        }
+        if path == "/moved" {
+            return respond(out, 301, &[("Location", "/p/0")], b"");
+        }
+        let Some(i) = path.strip_prefix("/p/").and_then(|n| n.parse::<usize>().ok()) else {
+            return respond(out, 404, &[], b"");
+        };
+        let mut html = format!("<html><body><h1>page {i}</h1>\n");
+        for child in [2 * i + 1, 2 * i + 2] {
+            if child < pages {
+                html += &format!("<a href=\"/p/{child}\">c</a> <A HREF='{child}#frag'>again</A>\n");
+            }
+        }
+        html += &format!(
+            "<a href=\"http://{}/p/{i}\">self</a>\n",
+            req.header("host").unwrap()
+        );
+        html += "<a href=\"http://other.invalid/p/1\">elsewhere</a> <a href=/file.txt>file</a> ";
+        html += "<a data-href=\"/never\">x</a> <a href=\"mailto:x@y\">m</a>\n</body></html>";
+        respond(
+            out,
+            200,
+            &[("Content-Type", "text/html; charset=utf-8")],
+            html.as_bytes(),
+        )?;
+        Ok(Next::KeepOpen)
+    })
+}
+
+#[test]
+fn follow_visits_each_page_once_and_ends_by_itself() {
+    // 63 pages: a binary tree of depth 5 below page 0.
+    let server = site(63);
+    for pool in ["2", "50"] {
+        let before = server.requests().len();
+        let input = format!(
+            "{}\n{}\n{}\n",
+            server.url("/p/0"),
+            server.url("/p/0#top"),
+            server.url("/moved")
+        );
+        let (summary, lines) = run_crawl(&["--follow", "--depth", "10", "--pool", pool], input);
+        let requests = &server.requests()[before..];
+        let mut hits = std::collections::HashMap::new();
+        for r in requests {
+            *hits.entry(r.path.clone()).or_insert(0) += 1;
+        }
+        // Every page once (page 0 twice: itself, and the redirect's target), the
+        // text file once, nothing it links to, nothing off the host.
+        for i in 1..63 {
+            assert_eq!(
+                hits.get(&format!("/p/{i}")),
+                Some(&1),
+                "pool {pool}: page {i}: {hits:?}"
+            );
+        }
+        assert_eq!(hits["/p/0"], 2, "pool {pool}");
+        assert_eq!(hits["/file.txt"], 1);
+        assert!(!hits.contains_key("/never"));
+        assert_eq!(
+            summary.ok as usize,
+            requests.len() - 1,
+            "/moved and its target are one fetch"
+        );
+        assert_eq!(summary.failed, 0);
+        assert!(lines.last().unwrap().starts_with("# ok "));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("/p/62 200 ") && l.ends_with(" depth 5")),
+            "{lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn follow_stops_at_the_depth() {
+    let server = site(63);
+    let (summary, _) = run_crawl(&["--follow", "--depth", "2", "--pool", "3"], server.url("/p/0"));
+    let hits = server.hits();
+    // Depth 0: page 0; 1: pages 1, 2 and the text file; 2: pages 3..=6.
+    for i in 0..7 {
+        assert_eq!(hits.get(&format!("/p/{i}")), Some(&1), "page {i}");
+    }
+    assert!(!hits.contains_key("/p/7"), "{hits:?}");
+    assert_eq!(summary.ok, 8);
+}
+
+#[test]
+fn href_scanner() {
+    let html = r#"<a href="/a">x</a><A HREF='b?x=1&amp;y=2'>y</A><a href=c.html>z</a>
+        <a data-href="/no"><link rel=x href = " /d "><a href="">e</a><a
+        href=/e>f</a><a href="unterminated"#;
+    assert_eq!(
+        hrefs(html),
+        ["/a", "b?x=1&y=2", "c.html", "/d", "/e", "unterminated"]
+    );
+    assert!(hrefs("no links, a hrefless text").is_empty());
+}
+
+/// The example's binary next to this test's (cargo builds examples for `cargo test`).
+fn crawler_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join("crawler");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--example", "crawler"])
+            .status()
+            .unwrap();
+        assert!(built.success(), "cargo build --example crawler failed");
+    }
+    bin
+}
+
+#[test]
+fn binary_end_to_end() {
+    let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
+    let dir = std::env::temp_dir().join(format!("shardlet-crawler-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("urls.txt");
+    let refused = refused_url();
+    let urls = [server.url("/one"), refused.clone(), server.url("/three")];
+    std::fs::write(&file, format!("# urls\n{}\n\n", urls.join("\n"))).unwrap();
+
+    let out = Command::new(crawler_binary())
+        .arg(&file)
+        .args(["--pool", "2"])
+        .env("SHARDLET_SHARDS", "1")
+        .env("SHARDLET_PIN", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "some URLs failing is not a failure: {stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].starts_with(&format!("{} 200 4 ", urls[0])), "{stdout}");
+    assert!(
+        lines[1].starts_with(&format!("{refused} error: connect")),
+        "{stdout}"
+    );
+    assert!(lines[2].starts_with(&format!("{} 200 6 ", urls[2])), "{stdout}");
+    assert!(lines[3].starts_with("# ok 2, failed 1, 10 bytes"), "{stdout}");
+    assert!(out.stderr.is_empty(), "no progress when stderr is not a terminal");
+
+    // Two shards: still crawled once, on shard 0; stdin as the input.
+    let mut child = Command::new(crawler_binary())
+        .env("SHARDLET_SHARDS", "2")
+        .env("SHARDLET_PIN", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", urls[0]).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+
+    // Bad invocations.
+    for bad in [
+        &["--pool", "0"][..],
+        &["--no-such-flag"],
+        &[dir.join("missing.txt").to_str().unwrap()],
+    ] {
+        let out = Command::new(crawler_binary()).args(bad).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

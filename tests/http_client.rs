@@ -1,0 +1,585 @@
+//! `http::Client` against servers the tests start on loopback: bodies framed
+//! every way, keep-alive, time limits, broken and hostile servers, redirects,
+//! and the input order of the client pattern.
+
+#[path = "util/origin.rs"]
+mod origin;
+mod util;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use origin::{raw, refused_url, respond, Next, TestServer};
+use shardlet::http::{self, Client, ErrorKind, Phase};
+use shardlet::GreenPool;
+
+fn client() -> Client {
+    Client::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn ok(body: &'static [u8]) -> impl Fn(&origin::Request, &mut dyn Write) -> std::io::Result<Next> {
+    move |_, out| respond(out, 200, &[("Content-Type", "text/plain")], body)
+}
+
+#[test]
+fn smoke_plain_get() {
+    let server = TestServer::start(|req, out| respond(out, 200, &[("X-Path", &req.path)], b"hello"));
+    let url = server.url("/a/b?q=1#frag");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let r = http::get(&url).await.unwrap();
+            assert_eq!((r.status, r.reason.as_str(), r.version), (200, "X", 1));
+            assert_eq!(r.body, b"hello");
+            assert_eq!(r.text(), "hello");
+            assert!(r.is_success());
+            assert_eq!(
+                r.headers.get("x-path"),
+                Some("/a/b?q=1"),
+                "no fragment on the wire"
+            );
+            assert_eq!(r.url.as_str(), url);
+        }
+    });
+    let req = &server.requests()[0];
+    assert_eq!(req.method, "GET");
+    assert_eq!(req.header("host"), Some(server.addr.to_string().as_str()));
+    assert!(req.header("user-agent").unwrap().starts_with("shardlet/"));
+}
+
+#[test]
+fn chunked_body_in_pieces_with_trailers() {
+    let server = TestServer::start(|_, out| {
+        raw(out, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+        for piece in [
+            &b"5\r\nhel"[..],
+            b"lo\r\n",
+            b"7;ext=1\r\n, world\r\n",
+            b"0\r\nX-Trailer: 1\r\n",
+            b"\r\n",
+        ] {
+            std::thread::sleep(Duration::from_millis(5));
+            raw(out, piece)?;
+        }
+        Ok(Next::KeepOpen)
+    });
+    let url = server.url("/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            for _ in 0..3 {
+                assert_eq!(c.get(&url).await.unwrap().body, b"hello, world");
+            }
+            assert_eq!(
+                c.stats().connections,
+                1,
+                "a chunked body leaves the connection reusable"
+            );
+        }
+    });
+    assert_eq!(server.accepted(), 1);
+}
+
+#[test]
+fn body_until_close_is_read_and_the_connection_not_reused() {
+    let server = TestServer::start(|_, out| {
+        raw(out, b"HTTP/1.0 200 OK\r\n\r\nuntil the end")?;
+        Ok(Next::Close)
+    });
+    let url = server.url("/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            for _ in 0..2 {
+                let r = c.get(&url).await.unwrap();
+                assert_eq!((r.version, r.body.as_slice()), (0, &b"until the end"[..]));
+            }
+        }
+    });
+    assert_eq!(server.accepted(), 2);
+}
+
+#[test]
+fn keep_alive_reuses_connections() {
+    let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            for i in 0..20 {
+                let url = format!("{base}/seq/{i}");
+                assert_eq!(c.get(&url).await.unwrap().body, format!("/seq/{i}").as_bytes());
+            }
+            assert_eq!(c.stats().connections, 1);
+            assert_eq!(c.stats().reused, 19);
+            // Concurrent: never more connections than requests in flight.
+            let pool = GreenPool::new(4);
+            let c2 = c.clone();
+            let bodies: Vec<Vec<u8>> = pool
+                .imap(0..40, move |i| {
+                    let (c, url) = (c2.clone(), format!("{base}/par/{i}"));
+                    async move { c.get(&url).await.unwrap().body }
+                })
+                .map(Result::unwrap)
+                .collect()
+                .await;
+            assert_eq!(bodies[39], b"/par/39");
+            assert!(c.stats().connections <= 4, "{:?}", c.stats());
+            assert!(c.stats().idle >= 1);
+        }
+    });
+    assert!(server.accepted() <= 4, "accepted {}", server.accepted());
+    // Every request on a connection after its first one was a reuse.
+    assert!(server.requests().iter().filter(|r| r.nth_on_conn > 0).count() >= 56);
+}
+
+#[test]
+fn connection_close_and_max_idle_zero_mean_a_connection_per_request() {
+    let server = TestServer::start(|_, out| respond(out, 200, &[("Connection", "close")], b"x"));
+    let plain = TestServer::start(ok(b"y"));
+    let (a, b) = (server.url("/"), plain.url("/"));
+    util::run1(move || {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let c = client();
+            let no_pool = Client::builder().max_idle_per_host(0).build().unwrap();
+            for _ in 0..3 {
+                assert_eq!(c.get(&a).await.unwrap().body, b"x");
+                assert_eq!(no_pool.get(&b).await.unwrap().body, b"y");
+            }
+        }
+    });
+    assert_eq!(server.accepted(), 3);
+    assert_eq!(plain.accepted(), 3);
+}
+
+#[test]
+fn a_kept_alive_connection_closed_by_the_server_is_retried() {
+    // Claims keep-alive, then hangs up after every response.
+    let server = TestServer::start(|_, out| {
+        respond(out, 200, &[], b"once")?;
+        Ok(Next::Close)
+    });
+    let url = server.url("/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            for _ in 0..5 {
+                util::bounded(async { assert_eq!(c.get(&url).await.unwrap().body, b"once") }).await;
+                shardlet::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(c.stats().connections, 5);
+        }
+    });
+    assert_eq!(server.accepted(), 5);
+}
+
+#[test]
+fn head_and_interim_responses() {
+    let server = TestServer::start(|req, out| {
+        if req.method == "HEAD" {
+            return raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n").map(|_| Next::KeepOpen);
+        }
+        raw(
+            out,
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        )?;
+        Ok(Next::KeepOpen)
+    });
+    let url = server.url("/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            let head = c.head(&url).await.unwrap();
+            assert_eq!((head.status, head.body.len()), (200, 0));
+            assert_eq!(head.headers.get("content-length"), Some("1000"));
+            assert_eq!(c.get(&url).await.unwrap().body, b"ok");
+            assert_eq!(c.stats().connections, 1);
+        }
+    });
+}
+
+#[test]
+fn slow_servers_hit_the_time_limits() {
+    let silent = TestServer::start(|_, _| {
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(Next::Close)
+    });
+    let trickle = TestServer::start(|_, out| {
+        raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")?;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(30));
+            raw(out, b"x")?;
+        }
+        Ok(Next::KeepOpen)
+    });
+    let (silent, trickle) = (silent.url("/silent"), trickle.url("/trickle"));
+    util::run1(move || {
+        let (silent, trickle) = (silent.clone(), trickle.clone());
+        async move {
+            let c = Client::builder()
+                .read_timeout(Duration::from_millis(200))
+                .request_timeout(Duration::from_millis(600))
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let err = c.get(&silent).await.unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Timeout {
+                        phase: Phase::Read,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.is_timeout());
+            assert!(start.elapsed() < Duration::from_secs(2));
+            assert!(err.to_string().starts_with(&silent), "{err}");
+
+            // Bytes keep coming, so the idle limit never fires; the whole-request one does.
+            let start = Instant::now();
+            let err = c.get(&trickle).await.unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Timeout {
+                        phase: Phase::Request,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(550) && took < Duration::from_secs(2),
+                "{took:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn connect_timeout_fires_on_a_full_backlog() {
+    // A listener that never accepts, its accept queue filled: the kernel
+    // drops further SYNs, so a connect hangs until the client gives up.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let url = format!("http://{addr}/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = Client::builder()
+                .connect_timeout(Duration::from_millis(200))
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let err = c.get(&url).await.unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Timeout {
+                        phase: Phase::Connect,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(start.elapsed() < Duration::from_secs(3));
+        }
+    });
+    drop((listener, fillers));
+}
+
+#[test]
+fn a_server_that_closes_mid_body_is_an_error() {
+    let server = TestServer::start(|req, out| {
+        if req.path == "/length" {
+            raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")?;
+        } else {
+            raw(
+                out,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly some",
+            )?;
+        }
+        Ok(Next::Close)
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            let err = c.get(&format!("{base}/length")).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("10 of 100")),
+                "{err}"
+            );
+            let err = c.get(&format!("{base}/chunked")).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("closed")),
+                "{err}"
+            );
+            assert_eq!(c.stats().idle, 0);
+        }
+    });
+}
+
+#[test]
+fn redirects_are_followed_up_to_the_limit() {
+    let server = TestServer::start(|req, out| {
+        let path = req.path.as_str();
+        match path {
+            "/loop" => respond(out, 302, &[("Location", "/loop")], b""),
+            "/hop/3" => respond(out, 200, &[], format!("arrived by {}", req.method).as_bytes()),
+            "/post" => respond(out, 303, &[("Location", "hop/3")], b""),
+            "/keep-post" => respond(out, 307, &[("Location", "/echo")], b""),
+            "/echo" => respond(out, 200, &[], &req.body),
+            "/nowhere" => respond(out, 301, &[], b"no location"),
+            "/bad" => respond(out, 302, &[("Location", "ftp://example.com/")], b""),
+            _ => {
+                let n: u32 = path.trim_start_matches("/hop/").parse().unwrap();
+                respond(out, 301, &[("Location", &format!("/hop/{}", n + 1))], b"")
+            }
+        }
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            let r = c.get(&format!("{base}/hop/0")).await.unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"arrived by GET"[..]));
+            assert_eq!(r.url.path(), "/hop/3");
+
+            let err = c.get(&format!("{base}/loop")).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::TooManyRedirects { limit: 5 }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("/loop: more than 5 redirects"), "{err}");
+
+            let two = Client::builder().max_redirects(2).build().unwrap();
+            assert!(matches!(
+                two.get(&format!("{base}/hop/0")).await.unwrap_err().kind(),
+                ErrorKind::TooManyRedirects { limit: 2 }
+            ));
+            let none = Client::builder().max_redirects(0).build().unwrap();
+            let r = none.get(&format!("{base}/loop")).await.unwrap();
+            assert_eq!((r.status, r.headers.get("location")), (302, Some("/loop")));
+
+            let r = c
+                .post(&format!("{base}/post"), "text/plain", "data")
+                .await
+                .unwrap();
+            assert_eq!(r.body, b"arrived by GET", "303 turns a POST into a GET");
+            let r = c
+                .post(&format!("{base}/keep-post"), "text/plain", "data")
+                .await
+                .unwrap();
+            assert_eq!(r.body, b"data", "307 repeats the POST");
+
+            let r = c.get(&format!("{base}/nowhere")).await.unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (301, &b"no location"[..]));
+            let err = c.get(&format!("{base}/bad")).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("non-HTTP")),
+                "{err}"
+            );
+        }
+    });
+    // The loop went round exactly 6 times: the first request and 5 redirects.
+    assert_eq!(server.hits()["/loop"], 6 + 1);
+}
+
+#[test]
+fn huge_bodies_are_refused() {
+    let server = TestServer::start(|req, out| {
+        match req.path.as_str() {
+            // Promises 1 GiB; the client must not wait for it.
+            "/declared" => raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")?,
+            "/exact" => return respond(out, 200, &[], &[b'x'; 1000]),
+            _ => {
+                raw(out, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+                let chunk = format!("{:x}\r\n{}\r\n", 4096, "y".repeat(4096));
+                for _ in 0..1024 {
+                    if raw(out, chunk.as_bytes()).is_err() {
+                        break; // the client hung up, as it should
+                    }
+                }
+            }
+        }
+        Ok(Next::Close)
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = Client::builder().max_body(1000).build().unwrap();
+            for path in ["/declared", "/endless"] {
+                let start = Instant::now();
+                let err = c.get(&format!("{base}{path}")).await.unwrap_err();
+                assert!(matches!(err.kind(), ErrorKind::TooLarge { limit: 1000 }), "{err}");
+                assert!(
+                    err.to_string().contains("larger than the limit of 1000 bytes"),
+                    "{err}"
+                );
+                assert!(start.elapsed() < Duration::from_secs(2));
+            }
+            assert_eq!(c.get(&format!("{base}/exact")).await.unwrap().body.len(), 1000);
+        }
+    });
+}
+
+#[test]
+fn malformed_responses_are_protocol_errors() {
+    let server = TestServer::start(|req, out| {
+        let bytes: &[u8] = match req.path.as_str() {
+            "/status" => b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
+            "/garbage" => b"<html>not http</html>\r\n\r\n",
+            "/version" => b"HTTP/2.0 200 OK\r\n\r\n",
+            "/header" => b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+            "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
+            "/chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+            _ => b"HTTP/1.1 200 OK\r\nX-Big: ",
+        };
+        raw(out, bytes)?;
+        if req.path == "/huge-head" {
+            let _ = raw(out, &vec![b'a'; 200_000]);
+        }
+        Ok(Next::Close)
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            for path in [
+                "/status",
+                "/garbage",
+                "/version",
+                "/header",
+                "/length",
+                "/chunk",
+                "/huge-head",
+            ] {
+                let url = format!("{base}{path}");
+                let err = c.get(&url).await.unwrap_err();
+                assert!(matches!(err.kind(), ErrorKind::Protocol(_)), "{path}: {err}");
+                assert!(err.to_string().starts_with(&url), "{err}");
+            }
+        }
+    });
+}
+
+#[test]
+fn errors_name_the_url_and_the_kind() {
+    let refused = refused_url();
+    util::run1(move || {
+        let refused = refused.clone();
+        async move {
+            let err = http::get(&refused).await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Connect { .. }), "{err}");
+            assert!(err.to_string().starts_with(&refused), "{err}");
+            assert!(std::error::Error::source(&err).is_some());
+
+            let err = http::get("not a url").await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
+            assert_eq!(err.url(), "not a url");
+            let err = http::get("mailto:someone@example.com").await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
+
+            let c = Client::builder()
+                .dns_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let err = c.get("http://no-such-host.invalid/").await.unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Dns { .. }
+                        | ErrorKind::Timeout {
+                            phase: Phase::Dns,
+                            ..
+                        }
+                ),
+                "{err}"
+            );
+            assert!(
+                err.to_string().starts_with("http://no-such-host.invalid/"),
+                "{err}"
+            );
+        }
+    });
+}
+
+#[test]
+fn names_resolve_off_the_shard() {
+    let server = TestServer::start(ok(b"by name"));
+    let url = format!("http://localhost:{}/", server.addr.port());
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            // Many at once: one shared lookup, one cached answer.
+            let pool = GreenPool::new(8);
+            let c2 = c.clone();
+            let n = pool
+                .imap(0..16, move |_| {
+                    let (c, url) = (c2.clone(), url.clone());
+                    async move { c.get(&url).await }
+                })
+                .filter(|r| matches!(r, Ok(Ok(r)) if r.body == b"by name"))
+                .count()
+                .await;
+            assert_eq!(n, 16);
+        }
+    });
+}
+
+#[test]
+fn imap_gives_bodies_in_input_order_whatever_the_delays() {
+    let server = TestServer::start(|req, out| {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..30)));
+        respond(out, 200, &[], req.path.as_bytes())
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let pool = GreenPool::new(16);
+            let urls = (0..100).map(|i| format!("{base}/item/{i}"));
+            let bodies: Vec<String> = pool
+                .imap(urls, |url| async move {
+                    http::get(&url).await.unwrap().text().into_owned()
+                })
+                .map(Result::unwrap)
+                .collect()
+                .await;
+            let want: Vec<String> = (0..100).map(|i| format!("/item/{i}")).collect();
+            assert_eq!(bodies, want);
+        }
+    });
+    assert!(server.accepted() <= 16);
+}

@@ -1,0 +1,93 @@
+//! `https://` against a local rustls server with a self-signed certificate
+//! (made by rcgen), trusted through `ClientBuilder::add_root_certificate`.
+#![cfg(feature = "tls")]
+
+#[path = "util/origin.rs"]
+mod origin;
+mod util;
+
+use std::sync::Arc;
+
+use origin::{respond, ReadWrite, TestServer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use shardlet::http::{Client, ErrorKind};
+
+/// A TLS test server for `localhost` and `127.0.0.1`; returns it and the certificate (DER).
+fn tls_server() -> (TestServer, Vec<u8>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_der = certified.cert.der().to_vec();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(cert_der.clone())], key)
+            .unwrap();
+    let config = Arc::new(config);
+    let server = TestServer::start_wrapped(
+        Arc::new(move |stream| {
+            let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+            Ok(Box::new(rustls::StreamOwned::new(conn, stream)) as Box<dyn ReadWrite>)
+        }),
+        |req, out| respond(out, 200, &[], format!("secure {}", req.path).as_bytes()),
+    );
+    (server, cert_der)
+}
+
+#[test]
+fn https_with_a_trusted_self_signed_certificate() {
+    let (server, cert) = tls_server();
+    let port = server.addr.port();
+    util::run1(move || {
+        let cert = cert.clone();
+        async move {
+            let client = Client::builder()
+                .webpki_roots(false)
+                .add_root_certificate(cert)
+                .build()
+                .unwrap();
+            // By name (SNI and the certificate's DNS name) and by IP literal.
+            for i in 0..3 {
+                let r = client
+                    .get(&format!("https://localhost:{port}/n/{i}"))
+                    .await
+                    .unwrap();
+                assert_eq!(r.body, format!("secure /n/{i}").as_bytes());
+            }
+            let r = client.get(&format!("https://127.0.0.1:{port}/ip")).await.unwrap();
+            assert_eq!(r.body, b"secure /ip");
+            assert_eq!(
+                client.stats().connections,
+                2,
+                "kept alive over TLS: {:?}",
+                client.stats()
+            );
+        }
+    });
+    assert_eq!(server.accepted(), 2);
+}
+
+#[test]
+fn an_untrusted_certificate_is_a_tls_error() {
+    let (server, _) = tls_server();
+    let url = format!("https://localhost:{}/", server.addr.port());
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            // The webpki roots do not include our self-signed certificate.
+            let err = Client::new().get(&url).await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Tls { .. }), "{err}");
+            assert!(err.to_string().starts_with(&url), "{err}");
+        }
+    });
+}
+
+#[test]
+fn a_bad_root_certificate_fails_the_build() {
+    let err = Client::builder()
+        .add_root_certificate(b"not DER".to_vec())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("root certificate #0"), "{err}");
+}
