@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::catch::Guarded;
+use crate::catch::{self, Guarded};
 use crate::pool::{with_permit, GreenPool};
 use crate::slots::{Acquire, Permit};
 use crate::task::{self, GreenThread, JoinError};
@@ -36,6 +36,8 @@ pub struct Imap<I, F, Fut: Future> {
 enum Call<Fut: Future> {
     /// Runs as its own green thread in the pool.
     Spawned(GreenThread<Fut::Output>),
+    /// `f` panicked before it returned a future.
+    Failed(Option<JoinError>),
     /// Runs inside the consumer: the consumer is one of the pool's own tasks
     /// and the pool is full (see the pool's module docs).
     Inline(Pin<Box<Guarded<Fut>>>),
@@ -66,18 +68,23 @@ where
         while self.iter.is_some() && self.window.len() < self.pool.size() {
             match self.next_permit(cx) {
                 Some(permit) => match self.next_item() {
-                    Some(fut) => {
+                    Some(Ok(fut)) => {
                         let id = Some(self.pool.id());
                         self.window
                             .push_back(Call::Spawned(task::spawn_in(with_permit(fut, permit), id)));
                     }
+                    Some(Err(failed)) => self.window.push_back(Call::Failed(Some(failed))),
                     None => break,
                 },
                 None => {
                     if self.window.is_empty() && self.pool.is_current_member() {
-                        if let Some(fut) = self.next_item() {
-                            let guarded = Guarded::new(fut, Some(self.pool.id()));
-                            self.window.push_back(Call::Inline(Box::pin(guarded)));
+                        match self.next_item() {
+                            Some(Ok(fut)) => {
+                                let guarded = Guarded::new(fut, Some(self.pool.id()));
+                                self.window.push_back(Call::Inline(Box::pin(guarded)));
+                            }
+                            Some(Err(failed)) => self.window.push_back(Call::Failed(Some(failed))),
+                            None => {}
                         }
                     }
                     break;
@@ -103,9 +110,14 @@ where
         }
     }
 
-    fn next_item(&mut self) -> Option<Fut> {
+    /// The next call's future; `Err` if `f` itself panicked making it (that
+    /// call's result, at its position, like a panic inside the future).
+    fn next_item(&mut self) -> Option<Result<Fut, JoinError>> {
         match self.iter.as_mut()?.next() {
-            Some(item) => Some((self.f)(item)),
+            Some(item) => {
+                let f = &mut self.f;
+                Some(catch::guard_sync(move || f(item)))
+            }
             None => {
                 self.iter = None;
                 self.acquire = None;
@@ -138,6 +150,7 @@ where
         let polled = match head {
             Call::Spawned(thread) => Pin::new(thread).poll(cx),
             Call::Inline(fut) => fut.as_mut().poll(cx),
+            Call::Failed(failed) => Poll::Ready(Err(failed.take().expect("yielded once"))),
         };
         match polled {
             Poll::Ready(result) => {

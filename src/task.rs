@@ -85,6 +85,10 @@ impl<T> GreenThread<T> {
     /// Cancels the task: it is dropped at its next scheduling point (its
     /// destructors run, a pool slot it holds is freed). Awaiting the handle
     /// afterwards gives [`JoinError::Cancelled`], unless it had already finished.
+    ///
+    /// glommio may run a new task's first step right away, inside `spawn`, so
+    /// a cancel issued just after `spawn` can come after the task's code up to
+    /// its first `.await` has run.
     pub fn cancel(&self) {
         if let State::Running(handle) = &self.state {
             handle.cancel();

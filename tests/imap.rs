@@ -430,3 +430,32 @@ impl<F: FnMut()> Drop for OnDrop<F> {
         (self.0)()
     }
 }
+
+/// A closure that panics while *making* its future (before any await) is that
+/// call's result, at its position, just like a panic inside the future.
+#[test]
+fn a_closure_panicking_before_its_future_is_an_err_at_its_position() {
+    let got = run1(|| async {
+        let pool = GreenPool::new(4);
+        pool.imap(0..5u32, |i| {
+            if i == 2 {
+                panic!("no future for {i}");
+            }
+            async move { i * 10 }
+        })
+        .collect::<Vec<_>>()
+        .await
+    });
+    assert_eq!(got.len(), 5);
+    for (i, r) in got.iter().enumerate() {
+        if i == 2 {
+            let err = r.as_ref().unwrap_err();
+            assert!(
+                err.is_panic() && err.to_string().contains("no future for 2"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(r.as_ref().ok(), Some(&(i as u32 * 10)));
+        }
+    }
+}

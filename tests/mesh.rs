@@ -89,28 +89,35 @@ fn a_panicking_remote_task_is_an_error_and_the_shard_lives_on() {
     assert_eq!(after, Ok(1));
 }
 
-#[test]
-fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
-    const CAPACITY: usize = 4;
-    let ran = Arc::new(AtomicUsize::new(0));
-    let runtime = Runtime::new(config(2).with_mailbox(CAPACITY)).unwrap();
-    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+/// Starts two shards that wait for the stop, shard 1 first holding its
+/// thread (so its inbox is not drained) until the returned sender is used.
+/// Returns once shard 1 is held.
+fn start_with_shard1_held(config: shardlet::Config) -> (shardlet::RuntimeHandle<()>, flume::Sender<()>) {
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = flume::bounded::<()>(1);
-    let handle = runtime
+    let handle = Runtime::new(config)
+        .unwrap()
         .start(move || {
-            let (blocked_tx, release_rx) = (blocked_tx.clone(), release_rx.clone());
+            let (held_tx, release_rx) = (held_tx.clone(), release_rx.clone());
             async move {
                 if shard::id() == 1 {
-                    // Hold the shard's thread: its inbox is not drained meanwhile.
-                    blocked_tx.send(()).unwrap();
+                    held_tx.send(()).unwrap();
                     release_rx.recv().unwrap();
                 }
                 shard::stopped().await;
             }
         })
         .unwrap();
+    held_rx.recv().unwrap();
+    (handle, release_tx)
+}
+
+#[test]
+fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
+    const CAPACITY: usize = 4;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (handle, release) = start_with_shard1_held(config(2).with_mailbox(CAPACITY));
     let mesh = handle.mesh();
-    blocked_rx.recv().unwrap();
     for _ in 0..CAPACITY {
         let ran = ran.clone();
         mesh.try_spawn_on(1, move || async move {
@@ -132,7 +139,7 @@ fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
         ),
     }
     assert_eq!(mesh.queued(1), CAPACITY, "nothing queued beyond the capacity");
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     // Once the shard drains, every accepted message has run.
     block_on(mesh.submit_to(1, || async {})).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), CAPACITY);
@@ -143,24 +150,8 @@ fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
 #[test]
 fn messages_caught_by_a_shutdown_are_reported_not_lost() {
     let ran = Arc::new(AtomicUsize::new(0));
-    let runtime = Runtime::new(config(2)).unwrap();
-    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = flume::bounded::<()>(1);
-    let handle = runtime
-        .start(move || {
-            let (blocked_tx, release_rx) = (blocked_tx.clone(), release_rx.clone());
-            async move {
-                if shard::id() == 1 {
-                    // Hold the shard (its inbox fills) until the stop is under way.
-                    blocked_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                }
-                shard::stopped().await;
-            }
-        })
-        .unwrap();
+    let (handle, release) = start_with_shard1_held(config(2));
     let mesh = handle.mesh();
-    blocked_rx.recv().unwrap();
     for _ in 0..3 {
         let ran = ran.clone();
         assert!(mesh
@@ -171,7 +162,7 @@ fn messages_caught_by_a_shutdown_are_reported_not_lost() {
     }
     // Stop with no grace while three messages wait in shard 1's inbox.
     handle.stop(Duration::ZERO);
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     handle.join().unwrap();
     let ran = ran.load(Ordering::SeqCst) as u64;
     assert_eq!(
