@@ -23,11 +23,11 @@ use std::cell::Cell;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures_lite::AsyncWriteExt;
 use url::{Host, Position, Url};
 
+use super::builder::{ClientBuilder, Settings};
 use super::codec::{self, Framing, WireError};
 use super::conn::{Conn, Transport};
 use super::dns::{DnsError, Resolver};
@@ -38,244 +38,10 @@ use super::response::Response;
 #[cfg(feature = "tls")]
 use super::tls::Tls;
 
-/// Redirects followed by default.
-pub const DEFAULT_MAX_REDIRECTS: usize = 5;
-/// The default body limit: 16 MiB.
-pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
-/// The default connect limit (TCP, and the TLS handshake).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default limit on a whole request, redirects included.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// The default idle read limit: the longest wait for the next bytes.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle connections kept per host by default.
-pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
-
 /// Header fields one response may have.
 const MAX_HEADERS: usize = 128;
 /// Addresses tried, in order, for a name that resolves to several.
 const MAX_ADDRS: usize = 4;
-
-/// Why a [`ClientBuilder`] could not build a client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot build the HTTP client: {reason}")]
-pub struct BuildError {
-    reason: String,
-}
-
-impl BuildError {
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    pub(crate) fn new(reason: String) -> Self {
-        BuildError { reason }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Settings {
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    read_timeout: Duration,
-    dns_timeout: Duration,
-    dns_ttl: Duration,
-    max_redirects: usize,
-    max_body: u64,
-    max_head: usize,
-    max_idle_per_host: usize,
-    max_idle: usize,
-    idle_timeout: Duration,
-    user_agent: String,
-}
-
-/// Settings for a [`Client`]; every one has a default.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use shardlet::http::Client;
-///
-/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
-/// let client = Client::builder()
-///     .request_timeout(Duration::from_secs(5))
-///     .max_redirects(0) // hand 3xx responses back instead of following them
-///     .max_body(1 << 20)
-///     .build()
-///     .unwrap();
-/// # drop(client);
-/// # }).unwrap();
-/// ```
-#[derive(Clone)]
-pub struct ClientBuilder {
-    settings: Settings,
-    #[cfg(feature = "tls")]
-    webpki_roots: bool,
-    #[cfg(feature = "tls")]
-    extra_roots: Vec<Vec<u8>>,
-    #[cfg(feature = "tls")]
-    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        ClientBuilder {
-            settings: Settings {
-                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-                request_timeout: DEFAULT_REQUEST_TIMEOUT,
-                read_timeout: DEFAULT_READ_TIMEOUT,
-                dns_timeout: Duration::from_secs(5),
-                dns_ttl: Duration::from_secs(60),
-                max_redirects: DEFAULT_MAX_REDIRECTS,
-                max_body: DEFAULT_MAX_BODY,
-                max_head: codec::DEFAULT_MAX_HEAD,
-                max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
-                max_idle: 256,
-                idle_timeout: Duration::from_secs(30),
-                user_agent: concat!("shardlet/", env!("CARGO_PKG_VERSION")).to_string(),
-            },
-            #[cfg(feature = "tls")]
-            webpki_roots: true,
-            #[cfg(feature = "tls")]
-            extra_roots: Vec::new(),
-            #[cfg(feature = "tls")]
-            tls_config: None,
-        }
-    }
-}
-
-impl ClientBuilder {
-    /// The limit on making a connection: TCP connect, plus the TLS handshake
-    /// for `https` (default 10 s). Zero is taken as 1 ms.
-    pub fn connect_timeout(mut self, limit: Duration) -> Self {
-        self.settings.connect_timeout = limit.max(Duration::from_millis(1));
-        self
-    }
-
-    /// The limit on a whole request, redirects included (default 30 s).
-    pub fn request_timeout(mut self, limit: Duration) -> Self {
-        self.settings.request_timeout = limit;
-        self
-    }
-
-    /// The longest wait for the next bytes of a response (default 10 s).
-    pub fn read_timeout(mut self, limit: Duration) -> Self {
-        self.settings.read_timeout = limit;
-        self
-    }
-
-    /// The limit on one name lookup (default 5 s).
-    pub fn dns_timeout(mut self, limit: Duration) -> Self {
-        self.settings.dns_timeout = limit;
-        self
-    }
-
-    /// How long a resolved name is cached (default 60 s; zero: not cached).
-    pub fn dns_ttl(mut self, ttl: Duration) -> Self {
-        self.settings.dns_ttl = ttl;
-        self
-    }
-
-    /// How many redirects to follow (default 5). With 0, a 3xx response is
-    /// returned as it is.
-    pub fn max_redirects(mut self, limit: usize) -> Self {
-        self.settings.max_redirects = limit;
-        self
-    }
-
-    /// The longest body accepted, in bytes (default 16 MiB); a longer one is
-    /// [`ErrorKind::TooLarge`].
-    pub fn max_body(mut self, limit: u64) -> Self {
-        self.settings.max_body = limit;
-        self
-    }
-
-    /// The longest response head (status line and fields) accepted, in bytes
-    /// (default 64 KiB).
-    pub fn max_head(mut self, limit: usize) -> Self {
-        self.settings.max_head = limit;
-        self
-    }
-
-    /// Idle keep-alive connections kept per scheme, host and port
-    /// (default 32; zero: a connection per request).
-    pub fn max_idle_per_host(mut self, n: usize) -> Self {
-        self.settings.max_idle_per_host = n;
-        self
-    }
-
-    /// Idle keep-alive connections kept in all (default 256).
-    pub fn max_idle(mut self, n: usize) -> Self {
-        self.settings.max_idle = n;
-        self
-    }
-
-    /// How long an idle connection may wait in the pool before it is closed
-    /// instead of reused (default 30 s).
-    pub fn idle_timeout(mut self, limit: Duration) -> Self {
-        self.settings.idle_timeout = limit;
-        self
-    }
-
-    /// The `User-Agent` sent (default `shardlet/VERSION`).
-    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.settings.user_agent = agent.into();
-        self
-    }
-
-    /// Also trusts this root certificate (DER), for `https` to servers with
-    /// a private or self-signed certificate.
-    #[cfg(feature = "tls")]
-    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
-        self.extra_roots.push(der.into());
-        self
-    }
-
-    /// Whether to trust Mozilla's roots (webpki-roots; default `true`).
-    #[cfg(feature = "tls")]
-    pub fn webpki_roots(mut self, trust: bool) -> Self {
-        self.webpki_roots = trust;
-        self
-    }
-
-    /// Uses this rustls configuration for `https`, instead of the one built
-    /// from the roots above.
-    #[cfg(feature = "tls")]
-    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
-        self.tls_config = Some(config);
-        self
-    }
-
-    /// The client.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] for a root certificate that rustls cannot use.
-    pub fn build(self) -> Result<Client, BuildError> {
-        #[cfg(feature = "tls")]
-        let tls = match self.tls_config {
-            Some(config) => Tls::from_config(config),
-            None => Tls::new(self.webpki_roots, &self.extra_roots)?,
-        };
-        let s = self.settings;
-        Ok(Client {
-            inner: Rc::new(Inner {
-                resolver: Resolver::new(s.dns_ttl, s.dns_timeout),
-                pool: KeepAlive::new(s.max_idle_per_host, s.max_idle, s.idle_timeout),
-                #[cfg(feature = "tls")]
-                tls,
-                stats: Counters::default(),
-                settings: s,
-            }),
-        })
-    }
-}
-
-impl fmt::Debug for ClientBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Counts of a client's work, from [`Client::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -296,6 +62,13 @@ struct Counters {
     requests: Cell<u64>,
     connections: Cell<u64>,
     reused: Cell<u64>,
+}
+
+/// What [`ClientBuilder::build`] hands over.
+pub(crate) struct Parts {
+    pub(crate) settings: Settings,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Tls,
 }
 
 struct Inner {
@@ -357,6 +130,20 @@ impl Default for Client {
 }
 
 impl Client {
+    pub(crate) fn assemble(parts: Parts) -> Client {
+        let s = parts.settings;
+        Client {
+            inner: Rc::new(Inner {
+                resolver: Resolver::new(s.dns_ttl, s.dns_timeout),
+                pool: KeepAlive::new(s.max_idle_per_host, s.max_idle, s.idle_timeout),
+                #[cfg(feature = "tls")]
+                tls: parts.tls,
+                stats: Counters::default(),
+                settings: s,
+            }),
+        }
+    }
+
     /// A client with the default settings (see [`ClientBuilder`]).
     pub fn new() -> Client {
         ClientBuilder::default()

@@ -31,8 +31,9 @@
 //!   and reports [`WireError`]s: too large, malformed, truncated, I/O.
 //! - **Time** is the caller's: [`IdleTimeout`] makes any stream's reads fail
 //!   after a silence, and [`timeout`](crate::timeout) bounds whole steps.
-//! - **The client** (`client.rs`) owns connections (`conn.rs`: TCP from
-//!   [`net::connect`](crate::net::connect), TLS from `tls.rs`), their
+//! - **The client** (`client.rs`, its settings in `builder.rs`) owns
+//!   connections (`conn.rs`: TCP from [`net::connect`](crate::net::connect),
+//!   TLS from `tls.rs`), their
 //!   keep-alive pool (`keepalive.rs`) and the resolver (`dns.rs`: lookups
 //!   on the [`blocking`](crate::blocking) pool, cached per client, so per
 //!   shard for [`get`]). Everything it holds is shard-local (`!Send`); it
@@ -45,6 +46,7 @@
 //!
 //! Logs go to `tracing`, target `shardlet::http`.
 
+mod builder;
 mod chunked;
 mod client;
 mod codec;
@@ -59,11 +61,12 @@ pub mod server;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use chunked::{ChunkedDecoder, MAX_CHUNK_LINE, MAX_TRAILERS};
-pub use client::{
-    get, BuildError, Client, ClientBuilder, ClientStats, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY,
-    DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+pub use builder::{
+    BuildError, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
+pub use chunked::{ChunkedDecoder, MAX_CHUNK_LINE, MAX_TRAILERS};
+pub use client::{get, Client, ClientStats};
 pub use codec::{read_body, read_head, BodyReader, Framing, WireError, DEFAULT_MAX_HEAD};
 pub use error::{Error, ErrorKind, Phase};
 pub use headers::Headers;

@@ -12,7 +12,7 @@ use glommio::net::TcpStream;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::client::BuildError;
+use super::builder::BuildError;
 
 /// A TLS client configuration, shared by a client's connections.
 #[derive(Clone)]
