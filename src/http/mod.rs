@@ -39,10 +39,11 @@
 //!   shard for [`get`]). Everything it holds is shard-local (`!Send`); it
 //!   turns every failure into one [`Error`] that names the URL.
 //! - **The server** ([`server`]) parses request heads with `httparse` into
-//!   [`Headers`]; its connection loop (`server/conn.rs`) and its chunked
-//!   request-body decoder (`server/chunked.rs`) predate the shared wire
-//!   format and are still its own: folding them onto `codec.rs` and
-//!   [`ChunkedDecoder`] is the next step.
+//!   [`Headers`], decides a request's framing itself (it answers each bad
+//!   case with its own status: 400, 413, 501), and reads request bodies,
+//!   sized or chunked, with the shared [`read_body`]. Its connection loop
+//!   (`server/conn.rs`) still reads heads its own way, under its own
+//!   per-limit statuses (414 for the request line, 431 for the fields).
 //!
 //! Logs go to `tracing`, target `shardlet::http`.
 

@@ -16,16 +16,16 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::io::BufReader;
-use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, Stream, StreamExt};
+use futures_lite::{future, AsyncBufReadExt, AsyncWriteExt, Stream, StreamExt};
 use glommio::net::TcpStream;
 
-use super::chunked::{read_chunked, ChunkedError};
 use super::closing::Closing;
 use super::date::write_date;
 use super::request::{Request, Version};
 use super::response::{reason, Kind, Response};
 use super::Limits;
 use crate::catch::Guarded;
+use crate::http::codec::{self, WireError};
 use crate::http::Headers;
 use crate::task::JoinError;
 
@@ -137,16 +137,12 @@ struct Head {
     headers: Headers,
 }
 
-/// How a request's body is framed, and what the connection does after it.
+/// How a request's body is framed (in the wire format shared with the
+/// client), and what the connection does after it.
 struct Framing {
-    body: BodyLength,
+    body: codec::Framing,
     keep_alive: bool,
     expect_continue: bool,
-}
-
-enum BodyLength {
-    Sized(u64),
-    Chunked,
 }
 
 impl Framing {
@@ -164,7 +160,7 @@ impl Framing {
             (true, false) => {
                 let codings: Vec<&[u8]> = h.tokens("transfer-encoding").collect();
                 match codings.as_slice() {
-                    [only] if only.eq_ignore_ascii_case(b"chunked") => BodyLength::Chunked,
+                    [only] if only.eq_ignore_ascii_case(b"chunked") => codec::Framing::Chunked,
                     [.., last] if last.eq_ignore_ascii_case(b"chunked") => return Err(501),
                     _ => return Err(400),
                 }
@@ -189,9 +185,13 @@ impl Framing {
                 if n > limits.max_body() as u64 {
                     return Err(413);
                 }
-                BodyLength::Sized(n)
+                if n == 0 {
+                    codec::Framing::Empty
+                } else {
+                    codec::Framing::Length(n)
+                }
             }
-            (false, false) => BodyLength::Sized(0),
+            (false, false) => codec::Framing::Empty,
         };
         let expect_continue = match h.get_bytes("expect") {
             None => false,
@@ -289,7 +289,7 @@ impl Conn<'_> {
     /// Reads the body `framing` announces; `Ok(None)` when the client went
     /// away, `Err(status)` for the answer to a body that breaks a limit.
     async fn read_body(&mut self, framing: &Framing) -> Result<Option<Vec<u8>>, u16> {
-        if let BodyLength::Sized(0) = framing.body {
+        if framing.body == codec::Framing::Empty {
             return Ok(Some(Vec::new()));
         }
         if framing.expect_continue
@@ -301,23 +301,13 @@ impl Conn<'_> {
         let mut until = Deadline::after(self.limits.body_timeout());
         let until = &mut until;
         let max = self.limits.max_body();
-        match framing.body {
-            BodyLength::Sized(length) => {
-                let mut body = Vec::new();
-                let mut limited = (&mut self.io).take(length);
-                match within(until, limited.read_to_end(&mut body)).await {
-                    Err(Elapsed) => Err(408),
-                    Ok(Ok(n)) if n as u64 == length => Ok(Some(body)),
-                    Ok(_) => Ok(None),
-                }
-            }
-            BodyLength::Chunked => match within(until, read_chunked(&mut self.io, max)).await {
-                Err(Elapsed) => Err(408),
-                Ok(Ok(body)) => Ok(Some(body)),
-                Ok(Err(ChunkedError::TooLarge(_))) => Err(413),
-                Ok(Err(ChunkedError::Malformed(_))) => Err(400),
-                Ok(Err(ChunkedError::Io(_))) => Ok(None),
-            },
+        match within(until, codec::read_body(&mut self.io, framing.body, max as u64)).await {
+            Err(Elapsed) => Err(408),
+            Ok(Ok(body)) => Ok(Some(body)),
+            Ok(Err(WireError::BodyTooLarge { .. })) => Err(413),
+            Ok(Err(WireError::Malformed(_))) => Err(400),
+            // Truncated, or the connection failed: the client went away.
+            Ok(Err(_)) => Ok(None),
         }
     }
 

@@ -23,7 +23,6 @@
 //!
 //! Logs go to `tracing`, target `shardlet::http`.
 
-mod chunked;
 mod closing;
 mod conn;
 mod date;
