@@ -31,6 +31,10 @@
 //! - [`GreenPool`] and [`GreenPile`]: bounded concurrency, ordered results.
 //! - [`blocking`]: blocking code off the shard; [`sleep`], [`timeout`].
 //! - [`shard`]: which shard am I on, and has a stop been requested.
+//! - The cross-shard layer: [`spawn_on`], [`submit_to`], [`broadcast`],
+//!   [`map_reduce`] over bounded per-shard inboxes ([`Mesh`]);
+//!   [`GlobalLimit`], a concurrency cap held across all shards; and
+//!   [`FanoutPile`], a pile whose tasks run on every shard.
 //! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters.
