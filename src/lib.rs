@@ -58,6 +58,7 @@ mod fanout;
 mod global;
 pub mod http;
 mod imap;
+mod mailbox;
 mod memlock;
 mod mesh;
 pub mod net;

@@ -5,8 +5,9 @@
 //! the closure *there*, spawning the future it returns as a local green
 //! thread. So the closure must be `Send`, the future it makes need not be.
 //!
-//! - Inboxes are bounded (`SHARDLET_MAILBOX`): a full inbox makes async
-//!   senders wait, and the `try_` variants hand the closure back.
+//! - Inboxes are the crate's per-shard [`Mailboxes`] (`mailbox.rs`), bounded
+//!   by `SHARDLET_MAILBOX`: a full inbox makes async senders wait, and the
+//!   `try_` variants hand the closure back.
 //! - Each shard drains its inbox in one green thread that takes every
 //!   queued message per wake-up (batching).
 //! - Wake-up latency: waking a parked glommio executor from another thread
@@ -19,23 +20,20 @@
 //!   first) is counted ([`Mesh::dropped`]) and logged through `tracing` by
 //!   the shard as it closes its inbox, and a `submit_to` caller waiting on it
 //!   gets [`MeshError::ShardGone`].
-//! - Closing an inbox when its shard ends: flume keeps queued messages alive
-//!   as long as any *sender* lives, so the shard empties its inbox itself.
-//!   Senders announce themselves (`sending += 1`) before they look at
-//!   `closed`; the closing shard sets `closed`, then drains until no sender
-//!   is mid-send, then drops its receiver. A sender either sees `closed` and
-//!   fails at once, or its message is drained (and reported) by the closer.
-
+//! - A shard that ends closes its inbox with the mailbox's close protocol:
+//!   a sender either fails at once or has its message drained and counted.
+//!
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::Ordering::{self, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::catch::Guarded;
+use crate::mailbox::{MailError, Mailboxes};
 use crate::task::{self, JoinError};
 
 /// Default inbox capacity per shard (`SHARDLET_MAILBOX`).
@@ -147,36 +145,8 @@ impl<F> TrySpawnError<F> {
 /// ```
 #[derive(Clone)]
 pub struct Mesh {
-    inboxes: Arc<[InboxTx]>,
+    inboxes: Mailboxes<Envelope>,
     dropped: Arc<AtomicU64>,
-}
-
-/// The sending side of one shard's inbox (aligned so that neighbours in the
-/// array, written by different shards, do not share a cache line).
-#[repr(align(128))]
-struct InboxTx {
-    tx: flume::Sender<Envelope>,
-    closed: AtomicBool,
-    /// Senders between their `closed` check and the end of their send.
-    sending: AtomicUsize,
-}
-
-/// Counts a sender in for the length of one send.
-struct Sending<'a>(&'a InboxTx);
-
-impl InboxTx {
-    /// Announces a send, or `None` if the inbox is closed.
-    fn enter(&self) -> Option<Sending<'_>> {
-        self.sending.fetch_add(1, SeqCst);
-        let guard = Sending(self);
-        (!self.closed.load(SeqCst)).then_some(guard)
-    }
-}
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        self.0.sending.fetch_sub(1, SeqCst);
-    }
 }
 
 /// The receiving end of one shard's inbox.
@@ -185,16 +155,9 @@ pub(crate) type Inbox = flume::Receiver<Envelope>;
 impl Mesh {
     /// One inbox of `capacity` messages per shard; the receivers go to the shards.
     pub(crate) fn new(shards: usize, capacity: usize) -> (Mesh, Vec<Inbox>) {
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(capacity)).unzip();
+        let (inboxes, receivers) = Mailboxes::new(shards, capacity);
         let mesh = Mesh {
-            inboxes: senders
-                .into_iter()
-                .map(|tx| InboxTx {
-                    tx,
-                    closed: AtomicBool::new(false),
-                    sending: AtomicUsize::new(0),
-                })
-                .collect(),
+            inboxes,
             dropped: Arc::new(AtomicU64::new(0)),
         };
         (mesh, receivers)
@@ -213,24 +176,14 @@ impl Mesh {
 
     /// Messages waiting in `shard`'s inbox now (0 for an unknown shard).
     pub fn queued(&self, shard: usize) -> usize {
-        self.inboxes.get(shard).map_or(0, |inbox| inbox.tx.len())
+        self.inboxes.queued(shard)
     }
 
     /// Called by a shard as it ends: no message stays behind in its inbox.
     pub(crate) fn close(&self, shard: usize, inbox: Inbox) {
-        let Some(tx) = self.inboxes.get(shard) else { return };
-        tx.closed.store(true, SeqCst);
         // Dropping an unrun message drops its closure, and with it the reply
         // channel a `submit_to` caller waits on: that caller gets ShardGone.
-        let mut dropped = 0;
-        loop {
-            dropped += inbox.drain().count();
-            if tx.sending.load(SeqCst) == 0 {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        dropped += inbox.drain().count();
+        let dropped = self.inboxes.close(shard, &inbox);
         if dropped > 0 {
             self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
             tracing::warn!(
@@ -240,13 +193,6 @@ impl Mesh {
                 "cross-shard messages dropped unrun: their shard has stopped"
             );
         }
-    }
-
-    fn inbox(&self, shard: usize) -> Result<&InboxTx, MeshError> {
-        self.inboxes.get(shard).ok_or(MeshError::NoSuchShard {
-            shard,
-            count: self.shards(),
-        })
     }
 
     /// Runs `f()` as a green thread on `shard`, waiting while its inbox is full.
@@ -260,17 +206,18 @@ impl Mesh {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let inbox = self.inbox(shard)?;
-        let gone = MeshError::ShardGone { shard };
-        let Some(_sending) = inbox.enter() else {
-            return Err(gone);
-        };
-        let envelope = Box::new(SpawnJob(f));
-        inbox.tx.send_async(envelope).await.map_err(|err| {
-            // Reported to the caller here, so not counted as dropped.
-            drop(into_closure::<F>(err.into_inner()));
-            gone
-        })
+        // A message that could not be sent is reported to the caller here,
+        // so it is not counted as dropped.
+        self.inboxes
+            .send(shard, Box::new(SpawnJob(f)))
+            .await
+            .map_err(|err| match err {
+                MailError::NoSuchShard(_) => MeshError::NoSuchShard {
+                    shard,
+                    count: self.shards(),
+                },
+                MailError::Full(_) | MailError::Closed(_) => MeshError::ShardGone { shard },
+            })
     }
 
     /// Like [`spawn_on`](Mesh::spawn_on) without waiting: a full inbox hands `f` back.
@@ -283,16 +230,13 @@ impl Mesh {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let Some(inbox) = self.inboxes.get(shard) else {
-            return Err(TrySpawnError::NoSuchShard(f));
-        };
-        let Some(_sending) = inbox.enter() else {
-            return Err(TrySpawnError::Gone(f));
-        };
-        inbox.tx.try_send(Box::new(SpawnJob(f))).map_err(|err| match err {
-            flume::TrySendError::Full(e) => TrySpawnError::Full(into_closure(e)),
-            flume::TrySendError::Disconnected(e) => TrySpawnError::Gone(into_closure(e)),
-        })
+        self.inboxes
+            .try_send(shard, Box::new(SpawnJob(f)))
+            .map_err(|err| match err {
+                MailError::Full(e) => TrySpawnError::Full(into_closure(e)),
+                MailError::Closed(e) => TrySpawnError::Gone(into_closure(e)),
+                MailError::NoSuchShard(e) => TrySpawnError::NoSuchShard(into_closure(e)),
+            })
     }
 
     /// Runs `f()` on `shard` and returns its result.

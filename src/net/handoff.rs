@@ -1,8 +1,11 @@
 //! The handoff mailboxes: one bounded channel of accepted connections per
 //! shard, filled by the acceptor and emptied by the shard it is meant for.
 //!
-//! This is the first piece of the cross-shard mailbox layer, kept apart so
-//! that it can be folded into it. Its contract:
+//! The channels are the crate's per-shard [`Mailboxes`] (the same mechanism
+//! as the mesh's inboxes, with its close protocol) carrying connections
+//! instead of closures: a connection must only be taken by a shard that
+//! already holds a pool slot for it, which a closure inbox cannot express.
+//! The contract on top:
 //! - a connection travels as a `std::net::TcpStream`: owned and `Send`, so a
 //!   connection left in a mailbox is closed when the mailbox is dropped,
 //!   whatever thread drops it;
@@ -23,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mailbox::{MailError, Mailboxes};
 use crate::net::stats::Counters;
 
 /// How long a waiting sender sleeps before it looks at its stop flags again.
@@ -31,7 +35,9 @@ const TICK: Duration = Duration::from_millis(20);
 /// The mailboxes of every shard of one server.
 #[derive(Debug)]
 pub(crate) struct Handoff {
-    shards: Vec<Mailbox>,
+    mail: Mailboxes<TcpStream>,
+    inboxes: Vec<flume::Receiver<TcpStream>>,
+    counters: Vec<Arc<Counters>>,
     /// Where the next search for the least-loaded shard starts, so that ties
     /// go round-robin instead of always to shard 0.
     cursor: AtomicUsize,
@@ -41,30 +47,15 @@ pub(crate) struct Handoff {
     wake_rx: flume::Receiver<()>,
 }
 
-#[derive(Debug)]
-struct Mailbox {
-    tx: flume::Sender<TcpStream>,
-    rx: flume::Receiver<TcpStream>,
-    counters: Arc<Counters>,
-}
-
 impl Handoff {
     /// One mailbox of `capacity` connections per entry of `counters`.
     pub(crate) fn new(counters: &[Arc<Counters>], capacity: usize) -> Self {
-        let shards = counters
-            .iter()
-            .map(|counters| {
-                let (tx, rx) = flume::bounded(capacity.max(1));
-                Mailbox {
-                    tx,
-                    rx,
-                    counters: counters.clone(),
-                }
-            })
-            .collect();
+        let (mail, inboxes) = Mailboxes::new(counters.len(), capacity);
         let (wake_tx, wake_rx) = flume::bounded(1);
         Handoff {
-            shards,
+            mail,
+            inboxes,
+            counters: counters.to_vec(),
             cursor: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
             wake_tx,
@@ -74,17 +65,17 @@ impl Handoff {
 
     /// The receiving end of `shard`'s mailbox.
     pub(crate) fn inbox(&self, shard: usize) -> flume::Receiver<TcpStream> {
-        self.shards[shard].rx.clone()
+        self.inboxes[shard].clone()
     }
 
     /// The listening shard with the fewest live connections and room for one
     /// more; `None` when every listening shard is full (or none listens).
     pub(crate) fn pick(&self) -> Option<usize> {
-        let n = self.shards.len();
+        let n = self.counters.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
         let mut best: Option<(usize, u64)> = None;
         for shard in (start..start + n).map(|i| i % n) {
-            let c = &self.shards[shard].counters;
+            let c = &self.counters[shard];
             if !c.listening.load(Ordering::Acquire) {
                 continue;
             }
@@ -126,29 +117,36 @@ impl Handoff {
 
     /// Sends `stream` to `shard`, counted there first; waits while the
     /// mailbox is full. Gives the stream back if `stopping()` turns true
-    /// first or the shard stopped taking connections.
+    /// first; closes it (as `close` would) if the shard stopped taking
+    /// connections meanwhile.
     pub(crate) fn send(
         &self,
         shard: usize,
         stream: TcpStream,
         stopping: &dyn Fn() -> bool,
     ) -> Result<(), TcpStream> {
-        let mailbox = &self.shards[shard];
-        mailbox.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        mailbox.counters.live.fetch_add(1, Ordering::SeqCst);
+        let counters = &self.counters[shard];
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.live.fetch_add(1, Ordering::SeqCst);
         let mut stream = stream;
         loop {
-            match mailbox.tx.send_timeout(stream, TICK) {
+            match self.mail.send_timeout(shard, stream, TICK) {
                 Ok(()) => break,
-                Err(flume::SendTimeoutError::Timeout(back)) if !stopping() => stream = back,
-                Err(flume::SendTimeoutError::Timeout(back) | flume::SendTimeoutError::Disconnected(back)) => {
-                    mailbox.counters.accepted.fetch_sub(1, Ordering::Relaxed);
-                    mailbox.counters.live.fetch_sub(1, Ordering::SeqCst);
+                Err(MailError::Full(back)) if !stopping() => stream = back,
+                Err(MailError::Closed(_)) => {
+                    // The shard stopped between `pick` and now: nobody will
+                    // take it, so it closes here, as one dropped by `close`.
+                    counters.live.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(MailError::Full(back) | MailError::NoSuchShard(back)) => {
+                    counters.accepted.fetch_sub(1, Ordering::Relaxed);
+                    counters.live.fetch_sub(1, Ordering::SeqCst);
                     return Err(back);
                 }
             }
         }
-        if !mailbox.counters.listening.load(Ordering::Acquire) {
+        if !counters.listening.load(Ordering::Acquire) {
             // The shard stopped between `pick` and now: nobody will take it.
             self.close(shard);
         }
@@ -158,10 +156,11 @@ impl Handoff {
     /// Drops (closes) the connections queued for `shard`, which no longer
     /// takes any; returns how many.
     pub(crate) fn close(&self, shard: usize) -> usize {
-        let mailbox = &self.shards[shard];
-        let dropped = mailbox.rx.drain().count();
+        let dropped = self.mail.close(shard, &self.inboxes[shard]);
         if dropped > 0 {
-            mailbox.counters.live.fetch_sub(dropped as u64, Ordering::SeqCst);
+            self.counters[shard]
+                .live
+                .fetch_sub(dropped as u64, Ordering::SeqCst);
             tracing::debug!(target: "shardlet::net", shard, dropped, "closed connections still queued for a stopped shard");
         }
         dropped
@@ -231,6 +230,15 @@ mod tests {
             (counters[0].accepted.load(Relaxed), counters[0].live.load(Relaxed)),
             (1, 0)
         );
-        drop(client);
+        // A closed mailbox takes nothing more: the connection is closed, not queued.
+        let late = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        handoff.send(0, server, &|| false).unwrap();
+        assert_eq!(
+            (counters[0].accepted.load(Relaxed), counters[0].live.load(Relaxed)),
+            (2, 0)
+        );
+        assert_eq!(handoff.close(0), 0);
+        drop((client, late));
     }
 }
