@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use futures_lite::Stream;
 
 use crate::global::GlobalLimit;
-use crate::pool::GreenPool;
+use crate::pool::{GreenPool, Holding};
 use crate::task::{self, GreenThread, JoinError};
 
 /// Green threads whose results are yielded in spawn order.
@@ -105,10 +105,7 @@ impl<T: 'static> GreenPile<T> {
             PileBound::Pool(pool) => pool.spawn(fut).await,
             PileBound::Global(limit) => {
                 let permit = limit.acquire().await;
-                task::spawn(async move {
-                    let _permit = permit;
-                    fut.await
-                })
+                task::spawn(Holding::new(fut, permit))
             }
         };
         self.pending.push_back(thread);

@@ -188,8 +188,27 @@ pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
 where
     F: Future<Output = ()> + 'static,
 {
-    let guarded = Guarded::new(fut, pool);
-    glommio::spawn_local(async move { log_panic(guarded.await) }).detach();
+    glommio::spawn_local(Logged {
+        guarded: Guarded::new(fut, pool),
+    })
+    .detach();
+}
+
+pin_project_lite::pin_project! {
+    /// A guarded task nobody waits for: its panic is logged. (A struct, not
+    /// an `async move` block around the guard, which would store it twice.)
+    struct Logged<F> {
+        #[pin]
+        guarded: Guarded<F>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Logged<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().guarded.poll(cx).map(log_panic)
+    }
 }
 
 /// Logs the panic of a task nobody waits for (a cancel is no news).
