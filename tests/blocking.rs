@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardlet::{blocking, sleep, spawn, timeout, JoinError};
-use util::{config, run1, run_with, wait_until, Counter, Gate};
+use shardlet::{blocking, spawn, timeout, JoinError};
+use util::{config, run1, run_with, wait_until, Ticker};
 
 #[test]
 fn returns_the_closures_result_from_another_thread() {
@@ -72,17 +72,8 @@ fn the_pool_thread_survives_a_panic() {
 #[test]
 fn the_shard_keeps_running_while_a_blocking_call_sleeps() {
     run1(|| async {
-        let ticks = Counter::new();
-        let stop = Gate::new();
-        let ticker = spawn({
-            let (ticks, stop) = (ticks.clone(), stop.clone());
-            async move {
-                while !stop.is_open() {
-                    ticks.inc();
-                    sleep(Duration::from_millis(1)).await;
-                }
-            }
-        });
+        let ticker = Ticker::start();
+        let ticks = ticker.ticks.clone();
         wait_until("the ticker runs", || ticks.get() > 0).await;
         let before = ticks.get();
         let start = Instant::now();
@@ -91,8 +82,7 @@ fn the_shard_keeps_running_while_a_blocking_call_sleeps() {
             .unwrap();
         let took = start.elapsed();
         let during = ticks.get() - before;
-        stop.open();
-        ticker.await.unwrap();
+        ticker.stop().await;
         assert!(took >= Duration::from_millis(200), "{took:?}");
         assert!(during >= 20, "the shard stalled: {during} ticks in {took:?}");
     });

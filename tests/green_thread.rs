@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardlet::{shard, sleep, spawn, spawn_n, timeout, Elapsed, GreenPool, GreenThread, JoinError};
-use util::{run1, settle, wait_until, Counter, Gate};
+use util::{run1, settle, wait_until, Counter, Gate, Ticker};
 
 #[test]
 fn spawn_then_await_or_join() {
@@ -341,22 +341,12 @@ fn caught_panics_are_not_printed_to_stderr() {
 #[test]
 fn sleep_suspends_only_the_calling_task() {
     run1(|| async {
-        let ticks = Counter::new();
-        let stop = Gate::new();
-        let ticker = spawn({
-            let (ticks, stop) = (ticks.clone(), stop.clone());
-            async move {
-                while !stop.is_open() {
-                    ticks.inc();
-                    sleep(Duration::from_millis(1)).await;
-                }
-            }
-        });
+        let ticker = Ticker::start();
+        let ticks = ticker.ticks.clone();
         let start = Instant::now();
         sleep(Duration::from_millis(40)).await;
         let slept = start.elapsed();
-        stop.open();
-        ticker.await.unwrap();
+        ticker.stop().await;
         assert!(slept >= Duration::from_millis(40), "{slept:?}");
         assert!(ticks.get() >= 5, "other tasks barely ran: {} ticks", ticks.get());
     });

@@ -252,3 +252,33 @@ macro_rules! assert_not_send {
 
 /// Compile-time check that `T` is `Send + Sync + 'static`.
 pub fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+/// A green thread that counts ticks every millisecond until stopped: proof
+/// that the shard keeps running other tasks.
+pub struct Ticker {
+    pub ticks: Counter,
+    stop: Gate,
+    task: shardlet::GreenThread<()>,
+}
+
+impl Ticker {
+    pub fn start() -> Self {
+        let (ticks, stop) = (Counter::new(), Gate::new());
+        let task = shardlet::spawn({
+            let (ticks, stop) = (ticks.clone(), stop.clone());
+            async move {
+                while !stop.is_open() {
+                    ticks.inc();
+                    shardlet::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        Ticker { ticks, stop, task }
+    }
+
+    /// Stops the ticker and waits for it to end.
+    pub async fn stop(self) {
+        self.stop.open();
+        self.task.await.expect("the ticker ends cleanly");
+    }
+}

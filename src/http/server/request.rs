@@ -60,14 +60,14 @@ pub struct Request {
 impl Request {
     /// A request with no header fields and an empty body, as HTTP/1.1.
     pub fn new(method: impl Into<String>, target: impl Into<String>) -> Self {
-        Request {
-            method: method.into(),
-            target: target.into(),
-            version: Version::Http11,
-            headers: Headers::new(),
-            body: Vec::new(),
-            peer: None,
-        }
+        Request::from_parts(
+            method.into(),
+            target.into(),
+            Version::Http11,
+            Headers::new(),
+            Vec::new(),
+            None,
+        )
     }
 
     pub(crate) fn from_parts(
