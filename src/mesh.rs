@@ -607,6 +607,14 @@ impl fmt::Debug for Mesh {
     }
 }
 
+/// How many times a spinning shard looks at its lanes in a tight loop
+/// before it yields to its other tasks (divided over the lanes): about half
+/// a microsecond with 2 shards here. A message that lands meanwhile is
+/// taken within nanoseconds instead of after a trip through the executor's
+/// loop (`submit_to` p50 0.65 -> 0.52 µs); other tasks on a spinning shard
+/// wait at most that long for their turn.
+const LOOKS_PER_ROUND: usize = 512;
+
 /// How often (in polling rounds) a busy or spinning shard looks at its mailbox.
 const MAIL_EVERY: u32 = 8;
 
@@ -642,6 +650,10 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
         .await;
         if ran > 0 {
             idle = Idle::new(window);
+        } else if !window.is_zero() && inbox.borrow().lanes.look(LOOKS_PER_ROUND) {
+            // Something landed while we looked: take it without a trip
+            // through the executor's loop.
+            continue;
         } else if with_mail && idle.over() {
             let woke = futures_lite::future::or(async { mail.recv_async().await.map(Some) }, async {
                 poll_fn(|cx| inbox.borrow().lanes.poll_park(cx)).await;
