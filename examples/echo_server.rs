@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use shardlet::net::TcpStream;
 use shardlet::{Runtime, Server, ServerConfig};
 
@@ -37,10 +37,20 @@ struct Args {
     /// Most clients served at once per shard; more wait in the backlog.
     #[arg(long, default_value_t = 10_000)]
     max_conns: usize,
+    /// Serve connections through shardlet's epoll readiness driver
+    /// (`net::Stream`) instead of glommio's io_uring polls (temporary, for
+    /// measuring).
+    #[arg(long)]
+    epoll: bool,
+}
+
+/// The handler on shardlet's readiness driver.
+async fn echo_epoll(stream: TcpStream) -> io::Result<()> {
+    echo(shardlet::net::Stream::from_glommio(stream)?).await
 }
 
 /// The handler: one green thread per client.
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
     let mut buf = vec![0u8; 4096];
     loop {
         let n = match stream.read(&mut buf).await {
@@ -104,9 +114,18 @@ fn main() -> ExitCode {
     // 3. Every shard serves; `serve` returns once the server is stopped.
     let handle = match runtime.start({
         let server = server.clone();
+        let epoll = args.epoll;
         move || {
             let server = server.clone();
-            async move { server.serve(echo).await }
+            async move {
+                let result = if epoll {
+                    server.serve(echo_epoll).await
+                } else {
+                    server.serve(echo::<TcpStream>).await
+                };
+                tracing::info!(stats = ?shardlet::net::ready_stats(), "readiness driver");
+                result
+            }
         }
     }) {
         Ok(handle) => handle,

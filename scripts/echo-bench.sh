@@ -75,10 +75,10 @@ IFS=',' read -r -a labels <<<"$servers"
 
 example_of() {
     case "$1" in
-    shardlet) echo echo_server ;;
+    shardlet | shardlet-epoll) echo echo_server ;;
     raw-glommio) echo baseline_glommio_echo ;;
     tokio) echo baseline_tokio_echo ;;
-    *) die "unknown server '$1' (choose from shardlet, raw-glommio, tokio)" ;;
+    *) die "unknown server '$1' (choose from shardlet, shardlet-epoll, raw-glommio, tokio)" ;;
     esac
 }
 for label in "${labels[@]}"; do
@@ -177,7 +177,8 @@ for label in "${labels[@]}"; do
     log="$results/$label.server.log"
     : >"$log"
     server_args=(--addr "$addr")
-    [[ "$label" == shardlet ]] && server_args+=(--max-conns "$connections")
+    [[ "$label" == shardlet* ]] && server_args+=(--max-conns "$connections")
+    [[ "$label" == shardlet-epoll ]] && server_args+=(--epoll)
     echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
     SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
     server_pid=$!

@@ -24,3 +24,14 @@ pub(crate) fn listener(socket: socket2::Socket) -> TcpListener {
     // invariant), and nothing else owns it: the listener takes over closing it.
     unsafe { TcpListener::from_raw_fd(fd) }
 }
+
+/// A `std` stream on a duplicate of a glommio stream's descriptor (the same
+/// socket; both must be closed before it is). glommio's streams give their
+/// descriptor only as a raw number (`AsRawFd`, no `AsFd` or `IntoRawFd`).
+pub(crate) fn dup_glommio_stream(stream: &glommio::net::TcpStream) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor is `stream`'s own, and `stream` is borrowed for
+    // this whole call, so it stays open for as long as `borrowed` lives.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    Ok(std::net::TcpStream::from(borrowed.try_clone_to_owned()?))
+}

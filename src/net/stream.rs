@@ -1,0 +1,197 @@
+//! [`Stream`]: a TCP connection that waits on the shard's epoll readiness
+//! driver (`ready.rs`) instead of one-shot io_uring polls.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+
+use crate::net::ready::{Direction, Registration};
+
+/// A TCP connection served by the shard's readiness driver.
+///
+/// It implements futures-io's `AsyncRead` and `AsyncWrite` (use
+/// `futures_lite::{AsyncReadExt, AsyncWriteExt}`). Reads and writes are
+/// plain non-blocking `recv`/`send` calls; when one would block, the task
+/// waits for the socket's next epoll edge. A read or write that comes back
+/// short marks the socket drained, so a connection that reads one message
+/// at a time makes one `recv` per message, not two.
+///
+/// Bound to the shard that made it (`!Send`); dropping it deregisters and
+/// closes the socket.
+#[derive(Debug)]
+pub struct Stream {
+    io: std::net::TcpStream,
+    registration: Registration,
+}
+
+impl Stream {
+    /// Registers a connected `std` stream with the current shard's
+    /// readiness driver (setting it non-blocking).
+    ///
+    /// # Errors
+    ///
+    /// `fcntl` or `epoll_ctl` failed (e.g. out of memory or descriptors).
+    ///
+    /// # Panics
+    ///
+    /// Outside a shard (a glommio executor).
+    pub fn from_std(io: std::net::TcpStream) -> io::Result<Stream> {
+        io.set_nonblocking(true)?;
+        let registration = Registration::new(io.as_fd())?;
+        Ok(Stream { io, registration })
+    }
+
+    /// Moves a glommio stream's socket over to the readiness driver.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::from_std`], or `dup` failed.
+    ///
+    /// # Panics
+    ///
+    /// Outside a shard (a glommio executor).
+    pub fn from_glommio(stream: glommio::net::TcpStream) -> io::Result<Stream> {
+        let io = crate::net::fd::dup_glommio_stream(&stream)?;
+        drop(stream);
+        Stream::from_std(io)
+    }
+
+    /// The address of the other end.
+    ///
+    /// # Errors
+    ///
+    /// `getpeername` failed (e.g. `ENOTCONN`).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// The address of this end.
+    ///
+    /// # Errors
+    ///
+    /// `getsockname` failed.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Sets `TCP_NODELAY` (send small writes at once, no Nagle delay).
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt` failed.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.io.set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    ///
+    /// # Errors
+    ///
+    /// `getsockopt` failed.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.nodelay()
+    }
+
+    /// Shuts down the read half, the write half (the peer reads EOF), or
+    /// both. Does not wait.
+    ///
+    /// # Errors
+    ///
+    /// `shutdown(2)` failed (e.g. `ENOTCONN` after a reset).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.registration.deregister(self.io.as_fd());
+    }
+}
+
+impl Stream {
+    /// Runs `op` while `direction` is ready; clears it on `EAGAIN`, or when
+    /// `op` moved fewer than `len` bytes (the socket is drained).
+    #[inline]
+    fn poll_io(
+        &self,
+        direction: Direction,
+        cx: &Context<'_>,
+        len: usize,
+        mut op: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.registration.poll_ready(direction, cx));
+            match op(&self.io) {
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        self.registration.clear(direction);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.registration.clear(direction),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        self.poll_io(Direction::Read, cx, len, |mut io| io.read(buf))
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.poll_io(Direction::Read, cx, len, |mut io| io.read_vectored(bufs))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(Direction::Write, cx, buf.len(), |mut io| io.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.poll_io(Direction::Write, cx, len, |mut io| io.write_vectored(bufs))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts down the write half: the peer reads EOF.
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(match self.io.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        })
+    }
+}
