@@ -37,16 +37,17 @@ struct Args {
     /// Most clients served at once per shard; more wait in the backlog.
     #[arg(long, default_value_t = 10_000)]
     max_conns: usize,
-    /// Serve connections through shardlet's epoll readiness driver
-    /// (`net::Stream`) instead of glommio's io_uring polls (temporary, for
-    /// measuring).
+    /// Hand each connection to glommio's own stream type
+    /// (`TcpStream::into_glommio`, io_uring polls) instead of serving it on
+    /// shardlet's epoll readiness driver: the comparison behind the
+    /// `shardlet-glommio` label of `scripts/echo-bench.sh`.
     #[arg(long)]
-    epoll: bool,
+    glommio_streams: bool,
 }
 
-/// The handler on shardlet's readiness driver.
-async fn echo_epoll(stream: TcpStream) -> io::Result<()> {
-    echo(shardlet::net::Stream::from_glommio(stream)?).await
+/// The handler on glommio's stream type.
+async fn echo_glommio(stream: TcpStream) -> io::Result<()> {
+    echo(stream.into_glommio()?).await
 }
 
 /// The handler: one green thread per client.
@@ -114,16 +115,16 @@ fn main() -> ExitCode {
     // 3. Every shard serves; `serve` returns once the server is stopped.
     let handle = match runtime.start({
         let server = server.clone();
-        let epoll = args.epoll;
+        let glommio_streams = args.glommio_streams;
         move || {
             let server = server.clone();
             async move {
-                let result = if epoll {
-                    server.serve(echo_epoll).await
+                let result = if glommio_streams {
+                    server.serve(echo_glommio).await
                 } else {
                     server.serve(echo::<TcpStream>).await
                 };
-                tracing::info!(stats = ?shardlet::net::ready_stats(), "readiness driver");
+                tracing::debug!(target: "echo_server", stats = ?shardlet::net::ready_stats(), "readiness driver");
                 result
             }
         }

@@ -6,9 +6,9 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::net::TcpStream;
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
-use glommio::net::TcpStream;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 

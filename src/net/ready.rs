@@ -13,11 +13,17 @@
 //! - A *driver task* on the shard (spawned with the first registration, gone
 //!   after the last) repeats: `epoll_wait` with timeout 0 for up to
 //!   [`EVENTS`] events, set each registration's flags and wake its waiting
-//!   tasks, then yield so that those tasks run. When a round finds nothing,
-//!   or after [`YIELDS`] rounds in a row, it parks on the epoll descriptor's
-//!   readability through glommio ([`park::Readable`]), so an idle shard
-//!   sleeps in io_uring like any other and glommio's own event loop
-//!   (timers, accepts, cross-shard wake-ups) gets its turn.
+//!   tasks, then yield so that those tasks run. After [`YIELDS`] rounds in a
+//!   row with events, or once rounds have found nothing for the shard's spin
+//!   window (`SHARDLET_SPIN_US`, 50 µs), it parks on the epoll descriptor's
+//!   readability through glommio ([`park::Readable`]): an idle shard sleeps
+//!   in io_uring like any other, and glommio's own event loop (io_uring
+//!   completions such as accepts and cross-shard wake-ups) gets its turn.
+//! - Why spin before parking: on loopback (and for any peer on the same
+//!   machine) the *sender* pays for waking the receiver. While the driver
+//!   polls, a peer's write only queues an epoll event; while it is parked,
+//!   the write also completes an io_uring poll and wakes this thread. A
+//!   shard with spare CPU spends a little of it so that its peers do not.
 //! - Streams ([`Stream`](crate::net::Stream)) try the syscall while their
 //!   flag is set and clear it when the socket says `EAGAIN` (or a read or
 //!   write came back short, which means the socket is drained); edge
@@ -39,7 +45,7 @@ use std::os::fd::BorrowedFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
@@ -98,7 +104,9 @@ pub(crate) struct ScheduledIo {
 
 impl std::fmt::Debug for ScheduledIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduledIo").field("bits", &self.bits.get()).finish_non_exhaustive()
+        f.debug_struct("ScheduledIo")
+            .field("bits", &self.bits.get())
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,7 +159,11 @@ pub(crate) struct Reactor {
     driving: Cell<bool>,
     /// The parked driver's waker, so that the last deregistration can end it.
     parked: RefCell<Option<Waker>>,
+    /// Parking failed for want of a descriptor (logged once per episode).
+    cannot_park: Cell<bool>,
     yields: u32,
+    /// How long rounds that find nothing go on before the driver parks.
+    spin: Duration,
     stats: Cell<ReadyStats>,
 }
 
@@ -212,7 +224,9 @@ impl Reactor {
             wake: RefCell::new(Vec::new()),
             driving: Cell::new(false),
             parked: RefCell::new(None),
+            cannot_park: Cell::new(false),
             yields,
+            spin: crate::shard::config().map_or(Duration::ZERO, |c| c.spin()),
             stats: Cell::new(ReadyStats::default()),
         })
     }
@@ -233,6 +247,8 @@ impl Reactor {
     /// Registers `fd` (edge-triggered, both directions) and starts the
     /// driver if none runs.
     fn register(self: &Rc<Self>, fd: BorrowedFd<'_>) -> io::Result<(Token, Rc<ScheduledIo>)> {
+        // The flags start clear; the registration itself queues an event
+        // for whatever the socket is ready for now.
         let io = Rc::new(ScheduledIo::default());
         let token = self.slab.borrow_mut().insert(io.clone());
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
@@ -309,9 +325,16 @@ impl Reactor {
     async fn park(&self) {
         self.count(|s| s.parks += 1);
         let fd = match self.epoll.0.try_clone() {
-            Ok(fd) => fd,
+            Ok(fd) => {
+                if self.cannot_park.replace(false) {
+                    tracing::info!(target: "shardlet::net", "epoll driver parks again");
+                }
+                fd
+            }
             Err(err) => {
-                tracing::warn!(target: "shardlet::net", error = %err, "epoll driver cannot park (dup failed); polling");
+                if !self.cannot_park.replace(true) {
+                    tracing::warn!(target: "shardlet::net", error = %err, "epoll driver cannot park (dup failed); polling every {PARK_RETRY:?} until it can");
+                }
                 glommio::timer::sleep(PARK_RETRY).await;
                 return;
             }
@@ -353,14 +376,26 @@ fn bits(events: EpollFlags) -> u8 {
 
 /// The driver task: runs while the reactor has registrations.
 async fn drive(reactor: Rc<Reactor>) {
+    // glommio runs a task spawned from its own queue at once, inside
+    // `spawn_local`: let the registration that started the driver finish
+    // first.
+    futures_lite::future::yield_now().await;
     let mut yielded = 0;
+    let mut idle_since: Option<Instant> = None;
     while reactor.slab.borrow().len() > 0 {
-        let n = reactor.turn();
-        if n > 0 && yielded < reactor.yields {
+        let spin = if reactor.turn() > 0 {
+            idle_since = None;
             yielded += 1;
+            yielded <= reactor.yields
+        } else {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            since.elapsed() < reactor.spin
+        };
+        if spin {
             futures_lite::future::yield_now().await;
         } else {
             yielded = 0;
+            idle_since = None;
             reactor.park().await;
         }
     }
@@ -386,16 +421,21 @@ impl std::fmt::Debug for Registration {
 }
 
 impl Registration {
-    /// Registers `fd` with the current shard's reactor. Both directions
-    /// start ready: the first read or write tries the syscall.
+    /// Registers `fd` with the current shard's reactor. With `ready`, both
+    /// directions start ready (the first read or write tries the syscall);
+    /// without, the first wait is for a real event (a `connect` in
+    /// progress is not writable yet).
     ///
     /// # Panics
     ///
     /// Outside a glommio executor.
-    pub(crate) fn new(fd: BorrowedFd<'_>) -> io::Result<Registration> {
+    pub(crate) fn new(fd: BorrowedFd<'_>, ready: bool) -> io::Result<Registration> {
         let reactor = Reactor::current()?;
         let (token, io) = reactor.register(fd)?;
-        io.bits.set(READABLE | WRITABLE);
+        if ready {
+            // Events can only have set flags, never cleared them: or them in.
+            io.bits.set(io.bits.get() | READABLE | WRITABLE);
+        }
         Ok(Registration {
             reactor,
             io,

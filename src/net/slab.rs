@@ -99,7 +99,10 @@ mod tests {
         let mut slab = Slab::default();
         let a = slab.insert("a");
         let b = slab.insert("b");
-        assert_eq!((slab.get(a), slab.get(b), slab.len()), (Some(&"a"), Some(&"b"), 2));
+        assert_eq!(
+            (slab.get(a), slab.get(b), slab.len()),
+            (Some(&"a"), Some(&"b"), 2)
+        );
         assert_eq!(slab.remove(a), Some("a"));
         assert_eq!(slab.remove(a), None, "removed twice");
         let c = slab.insert("c");

@@ -1,5 +1,5 @@
-//! [`Stream`]: a TCP connection that waits on the shard's epoll readiness
-//! driver (`ready.rs`) instead of one-shot io_uring polls.
+//! [`TcpStream`]: a TCP connection that waits on the shard's epoll
+//! readiness driver (`ready.rs`) instead of one-shot io_uring polls.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -21,14 +21,35 @@ use crate::net::ready::{Direction, Registration};
 /// at a time makes one `recv` per message, not two.
 ///
 /// Bound to the shard that made it (`!Send`); dropping it deregisters and
-/// closes the socket.
+/// closes the socket. [`TcpStream::into_glommio`] hands the socket to
+/// glommio's own stream type instead, for code that needs one.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+/// use shardlet::net;
+///
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let listener = net::listen(([127, 0, 0, 1], 0))?;
+/// let mut client = net::connect(listener.local_addr()?, Duration::from_secs(5)).await?;
+/// let mut server = listener.accept().await?;
+/// assert_eq!(server.peer_addr()?, client.local_addr()?);
+/// client.write_all(b"ping").await?;
+/// let mut buf = [0; 4];
+/// server.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"ping");
+/// # std::io::Result::Ok(())
+/// # }).unwrap().into_iter().collect::<std::io::Result<()>>().unwrap();
+/// ```
 #[derive(Debug)]
-pub struct Stream {
+pub struct TcpStream {
     io: std::net::TcpStream,
     registration: Registration,
 }
 
-impl Stream {
+impl TcpStream {
     /// Registers a connected `std` stream with the current shard's
     /// readiness driver (setting it non-blocking).
     ///
@@ -39,25 +60,60 @@ impl Stream {
     /// # Panics
     ///
     /// Outside a shard (a glommio executor).
-    pub fn from_std(io: std::net::TcpStream) -> io::Result<Stream> {
+    pub fn from_std(io: std::net::TcpStream) -> io::Result<TcpStream> {
         io.set_nonblocking(true)?;
-        let registration = Registration::new(io.as_fd())?;
-        Ok(Stream { io, registration })
+        TcpStream::from_nonblocking(io, true)
     }
 
-    /// Moves a glommio stream's socket over to the readiness driver.
+    /// [`TcpStream::from_std`] for a stream already non-blocking; with
+    /// `ready`, reads and writes try the socket before the first event.
+    pub(crate) fn from_nonblocking(io: std::net::TcpStream, ready: bool) -> io::Result<TcpStream> {
+        let registration = Registration::new(io.as_fd(), ready)?;
+        Ok(TcpStream { io, registration })
+    }
+
+    /// Moves a glommio stream's socket over to the readiness driver (for a
+    /// stream made by glommio's own `connect` or `accept`).
     ///
     /// # Errors
     ///
-    /// As [`Stream::from_std`], or `dup` failed.
+    /// As [`TcpStream::from_std`], or `dup` failed.
     ///
     /// # Panics
     ///
     /// Outside a shard (a glommio executor).
-    pub fn from_glommio(stream: glommio::net::TcpStream) -> io::Result<Stream> {
+    pub fn from_glommio(stream: glommio::net::TcpStream) -> io::Result<TcpStream> {
         let io = crate::net::fd::dup_glommio_stream(&stream)?;
         drop(stream);
-        Stream::from_std(io)
+        TcpStream::from_std(io)
+    }
+
+    /// Hands the socket over to glommio's stream type (which waits with
+    /// io_uring polls), for code written against `glommio::net::TcpStream`
+    /// (its `peek`, timeouts, `buffered`). Deregisters it here first.
+    ///
+    /// # Errors
+    ///
+    /// `dup` failed (out of descriptors); the stream is closed then.
+    ///
+    /// # Panics
+    ///
+    /// Outside a shard (a glommio executor).
+    pub fn into_glommio(self) -> io::Result<glommio::net::TcpStream> {
+        let io = self.into_std()?;
+        Ok(glommio::net::TcpStream::from(socket2_04::Socket::from(io)))
+    }
+
+    /// Deregisters the socket and returns it as a `std` stream (still
+    /// non-blocking).
+    ///
+    /// # Errors
+    ///
+    /// `dup` failed (out of descriptors); the stream is closed then.
+    pub fn into_std(mut self) -> io::Result<std::net::TcpStream> {
+        self.registration.deregister(self.io.as_fd());
+        // `Drop` closes `self.io`: keep a duplicate of the descriptor.
+        self.io.try_clone()
     }
 
     /// The address of the other end.
@@ -97,35 +153,51 @@ impl Stream {
     }
 
     /// Shuts down the read half, the write half (the peer reads EOF), or
-    /// both. Does not wait.
+    /// both. It completes at once; it is `async` so that code written for
+    /// glommio's stream (`stream.shutdown(how).await`) works unchanged.
     ///
     /// # Errors
     ///
     /// `shutdown(2)` failed (e.g. `ENOTCONN` after a reset).
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.shutdown(how)
     }
 }
 
-impl AsFd for Stream {
+impl AsFd for TcpStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.io.as_fd()
     }
 }
 
-impl AsRawFd for Stream {
+impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.io.as_raw_fd()
     }
 }
 
-impl Drop for Stream {
+impl Drop for TcpStream {
     fn drop(&mut self) {
         self.registration.deregister(self.io.as_fd());
     }
 }
 
-impl Stream {
+impl TcpStream {
+    /// Ready when `direction` may make progress (for `connect`).
+    pub(crate) fn poll_ready(&self, direction: Direction, cx: &Context<'_>) -> Poll<()> {
+        self.registration.poll_ready(direction, cx)
+    }
+
+    /// Takes the socket's pending error (`SO_ERROR`), such as how a
+    /// `connect` failed.
+    ///
+    /// # Errors
+    ///
+    /// `getsockopt` failed.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+
     /// Runs `op` while `direction` is ready; clears it on `EAGAIN`, or when
     /// `op` moved fewer than `len` bytes (the socket is drained).
     #[inline]
@@ -153,7 +225,7 @@ impl Stream {
     }
 }
 
-impl AsyncRead for Stream {
+impl AsyncRead for TcpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
         self.poll_io(Direction::Read, cx, len, |mut io| io.read(buf))
@@ -169,7 +241,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for TcpStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.poll_io(Direction::Write, cx, buf.len(), |mut io| io.write(buf))
     }
