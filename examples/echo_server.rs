@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:6000 --max-conns 10000
 //! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
+//! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
 //! ```
 //!
 //! Shards, CPUs and the accept mode come from the `SHARDLET_*` variables
