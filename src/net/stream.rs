@@ -1,11 +1,12 @@
 //! [`TcpStream`]: a TCP connection that waits on the shard's epoll
 //! readiness driver (`ready.rs`) instead of one-shot io_uring polls.
 
+use std::cell::Cell;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
@@ -18,7 +19,10 @@ use crate::net::ready::{Direction, Registration};
 /// plain non-blocking `recv`/`send` calls; when one would block, the task
 /// waits for the socket's next epoll edge. A read or write that comes back
 /// short marks the socket drained, so a connection that reads one message
-/// at a time makes one `recv` per message, not two.
+/// at a time makes one `recv` per message, not two. After 32 reads or writes
+/// in a row that did not have to wait, the next one yields once (wakes its
+/// task and returns `Pending`), so that a connection that always has data
+/// cannot keep the shard's other connections waiting.
 ///
 /// Bound to the shard that made it (`!Send`); dropping it deregisters and
 /// closes the socket. [`TcpStream::into_glommio`] hands the socket to
@@ -47,7 +51,14 @@ use crate::net::ready::{Direction, Registration};
 pub struct TcpStream {
     io: std::net::TcpStream,
     registration: Registration,
+    /// Reads and writes in a row that did not wait (see [`BUDGET`]).
+    streak: Cell<u8>,
 }
+
+/// Reads and writes in a row that found the socket ready after which the
+/// next one yields once, so that a connection that always has data (or
+/// room) cannot keep its shard's other tasks from running.
+const BUDGET: u8 = 32;
 
 impl TcpStream {
     /// Registers a connected `std` stream with the current shard's
@@ -69,7 +80,11 @@ impl TcpStream {
     /// `ready`, reads and writes try the socket before the first event.
     pub(crate) fn from_nonblocking(io: std::net::TcpStream, ready: bool) -> io::Result<TcpStream> {
         let registration = Registration::new(io.as_fd(), ready)?;
-        Ok(TcpStream { io, registration })
+        Ok(TcpStream {
+            io,
+            registration,
+            streak: Cell::new(0),
+        })
     }
 
     /// Moves a glommio stream's socket over to the readiness driver (for a
@@ -199,7 +214,8 @@ impl TcpStream {
     }
 
     /// Runs `op` while `direction` is ready; clears it on `EAGAIN`, or when
-    /// `op` moved fewer than `len` bytes (the socket is drained).
+    /// `op` moved fewer than `len` bytes (the socket is drained). Yields
+    /// once after [`BUDGET`] operations in a row that did not wait.
     #[inline]
     fn poll_io(
         &self,
@@ -208,13 +224,23 @@ impl TcpStream {
         len: usize,
         mut op: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        let streak = self.streak.get();
+        if streak >= BUDGET {
+            self.streak.set(0);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
-            ready!(self.registration.poll_ready(direction, cx));
+            if self.registration.poll_ready(direction, cx).is_pending() {
+                self.streak.set(0);
+                return Poll::Pending;
+            }
             match op(&self.io) {
                 Ok(n) => {
                     if n > 0 && n < len {
                         self.registration.clear(direction);
                     }
+                    self.streak.set(streak + 1);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.registration.clear(direction),
