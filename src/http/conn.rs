@@ -6,9 +6,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::net::TcpStream;
 use futures_lite::io::BufReader;
 use futures_lite::{AsyncRead, AsyncWrite};
+
+use crate::net::TcpStream;
 
 use super::idle_timeout::IdleTimeout;
 

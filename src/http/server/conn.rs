@@ -15,9 +15,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::net::TcpStream;
 use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncBufReadExt, AsyncWriteExt, Stream, StreamExt};
+
+use crate::net::TcpStream;
 
 use super::closing::Closing;
 use super::date::write_date;
