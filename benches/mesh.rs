@@ -5,11 +5,16 @@
 //!
 //! Prints one table:
 //! - the floor: two threads pinned to two CPUs ping-ponging an atomic;
-//! - `submit_to` round trip between two shards (p50/p99), with the target
-//!   shard parked between requests, and with `SHARDLET_SPIN_US`-style spinning;
-//! - one-way mailbox throughput (messages/s) with `spawn_on`;
+//! - `submit_to` round trip between two shards (p50/p99) with spinning
+//!   (the default `SHARDLET_SPIN_US`), and with the target parked;
+//! - baselines: the same ping-pong over raw rtrb rings (what the mesh's
+//!   lanes are) and over raw flume channels, between two glommio executors;
+//! - one-way throughput (messages/s) with `spawn_on`;
+//! - `GlobalLimit` costs against a local `GreenPool` slot.
 //!
-//! and each figure's ratio to the floor.
+//! The latency figures are taken in 7 interleaved rounds; each ratio is to
+//! the floor measured in the same round, and the table shows the median
+//! round and the range.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use hdrhistogram::Histogram;
 use shardlet::{shard, Config, Runtime};
 
 const ROUND_TRIPS: u64 = 20_000;
+const ROUNDS: usize = 7;
 const MESSAGES: u64 = 1_000_000;
 
 fn main() {
@@ -38,34 +44,63 @@ fn main() {
         cpus.len()
     );
 
-    let floor = atomic_ping_pong(pair, ROUND_TRIPS / scale);
-    let parked = submit_round_trips(pair, Duration::ZERO, ROUND_TRIPS / scale);
-    let spinning = submit_round_trips(pair, Duration::from_micros(50), ROUND_TRIPS / scale);
-    let channel = channel_round_trips(pair, ROUND_TRIPS / scale);
-    let throughput = mailbox_throughput(pair, MESSAGES / scale);
-    let limits = limit_costs(pair, LIMIT_OPS / scale);
+    // Latency: every figure is taken ROUNDS times, interleaved with the
+    // floor, so that drift on a shared machine hits all of them alike; the
+    // table shows the median round, and each ratio is to the floor of its
+    // own round.
+    let rounds = if quick { 1 } else { ROUNDS };
+    let n = ROUND_TRIPS / scale;
+    type Probe = fn((usize, usize), u64) -> Histogram<u64>;
+    let probes: [(&str, Probe); 4] = [
+        ("floor: atomic ping-pong between 2 threads", atomic_ping_pong),
+        ("submit_to round trip, spin 50 µs", |pair, n| {
+            submit_round_trips(pair, Duration::from_micros(50), n)
+        }),
+        ("baseline: raw lane (rtrb) ping-pong, polling", ring_round_trips),
+        ("baseline: raw flume ping-pong, polling", channel_round_trips),
+    ];
+    let mut taken: Vec<Vec<(f64, f64)>> = vec![Vec::new(); probes.len()];
+    for _ in 0..rounds {
+        for (k, (_, probe)) in probes.iter().enumerate() {
+            let h = probe(pair, n);
+            let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            taken[k].push((us(0.5), us(0.99)));
+        }
+    }
+    let parked = submit_round_trips(pair, Duration::ZERO, n);
 
-    let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
-    let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
-    let base = p50(&floor);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "\n{:<44} {:>10} {:>10} {:>9}",
-        "measurement", "p50 µs", "p99 µs", "p50/floor"
+        "\n{:<46} {:>8} {:>8} {:>10} {:>12}",
+        "measurement (median of rounds)", "p50 µs", "p99 µs", "p50/floor", "range"
     );
-    for (name, h) in [
-        ("floor: atomic ping-pong between 2 threads", &floor),
-        ("submit_to round trip, target parked", &parked),
-        ("submit_to round trip, spin 50 µs", &spinning),
-        ("baseline: raw flume ping-pong, polling", &channel),
-    ] {
+    for (k, (name, _)) in probes.iter().enumerate() {
+        let ratios: Vec<f64> = (0..rounds).map(|r| taken[k][r].0 / taken[0][r].0).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         println!(
-            "{:<44} {:>10.2} {:>10.2} {:>9.1}",
+            "{:<46} {:>8.2} {:>8.2} {:>10.2} {:>5.2}-{:<6.2}",
             name,
-            p50(h),
-            p99(h),
-            p50(h) / base
+            median(taken[k].iter().map(|t| t.0).collect()),
+            median(taken[k].iter().map(|t| t.1).collect()),
+            median(ratios),
+            lo,
+            hi
         );
     }
+    let us = |q: f64| parked.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{:<46} {:>8.2} {:>8.2}   (one run; the target parks between requests)",
+        "submit_to round trip, SHARDLET_SPIN_US=0",
+        us(0.5),
+        us(0.99)
+    );
+    let throughput = mailbox_throughput(pair, MESSAGES / scale);
+    let limits = limit_costs(pair, LIMIT_OPS / scale);
     println!(
         "{:<44} {:>10.0} msgs/s one-way (spawn_on, batched drain)",
         "mailbox throughput", throughput
@@ -309,4 +344,48 @@ fn mailbox_throughput(pair: (usize, usize), n: u64) -> f64 {
         assert_eq!(ran.load(Ordering::Relaxed), n);
         n as f64 / elapsed.as_secs_f64()
     })
+}
+
+/// Baseline: the same two pinned executors ping-ponging a value over two
+/// raw rtrb rings (what the mesh's lanes are), each side polling: what the
+/// mesh costs on top of its lanes.
+fn ring_round_trips((a, b): (usize, usize), n: u64) -> Histogram<u64> {
+    use glommio::{LocalExecutorBuilder, Placement};
+    async fn poll_pop(rx: &mut rtrb::Consumer<u64>) -> Option<u64> {
+        loop {
+            match rx.pop() {
+                Ok(v) => return Some(v),
+                Err(_) if rx.is_abandoned() => return None,
+                Err(_) => glommio::executor().yield_task_queue_now().await,
+            }
+        }
+    }
+    let (mut ping_tx, mut ping_rx) = rtrb::RingBuffer::<u64>::new(64);
+    let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<u64>::new(64);
+    let executor = |cpu: usize| LocalExecutorBuilder::new(Placement::Fixed(cpu)).io_memory(256 << 10);
+    let ponger = executor(b)
+        .spawn(move || async move {
+            while let Some(v) = poll_pop(&mut ping_rx).await {
+                if pong_tx.push(v).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("executor");
+    let pinger = executor(a)
+        .spawn(move || async move {
+            let mut h = histogram();
+            for i in 0..n {
+                let start = Instant::now();
+                ping_tx.push(i).unwrap();
+                poll_pop(&mut pong_rx).await.unwrap();
+                h.record(start.elapsed().as_nanos() as u64).unwrap();
+            }
+            drop(ping_tx);
+            h
+        })
+        .expect("executor");
+    let h = pinger.join().expect("pinger");
+    ponger.join().expect("ponger");
+    h
 }

@@ -30,7 +30,9 @@ pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
 /// over shards: `reuseport` (default) or `handoff`; see [`AcceptMode`].
 pub const ENV_ACCEPT: &str = "SHARDLET_ACCEPT";
 
-/// `SHARDLET_MAILBOX`: capacity of each shard's cross-shard inbox, in messages.
+/// `SHARDLET_MAILBOX`: how many cross-shard messages may wait for one shard:
+/// this many from other threads in its mailbox, and this many divided over
+/// the shards' lanes to it (`mailbox / shards` per sending shard, at least 1).
 pub const ENV_MAILBOX: &str = "SHARDLET_MAILBOX";
 
 /// Eventlet's default `GreenPool` size.
@@ -220,9 +222,9 @@ impl Config {
     ///
     /// A parked io_uring executor takes tens of microseconds to wake from
     /// another thread. While spinning, a pinned shard's executor polls its
-    /// rings instead of parking, and cross-shard calls poll their inbox and
+    /// rings instead of parking, and cross-shard calls poll their lanes and
     /// replies (yielding to other tasks) instead of waiting on a waker: a
-    /// cross-shard round trip then costs about a microsecond. An idle shard
+    /// cross-shard round trip then costs well under a microsecond. An idle shard
     /// burns at most this long per burst of work, then parks. (glommio does
     /// not spin unpinned executors; the cross-shard polling applies to all.)
     pub fn with_spin(mut self, spin: Duration) -> Self {
@@ -253,8 +255,8 @@ impl Config {
         self
     }
 
-    /// Sets the capacity of each shard's cross-shard inbox (`SHARDLET_MAILBOX`).
-    /// Default: 1024 messages.
+    /// Sets how many cross-shard messages may wait for a shard
+    /// (`SHARDLET_MAILBOX`, see [`ENV_MAILBOX`]). Default: 1024 messages.
     pub fn with_mailbox(mut self, messages: usize) -> Self {
         self.mailbox = messages;
         self
@@ -300,7 +302,7 @@ impl Config {
         self.accept
     }
 
-    /// Capacity of each shard's cross-shard inbox.
+    /// How many cross-shard messages may wait for a shard (see [`ENV_MAILBOX`]).
     pub fn mailbox(&self) -> usize {
         self.mailbox
     }

@@ -2,23 +2,21 @@
 //! spawn order on the shard that owns the pile.
 //!
 //! Each `spawn` picks a shard ([`Spread`]), sends the closure through the
-//! mesh, and keeps a one-shot reply channel in spawn order. With a
+//! mesh, and keeps the call's reply in spawn order. With a
 //! [`GlobalLimit`], the permit is taken on the owning shard *before* sending
 //! (so a full limit stops the fan-out at the source) and given back on the
 //! target shard when the task ends.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::catch::Guarded;
 use crate::global::GlobalLimit;
-use crate::mesh::{self, Mesh, MeshError};
-use crate::task::JoinError;
+use crate::mesh::{Mesh, MeshError, Reply};
 
 /// How a [`FanoutPile`] picks the shard for each task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,14 +24,14 @@ pub enum Spread {
     /// Shards in turn, starting with the one after the owner.
     #[default]
     RoundRobin,
-    /// The shard with the fewest messages waiting in its inbox (ties: lowest index).
+    /// The shard with the fewest messages waiting for it that the owning
+    /// shard can see: its own not yet taken, plus those from outside
+    /// threads ([`Mesh::queued`]; ties: lowest index).
     LeastQueued,
 }
 
-type Reply<T> = oneshot::AsyncReceiver<Result<T, JoinError>>;
-
 enum Pending<T: 'static> {
-    Sent { shard: usize, reply: Reply<T> },
+    Sent(Reply<T>),
     Failed(MeshError),
 }
 
@@ -79,7 +77,7 @@ impl<T: Send + 'static> FanoutPile<T> {
     ///
     /// Outside a shard of a shardlet [`Runtime`](crate::Runtime).
     pub fn new() -> Self {
-        let mesh = crate::shard::mesh().expect("FanoutPile needs a shardlet Runtime");
+        let mesh = crate::shard::try_mesh().expect("FanoutPile needs a shardlet Runtime");
         let next = crate::shard::try_id().map_or(0, |id| id + 1);
         FanoutPile {
             mesh,
@@ -122,7 +120,7 @@ impl<T: Send + 'static> FanoutPile<T> {
     }
 
     /// Runs `f()` on another shard (waiting for a permit of the limit, and
-    /// for room in that shard's inbox). A failure to deliver is not returned
+    /// for room in the lane to that shard). A failure to deliver is not returned
     /// here: it is yielded as `Err` at this task's position.
     pub async fn spawn<F, Fut>(&mut self, f: F)
     where
@@ -134,20 +132,17 @@ impl<T: Send + 'static> FanoutPile<T> {
             None => None,
         };
         let shard = self.pick();
-        let (tx, rx) = oneshot::channel();
+        // The permit travels with the closure and is dropped on the target
+        // shard with the task's future (finished, panicked or cancelled).
         let sent = self
             .mesh
-            .spawn_on(shard, move || async move {
-                let result = Guarded::new(async move { f().await }, None).await;
-                drop(permit);
-                let _ = tx.send(result);
+            .call(shard, move || async move {
+                let _permit = permit;
+                f().await
             })
             .await;
         self.pending.push_back(match sent {
-            Ok(()) => Pending::Sent {
-                shard,
-                reply: rx.into_future(),
-            },
+            Ok(reply) => Pending::Sent(reply),
             Err(err) => Pending::Failed(err),
         });
     }
@@ -177,13 +172,10 @@ impl<T: 'static> Stream for FanoutPile<T> {
         let result = match self.pending.front_mut() {
             None => return Poll::Ready(None),
             Some(Pending::Failed(err)) => Err(err.clone()),
-            Some(Pending::Sent { shard, reply }) => {
-                let shard = *shard;
-                match Pin::new(reply).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(result) => mesh::answer(shard, result.ok()),
-                }
-            }
+            Some(Pending::Sent(reply)) => match Pin::new(reply).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => result,
+            },
         };
         self.pending.pop_front();
         Poll::Ready(Some(result))

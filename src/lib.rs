@@ -32,7 +32,7 @@
 //! - [`blocking`]: blocking code off the shard; [`sleep`], [`timeout`].
 //! - [`shard`]: which shard am I on, and has a stop been requested.
 //! - The cross-shard layer: [`spawn_on`], [`submit_to`], [`broadcast`],
-//!   [`map_reduce`] over bounded per-shard inboxes ([`Mesh`]);
+//!   [`map_reduce`] over bounded shard-to-shard lanes and per-shard mailboxes ([`Mesh`]);
 //!   [`GlobalLimit`], a concurrency cap held across all shards; and
 //!   [`FanoutPile`], a pile whose tasks run on every shard.
 //! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
@@ -59,6 +59,7 @@ mod fanout;
 mod global;
 pub mod http;
 mod imap;
+mod lanes;
 mod mailbox;
 mod memlock;
 mod mesh;

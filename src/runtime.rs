@@ -13,8 +13,10 @@
 //! to another never fails just because the target finished its own work
 //! first.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,7 +29,7 @@ use crate::blocking::BlockingPool;
 use crate::catch::{panic_message, Guarded};
 use crate::config::{Config, ConfigError, ShardPlan};
 use crate::memlock::{Memlock, MemlockError};
-use crate::mesh::{self, Inbox, Mesh};
+use crate::mesh::{self, Inbox, Mesh, Outbox};
 use crate::shard::{self, ShardContext};
 use crate::stop::Stopper;
 use crate::task::JoinError;
@@ -185,7 +187,7 @@ impl Runtime {
             mesh: mesh.clone(),
             shards,
         };
-        for (id, inbox) in inboxes.into_iter().enumerate() {
+        for (id, (outbox, inbox)) in inboxes.into_iter().enumerate() {
             let shard = ShardSpec {
                 id,
                 count: shards,
@@ -195,6 +197,7 @@ impl Runtime {
                 stopper: stopper.clone(),
                 blocking: blocking.clone(),
                 mesh: mesh.clone(),
+                outbox,
                 inbox,
                 finish: Arrival(Some(finish.clone())),
             };
@@ -270,6 +273,7 @@ struct ShardSpec {
     stopper: Stopper,
     blocking: Arc<BlockingPool>,
     mesh: Mesh,
+    outbox: Outbox,
     inbox: Inbox,
     finish: Arrival,
 }
@@ -361,6 +365,7 @@ impl ShardSpec {
             stopper: self.stopper,
             blocking: self.blocking,
             mesh: self.mesh.clone(),
+            outbox: RefCell::new(self.outbox),
         });
         let (mesh, inbox, mut arrival) = (self.mesh, self.inbox, self.finish);
         let finish = arrival.0.clone().expect("a shard arrives once");
@@ -375,6 +380,7 @@ impl ShardSpec {
             }
         };
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
+        let inbox = Rc::new(RefCell::new(inbox));
         let drain = inbox.clone();
         executor.run(async {
             let outcome = future::or(
@@ -395,7 +401,7 @@ impl ShardSpec {
             crate::catch::end_tasks().await;
         });
         drop(executor);
-        mesh.close(id, inbox);
+        mesh.close(id, &inbox);
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use crate::blocking::BlockingPool;
 use crate::config::Config;
-use crate::mesh::Mesh;
+use crate::lanes::Lanes;
+use crate::mesh::{Mesh, Outbox};
 use crate::stop::Stopper;
 
 pub(crate) struct ShardContext {
@@ -20,6 +21,8 @@ pub(crate) struct ShardContext {
     pub(crate) stopper: Stopper,
     pub(crate) blocking: Arc<BlockingPool>,
     pub(crate) mesh: Mesh,
+    /// This shard's sending ends of the mesh's lanes.
+    pub(crate) outbox: RefCell<Outbox>,
 }
 
 thread_local! {
@@ -125,9 +128,40 @@ pub(crate) fn config() -> Option<Arc<Config>> {
     with(|c| c.config.clone())
 }
 
-/// The runtime's cross-shard mesh.
-pub(crate) fn mesh() -> Option<Mesh> {
+/// Reads the runtime's configuration without cloning its `Arc`.
+pub(crate) fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Option<R> {
+    with(|c| f(&c.config))
+}
+
+/// The runtime's cross-shard [`Mesh`], for what the free functions do not
+/// cover (`try_spawn_on`, `queued`, handing it to a plain thread).
+///
+/// # Panics
+///
+/// Outside a shard of a shardlet [`Runtime`](crate::Runtime).
+pub fn mesh() -> Mesh {
+    try_mesh().expect(OUTSIDE)
+}
+
+/// The runtime's cross-shard mesh, or `None` outside a shardlet shard.
+pub(crate) fn try_mesh() -> Option<Mesh> {
     with(|c| c.mesh.clone())
+}
+
+/// This shard's context, or `None` outside a shardlet shard.
+pub(crate) fn context() -> Option<Rc<ShardContext>> {
+    CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// Calls `f` with this shard's outbox, if this thread is a shard that
+/// sends on `lanes` (and the outbox is not in use further up the stack).
+pub(crate) fn with_outbox<R>(lanes: &Lanes, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
+    CONTEXT.with(|c| {
+        let context = c.borrow();
+        let context = context.as_deref()?;
+        let mut outbox = context.outbox.try_borrow_mut().ok()?;
+        lanes.owns(&outbox).then(|| f(&mut outbox))
+    })
 }
 
 pub(crate) fn blocking_pool() -> Option<Arc<BlockingPool>> {

@@ -7,7 +7,11 @@
 //! runtime drops any shard entry future still running `grace` after the
 //! first request. Several requests keep the earliest deadline.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Asks a running [`Runtime`](crate::Runtime) to stop; `Clone + Send + Sync`,
@@ -36,10 +40,43 @@ pub struct Stopper {
 
 #[derive(Debug)]
 struct Inner {
+    /// Set on the first stop, before `signal` is dropped: what a waiting
+    /// future looks at when it is polled again (no lock, no shared write).
+    stopped: AtomicBool,
     /// Dropped on the first stop: every receiver then sees a disconnect.
     signal: Mutex<Option<flume::Sender<()>>>,
     watch: flume::Receiver<()>,
     deadline: Mutex<Option<Instant>>,
+}
+
+/// [`Stopper::stopped`]'s future.
+struct Stopped<'a> {
+    flag: &'a AtomicBool,
+    watch: flume::r#async::RecvFut<'a, ()>,
+    /// The waker the channel holds for us, once registered.
+    registered: Option<Waker>,
+}
+
+impl Future for Stopped<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.flag.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if let Some(waker) = &self.registered {
+            if waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        match Pin::new(&mut self.watch).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => {
+                self.registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 impl Stopper {
@@ -47,6 +84,7 @@ impl Stopper {
         let (signal, watch) = flume::bounded(1);
         Stopper {
             inner: Arc::new(Inner {
+                stopped: AtomicBool::new(false),
                 signal: Mutex::new(Some(signal)),
                 watch,
                 deadline: Mutex::new(None),
@@ -65,17 +103,26 @@ impl Stopper {
                 (a, b) => a.or(b),
             };
         }
+        self.inner.stopped.store(true, Ordering::Release);
         self.inner.signal.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Whether a stop was requested.
     pub fn is_stopped(&self) -> bool {
-        self.inner.watch.is_disconnected()
+        self.inner.stopped.load(Ordering::Acquire)
     }
 
     /// Resolves once a stop is requested.
-    pub async fn stopped(&self) {
-        let _ = self.inner.watch.recv_async().await;
+    ///
+    /// Cheap to poll again and again (as a future raced against busy work
+    /// with `or` is): a poll by the task that is already registered only
+    /// reads a flag.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + '_ {
+        Stopped {
+            flag: &self.inner.stopped,
+            watch: self.inner.watch.recv_async(),
+            registered: None,
+        }
     }
 
     /// When the grace period of the stop request runs out: `None` before a

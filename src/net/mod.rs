@@ -19,7 +19,7 @@
 //! io_uring poll of the epoll descriptor (`park.rs`). In the 10k-client
 //! echo benchmark this took shardlet's server from 0.87-0.90x of tokio's
 //! throughput to 1.01-1.24x (see the README). Everything else stays on
-//! glommio: timers, the executor, files, the cross-shard wake-ups.
+//! glommio: timers, the executor, files, the cross-shard layer.
 //!
 //! # The contract between the layers here
 //!
