@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:6000 --max-conns 10000
 //! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
+//! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
 //! ```
 //!
 //! Shards, CPUs and the accept mode come from the `SHARDLET_*` variables
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use shardlet::net::TcpStream;
 use shardlet::{Runtime, Server, ServerConfig};
 
@@ -37,10 +38,21 @@ struct Args {
     /// Most clients served at once per shard; more wait in the backlog.
     #[arg(long, default_value_t = 10_000)]
     max_conns: usize,
+    /// Hand each connection to glommio's own stream type
+    /// (`TcpStream::into_glommio`, io_uring polls) instead of serving it on
+    /// shardlet's epoll readiness driver: the comparison behind the
+    /// `shardlet-glommio` label of `scripts/echo-bench.sh`.
+    #[arg(long)]
+    glommio_streams: bool,
+}
+
+/// The handler on glommio's stream type.
+async fn echo_glommio(stream: TcpStream) -> io::Result<()> {
+    echo(stream.into_glommio()?).await
 }
 
 /// The handler: one green thread per client.
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
     let mut buf = vec![0u8; 4096];
     loop {
         let n = match stream.read(&mut buf).await {
@@ -104,9 +116,18 @@ fn main() -> ExitCode {
     // 3. Every shard serves; `serve` returns once the server is stopped.
     let handle = match runtime.start({
         let server = server.clone();
+        let glommio_streams = args.glommio_streams;
         move || {
             let server = server.clone();
-            async move { server.serve(echo).await }
+            async move {
+                let result = if glommio_streams {
+                    server.serve(echo_glommio).await
+                } else {
+                    server.serve(echo::<TcpStream>).await
+                };
+                tracing::debug!(target: "echo_server", stats = ?shardlet::net::ready_stats(), "readiness driver");
+                result
+            }
         }
     }) {
         Ok(handle) => handle,

@@ -16,7 +16,8 @@
 #                         then print a combined table and the ratios shardlet/raw-glommio
 #                         and shardlet/tokio (msgs/s and p99)
 #   --servers LIST        which servers, in order, comma-separated, from
-#                         shardlet, raw-glommio, tokio (default: shardlet; env ECHO_BENCH_SERVERS)
+#                         shardlet, shardlet-glommio (shardlet's server on glommio's streams),
+#                         raw-glommio, tokio (default: shardlet; env ECHO_BENCH_SERVERS)
 #   --server-cpus LIST    CPUs for the server (default: the first CPU; env SERVER_CPUS)
 #   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
@@ -75,10 +76,10 @@ IFS=',' read -r -a labels <<<"$servers"
 
 example_of() {
     case "$1" in
-    shardlet) echo echo_server ;;
+    shardlet | shardlet-glommio) echo echo_server ;;
     raw-glommio) echo baseline_glommio_echo ;;
     tokio) echo baseline_tokio_echo ;;
-    *) die "unknown server '$1' (choose from shardlet, raw-glommio, tokio)" ;;
+    *) die "unknown server '$1' (choose from shardlet, shardlet-glommio, raw-glommio, tokio)" ;;
     esac
 }
 for label in "${labels[@]}"; do
@@ -177,7 +178,8 @@ for label in "${labels[@]}"; do
     log="$results/$label.server.log"
     : >"$log"
     server_args=(--addr "$addr")
-    [[ "$label" == shardlet ]] && server_args+=(--max-conns "$connections")
+    [[ "$label" == shardlet* ]] && server_args+=(--max-conns "$connections")
+    [[ "$label" == shardlet-glommio ]] && server_args+=(--glommio-streams)
     echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
     SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
     server_pid=$!

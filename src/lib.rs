@@ -37,15 +37,16 @@
 //!   [`FanoutPile`], a pile whose tasks run on every shard.
 //! - [`net`]: the server pattern: [`net::listen`], [`net::serve`],
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
-//!   ([`AcceptMode`]) and per-shard counters.
+//!   ([`AcceptMode`]) and per-shard counters; sockets wait on a per-shard
+//!   epoll readiness driver ([`net::TcpStream`]).
 //! - [`http`]: HTTP/1.1: the client pattern's green client ([`http::Client`],
 //!   [`http::get`]; `https` with the default `tls` feature), the dispatch
 //!   pattern's [`http::Server`] on every shard, and the wire format they share.
 //!
 //! [glommio]: https://docs.rs/glommio
 
-// `deny`, not `forbid`: `net/fd.rs` alone allows it, to hand a listening
-// socket to glommio (which takes one only through `FromRawFd`).
+// `deny`, not `forbid`: `net/fd.rs` alone allows it, to borrow a glommio
+// stream's raw descriptor (glommio gives it only through `AsRawFd`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]

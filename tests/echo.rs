@@ -1,5 +1,7 @@
 //! Echo correctness with many clients at once, on one and two shards, in
-//! both accept modes; the per-shard counters add up to the clients served.
+//! both accept modes; the per-shard counters add up to the clients served,
+//! and every connection's socket is gone from its shard's readiness driver
+//! once it closed (only reuseport listeners stay registered).
 
 #[path = "util/net.rs"]
 mod net_util;
@@ -33,6 +35,15 @@ fn run(shards: usize, mode: AcceptMode, clients: usize) {
             assert!(shard.accepted > 0, "shard {i} served nobody: {stats:?}");
         }
     }
+    let listeners = match mode {
+        AcceptMode::ReusePort => 1, // each shard's own listener
+        AcceptMode::Handoff => 0,   // the acceptor thread's listener is not a shard's
+    };
+    assert_eq!(
+        server.registrations(),
+        vec![listeners; shards],
+        "sockets left registered"
+    );
     for result in server.stop(Duration::from_secs(5)) {
         result.expect("serve returns Ok after a stop");
     }

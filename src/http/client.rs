@@ -364,7 +364,7 @@ impl Client {
     async fn handshake(
         &self,
         target: &Target,
-        stream: glommio::net::TcpStream,
+        stream: crate::net::TcpStream,
     ) -> Result<Transport, ErrorKind> {
         let limit = self.inner.settings.connect_timeout;
         match crate::timeout(limit, self.inner.tls.connect(&target.host, stream)).await {
@@ -381,7 +381,7 @@ impl Client {
     }
 
     #[cfg(not(feature = "tls"))]
-    async fn handshake(&self, _: &Target, _: glommio::net::TcpStream) -> Result<Transport, ErrorKind> {
+    async fn handshake(&self, _: &Target, _: crate::net::TcpStream) -> Result<Transport, ErrorKind> {
         Err(ErrorKind::BadUrl("https needs shardlet's `tls` feature".into()))
     }
 

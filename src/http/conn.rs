@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::io::BufReader;
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+
+use crate::net::TcpStream;
 
 use super::idle_timeout::IdleTimeout;
 

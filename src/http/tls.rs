@@ -1,4 +1,4 @@
-//! `https://`: rustls over the glommio stream (through futures-rustls), with
+//! `https://`: rustls over the connection's stream (through futures-rustls), with
 //! Mozilla's roots (webpki-roots) and any roots the client adds. Built only
 //! with the `tls` feature.
 
@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
-use glommio::net::TcpStream;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+
+use crate::net::TcpStream;
 
 use super::builder::BuildError;
 

@@ -1,10 +1,15 @@
-//! [`connect`]: an outgoing TCP connection as a green stream.
+//! [`connect`]: an outgoing TCP connection as a green stream, made with a
+//! non-blocking `connect` that waits on the shard's readiness driver.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use glommio::net::TcpStream;
+use futures_lite::future::poll_fn;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::net::ready::Direction;
+use crate::net::TcpStream;
 
 /// Opens a TCP connection to `addr`, giving up after `timeout`, with
 /// `TCP_NODELAY` set (request/response traffic should not wait for Nagle).
@@ -51,7 +56,35 @@ pub async fn connect(addr: impl Into<SocketAddr>, timeout: Duration) -> io::Resu
             "connect timeout must be greater than zero",
         ));
     }
-    let stream = TcpStream::connect_timeout(addr, timeout).await?;
-    stream.set_nodelay(true)?;
+    match crate::timeout(timeout, connect_now(addr)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect to {addr} timed out after {timeout:?}"),
+        )),
+    }
+}
+
+/// A non-blocking `connect`, waiting for the socket to turn writable on the
+/// shard's readiness driver, then `SO_ERROR` says how it went.
+async fn connect_now(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_nodelay(true)?;
+    let pending = match socket.connect(&SockAddr::from(addr)) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => true,
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from_nonblocking(std::net::TcpStream::from(socket), !pending)?;
+    if pending {
+        poll_fn(|cx| stream.poll_ready(Direction::Write, cx)).await;
+        if let Some(err) = stream.take_error()? {
+            return Err(err);
+        }
+    }
     Ok(stream)
 }

@@ -1,19 +1,18 @@
-//! [`listen`]: a listening socket built with socket2, turned into a glommio
-//! [`TcpListener`].
+//! [`listen`]: a listening socket built with socket2, registered with the
+//! shard's readiness driver as a [`TcpListener`].
 //!
-//! glommio's own `TcpListener::bind` always sets `SO_REUSEPORT` (so a second
-//! server on the same port silently splits the traffic) and a backlog of
-//! 1024 (too short for ten thousand clients connecting at once). Here both
-//! are explicit.
+//! (glommio's own `TcpListener::bind` always sets `SO_REUSEPORT`, so a
+//! second server on the same port silently splits the traffic, and a
+//! backlog of 1024, too short for ten thousand clients connecting at once.
+//! Here both are explicit.)
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::net::fd;
+use crate::net::TcpListener;
 
 /// Default listen backlog: connections the kernel completes and queues
 /// before the server accepts them. The kernel caps it at
@@ -160,7 +159,7 @@ pub fn listen(addr: impl Into<SocketAddr>) -> io::Result<TcpListener> {
 /// # }).unwrap();
 /// ```
 pub fn listen_with(addr: impl Into<SocketAddr>, options: &ListenOptions) -> io::Result<TcpListener> {
-    Ok(fd::listener(bind(addr.into(), options)?))
+    TcpListener::from_std(bind(addr.into(), options)?.into())
 }
 
 /// The socket behind [`listen_with`]; needs no executor, so a

@@ -20,14 +20,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use glommio::net::{TcpListener, TcpStream};
 
 use crate::catch::Guarded;
 use crate::net::accept::AcceptError;
 use crate::net::acceptor::log_backoff;
 use crate::net::backoff::Backoff;
 use crate::net::handoff::Handoff;
+use crate::net::ready::Reactor;
 use crate::net::stats::Counters;
+use crate::net::{TcpListener, TcpStream};
 use crate::pool::{with_permit, GreenPool};
 use crate::slots::Permit;
 use crate::stop::Stopper;
@@ -191,15 +192,16 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// The next connection; `None` when the mailbox is closed.
+    /// The next connection, registered with this shard's readiness driver;
+    /// `None` when the mailbox is closed. From the mailbox, an error means
+    /// that a connection could not be registered here (and is closed).
     async fn next(&self) -> io::Result<Option<TcpStream>> {
         match self {
             Source::Listener(listener) => Ok(Some(listener.accept().await?)),
-            Source::Mailbox(inbox) => Ok(inbox
-                .recv_async()
-                .await
-                .ok()
-                .map(|stream| TcpStream::from(socket2_04::Socket::from(stream)))),
+            Source::Mailbox(inbox) => match inbox.recv_async().await {
+                Ok(stream) => TcpStream::from_std(stream).map(Some),
+                Err(_) => Ok(None),
+            },
         }
     }
 
@@ -286,6 +288,10 @@ where
     /// the source fails for good (`Err`). The shard counts as listening
     /// meanwhile; the source is closed on return.
     pub(crate) async fn accept_loop(&self, source: Source, stops: &Stops) -> io::Result<()> {
+        // The shard's epoll instance, made now if not yet: registering a
+        // handed-off connection must not be what needs a new descriptor
+        // (it may come when there are none left).
+        Reactor::current()?;
         let stop = stops.requested();
         futures_lite::pin!(stop);
         let mut backoff = Backoff::new();
@@ -306,6 +312,12 @@ where
                     self.start(stream, permit, counted);
                 }
                 Ok(None) => break Ok(()),
+                Err(err) if counted => {
+                    // A handed-off connection this shard could not register
+                    // (out of memory or descriptors): it is closed.
+                    self.uncount();
+                    tracing::warn!(target: "shardlet::net", shard = self.shard, error = %err, "cannot register a handed-off connection; closed it");
+                }
                 Err(err) => match AcceptError::classify(&err) {
                     AcceptError::Transient => {
                         tracing::debug!(target: "shardlet::net", shard = self.shard, error = %err, "accept: transient error");
@@ -365,6 +377,14 @@ where
             let dropped = self.live.cancel_all();
             tracing::warn!(target: "shardlet::net", shard = self.shard, dropped, "drain deadline passed; closing live connections");
             self.pool.waitall().await;
+        }
+    }
+
+    /// Takes a connection counted by the acceptor back out of `live`.
+    fn uncount(&self) {
+        self.counters.live.fetch_sub(1, Ordering::SeqCst);
+        if let Some(handoff) = &self.handoff {
+            handoff.freed();
         }
     }
 

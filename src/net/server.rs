@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpStream;
 use socket2::Socket;
 
 use crate::config::{Config, DEFAULT_POOL_SIZE};
@@ -16,7 +15,7 @@ use crate::net::handoff::Handoff;
 use crate::net::listen::{self, ListenOptions, DEFAULT_BACKLOG};
 use crate::net::serve::{ShardServer, Source, Stops, DEFAULT_DRAIN_TIMEOUT};
 use crate::net::stats::{Counters, ServerStats};
-use crate::net::{fd, AcceptMode};
+use crate::net::{AcceptMode, TcpListener, TcpStream};
 use crate::pool::GreenPool;
 use crate::shard;
 use crate::stop::Stopper;
@@ -389,7 +388,7 @@ impl Server {
                 result
             }
             _ => {
-                let listener = fd::listener(self.listener_socket()?);
+                let listener = TcpListener::from_std(self.listener_socket()?.into())?;
                 let result = server.accept_loop(Source::Listener(listener), &stops).await;
                 server.drain(&stops).await;
                 result

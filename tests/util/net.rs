@@ -113,6 +113,15 @@ impl Running {
         handle.join()
     }
 
+    /// Sockets registered with each shard's readiness driver, in shard order.
+    pub fn registrations(&self) -> Vec<usize> {
+        let mesh = self.handle.as_ref().expect("running").mesh();
+        futures_lite::future::block_on(mesh.broadcast(|| async { net::ready_stats().registrations }))
+            .into_iter()
+            .map(|r| r.expect("every shard answers"))
+            .collect()
+    }
+
     /// Waits until `check(stats)` holds, or panics after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&ServerStats) -> bool) {
         wait_for(&self.server, what, timeout, check)

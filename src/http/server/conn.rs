@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncBufReadExt, AsyncWriteExt, Stream, StreamExt};
-use glommio::net::TcpStream;
+
+use crate::net::TcpStream;
 
 use super::closing::Closing;
 use super::date::write_date;

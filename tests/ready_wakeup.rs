@@ -1,0 +1,71 @@
+//! Readiness wake-ups: a read on an empty socket waits (the shard's driver
+//! parks) and wakes when data arrives; each registration wakes only its own
+//! task.
+
+#[path = "util/ready.rs"]
+mod ready_util;
+mod util;
+
+use std::io::Write;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+use shardlet::net;
+use util::{run1, settle};
+
+#[test]
+fn a_read_waits_until_data_arrives_from_a_parked_driver() {
+    let (got, parks_while_waiting) = run1(|| async {
+        let (mut mine, mut peer) = ready_util::std_pair();
+        let parks = net::ready_stats().parks;
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            peer.write_all(b"hello").unwrap();
+            peer
+        });
+        let mut buf = [0u8; 16];
+        let n = mine.read(&mut buf).await.unwrap();
+        let parks = net::ready_stats().parks - parks;
+        drop(writer.join().unwrap());
+        (buf[..n].to_vec(), parks)
+    });
+    assert_eq!(got, b"hello");
+    assert!(
+        parks_while_waiting >= 1,
+        "the driver never parked while the reader waited"
+    );
+}
+
+#[test]
+fn only_the_stream_that_got_data_wakes() {
+    let woke = run1(|| async {
+        let (a, mut peer_a) = ready_util::std_pair();
+        let (b, mut peer_b) = ready_util::std_pair();
+        let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let reader = |name: &'static str, mut stream: net::TcpStream| {
+            let order = order.clone();
+            shardlet::spawn(async move {
+                let mut buf = [0u8; 8];
+                let n = stream.read(&mut buf).await.unwrap();
+                order.borrow_mut().push((name, buf[..n].to_vec()));
+            })
+        };
+        let task_a = reader("a", a);
+        let task_b = reader("b", b);
+        settle().await;
+        assert!(order.borrow().is_empty(), "a reader woke without data");
+
+        peer_b.write_all(b"to b").unwrap();
+        util::wait_until("b's reader wakes", || order.borrow().len() == 1).await;
+        shardlet::sleep(Duration::from_millis(50)).await;
+        assert_eq!(order.borrow().len(), 1, "a woke with b's data");
+
+        peer_a.write_all(b"to a").unwrap();
+        task_b.await.unwrap();
+        task_a.await.unwrap();
+        let order = order.borrow().clone();
+        order
+    });
+    assert_eq!(woke, [("b", b"to b".to_vec()), ("a", b"to a".to_vec())]);
+}
