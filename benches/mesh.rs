@@ -285,44 +285,8 @@ fn submit_round_trips(pair: (usize, usize), spin: Duration, n: u64) -> Histogram
 /// Baseline: the same two pinned executors ping-ponging a value over two
 /// raw flume channels, each side polling (try_recv + yield) as the mesh does
 /// while spinning: what the mesh costs on top of its channel.
-fn channel_round_trips((a, b): (usize, usize), n: u64) -> Histogram<u64> {
-    use glommio::{LocalExecutorBuilder, Placement};
-    async fn poll_recv(rx: &flume::Receiver<u64>) -> Option<u64> {
-        loop {
-            match rx.try_recv() {
-                Ok(v) => return Some(v),
-                Err(flume::TryRecvError::Disconnected) => return None,
-                Err(flume::TryRecvError::Empty) => glommio::executor().yield_task_queue_now().await,
-            }
-        }
-    }
-    let (ping_tx, ping_rx) = flume::bounded::<u64>(1);
-    let (pong_tx, pong_rx) = flume::bounded::<u64>(1);
-    let executor = |cpu: usize| LocalExecutorBuilder::new(Placement::Fixed(cpu)).io_memory(256 << 10);
-    let ponger = executor(b)
-        .spawn(move || async move {
-            while let Some(v) = poll_recv(&ping_rx).await {
-                if pong_tx.send(v).is_err() {
-                    break;
-                }
-            }
-        })
-        .expect("executor");
-    let pinger = executor(a)
-        .spawn(move || async move {
-            let mut h = histogram();
-            for i in 0..n {
-                let start = Instant::now();
-                ping_tx.send(i).unwrap();
-                poll_recv(&pong_rx).await.unwrap();
-                h.record(start.elapsed().as_nanos() as u64).unwrap();
-            }
-            h
-        })
-        .expect("executor");
-    let h = pinger.join().expect("pinger");
-    ponger.join().expect("ponger");
-    h
+fn channel_round_trips(pair: (usize, usize), n: u64) -> Histogram<u64> {
+    executor_ping_pong(pair, n, flume::bounded::<u64>(1), flume::bounded::<u64>(1))
 }
 
 /// One-way `spawn_on` messages per second from shard 0 to shard 1.
@@ -349,24 +313,81 @@ fn mailbox_throughput(pair: (usize, usize), n: u64) -> f64 {
 /// Baseline: the same two pinned executors ping-ponging a value over two
 /// raw rtrb rings (what the mesh's lanes are), each side polling: what the
 /// mesh costs on top of its lanes.
-fn ring_round_trips((a, b): (usize, usize), n: u64) -> Histogram<u64> {
+fn ring_round_trips(pair: (usize, usize), n: u64) -> Histogram<u64> {
+    executor_ping_pong(
+        pair,
+        n,
+        rtrb::RingBuffer::<u64>::new(64),
+        rtrb::RingBuffer::<u64>::new(64),
+    )
+}
+
+/// What one raw queue has to offer the two-executor ping-pong.
+trait Put: Send + 'static {
+    fn put(&mut self, v: u64) -> bool;
+}
+
+/// `Some(None)`: the other side is gone.
+trait Take: Send + 'static {
+    fn take(&mut self) -> Option<Option<u64>>;
+}
+
+impl Put for flume::Sender<u64> {
+    fn put(&mut self, v: u64) -> bool {
+        self.send(v).is_ok()
+    }
+}
+
+impl Take for flume::Receiver<u64> {
+    fn take(&mut self) -> Option<Option<u64>> {
+        match self.try_recv() {
+            Ok(v) => Some(Some(v)),
+            Err(flume::TryRecvError::Disconnected) => Some(None),
+            Err(flume::TryRecvError::Empty) => None,
+        }
+    }
+}
+
+impl Put for rtrb::Producer<u64> {
+    fn put(&mut self, v: u64) -> bool {
+        self.push(v).is_ok()
+    }
+}
+
+impl Take for rtrb::Consumer<u64> {
+    fn take(&mut self) -> Option<Option<u64>> {
+        match self.pop() {
+            Ok(v) => Some(Some(v)),
+            Err(_) if self.is_abandoned() => Some(None),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Two glommio executors pinned to `a` and `b` ping-pong a value over two
+/// raw queues, each side polling (take, yield) as the mesh does while it
+/// spins; round trips in ns.
+fn executor_ping_pong<P: Put, T: Take>(
+    (a, b): (usize, usize),
+    n: u64,
+    ping: (P, T),
+    pong: (P, T),
+) -> Histogram<u64> {
     use glommio::{LocalExecutorBuilder, Placement};
-    async fn poll_pop(rx: &mut rtrb::Consumer<u64>) -> Option<u64> {
+    async fn poll_take(rx: &mut impl Take) -> Option<u64> {
         loop {
-            match rx.pop() {
-                Ok(v) => return Some(v),
-                Err(_) if rx.is_abandoned() => return None,
-                Err(_) => glommio::executor().yield_task_queue_now().await,
+            match rx.take() {
+                Some(got) => return got,
+                None => glommio::executor().yield_task_queue_now().await,
             }
         }
     }
-    let (mut ping_tx, mut ping_rx) = rtrb::RingBuffer::<u64>::new(64);
-    let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<u64>::new(64);
+    let ((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx)) = (ping, pong);
     let executor = |cpu: usize| LocalExecutorBuilder::new(Placement::Fixed(cpu)).io_memory(256 << 10);
     let ponger = executor(b)
         .spawn(move || async move {
-            while let Some(v) = poll_pop(&mut ping_rx).await {
-                if pong_tx.push(v).is_err() {
+            while let Some(v) = poll_take(&mut ping_rx).await {
+                if !pong_tx.put(v) {
                     break;
                 }
             }
@@ -377,11 +398,11 @@ fn ring_round_trips((a, b): (usize, usize), n: u64) -> Histogram<u64> {
             let mut h = histogram();
             for i in 0..n {
                 let start = Instant::now();
-                ping_tx.push(i).unwrap();
-                poll_pop(&mut pong_rx).await.unwrap();
+                assert!(ping_tx.put(i), "the ponger is gone");
+                poll_take(&mut pong_rx).await.expect("the ponger answers");
                 h.record(start.elapsed().as_nanos() as u64).unwrap();
             }
-            drop(ping_tx);
+            drop(ping_tx); // the ponger sees the end
             h
         })
         .expect("executor");
