@@ -10,7 +10,8 @@
 //! - baselines: the same ping-pong over raw rtrb rings (what the mesh's
 //!   lanes are) and over raw flume channels, between two glommio executors;
 //! - one-way throughput (messages/s) with `spawn_on`;
-//! - `GlobalLimit` costs against a local `GreenPool` slot.
+//! - `GlobalLimit` costs against a local `GreenPool` slot (the contended one
+//!   on spinning shards, the default `SHARDLET_SPIN_US`).
 //!
 //! The latency figures are taken in 7 interleaved rounds; each ratio is to
 //! the floor measured in the same round, and the table shows the median
@@ -167,7 +168,7 @@ fn limit_costs(pair: (usize, usize), n: u64) -> LimitCosts {
     });
     // Contended: both shards take and give back the single permit as fast as they can.
     let limit = shardlet::GlobalLimit::new(1);
-    let elapsed = runtime(pair, Duration::ZERO)
+    let elapsed = runtime(pair, Duration::from_micros(50))
         .run(move || {
             let limit = limit.clone();
             async move {

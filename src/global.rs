@@ -10,8 +10,10 @@
 //!   last try, and a releaser looks at `waiters` *after* giving its permit
 //!   back (both `SeqCst`), so one of them always sees the other: no permit is
 //!   left free while someone waits.
-//! - Waiters are served in arrival order, each woken through its own task's
-//!   waker, i.e. on its own shard. A permit is handed over directly to the
+//! - Waiters are served in arrival order, each woken on its own shard: from
+//!   another shard of the runtime, the wake goes down that shard's lane to
+//!   the waiter's shard (`mesh::wake`), not through glommio's slower
+//!   cross-thread wake. A permit is handed over directly to the
 //!   waiter at the head of the queue; a waiter that gives up passes its grant on.
 
 use std::collections::VecDeque;
@@ -21,6 +23,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+
+use crate::mesh::Home;
 
 /// A limit on work in flight across every shard; `Clone + Send + Sync`.
 ///
@@ -57,10 +61,22 @@ struct Inner {
     queue: Mutex<VecDeque<Arc<Waiter>>>,
 }
 
-#[derive(Default)]
 struct Waiter {
     granted: AtomicBool,
     waker: Mutex<Option<Waker>>,
+    /// The waiting task's shard: a grant from another shard wakes it
+    /// through the mesh (see `mesh::wake`).
+    home: Option<Home>,
+}
+
+impl Waiter {
+    fn new(waker: &Waker) -> Self {
+        Waiter {
+            granted: AtomicBool::new(false),
+            waker: Mutex::new(Some(waker.clone())),
+            home: Home::here(),
+        }
+    }
 }
 
 impl GlobalLimit {
@@ -146,7 +162,7 @@ impl Inner {
             waiter.granted.store(true, SeqCst);
             let waker = waiter.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(waker) = waker {
-                waker.wake();
+                crate::mesh::wake(waiter.home, waker);
             }
         }
     }
@@ -214,8 +230,7 @@ impl Future for AcquireGlobal {
             inner.waiters.fetch_sub(1, SeqCst);
             return Poll::Ready(this.limit.permit());
         }
-        let waiter = Arc::new(Waiter::default());
-        *waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        let waiter = Arc::new(Waiter::new(cx.waker()));
         queue.push_back(waiter.clone());
         // A permit freed before we queued: serve the queue (maybe us) now.
         inner.dispatch(&mut queue);

@@ -205,3 +205,49 @@ fn a_parked_shard_is_woken_by_a_message_down_its_lane() {
     });
     assert_eq!(got[0], (0..200).map(|i| i + 1).sum::<usize>());
 }
+
+#[test]
+fn a_global_limit_grant_reaches_a_waiter_whose_lane_is_full() {
+    // Shard 1 waits for the only permit, then blocks its thread; shard 0
+    // fills its lane to shard 1 and releases: the wake cannot go down the
+    // lane and must reach the waiter another way.
+    let limit = shardlet::GlobalLimit::new(1);
+    let (held_tx, held_rx) = flume::bounded::<()>(1);
+    let (waiting_tx, waiting_rx) = flume::bounded::<()>(1);
+    let (filled_tx, filled_rx) = flume::bounded::<()>(1);
+    let got = util::run_with(config(2).with_mailbox(4), move || {
+        let limit = limit.clone();
+        let (held_tx, held_rx) = (held_tx.clone(), held_rx.clone());
+        let (waiting_tx, waiting_rx) = (waiting_tx.clone(), waiting_rx.clone());
+        let (filled_tx, filled_rx) = (filled_tx.clone(), filled_rx.clone());
+        async move {
+            if shard::id() == 0 {
+                let permit = limit.acquire().await;
+                held_tx.send(()).unwrap();
+                waiting_rx.recv_async().await.unwrap();
+                let mut queued = 0;
+                while shard::mesh().try_spawn_on(1, || async {}).is_ok() {
+                    queued += 1;
+                }
+                drop(permit); // the grant's wake finds the lane full
+                filled_tx.send(()).unwrap();
+                queued
+            } else {
+                held_rx.recv_async().await.unwrap();
+                let waiter = shardlet::spawn({
+                    let limit = limit.clone();
+                    async move { drop(limit.acquire().await) }
+                });
+                shardlet::sleep(Duration::from_millis(20)).await;
+                assert_eq!(limit.waiting(), 1);
+                waiting_tx.send(()).unwrap();
+                // Hold the thread until shard 0 has filled the lane and released.
+                filled_rx.recv().unwrap();
+                waiter.await.unwrap(); // bounded by the test's time limit
+                usize::MAX
+            }
+        }
+    });
+    assert_eq!(got[0], 2, "shard 0 filled its lane of 2");
+    assert_eq!(got[1], usize::MAX, "shard 1 got the permit");
+}
