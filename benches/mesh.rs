@@ -101,10 +101,15 @@ fn main() {
         us(0.99)
     );
     let throughput = mailbox_throughput(pair, MESSAGES / scale);
+    let fanout = fanout_cost(pair, FANOUT_TASKS / scale);
     let limits = limit_costs(pair, LIMIT_OPS / scale);
     println!(
         "{:<44} {:>10.0} msgs/s one-way (spawn_on, batched drain)",
         "mailbox throughput", throughput
+    );
+    println!(
+        "{:<44} {:>10.0} ns per task (1000 in flight, round-robin over 2 shards)",
+        "FanoutPile", fanout
     );
     println!(
         "\n{:<44} {:>10} {:>14}",
@@ -288,6 +293,27 @@ fn submit_round_trips(pair: (usize, usize), spin: Duration, n: u64) -> Histogram
 /// while spinning: what the mesh costs on top of its channel.
 fn channel_round_trips(pair: (usize, usize), n: u64) -> Histogram<u64> {
     executor_ping_pong(pair, n, flume::bounded::<u64>(1), flume::bounded::<u64>(1))
+}
+
+const FANOUT_TASKS: u64 = 200_000;
+
+/// A `FanoutPile` on shard 0 keeping 1000 trivial tasks in flight over both
+/// shards (half of them answered from the other shard, each answer waking
+/// the pile's task): ns per task, spawn to result.
+fn fanout_cost(pair: (usize, usize), n: u64) -> f64 {
+    on_shard0(pair, Duration::from_micros(50), move || async move {
+        use futures_lite::StreamExt;
+        const BATCH: u64 = 1000;
+        let start = Instant::now();
+        for _ in 0..(n / BATCH).max(1) {
+            let mut pile = shardlet::FanoutPile::new();
+            for i in 0..BATCH {
+                pile.spawn(move || async move { i }).await;
+            }
+            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
+        }
+        start.elapsed().as_nanos() as f64 / (n / BATCH).max(1) as f64 / BATCH as f64
+    })
 }
 
 /// One-way `spawn_on` messages per second from shard 0 to shard 1.
