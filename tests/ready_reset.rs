@@ -1,5 +1,6 @@
 //! A peer that resets the connection: a reader gets `ConnectionReset`
-//! (woken if it was waiting), and later writes fail instead of hanging.
+//! (woken if it was waiting), a writer waiting for room is woken with the
+//! error, and later writes fail instead of hanging.
 
 #[path = "util/ready.rs"]
 mod ready_util;
@@ -60,5 +61,32 @@ fn writes_after_a_reset_fail() {
             ),
             "{kind:?}"
         );
+    }
+}
+
+#[test]
+fn a_writer_waiting_for_room_wakes_with_the_reset() {
+    let outcome = run1(|| async {
+        let (mut mine, peer) = ready_util::std_pair();
+        // The peer never reads: the writer fills both buffers and waits.
+        let writer = shardlet::spawn(async move {
+            let chunk = vec![7u8; 1 << 20];
+            loop {
+                if let Err(e) = mine.write_all(&chunk).await {
+                    return e.kind();
+                }
+            }
+        });
+        // Long enough for the buffers to fill and the writer to wait.
+        shardlet::sleep(Duration::from_millis(200)).await;
+        reset(peer);
+        shardlet::timeout(Duration::from_secs(5), writer)
+            .await
+            .map(Result::unwrap)
+            .map_err(|_| "the waiting writer was never woken by the reset")
+    });
+    match outcome {
+        Ok(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {}
+        other => panic!("expected a reset or broken pipe, got {other:?}"),
     }
 }

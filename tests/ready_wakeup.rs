@@ -6,6 +6,7 @@
 mod ready_util;
 mod util;
 
+use std::future::Future;
 use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
@@ -43,23 +44,35 @@ fn only_the_stream_that_got_data_wakes() {
         let (a, mut peer_a) = ready_util::std_pair();
         let (b, mut peer_b) = ready_util::std_pair();
         let order = Rc::new(std::cell::RefCell::new(Vec::new()));
-        let reader = |name: &'static str, mut stream: net::TcpStream| {
+        // How often each reader's future was polled: a reader woken by
+        // another socket's event would be polled again (and wait again).
+        let polls = [Rc::new(std::cell::Cell::new(0)), Rc::new(std::cell::Cell::new(0))];
+        let reader = |name: &'static str, mut stream: net::TcpStream, polls: Rc<std::cell::Cell<usize>>| {
             let order = order.clone();
             shardlet::spawn(async move {
                 let mut buf = [0u8; 8];
-                let n = stream.read(&mut buf).await.unwrap();
+                let read = stream.read(&mut buf);
+                futures_lite::pin!(read);
+                let n = futures_lite::future::poll_fn(|cx| {
+                    polls.set(polls.get() + 1);
+                    read.as_mut().poll(cx)
+                })
+                .await
+                .unwrap();
                 order.borrow_mut().push((name, buf[..n].to_vec()));
             })
         };
-        let task_a = reader("a", a);
-        let task_b = reader("b", b);
+        let task_a = reader("a", a, polls[0].clone());
+        let task_b = reader("b", b, polls[1].clone());
         settle().await;
         assert!(order.borrow().is_empty(), "a reader woke without data");
+        let a_polls = polls[0].get();
 
         peer_b.write_all(b"to b").unwrap();
         util::wait_until("b's reader wakes", || order.borrow().len() == 1).await;
         shardlet::sleep(Duration::from_millis(50)).await;
         assert_eq!(order.borrow().len(), 1, "a woke with b's data");
+        assert_eq!(polls[0].get(), a_polls, "b's event woke a's reader");
 
         peer_a.write_all(b"to a").unwrap();
         task_b.await.unwrap();

@@ -53,7 +53,9 @@ impl TcpListener {
             std::task::ready!(self.registration.poll_ready(Direction::Read, cx));
             match self.io.accept() {
                 Ok((io, _)) => return std::task::Poll::Ready(Ok(io)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.registration.clear(Direction::Read),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.registration.would_block(Direction::Read)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return std::task::Poll::Ready(Err(e)),
             }

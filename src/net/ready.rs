@@ -28,8 +28,12 @@
 //!   flag is set and clear it when the socket says `EAGAIN` (or a read or
 //!   write came back short, which means the socket is drained); edge
 //!   triggering then guarantees an event for the next data.
-//! - "Closed" flags (peer hang-up, error) are never cleared: a reader past
-//!   them gets EOF or the error at once instead of waiting forever.
+//! - "Closed" flags (peer hang-up, error) stay set until the socket itself
+//!   says `EAGAIN`: a reader past a hang-up gets EOF or the error at once
+//!   instead of waiting forever, and a non-fatal `EPOLLERR` (an error-queue
+//!   entry on a live socket) does not make reads spin.
+//! - Several tasks may wait on one direction of one socket (green threads
+//!   accepting on one listener): each is remembered and woken.
 //!
 //! Everything is shard-local (`Rc`, `Cell`): the driver and the streams run
 //! on the same thread, so a flag can only change while the driver runs, never
@@ -57,9 +61,14 @@ use crate::net::slab::{Slab, Token};
 pub(crate) const EVENTS: usize = 1024;
 
 /// Most rounds in a row the driver yields (instead of parking through
-/// glommio) while it keeps finding events. Every that many rounds glommio's
-/// own loop gets a turn (its io_uring completions: accepts, cross-shard
-/// wake-ups). 0, 8 and 64 measured alike in the echo benchmark.
+/// glommio) while it keeps finding events; then it parks once, which lets
+/// glommio's own loop poll its rings when nothing else on the shard is
+/// runnable. 0, 8 and 64 measured alike in the echo benchmark.
+///
+/// A known limit, shared with glommio's own streams: while some other task
+/// on the shard is always runnable, glommio polls its rings only when its
+/// preemption timer fires (100 ms by default), so a *parked* driver can see
+/// its wake-up that late. A spinning driver is not affected.
 pub(crate) const YIELDS: u32 = 8;
 
 /// After a failed `dup` (out of descriptors) the driver polls on this timer
@@ -100,8 +109,47 @@ impl Direction {
 #[derive(Default)]
 pub(crate) struct ScheduledIo {
     bits: Cell<u8>,
-    reader: Cell<Option<Waker>>,
-    writer: Cell<Option<Waker>>,
+    reader: Waiters,
+    writer: Waiters,
+}
+
+/// The tasks waiting for one direction of one socket. Usually one (a stream
+/// has one reader and one writer), kept without allocating; more when
+/// several tasks share the socket (green threads accepting on one
+/// listener), each of which must be woken: a second waiter must not push the
+/// first one out.
+#[derive(Default)]
+struct Waiters {
+    first: Cell<Option<Waker>>,
+    more: RefCell<Vec<Waker>>,
+}
+
+impl Waiters {
+    /// Remembers `waker` (once: a task polled again is not added twice).
+    fn add(&self, waker: &Waker) {
+        match self.first.take() {
+            None => self.first.set(Some(waker.clone())),
+            Some(first) => {
+                let known = first.will_wake(waker);
+                self.first.set(Some(first));
+                if !known {
+                    let mut more = self.more.borrow_mut();
+                    if !more.iter().any(|w| w.will_wake(waker)) {
+                        more.push(waker.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves every waiting task into `wake`.
+    fn take_into(&self, wake: &mut Vec<Waker>) {
+        wake.extend(self.first.take());
+        let mut more = self.more.borrow_mut();
+        if !more.is_empty() {
+            wake.append(&mut more);
+        }
+    }
 }
 
 impl std::fmt::Debug for ScheduledIo {
@@ -113,7 +161,7 @@ impl std::fmt::Debug for ScheduledIo {
 }
 
 impl ScheduledIo {
-    fn waker(&self, direction: Direction) -> &Cell<Option<Waker>> {
+    fn waiters(&self, direction: Direction) -> &Waiters {
         match direction {
             Direction::Read => &self.reader,
             Direction::Write => &self.writer,
@@ -126,9 +174,7 @@ impl ScheduledIo {
         self.bits.set(self.bits.get() | bits);
         for direction in [Direction::Read, Direction::Write] {
             if bits & direction.ready_mask() != 0 {
-                if let Some(waker) = self.waker(direction).take() {
-                    wake.push(waker);
-                }
+                self.waiters(direction).take_into(wake);
             }
         }
     }
@@ -255,7 +301,20 @@ impl Reactor {
         if !self.driving.get() {
             self.driving.set(true);
             self.count(|s| s.drivers += 1);
-            glommio::spawn_local(drive(self.clone())).detach();
+            // Into the executor's default task queue, whatever queue the
+            // first socket's task runs in: network readiness for the whole
+            // shard must not inherit one user queue's share.
+            let driver = drive(self.clone());
+            match glommio::spawn_local_into(driver, glommio::TaskQueueHandle::default()) {
+                Ok(task) => {
+                    task.detach();
+                }
+                Err(err) => {
+                    // Only an unknown queue handle fails; the default one exists.
+                    tracing::error!(target: "shardlet::net", %err, "cannot start the epoll driver in the default queue");
+                    glommio::spawn_local(drive(self.clone())).detach();
+                }
+            }
         }
         Ok((token, io))
     }
@@ -384,6 +443,7 @@ async fn drive(reactor: Rc<Reactor>) {
             yielded += 1;
             yielded <= YIELDS
         } else {
+            yielded = 0; // "in a row": an empty round ends the run
             let since = *idle_since.get_or_insert_with(Instant::now);
             since.elapsed() < reactor.spin
         };
@@ -447,20 +507,27 @@ impl Registration {
         if self.io.bits.get() & direction.ready_mask() != 0 {
             return Poll::Ready(());
         }
-        let slot = self.io.waker(direction);
-        let waker = match slot.take() {
-            Some(waker) if waker.will_wake(cx.waker()) => waker,
-            _ => cx.waker().clone(),
-        };
-        slot.set(Some(waker));
+        self.io.waiters(direction).add(cx.waker());
         Poll::Pending
     }
 
-    /// The socket is drained in `direction` (`EAGAIN`, or a short read or
-    /// write): wait for the next edge.
+    /// A read or write came back short: the socket is drained in
+    /// `direction`, wait for the next edge.
     #[inline]
     pub(crate) fn clear(&self, direction: Direction) {
         self.io.bits.set(self.io.bits.get() & !direction.clear_mask());
+    }
+
+    /// The socket said `EAGAIN` in `direction`: drained, and not closed
+    /// either, whatever an event said. (An `EPOLLERR` need not be fatal: an
+    /// entry on the socket's error queue, a transmit timestamp or a
+    /// zero-copy completion, raises it on a live socket. Kept, its "closed"
+    /// flag would make every read try again at once, forever, and freeze
+    /// the shard. A real hang-up or reset never answers `EAGAIN`, and a
+    /// later one raises a new edge.)
+    #[inline]
+    pub(crate) fn would_block(&self, direction: Direction) {
+        self.io.bits.set(self.io.bits.get() & !direction.ready_mask());
     }
 
     /// Takes `fd` out of the epoll set and forgets the registration.
@@ -474,8 +541,10 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if self.registered {
-            // The owner did not say which descriptor: it is being closed,
-            // which takes it out of the epoll set.
+            // The owner did not say which descriptor. Closing it takes it
+            // out of the epoll set only if it is the socket's last
+            // descriptor (a `dup` keeps it in): owners deregister with the
+            // descriptor before they close it, and this path is a backstop.
             self.reactor.deregister(self.token, None);
         }
     }

@@ -24,6 +24,11 @@ use crate::net::ready::{Direction, Registration};
 /// task and returns `Pending`), so that a connection that always has data
 /// cannot keep the shard's other connections waiting.
 ///
+/// One known limit of the short-read rule: TCP urgent data (`MSG_OOB`,
+/// without `SO_OOBINLINE`) makes `recv` stop short at the urgent mark, and
+/// the bytes after it wait for the peer's next segment. Vectored calls
+/// count only the first 1024 slices (what one `readv`/`writev` takes).
+///
 /// Bound to the shard that made it (`!Send`); dropping it deregisters and
 /// closes the socket. [`TcpStream::into_glommio`] hands the socket to
 /// glommio's own stream type instead, for code that needs one.
@@ -243,12 +248,23 @@ impl TcpStream {
                     self.streak.set(streak + 1);
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.registration.clear(direction),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.registration.would_block(direction),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
+}
+
+/// At most this many slices go into one `readv`/`writev` (std passes no
+/// more: Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// What a vectored call can move at most: a count short of it means the
+/// socket is drained (a count short of the sum of *all* slices may only
+/// mean that the slices past `IOV_MAX` were left out).
+fn vectored_len(lens: impl Iterator<Item = usize>) -> usize {
+    lens.take(IOV_MAX).sum()
 }
 
 impl AsyncRead for TcpStream {
@@ -262,7 +278,7 @@ impl AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
+        let len = vectored_len(bufs.iter().map(|b| b.len()));
         self.poll_io(Direction::Read, cx, len, |mut io| io.read_vectored(bufs))
     }
 }
@@ -277,7 +293,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
+        let len = vectored_len(bufs.iter().map(|b| b.len()));
         self.poll_io(Direction::Write, cx, len, |mut io| io.write_vectored(bufs))
     }
 
