@@ -143,28 +143,11 @@ struct LimitCosts {
 fn limit_costs(pair: (usize, usize), n: u64) -> LimitCosts {
     let per = |d: Duration, n: u64| d.as_nanos() as f64 / n as f64;
     let (local_pile, global_pile, global_uncontended) = on_shard0(pair, Duration::ZERO, move || async move {
-        use futures_lite::StreamExt;
         const BATCH: u64 = 1000;
         let pool = shardlet::GreenPool::new(BATCH as usize);
         let global = shardlet::GlobalLimit::new(BATCH as usize);
-        let start = Instant::now();
-        for _ in 0..n / BATCH {
-            let mut pile = shardlet::GreenPile::new(&pool);
-            for i in 0..BATCH {
-                pile.spawn(async move { i }).await;
-            }
-            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
-        }
-        let local = per(start.elapsed(), n);
-        let start = Instant::now();
-        for _ in 0..n / BATCH {
-            let mut pile = shardlet::GreenPile::new(&global);
-            for i in 0..BATCH {
-                pile.spawn(async move { i }).await;
-            }
-            std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
-        }
-        let global_pile = per(start.elapsed(), n);
+        let local = pile_cost(n, BATCH, || shardlet::GreenPile::new(&pool)).await;
+        let global_pile = pile_cost(n, BATCH, || shardlet::GreenPile::new(&global)).await;
         let start = Instant::now();
         for _ in 0..n {
             drop(global.acquire().await);
@@ -194,6 +177,21 @@ fn limit_costs(pair: (usize, usize), n: u64) -> LimitCosts {
         global_uncontended,
         global_contended: per(slowest, 2 * n),
     }
+}
+
+/// ns per task of filling and draining piles of `batch` trivial tasks,
+/// `n` tasks in all.
+async fn pile_cost(n: u64, batch: u64, new_pile: impl Fn() -> shardlet::GreenPile<u64>) -> f64 {
+    use futures_lite::StreamExt;
+    let start = Instant::now();
+    for _ in 0..n / batch {
+        let mut pile = new_pile();
+        for i in 0..batch {
+            pile.spawn(async move { i }).await;
+        }
+        std::hint::black_box(pile.fold(0, |a, r| a + r.unwrap()).await);
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 fn pin(cpu: usize) {

@@ -256,7 +256,7 @@ impl<T> Inlanes<T> {
         door.parked.store(true, SeqCst);
         // Pairs with the fence in `Outlanes::try_send`.
         fence(SeqCst);
-        if self.consumers.iter().any(|c| !c.is_empty()) {
+        if self.any_waiting() {
             door.parked.store(false, Relaxed);
             Poll::Ready(())
         } else {
@@ -268,7 +268,12 @@ impl<T> Inlanes<T> {
     /// loads, no fence); true as soon as one has a value.
     pub(crate) fn look(&self, looks: usize) -> bool {
         let rounds = (looks / self.consumers.len().max(1)).max(1);
-        (0..rounds).any(|_| self.consumers.iter().any(|c| !c.is_empty()))
+        (0..rounds).any(|_| self.any_waiting())
+    }
+
+    /// Whether any lane has a value waiting.
+    fn any_waiting(&self) -> bool {
+        self.consumers.iter().any(|c| !c.is_empty())
     }
 
     /// Done waiting: senders stop ringing.

@@ -511,42 +511,51 @@ impl Mesh {
         }
     }
 
+    /// Tries this shard's lane to `shard`; `Err` gives the envelope back
+    /// when the caller is not a shard of this runtime (no lane of its own).
+    fn try_lane(
+        &self,
+        shard: usize,
+        envelope: Envelope,
+    ) -> Result<Result<(), MailError<Envelope>>, Envelope> {
+        let mut held = Some(envelope);
+        match crate::shard::with_outbox(&self.inner.lanes, |out| {
+            out.try_send(shard, held.take().expect("once"))
+        }) {
+            Some(sent) => Ok(sent),
+            None => Err(held.expect("not taken off a shard")),
+        }
+    }
+
     /// Delivers without waiting: down this shard's lane on a shard of the
     /// runtime, through the mailbox anywhere else.
     fn try_deliver(&self, shard: usize, envelope: Envelope) -> Result<(), MailError<Envelope>> {
-        let mut envelope = Some(envelope);
-        let lanes = &self.inner.lanes;
-        if let Some(sent) =
-            crate::shard::with_outbox(lanes, |out| out.try_send(shard, envelope.take().expect("once")))
-        {
-            return sent;
+        match self.try_lane(shard, envelope) {
+            Ok(sent) => sent,
+            Err(envelope) => self.inner.inboxes.try_send(shard, envelope),
         }
-        self.inner
-            .inboxes
-            .try_send(shard, envelope.expect("not taken off a shard"))
     }
 
     /// Delivers, waiting while the lane or mailbox is full.
-    async fn deliver(&self, shard: usize, envelope: Envelope) -> Result<(), MeshError> {
-        let lanes = &self.inner.lanes;
-        let mut envelope = envelope;
+    async fn deliver(&self, shard: usize, mut envelope: Envelope) -> Result<(), MeshError> {
         loop {
-            match self.try_deliver(shard, envelope) {
-                Ok(()) => return Ok(()),
-                Err(MailError::Full(back)) => envelope = back,
-                Err(err) => return Err(self.error(shard, err)),
-            }
-            if crate::shard::with_outbox(lanes, |_| ()).is_none() {
+            envelope = match self.try_lane(shard, envelope) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(MailError::Full(back))) => back,
+                Ok(Err(err)) => return Err(self.error(shard, err)),
                 // Not on a shard: the mailbox waits for room itself.
-                return self
-                    .inner
-                    .inboxes
-                    .send(shard, envelope)
-                    .await
-                    .map_err(|e| self.error(shard, e));
-            }
+                Err(envelope) => {
+                    return self
+                        .inner
+                        .inboxes
+                        .send(shard, envelope)
+                        .await
+                        .map_err(|e| self.error(shard, e))
+                }
+            };
             poll_fn(|cx| {
-                crate::shard::with_outbox(lanes, |out| out.poll_room(shard, cx)).unwrap_or(Poll::Ready(()))
+                crate::shard::with_outbox(&self.inner.lanes, |out| out.poll_room(shard, cx))
+                    .unwrap_or(Poll::Ready(()))
             })
             .await;
         }

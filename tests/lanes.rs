@@ -8,47 +8,25 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shardlet::{shard, Runtime, TrySpawnError};
+use futures_lite::future::block_on;
+use shardlet::{shard, TrySpawnError};
 use util::config;
 
-/// Runs `on_shard0` as shard 0's entry while shard 1 holds its thread
-/// (so nothing drains its lanes) until `on_shard0` sends on `release`.
-fn with_shard1_held<F, Fut, T>(mailbox: usize, on_shard0: F) -> (T, shardlet::Mesh)
+/// Runs `body` on shard 0 while shard 1 holds its thread (so nothing
+/// drains its lanes) until `body` sends on the sender it gets; then stops
+/// the runtime and returns `body`'s value.
+fn on_shard0_with_shard1_held<F, Fut, T>(mailbox: usize, body: F) -> T
 where
-    F: Fn(flume::Sender<()>) -> Fut + Send + Sync + 'static,
+    F: FnOnce(flume::Sender<()>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    let (held_tx, held_rx) = flume::bounded::<()>(1);
-    let (release_tx, release_rx) = flume::bounded::<()>(1);
-    let runtime = Runtime::new(config(2).with_mailbox(mailbox)).unwrap();
-    let handle = runtime
-        .start(move || {
-            let (held_tx, held_rx) = (held_tx.clone(), held_rx.clone());
-            let (release_tx, release_rx) = (release_tx.clone(), release_rx.clone());
-            let body = (shard::id() == 0).then(|| on_shard0(release_tx));
-            async move {
-                match body {
-                    Some(body) => {
-                        held_rx.recv_async().await.unwrap();
-                        let out = body.await;
-                        shard::stopper().stop(Duration::from_secs(1));
-                        Some(out)
-                    }
-                    None => {
-                        held_tx.send(()).unwrap();
-                        // Blocks the shard's thread: its lanes fill up.
-                        release_rx.recv().unwrap();
-                        shard::stopped().await;
-                        None
-                    }
-                }
-            }
-        })
-        .unwrap();
+    let (handle, release) = util::start_with_shard1_held(config(2).with_mailbox(mailbox));
     let mesh = handle.mesh();
-    let mut out = util::join_within(handle, util::LIMIT).0.unwrap();
-    (out.swap_remove(0).expect("shard 0's result"), mesh)
+    let out = block_on(mesh.submit_to(0, move || body(release))).expect("shard 0 ran the body");
+    handle.stop(Duration::from_secs(1));
+    util::join_within(handle, util::LIMIT).0.unwrap();
+    out
 }
 
 #[test]
@@ -86,7 +64,7 @@ fn messages_from_one_shard_run_in_the_order_sent() {
 fn a_full_lane_pushes_back_on_the_sending_shard() {
     // SHARDLET_MAILBOX=4 on 2 shards: a lane of 2 messages.
     let ran = Arc::new(AtomicUsize::new(0));
-    let ((queued, refused, waited_while_full, all_ran), _mesh) = with_shard1_held(4, {
+    let (queued, refused, waited_while_full, all_ran) = on_shard0_with_shard1_held(4, {
         let ran = ran.clone();
         move |release| {
             let ran = ran.clone();
@@ -135,43 +113,27 @@ fn a_full_lane_pushes_back_on_the_sending_shard() {
 fn messages_caught_in_a_lane_by_a_shutdown_are_counted_not_lost() {
     const SENT: usize = 3;
     let ran = Arc::new(AtomicUsize::new(0));
-    let (held_tx, held_rx) = flume::bounded::<()>(1);
-    let (sent_tx, sent_rx) = flume::bounded::<()>(1);
-    let (release_tx, release_rx) = flume::bounded::<()>(1);
-    let handle = Runtime::new(config(2))
-        .unwrap()
-        .start({
-            let ran = ran.clone();
-            move || {
-                let (ran, held_tx, held_rx) = (ran.clone(), held_tx.clone(), held_rx.clone());
-                let (sent_tx, release_rx) = (sent_tx.clone(), release_rx.clone());
-                async move {
-                    if shard::id() == 1 {
-                        held_tx.send(()).unwrap();
-                        release_rx.recv().unwrap(); // blocks shard 1's thread
-                    } else {
-                        held_rx.recv_async().await.unwrap();
-                        for _ in 0..SENT {
-                            let ran = ran.clone();
-                            shard::mesh()
-                                .try_spawn_on(1, move || async move {
-                                    ran.fetch_add(1, Ordering::SeqCst);
-                                })
-                                .map_err(|e| e.to_string())
-                                .unwrap();
-                        }
-                        sent_tx.send(()).unwrap();
-                    }
-                    shard::stopped().await;
-                }
-            }
-        })
-        .unwrap();
+    let (handle, release) = util::start_with_shard1_held(config(2));
     let mesh = handle.mesh();
-    sent_rx.recv_timeout(util::LIMIT).unwrap();
+    // Shard 0 sends down its lane to the held shard 1.
+    block_on(mesh.submit_to(0, {
+        let ran = ran.clone();
+        move || async move {
+            for _ in 0..SENT {
+                let ran = ran.clone();
+                shard::mesh()
+                    .try_spawn_on(1, move || async move {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .map_err(|e| e.to_string())
+                    .unwrap();
+            }
+        }
+    }))
+    .unwrap();
     // Stop with no grace while the three wait in shard 0's lane to shard 1.
     handle.stop(Duration::ZERO);
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     util::join_within(handle, util::LIMIT).0.unwrap();
     let ran = ran.load(Ordering::SeqCst) as u64;
     assert_eq!(

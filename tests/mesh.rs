@@ -89,34 +89,11 @@ fn a_panicking_remote_task_is_an_error_and_the_shard_lives_on() {
     assert_eq!(after, Ok(1));
 }
 
-/// Starts two shards that wait for the stop, shard 1 first holding its
-/// thread (so its inbox is not drained) until the returned sender is used.
-/// Returns once shard 1 is held.
-fn start_with_shard1_held(config: shardlet::Config) -> (shardlet::RuntimeHandle<()>, flume::Sender<()>) {
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = flume::bounded::<()>(1);
-    let handle = Runtime::new(config)
-        .unwrap()
-        .start(move || {
-            let (held_tx, release_rx) = (held_tx.clone(), release_rx.clone());
-            async move {
-                if shard::id() == 1 {
-                    held_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                }
-                shard::stopped().await;
-            }
-        })
-        .unwrap();
-    held_rx.recv().unwrap();
-    (handle, release_tx)
-}
-
 #[test]
 fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
     const CAPACITY: usize = 4;
     let ran = Arc::new(AtomicUsize::new(0));
-    let (handle, release) = start_with_shard1_held(config(2).with_mailbox(CAPACITY));
+    let (handle, release) = util::start_with_shard1_held(config(2).with_mailbox(CAPACITY));
     let mesh = handle.mesh();
     for _ in 0..CAPACITY {
         let ran = ran.clone();
@@ -150,7 +127,7 @@ fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
 #[test]
 fn messages_caught_by_a_shutdown_are_reported_not_lost() {
     let ran = Arc::new(AtomicUsize::new(0));
-    let (handle, release) = start_with_shard1_held(config(2));
+    let (handle, release) = util::start_with_shard1_held(config(2));
     let mesh = handle.mesh();
     for _ in 0..3 {
         let ran = ran.clone();

@@ -304,17 +304,9 @@ impl Reactor {
             // Into the executor's default task queue, whatever queue the
             // first socket's task runs in: network readiness for the whole
             // shard must not inherit one user queue's share.
-            let driver = drive(self.clone());
-            match glommio::spawn_local_into(driver, glommio::TaskQueueHandle::default()) {
-                Ok(task) => {
-                    task.detach();
-                }
-                Err(err) => {
-                    // Only an unknown queue handle fails; the default one exists.
-                    tracing::error!(target: "shardlet::net", %err, "cannot start the epoll driver in the default queue");
-                    glommio::spawn_local(drive(self.clone())).detach();
-                }
-            }
+            glommio::spawn_local_into(drive(self.clone()), glommio::TaskQueueHandle::default())
+                .expect("an executor's default task queue always exists")
+                .detach();
         }
         Ok((token, io))
     }

@@ -282,3 +282,27 @@ impl Ticker {
         self.task.await.expect("the ticker ends cleanly");
     }
 }
+
+/// Starts two shards that wait for the stop, shard 1 first holding its
+/// thread (so nothing drains its mailbox or lanes) until the returned sender
+/// is used. Returns once shard 1 is held. (Shard 0 is free: send work there
+/// with `handle.mesh().submit_to(0, ..)`.)
+pub fn start_with_shard1_held(config: Config) -> (RuntimeHandle<()>, flume::Sender<()>) {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = flume::bounded::<()>(1);
+    let handle = Runtime::new(config)
+        .unwrap()
+        .start(move || {
+            let (held_tx, release_rx) = (held_tx.clone(), release_rx.clone());
+            async move {
+                if shardlet::shard::id() == 1 {
+                    held_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                }
+                shardlet::shard::stopped().await;
+            }
+        })
+        .unwrap();
+    held_rx.recv().unwrap();
+    (handle, release_tx)
+}
