@@ -179,50 +179,43 @@ fn urls_len(summary: &crawler::Summary) -> usize {
 /// One round of reqwest on a current-thread tokio runtime, in input order.
 fn reqwest_round(args: &Args, urls: &[String], cpu: Option<usize>) -> Round {
     let (urls, pool) = (urls.to_vec(), args.pool);
-    std::thread::spawn(move || {
-        pin(cpu);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+    on_tokio_thread(cpu, async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        rt.block_on(async move {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap();
-            let start = Instant::now();
-            let (mut ok, mut failed, mut bytes) = (0u64, 0u64, 0u64);
-            let mut results = futures_util::stream::iter(urls.iter().cloned())
-                .map(|url| {
-                    let client = client.clone();
-                    async move {
-                        let response = client.get(&url).send().await?;
-                        let status = response.status();
-                        let body = response.bytes().await?;
-                        Ok::<_, reqwest::Error>((status, body.len()))
-                    }
-                })
-                .buffered(pool);
-            while let Some(result) = results.next().await {
-                match result {
-                    Ok((_, len)) => {
-                        ok += 1;
-                        bytes += len as u64;
-                    }
-                    Err(_) => failed += 1,
+        let start = Instant::now();
+        let (mut ok, mut failed, mut bytes) = (0u64, 0u64, 0u64);
+        let mut results = futures_util::stream::iter(urls.iter().cloned())
+            .map(|url| {
+                let client = client.clone();
+                async move {
+                    let response = client.get(&url).send().await?;
+                    let status = response.status();
+                    let body = response.bytes().await?;
+                    Ok::<_, reqwest::Error>((status, body.len()))
                 }
+            })
+            .buffered(pool);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok((_, len)) => {
+                    ok += 1;
+                    bytes += len as u64;
+                }
+                Err(_) => failed += 1,
             }
-            let secs = start.elapsed().as_secs_f64();
-            Round {
-                client: "reqwest (tokio)",
-                urls: urls.len(),
-                ok,
-                failed,
-                bytes,
-                secs,
-                urls_per_sec: urls.len() as f64 / secs,
-            }
-        })
+        }
+        let secs = start.elapsed().as_secs_f64();
+        Round {
+            client: "reqwest (tokio)",
+            urls: urls.len(),
+            ok,
+            failed,
+            bytes,
+            secs,
+            urls_per_sec: urls.len() as f64 / secs,
+        }
     })
     .join()
     .expect("the reqwest round")
@@ -232,6 +225,21 @@ fn pin(cpu: Option<usize>) {
     if let Some(id) = cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id });
     }
+}
+
+/// Runs `fut` on a new thread (pinned to `cpu`) with a tokio current-thread runtime.
+fn on_tokio_thread<T: Send + 'static>(
+    cpu: Option<usize>,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        pin(cpu);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
 }
 
 /// A minimal keep-alive HTTP/1.1 server on a tokio current-thread runtime:
@@ -250,48 +258,41 @@ fn start_server(addr: SocketAddr, size: usize, cpu: Option<usize>) -> SocketAddr
     let mut response =
         format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {size}\r\n\r\n").into_bytes();
     response.extend(std::iter::repeat_n(b'x', size));
-    std::thread::spawn(move || {
-        pin(cpu);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let response: &'static [u8] = Box::leak(response.into_boxed_slice());
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let mut filled = 0;
-                    loop {
-                        let Ok(n) = stream.read(&mut buf[filled..]).await else {
+    on_tokio_thread(cpu, async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let response: &'static [u8] = Box::leak(response.into_boxed_slice());
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut filled = 0;
+                loop {
+                    let Ok(n) = stream.read(&mut buf[filled..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    filled += n;
+                    // Answer every complete request head in the buffer (requests have no body).
+                    let mut start = 0;
+                    while let Some(end) = find(&buf[start..filled], b"\r\n\r\n") {
+                        start += end + 4;
+                        if stream.write_all(response).await.is_err() {
                             return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        filled += n;
-                        // Answer every complete request head in the buffer (requests have no body).
-                        let mut start = 0;
-                        while let Some(end) = find(&buf[start..filled], b"\r\n\r\n") {
-                            start += end + 4;
-                            if stream.write_all(response).await.is_err() {
-                                return;
-                            }
-                        }
-                        buf.copy_within(start..filled, 0);
-                        filled -= start;
-                        if filled == buf.len() {
-                            return; // a head larger than the buffer: not from our clients
                         }
                     }
-                });
-            }
-        });
+                    buf.copy_within(start..filled, 0);
+                    filled -= start;
+                    if filled == buf.len() {
+                        return; // a head larger than the buffer: not from our clients
+                    }
+                }
+            });
+        }
     });
     addr
 }
