@@ -22,10 +22,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_lite::future;
 use hdrhistogram::Histogram;
-use shardlet::http;
-use shardlet::http::server::{Request, Response};
+use http_body_util::Full;
+use shardlet::http as shttp;
+use shardlet::http::server::Body;
 use shardlet::{Config, GlobalLimit, Runtime, ServerConfig};
 
 /// The handler both servers run.
@@ -152,7 +154,8 @@ fn main() {
 /// the process.
 fn start_shardlet(threads: usize) -> SocketAddr {
     let runtime = Runtime::new(Config::default().with_shards(threads).with_pin(false)).expect("runtime");
-    let server = http::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).expect("bind");
+    let server =
+        shttp::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).expect("bind");
     let handle = runtime
         .start({
             let server = server.clone();
@@ -160,10 +163,11 @@ fn start_shardlet(threads: usize) -> SocketAddr {
                 let server = server.clone();
                 async move {
                     server
-                        .serve(|_request: Request| async {
-                            Response::new(200)
-                                .with_header("Content-Type", "text/plain")
-                                .with_body(HELLO)
+                        .serve(|_request: http::Request<Body>| async {
+                            http::Response::builder()
+                                .header("content-type", "text/plain")
+                                .body(Full::new(Bytes::from_static(HELLO)))
+                                .expect("a response")
                         })
                         .await
                 }
@@ -354,8 +358,8 @@ fn scraper_latency(opts: &Options) -> ScraperLatency {
     const FEEDS: usize = 100;
     let runtime = Runtime::new(Config::default().with_shards(opts.threads).with_pin(false)).expect("runtime");
     let config = ServerConfig::from(runtime.config());
-    let feeds = http::Server::bind(([127, 0, 0, 1], 0), config.clone()).expect("bind");
-    let front = http::Server::bind(([127, 0, 0, 1], 0), config).expect("bind");
+    let feeds = shttp::Server::bind(([127, 0, 0, 1], 0), config.clone()).expect("bind");
+    let front = shttp::Server::bind(([127, 0, 0, 1], 0), config).expect("bind");
     let limit = GlobalLimit::new(1000);
     let handle = runtime
         .start({
@@ -364,9 +368,9 @@ fn scraper_latency(opts: &Options) -> ScraperLatency {
                 let (feeds, front) = (feeds.clone(), front.clone());
                 let app = scraper::Scraper::new(limit.clone(), scraper::Settings::default());
                 async move {
-                    let serving_feeds = feeds.serve(|request: Request| async move {
-                        let n = request.path().trim_start_matches('/').to_string();
-                        Response::new(200).with_body(format!(
+                    let serving_feeds = feeds.serve(|request: http::Request<Body>| async move {
+                        let n = request.uri().path().trim_start_matches('/').to_string();
+                        http::Response::new(format!(
                             "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Feed {n}</title>\
                              <link>http://example.com/</link><description>d</description>\
                              <item><title>i</title></item></channel></rss>"

@@ -63,6 +63,7 @@ mod backoff;
 mod connect;
 mod fd;
 mod handoff;
+mod hyper_io;
 mod listen;
 mod listener;
 mod park;

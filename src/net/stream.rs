@@ -222,7 +222,7 @@ impl TcpStream {
     /// `op` moved fewer than `len` bytes (the socket is drained). Yields
     /// once after [`BUDGET`] operations in a row that did not wait.
     #[inline]
-    fn poll_io(
+    pub(super) fn poll_io(
         &self,
         direction: Direction,
         cx: &Context<'_>,
