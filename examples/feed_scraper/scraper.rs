@@ -201,6 +201,8 @@ enum Bad {
 struct Lines {
     body: Body,
     buf: BytesMut,
+    /// Where the next line starts in `buf`.
+    start: usize,
     max: usize,
     ended: bool,
 }
@@ -210,6 +212,7 @@ impl Lines {
         Lines {
             body,
             buf: BytesMut::new(),
+            start: 0,
             max,
             ended: false,
         }
@@ -217,13 +220,16 @@ impl Lines {
 
     async fn next(&mut self) -> Result<Option<String>, Bad> {
         loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let line = self.buf.split_to(end + 1);
-                match line_text(&line[..end], self.max)? {
-                    Some(url) => return Ok(Some(url)),
-                    None => continue,
+            // Every byte is looked at once: lines end where a newline is.
+            while let Some(at) = self.buf[self.start..].iter().position(|&b| b == b'\n') {
+                let line = self.start..self.start + at;
+                self.start = line.end + 1;
+                if let Some(url) = line_text(&self.buf[line], self.max)? {
+                    return Ok(Some(url));
                 }
             }
+            self.buf.advance(self.start);
+            self.start = 0;
             if self.buf.len() > self.max {
                 return Err(Bad::LongLine);
             }
@@ -253,6 +259,9 @@ impl Lines {
 fn line_text(line: &[u8], max: usize) -> Result<Option<String>, Bad> {
     if line.len() > max {
         return Err(Bad::LongLine);
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
     let text = std::str::from_utf8(line).map_err(|_| Bad::NotText)?.trim();
     Ok((!text.is_empty()).then(|| text.to_string()))

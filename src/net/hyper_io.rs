@@ -67,6 +67,14 @@ impl TcpStream {
         self.poll_io(Direction::Write, cx, len, |mut io| io.write_vectored(bufs))
     }
 
+    /// Ready once the peer has closed its end (`EPOLLRDHUP`: a hang-up, or
+    /// a half-close, which an HTTP/1 server treats alike), or the socket
+    /// failed, even while bytes it sent before wait unread: for a server to
+    /// notice a client that left while its request is being handled.
+    pub(crate) fn poll_peer_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.registration.poll_read_closed(cx)
+    }
+
     /// Shuts down the write half (the peer reads EOF); an already
     /// disconnected socket is not an error.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {

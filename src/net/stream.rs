@@ -55,7 +55,7 @@ use crate::net::ready::{Direction, Registration};
 #[derive(Debug)]
 pub struct TcpStream {
     io: std::net::TcpStream,
-    registration: Registration,
+    pub(super) registration: Registration,
     /// Reads and writes in a row that did not wait (see [`BUDGET`]).
     streak: Cell<u8>,
 }

@@ -217,6 +217,7 @@ where
     };
     let driven = Drive {
         conn,
+        stream: stream.clone(),
         state,
         closing: closing.wait(),
         shutting_down: false,
@@ -238,6 +239,7 @@ enum Driven {
 
 struct Drive<'a> {
     conn: Pin<Box<dyn Graceful>>,
+    stream: Rc<TcpStream>,
     state: Rc<ConnState>,
     closing: Wait<'a>,
     shutting_down: bool,
@@ -246,6 +248,16 @@ struct Drive<'a> {
 }
 
 impl Drive<'_> {
+    /// Whether the client of an HTTP/1 request being handled has gone away
+    /// (hyper notices only when it next reads or writes): then dropping the
+    /// connection drops the handler's future. HTTP/2 streams are reset by
+    /// their client instead.
+    fn client_left(&mut self, cx: &mut Context<'_>) -> bool {
+        self.state.phase() == Phase::Busy
+            && !self.state.is_h2()
+            && self.stream.poll_peer_closed(cx).is_ready()
+    }
+
     fn shut_down(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
@@ -265,6 +277,10 @@ impl Future for Drive<'_> {
         loop {
             if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(Driven::Closed(result));
+            }
+            if this.client_left(cx) {
+                tracing::debug!(target: "shardlet::http", "client went away mid-request; dropping its handler");
+                return Poll::Ready(Driven::Closed(Ok(())));
             }
             let Some(deadline) = this.state.deadline() else {
                 return Poll::Pending;

@@ -62,6 +62,11 @@ impl ConnState {
         }
     }
 
+    /// Whether the connection speaks HTTP/2.
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2.get()
+    }
+
     pub(crate) fn phase(&self) -> Phase {
         self.phase.get()
     }
