@@ -23,7 +23,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,9 +61,9 @@ where
 ///
 /// hyper wants its sleeps `Send + Sync`, and glommio's timers are
 /// shard-local: so a [`ShardSleep`] holds only its deadline and a shared
-/// flag, and the first poll starts a small timer task on the shard that
-/// polls it, which sets the flag and wakes the sleeper at the deadline. A
-/// sleep dropped early leaves that task to end quietly at its deadline.
+/// flag, and the first poll starts a small timer task on the shard, which
+/// sets the flag and wakes the sleeper at the deadline. A sleep dropped
+/// early ends its timer task at once.
 ///
 /// # Panics
 ///
@@ -100,7 +100,11 @@ pub struct ShardSleep {
 #[derive(Debug, Default)]
 struct Shared {
     fired: AtomicBool,
+    /// The sleeper.
     waker: AtomicWaker,
+    /// Set when the sleep is dropped; then `task` is woken to end.
+    dropped: AtomicBool,
+    task: AtomicWaker,
 }
 
 impl ShardSleep {
@@ -131,12 +135,20 @@ impl Future for ShardSleep {
                     return Poll::Ready(());
                 }
                 let shared = Arc::new(Shared::default());
-                let weak: Weak<Shared> = Arc::downgrade(&shared);
+                let task = shared.clone();
                 glommio::spawn_local(async move {
-                    glommio::timer::sleep(deadline - now).await;
-                    if let Some(shared) = weak.upgrade() {
-                        shared.fired.store(true, Ordering::Release);
-                        shared.waker.wake();
+                    let mut timer = glommio::timer::Timer::new(deadline - now);
+                    let ended = std::future::poll_fn(|cx| {
+                        task.task.register(cx.waker());
+                        if task.dropped.load(Ordering::Acquire) {
+                            return Poll::Ready(false);
+                        }
+                        Pin::new(&mut timer).poll(cx).map(|_| true)
+                    })
+                    .await;
+                    if ended {
+                        task.fired.store(true, Ordering::Release);
+                        task.waker.wake();
                     }
                 })
                 .detach();
@@ -148,6 +160,15 @@ impl Future for ShardSleep {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+}
+
+impl Drop for ShardSleep {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.dropped.store(true, Ordering::Release);
+            shared.task.wake();
         }
     }
 }

@@ -45,9 +45,11 @@ pub(crate) struct Builders {
 
 impl Builders {
     pub(crate) fn new(limits: &super::Limits) -> Self {
+        // No timer for HTTP/1: the header and idle timeouts are the driver's
+        // (hyper would arm a 30 s header timer per request).
         let mut http1 = http1::Builder::new();
         http1
-            .timer(ShardTimer::new())
+            .header_read_timeout(None)
             .max_buf_size(limits.max_head().max(8192) + 1024)
             .max_header_size(limits.max_head())
             .max_headers(limits.max_headers());
@@ -286,17 +288,29 @@ impl Future for Drive<'_> {
                 return Poll::Pending;
             };
             // The timer may be set for a later deadline (a head started
-            // while idle): set it again for this one.
-            match &this.timer {
-                Some((_, at)) if *at <= deadline => {}
+            // while idle): set it again for this one. A timer polled once
+            // has this task's waker: until its time it need not be polled
+            // again (each poll would file it with the reactor anew).
+            match &mut this.timer {
+                Some((timer, at)) if *at <= deadline => {
+                    // Near its time, ask the timer itself (it may fire a
+                    // hair before the clock says so).
+                    let now = Instant::now();
+                    if now + Duration::from_millis(2) < *at
+                        || (now < *at && Pin::new(timer).poll(cx).is_pending())
+                    {
+                        return Poll::Pending;
+                    }
+                }
                 _ => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    this.timer = Some((Timer::new(left), deadline));
+                    let mut timer = Timer::new(left);
+                    let fired = Pin::new(&mut timer).poll(cx).is_ready();
+                    this.timer = Some((timer, deadline));
+                    if !fired {
+                        return Poll::Pending;
+                    }
                 }
-            }
-            let (timer, _) = this.timer.as_mut().expect("set above");
-            if Pin::new(timer).poll(cx).is_pending() {
-                return Poll::Pending;
             }
             this.timer = None;
             if Instant::now() < deadline {

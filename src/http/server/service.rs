@@ -153,7 +153,7 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         let target = request
             .uri()
             .path_and_query()
-            .map_or(request.uri().to_string().len(), |p| p.as_str().len());
+            .map_or_else(|| request.uri().to_string().len(), |p| p.as_str().len());
         if request.method().as_str().len() + target + 10 > limits.max_request_line() {
             return Some(StatusCode::URI_TOO_LONG);
         }
