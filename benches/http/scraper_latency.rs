@@ -94,7 +94,7 @@ pub fn scraper_latency(threads: usize, posts: usize) -> ScraperLatency {
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     ScraperLatency {
         feeds: FEEDS,
-        posts: posts,
+        posts,
         min_ms: times[0],
         p50_ms: at(0.5),
         p99_ms: at(0.99),

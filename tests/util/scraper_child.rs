@@ -113,9 +113,12 @@ impl Drop for Scraper {
     }
 }
 
-/// Reads one response head and its `Content-Length` body; the status and
-/// the text. `Err` when the connection ends or times out first.
-pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+/// A response: status, fields (names lowercase), body as text.
+pub type Reply = (u16, Vec<(String, String)>, String);
+
+/// Reads one response head and its `Content-Length` body. `Err` when the
+/// connection ends or times out first.
+pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<Reply> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
