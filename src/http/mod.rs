@@ -1,4 +1,4 @@
-//! HTTP on [hyper] and the [`http`](::http) crate's types: a green client
+//! HTTP on [hyper] and the [`http`] crate's types: a green client
 //! ([`Client`], [`get`]) for the client pattern, a [`Server`] on every shard
 //! for the dispatch pattern, and hyper's runtime traits on the shard
 //! ([`rt`]) for code that drives hyper itself.
