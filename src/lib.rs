@@ -76,15 +76,15 @@ mod time;
 pub use blocking::blocking;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
-    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS,
-    ENV_SPIN_US,
+    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,
+    ENV_SHARDS, ENV_SPIN_US,
 };
 pub use fanout::{FanoutPile, Spread};
 pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use imap::{Imap, StarFn};
 pub use memlock::MemlockError;
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
-pub use net::{AcceptMode, Server, ServerConfig};
+pub use net::{AcceptMode, Connection, Server, ServerConfig, WhenFull};
 pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};

@@ -158,6 +158,26 @@ where
     }
 }
 
+/// A bare handle on a guarded task, kept only to cancel it: one pointer,
+/// where a [`GreenThread`] keeps room for the task's result.
+pub(crate) struct TaskHandle(JoinHandle<Result<(), JoinError>>);
+
+impl TaskHandle {
+    /// Cancels the task (see [`GreenThread::cancel`]).
+    pub(crate) fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+/// Starts `fut` as a green thread whose only handle cancels it; dropping the
+/// handle detaches the task.
+pub(crate) fn spawn_cancellable<F>(fut: F) -> TaskHandle
+where
+    F: Future<Output = ()> + 'static,
+{
+    TaskHandle(glommio::spawn_local(Guarded::new(fut, None)).detach())
+}
+
 /// Starts `fut` as a green thread and forgets it (Eventlet's `spawn_n`).
 ///
 /// Cheaper than [`spawn`]: there is no result to keep. A panic is caught,
