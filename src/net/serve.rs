@@ -478,9 +478,10 @@ where
 
     /// Closes a client at once: the shard is full ([`WhenFull::Close`]).
     fn refuse(&self, stream: TcpStream) {
-        drop(stream);
+        // Counted first: whoever sees the stream close sees it counted.
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
         self.uncount();
+        drop(stream);
         tracing::trace!(target: "shardlet::net", shard = self.shard, "at the connection cap: refused a client");
     }
 
