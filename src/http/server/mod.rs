@@ -5,8 +5,8 @@
 //!
 //! - **Accepting, spreading, back-pressure, counters** are the net layer's:
 //!   [`Server::serve`] calls [`net::Server::serve`](crate::net::Server::serve)
-//!   with a connection handler, so each connection is a green thread of the
-//!   shard's pool, in the accept mode of the server's
+//!   with a connection handler, so each connection is a green thread under
+//!   the shard's connection cap, in the accept mode of the server's
 //!   [`ServerConfig`].
 //! - **A connection** (`conn.rs`) reads requests through one buffer
 //!   (pipelined requests cost no extra read), parses heads with `httparse`,
