@@ -58,6 +58,7 @@ fn at_capacity_time(server: &net_util::Running) -> Duration {
 /// clients leave; a second episode counts again.
 fn full_server_logs_counts_and_recovers(mode: AcceptMode, cap: usize) {
     logged(&[]);
+    let started = Instant::now();
     let server = start_echo(1, server_config(mode).with_max_connections(cap));
     let mut first: Vec<_> = (0..cap).map(|_| client(server.addr())).collect();
     for (i, c) in first.iter_mut().enumerate() {
@@ -90,6 +91,8 @@ fn full_server_logs_counts_and_recovers(mode: AcceptMode, cap: usize) {
     server.wait_for("a second episode", Duration::from_secs(10), |s| {
         s.at_capacity() == 2
     });
+    // Both episodes began since `started`: at most this far apart.
+    let apart = started.elapsed();
     drop(waiting);
     server.wait_for("below the cap", Duration::from_secs(10), |s| {
         s.live() < cap as u64
@@ -100,11 +103,13 @@ fn full_server_logs_counts_and_recovers(mode: AcceptMode, cap: usize) {
     let stats = server.stats();
     assert_eq!((stats.refused(), stats.evicted()), (0, 0), "{stats:?}");
     assert_eq!(stats.accepted(), cap as u64 + 1, "{stats:?}");
-    assert_eq!(
-        logged(&[&warning]).len(),
-        1,
-        "the second episode, seconds after the first, is not warned again"
-    );
+    if apart < Duration::from_secs(10) {
+        assert_eq!(
+            logged(&[&warning]).len(),
+            1,
+            "the second episode, {apart:?} after the first, is not warned again"
+        );
+    }
 }
 
 #[test]
