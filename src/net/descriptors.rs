@@ -23,7 +23,7 @@
 
 use nix::sys::resource::{getrlimit, Resource};
 
-use crate::net::conns::CapOrigin;
+use crate::net::capacity::CapOrigin;
 
 /// Descriptors kept back for the whole process (stdio, files, logs,
 /// outgoing connections, the blocking pool's work).

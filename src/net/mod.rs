@@ -69,7 +69,9 @@
 mod accept;
 mod acceptor;
 mod backoff;
+mod capacity;
 mod connect;
+mod connection;
 mod conns;
 mod descriptors;
 mod fd;
@@ -87,7 +89,8 @@ mod stream;
 
 pub use accept::AcceptMode;
 pub use connect::connect;
-pub use conns::{Connection, Evicted, EVICTION_GRACE};
+pub use connection::{Connection, Evicted};
+pub use conns::EVICTION_GRACE;
 pub use descriptors::{
     default_max_connections, fd_limit, fd_reserve, max_connections_for, FD_RESERVE, FD_RESERVE_DIVISOR,
     FD_RESERVE_PER_SHARD,

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::net::acceptor::Acceptor;
-use crate::net::conns::{CapOrigin, Conns};
+use crate::net::capacity::CapOrigin;
+use crate::net::conns::Conns;
 use crate::net::descriptors::{self, fd_limit, fd_reserve};
 use crate::net::handoff::Handoff;
 use crate::net::listen;
@@ -195,7 +196,7 @@ impl Server {
     /// each connection to the least loaded shard with room (or, all full, to
     /// one with an idle connection to evict). Accept errors from exhausted
     /// descriptors or memory back off and recover; a handler's error or
-    /// panic closes only its own connection (see [`serve`](crate::net::serve)).
+    /// panic closes only its own connection (see [`serve`](crate::net::serve())).
     ///
     /// On a stop it stops taking connections at once, asks idle ones to
     /// close, lets the others finish until [`ServerConfig::drain_timeout`]
