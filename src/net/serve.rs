@@ -30,8 +30,8 @@ use crate::net::ready::Reactor;
 use crate::net::stats::Counters;
 use crate::net::{TcpListener, TcpStream};
 use crate::pool::{with_permit, GreenPool};
-use crate::slots::Permit;
 use crate::stop::Stopper;
+use crate::sync::slots::Permit;
 use crate::task::{self, GreenThread};
 use crate::{shard, sleep};
 
