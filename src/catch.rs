@@ -28,10 +28,11 @@ use std::pin::Pin;
 use std::sync::Once;
 use std::task::{Context, Poll, Waker};
 
+use crate::sync::wakers::WakerSet;
 use crate::task::JoinError;
 
 thread_local! {
-    /// How many guarded polls are on this thread's stack (0 or 1 in practice).
+    /// How many guarded polls are on this thread's stack (see [`depth`]).
     static GUARDED: Cell<u32> = const { Cell::new(0) };
     /// The pool whose task is being polled right now.
     static CURRENT_POOL: Cell<Option<u64>> = const { Cell::new(None) };
@@ -40,50 +41,9 @@ thread_local! {
     /// Panics caught on this thread.
     static PANICS: Cell<u64> = const { Cell::new(0) };
     /// Wakers of the guarded tasks that are waiting, by slot.
-    static WAITING: RefCell<Registry> = const { RefCell::new(Registry::new()) };
+    static WAITING: RefCell<WakerSet> = const { RefCell::new(WakerSet::new()) };
     /// Set by [`end_tasks`]: every guarded task ends at its next poll.
     static ENDING: Cell<bool> = const { Cell::new(false) };
-}
-
-struct Registry {
-    wakers: Vec<Option<Waker>>,
-    free: Vec<usize>,
-    live: usize,
-}
-
-impl Registry {
-    const fn new() -> Self {
-        Registry {
-            wakers: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-        }
-    }
-
-    /// Records `waker` in `slot` (taking a slot the first time).
-    fn park(&mut self, slot: &mut Option<usize>, waker: &Waker) {
-        match *slot {
-            Some(i) => match &mut self.wakers[i] {
-                Some(old) if old.will_wake(waker) => {}
-                entry => *entry = Some(waker.clone()),
-            },
-            None => {
-                let i = self.free.pop().unwrap_or_else(|| {
-                    self.wakers.push(None);
-                    self.wakers.len() - 1
-                });
-                self.wakers[i] = Some(waker.clone());
-                self.live += 1;
-                *slot = Some(i);
-            }
-        }
-    }
-
-    fn leave(&mut self, slot: usize) {
-        self.wakers[slot] = None;
-        self.free.push(slot);
-        self.live -= 1;
-    }
 }
 
 /// Ends every guarded task still alive on this thread: wakes them so that
@@ -92,20 +52,14 @@ impl Registry {
 pub(crate) async fn end_tasks() {
     ENDING.with(|e| e.set(true));
     for _ in 0..1000 {
-        let wakers: Vec<Waker> = WAITING.with(|w| {
-            w.borrow_mut()
-                .wakers
-                .iter_mut()
-                .filter_map(Option::take)
-                .collect()
-        });
+        let wakers = WAITING.with(|w| w.borrow_mut().take_all());
         wakers.into_iter().for_each(Waker::wake);
-        if WAITING.with(|w| w.borrow().live) == 0 {
+        if WAITING.with(|w| w.borrow().len()) == 0 {
             break;
         }
         glommio::executor().yield_task_queue_now().await;
     }
-    let left = WAITING.with(|w| w.borrow().live);
+    let left = WAITING.with(|w| w.borrow().len());
     if left > 0 {
         tracing::warn!(target: "shardlet::runtime", left, "tasks still alive as the shard ends");
     }
@@ -114,9 +68,15 @@ pub(crate) async fn end_tasks() {
 
 pin_project_lite::pin_project! {
     /// A future that cannot unwind: a panic becomes `Err(JoinError::Panicked)`.
+    ///
+    /// The inner future is also *dropped* under the guard, on every path
+    /// (finished, cancelled at shard end, cancelled through its handle or
+    /// by glommio, dropped inside a stream): a destructor that panics is
+    /// caught, counted and logged, instead of unwinding into glommio, which
+    /// would abort the process.
     pub(crate) struct Guarded<F> {
         #[pin]
-        fut: F,
+        fut: Option<F>,
         pool: Option<u64>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<usize>,
@@ -124,10 +84,24 @@ pin_project_lite::pin_project! {
 
     impl<F> PinnedDrop for Guarded<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(slot) = *this.project().slot {
-                let _ = WAITING.try_with(|w| w.borrow_mut().leave(slot));
+            let this = this.project();
+            if let Some(slot) = *this.slot {
+                let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
             }
+            drop_inner(this.fut, *this.pool);
         }
+    }
+}
+
+/// Drops a guarded future in place, under the guard (see [`Guarded`]).
+fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<u64>) {
+    if fut.is_none() {
+        return;
+    }
+    let _enter = Enter::new(pool);
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+        let err = caught(&*payload);
+        tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "while dropping a task: {err}");
     }
 }
 
@@ -136,7 +110,7 @@ impl<F: Future> Guarded<F> {
     pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
         install_hook();
         Guarded {
-            fut,
+            fut: Some(fut),
             pool,
             slot: None,
         }
@@ -147,19 +121,29 @@ impl<F: Future> Future for Guarded<F> {
     type Output = Result<F::Output, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if ENDING.with(|e| e.get()) {
+            drop_inner(this.fut, *this.pool);
             return Poll::Ready(Err(JoinError::Cancelled));
         }
         let _enter = Enter::new(*this.pool);
-        let fut = this.fut;
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            return Poll::Ready(Err(JoinError::Cancelled));
+        };
         match panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
             Ok(Poll::Pending) => {
-                WAITING.with(|w| w.borrow_mut().park(this.slot, cx.waker()));
+                WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
                 Poll::Pending
             }
-            Err(payload) => Poll::Ready(Err(caught(&*payload))),
+            Err(payload) => {
+                let err = caught(&*payload);
+                // The future is dropped at once (still guarded), as glommio
+                // would drop a finished task's.
+                drop(_enter);
+                drop_inner(this.fut, *this.pool);
+                Poll::Ready(Err(err))
+            }
         }
     }
 }
@@ -200,6 +184,13 @@ impl Drop for Enter {
         GUARDED.with(|g| g.set(g.get() - 1));
         CURRENT_POOL.with(|c| c.set(self.prev_pool));
     }
+}
+
+/// How many guarded polls are on this thread's stack right now: a task
+/// polled inside another one's poll (glommio runs a new task's first step
+/// inside `spawn`; a pool runs work inline) adds one.
+pub(crate) fn depth() -> u32 {
+    GUARDED.with(|g| g.get())
 }
 
 /// The pool of the task being polled on this thread, if it runs in one.

@@ -13,7 +13,9 @@ use crate::net::AcceptMode;
 
 /// `SHARDLET_SHARDS`: how many shards (executors) to start.
 pub const ENV_SHARDS: &str = "SHARDLET_SHARDS";
-/// `SHARDLET_CPUS`: which CPUs the shards may use, e.g. `0,2-5`.
+/// `SHARDLET_CPUS`: which CPUs the shards may use, e.g. `0,2-5`. A set, as
+/// for `taskset -c`: the order is not kept, and shard *i* is pinned to the
+/// *i*-th CPU of the list in ascending order (`3,1` pins shard 0 to CPU 1).
 pub const ENV_CPUS: &str = "SHARDLET_CPUS";
 /// `SHARDLET_PIN`: pin each shard to one CPU (`1`/`0`, `on`/`off`, `true`/`false`).
 pub const ENV_PIN: &str = "SHARDLET_PIN";
@@ -50,6 +52,9 @@ pub const DEFAULT_BLOCKING_THREADS: usize = 4;
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// The smallest io memory glommio accepts per shard.
 pub const MIN_IO_MEMORY: usize = 64 << 10;
+/// The most io memory a shard may ask for: glommio maps and registers it
+/// all at start, and fails deep inside its ring setup when it cannot.
+pub const MAX_IO_MEMORY: usize = 1 << 30;
 
 /// A setting that cannot be used, with the variable it came from and why.
 ///
@@ -204,7 +209,8 @@ impl Config {
     }
 
     /// Sets the CPUs shards may run on (`SHARDLET_CPUS`). Default: every CPU
-    /// this process is allowed to run on.
+    /// this process is allowed to run on. A set: shard *i* is pinned to the
+    /// *i*-th CPU in ascending order, whatever order they are given in.
     pub fn with_cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
         self.cpus = Some(CpuList::from(cpus.into_iter().collect::<Vec<_>>()));
         self
@@ -408,6 +414,13 @@ impl Config {
         if let Some(io) = self.io_memory {
             if io < MIN_IO_MEMORY {
                 return Err(ConfigError::new(ENV_IO_MEMORY, io, "must be at least 64K"));
+            }
+            if io > MAX_IO_MEMORY {
+                return Err(ConfigError::new(
+                    ENV_IO_MEMORY,
+                    io,
+                    "must be at most 1G per shard",
+                ));
             }
         }
         let placement = (0..shards)

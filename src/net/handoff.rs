@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::mailbox::{MailError, Mailboxes};
 use crate::net::stats::Counters;
+use crate::sync::mailbox::{MailError, Mailboxes};
 
 /// How long a waiting sender sleeps before it looks at its stop flags again.
 const TICK: Duration = Duration::from_millis(20);
@@ -173,7 +173,11 @@ impl Handoff {
     /// Drops (closes) the connections queued for `shard`, which no longer
     /// takes any; returns how many.
     pub(crate) fn close(&self, shard: usize) -> usize {
-        let dropped = self.mail.close(shard, &self.inboxes[shard]);
+        let mut dropped = 0;
+        self.mail.close(shard, &self.inboxes[shard], |stream| {
+            drop(stream);
+            dropped += 1;
+        });
         if dropped > 0 {
             self.counters[shard]
                 .live
