@@ -22,6 +22,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::num::NonZeroU64;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
@@ -31,26 +32,40 @@ use std::task::{Context, Poll, Waker};
 use crate::sync::wakers::WakerSet;
 use crate::task::JoinError;
 
-thread_local! {
+/// What a guarded poll reads and writes on every poll, in one
+/// thread-local (one address to compute; no lazy initialisation: nothing
+/// here needs dropping).
+struct Here {
     /// How many guarded polls are on this thread's stack (see [`depth`]).
-    static GUARDED: Cell<u32> = const { Cell::new(0) };
+    depth: Cell<u32>,
     /// The pool whose task is being polled right now.
-    static CURRENT_POOL: Cell<Option<u64>> = const { Cell::new(None) };
+    pool: Cell<Option<NonZeroU64>>,
+    /// Set by [`end_tasks`]: every guarded task ends at its next poll.
+    ending: Cell<bool>,
+    /// Panics caught on this thread.
+    panics: Cell<u64>,
+}
+
+thread_local! {
+    static HERE: Here = const {
+        Here {
+            depth: Cell::new(0),
+            pool: Cell::new(None),
+            ending: Cell::new(false),
+            panics: Cell::new(0),
+        }
+    };
     /// Where the last guarded panic happened, set by the hook.
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// Panics caught on this thread.
-    static PANICS: Cell<u64> = const { Cell::new(0) };
     /// Wakers of the guarded tasks that are waiting, by slot.
     static WAITING: RefCell<WakerSet> = const { RefCell::new(WakerSet::new()) };
-    /// Set by [`end_tasks`]: every guarded task ends at its next poll.
-    static ENDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Ends every guarded task still alive on this thread: wakes them so that
 /// each completes as cancelled while the executor still runs (see the module
 /// docs), and waits until they are gone.
 pub(crate) async fn end_tasks() {
-    ENDING.with(|e| e.set(true));
+    HERE.with(|h| h.ending.set(true));
     for _ in 0..1000 {
         let wakers = WAITING.with(|w| w.borrow_mut().take_all());
         wakers.into_iter().for_each(Waker::wake);
@@ -63,21 +78,22 @@ pub(crate) async fn end_tasks() {
     if left > 0 {
         tracing::warn!(target: "shardlet::runtime", left, "tasks still alive as the shard ends");
     }
-    ENDING.with(|e| e.set(false));
+    HERE.with(|h| h.ending.set(false));
 }
 
 pin_project_lite::pin_project! {
     /// A future that cannot unwind: a panic becomes `Err(JoinError::Panicked)`.
     ///
-    /// The inner future is also *dropped* under the guard, on every path
-    /// (finished, cancelled at shard end, cancelled through its handle or
-    /// by glommio, dropped inside a stream): a destructor that panics is
+    /// The inner future is also *dropped* under the guard, on every path:
+    /// as soon as it finishes or panics (inside the poll's own guard), or
+    /// when the task is cancelled (at shard end, through its handle or by
+    /// glommio, dropped inside a stream). A destructor that panics is
     /// caught, counted and logged, instead of unwinding into glommio, which
     /// would abort the process.
     pub(crate) struct Guarded<F> {
         #[pin]
         fut: Option<F>,
-        pool: Option<u64>,
+        pool: Option<NonZeroU64>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<usize>,
     }
@@ -88,16 +104,16 @@ pin_project_lite::pin_project! {
             if let Some(slot) = *this.slot {
                 let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
             }
-            drop_inner(this.fut, *this.pool);
+            if this.fut.is_some() {
+                drop_inner(this.fut, *this.pool);
+            }
         }
     }
 }
 
 /// Drops a guarded future in place, under the guard (see [`Guarded`]).
-fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<u64>) {
-    if fut.is_none() {
-        return;
-    }
+#[cold]
+fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
     let _enter = Enter::new(pool);
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
         let err = caught(&*payload);
@@ -111,7 +127,7 @@ impl<F: Future> Guarded<F> {
         install_hook();
         Guarded {
             fut: Some(fut),
-            pool,
+            pool: pool.and_then(NonZeroU64::new),
             slot: None,
         }
     }
@@ -122,25 +138,31 @@ impl<F: Future> Future for Guarded<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if ENDING.with(|e| e.get()) {
+        let Some(enter) = Enter::unless_ending(*this.pool) else {
             drop_inner(this.fut, *this.pool);
             return Poll::Ready(Err(JoinError::Cancelled));
-        }
-        let _enter = Enter::new(*this.pool);
-        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
-            return Poll::Ready(Err(JoinError::Cancelled));
         };
-        match panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Ok(Poll::Pending) => {
+        let mut fut = this.fut.as_mut();
+        // The future is dropped as soon as it is done, inside this guard.
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| {
+            let inner = fut.as_mut().as_pin_mut()?;
+            let out = inner.poll(cx);
+            if out.is_ready() {
+                fut.set(None);
+            }
+            Some(out)
+        }));
+        drop(enter);
+        match polled {
+            Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
+            Ok(Some(Poll::Pending)) => {
                 WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
                 Poll::Pending
             }
+            // Polled after it finished: glommio never does.
+            Ok(None) => Poll::Ready(Err(JoinError::Cancelled)),
             Err(payload) => {
                 let err = caught(&*payload);
-                // The future is dropped at once (still guarded), as glommio
-                // would drop a finished task's.
-                drop(_enter);
                 drop_inner(this.fut, *this.pool);
                 Poll::Ready(Err(err))
             }
@@ -155,8 +177,9 @@ pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| caught(&*payload))
 }
 
+#[cold]
 fn caught(payload: &(dyn Any + Send)) -> JoinError {
-    PANICS.with(|p| p.set(p.get() + 1));
+    HERE.with(|h| h.panics.set(h.panics.get() + 1));
     JoinError::Panicked {
         message: panic_message(payload),
         location: LOCATION.with(|l| l.borrow_mut().take()),
@@ -167,22 +190,43 @@ fn caught(payload: &(dyn Any + Send)) -> JoinError {
 /// A task outside any pool (`pool: None`) is no member of the pool whose
 /// task spawned it, so the current pool is set either way.
 struct Enter {
-    prev_pool: Option<u64>,
+    prev_pool: Option<NonZeroU64>,
 }
 
 impl Enter {
-    fn new(pool: Option<u64>) -> Self {
-        GUARDED.with(|g| g.set(g.get() + 1));
-        Enter {
-            prev_pool: CURRENT_POOL.with(|c| c.replace(pool)),
-        }
+    #[inline]
+    fn new(pool: Option<NonZeroU64>) -> Self {
+        HERE.with(|h| {
+            h.depth.set(h.depth.get() + 1);
+            Enter {
+                prev_pool: h.pool.replace(pool),
+            }
+        })
+    }
+
+    /// Enters, unless the shard is ending its tasks (one look at the
+    /// thread-local for both).
+    #[inline]
+    fn unless_ending(pool: Option<NonZeroU64>) -> Option<Self> {
+        HERE.with(|h| {
+            if h.ending.get() {
+                return None;
+            }
+            h.depth.set(h.depth.get() + 1);
+            Some(Enter {
+                prev_pool: h.pool.replace(pool),
+            })
+        })
     }
 }
 
 impl Drop for Enter {
+    #[inline]
     fn drop(&mut self) {
-        GUARDED.with(|g| g.set(g.get() - 1));
-        CURRENT_POOL.with(|c| c.set(self.prev_pool));
+        HERE.with(|h| {
+            h.depth.set(h.depth.get() - 1);
+            h.pool.set(self.prev_pool);
+        });
     }
 }
 
@@ -190,17 +234,17 @@ impl Drop for Enter {
 /// polled inside another one's poll (glommio runs a new task's first step
 /// inside `spawn`; a pool runs work inline) adds one.
 pub(crate) fn depth() -> u32 {
-    GUARDED.with(|g| g.get())
+    HERE.with(|h| h.depth.get())
 }
 
 /// The pool of the task being polled on this thread, if it runs in one.
 pub(crate) fn current_pool() -> Option<u64> {
-    CURRENT_POOL.with(|c| c.get())
+    HERE.with(|h| h.pool.get()).map(NonZeroU64::get)
 }
 
 /// Panics caught in shardlet tasks on this thread so far.
 pub(crate) fn panics() -> u64 {
-    PANICS.with(|p| p.get())
+    HERE.with(|h| h.panics.get())
 }
 
 /// The text of a panic payload (`&str` or `String`; anything else is named as such).
@@ -219,7 +263,7 @@ fn install_hook() {
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if GUARDED.with(|g| g.get()) > 0 {
+            if depth() > 0 {
                 let location = info.location().map(|l| l.to_string());
                 LOCATION.with(|l| *l.borrow_mut() = location);
             } else {
