@@ -5,13 +5,18 @@
 //! off clients that reset, and serves on every shard.
 //!
 //! ```text
-//! cargo run --release --example echo_server -- --addr 127.0.0.1:6000 --max-conns 10000
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:6000
 //! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
+//! cargo run --release --example echo_server -- --max-conns 500 --when-full close
 //! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
 //! ```
 //!
-//! Shards, CPUs and the accept mode come from the `SHARDLET_*` variables
-//! (see the README); `RUST_LOG=shardlet=debug` shows what the server does.
+//! It holds as many clients per shard as the descriptor limit allows: it
+//! raises its soft `RLIMIT_NOFILE` to the hard one, and the server derives
+//! its per-shard cap from that (`--max-conns` or `SHARDLET_MAX_CONNECTIONS`
+//! set it instead); the `listening on` line says what the cap is. Shards,
+//! CPUs and the accept mode come from the `SHARDLET_*` variables (see the
+//! README); `RUST_LOG=shardlet=debug` shows what the server does.
 //! Ctrl-C (or SIGTERM) stops it: it stops accepting, gives live clients a
 //! few seconds, and prints each shard's counters.
 
@@ -23,7 +28,7 @@ use std::time::Duration;
 use clap::Parser;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use shardlet::net::TcpStream;
-use shardlet::{Runtime, Server, ServerConfig};
+use shardlet::{Runtime, Server, ServerConfig, WhenFull};
 
 /// How long live clients get to leave after Ctrl-C.
 const GRACE: Duration = Duration::from_secs(3);
@@ -35,9 +40,14 @@ struct Args {
     /// Address to listen on (IPv4 or IPv6).
     #[arg(long, default_value = "127.0.0.1:6000")]
     addr: SocketAddr,
-    /// Most clients served at once per shard; more wait in the backlog.
-    #[arg(long, default_value_t = 10_000)]
-    max_conns: usize,
+    /// Most clients held at once per shard (default: derived from the
+    /// descriptor limit, or SHARDLET_MAX_CONNECTIONS).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_conns: Option<u64>,
+    /// What a full shard does with new clients: `wait` (in the listen
+    /// backlog) or `close` (accept and close at once).
+    #[arg(long, default_value_t = WhenFull::Wait)]
+    when_full: WhenFull,
     /// Hand each connection to glommio's own stream type
     /// (`TcpStream::into_glommio`, io_uring polls) instead of serving it on
     /// shardlet's epoll readiness driver: the comparison behind the
@@ -69,6 +79,21 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()
     }
 }
 
+/// Raises the soft descriptor limit to the hard one: every client holds a
+/// descriptor, and the server's default cap follows this limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!("echo_server: cannot raise the descriptor limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("echo_server: getrlimit: {e}"),
+    }
+}
+
 /// A client that resets or vanishes is routine for an echo server, not an error.
 fn gone(e: &io::Error) -> bool {
     matches!(
@@ -86,10 +111,7 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .init();
     let args = Args::parse();
-    if args.max_conns == 0 {
-        eprintln!("echo_server: --max-conns must be at least 1");
-        return ExitCode::from(2);
-    }
+    raise_fd_limit();
 
     // 1. Shards from SHARDLET_*; a bad value is one line and exit code 2.
     let runtime = match Runtime::from_env() {
@@ -103,7 +125,10 @@ fn main() -> ExitCode {
 
     // 2. Bind before the shards start: errors show now, and every shard
     //    serves the same port.
-    let config = ServerConfig::from(runtime.config()).with_max_connections(args.max_conns);
+    let mut config = ServerConfig::from(runtime.config()).with_when_full(args.when_full);
+    if let Some(max) = args.max_conns {
+        config = config.with_max_connections(max as usize);
+    }
     let mode = config.accept();
     let server = match Server::bind(args.addr, config) {
         Ok(server) => server,
@@ -161,9 +186,11 @@ fn main() -> ExitCode {
         let _ = handle.join();
         return ExitCode::FAILURE;
     }
+    let cap = server.stats().shards.first().map_or(0, |s| s.capacity);
     println!(
-        "listening on {} ({shards} shards, accept={mode})",
-        server.local_addr()
+        "listening on {} ({shards} shards, accept={mode}, cap {cap} connections per shard, when full: {})",
+        server.local_addr(),
+        args.when_full
     );
     let _ = io::stdout().flush();
 

@@ -4,6 +4,7 @@
 #   scripts/echo-bench.sh                  # shardlet's echo server, 10k connections, 64 B, 10 s
 #   scripts/echo-bench.sh --compare        # the same against shardlet, raw glommio and tokio
 #   scripts/echo-bench.sh --compare --connections 2000 --duration 5
+#   scripts/echo-bench.sh --servers shardlet,tokio --connections 100,1000,10000,19000
 #
 # It builds the release examples, starts the echo server on one set of CPUs
 # and the load client (examples/echo_bench) on the others, waits for the
@@ -23,7 +24,17 @@
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
 #   --results DIR         where the files go (default results)
 #   --no-build            use the binaries already in target/release/examples
+#   --connections LIST    connection counts, comma-separated (default 10000). With
+#                         more than one, every server runs at every count (servers
+#                         interleaved, a fresh server process each run) and the end
+#                         prints one cost table per server: msgs/s, server CPU per
+#                         message, peak RSS, RSS per connection, p99
 #   -h, --help            this text
+#
+# Before building, it checks that the largest count fits the descriptor limit
+# (each side holds one descriptor per connection; shardlet's default cap
+# follows the limit) and the ephemeral ports to one address, and says what to
+# raise when it does not.
 #
 # Environment: SHARDLET_SHARDS / SHARDLET_ACCEPT / SHARDLET_* reach shardlet's
 # server (SHARDLET_CPUS is set from --server-cpus). The exit code is non-zero
@@ -62,8 +73,8 @@ while (($#)); do
     --results=*) results="${1#*=}" ;;
     --no-build) build=0 ;;
     -h | --help) usage; exit 0 ;;
-    --connections) connections="${2:?--connections needs a number}"; client_args+=("$1" "$2"); shift ;;
-    --connections=*) connections="${1#*=}"; client_args+=("$1") ;;
+    --connections) connections="${2:?--connections needs a number or a list}"; shift ;;
+    --connections=*) connections="${1#*=}" ;;
     *) client_args+=("$1") ;;
     esac
     shift
@@ -73,6 +84,13 @@ if ((compare)) && [[ -z "${ECHO_BENCH_SERVERS:-}" && "$servers" == shardlet ]]; 
 fi
 IFS=',' read -r -a labels <<<"$servers"
 ((${#labels[@]})) || die "--servers is empty"
+IFS=',' read -r -a counts <<<"$connections"
+((${#counts[@]})) || die "--connections is empty"
+max_count=0
+for n in "${counts[@]}"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "--connections: '$n' is not a positive whole number (expected e.g. 100,1000,10000)"
+    ((n > max_count)) && max_count=$n
+done
 
 example_of() {
     case "$1" in
@@ -122,10 +140,42 @@ pin() { # pin CPUS: the command prefix that runs a program on CPUS
     if command -v taskset >/dev/null; then echo "taskset -c $1"; fi
 }
 
-# Step 3: limits. Each side holds one descriptor per connection.
+# Step 3: limits, checked for the largest count before anything runs.
+# Each side holds one descriptor per connection: the client needs the count
+# plus a margin; shardlet's echo server derives its cap from the limit
+# (limit - (256 + 32 x shards + limit/64), over the shards; see
+# shardlet::net::max_connections_for), unless SHARDLET_MAX_CONNECTIONS sets it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if (($(ulimit -n) < connections + 256)); then
-    echo "echo-bench: warning: ulimit -n is $(ulimit -n), below $connections connections + margin" >&2
+fd_soft="$(ulimit -n)"
+fd_hard="$(ulimit -Hn)"
+if [[ "$fd_soft" != unlimited ]]; then
+    need=$((max_count + 256))
+    if ((fd_soft < need)); then
+        die "$max_count connections need about $need descriptors per process, but the limit is $fd_soft (hard: $fd_hard). Raise the hard limit ('ulimit -Hn $need' in a root shell, nofile in /etc/security/limits.conf, or LimitNOFILE= for a systemd unit) or use fewer connections"
+    fi
+    server_shards="${SHARDLET_SHARDS:-$(wc -w <<<"$(expand_cpus "$server_cpus")")}"
+    if [[ -z "${SHARDLET_MAX_CONNECTIONS:-}" && ",$servers," == *,shardlet* ]]; then
+        cap=$(((fd_soft - (256 + 32 * server_shards + fd_soft / 64)) / server_shards))
+        if ((cap * server_shards < max_count)); then
+            need=$(((max_count + 256 + 32 * server_shards) * 64 / 63 + 1))
+            die "shardlet's echo server derives a cap of $cap connections per shard x $server_shards shard(s) from the descriptor limit $fd_soft, below $max_count: raise the limit to at least $need (see above), or use fewer connections"
+        fi
+    fi
+fi
+read -r port_low port_high </proc/sys/net/ipv4/ip_local_port_range
+ports=$((port_high - port_low + 1))
+if ((max_count > ports)); then
+    die "$max_count connections to one address need as many ephemeral ports, but net.ipv4.ip_local_port_range ($port_low-$port_high) gives $ports: widen it (sysctl -w net.ipv4.ip_local_port_range='1024 65535') or use fewer connections"
+fi
+tw_reuse="$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 2)"
+if ((tw_reuse == 0)) && command -v ss >/dev/null; then
+    time_wait="$(ss -Htan state time-wait 2>/dev/null | wc -l)"
+    if ((max_count + time_wait > ports)); then
+        die "$time_wait ports are in TIME_WAIT (for 60 s after the client closes) and net.ipv4.tcp_tw_reuse is 0: $max_count more connections would run out of the $ports ephemeral ports. Wait a minute, or set net.ipv4.tcp_tw_reuse=1 (or 2: loopback only)"
+    fi
+fi
+if ((${#counts[@]} > 1)) && ((tw_reuse == 0)); then
+    echo "echo-bench: warning: net.ipv4.tcp_tw_reuse is 0: each run leaves its ports in TIME_WAIT for 60 s, and later runs may run out" >&2
 fi
 
 # Step 4: build.
@@ -166,20 +216,23 @@ host="${host%]}"
 port="${addr##*:}"
 port_busy() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
 
-# Step 6: one run per server.
+# Step 6: one run per server and connection count (servers interleaved).
 failed=0
 ran=()
+curve_labels=()
 echo "echo-bench: servers: ${labels[*]}; server cpus $server_cpus, client cpus $client_cpus;" \
     "kernel $(uname -r); somaxconn $(cat /proc/sys/net/core/somaxconn);" \
     "ephemeral ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)" >&2
-for label in "${labels[@]}"; do
-    example="$(example_of "$label")"
+for count in "${counts[@]}"; do
+for server in "${labels[@]}"; do
+    label="$server"
+    ((${#counts[@]} > 1)) && label="$server-c$count"
+    example="$(example_of "$server")"
     port_busy && die "something already listens on $addr; stop it or pass --addr"
     log="$results/$label.server.log"
     : >"$log"
     server_args=(--addr "$addr")
-    [[ "$label" == shardlet* ]] && server_args+=(--max-conns "$connections")
-    [[ "$label" == shardlet-glommio ]] && server_args+=(--glommio-streams)
+    [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
     echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
     SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
     server_pid=$!
@@ -200,7 +253,7 @@ for label in "${labels[@]}"; do
     echo "echo-bench: [$label] $(grep -m1 "listening on" "$log")" >&2
 
     SHARDLET_CPUS="$client_cpus" $(pin "$client_cpus") "$bin/echo_bench" --addr "$addr" --label "$label" \
-        --results "$results" --server-pid "$server_pid" "${client_args[@]}" &
+        --results "$results" --server-pid "$server_pid" --connections "$count" "${client_args[@]}" &
     client_pid=$!
     rc=0
     wait "$client_pid" || rc=$?
@@ -219,9 +272,15 @@ for label in "${labels[@]}"; do
     ran+=("$label")
     echo >&2
 done
+done
 
-# Step 7: the combined table and ratios (first server against the others).
-if ((${#ran[@]} > 1)); then
+# Step 7: the cost tables (several counts), or the combined table and
+# ratios (first server against the others).
+if ((${#counts[@]} > 1)); then
+    echo
+    "$bin/echo_bench" --results "$results" --curve "$(IFS=','; echo "${labels[*]}")" \
+        --points "$(IFS=','; echo "${counts[*]}")" | tee "$results/curve.txt" || failed=1
+elif ((${#ran[@]} > 1)); then
     echo
     echo "== comparison (ratios: ${ran[0]} / each other; msgs/s higher is better, p99 lower is better) =="
     "$bin/echo_bench" --results "$results" --compare "$(IFS=','; echo "${ran[*]}")" |

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: exactly what CI runs (.ci/run calls this).
-#   formatting, lints as errors, every test (unit, integration, doc), docs as errors.
+#   formatting, lints as errors, every test (unit, integration, doc), the loom
+#   models, docs as errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,12 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test"
 cargo test --all-targets
 cargo test --doc
+
+step "loom models of the cross-shard primitives (RUSTFLAGS=--cfg loom)"
+# Every interleaving, within a preemption bound, of the lanes, the close
+# gate, the answer slot, GlobalLimit and the stop signal (src/sync/loom_tests.rs).
+# A release build of its own: loom is slow unoptimised.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib --release sync::loom_tests -- --nocapture
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet

@@ -7,10 +7,14 @@
 //! caller (glommio's own `spawn_blocking` hangs on a panic).
 //!
 //! Each [`Runtime`](crate::Runtime) owns one pool of
-//! `SHARDLET_BLOCKING_THREADS` threads, shared by its shards and stopped when
-//! the runtime is joined. On an executor not started by a shardlet runtime,
-//! a process-wide pool of that size is created on first use.
+//! `SHARDLET_BLOCKING_THREADS` threads, shared by its shards and closed when
+//! the runtime is joined: closures still queued then are dropped unrun, and
+//! the threads end once the closures they are running return (a closure
+//! that never returns keeps its thread; `join` does not wait for it). On an
+//! executor not started by a shardlet runtime, a process-wide pool of that
+//! size is created on first use.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::catch;
@@ -23,23 +27,51 @@ const QUEUE_PER_THREAD: usize = 64;
 
 pub(crate) struct BlockingPool {
     jobs: flume::Sender<Job>,
+    /// The threads' end of `jobs`, to empty it on close.
+    queued: flume::Receiver<Job>,
+    closed: Arc<AtomicBool>,
 }
 
 impl BlockingPool {
     pub(crate) fn new(threads: usize) -> Arc<BlockingPool> {
         let (jobs, queue) = flume::bounded::<Job>(threads * QUEUE_PER_THREAD);
+        let closed = Arc::new(AtomicBool::new(false));
         for i in 0..threads {
             let queue = queue.clone();
+            let closed = closed.clone();
             std::thread::Builder::new()
                 .name(format!("shardlet-blocking-{i}"))
                 .spawn(move || {
                     while let Ok(job) = queue.recv() {
-                        job();
+                        if closed.load(Ordering::Acquire) {
+                            // Dropped unrun (its caller gets `Cancelled`);
+                            // a closure whose drop panics must not end the thread.
+                            let _ = catch::guard_sync(move || drop(job));
+                        } else {
+                            job();
+                        }
                     }
                 })
                 .expect("cannot start a shardlet blocking thread");
         }
-        Arc::new(BlockingPool { jobs })
+        Arc::new(BlockingPool {
+            jobs,
+            queued: queue,
+            closed,
+        })
+    }
+
+    /// Closures queued and not started yet.
+    pub(crate) fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Closes the pool: closures not started yet are dropped unrun.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for job in self.queued.drain() {
+            let _ = catch::guard_sync(move || drop(job));
+        }
     }
 
     fn global() -> Arc<BlockingPool> {
@@ -89,4 +121,13 @@ where
         return Err(JoinError::Cancelled);
     }
     rx.recv_async().await.unwrap_or(Err(JoinError::Cancelled))
+}
+
+impl std::fmt::Debug for BlockingPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingPool")
+            .field("queued", &self.queued())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
 }

@@ -23,111 +23,101 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Once;
 use std::task::{Context, Poll, Waker};
 
+use crate::sync::wakers::WakerSet;
 use crate::task::JoinError;
 
-thread_local! {
-    /// How many guarded polls are on this thread's stack (0 or 1 in practice).
-    static GUARDED: Cell<u32> = const { Cell::new(0) };
+/// What a guarded poll reads and writes on every poll, in one
+/// thread-local (one address to compute; no lazy initialisation: nothing
+/// here needs dropping).
+struct Here {
+    /// How many guarded polls are on this thread's stack (see [`depth`]).
+    depth: Cell<u32>,
     /// The pool whose task is being polled right now.
-    static CURRENT_POOL: Cell<Option<u64>> = const { Cell::new(None) };
+    pool: Cell<Option<NonZeroU64>>,
+    /// Set by [`end_tasks`]: every guarded task ends at its next poll.
+    ending: Cell<bool>,
+    /// Panics caught on this thread.
+    panics: Cell<u64>,
+}
+
+thread_local! {
+    static HERE: Here = const {
+        Here {
+            depth: Cell::new(0),
+            pool: Cell::new(None),
+            ending: Cell::new(false),
+            panics: Cell::new(0),
+        }
+    };
     /// Where the last guarded panic happened, set by the hook.
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// Panics caught on this thread.
-    static PANICS: Cell<u64> = const { Cell::new(0) };
     /// Wakers of the guarded tasks that are waiting, by slot.
-    static WAITING: RefCell<Registry> = const { RefCell::new(Registry::new()) };
-    /// Set by [`end_tasks`]: every guarded task ends at its next poll.
-    static ENDING: Cell<bool> = const { Cell::new(false) };
-}
-
-struct Registry {
-    wakers: Vec<Option<Waker>>,
-    free: Vec<usize>,
-    live: usize,
-}
-
-impl Registry {
-    const fn new() -> Self {
-        Registry {
-            wakers: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-        }
-    }
-
-    /// Records `waker` in `slot` (taking a slot the first time).
-    fn park(&mut self, slot: &mut Option<usize>, waker: &Waker) {
-        match *slot {
-            Some(i) => match &mut self.wakers[i] {
-                Some(old) if old.will_wake(waker) => {}
-                entry => *entry = Some(waker.clone()),
-            },
-            None => {
-                let i = self.free.pop().unwrap_or_else(|| {
-                    self.wakers.push(None);
-                    self.wakers.len() - 1
-                });
-                self.wakers[i] = Some(waker.clone());
-                self.live += 1;
-                *slot = Some(i);
-            }
-        }
-    }
-
-    fn leave(&mut self, slot: usize) {
-        self.wakers[slot] = None;
-        self.free.push(slot);
-        self.live -= 1;
-    }
+    static WAITING: RefCell<WakerSet> = const { RefCell::new(WakerSet::new()) };
 }
 
 /// Ends every guarded task still alive on this thread: wakes them so that
 /// each completes as cancelled while the executor still runs (see the module
 /// docs), and waits until they are gone.
 pub(crate) async fn end_tasks() {
-    ENDING.with(|e| e.set(true));
+    HERE.with(|h| h.ending.set(true));
     for _ in 0..1000 {
-        let wakers: Vec<Waker> = WAITING.with(|w| {
-            w.borrow_mut()
-                .wakers
-                .iter_mut()
-                .filter_map(Option::take)
-                .collect()
-        });
+        let wakers = WAITING.with(|w| w.borrow_mut().take_all());
         wakers.into_iter().for_each(Waker::wake);
-        if WAITING.with(|w| w.borrow().live) == 0 {
+        if WAITING.with(|w| w.borrow().len()) == 0 {
             break;
         }
         glommio::executor().yield_task_queue_now().await;
     }
-    let left = WAITING.with(|w| w.borrow().live);
+    let left = WAITING.with(|w| w.borrow().len());
     if left > 0 {
         tracing::warn!(target: "shardlet::runtime", left, "tasks still alive as the shard ends");
     }
-    ENDING.with(|e| e.set(false));
+    HERE.with(|h| h.ending.set(false));
 }
 
 pin_project_lite::pin_project! {
     /// A future that cannot unwind: a panic becomes `Err(JoinError::Panicked)`.
+    ///
+    /// The inner future is also *dropped* under the guard, on every path:
+    /// as soon as it finishes or panics (inside the poll's own guard), or
+    /// when the task is cancelled (at shard end, through its handle or by
+    /// glommio, dropped inside a stream). A destructor that panics is
+    /// caught, counted and logged, instead of unwinding into glommio, which
+    /// would abort the process.
     pub(crate) struct Guarded<F> {
         #[pin]
-        fut: F,
-        pool: Option<u64>,
+        fut: Option<F>,
+        pool: Option<NonZeroU64>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<usize>,
     }
 
     impl<F> PinnedDrop for Guarded<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(slot) = *this.project().slot {
-                let _ = WAITING.try_with(|w| w.borrow_mut().leave(slot));
+            let this = this.project();
+            if let Some(slot) = *this.slot {
+                let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
+            }
+            if this.fut.is_some() {
+                drop_inner(this.fut, *this.pool);
             }
         }
+    }
+}
+
+/// Drops a guarded future in place, under the guard (see [`Guarded`]).
+#[cold]
+fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
+    let _enter = Enter::new(pool);
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+        let err = caught(&*payload);
+        tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "while dropping a task: {err}");
     }
 }
 
@@ -136,8 +126,8 @@ impl<F: Future> Guarded<F> {
     pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
         install_hook();
         Guarded {
-            fut,
-            pool,
+            fut: Some(fut),
+            pool: pool.and_then(NonZeroU64::new),
             slot: None,
         }
     }
@@ -147,19 +137,35 @@ impl<F: Future> Future for Guarded<F> {
     type Output = Result<F::Output, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if ENDING.with(|e| e.get()) {
+        let mut this = self.project();
+        let Some(enter) = Enter::unless_ending(*this.pool) else {
+            drop_inner(this.fut, *this.pool);
             return Poll::Ready(Err(JoinError::Cancelled));
-        }
-        let _enter = Enter::new(*this.pool);
-        let fut = this.fut;
-        match panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Ok(Poll::Pending) => {
-                WAITING.with(|w| w.borrow_mut().park(this.slot, cx.waker()));
+        };
+        let mut fut = this.fut.as_mut();
+        // The future is dropped as soon as it is done, inside this guard.
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| {
+            let inner = fut.as_mut().as_pin_mut()?;
+            let out = inner.poll(cx);
+            if out.is_ready() {
+                fut.set(None);
+            }
+            Some(out)
+        }));
+        drop(enter);
+        match polled {
+            Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
+            Ok(Some(Poll::Pending)) => {
+                WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
                 Poll::Pending
             }
-            Err(payload) => Poll::Ready(Err(caught(&*payload))),
+            // Polled after it finished: glommio never does.
+            Ok(None) => Poll::Ready(Err(JoinError::Cancelled)),
+            Err(payload) => {
+                let err = caught(&*payload);
+                drop_inner(this.fut, *this.pool);
+                Poll::Ready(Err(err))
+            }
         }
     }
 }
@@ -171,8 +177,9 @@ pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| caught(&*payload))
 }
 
+#[cold]
 fn caught(payload: &(dyn Any + Send)) -> JoinError {
-    PANICS.with(|p| p.set(p.get() + 1));
+    HERE.with(|h| h.panics.set(h.panics.get() + 1));
     JoinError::Panicked {
         message: panic_message(payload),
         location: LOCATION.with(|l| l.borrow_mut().take()),
@@ -183,33 +190,61 @@ fn caught(payload: &(dyn Any + Send)) -> JoinError {
 /// A task outside any pool (`pool: None`) is no member of the pool whose
 /// task spawned it, so the current pool is set either way.
 struct Enter {
-    prev_pool: Option<u64>,
+    prev_pool: Option<NonZeroU64>,
 }
 
 impl Enter {
-    fn new(pool: Option<u64>) -> Self {
-        GUARDED.with(|g| g.set(g.get() + 1));
-        Enter {
-            prev_pool: CURRENT_POOL.with(|c| c.replace(pool)),
-        }
+    #[inline]
+    fn new(pool: Option<NonZeroU64>) -> Self {
+        HERE.with(|h| {
+            h.depth.set(h.depth.get() + 1);
+            Enter {
+                prev_pool: h.pool.replace(pool),
+            }
+        })
+    }
+
+    /// Enters, unless the shard is ending its tasks (one look at the
+    /// thread-local for both).
+    #[inline]
+    fn unless_ending(pool: Option<NonZeroU64>) -> Option<Self> {
+        HERE.with(|h| {
+            if h.ending.get() {
+                return None;
+            }
+            h.depth.set(h.depth.get() + 1);
+            Some(Enter {
+                prev_pool: h.pool.replace(pool),
+            })
+        })
     }
 }
 
 impl Drop for Enter {
+    #[inline]
     fn drop(&mut self) {
-        GUARDED.with(|g| g.set(g.get() - 1));
-        CURRENT_POOL.with(|c| c.set(self.prev_pool));
+        HERE.with(|h| {
+            h.depth.set(h.depth.get() - 1);
+            h.pool.set(self.prev_pool);
+        });
     }
+}
+
+/// How many guarded polls are on this thread's stack right now: a task
+/// polled inside another one's poll (glommio runs a new task's first step
+/// inside `spawn`; a pool runs work inline) adds one.
+pub(crate) fn depth() -> u32 {
+    HERE.with(|h| h.depth.get())
 }
 
 /// The pool of the task being polled on this thread, if it runs in one.
 pub(crate) fn current_pool() -> Option<u64> {
-    CURRENT_POOL.with(|c| c.get())
+    HERE.with(|h| h.pool.get()).map(NonZeroU64::get)
 }
 
 /// Panics caught in shardlet tasks on this thread so far.
 pub(crate) fn panics() -> u64 {
-    PANICS.with(|p| p.get())
+    HERE.with(|h| h.panics.get())
 }
 
 /// The text of a panic payload (`&str` or `String`; anything else is named as such).
@@ -228,7 +263,7 @@ fn install_hook() {
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if GUARDED.with(|g| g.get()) > 0 {
+            if depth() > 0 {
                 let location = info.location().map(|l| l.to_string());
                 LOCATION.with(|l| *l.borrow_mut() = location);
             } else {

@@ -13,12 +13,21 @@ use crate::net::AcceptMode;
 
 /// `SHARDLET_SHARDS`: how many shards (executors) to start.
 pub const ENV_SHARDS: &str = "SHARDLET_SHARDS";
-/// `SHARDLET_CPUS`: which CPUs the shards may use, e.g. `0,2-5`.
+/// `SHARDLET_CPUS`: which CPUs the shards may use, e.g. `0,2-5`. A set, as
+/// for `taskset -c`: the order is not kept, and shard *i* is pinned to the
+/// *i*-th CPU of the list in ascending order (`3,1` pins shard 0 to CPU 1).
 pub const ENV_CPUS: &str = "SHARDLET_CPUS";
 /// `SHARDLET_PIN`: pin each shard to one CPU (`1`/`0`, `on`/`off`, `true`/`false`).
 pub const ENV_PIN: &str = "SHARDLET_PIN";
-/// `SHARDLET_POOL_SIZE`: default size of a [`GreenPool`](crate::GreenPool).
+/// `SHARDLET_POOL_SIZE`: default size of a [`GreenPool`](crate::GreenPool):
+/// how many green threads (handlers) run at once. It does not limit how many
+/// connections a server holds; `SHARDLET_MAX_CONNECTIONS` does.
 pub const ENV_POOL_SIZE: &str = "SHARDLET_POOL_SIZE";
+/// `SHARDLET_MAX_CONNECTIONS`: the most connections a
+/// [`Server`](crate::net::Server) holds per shard. Unset: derived from the
+/// descriptor limit when the server starts (see
+/// [`max_connections_for`](crate::net::max_connections_for)).
+pub const ENV_MAX_CONNECTIONS: &str = "SHARDLET_MAX_CONNECTIONS";
 /// `SHARDLET_IO_MEMORY`: io_uring registered-buffer memory per shard (`4M`, `512K`, bytes).
 pub const ENV_IO_MEMORY: &str = "SHARDLET_IO_MEMORY";
 /// `SHARDLET_SPIN_US`: microseconds a shard keeps polling after its last work
@@ -43,6 +52,9 @@ pub const DEFAULT_BLOCKING_THREADS: usize = 4;
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// The smallest io memory glommio accepts per shard.
 pub const MIN_IO_MEMORY: usize = 64 << 10;
+/// The most io memory a shard may ask for: glommio maps and registers it
+/// all at start, and fails deep inside its ring setup when it cannot.
+pub const MAX_IO_MEMORY: usize = 1 << 30;
 
 /// A setting that cannot be used, with the variable it came from and why.
 ///
@@ -92,6 +104,7 @@ pub struct Config {
     spin: Duration,
     blocking_threads: usize,
     accept: AcceptMode,
+    max_connections: Option<usize>,
     mailbox: usize,
 }
 
@@ -106,6 +119,7 @@ impl Default for Config {
             spin: DEFAULT_SPIN,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
             accept: AcceptMode::default(),
+            max_connections: None,
             mailbox: crate::mesh::DEFAULT_MAILBOX,
         }
     }
@@ -178,6 +192,9 @@ impl Config {
                 .parse()
                 .map_err(|r: String| ConfigError::new(ENV_ACCEPT, &v, r))?;
         }
+        if let Some(v) = get(ENV_MAX_CONNECTIONS) {
+            config.max_connections = Some(positive(ENV_MAX_CONNECTIONS, &v)?);
+        }
         if let Some(v) = get(ENV_MAILBOX) {
             config.mailbox = positive(ENV_MAILBOX, &v)?;
         }
@@ -192,7 +209,8 @@ impl Config {
     }
 
     /// Sets the CPUs shards may run on (`SHARDLET_CPUS`). Default: every CPU
-    /// this process is allowed to run on.
+    /// this process is allowed to run on. A set: shard *i* is pinned to the
+    /// *i*-th CPU in ascending order, whatever order they are given in.
     pub fn with_cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
         self.cpus = Some(CpuList::from(cpus.into_iter().collect::<Vec<_>>()));
         self
@@ -255,6 +273,25 @@ impl Config {
         self
     }
 
+    /// Sets the most connections a server holds per shard
+    /// (`SHARDLET_MAX_CONNECTIONS`): the default of
+    /// [`ServerConfig::max_connections`](crate::net::ServerConfig::max_connections)
+    /// for servers configured from this. Default: derived from the
+    /// descriptor limit when a server starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::{Config, ServerConfig};
+    ///
+    /// let config = Config::default().with_max_connections(50_000);
+    /// assert_eq!(ServerConfig::from(&config).max_connections(), Some(50_000));
+    /// ```
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
     /// Sets how many cross-shard messages may wait for a shard
     /// (`SHARDLET_MAILBOX`, see [`ENV_MAILBOX`]). Default: 1024 messages.
     pub fn with_mailbox(mut self, messages: usize) -> Self {
@@ -300,6 +337,12 @@ impl Config {
     /// How servers spread accepted connections over shards.
     pub fn accept(&self) -> AcceptMode {
         self.accept
+    }
+
+    /// The per-shard connection cap for servers, if one was set
+    /// (`SHARDLET_MAX_CONNECTIONS`).
+    pub fn max_connections(&self) -> Option<usize> {
+        self.max_connections
     }
 
     /// How many cross-shard messages may wait for a shard (see [`ENV_MAILBOX`]).
@@ -371,6 +414,13 @@ impl Config {
         if let Some(io) = self.io_memory {
             if io < MIN_IO_MEMORY {
                 return Err(ConfigError::new(ENV_IO_MEMORY, io, "must be at least 64K"));
+            }
+            if io > MAX_IO_MEMORY {
+                return Err(ConfigError::new(
+                    ENV_IO_MEMORY,
+                    io,
+                    "must be at most 1G per shard",
+                ));
             }
         }
         let placement = (0..shards)
@@ -488,6 +538,19 @@ mod tests {
             err.to_string(),
             r#"SHARDLET_ACCEPT="roundrobin": expected reuseport or handoff"#
         );
+    }
+
+    #[test]
+    fn max_connections_parses_and_names_the_variable() {
+        let lookup =
+            |value: &'static str| move |var: &str| (var == ENV_MAX_CONNECTIONS).then(|| value.to_string());
+        assert_eq!(Config::default().max_connections(), None);
+        assert_eq!(
+            Config::from_lookup(lookup("50000")).unwrap().max_connections(),
+            Some(50_000)
+        );
+        let err = Config::from_lookup(lookup("0")).unwrap_err();
+        assert_eq!(err.var, ENV_MAX_CONNECTIONS);
     }
 
     #[test]

@@ -20,9 +20,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+
+use crate::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::SeqCst};
+use crate::sync::{lock, Arc, Mutex, MutexGuard};
 
 use crate::mesh::Home;
 
@@ -136,6 +137,9 @@ impl GlobalLimit {
 
     fn release(&self) {
         self.inner.available.fetch_add(1, SeqCst);
+        // Pairs with the fence in `AcquireGlobal::poll` (a `SeqCst` pair of
+        // accesses would do; the fences make it explicit, and checkable by loom).
+        fence(SeqCst);
         if self.inner.waiters.load(SeqCst) > 0 {
             self.inner.dispatch(&mut self.inner.queue());
         }
@@ -151,7 +155,7 @@ impl Inner {
     }
 
     fn queue(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.queue)
     }
 
     /// Hands free permits to queued waiters, head first.
@@ -160,7 +164,7 @@ impl Inner {
             let waiter = queue.pop_front().expect("queue is not empty");
             self.waiters.fetch_sub(1, SeqCst);
             waiter.granted.store(true, SeqCst);
-            let waker = waiter.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let waker = lock(&waiter.waker).take();
             if let Some(waker) = waker {
                 crate::mesh::wake(waiter.home, waker);
             }
@@ -212,7 +216,7 @@ impl Future for AcquireGlobal {
                 this.waiter = None;
                 return Poll::Ready(this.limit.permit());
             }
-            *waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            *lock(&waiter.waker) = Some(cx.waker().clone());
             // Granted between the check and storing the waker: don't sleep on it.
             if waiter.granted.load(SeqCst) {
                 this.waiter = None;
@@ -226,6 +230,8 @@ impl Future for AcquireGlobal {
         let inner = &this.limit.inner;
         let mut queue = inner.queue();
         inner.waiters.fetch_add(1, SeqCst);
+        // Pairs with the fence in `GlobalLimit::release`.
+        fence(SeqCst);
         if queue.is_empty() && inner.take() {
             inner.waiters.fetch_sub(1, SeqCst);
             return Poll::Ready(this.limit.permit());

@@ -18,7 +18,7 @@ use futures_lite::Stream;
 
 use crate::catch::{self, Guarded};
 use crate::pool::{with_permit, GreenPool};
-use crate::slots::{Acquire, Permit};
+use crate::sync::slots::{Acquire, Permit};
 use crate::task::{self, GreenThread, JoinError};
 
 /// Stream of results in input order; see [`GreenPool::imap`].
@@ -78,13 +78,19 @@ where
                 },
                 None => {
                     if self.window.is_empty() && self.pool.is_current_member() {
-                        match self.next_item() {
-                            Some(Ok(fut)) => {
+                        let beyond = self.pool.inline_or_beyond();
+                        match (self.next_item(), beyond) {
+                            (Some(Ok(fut)), Some(permit)) => {
+                                let id = Some(self.pool.id());
+                                self.window
+                                    .push_back(Call::Spawned(task::spawn_in(with_permit(fut, permit), id)));
+                            }
+                            (Some(Ok(fut)), None) => {
                                 let guarded = Guarded::new(fut, Some(self.pool.id()));
                                 self.window.push_back(Call::Inline(Box::pin(guarded)));
                             }
-                            Some(Err(failed)) => self.window.push_back(Call::Failed(Some(failed))),
-                            None => {}
+                            (Some(Err(failed)), _) => self.window.push_back(Call::Failed(Some(failed))),
+                            (None, _) => {}
                         }
                     }
                     break;

@@ -43,6 +43,38 @@
 //!   [`http::get`]; `https` with the default `tls` feature), the dispatch
 //!   pattern's [`http::Server`] on every shard, and the wire format they share.
 //!
+//! # Failure model
+//!
+//! - **Panics are values.** A panic in a green thread ([`spawn`],
+//!   [`spawn_n`], a pool's or pile's task, a cross-shard job) or in a
+//!   shard's entry (the closure or its future) is caught, counted
+//!   ([`shard::panics`]) and logged through `tracing`; it comes back as
+//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. A
+//!   destructor that panics while a task is dropped (cancelled, ended with
+//!   its shard, dropped with an [`Imap`]) is caught the same way.
+//! - **Stopping is cooperative.** [`RuntimeHandle::stop`] is seen by every
+//!   shard ([`shard::stopped`]); servers stop accepting and drain. The grace
+//!   period bounds the wait only at `.await` points: an entry that computes
+//!   without ever awaiting cannot be interrupted.
+//! - **What a shard's end cancels.** Every green thread still waiting is
+//!   cancelled (its future dropped, destructors run; `spawn_on` jobs among
+//!   them are counted in [`Mesh::cancelled`]). Messages still queued for the
+//!   shard are dropped unrun and counted in [`Mesh::dropped`]; a
+//!   `submit_to` caller waiting on one gets [`MeshError::ShardGone`].
+//! - **After [`RuntimeHandle::join`]** no shard task runs. [`blocking`]
+//!   closures that had not started are dropped unrun; one still running
+//!   keeps its thread until it returns (`join` does not wait for it).
+//! - **What still aborts the process: a stack overflow.** glommio runs a
+//!   new task's first step inside `spawn`, and a full pool runs its own
+//!   tasks' spawns inline, so tasks nest on the shard's stack; past
+//!   64 nested tasks shardlet queues a new task, or spawns inline work
+//!   beyond the pool's size, instead. A future that recurses deeply within
+//!   one poll can still overflow the stack (2 MiB per shard thread): box
+//!   recursive futures and keep large buffers on the heap.
+//! - **glommio keeps one eventfd per executor** it ever built
+//!   ([glommio#448](https://github.com/DataDog/glommio/issues/448)): a
+//!   process that starts many runtimes one after another accumulates them.
+//!
 //! [glommio]: https://docs.rs/glommio
 
 // `deny`, not `forbid`: `net/fd.rs` alone allows it, to borrow a glommio
@@ -59,8 +91,6 @@ mod fanout;
 mod global;
 pub mod http;
 mod imap;
-mod lanes;
-mod mailbox;
 mod memlock;
 mod mesh;
 pub mod net;
@@ -68,23 +98,23 @@ mod pile;
 mod pool;
 mod runtime;
 pub mod shard;
-mod slots;
 mod stop;
+mod sync;
 mod task;
 mod time;
 
 pub use blocking::blocking;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
-    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS,
-    ENV_SPIN_US,
+    ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,
+    ENV_SHARDS, ENV_SPIN_US,
 };
 pub use fanout::{FanoutPile, Spread};
 pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use imap::{Imap, StarFn};
 pub use memlock::MemlockError;
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
-pub use net::{AcceptMode, Server, ServerConfig};
+pub use net::{AcceptMode, Connection, Server, ServerConfig, WhenFull};
 pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};

@@ -12,6 +12,12 @@
 //! Eventlet, such a spawn runs the new work *inline*: the spawning task runs
 //! it to completion within its own slot, then gets back an already finished
 //! [`GreenThread`]. Concurrency stays bounded by `size`, and nothing deadlocks.
+//!
+//! Inline work nests on the spawning task's stack, so it is bounded too:
+//! past [`MAX_DEPTH`](crate::task::MAX_DEPTH) nested tasks, such a spawn
+//! runs as a task of its own *beyond* the pool's size (counted in
+//! [`running`](GreenPool::running) until it ends) instead of overflowing
+//! the stack.
 
 use std::cell::Cell;
 use std::fmt;
@@ -19,7 +25,7 @@ use std::future::Future;
 
 use crate::catch::{self, Guarded};
 use crate::imap::{Imap, StarFn};
-use crate::slots::{Permit, Slots};
+use crate::sync::slots::{Permit, Slots};
 use crate::task::{self, GreenThread};
 
 thread_local! {
@@ -230,22 +236,29 @@ impl GreenPool {
     }
 
     /// A slot to run in, or `None` when the caller is one of this pool's tasks
-    /// and the pool is full (run inline).
+    /// and the pool is full (run inline; see the module docs for the depth
+    /// past which it gets a slot beyond the size instead).
     pub(crate) async fn slot(&self) -> Option<Permit> {
         if let Some(permit) = self.slots.try_acquire() {
             return Some(permit);
         }
         if self.is_current_member() {
-            return None;
+            return self.inline_or_beyond();
         }
         Some(self.slots.acquire().await)
+    }
+
+    /// For one of this pool's own tasks, with the pool full: `None` (run
+    /// inline), or, too deep in nested tasks, a slot beyond the size.
+    pub(crate) fn inline_or_beyond(&self) -> Option<Permit> {
+        task::too_deep().then(|| self.slots.acquire_beyond())
     }
 
     pub(crate) fn try_slot(&self) -> Option<Permit> {
         self.slots.try_acquire()
     }
 
-    pub(crate) fn acquire(&self) -> crate::slots::Acquire {
+    pub(crate) fn acquire(&self) -> crate::sync::slots::Acquire {
         self.slots.acquire()
     }
 

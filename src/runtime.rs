@@ -181,6 +181,7 @@ impl Runtime {
         let (mesh, inboxes) = Mesh::new(shards, self.config.mailbox());
         let finish = Finish::new(shards);
         let mut handle = RuntimeHandle {
+            blocking: blocking.clone(),
             threads: Vec::with_capacity(shards),
             outcomes,
             stopper: stopper.clone(),
@@ -367,26 +368,39 @@ impl ShardSpec {
             mesh: self.mesh.clone(),
             outbox: RefCell::new(self.outbox),
         });
-        let (mesh, inbox, mut arrival) = (self.mesh, self.inbox, self.finish);
+        let (mesh, mut arrival) = (self.mesh, self.finish);
+        // However the shard ends (its executor failed to build, it ran to
+        // the end, or a raw glommio task panicked through `run`), no message
+        // stays behind in its lanes and mailbox.
+        let inbox = Rc::new(RefCell::new(self.inbox));
+        let _close = CloseOnExit {
+            mesh: mesh.clone(),
+            id,
+            inbox: inbox.clone(),
+        };
         let finish = arrival.0.clone().expect("a shard arrives once");
-        let executor = match builder.make() {
-            Ok(executor) => executor,
-            Err(err) => {
-                return reporter.report(Err(RuntimeError::ShardStart {
-                    shard: id,
-                    cpu,
-                    reason: err.to_string(),
-                }))
+        // glommio panics (an `unwrap` deep in its ring setup) for some
+        // settings it cannot meet, instead of returning an error.
+        let made = panic::catch_unwind(AssertUnwindSafe(|| builder.make()));
+        let executor = match made {
+            Ok(Ok(executor)) => executor,
+            Ok(Err(err)) => {
+                return reporter.report(Err(self::start_error(id, cpu, err.to_string(), self.io_memory)))
+            }
+            Err(payload) => {
+                let reason = format!("glommio panicked: {}", panic_message(&*payload));
+                return reporter.report(Err(self::start_error(id, cpu, reason, self.io_memory)));
             }
         };
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
-        let inbox = Rc::new(RefCell::new(inbox));
         let drain = inbox.clone();
         executor.run(async {
             let outcome = future::or(
                 async {
                     crate::task::spawn_n(mesh::drain(drain));
-                    Some(Guarded::new(entry(), None).await)
+                    // The entry closure is called inside the guard too: its
+                    // panic is an error value like the future's.
+                    Some(Guarded::new(async { entry().await }, None).await)
                 },
                 async {
                     stopper.grace_over().await;
@@ -400,8 +414,34 @@ impl ShardSpec {
             future::or(finish.all_done(), stopper.grace_over()).await;
             crate::catch::end_tasks().await;
         });
-        drop(executor);
-        mesh.close(id, &inbox);
+    }
+}
+
+/// A shard's start failure, with what to change when glommio could not
+/// set up its io_uring memory.
+fn start_error(shard: usize, cpu: Option<usize>, reason: String, io_memory: usize) -> RuntimeError {
+    let reason = if reason.contains("glommio panicked") || reason.to_lowercase().contains("memory") {
+        format!(
+            "{reason} (with {} = {io_memory} bytes of io_uring memory per shard: \
+             lower it, or raise RLIMIT_MEMLOCK)",
+            crate::config::ENV_IO_MEMORY
+        )
+    } else {
+        reason
+    };
+    RuntimeError::ShardStart { shard, cpu, reason }
+}
+
+/// Closes a shard's lanes and mailbox when it ends, whatever the way.
+struct CloseOnExit {
+    mesh: Mesh,
+    id: usize,
+    inbox: Rc<RefCell<Inbox>>,
+}
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.mesh.close(self.id, &self.inbox);
     }
 }
 
@@ -426,6 +466,7 @@ fn outcome_of<T>(shard: usize, outcome: Option<Result<T, JoinError>>) -> Result<
 /// [`FAILURE_GRACE`]) and lets their threads end by themselves.
 #[derive(Debug)]
 pub struct RuntimeHandle<T> {
+    blocking: Arc<BlockingPool>,
     threads: Vec<JoinHandle<()>>,
     outcomes: flume::Receiver<(usize, Result<T, RuntimeError>)>,
     stopper: Stopper,
@@ -481,6 +522,7 @@ impl<T> RuntimeHandle<T> {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        self.blocking.close();
         if let Some(err) = first_error {
             return Err(err);
         }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use crate::blocking::BlockingPool;
 use crate::config::Config;
-use crate::lanes::Lanes;
 use crate::mesh::{Mesh, Outbox};
 use crate::stop::Stopper;
+use crate::sync::lanes::Lanes;
 
 pub(crate) struct ShardContext {
     pub(crate) id: usize,

@@ -9,10 +9,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crate::sync::atomic::{fence, AtomicBool, Ordering};
+use crate::sync::wakers::WakerSet;
+use crate::sync::{lock, Arc, Mutex};
 
 /// Asks a running [`Runtime`](crate::Runtime) to stop; `Clone + Send + Sync`,
 /// so any thread (a signal handler thread, an admin endpoint) can hold one.
@@ -40,20 +42,24 @@ pub struct Stopper {
 
 #[derive(Debug)]
 struct Inner {
-    /// Set on the first stop, before `signal` is dropped: what a waiting
+    /// Set on the first stop, before the waiters are woken: what a waiting
     /// future looks at when it is polled again (no lock, no shared write).
     stopped: AtomicBool,
-    /// Dropped on the first stop: every receiver then sees a disconnect.
-    signal: Mutex<Option<flume::Sender<()>>>,
-    watch: flume::Receiver<()>,
+    /// The tasks waiting for the stop, one waker each.
+    waiters: Mutex<WakerSet>,
     deadline: Mutex<Option<Instant>>,
 }
 
 /// [`Stopper::stopped`]'s future.
+///
+/// It registers its waker once and, polled again by the same task, only
+/// reads the flag. The flag is set before the waiters are taken, and a
+/// waiter looks at it after registering, with a fence on each side: either
+/// the stop sees the waiter or the waiter sees the flag.
 struct Stopped<'a> {
-    flag: &'a AtomicBool,
-    watch: flume::r#async::RecvFut<'a, ()>,
-    /// The waker the channel holds for us, once registered.
+    inner: &'a Inner,
+    key: Option<usize>,
+    /// The waker registered under `key`.
     registered: Option<Waker>,
 }
 
@@ -61,32 +67,39 @@ impl Future for Stopped<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.flag.load(Ordering::Acquire) {
+        let this = &mut *self;
+        if this.inner.stopped.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        if let Some(waker) = &self.registered {
-            if waker.will_wake(cx.waker()) {
-                return Poll::Pending;
-            }
+        if this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
         }
-        match Pin::new(&mut self.watch).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(()),
-            Poll::Pending => {
-                self.registered = Some(cx.waker().clone());
-                Poll::Pending
-            }
+        lock(&this.inner.waiters).register(&mut this.key, cx.waker());
+        this.registered = Some(cx.waker().clone());
+        // Pairs with the fence in `Stopper::stop`.
+        fence(Ordering::SeqCst);
+        if this.inner.stopped.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.inner.waiters).remove(key);
         }
     }
 }
 
 impl Stopper {
     pub(crate) fn new() -> Self {
-        let (signal, watch) = flume::bounded(1);
         Stopper {
             inner: Arc::new(Inner {
                 stopped: AtomicBool::new(false),
-                signal: Mutex::new(Some(signal)),
-                watch,
+                waiters: Mutex::new(WakerSet::new()),
                 deadline: Mutex::new(None),
             }),
         }
@@ -97,14 +110,17 @@ impl Stopper {
     pub fn stop(&self, grace: Duration) {
         let deadline = Instant::now().checked_add(grace);
         {
-            let mut current = self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let mut current = lock(&self.inner.deadline);
             *current = match (*current, deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
         }
         self.inner.stopped.store(true, Ordering::Release);
-        self.inner.signal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Pairs with the fence in `Stopped::poll`.
+        fence(Ordering::SeqCst);
+        let waiters = lock(&self.inner.waiters).take_all();
+        waiters.into_iter().for_each(Waker::wake);
     }
 
     /// Whether a stop was requested.
@@ -119,8 +135,8 @@ impl Stopper {
     /// reads a flag.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + '_ {
         Stopped {
-            flag: &self.inner.stopped,
-            watch: self.inner.watch.recv_async(),
+            inner: &self.inner,
+            key: None,
             registered: None,
         }
     }
@@ -131,7 +147,7 @@ impl Stopper {
         if !self.is_stopped() {
             return None;
         }
-        *self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.inner.deadline)
     }
 
     /// Resolves when the grace period of the stop request runs out (never,
@@ -141,7 +157,7 @@ impl Stopper {
         // A later stop may bring the deadline forward: look again every 10 ms.
         const RECHECK: Duration = Duration::from_millis(10);
         loop {
-            let deadline = *self.inner.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let deadline = *lock(&self.inner.deadline);
             let left = deadline.map_or(RECHECK, |at| at.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return;

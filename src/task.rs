@@ -152,10 +152,54 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let handle = glommio::spawn_local(Guarded::new(fut, pool)).detach();
     GreenThread {
-        state: State::Running(handle),
+        state: State::Running(start(Guarded::new(fut, pool))),
     }
+}
+
+/// How deep tasks may nest on one thread's stack: glommio runs a new task's
+/// first step inside `spawn`, and a pool runs work inline (see
+/// [`GreenPool`](crate::GreenPool)), so a chain of tasks that each spawn the
+/// next at once would otherwise grow the stack until the process aborts.
+/// Past this depth a new task is queued instead, and inline work is
+/// spawned; the stack unwinds and the chain goes on.
+pub(crate) const MAX_DEPTH: u32 = 64;
+
+/// Whether new work should be queued rather than run on this stack.
+pub(crate) fn too_deep() -> bool {
+    crate::catch::depth() >= MAX_DEPTH
+}
+
+/// Spawns `fut` on the current shard: its first step runs right away
+/// (glommio's way), unless the stack is already [`MAX_DEPTH`] tasks deep.
+fn start<T: 'static>(fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
+    let task = if too_deep() {
+        let queue = glommio::executor().current_task_queue();
+        glommio::spawn_local_into(fut, queue).expect("the current task queue exists")
+    } else {
+        glommio::spawn_local(fut)
+    };
+    task.detach()
+}
+
+/// A bare handle on a guarded task, kept only to cancel it: one pointer,
+/// where a [`GreenThread`] keeps room for the task's result.
+pub(crate) struct TaskHandle(JoinHandle<Result<(), JoinError>>);
+
+impl TaskHandle {
+    /// Cancels the task (see [`GreenThread::cancel`]).
+    pub(crate) fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+/// Starts `fut` as a green thread whose only handle cancels it; dropping the
+/// handle detaches the task.
+pub(crate) fn spawn_cancellable<F>(fut: F) -> TaskHandle
+where
+    F: Future<Output = ()> + 'static,
+{
+    TaskHandle(start(Guarded::new(fut, None)))
 }
 
 /// Starts `fut` as a green thread and forgets it (Eventlet's `spawn_n`).
@@ -188,10 +232,9 @@ pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
 where
     F: Future<Output = ()> + 'static,
 {
-    glommio::spawn_local(Logged {
+    start(Logged {
         guarded: Guarded::new(fut, pool),
-    })
-    .detach();
+    });
 }
 
 pin_project_lite::pin_project! {

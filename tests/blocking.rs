@@ -177,3 +177,41 @@ fn works_on_a_plain_glommio_executor() {
     .unwrap();
     assert_eq!(got, (Ok(7), true));
 }
+
+#[test]
+fn closures_still_queued_when_the_runtime_is_joined_never_run() {
+    // Issue 16: queued closures ran after `join` returned, although the
+    // pool is documented as stopped with the runtime.
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let ran_late = Arc::new(AtomicUsize::new(0));
+    let (occupied_tx, occupied_rx) = std::sync::mpsc::channel::<()>();
+    let late = ran_late.clone();
+    run_with(config(1).with_blocking_threads(1), move || {
+        let (release_rx, late, occupied_tx) = (release_rx.clone(), late.clone(), occupied_tx.clone());
+        async move {
+            // Occupy the only thread until after the join...
+            let busy = spawn(blocking(move || {
+                occupied_tx.send(()).unwrap();
+                let _ = release_rx.lock().unwrap().recv();
+            }));
+            // ...so that these wait in the queue.
+            let queued: Vec<_> = (0..3)
+                .map(|_| {
+                    let late = late.clone();
+                    spawn(blocking(move || late.fetch_add(1, Ordering::SeqCst)))
+                })
+                .collect();
+            shardlet::sleep(Duration::from_millis(20)).await;
+            drop((busy, queued)); // detached: the shard ends without them
+        }
+    });
+    occupied_rx.recv().unwrap();
+    release_tx.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ran_late.load(Ordering::SeqCst),
+        0,
+        "no queued closure ran after join"
+    );
+}

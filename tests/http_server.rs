@@ -18,7 +18,7 @@ use futures_lite::stream;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_util::{get, start_http, Conn, HttpRunning};
+use http_util::{get, start_http, start_http_with, Conn, HttpRunning};
 use shardlet::http::server::{Body, Limits};
 
 /// Any body, shard-local (`!Send` is fine on a shard).
@@ -437,4 +437,53 @@ fn graceful_stop_finishes_requests_in_flight() {
             assert!(conn.read().is_err(), "served after stop");
         }
     }
+}
+
+/// At the shard's connection cap, a new client makes the connection idle
+/// the longest close (hyper's graceful shutdown), as nginx does; a
+/// connection in the middle of a request is never the one.
+#[test]
+fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = started.clone();
+    let server = start_http_with(
+        1,
+        Limits::default(),
+        |c| c.with_max_connections(4),
+        move || {
+            let started = counter.clone();
+            move |request| route(request, started.clone())
+        },
+    );
+    let addr = server.addr();
+    // One busy (a slow request in flight), three idle, oldest first.
+    let busy = std::thread::spawn(move || {
+        let mut conn = Conn::open(addr);
+        conn.get("/slow").unwrap()
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < until, "the slow request never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut idle: Vec<Conn> = (0..3)
+        .map(|_| {
+            let mut conn = Conn::open(addr);
+            assert_eq!(conn.get("/").unwrap().status, 200);
+            std::thread::sleep(Duration::from_millis(20));
+            conn
+        })
+        .collect();
+    let asked = Instant::now();
+    let mut fresh = Conn::open(addr);
+    assert_eq!(fresh.get("/").unwrap().status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert!(idle[0].is_closed(), "the longest idle connection was not closed");
+    assert_eq!(
+        idle[2].get("/").unwrap().status,
+        200,
+        "a newer idle connection was closed"
+    );
+    assert_eq!(busy.join().unwrap().text(), "slow done\n");
+    assert!(server.server.stats().shards[0].evicted >= 1);
 }

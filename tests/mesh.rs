@@ -184,3 +184,29 @@ fn one_shard_submits_to_itself() {
     let got = run1(|| async { shardlet::submit_to(0, || async { shard::id() + 5 }).await });
     assert_eq!(got, Ok(5));
 }
+
+#[test]
+fn spawn_on_jobs_cut_off_by_the_end_of_their_shard_are_counted() {
+    // Issue 16: a `spawn_on` job still waiting when its shard ended was
+    // cancelled silently (neither counted nor logged).
+    let runtime = Runtime::new(config(1)).unwrap();
+    let handle = runtime.start(|| async { shard::stopped().await }).unwrap();
+    let mesh = handle.mesh();
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let started = started.clone();
+        block_on(mesh.spawn_on(0, move || async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }))
+        .unwrap();
+    }
+    while started.load(Ordering::SeqCst) < 3 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(mesh.cancelled(), 0);
+    handle.stop(Duration::from_millis(20));
+    handle.join().unwrap();
+    assert_eq!(mesh.cancelled(), 3);
+    assert_eq!(mesh.dropped(), 0, "they ran: not dropped");
+}

@@ -448,9 +448,9 @@ fn handles_and_errors_cross_threads() {
 
 #[test]
 fn memlock_limit_is_checked_before_any_ring_is_built() {
-    // Ask for far more locked memory than any sane limit (never run: only `new`).
-    let huge = 1usize << 40;
-    let result = Runtime::new(config(1).with_io_memory(huge));
+    // Ask for more locked memory than the limits here allow (never run: only `new`).
+    let large = 512usize << 20;
+    let result = Runtime::new(config(1).with_io_memory(large));
     if memlock_is_charged() {
         match result {
             Err(RuntimeError::Memlock(e)) => {
@@ -465,6 +465,20 @@ fn memlock_limit_is_checked_before_any_ring_is_built() {
         // Unlimited, or CAP_IPC_LOCK: nothing is charged, so the request stands.
         let runtime = result.expect("nothing is charged against RLIMIT_MEMLOCK here");
         assert_eq!(runtime.shards(), 1);
+    }
+}
+
+#[test]
+fn io_memory_beyond_what_glommio_can_map_is_a_config_error() {
+    // Issue 16: SHARDLET_IO_MEMORY=100G as root (nothing charged against
+    // RLIMIT_MEMLOCK) passed validation and then panicked inside glommio's
+    // ring setup ("called Option::unwrap() on a None value").
+    match Runtime::new(config(1).with_io_memory(100 << 30)) {
+        Err(RuntimeError::Config(e)) => {
+            assert_eq!(e.var, "SHARDLET_IO_MEMORY");
+            assert!(e.to_string().contains("at most 1G"), "{e}");
+        }
+        other => panic!("expected a config error naming SHARDLET_IO_MEMORY, got {other:?}"),
     }
 }
 

@@ -85,6 +85,14 @@ struct Args {
     /// labels; ratios are of the first to each of the others).
     #[arg(long, value_delimiter = ',')]
     compare: Vec<String>,
+    /// Run nothing: print the cost curve of each of these servers
+    /// (comma-separated labels) from earlier runs in --results, one table
+    /// per server, from `<label>-c<N>.json` for each N of --points.
+    #[arg(long, value_delimiter = ',', requires = "points")]
+    curve: Vec<String>,
+    /// The connection counts of --curve, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    points: Vec<u64>,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +103,9 @@ fn main() -> ExitCode {
     }
     if !args.compare.is_empty() {
         return compare(&args.results, &args.compare);
+    }
+    if !args.curve.is_empty() {
+        return curve(&args.results, &args.curve, &args.points);
     }
     if !(args.duration > 0.0 && args.warmup >= 0.0 && args.connect_rate > 0.0) {
         eprintln!("echo_bench: --duration and --connect-rate must be positive, --warmup not negative");
@@ -186,6 +197,9 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
     let _watchdog = watchdog(limit);
 
     // Step 4: the load, on every shard, with the monitor watching.
+    let server_rss_before_kib = args
+        .server_pid
+        .and_then(|pid| monitor::status_kib(Some(pid), "VmRSS:"));
     let shared = Arc::new(Shared::default());
     let net_before = NetCounters::now();
     let monitor = Monitor::start(plan.clone(), shared.clone(), args.server_pid);
@@ -231,6 +245,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         errors_total: errors.total(),
         first_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
         server_pid: args.server_pid,
+        server_rss_before_kib,
         server: observed.server,
         client: observed.client,
         softirq_percent: observed.softirq_percent,
@@ -331,6 +346,45 @@ fn compare(dir: &Path, labels: &[String]) -> ExitCode {
     }
 }
 
+/// `--curve`: one cost table per server over the connection counts, and
+/// the ratios of the first server to the others at each count.
+fn curve(dir: &Path, labels: &[String], points: &[u64]) -> ExitCode {
+    let mut curves = Vec::new();
+    let mut failed = false;
+    for label in labels {
+        let mut runs = Vec::new();
+        for n in points {
+            match Results::read_json(dir, &format!("{label}-c{n}")) {
+                Ok(r) => {
+                    failed |= r.failed();
+                    runs.push(r);
+                }
+                Err(err) => {
+                    eprintln!("echo_bench: no results for {label} at {n} connections: {err}");
+                    failed = true;
+                }
+            }
+        }
+        print!("{}", report::curve(label, &runs));
+        println!();
+        curves.push(runs);
+    }
+    if curves.iter().all(|c| c.len() == points.len()) {
+        print!("{}", report::curve_ratios(labels, &curves));
+    }
+    if let Some(r) = curves.iter().flatten().next() {
+        println!("{}", report::describe(r));
+    }
+    println!(
+        "srv us/msg: server CPU time per round trip; RSS/conn: (peak RSS - RSS before the client connected) / connections"
+    );
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Makes room for `connections` sockets (plus a margin) under RLIMIT_NOFILE.
 fn raise_fd_limit(connections: usize) -> Result<(), String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -390,6 +444,7 @@ impl Results {
             errors_total: 0,
             first_error: None,
             server_pid: None,
+            server_rss_before_kib: None,
             server: None,
             client: Default::default(),
             softirq_percent: None,

@@ -45,6 +45,10 @@ pub struct Results {
     /// The first error seen, connects included.
     pub first_error: Option<String>,
     pub server_pid: Option<u32>,
+    /// The server's resident set before the client connected, KiB: the
+    /// baseline for its memory per connection.
+    #[serde(default)]
+    pub server_rss_before_kib: Option<u64>,
     pub server: Option<ProcessStats>,
     pub client: ProcessStats,
     /// CPU the machine spent in interrupts and softirqs in the measured
@@ -343,6 +347,100 @@ pub fn ratios(runs: &[Results]) -> String {
             ratio(first.latency_us.p99, other.latency_us.p99),
             (ratio(first.latency_us.p99, other.latency_us.p99) - 1.0) * 100.0,
         );
+    }
+    out
+}
+
+/// Server CPU time per round trip in the measured window, µs.
+pub fn server_us_per_msg(r: &Results) -> Option<f64> {
+    let cpu = r.server?.cpu_percent?;
+    (r.msgs_per_sec > 0.0).then(|| cpu / 100.0 / r.msgs_per_sec * 1e6)
+}
+
+/// The server's peak resident set over the run (the kernel's high-water
+/// mark, else the largest sample), KiB.
+pub fn server_peak_kib(r: &Results) -> Option<u64> {
+    let server = r.server?;
+    server.hwm_kib.or(server.rss_peak_kib)
+}
+
+/// The server's peak resident set beyond its baseline, per connection, KiB.
+pub fn server_kib_per_conn(r: &Results) -> Option<f64> {
+    let (peak, before) = (server_peak_kib(r)?, r.server_rss_before_kib?);
+    (r.connected > 0).then(|| peak.saturating_sub(before) as f64 / r.connected as f64)
+}
+
+/// One server's cost curve: one row per run, in the order given (growing
+/// connection counts).
+pub fn curve(label: &str, runs: &[Results]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "== {label}: cost by connection count ==");
+    let _ = writeln!(
+        out,
+        "{:>7} {:>10} {:>11} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7}",
+        "conns",
+        "msgs/s",
+        "srv us/msg",
+        "peak RSS",
+        "RSS/conn",
+        "p99 ms",
+        "errors",
+        "srv CPU",
+        "cli CPU",
+        "other"
+    );
+    for r in runs {
+        let conns = if r.connected == r.settings.connections {
+            r.connected.to_string()
+        } else {
+            format!("{}/{}", r.connected, r.settings.connections)
+        };
+        let _ = writeln!(
+            out,
+            "{:>7} {:>10.0} {:>11} {:>10} {:>10} {:>10.1} {:>7} {:>7} {:>7} {:>7}",
+            conns,
+            r.msgs_per_sec,
+            server_us_per_msg(r).map_or_else(|| "-".into(), |us| format!("{us:.2}")),
+            mib(server_peak_kib(r)),
+            server_kib_per_conn(r).map_or_else(|| "-".into(), |k| format!("{k:.1} KiB")),
+            r.latency_us.p99 / 1000.0,
+            r.errors_total + r.connect_failed as u64,
+            percent(r.server.and_then(|s| s.cpu_percent)),
+            percent(r.client.cpu_percent),
+            percent(r.other_cpu_percent),
+        );
+    }
+    out
+}
+
+/// At each connection count, the first server's figures over each other
+/// server's: msgs/s (higher is better), server µs/msg, peak RSS and p99
+/// (lower is better). `curves[i][j]` is server `i` at count `j`.
+pub fn curve_ratios(labels: &[String], curves: &[Vec<Results>]) -> String {
+    let mut out = String::new();
+    let Some((first, others)) = curves.split_first() else {
+        return out;
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("x{:.3}", a / b),
+        _ => "-".into(),
+    };
+    for (label, other) in labels[1..].iter().zip(others) {
+        for (a, b) in first.iter().zip(other) {
+            let _ = writeln!(
+                out,
+                "{} / {label} at {} conns: msgs/s {}, srv us/msg {}, peak RSS {}, p99 {}",
+                labels[0],
+                a.settings.connections,
+                ratio(Some(a.msgs_per_sec), Some(b.msgs_per_sec)),
+                ratio(server_us_per_msg(a), server_us_per_msg(b)),
+                ratio(
+                    server_peak_kib(a).map(|k| k as f64),
+                    server_peak_kib(b).map(|k| k as f64)
+                ),
+                ratio(Some(a.latency_us.p99), Some(b.latency_us.p99)),
+            );
+        }
     }
     out
 }

@@ -178,3 +178,39 @@ fn ephemeral_ports_come_from_the_range() {
     };
     assert_eq!(machine.ephemeral_ports(), Some(28232));
 }
+
+#[test]
+fn curve_prints_one_table_per_server_over_the_connection_counts() {
+    let (addr, dir) = (echo_server(None), scratch("curve"));
+    for n in [10, 30] {
+        let mut a = args(addr, &dir, &format!("srv-c{n}"), &[]);
+        a.connections = n;
+        // This process stands in for the server: its memory is read.
+        a.server_pid = Some(std::process::id());
+        let results = run(&a, one_shard()).unwrap();
+        assert!(!results.failed(), "{results:?}");
+        assert!(results.server_rss_before_kib.is_some());
+    }
+    let runs: Vec<Results> = ["srv-c10", "srv-c30"]
+        .iter()
+        .map(|l| Results::read_json(&dir, l).unwrap())
+        .collect();
+    let table = report::curve("srv", &runs);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "== srv: cost by connection count ==");
+    assert!(
+        lines[1].contains("srv us/msg") && lines[1].contains("RSS/conn"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[2].trim_start().starts_with("10 ") && lines[3].trim_start().starts_with("30 "),
+        "{table}"
+    );
+    assert!(lines[3].contains("KiB") && lines[3].contains("MiB"), "{table}");
+    let ratios = report::curve_ratios(&["srv".into(), "same".into()], &[runs.clone(), runs]);
+    assert!(
+        ratios.contains("srv / same at 30 conns: msgs/s x1.000"),
+        "{ratios}"
+    );
+}

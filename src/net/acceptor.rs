@@ -28,6 +28,7 @@ use crate::net::handoff::Handoff;
 use crate::net::listen;
 use crate::net::serve::Stops;
 use crate::net::stats::Counters;
+use crate::net::WhenFull;
 
 /// The longest a blocked `accept` goes without looking at the stop flags.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
@@ -45,13 +46,16 @@ pub(crate) struct Acceptor {
 
 impl Acceptor {
     /// Starts accepting on `socket` (bound and listening) into `handoff`;
-    /// failed accepts are counted in `errors` (shard 0's counters).
+    /// failed accepts, and clients refused while every shard is full
+    /// (`when_full` [`WhenFull::Close`]), are counted in `errors` (shard 0's
+    /// counters).
     pub(crate) fn start(
         socket: Socket,
         handoff: Arc<Handoff>,
         errors: Arc<Counters>,
         stops: Stops,
         cpu: Option<usize>,
+        when_full: WhenFull,
     ) -> io::Result<Acceptor> {
         listen::set_accept_timeout(&socket, ACCEPT_TICK)?;
         let handle = socket.try_clone()?;
@@ -63,6 +67,7 @@ impl Acceptor {
             errors,
             quit: quit.clone(),
             stops,
+            when_full,
         };
         std::thread::Builder::new()
             .name("shardlet-acceptor".into())
@@ -109,6 +114,7 @@ struct Run {
     errors: Arc<Counters>,
     quit: Arc<AtomicBool>,
     stops: Stops,
+    when_full: WhenFull,
 }
 
 impl Run {
@@ -116,15 +122,31 @@ impl Run {
         let stopping = || self.quit.load(Ordering::SeqCst) || self.stops.is_requested();
         let mut backoff = Backoff::new();
         tracing::debug!(target: "shardlet::net", addr = ?self.listener.local_addr().ok(), "handoff acceptor started");
-        while self.handoff.wait_for_room(&stopping).is_some() {
+        let close_when_full = self.when_full == WhenFull::Close;
+        // Waiting: only accept while some shard can take a connection; with
+        // `Close`, accept anyway and close what no shard can take.
+        while if close_when_full {
+            !stopping()
+        } else {
+            self.handoff.wait_for_room(&stopping).is_some()
+        } {
             match self.listener.accept() {
                 Ok((stream, _peer)) => {
                     if let Some((failures, outage)) = backoff.recovered() {
                         tracing::info!(target: "shardlet::net", failures, ?outage, "accepting again");
                     }
                     // Pick again: loads may have changed while accept waited.
-                    let Some(shard) = self.handoff.pick() else {
-                        continue; // every shard stopped: the stream closes here
+                    let picked = if close_when_full {
+                        self.handoff.pick()
+                    } else {
+                        self.handoff.wait_for_room(&stopping)
+                    };
+                    let Some(shard) = picked else {
+                        if close_when_full && !stopping() {
+                            self.errors.accepted.fetch_add(1, Ordering::Relaxed);
+                            self.errors.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue; // every shard full (Close), or stopping: the stream closes here
                     };
                     if self.handoff.send(shard, stream, &stopping).is_err() {
                         break;

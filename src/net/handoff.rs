@@ -4,7 +4,8 @@
 //! The channels are the crate's per-shard [`Mailboxes`] (the same mechanism
 //! as the mesh's inboxes, with its close protocol) carrying connections
 //! instead of closures: a connection must only be taken by a shard that
-//! already holds a pool slot for it, which a closure inbox cannot express.
+//! has room for it under its connection cap, which a closure inbox cannot
+//! express.
 //! The contract on top:
 //! - a connection travels as a `std::net::TcpStream`: owned and `Send`, so a
 //!   connection left in a mailbox is closed when the mailbox is dropped,
@@ -13,10 +14,14 @@
 //!   `live` counters *before* sending it, so the load it balances on already
 //!   includes connections in flight; whoever drops a connection unserved
 //!   (a shard closing its mailbox) takes it back out of `live`;
-//! - a shard takes a pool slot before it takes a connection from its
-//!   mailbox, and the acceptor only accepts while some listening shard has
-//!   `live` below its capacity: a full server leaves clients in the kernel
-//!   backlog instead of queueing them in user space;
+//! - a shard takes a connection from its mailbox only when it has room
+//!   under its cap, or an idle connection to evict for it; the acceptor only
+//!   accepts while some listening shard has `live` below its cap, or below
+//!   its cap plus its idle connections (the shard evicts one for each
+//!   connection beyond its cap): a full server with nothing idle leaves
+//!   clients in the kernel backlog instead of queueing them in user space
+//!   (or, with [`WhenFull::Close`](crate::net::WhenFull::Close), the
+//!   acceptor closes them at once);
 //! - a full mailbox makes the sender wait (back-pressure, never an unbounded
 //!   queue); a shard whose connection ends wakes a waiting sender through
 //!   [`Handoff::freed`].
@@ -26,8 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::mailbox::{MailError, Mailboxes};
 use crate::net::stats::Counters;
+use crate::sync::mailbox::{MailError, Mailboxes};
 
 /// How long a waiting sender sleeps before it looks at its stop flags again.
 const TICK: Duration = Duration::from_millis(20);
@@ -69,22 +74,33 @@ impl Handoff {
     }
 
     /// The listening shard with the fewest live connections and room for one
-    /// more; `None` when every listening shard is full (or none listens).
+    /// more under its cap; else the full one with the most idle connections
+    /// to spare (it evicts one to take the connection); `None` when every
+    /// listening shard is full with nothing idle (or none listens).
     pub(crate) fn pick(&self) -> Option<usize> {
         let n = self.counters.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
         let mut best: Option<(usize, u64)> = None;
+        let mut spare: Option<(usize, u64)> = None;
         for shard in (start..start + n).map(|i| i % n) {
             let c = &self.counters[shard];
             if !c.listening.load(Ordering::Acquire) {
                 continue;
             }
             let live = c.live.load(Ordering::SeqCst);
-            if live < c.capacity.load(Ordering::Relaxed) && best.is_none_or(|(_, l)| live < l) {
-                best = Some((shard, live));
+            let cap = c.capacity.load(Ordering::Relaxed);
+            if live < cap {
+                if best.is_none_or(|(_, l)| live < l) {
+                    best = Some((shard, live));
+                }
+            } else {
+                let headroom = (cap + c.idle.load(Ordering::Relaxed)).saturating_sub(live);
+                if headroom > 0 && spare.is_none_or(|(_, h)| headroom > h) {
+                    spare = Some((shard, headroom));
+                }
             }
         }
-        best.map(|(shard, _)| shard)
+        best.or(spare).map(|(shard, _)| shard)
     }
 
     /// Waits until some shard has room, or `stopping()` says to give up
@@ -108,7 +124,8 @@ impl Handoff {
         }
     }
 
-    /// A connection ended (or a shard changed state): wake a waiting sender.
+    /// A connection ended, a full shard got an idle connection, or a shard
+    /// changed state: wake a waiting sender.
     pub(crate) fn freed(&self) {
         if self.waiting.load(Ordering::SeqCst) {
             let _ = self.wake_tx.try_send(());
@@ -156,7 +173,11 @@ impl Handoff {
     /// Drops (closes) the connections queued for `shard`, which no longer
     /// takes any; returns how many.
     pub(crate) fn close(&self, shard: usize) -> usize {
-        let dropped = self.mail.close(shard, &self.inboxes[shard]);
+        let mut dropped = 0;
+        self.mail.close(shard, &self.inboxes[shard], |stream| {
+            drop(stream);
+            dropped += 1;
+        });
         if dropped > 0 {
             self.counters[shard]
                 .live
@@ -203,6 +224,21 @@ mod tests {
         counters[2].live.store(4, Relaxed);
         assert_eq!(handoff.pick(), None, "all full or not listening");
         assert_eq!(handoff.wait_for_room(&|| true), None);
+    }
+
+    #[test]
+    fn a_full_shard_with_idle_connections_is_picked_last() {
+        let counters = shards(&[2, 2]);
+        let handoff = Handoff::new(&counters, 8);
+        counters[0].live.store(2, Relaxed);
+        counters[1].live.store(2, Relaxed);
+        assert_eq!(handoff.pick(), None, "both full, nothing idle");
+        counters[1].idle.store(1, Relaxed);
+        assert_eq!(handoff.pick(), Some(1), "shard 1 can evict one");
+        counters[1].live.store(3, Relaxed); // it took one, still evicting
+        assert_eq!(handoff.pick(), None, "its one idle connection is spoken for");
+        counters[0].live.store(1, Relaxed);
+        assert_eq!(handoff.pick(), Some(0), "room beats eviction");
     }
 
     #[test]

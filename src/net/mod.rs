@@ -32,25 +32,34 @@
 //!   `SO_REUSEPORT` only when asked, as reuseport mode does.
 //! - **Sources** (`serve.rs`): a shard takes connections either from its own
 //!   listener or from its handoff mailbox (`handoff.rs`, filled by the
-//!   acceptor thread in `acceptor.rs`). Either way the serving loop takes a
-//!   slot of the shard's [`GreenPool`](crate::GreenPool) *before* it takes
-//!   a connection, so a full shard leaves clients in the kernel backlog.
+//!   acceptor thread in `acceptor.rs`). Either way the serving loop looks at
+//!   the shard's connection table (`conns.rs`) *before* it takes a
+//!   connection: below the cap it takes one; at the cap it takes one only to
+//!   evict an idle connection for it ([`Connection::set_idle`]) or, with
+//!   [`WhenFull::Close`], to close it at once; otherwise clients wait in the
+//!   kernel backlog.
+//! - **The connection cap** (`descriptors.rs`) is set, or derived from
+//!   `RLIMIT_NOFILE` when a server starts: the limit less a reserve, divided
+//!   among the shards. It is separate from the [`GreenPool`](crate::GreenPool)
+//!   size (`SHARDLET_POOL_SIZE`), which bounds handlers run in a pool, not
+//!   connections held.
 //! - **Readiness** (`ready.rs`, `stream.rs`, `listener.rs`): every socket
 //!   of a shard is registered with that shard's epoll instance for its whole
 //!   life, edge-triggered; a read or write tries the syscall while its
 //!   direction is flagged ready and clears the flag on `EAGAIN` or a short
 //!   count; dropping the socket deregisters it. Connections handed off by
 //!   the acceptor are registered by the shard that takes them.
-//! - **Connections** run as green threads of that pool. The handler's error
-//!   or panic ends only its connection; both are counted and logged.
+//! - **Connections** run as green threads, each with an entry in the
+//!   table (O(1) to add, free, mark idle or evict). The handler's error or
+//!   panic ends only its connection; both are counted and logged.
 //! - **Counters** (`stats.rs`) are per-shard atomics, written by the shard
 //!   (and, for `accepted`/`live` in handoff mode, by the acceptor before it
 //!   sends) and read from any thread through [`Server::stats`].
 //! - **Stopping**: a serving loop obeys the runtime's stop
 //!   ([`shard::stopped`](crate::shard::stopped)) and its server's
-//!   ([`Server::stop`]): it stops taking connections at once, drains live
-//!   ones until the drain timeout or the stop's grace period, then cancels
-//!   the rest and returns.
+//!   ([`Server::stop`]): it stops taking connections at once, asks idle
+//!   ones to close, drains the others until the drain timeout or the stop's
+//!   grace period, then cancels the rest and returns.
 //! - **Errors from `accept`** (`accept.rs`): running out of descriptors or
 //!   memory backs off (`backoff.rs`, 5 ms doubling to 500 ms) and recovers;
 //!   aborted connections are skipped; only a broken listener ends the loop.
@@ -60,7 +69,11 @@
 mod accept;
 mod acceptor;
 mod backoff;
+mod capacity;
 mod connect;
+mod connection;
+mod conns;
+mod descriptors;
 mod fd;
 mod handoff;
 mod hyper_io;
@@ -70,16 +83,24 @@ mod park;
 mod ready;
 mod serve;
 mod server;
+mod server_config;
 mod slab;
 mod stats;
 mod stream;
 
 pub use accept::AcceptMode;
 pub use connect::connect;
+pub use connection::{Connection, Evicted};
+pub use conns::EVICTION_GRACE;
+pub use descriptors::{
+    default_max_connections, fd_limit, fd_reserve, max_connections_for, FD_RESERVE, FD_RESERVE_DIVISOR,
+    FD_RESERVE_PER_SHARD,
+};
 pub use listen::{listen, listen_with, ListenOptions, DEFAULT_BACKLOG};
 pub use listener::TcpListener;
 pub use ready::{ready_stats, ReadyStats};
-pub use serve::{serve, DEFAULT_DRAIN_TIMEOUT};
-pub use server::{Server, ServerConfig, DEFAULT_HANDOFF_CAPACITY};
+pub use serve::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
+pub use server::Server;
+pub use server_config::{ServerConfig, WhenFull, DEFAULT_HANDOFF_CAPACITY};
 pub use stats::{ServerStats, ShardStats};
 pub use stream::TcpStream;

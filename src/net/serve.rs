@@ -1,20 +1,33 @@
-//! The serving loop of one shard, behind [`serve`] and
-//! [`Server::serve`](crate::net::Server::serve).
+//! The serving loop of one shard, behind [`serve`], [`serve_with`] and
+//! [`Server::serve_with`](crate::net::Server::serve_with) (which every other
+//! way to serve wraps).
 //!
-//! Each turn takes a slot of the shard's [`GreenPool`] *first*, then one
-//! connection from the [`Source`] (the shard's listener, or its handoff
-//! mailbox), and runs the handler on it as a green thread holding that slot.
-//! A full pool therefore stops the loop before `accept`, and new clients wait
-//! in the kernel backlog. When a stop is requested the loop stops taking
-//! connections; [`ShardServer::drain`] then lets live ones finish until the
-//! deadline and drops the rest.
+//! Each turn takes one connection from the [`Source`] (the shard's listener,
+//! or its handoff mailbox) and runs the handler on it as a green thread with
+//! an entry in the shard's connection table ([`Conns`]). The table holds at
+//! most the shard's connection cap; the loop looks at it *before* it takes a
+//! connection:
+//!
+//! - below the cap, it takes the next connection and starts it;
+//! - at the cap with an idle connection to evict (or one closing already),
+//!   it takes the next client, asks the longest idle connection to close,
+//!   and starts the client once that one has gone: the client waits, holding
+//!   one descriptor, for as long as the evicted handler takes to close (at
+//!   most [`EVICTION_GRACE`](crate::net::EVICTION_GRACE));
+//! - at the cap with nothing to evict, it either stops taking connections
+//!   ([`WhenFull::Wait`]: new clients wait in the kernel backlog, or in the
+//!   mailbox) or takes each one and closes it at once ([`WhenFull::Close`]).
+//!
+//! Handlers are not counted against any [`GreenPool`](crate::GreenPool): a
+//! raw connection's handler lives as long as its connection, and the cap
+//! bounds both. When a stop is requested the loop stops taking connections;
+//! [`ShardServer::drain`] asks idle connections to close, lets the others
+//! finish until the deadline, and cancels the rest.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,25 +38,29 @@ use crate::catch::Guarded;
 use crate::net::accept::AcceptError;
 use crate::net::acceptor::log_backoff;
 use crate::net::backoff::Backoff;
+use crate::net::conns::{Conns, Room};
+use crate::net::descriptors;
 use crate::net::handoff::Handoff;
 use crate::net::ready::Reactor;
 use crate::net::stats::Counters;
-use crate::net::{TcpListener, TcpStream};
-use crate::pool::{with_permit, GreenPool};
-use crate::slots::Permit;
+use crate::net::{Connection, TcpListener, TcpStream, WhenFull};
+use crate::pool::Holding;
 use crate::stop::Stopper;
-use crate::task::{self, GreenThread};
+use crate::task;
 use crate::{shard, sleep};
 
 /// How long live connections get to finish after a stop, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Eventlet's `serve`: accepts connections on `listener` and runs
-/// `handler(stream)` for each as a green thread of a pool of the shard's
-/// default size (`SHARDLET_POOL_SIZE`), on the current shard.
+/// `handler(stream)` for each as a green thread on the current shard.
 ///
-/// - When the pool is full it stops accepting, and new clients wait in the
-///   kernel backlog until a connection ends.
+/// - It holds at most the shard's connection cap (`SHARDLET_MAX_CONNECTIONS`,
+///   or by default the share of the descriptor limit one of the runtime's
+///   shards gets: see [`max_connections_for`](crate::net::max_connections_for)).
+///   At the cap it stops accepting, and new clients wait in the kernel
+///   backlog until a connection ends; reaching the cap is logged and
+///   counted.
 /// - `EMFILE`, `ENFILE`, `ENOBUFS` and `ENOMEM` from `accept` are retried
 ///   after a growing delay (5 ms up to 500 ms) instead of ending the server.
 /// - A handler that returns an error, or panics, ends only its own
@@ -53,8 +70,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 ///   accepting and waits for live connections, until the stop's grace period
 ///   or [`DEFAULT_DRAIN_TIMEOUT`] runs out; then it drops them and returns.
 ///
-/// For a server on every shard, with counters and its own stop handle, use
-/// [`Server`](crate::net::Server).
+/// For a server on every shard, with counters, a choice of what to do at the
+/// cap and its own stop handle, use [`Server`](crate::net::Server); for
+/// handlers that mark their connection idle, [`serve_with`].
 ///
 /// # Errors
 ///
@@ -111,17 +129,38 @@ where
     H: Fn(TcpStream) -> Fut + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
 {
+    serve_with(listener, move |stream, _| handler(stream)).await
+}
+
+/// Like [`serve`], but the handler also gets the connection's
+/// [`Connection`] handle, to mark it idle: at the cap, the connection idle
+/// the longest is asked to close to admit a new client.
+///
+/// # Errors
+///
+/// As [`serve`].
+///
+/// # Panics
+///
+/// Outside a shard (a glommio executor).
+pub async fn serve_with<H, Fut>(listener: TcpListener, handler: H) -> io::Result<()>
+where
+    H: Fn(TcpStream, Connection) -> Fut + 'static,
+    Fut: Future<Output = io::Result<()>> + 'static,
+{
+    let shards = shard::try_id().map_or(1, |_| shard::count());
+    let configured = shard::config().and_then(|c| c.max_connections());
+    let (cap, origin) = descriptors::resolve_cap(configured, shards);
     let counters = Arc::new(Counters::default());
-    let pool = GreenPool::default();
-    counters.capacity.store(pool.size() as u64, Ordering::Relaxed);
-    let server = ShardServer::new(
+    let conns = Conns::new(
         shard::try_id().unwrap_or(0),
-        handler,
-        pool,
-        counters,
+        cap,
+        origin,
+        WhenFull::Wait,
+        counters.clone(),
         None,
-        DEFAULT_DRAIN_TIMEOUT,
     );
+    let server = ShardServer::new(handler, conns, counters, None, DEFAULT_DRAIN_TIMEOUT);
     let stops = Stops::current(None);
     let result = server.accept_loop(Source::Listener(listener), &stops).await;
     server.drain(&stops).await;
@@ -231,55 +270,36 @@ where
     .await
 }
 
-/// One shard's server: its pool, handler, counters and live connections.
+/// One shard's server: its handler, connection table and counters.
 ///
 /// Dropping it cancels the connections still running.
 pub(crate) struct ShardServer<H> {
     shard: usize,
-    pool: GreenPool,
     handler: Rc<H>,
+    conns: Rc<Conns>,
     counters: Arc<Counters>,
     handoff: Option<Arc<Handoff>>,
-    live: Rc<Live>,
     drain_timeout: Duration,
-}
-
-/// The running connection tasks, so that a drain past its deadline (or a
-/// dropped server) can cancel them.
-#[derive(Default)]
-struct Live {
-    tasks: RefCell<HashMap<u64, GreenThread<()>>>,
-    next_id: Cell<u64>,
-}
-
-impl Live {
-    fn cancel_all(&self) -> usize {
-        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
-        tasks.values().for_each(GreenThread::cancel);
-        tasks.len()
-    }
 }
 
 impl<H, Fut> ShardServer<H>
 where
-    H: Fn(TcpStream) -> Fut + 'static,
+    H: Fn(TcpStream, Connection) -> Fut + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
 {
     pub(crate) fn new(
-        shard: usize,
         handler: H,
-        pool: GreenPool,
+        conns: Rc<Conns>,
         counters: Arc<Counters>,
         handoff: Option<Arc<Handoff>>,
         drain_timeout: Duration,
     ) -> Self {
         ShardServer {
-            shard,
-            pool,
+            shard: conns.shard(),
             handler: Rc::new(handler),
+            conns,
             counters,
             handoff,
-            live: Rc::new(Live::default()),
             drain_timeout,
         }
     }
@@ -296,11 +316,41 @@ where
         futures_lite::pin!(stop);
         let mut backoff = Backoff::new();
         let counted = source.counted_by_sender();
+        let close_when_full = self.conns.when_full() == WhenFull::Close;
+        // A client taken while the shard is full, waiting for an evicted
+        // connection to go (counted in `live`).
+        let mut waiting: Option<TcpStream> = None;
         self.set_listening(true);
         let result = loop {
-            let Next::Got(permit) = unless(stop.as_mut(), self.pool.acquire()).await else {
-                break Ok(());
-            };
+            if let Some(stream) = waiting.take() {
+                match self.conns.room() {
+                    Room::Free => {
+                        self.start(stream);
+                        continue;
+                    }
+                    Room::None if close_when_full => {
+                        self.refuse(stream);
+                        continue;
+                    }
+                    Room::Evict => {
+                        self.conns.evict_oldest();
+                    }
+                    Room::Soon | Room::None => {}
+                }
+                waiting = Some(stream);
+                if let Next::Stop = unless(stop.as_mut(), self.room_changed()).await {
+                    break Ok(());
+                }
+                continue;
+            }
+            if self.conns.room() == Room::None && !close_when_full {
+                // Full, and nothing to evict: clients wait in the backlog
+                // (or the mailbox) until a connection ends or goes idle.
+                if let Next::Stop = unless(stop.as_mut(), self.conns.changed()).await {
+                    break Ok(());
+                }
+                continue;
+            }
             let Next::Got(next) = unless(stop.as_mut(), source.next()).await else {
                 break Ok(());
             };
@@ -309,7 +359,11 @@ where
                     if let Some((failures, outage)) = backoff.recovered() {
                         tracing::info!(target: "shardlet::net", shard = self.shard, failures, ?outage, "accepting again");
                     }
-                    self.start(stream, permit, counted);
+                    if !counted {
+                        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        self.counters.live.fetch_add(1, Ordering::SeqCst);
+                    }
+                    waiting = Some(stream);
                 }
                 Ok(None) => break Ok(()),
                 Err(err) if counted => {
@@ -330,7 +384,6 @@ where
                         self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
                         let delay = backoff.fail();
                         log_backoff(&err, delay, backoff.failures());
-                        drop(permit);
                         if let Next::Stop = unless(stop.as_mut(), sleep(delay)).await {
                             break Ok(());
                         }
@@ -338,6 +391,10 @@ where
                 },
             }
         };
+        if let Some(stream) = waiting.take() {
+            drop(stream);
+            self.uncount();
+        }
         self.set_listening(false);
         drop(source);
         if let Some(handoff) = &self.handoff {
@@ -346,18 +403,42 @@ where
         result
     }
 
+    /// Waits until a waiting client may have room: a connection ended, went
+    /// idle or stopped closing, or the grace of an evicted one ran out (it
+    /// is then cancelled).
+    async fn room_changed(&self) {
+        let Some(at) = self.conns.next_grace() else {
+            return self.conns.changed().await;
+        };
+        let expired = future::or(
+            async {
+                self.conns.changed().await;
+                false
+            },
+            async {
+                sleep(at.saturating_duration_since(Instant::now())).await;
+                true
+            },
+        )
+        .await;
+        if expired {
+            self.conns.expire_grace(Instant::now());
+        }
+    }
+
     /// Waits for live connections to finish, until `drain_timeout` or
     /// (shortly before) the grace period of a stop runs out; then cancels
-    /// (closes) the rest.
+    /// (closes) the rest. Idle connections are asked to close at once.
     pub(crate) async fn drain(&self, stops: &Stops) {
-        let running = self.pool.running();
+        self.conns.close_idle();
+        let running = self.conns.held();
         if running == 0 {
             return;
         }
         tracing::debug!(target: "shardlet::net", shard = self.shard, live = running, "draining");
         let finished = future::or(
             async {
-                self.pool.waitall().await;
+                self.all_ended().await;
                 true
             },
             async {
@@ -374,18 +455,34 @@ where
         )
         .await;
         if !finished {
-            let dropped = self.live.cancel_all();
+            let dropped = self.conns.cancel_all();
             tracing::warn!(target: "shardlet::net", shard = self.shard, dropped, "drain deadline passed; closing live connections");
-            self.pool.waitall().await;
+            self.all_ended().await;
         }
     }
 
-    /// Takes a connection counted by the acceptor back out of `live`.
+    async fn all_ended(&self) {
+        while self.conns.held() > 0 {
+            self.conns.changed().await;
+        }
+    }
+
+    /// Takes a connection counted in `live` (by the acceptor, or by this
+    /// loop for one it accepted) back out, unserved.
     fn uncount(&self) {
         self.counters.live.fetch_sub(1, Ordering::SeqCst);
         if let Some(handoff) = &self.handoff {
             handoff.freed();
         }
+    }
+
+    /// Closes a client at once: the shard is full ([`WhenFull::Close`]).
+    fn refuse(&self, stream: TcpStream) {
+        // Counted first: whoever sees the stream close sees it counted.
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.uncount();
+        drop(stream);
+        tracing::trace!(target: "shardlet::net", shard = self.shard, "at the connection cap: refused a client");
     }
 
     fn set_listening(&self, on: bool) {
@@ -395,69 +492,38 @@ where
         }
     }
 
-    /// Runs the handler on `stream` as a green thread holding `permit`.
-    fn start(&self, stream: TcpStream, permit: Permit, counted: bool) {
-        if !counted {
-            self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-            self.counters.live.fetch_add(1, Ordering::SeqCst);
-        }
-        let id = self.live.next_id.get();
-        self.live.next_id.set(id + 1);
-        let end = End {
-            shard: self.shard,
-            id,
-            counters: self.counters.clone(),
-            handoff: self.handoff.clone(),
-            live: Rc::downgrade(&self.live),
-        };
+    /// Runs the handler on `stream` as a green thread with its own entry in
+    /// the connection table (the caller checked for room).
+    fn start(&self, stream: TcpStream) {
+        let conn = self.conns.insert();
+        let end = conn.end_guard();
         let handler = self.handler.clone();
+        let counters = self.counters.clone();
+        let shard = self.shard;
+        let handle = conn.clone();
         let connection = async move {
-            let end = end;
             // The handler is called inside the guard, so a panic while it
             // builds its future is caught too.
-            match Guarded::new(async move { handler(stream).await }, None).await {
+            match Guarded::new(async move { handler(stream, handle).await }, None).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    end.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(target: "shardlet::net", shard = end.shard, error = %err, "connection handler failed");
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target: "shardlet::net", shard, error = %err, "connection handler failed");
                 }
                 Err(panic) => {
-                    end.counters.panicked.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(target: "shardlet::net", shard = end.shard, "connection handler {panic}; connection closed");
+                    counters.panicked.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(target: "shardlet::net", shard, "connection handler {panic}; connection closed");
                 }
             }
         };
-        let thread = task::spawn_in(with_permit(connection, permit), Some(self.pool.id()));
-        self.live.tasks.borrow_mut().insert(id, thread);
+        // The guard drops after the handler's future (and its stream).
+        let task = task::spawn_cancellable(Holding::new(connection, end));
+        self.conns.set_task(&conn, task);
     }
 }
 
 impl<H> Drop for ShardServer<H> {
     fn drop(&mut self) {
-        self.live.cancel_all();
-    }
-}
-
-/// Dropped when a connection task ends, however it ends (finished, panicked,
-/// cancelled): uncounts the connection and forgets its task.
-struct End {
-    shard: usize,
-    id: u64,
-    counters: Arc<Counters>,
-    handoff: Option<Arc<Handoff>>,
-    live: Weak<Live>,
-}
-
-impl Drop for End {
-    fn drop(&mut self) {
-        self.counters.live.fetch_sub(1, Ordering::SeqCst);
-        if let Some(handoff) = &self.handoff {
-            handoff.freed();
-        }
-        if let Some(live) = self.live.upgrade() {
-            if let Ok(mut tasks) = live.tasks.try_borrow_mut() {
-                tasks.remove(&self.id);
-            }
-        }
+        self.conns.cancel_all();
     }
 }

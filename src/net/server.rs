@@ -9,153 +9,17 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use crate::config::{Config, DEFAULT_POOL_SIZE};
 use crate::net::acceptor::Acceptor;
+use crate::net::capacity::CapOrigin;
+use crate::net::conns::Conns;
+use crate::net::descriptors::{self, fd_limit, fd_reserve};
 use crate::net::handoff::Handoff;
-use crate::net::listen::{self, ListenOptions, DEFAULT_BACKLOG};
-use crate::net::serve::{ShardServer, Source, Stops, DEFAULT_DRAIN_TIMEOUT};
+use crate::net::listen;
+use crate::net::serve::{ShardServer, Source, Stops};
 use crate::net::stats::{Counters, ServerStats};
-use crate::net::{AcceptMode, TcpListener, TcpStream};
-use crate::pool::GreenPool;
+use crate::net::{AcceptMode, Connection, ServerConfig, TcpListener, TcpStream};
 use crate::shard;
 use crate::stop::Stopper;
-
-/// Connections that may wait in one shard's handoff mailbox, by default.
-pub const DEFAULT_HANDOFF_CAPACITY: usize = 64;
-
-/// How a [`Server`] listens and serves.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use shardlet::{AcceptMode, Config, ServerConfig};
-///
-/// // Accept mode from the runtime's configuration (SHARDLET_ACCEPT), the rest here.
-/// let config = ServerConfig::from(&Config::default().with_accept(AcceptMode::Handoff))
-///     .with_max_connections(10_000)
-///     .with_drain_timeout(Duration::from_secs(2));
-/// assert_eq!(config.accept(), AcceptMode::Handoff);
-/// assert_eq!(config.max_connections(), Some(10_000));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    accept: AcceptMode,
-    backlog: u32,
-    max_connections: Option<usize>,
-    nodelay: bool,
-    drain_timeout: Duration,
-    handoff_capacity: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            accept: AcceptMode::default(),
-            backlog: DEFAULT_BACKLOG,
-            max_connections: None,
-            nodelay: true,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            handoff_capacity: DEFAULT_HANDOFF_CAPACITY,
-        }
-    }
-}
-
-/// Takes the accept mode from a runtime [`Config`] (`SHARDLET_ACCEPT`).
-impl From<&Config> for ServerConfig {
-    fn from(config: &Config) -> Self {
-        ServerConfig::default().with_accept(config.accept())
-    }
-}
-
-impl ServerConfig {
-    /// Sets how connections are spread over shards. Default:
-    /// [`AcceptMode::ReusePort`]; `ServerConfig::from(&config)` takes it from
-    /// `SHARDLET_ACCEPT`.
-    pub fn with_accept(mut self, accept: AcceptMode) -> Self {
-        self.accept = accept;
-        self
-    }
-
-    /// Sets the listen backlog of each listener. Default: [`DEFAULT_BACKLOG`]
-    /// (capped by the kernel's `net.core.somaxconn`).
-    pub fn with_backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog;
-        self
-    }
-
-    /// Sets the most connections each shard serves at once (the size of its
-    /// pool); clients beyond it wait in the backlog. Default: the runtime's
-    /// pool size (`SHARDLET_POOL_SIZE`, 1000).
-    ///
-    /// # Panics
-    ///
-    /// If `max` is zero.
-    pub fn with_max_connections(mut self, max: usize) -> Self {
-        assert!(max > 0, "max_connections must be at least 1");
-        self.max_connections = Some(max);
-        self
-    }
-
-    /// Sets `TCP_NODELAY` on accepted streams. Default: on.
-    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
-        self.nodelay = nodelay;
-        self
-    }
-
-    /// Sets how long live connections get to finish after a stop before
-    /// they are closed. Default: [`DEFAULT_DRAIN_TIMEOUT`]; a stop's own grace
-    /// period cuts it shorter.
-    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
-
-    /// Sets how many accepted connections may wait in one shard's handoff
-    /// mailbox before the acceptor waits. Default: [`DEFAULT_HANDOFF_CAPACITY`].
-    pub fn with_handoff_capacity(mut self, capacity: usize) -> Self {
-        self.handoff_capacity = capacity.max(1);
-        self
-    }
-
-    /// The accept mode.
-    pub fn accept(&self) -> AcceptMode {
-        self.accept
-    }
-
-    /// The requested listen backlog.
-    pub fn backlog(&self) -> u32 {
-        self.backlog
-    }
-
-    /// The per-shard connection limit, if set.
-    pub fn max_connections(&self) -> Option<usize> {
-        self.max_connections
-    }
-
-    /// Whether accepted streams get `TCP_NODELAY`.
-    pub fn nodelay(&self) -> bool {
-        self.nodelay
-    }
-
-    /// The drain timeout.
-    pub fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
-    }
-
-    /// The handoff mailbox capacity per shard.
-    pub fn handoff_capacity(&self) -> usize {
-        self.handoff_capacity
-    }
-
-    /// The options of each listener: `SO_REUSEPORT` only in reuseport mode.
-    pub fn listen_options(&self) -> ListenOptions {
-        ListenOptions::default()
-            .with_backlog(self.backlog)
-            .with_reuse_port(self.accept == AcceptMode::ReusePort)
-            .with_nodelay(self.nodelay)
-    }
-}
 
 /// One address served on every shard (Eventlet's `serve`, thread-per-core).
 ///
@@ -234,6 +98,9 @@ struct Inner {
 struct Shards {
     counters: Vec<Arc<Counters>>,
     handoff: Option<Arc<Handoff>>,
+    /// Each shard's connection cap, resolved when the first shard serves.
+    cap: usize,
+    origin: CapOrigin,
 }
 
 impl Server {
@@ -262,7 +129,7 @@ impl Server {
         tracing::debug!(
             target: "shardlet::net",
             %addr,
-            accept = %config.accept,
+            accept = %config.accept(),
             backlog = config.listen_options().effective_backlog(),
             "server bound"
         );
@@ -290,20 +157,51 @@ impl Server {
 
     /// Serves connections on the current shard until the server or the
     /// runtime is asked to stop, running `handler(stream)` for each as a
-    /// green thread of this shard's pool; call it from every shard's entry.
+    /// green thread; call it from every shard's entry.
     ///
-    /// Each shard serves at most [`ServerConfig::max_connections`] at once;
-    /// beyond that it stops taking connections, and clients wait in the
-    /// kernel backlog. In [`AcceptMode::ReusePort`] each shard accepts on its
-    /// own listener; in [`AcceptMode::Handoff`] shard 0 runs the acceptor, and
-    /// every shard serves the connections handed to it. Accept errors from
-    /// exhausted descriptors or memory back off and recover; a handler's
-    /// error or panic closes only its own connection (see [`serve`](crate::net::serve)).
+    /// The same as [`serve_with`](Server::serve_with) with a handler that
+    /// never marks its connection idle (so none is ever evicted).
     ///
-    /// On a stop it stops taking connections at once, lets live ones finish
-    /// until [`ServerConfig::drain_timeout`] or the stop's grace period runs
-    /// out, closes the rest, and returns. A stopped server does not serve
-    /// again.
+    /// # Errors
+    ///
+    /// As [`serve_with`](Server::serve_with).
+    ///
+    /// # Panics
+    ///
+    /// Outside a shard (a glommio executor).
+    pub async fn serve<H, Fut>(&self, handler: H) -> io::Result<()>
+    where
+        H: Fn(TcpStream) -> Fut + 'static,
+        Fut: Future<Output = io::Result<()>> + 'static,
+    {
+        self.serve_with(move |stream, _| handler(stream)).await
+    }
+
+    /// Like [`serve`](Server::serve), but the handler also gets the
+    /// connection's [`Connection`] handle, to mark it idle (e.g. an HTTP
+    /// keep-alive connection between requests) and to hear when the server
+    /// wants it closed.
+    ///
+    /// Each shard holds at most its connection cap
+    /// ([`ServerConfig::connection_cap`]: the one set, or one derived from
+    /// the descriptor limit when the first shard starts serving). At the cap,
+    /// a new client makes the connection idle the longest close
+    /// ([`Connection::evicted`]) and takes its place; with nothing idle, new
+    /// clients wait in the kernel backlog or are refused at once
+    /// ([`WhenFull`](crate::net::WhenFull)). Reaching the cap is logged (a
+    /// warning naming the cap and how to raise it) and counted
+    /// ([`ShardStats::at_capacity`](crate::net::ShardStats::at_capacity)).
+    /// In [`AcceptMode::ReusePort`] each shard accepts on its own listener;
+    /// in [`AcceptMode::Handoff`] shard 0 runs the acceptor, which hands
+    /// each connection to the least loaded shard with room (or, all full, to
+    /// one with an idle connection to evict). Accept errors from exhausted
+    /// descriptors or memory back off and recover; a handler's error or
+    /// panic closes only its own connection (see [`serve`](crate::net::serve())).
+    ///
+    /// On a stop it stops taking connections at once, asks idle ones to
+    /// close, lets the others finish until [`ServerConfig::drain_timeout`]
+    /// or the stop's grace period runs out, closes the rest, and returns. A
+    /// stopped server does not serve again.
     ///
     /// # Errors
     ///
@@ -314,9 +212,9 @@ impl Server {
     /// # Panics
     ///
     /// Outside a shard (a glommio executor).
-    pub async fn serve<H, Fut>(&self, handler: H) -> io::Result<()>
+    pub async fn serve_with<H, Fut>(&self, handler: H) -> io::Result<()>
     where
-        H: Fn(TcpStream) -> Fut + 'static,
+        H: Fn(TcpStream, Connection) -> Fut + 'static,
         Fut: Future<Output = io::Result<()>> + 'static,
     {
         let result = self.serve_here(handler).await;
@@ -329,7 +227,7 @@ impl Server {
 
     async fn serve_here<H, Fut>(&self, handler: H) -> io::Result<()>
     where
-        H: Fn(TcpStream) -> Fut + 'static,
+        H: Fn(TcpStream, Connection) -> Fut + 'static,
         Fut: Future<Output = io::Result<()>> + 'static,
     {
         let id = shard::try_id().unwrap_or(0);
@@ -345,22 +243,23 @@ impl Server {
             )
         })?;
         let config = &self.inner.config;
-        let size = config
-            .max_connections
-            .unwrap_or_else(|| shard::config().map_or(DEFAULT_POOL_SIZE, |c| c.pool_size()));
-        counters
-            .capacity
-            .store(size as u64, std::sync::atomic::Ordering::Relaxed);
-        let stops = Stops::current(Some(self.inner.stopper.clone()));
-        let server = ShardServer::new(
+        let conns = Conns::new(
             id,
-            handler,
-            GreenPool::new(size),
+            shards.cap,
+            shards.origin,
+            config.when_full(),
             counters.clone(),
             shards.handoff.clone(),
-            config.drain_timeout,
         );
-        match (&shards.handoff, config.accept) {
+        let stops = Stops::current(Some(self.inner.stopper.clone()));
+        let server = ShardServer::new(
+            handler,
+            conns,
+            counters.clone(),
+            shards.handoff.clone(),
+            config.drain_timeout(),
+        );
+        match (&shards.handoff, config.accept()) {
             (Some(handoff), AcceptMode::Handoff) => {
                 let acceptor = if id == 0 {
                     let socket = self.listener_socket()?;
@@ -371,6 +270,7 @@ impl Server {
                         counters,
                         stops,
                         shard::cpu(),
+                        config.when_full(),
                     )?)
                 } else {
                     None
@@ -408,10 +308,18 @@ impl Server {
 
     fn shards(&self, count: usize) -> &Shards {
         self.inner.shards.get_or_init(|| {
+            let config = &self.inner.config;
             let counters: Vec<_> = (0..count).map(|_| Arc::new(Counters::default())).collect();
-            let handoff = (self.inner.config.accept == AcceptMode::Handoff)
-                .then(|| Arc::new(Handoff::new(&counters, self.inner.config.handoff_capacity)));
-            Shards { counters, handoff }
+            let handoff = (config.accept() == AcceptMode::Handoff)
+                .then(|| Arc::new(Handoff::new(&counters, config.handoff_capacity())));
+            let (cap, origin) = descriptors::resolve_cap(config.max_connections(), count);
+            check_caps(self.inner.addr, cap, count, origin);
+            Shards {
+                counters,
+                handoff,
+                cap,
+                origin,
+            }
         })
     }
 
@@ -508,6 +416,34 @@ impl Server {
     }
 }
 
+/// Logs the caps a server starts with, and warns when they add up to more
+/// than the descriptor limit leaves for connections: near the caps, accepts
+/// would then fail with `EMFILE` (and back off) instead of the cap being
+/// reached cleanly.
+fn check_caps(addr: SocketAddr, cap: usize, shards: usize, origin: CapOrigin) {
+    let limit = match origin {
+        CapOrigin::Derived { fd_limit } => fd_limit,
+        CapOrigin::Configured => fd_limit(),
+    };
+    let reserve = fd_reserve(limit, shards);
+    let total = (cap as u64).saturating_mul(shards as u64);
+    tracing::debug!(target: "shardlet::net", %addr, cap, shards, fd_limit = limit, ?origin, "connection cap per shard");
+    if total.saturating_add(reserve) > limit {
+        tracing::warn!(
+            target: "shardlet::net",
+            %addr,
+            cap,
+            shards,
+            fd_limit = limit,
+            "the server's connection caps add up to {total} ({shards} shards x {cap}), more than the \
+             descriptor limit (RLIMIT_NOFILE {limit}) leaves after a reserve of {reserve} for the \
+             process: near the caps, accepts fail with EMFILE and back off. Raise `ulimit -n`, or \
+             lower ServerConfig::with_max_connections / SHARDLET_MAX_CONNECTIONS (or leave it unset \
+             to derive it)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,13 +456,5 @@ mod tests {
         send_sync::<ServerConfig>();
         send_sync::<ServerStats>();
         send_sync::<Stops>();
-    }
-
-    #[test]
-    fn only_reuseport_sets_so_reuseport() {
-        let reuse = ServerConfig::default().with_accept(AcceptMode::ReusePort);
-        let handoff = ServerConfig::default().with_accept(AcceptMode::Handoff);
-        assert!(reuse.listen_options().reuse_port());
-        assert!(!handoff.listen_options().reuse_port());
     }
 }

@@ -4,6 +4,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// One shard's live counters. Aligned to its own cache lines so that shards
 /// counting their connections do not slow each other down.
@@ -11,18 +13,43 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 #[repr(align(128))]
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
-    /// Connections this shard owns: running, plus (handoff) queued for it.
+    /// Connections this shard owns: running, plus (handoff) queued for it,
+    /// plus one it took and has not started yet.
     pub(crate) live: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) panicked: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
-    /// The most connections the shard serves at once; 0 until it serves.
+    /// The shard's connection cap; 0 until it serves.
     pub(crate) capacity: AtomicU64,
+    /// Connections marked idle now, including those asked to close.
+    pub(crate) idle: AtomicU64,
+    /// Times the shard reached its cap.
+    pub(crate) at_capacity: AtomicU64,
+    /// Nanoseconds spent at the cap in finished episodes.
+    pub(crate) at_capacity_nanos: AtomicU64,
+    /// When the current episode began ([`stamp`]), 0 when not at the cap.
+    pub(crate) at_capacity_since: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) refused: AtomicU64,
     pub(crate) listening: AtomicBool,
 }
 
+/// Nanoseconds since a process-wide origin, never 0: a timestamp that fits
+/// an atomic.
+pub(crate) fn stamp(at: Instant) -> u64 {
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    (at.saturating_duration_since(origin).as_nanos() as u64).max(1)
+}
+
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
 impl Counters {
     pub(crate) fn snapshot(&self) -> ShardStats {
+        let since = self.at_capacity_since.load(Relaxed);
+        let ongoing = match since {
+            0 => 0,
+            since => stamp(Instant::now()).saturating_sub(since),
+        };
         ShardStats {
             accepted: self.accepted.load(Relaxed),
             live: self.live.load(Relaxed),
@@ -30,6 +57,11 @@ impl Counters {
             panicked: self.panicked.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             capacity: self.capacity.load(Relaxed),
+            idle: self.idle.load(Relaxed),
+            at_capacity: self.at_capacity.load(Relaxed),
+            at_capacity_time: Duration::from_nanos(self.at_capacity_nanos.load(Relaxed) + ongoing),
+            evicted: self.evicted.load(Relaxed),
+            refused: self.refused.load(Relaxed),
             listening: self.listening.load(Relaxed),
         }
     }
@@ -44,13 +76,14 @@ impl Counters {
 /// assert_eq!((stats.accepted, stats.live), (0, 0));
 /// assert_eq!(
 ///     stats.to_string(),
-///     "accepted=0 live=0 failed=0 panicked=0 accept_errors=0 capacity=0 listening=false"
+///     "accepted=0 live=0 failed=0 panicked=0 accept_errors=0 capacity=0 idle=0 \
+///      at_capacity=0 at_capacity_time=0.000s evicted=0 refused=0 listening=false"
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShardStats {
-    /// Connections given to this shard so far.
+    /// Connections given to this shard so far (the refused ones too).
     pub accepted: u64,
     /// Connections open on this shard now (in handoff mode, also those
     /// queued for it).
@@ -62,9 +95,25 @@ pub struct ShardStats {
     /// `accept` calls that failed for lack of descriptors or memory (each
     /// followed by a back-off), or for a reason the loop did not know.
     pub accept_errors: u64,
-    /// The most connections this shard serves at once (its pool size); 0
-    /// before it starts serving.
+    /// The shard's connection cap: the most connections it holds at once;
+    /// 0 before it starts serving.
     pub capacity: u64,
+    /// Connections their handler marked idle now
+    /// ([`Connection::set_idle`](crate::net::Connection::set_idle)),
+    /// including those asked to close.
+    pub idle: u64,
+    /// Times the shard reached its cap (each the start of an episode at
+    /// capacity).
+    pub at_capacity: u64,
+    /// Time spent at the cap, the current episode included.
+    pub at_capacity_time: Duration,
+    /// Idle connections asked to close to make room for a new client.
+    pub evicted: u64,
+    /// Clients accepted and closed at once because the shard (in handoff
+    /// mode: every shard) was full, with
+    /// [`WhenFull::Close`](crate::net::WhenFull::Close). Counted in
+    /// `accepted` too.
+    pub refused: u64,
     /// Whether the shard is taking new connections now.
     pub listening: bool,
 }
@@ -73,13 +122,19 @@ impl fmt::Display for ShardStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} live={} failed={} panicked={} accept_errors={} capacity={} listening={}",
+            "accepted={} live={} failed={} panicked={} accept_errors={} capacity={} idle={} \
+             at_capacity={} at_capacity_time={:.3}s evicted={} refused={} listening={}",
             self.accepted,
             self.live,
             self.failed,
             self.panicked,
             self.accept_errors,
             self.capacity,
+            self.idle,
+            self.at_capacity,
+            self.at_capacity_time.as_secs_f64(),
+            self.evicted,
+            self.refused,
             self.listening
         )
     }
@@ -128,6 +183,21 @@ impl ServerStats {
     /// Failed `accept` calls over all shards.
     pub fn accept_errors(&self) -> u64 {
         self.shards.iter().map(|s| s.accept_errors).sum()
+    }
+
+    /// Times any shard reached its connection cap.
+    pub fn at_capacity(&self) -> u64 {
+        self.shards.iter().map(|s| s.at_capacity).sum()
+    }
+
+    /// Idle connections asked to close to make room, over all shards.
+    pub fn evicted(&self) -> u64 {
+        self.shards.iter().map(|s| s.evicted).sum()
+    }
+
+    /// Clients refused at the cap, over all shards.
+    pub fn refused(&self) -> u64 {
+        self.shards.iter().map(|s| s.refused).sum()
     }
 
     /// Whether every shard is taking connections.

@@ -29,10 +29,30 @@ where
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    start_http_with(shards, limits, |config| config, make)
+}
+
+/// [`start_http`] with the server configuration adjusted by `configure`.
+pub fn start_http_with<F, H, Fut, B>(
+    shards: usize,
+    limits: Limits,
+    configure: impl FnOnce(ServerConfig) -> ServerConfig,
+    make: F,
+) -> HttpRunning
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Fn(::http::Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = ::http::Response<B>> + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let runtime = Runtime::new(runtime(shards)).expect("runtime");
-    let server = http::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config()))
-        .expect("bind")
-        .with_limits(limits);
+    let server = http::Server::bind(
+        ([127, 0, 0, 1], 0),
+        configure(ServerConfig::from(runtime.config())),
+    )
+    .expect("bind")
+    .with_limits(limits);
     let serving = server.clone();
     let handle = runtime
         .start(move || {

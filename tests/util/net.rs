@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use shardlet::net::{self, ServerStats};
-use shardlet::{AcceptMode, Config, Runtime, RuntimeError, RuntimeHandle, Server, ServerConfig};
+use shardlet::{AcceptMode, Config, Connection, Runtime, RuntimeError, RuntimeHandle, Server, ServerConfig};
 
 /// How long any single client read or write may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -67,6 +67,35 @@ where
     H: Fn(net::TcpStream) -> Fut + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
 {
+    start_with_on(addr, shards, config, move || {
+        let handler = make();
+        move |stream, _conn| handler(stream)
+    })
+}
+
+/// [`start`] with a handler that also gets the [`Connection`] handle
+/// (`Server::serve_with`).
+pub fn start_with<F, H, Fut>(shards: usize, config: ServerConfig, make: F) -> Running
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Fn(net::TcpStream, Connection) -> Fut + 'static,
+    Fut: Future<Output = io::Result<()>> + 'static,
+{
+    start_with_on(([127, 0, 0, 1], 0).into(), shards, config, make).expect("bind 127.0.0.1")
+}
+
+/// [`start_with`] on any address.
+pub fn start_with_on<F, H, Fut>(
+    addr: SocketAddr,
+    shards: usize,
+    config: ServerConfig,
+    make: F,
+) -> io::Result<Running>
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Fn(net::TcpStream, Connection) -> Fut + 'static,
+    Fut: Future<Output = io::Result<()>> + 'static,
+{
     let runtime = Runtime::new(runtime(shards)).expect("runtime");
     let server = Server::bind(addr, config)?;
     let serving = server.clone();
@@ -74,7 +103,7 @@ where
         .start(move || {
             let server = serving.clone();
             let handler = make();
-            async move { server.serve(handler).await }
+            async move { server.serve_with(handler).await }
         })
         .expect("start runtime");
     server.wait_ready(Duration::from_secs(20)).expect("server ready");

@@ -24,7 +24,7 @@ use super::closing::{Closing, Wait};
 use super::service::{ConnService, Shared};
 use super::state::{ConnState, Phase};
 use crate::http::rt::{ShardExecutor, ShardTimer};
-use crate::net::TcpStream;
+use crate::net::{Connection, Evicted, TcpStream};
 
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -157,6 +157,7 @@ where
 /// Serves one connection until it closes, times out, or the shard stops.
 pub(crate) async fn serve_connection<S, B>(
     stream: TcpStream,
+    connection: Connection,
     shared: Rc<Shared<S>>,
     builders: Rc<Builders>,
     closing: Closing,
@@ -167,7 +168,7 @@ where
     B: HttpBody + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let state = Rc::new(ConnState::new(&shared.limits));
+    let state = Rc::new(ConnState::new(&shared.limits, connection));
     let mut stream = Rc::new(stream);
     let deadline = state.deadline().expect("a new connection has a deadline");
 
@@ -219,6 +220,7 @@ where
     };
     let driven = Drive {
         conn,
+        evicted: state.connection().evicted(),
         stream: stream.clone(),
         state,
         closing: closing.wait(),
@@ -241,6 +243,8 @@ enum Driven {
 
 struct Drive<'a> {
     conn: Pin<Box<dyn Graceful>>,
+    /// The net layer asks an idle connection to close (at its cap, or on a stop).
+    evicted: Evicted,
     stream: Rc<TcpStream>,
     state: Rc<ConnState>,
     closing: Wait<'a>,
@@ -279,6 +283,14 @@ impl Future for Drive<'_> {
         loop {
             if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(Driven::Closed(result));
+            }
+            if !this.shutting_down
+                && this.state.phase() == Phase::Idle
+                && Pin::new(&mut this.evicted).poll(cx).is_ready()
+            {
+                tracing::debug!(target: "shardlet::http", "idle connection evicted; closing");
+                this.shut_down();
+                continue;
             }
             if this.client_left(cx) {
                 tracing::debug!(target: "shardlet::http", "client went away mid-request; dropping its handler");

@@ -7,10 +7,14 @@
 //!
 //! - **Accepting, spreading, back-pressure, counters** are the net layer's:
 //!   [`Server::serve`] calls [`net::Server::serve`](crate::net::Server::serve)
-//!   with a connection handler, so each connection is a green thread of
-//!   the shard, in the accept mode of the server's [`ServerConfig`]. Its
-//!   connection cap defaults to what the descriptor limit allows (see
-//!   [`Server::bind`]), not to the handler pool's size.
+//!   [`Server::serve_service`] calls
+//!   [`net::Server::serve_with`](crate::net::Server::serve_with) with a
+//!   connection handler, so each connection is a green thread under the
+//!   shard's connection cap, in the accept mode of the server's
+//!   [`ServerConfig`]. The connection marks itself idle between requests
+//!   ([`net::Connection`](crate::net::Connection)), and when the net layer
+//!   evicts it (at the cap, the one idle the longest) it shuts down
+//!   gracefully.
 //! - **The wire protocol is hyper's** (`conn.rs`): a connection starting
 //!   with HTTP/2's preface is served by hyper's HTTP/2 connection, any
 //!   other by its HTTP/1.1 one (keep-alive, pipelining, chunked bodies,
@@ -60,10 +64,6 @@ use crate::pool::GreenPool;
 use closing::Closing;
 use conn::Builders;
 use service::Shared;
-
-/// Descriptors a shard's connection cap leaves for everything else
-/// (listeners, the readiness driver, outgoing connections, files).
-const RESERVED_FDS: u64 = 256;
 
 /// An HTTP server on every shard: a [`net::Server`] plus [`Limits`],
 /// running a handler on the shard that accepted the connection (it need
@@ -120,20 +120,17 @@ impl Server {
     /// Binds `addr` with `config` (see [`net::Server::bind`]), with the
     /// default [`Limits`].
     ///
-    /// Unless `config` sets [`max_connections`](ServerConfig::with_max_connections),
-    /// each shard holds as many connections as the descriptor limit
-    /// (`RLIMIT_NOFILE`) allows, shared among the CPUs, less a reserve: a
-    /// connection between requests costs a descriptor and a few KiB, not a
-    /// handler slot, so idle keep-alive clients do not keep new ones out.
+    /// Each shard holds up to its connection cap
+    /// ([`ServerConfig::connection_cap`]: `SHARDLET_MAX_CONNECTIONS`, by
+    /// default what the descriptor limit allows). A connection between
+    /// requests costs a descriptor and a few KiB, not a handler slot, and
+    /// at the cap the one idle the longest is closed (hyper's graceful
+    /// shutdown) to admit a new client, as nginx does.
     ///
     /// # Errors
     ///
     /// The error of `socket(2)`, `bind(2)` or `listen(2)`.
     pub fn bind(addr: impl Into<SocketAddr>, config: ServerConfig) -> io::Result<Server> {
-        let config = match config.max_connections() {
-            Some(_) => config,
-            None => config.with_max_connections(connection_cap()),
-        };
         Ok(Server::from_net(net::Server::bind(addr, config)?))
     }
 
@@ -298,9 +295,17 @@ impl Server {
             pool: GreenPool::default(),
         });
         let stops = self.net.stops();
-        let serving = self.net.serve({
+        let serving = self.net.serve_with({
             let closing = closing.clone();
-            move |stream| conn::serve_connection(stream, shared.clone(), builders.clone(), closing.clone())
+            move |stream, connection| {
+                conn::serve_connection(
+                    stream,
+                    connection,
+                    shared.clone(),
+                    builders.clone(),
+                    closing.clone(),
+                )
+            }
         });
         let watcher = async {
             stops.requested().await;
@@ -310,15 +315,6 @@ impl Server {
         };
         future::or(serving, watcher).await
     }
-}
-
-/// The connection cap of a shard when the configuration sets none: the
-/// descriptor limit shared among the CPUs, less [`RESERVED_FDS`].
-fn connection_cap() -> usize {
-    let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    (nofile.saturating_sub(RESERVED_FDS) / cpus).clamp(64, 1 << 20) as usize
 }
 
 /// A closure as a hyper service.

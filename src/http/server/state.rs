@@ -15,8 +15,10 @@
 //! - **Busy**: handlers run (one for HTTP/1.1, any number of HTTP/2
 //!   streams); no timer: the handlers hold the shard's pool slots, and
 //!   their bodies have their own limits.
-//! - **Idle**: nothing to do; closed after `idle_timeout`, and at once on a
-//!   stop.
+//! - **Idle**: nothing to do; closed after `idle_timeout`, at once on a
+//!   stop, and when the net layer evicts it (the shard at its connection
+//!   cap, this one idle the longest). Only this phase is marked idle with
+//!   the net layer: a connection sending a head is never evicted.
 //!
 //! An HTTP/2 connection has no Head phase after its preface: it is Busy
 //! while streams run and Idle otherwise.
@@ -28,6 +30,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::Limits;
+use crate::net::Connection;
 
 /// What a connection is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,8 @@ pub(crate) enum Phase {
 
 #[derive(Debug)]
 pub(crate) struct ConnState {
+    /// The net layer's handle: idle connections may be evicted at the cap.
+    conn: Connection,
     phase: Cell<Phase>,
     busy: Cell<u32>,
     deadline: Cell<Option<Instant>>,
@@ -50,8 +55,9 @@ pub(crate) struct ConnState {
 
 impl ConnState {
     /// A connection accepted now: its first head is due `header_timeout` from now.
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, conn: Connection) -> Self {
         ConnState {
+            conn,
             phase: Cell::new(Phase::Head),
             busy: Cell::new(0),
             deadline: Cell::new(Some(Instant::now() + limits.header_timeout())),
@@ -67,6 +73,11 @@ impl ConnState {
         self.h2.get()
     }
 
+    /// The net layer's handle on this connection.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     pub(crate) fn phase(&self) -> Phase {
         self.phase.get()
     }
@@ -80,6 +91,7 @@ impl ConnState {
     #[inline]
     pub(crate) fn on_read(&self) {
         if self.phase.get() == Phase::Idle && !self.h2.get() {
+            self.conn.set_idle(false);
             self.phase.set(Phase::Head);
             self.deadline.set(Some(Instant::now() + self.header_timeout));
         }
@@ -98,6 +110,9 @@ impl ConnState {
     pub(crate) fn begin(&self) -> u64 {
         let served = self.served.get() + 1;
         self.served.set(served);
+        if self.phase.get() == Phase::Idle {
+            self.conn.set_idle(false);
+        }
         self.busy.set(self.busy.get() + 1);
         self.phase.set(Phase::Busy);
         self.deadline.set(None);
@@ -115,6 +130,7 @@ impl ConnState {
     }
 
     fn idle(&self) {
+        self.conn.set_idle(true);
         self.phase.set(Phase::Idle);
         self.deadline.set(Some(Instant::now() + self.idle_timeout));
     }

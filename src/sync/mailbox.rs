@@ -9,19 +9,18 @@
 //!   value back. Nothing queues without bound.
 //! - Closing, when the receiving shard is done: flume keeps queued values
 //!   alive as long as any *sender* lives, so the receiver empties its mailbox
-//!   itself. Senders announce themselves (`sending += 1`) before they look at
-//!   `closed`; [`Mailboxes::close`] sets `closed`, then drains until no sender
-//!   is mid-send. A sender either sees `closed` and gets its value back at
-//!   once, or its value is drained by the closer, which reports how many it
-//!   dropped. Nothing stays behind unaccounted for.
+//!   itself, through the lanes' [`Gate`] protocol: a sender either sees the
+//!   mailbox closed and gets its value back at once, or its value is drained
+//!   by [`Mailboxes::close`], which hands it to the closer. Nothing stays
+//!   behind unaccounted for.
 //! - Mailboxes are aligned to their own cache lines: neighbours in the array
 //!   are written by different shards.
 
 use std::fmt;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
+
+use super::gate::Gate;
 
 /// Why a value was not delivered; the value comes back.
 #[derive(Debug)]
@@ -42,27 +41,7 @@ pub(crate) struct Mailboxes<T> {
 #[repr(align(128))]
 struct Slot<T> {
     tx: flume::Sender<T>,
-    closed: AtomicBool,
-    /// Senders between their `closed` check and the end of their send.
-    sending: AtomicUsize,
-}
-
-/// Counts a sender in for the length of one send.
-struct Sending<'a>(&'a AtomicUsize);
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
-}
-
-impl<T> Slot<T> {
-    /// Announces a send, or `None` if the mailbox is closed.
-    fn enter(&self) -> Option<Sending<'_>> {
-        self.sending.fetch_add(1, SeqCst);
-        let guard = Sending(&self.sending);
-        (!self.closed.load(SeqCst)).then_some(guard)
-    }
+    gate: Gate,
 }
 
 impl<T> Mailboxes<T> {
@@ -73,8 +52,7 @@ impl<T> Mailboxes<T> {
                 let (tx, rx) = flume::bounded(capacity.max(1));
                 let slot = Slot {
                     tx,
-                    closed: AtomicBool::new(false),
-                    sending: AtomicUsize::new(0),
+                    gate: Gate::new(),
                 };
                 (slot, rx)
             })
@@ -97,7 +75,7 @@ impl<T> Mailboxes<T> {
         let Some(slot) = self.boxes.get(shard) else {
             return Err(MailError::NoSuchShard(value));
         };
-        let Some(_sending) = slot.enter() else {
+        let Some(_pass) = slot.gate.enter() else {
             return Err(MailError::Closed(value));
         };
         slot.tx.try_send(value).map_err(|err| match err {
@@ -111,7 +89,7 @@ impl<T> Mailboxes<T> {
         let Some(slot) = self.boxes.get(shard) else {
             return Err(MailError::NoSuchShard(value));
         };
-        let Some(_sending) = slot.enter() else {
+        let Some(_pass) = slot.gate.enter() else {
             return Err(MailError::Closed(value));
         };
         slot.tx
@@ -126,7 +104,7 @@ impl<T> Mailboxes<T> {
         let Some(slot) = self.boxes.get(shard) else {
             return Err(MailError::NoSuchShard(value));
         };
-        let Some(_sending) = slot.enter() else {
+        let Some(_pass) = slot.gate.enter() else {
             return Err(MailError::Closed(value));
         };
         slot.tx.send_timeout(value, wait).map_err(|err| match err {
@@ -135,22 +113,12 @@ impl<T> Mailboxes<T> {
         })
     }
 
-    /// Closes `shard`'s mailbox for good and drops what waits in it (see the
-    /// module docs); returns how many values it dropped.
-    pub(crate) fn close(&self, shard: usize, rx: &flume::Receiver<T>) -> usize {
-        let Some(slot) = self.boxes.get(shard) else {
-            return 0;
-        };
-        slot.closed.store(true, SeqCst);
-        let mut dropped = 0;
-        loop {
-            dropped += rx.drain().count();
-            if slot.sending.load(SeqCst) == 0 {
-                break;
-            }
-            std::thread::yield_now();
+    /// Closes `shard`'s mailbox for good and hands each value still in it
+    /// to `each` (see the module docs).
+    pub(crate) fn close(&self, shard: usize, rx: &flume::Receiver<T>, mut each: impl FnMut(T)) {
+        if let Some(slot) = self.boxes.get(shard) {
+            slot.gate.close(|| rx.drain().for_each(&mut each));
         }
-        dropped + rx.drain().count()
     }
 }
 
@@ -169,7 +137,7 @@ impl<T> fmt::Debug for Mailboxes<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -183,11 +151,9 @@ mod tests {
             mail.send_timeout(0, 4, Duration::from_millis(1)),
             Err(MailError::Full(4))
         ));
-        assert_eq!(
-            mail.close(0, &rx[0]),
-            1,
-            "the queued value is dropped and counted"
-        );
+        let mut dropped = Vec::new();
+        mail.close(0, &rx[0], |v| dropped.push(v));
+        assert_eq!(dropped, [1], "the queued value is handed back by the close");
         assert!(matches!(mail.try_send(0, 5), Err(MailError::Closed(5))));
         assert_eq!(mail.queued(1), 0);
         mail.try_send(1, 6).unwrap();

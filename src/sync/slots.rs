@@ -18,6 +18,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use super::wakers::WakerSet;
+
 #[derive(Clone)]
 pub(crate) struct Slots {
     inner: Rc<RefCell<Inner>>,
@@ -27,7 +29,8 @@ struct Inner {
     size: usize,
     running: usize,
     waiters: VecDeque<Rc<Waiter>>,
-    idle: Vec<Waker>,
+    /// `waitall` callers, woken when no slot is held.
+    idle: WakerSet,
 }
 
 #[derive(Default)]
@@ -43,7 +46,7 @@ impl Slots {
                 size,
                 running: 0,
                 waiters: VecDeque::new(),
-                idle: Vec::new(),
+                idle: WakerSet::new(),
             })),
         }
     }
@@ -71,6 +74,13 @@ impl Slots {
         }
     }
 
+    /// Takes a slot now even beyond the size (work that must not wait and
+    /// must not run inline); it counts in `running` like any other.
+    pub(crate) fn acquire_beyond(&self) -> Permit {
+        self.inner.borrow_mut().running += 1;
+        Permit { slots: self.clone() }
+    }
+
     /// Waits for a slot, in arrival order.
     pub(crate) fn acquire(&self) -> Acquire {
         Acquire {
@@ -86,7 +96,10 @@ impl Slots {
 
     /// Resolves once no slot is held.
     pub(crate) fn idle(&self) -> Idle {
-        Idle { slots: self.clone() }
+        Idle {
+            slots: self.clone(),
+            key: None,
+        }
     }
 
     fn release(&self) {
@@ -109,7 +122,7 @@ impl Slots {
                 wake.extend(waker);
             }
             if inner.running == 0 {
-                wake.append(&mut inner.idle);
+                wake.append(&mut inner.idle.take_all());
             }
         }
         // Wake outside the borrow: a waker may run code that touches the pool.
@@ -197,21 +210,31 @@ impl Drop for Acquire {
     }
 }
 
-/// Future of [`Slots::idle`].
+/// Future of [`Slots::idle`]: one waker per watcher, however often it is polled.
 pub(crate) struct Idle {
     slots: Slots,
+    key: Option<usize>,
 }
 
 impl Future for Idle {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut inner = self.slots.inner.borrow_mut();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut inner = this.slots.inner.borrow_mut();
         if inner.running == 0 {
             Poll::Ready(())
         } else {
-            inner.idle.push(cx.waker().clone());
+            inner.idle.register(&mut this.key, cx.waker());
             Poll::Pending
+        }
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.slots.inner.borrow_mut().idle.remove(key);
         }
     }
 }
@@ -242,6 +265,25 @@ mod tests {
         assert_eq!(slots.running(), 1);
         drop(permit);
         assert_eq!(slots.running(), 0);
+    }
+
+    #[test]
+    fn an_idle_watcher_polled_again_and_again_keeps_one_waker() {
+        // Issue 16: `timeout(10µs, pool.waitall())` in a loop pushed a waker
+        // clone per poll and broke the waker's refcount after 32,768 polls.
+        let slots = Slots::new(1);
+        let held = slots.try_acquire().unwrap();
+        let mut idle = slots.idle();
+        for _ in 0..100_000 {
+            assert!(poll(&mut idle).is_pending());
+        }
+        assert_eq!(slots.inner.borrow().idle.len(), 1);
+        let mut other = slots.idle();
+        assert!(poll(&mut other).is_pending());
+        drop(other);
+        assert_eq!(slots.inner.borrow().idle.len(), 1, "a dropped watcher leaves");
+        drop(held);
+        assert!(poll(&mut idle).is_ready());
     }
 
     #[test]

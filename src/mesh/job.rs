@@ -1,0 +1,236 @@
+//! What travels between shards: [`Envelope`]s holding a [`Job`] (a closure
+//! to run there, or a wake-up), and the [`Reply`] a caller waits on.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use super::error::MeshError;
+use crate::catch::Guarded;
+use crate::sync::answer::AnswerSlot;
+use crate::task::{self, JoinError};
+
+/// A closure in flight to another shard.
+pub(crate) trait Job: Send + Sync {
+    /// Starts the job on this shard: its future is polled once right here
+    /// (with the inbox task's context) and becomes a task of its own only if
+    /// it has to wait, so quick jobs cost no task at all.
+    fn run(self: Arc<Self>, cx: &mut Context<'_>);
+    /// The job will never run (dropped unrun): tell whoever waits for it.
+    fn abandon(&self);
+    /// The closure, if the job has not run.
+    fn take_closure(&self) -> Option<Box<dyn Any + Send>>;
+    /// Whether the job is a user's message (counted in
+    /// [`Mesh::dropped`](super::Mesh::dropped) when dropped unrun), not the
+    /// mesh's own traffic (a wake-up).
+    fn is_user(&self) -> bool {
+        true
+    }
+}
+
+pub(super) fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Polls a job's future once with `cx`; spawns it as a task if it has to wait.
+fn start<Fut: Future<Output = ()> + 'static>(fut: Fut, cx: &mut Context<'_>) {
+    let mut job = Box::pin(fut);
+    if job.as_mut().poll(cx).is_pending() {
+        glommio::spawn_local(job).detach();
+    }
+}
+
+/// `spawn_on`: run the closure's future, report a panic, answer no one.
+pub(super) struct SpawnJob<F>(pub(super) Mutex<Option<F>>);
+
+impl<F, Fut> Job for SpawnJob<F>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    fn run(self: Arc<Self>, cx: &mut Context<'_>) {
+        let Some(f) = take(&self.0) else { return };
+        // Call `f` inside the guard, so a panic in it is caught like any other.
+        // (The guard also ends the job, should it still wait when the shard ends.)
+        let job = Guarded::new(async move { f().await }, None);
+        start(
+            async move {
+                match job.await {
+                    Err(JoinError::Cancelled) => super::count_cancelled(),
+                    result => task::log_panic(result),
+                }
+            },
+            cx,
+        );
+    }
+
+    fn abandon(&self) {}
+
+    fn take_closure(&self) -> Option<Box<dyn Any + Send>> {
+        take(&self.0).map(|f| Box::new(f) as Box<dyn Any + Send>)
+    }
+}
+
+/// `submit_to` and friends: the closure and its answer in one allocation.
+///
+/// The answer comes first, next to the `Arc`'s counts: the caller polls it
+/// while it spins, and the target writes it once at the end, in one burst.
+/// Nothing here is over-aligned: 64-byte alignment sends every call
+/// through glibc's `memalign` path, which costs more than it saves.
+#[repr(C)]
+pub(super) struct Call<F, T> {
+    answer: AnswerSlot<Result<T, Box<JoinError>>>,
+    f: Mutex<Option<F>>,
+}
+
+impl<F, T> Call<F, T> {
+    pub(super) fn new(f: F) -> Self {
+        Call {
+            answer: AnswerSlot::new(),
+            f: Mutex::new(Some(f)),
+        }
+    }
+
+    fn fill(&self, result: Result<T, JoinError>) {
+        // Only the end of the shard cancels a call's future: its result is lost with it.
+        if let Err(JoinError::Cancelled) = result {
+            return self.answer.abandon();
+        }
+        // (The error is boxed to keep the slot small: errors are rare.)
+        self.answer.fill(result.map_err(Box::new));
+    }
+}
+
+/// Gives up the answer should the call's future be dropped unfinished.
+struct Abandon<F, T>(Arc<Call<F, T>>);
+
+impl<F, T> Drop for Abandon<F, T> {
+    fn drop(&mut self) {
+        self.0.answer.abandon();
+    }
+}
+
+impl<F, Fut, T> Job for Call<F, T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Arc<Self>, cx: &mut Context<'_>) {
+        let Some(f) = take(&self.f) else { return };
+        let call = Abandon(self);
+        let job = Guarded::new(async move { f().await }, None);
+        start(
+            async move {
+                let result = job.await;
+                call.0.fill(result);
+            },
+            cx,
+        );
+    }
+
+    fn abandon(&self) {
+        self.answer.abandon();
+    }
+
+    fn take_closure(&self) -> Option<Box<dyn Any + Send>> {
+        take(&self.f).map(|f| Box::new(f) as Box<dyn Any + Send>)
+    }
+}
+
+/// The caller's view of a call, whatever the closure's type.
+trait Answers<T>: Send + Sync {
+    fn slot(&self) -> &AnswerSlot<Result<T, Box<JoinError>>>;
+}
+
+impl<F: Send, T: Send> Answers<T> for Call<F, T> {
+    fn slot(&self) -> &AnswerSlot<Result<T, Box<JoinError>>> {
+        &self.answer
+    }
+}
+
+/// The answer to a call sent to `shard`: a future of its result.
+pub(crate) struct Reply<T> {
+    shard: usize,
+    call: Arc<dyn Answers<T>>,
+}
+
+impl<T: Send + 'static> Reply<T> {
+    pub(super) fn new<F: Send + 'static>(shard: usize, call: Arc<Call<F, T>>) -> Self {
+        Reply { shard, call }
+    }
+}
+
+impl<T> Reply<T> {
+    /// Waits for the answer: polls for the shard's spin window, then parks.
+    pub(crate) async fn wait(self) -> Result<T, MeshError> {
+        let slot = self.call.slot();
+        match super::inbox::spin(|| slot.try_take()).await {
+            Some(result) => finish(self.shard, result),
+            None => self.await,
+        }
+    }
+}
+
+impl<T> Future for Reply<T> {
+    type Output = Result<T, MeshError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let slot = self.call.slot();
+        if let Some(result) = slot.try_take() {
+            return Poll::Ready(finish(self.shard, result));
+        }
+        slot.park(cx.waker());
+        match slot.try_take() {
+            Some(result) => Poll::Ready(finish(self.shard, result)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// What an answer from `shard` means for the caller.
+fn finish<T>(shard: usize, answer: Option<Result<T, Box<JoinError>>>) -> Result<T, MeshError> {
+    match answer {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => Err(MeshError::Task { shard, error: *error }),
+        None => Err(MeshError::ShardGone { shard }),
+    }
+}
+
+/// A message in a lane or mailbox. Dropped unrun, it tells its caller.
+pub(crate) struct Envelope(Option<Arc<dyn Job>>);
+
+impl Envelope {
+    pub(super) fn new(job: Arc<dyn Job>) -> Self {
+        Envelope(Some(job))
+    }
+
+    pub(super) fn run(mut self, cx: &mut Context<'_>) {
+        if let Some(job) = self.0.take() {
+            job.run(cx);
+        }
+    }
+
+    /// Whether this is a user's message (see [`Job::is_user`]).
+    pub(super) fn is_user(&self) -> bool {
+        self.0.as_ref().is_some_and(|job| job.is_user())
+    }
+
+    /// Gives the closure back from an envelope that was not sent.
+    pub(super) fn into_closure<F: 'static>(mut self) -> F {
+        let job = self.0.take().expect("an unsent envelope holds its job");
+        *job.take_closure()
+            .and_then(|any| any.downcast::<F>().ok())
+            .expect("envelope holds this closure type, unrun")
+    }
+}
+
+impl Drop for Envelope {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            job.abandon();
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! [`WakerSet`]: shard-local wakers kept by key, one per waiter.
+//!
+//! A future that waits keeps its key between polls, so polling it again
+//! (a `timeout` or `select` around it does) replaces its waker instead of
+//! adding one more; dropping the future gives the key back. Used by the
+//! registry of waiting tasks (`catch.rs`) and by a pool's idle watchers.
+
+use std::task::Waker;
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct WakerSet {
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl WakerSet {
+    pub(crate) const fn new() -> Self {
+        WakerSet {
+            wakers: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    /// Keeps `waker` under `key`, taking a key the first time.
+    pub(crate) fn register(&mut self, key: &mut Option<usize>, waker: &Waker) {
+        match *key {
+            Some(i) => match &mut self.wakers[i] {
+                Some(old) if old.will_wake(waker) => {}
+                entry => *entry = Some(waker.clone()),
+            },
+            None => {
+                let i = self.free.pop().unwrap_or_else(|| {
+                    self.wakers.push(None);
+                    self.wakers.len() - 1
+                });
+                self.wakers[i] = Some(waker.clone());
+                self.live += 1;
+                *key = Some(i);
+            }
+        }
+    }
+
+    /// Gives `key` back.
+    pub(crate) fn remove(&mut self, key: usize) {
+        self.wakers[key] = None;
+        self.free.push(key);
+        self.live -= 1;
+    }
+
+    /// Takes every waker out (the keys stay taken until removed).
+    pub(crate) fn take_all(&mut self) -> Vec<Waker> {
+        self.wakers.iter_mut().filter_map(Option::take).collect()
+    }
+
+    /// Keys taken.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    #[test]
+    fn polling_again_replaces_the_waker_and_removing_frees_the_key() {
+        let mut set = WakerSet::new();
+        let (mut a, mut b) = (None, None);
+        for _ in 0..100 {
+            set.register(&mut a, Waker::noop());
+        }
+        set.register(&mut b, Waker::noop());
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            set.take_all().len(),
+            2,
+            "one waker per key, however often it registered"
+        );
+        set.remove(a.unwrap());
+        let mut c = None;
+        set.register(&mut c, Waker::noop());
+        assert_eq!(c, a, "a freed key is reused");
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn a_new_waker_replaces_the_old_one() {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        let (first, second) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let mut set = WakerSet::new();
+        let mut key = None;
+        set.register(&mut key, &Waker::from(first.clone()));
+        set.register(&mut key, &Waker::from(second.clone()));
+        set.take_all().into_iter().for_each(Waker::wake);
+        assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 1));
+    }
+}
