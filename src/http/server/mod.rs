@@ -12,7 +12,7 @@
 //!   connection handler, so each connection is a green thread under the
 //!   shard's connection cap, in the accept mode of the server's
 //!   [`ServerConfig`]. The connection marks itself idle between requests
-//!   ([`net::Connection`](crate::net::Connection)), and when the net layer
+//!   ([`net::Connection`]), and when the net layer
 //!   evicts it (at the cap, the one idle the longest) it shuts down
 //!   gracefully.
 //! - **The wire protocol is hyper's** (`conn.rs`): a connection starting
