@@ -171,7 +171,7 @@ pub(crate) async fn collect(
     let mut more = BytesMut::new();
     let mut total = 0u64;
     loop {
-        let frame = match crate::timeout(idle, body.frame()).await {
+        let frame = match within(idle, body.frame()).await {
             Err(_) => {
                 return Err(ErrorKind::Timeout {
                     phase: Phase::Read,
@@ -199,4 +199,17 @@ pub(crate) async fn collect(
         }
     }
     Ok(first.unwrap_or_else(|| more.freeze()))
+}
+
+/// Runs `fut` for at most `limit`; a future ready at its first poll (a body
+/// piece already read with the head) costs no timer.
+pub(crate) async fn within<F: std::future::Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, crate::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    if let Some(value) = futures_lite::future::poll_once(fut.as_mut()).await {
+        return Ok(value);
+    }
+    crate::timeout(limit, fut).await
 }

@@ -428,7 +428,7 @@ impl Client {
                 }
             };
             let idle = inner.settings.read_timeout;
-            let Ok(sent) = crate::timeout(idle, sending).await else {
+            let Ok(sent) = body::within(idle, sending).await else {
                 return Err(ErrorKind::Timeout {
                     phase: Phase::Read,
                     after: idle,
