@@ -191,8 +191,11 @@ where
         closing.wait().await;
         None
     });
-    match crate::timeout(wait, closed).await {
-        Err(_) => return answer_408(stream).await,
+    // Boxed, here and for the 408 below: the connection's future lives as
+    // long as the connection, and these steps' state (timers, buffers) would
+    // otherwise take room in it for its whole life.
+    match Box::pin(crate::timeout(wait, closed)).await {
+        Err(_) => return Box::pin(answer_408(stream)).await,
         Ok(None | Some(Ok(false))) => return Ok(()),
         Ok(Some(Err(e))) => return Err(e),
         Ok(Some(Ok(true))) => {}
@@ -231,7 +234,7 @@ where
     match driven {
         Driven::Closed(Ok(())) => Ok(()),
         Driven::Closed(Err(e)) => Err(io::Error::other(e)),
-        Driven::HeadTimedOut => answer_408(stream).await,
+        Driven::HeadTimedOut => Box::pin(answer_408(stream)).await,
     }
 }
 
