@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use glommio::task::JoinHandle;
 
-use crate::catch::Guarded;
+use crate::catch::{Guarded, Isolated};
 
 /// Why a green thread produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,7 +162,7 @@ where
 /// Runs `fut` to completion inside the caller's task, under the guard, as a
 /// member of `pool` (a pool's own task spawning into it while it is full).
 pub(crate) async fn run_inline<F: Future>(fut: F, pool: Option<u64>) -> Result<F::Output, JoinError> {
-    Guarded::new(fut, pool).await
+    Isolated::new(fut, pool).await
 }
 
 /// How deep tasks may nest on one thread's stack: glommio runs a new task's
