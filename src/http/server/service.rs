@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use super::body::{Body, Verdict};
 use super::state::ConnState;
 use super::Limits;
-use crate::catch::Guarded;
+use crate::catch::Isolated;
 use crate::pool::GreenPool;
 
 /// What the connections of one shard share.
@@ -79,7 +79,7 @@ where
             let request = request
                 .map(|body| Body::new(body, limits.max_body(), limits.body_timeout(), verdict.clone()));
             let permit = shared.pool.acquire().await;
-            let answer = Guarded::new(shared.service.call(request), Some(shared.pool.id())).await;
+            let answer = Isolated::new(shared.service.call(request), Some(shared.pool.id())).await;
             drop(permit);
             if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
                 return Ok(reject(status));
