@@ -39,9 +39,11 @@
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters; sockets wait on a per-shard
 //!   epoll readiness driver ([`net::TcpStream`]).
-//! - [`http`]: HTTP/1.1: the client pattern's green client ([`http::Client`],
-//!   [`http::get`]; `https` with the default `tls` feature), the dispatch
-//!   pattern's [`http::Server`] on every shard, and the wire format they share.
+//! - [`http`]: HTTP on hyper and the `http` crate's types: the client
+//!   pattern's green client ([`http::Client`], [`http::get`]; HTTP/2 by ALPN
+//!   and `https` with the default `tls` feature), the dispatch pattern's
+//!   [`http::Server`] on every shard (any tower or hyper service, an axum
+//!   `Router` included), and hyper's runtime traits on the shard ([`http::rt`]).
 //!
 //! # Failure model
 //!
