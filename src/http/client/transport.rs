@@ -70,6 +70,7 @@ impl Write for Transport {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = &cx; // used with the `tls` feature
         match self.get_mut() {
             Transport::Plain(_) => Poll::Ready(Ok(())),
             #[cfg(feature = "tls")]
@@ -78,6 +79,7 @@ impl Write for Transport {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = &cx; // used with the `tls` feature
         match self.get_mut() {
             Transport::Plain(stream) => Poll::Ready(stream.shutdown_write()),
             #[cfg(feature = "tls")]
