@@ -29,6 +29,7 @@ impl Read for Transport {
             Transport::Plain(stream) => stream.poll_read_hyper(cx, buf),
             #[cfg(feature = "tls")]
             Transport::Tls(tls) => {
+                let mut buf = buf;
                 let mut bounce = [0u8; 16 << 10];
                 let room = buf.remaining().min(bounce.len());
                 match futures_lite::AsyncRead::poll_read(Pin::new(tls), cx, &mut bounce[..room]) {
