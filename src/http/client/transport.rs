@@ -20,11 +20,7 @@ pub(crate) enum Transport {
 }
 
 impl Read for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(stream) => stream.poll_read_hyper(cx, buf),
             #[cfg(feature = "tls")]
