@@ -87,12 +87,17 @@ mod blocking;
 mod catch;
 mod config;
 mod cpulist;
+mod cpus;
 mod fanout;
 mod global;
+mod handle;
+mod hook;
 pub mod http;
 mod imap;
+mod knobs;
 mod memlock;
 mod mesh;
+pub mod metrics;
 pub mod net;
 mod pile;
 mod pool;
@@ -107,17 +112,20 @@ pub use blocking::blocking;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
     ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,
-    ENV_SHARDS, ENV_SPIN_US,
+    ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US, MAX_BLOCKING_THREADS, MAX_MAILBOX, MAX_SHARDS, MAX_SPIN,
 };
 pub use fanout::{FanoutPile, Spread};
 pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
+pub use handle::{Finished, RuntimeHandle};
+pub use hook::PRINTS_PER_SECOND;
 pub use imap::{Imap, StarFn};
-pub use memlock::MemlockError;
+pub use knobs::KNOWN as KNOWN_VARIABLES;
+pub use memlock::{MemlockError, MEMLOCK_FLOOR};
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use net::{AcceptMode, Connection, Server, ServerConfig, WhenFull};
 pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
-pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};
+pub use runtime::{Runtime, RuntimeError, FAILURE_GRACE};
 pub use stop::Stopper;
 pub use task::{spawn, spawn_n, GreenThread, JoinError};
 pub use time::{sleep, timeout, Elapsed};

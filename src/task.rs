@@ -173,6 +173,7 @@ pub(crate) fn too_deep() -> bool {
 /// Spawns `fut` on the current shard: its first step runs right away
 /// (glommio's way), unless the stack is already [`MAX_DEPTH`] tasks deep.
 fn start<T: 'static>(fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
+    let fut = crate::metrics::Counted::new(fut);
     let task = if too_deep() {
         let queue = glommio::executor().current_task_queue();
         glommio::spawn_local_into(fut, queue).expect("the current task queue exists")

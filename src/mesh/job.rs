@@ -38,7 +38,7 @@ pub(super) fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
 fn start<Fut: Future<Output = ()> + 'static>(fut: Fut, cx: &mut Context<'_>) {
     let mut job = Box::pin(fut);
     if job.as_mut().poll(cx).is_pending() {
-        glommio::spawn_local(job).detach();
+        glommio::spawn_local(crate::metrics::Counted::new(job)).detach();
     }
 }
 

@@ -150,6 +150,11 @@ impl Mesh {
         self.inner.inboxes.queued(shard) + own
     }
 
+    /// Messages from other threads waiting in `shard`'s mailbox.
+    pub(crate) fn mailbox_queued(&self, shard: usize) -> usize {
+        self.inner.inboxes.queued(shard)
+    }
+
     /// Called by a shard as it ends: no message stays behind for it. Each
     /// message still queued is dropped (a `submit_to` caller then gets
     /// [`MeshError::ShardGone`]) under a panic guard, so a closure whose
