@@ -18,8 +18,10 @@
 //! poll. The coarse clock ticks every 1-4 ms (the kernel's `HZ`): a poll
 //! shorter than a tick counts one tick or nothing, depending on whether a
 //! tick fell inside it, so busy time is right on average (its expected
-//! value is the true time), and the longest poll is right to within one
-//! tick.
+//! value is the true time). A poll that read `k` ticks lasted more than
+//! `k - 1` of them: the longest poll and the stalls use that lower bound,
+//! so a short poll that happened to straddle a tick is never taken for a
+//! long one.
 //!
 //! Polls in which shardlet's own loops only looked for work and found none
 //! (the inbox loop and a waiting caller spinning for `SHARDLET_SPIN_US`)
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use nix::time::{clock_gettime, ClockId};
+use nix::time::{clock_getres, clock_gettime, ClockId};
 
 /// How often a shard samples what only it can read.
 pub(crate) const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -92,6 +94,8 @@ pub(crate) fn now() -> u64 {
 struct Local {
     sink: OnceCell<Arc<ShardCounters>>,
     idle: Cell<bool>,
+    /// The coarse clock's resolution in nanoseconds.
+    tick: Cell<u64>,
 }
 
 thread_local! {
@@ -99,8 +103,16 @@ thread_local! {
         Local {
             sink: OnceCell::new(),
             idle: Cell::new(false),
+            tick: Cell::new(0),
         }
     };
+}
+
+/// The coarse clock's resolution (4 ms when unknown).
+fn resolution() -> u64 {
+    clock_getres(ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64)
+        .unwrap_or(4_000_000)
 }
 
 #[inline]
@@ -116,7 +128,10 @@ fn with_sink(f: impl FnOnce(&ShardCounters)) {
 pub(crate) fn attach(counters: Arc<ShardCounters>) {
     counters.started_at.store(now(), Relaxed);
     counters.running.store(true, Relaxed);
-    let _ = LOCAL.try_with(|l| l.sink.set(counters));
+    let _ = LOCAL.try_with(|l| {
+        l.tick.set(resolution());
+        let _ = l.sink.set(counters);
+    });
 }
 
 /// The shard has ended: its uptime stops.
@@ -148,7 +163,9 @@ pub(crate) fn poll_starts() -> Option<u64> {
 #[inline]
 pub(crate) fn poll_ends(started: Option<u64>) {
     let Some(started) = started else { return };
-    let idle = LOCAL.try_with(|l| l.idle.replace(false)).unwrap_or(false);
+    let (idle, tick) = LOCAL
+        .try_with(|l| (l.idle.replace(false), l.tick.get()))
+        .unwrap_or((false, 0));
     with_sink(|c| {
         let took = now().saturating_sub(started);
         c.poll_started.store(0, Relaxed);
@@ -156,10 +173,12 @@ pub(crate) fn poll_ends(started: Option<u64>) {
         if !idle {
             bump(&c.busy_nanos, took);
         }
-        if took > c.longest_nanos.load(Relaxed) {
-            c.longest_nanos.store(took, Relaxed);
+        // At least this long (see the module docs).
+        let at_least = took.saturating_sub(tick);
+        if at_least > c.longest_nanos.load(Relaxed) {
+            c.longest_nanos.store(at_least, Relaxed);
         }
-        if took >= STALL.as_nanos() as u64 {
+        if at_least >= STALL.as_nanos() as u64 {
             bump(&c.stalls, 1);
         }
     });
