@@ -254,7 +254,8 @@ fn run_example(name: &str, env: &[(&str, &str)], memlock: bool) -> (Option<i32>,
 /// 3 s, with the message.
 #[test]
 fn example_servers_exit_at_once_with_the_message() {
-    let cases: [(&[(&str, &str)], bool, &str); 5] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: [Case<'_>; 5] = [
         (&[], true, "RLIMIT_MEMLOCK is 65536 bytes"),
         (
             &[("SHARDLET_BLOCKING_THREADS", "100000")],
