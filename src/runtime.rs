@@ -438,7 +438,7 @@ impl ShardSpec {
             let outcome = future::or(
                 async {
                     crate::task::spawn_n(mesh::drain(drain));
-                    crate::task::spawn_n(publish_stats(inbox.clone()));
+                    crate::task::spawn_n(publish_stats(mesh.clone()));
                     // The entry closure is called inside the guard too: its
                     // panic is an error value like the future's.
                     Some(Guarded::new(async { entry().await }, None).await)
@@ -454,7 +454,7 @@ impl ShardSpec {
             arrival.arrive();
             future::or(finish.all_done(), stopper.grace_over()).await;
             crate::catch::end_tasks().await;
-            crate::metrics::publish(inbox.try_borrow().map_or(0, |i| i.lanes_queued()));
+            crate::metrics::publish(&mesh.outgoing_queued());
         });
         crate::metrics::detach();
     }
@@ -462,11 +462,9 @@ impl ShardSpec {
 
 /// Samples the shard's counters that only it can read, every
 /// [`PUBLISH_EVERY`](crate::metrics::PUBLISH_EVERY), until the shard ends.
-async fn publish_stats(inbox: Rc<RefCell<Inbox>>) {
+async fn publish_stats(mesh: Mesh) {
     loop {
-        if let Ok(inbox) = inbox.try_borrow() {
-            crate::metrics::publish(inbox.lanes_queued());
-        }
+        crate::metrics::publish(&mesh.outgoing_queued());
         crate::sleep(crate::metrics::PUBLISH_EVERY).await;
     }
 }

@@ -24,13 +24,6 @@ pub(crate) struct Inbox {
     pub(super) mail: flume::Receiver<Envelope>,
 }
 
-impl Inbox {
-    /// Messages waiting in this shard's lanes.
-    pub(crate) fn lanes_queued(&self) -> usize {
-        self.lanes.queued()
-    }
-}
-
 /// How many messages one round of the inbox loop runs at most before it
 /// yields to the shard's other tasks.
 pub(crate) const MESSAGES_PER_ROUND: usize = 256;

@@ -9,7 +9,9 @@
 //!   busy time, the number of polls, the longest poll and the stalls.
 //! - **Sampled by the shard** every [`PUBLISH_EVERY`] and when it ends
 //!   ([`publish`]), for what only the shard can read: the readiness
-//!   driver's counters, its lanes' depth, the panics its guards caught.
+//!   driver's counters, the panics its guards caught, and how full its
+//!   lanes *to* each shard are (the senders sample them, so the backlog in
+//!   front of a stuck shard shows while it is stuck).
 //!
 //! Poll timing reads `CLOCK_MONOTONIC_COARSE` (a few nanoseconds, where
 //! `Instant::now` costs about 25 here), and only for polls made by the
@@ -46,7 +48,7 @@ pub const STALL: Duration = Duration::from_millis(10);
 
 /// One shard's counters: written by the shard, read from any thread.
 /// Aligned to its own cache lines, so shards do not slow each other down.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 pub(crate) struct ShardCounters {
     pub(crate) spawned: AtomicU64,
@@ -63,12 +65,38 @@ pub(crate) struct ShardCounters {
     pub(crate) running: AtomicBool,
     // Sampled by `publish`.
     pub(crate) panics: AtomicU64,
-    pub(crate) lanes_queued: AtomicU64,
+    /// Messages waiting in this shard's lane to each shard.
+    pub(crate) outgoing: Box<[AtomicU64]>,
     pub(crate) registrations: AtomicU64,
     pub(crate) rounds: AtomicU64,
     pub(crate) events: AtomicU64,
     pub(crate) parks: AtomicU64,
     pub(crate) drivers: AtomicU64,
+}
+
+impl ShardCounters {
+    pub(crate) fn new(shards: usize) -> Self {
+        let zero = AtomicU64::default;
+        ShardCounters {
+            spawned: zero(),
+            ended: zero(),
+            polls: zero(),
+            busy_nanos: zero(),
+            longest_nanos: zero(),
+            stalls: zero(),
+            poll_started: zero(),
+            started_at: zero(),
+            ended_at: zero(),
+            running: AtomicBool::new(false),
+            panics: zero(),
+            outgoing: (0..shards).map(|_| zero()).collect(),
+            registrations: zero(),
+            rounds: zero(),
+            events: zero(),
+            parks: zero(),
+            drivers: zero(),
+        }
+    }
 }
 
 /// Adds `n` to a counter only this thread writes: a load and a store.
@@ -170,9 +198,12 @@ pub(crate) fn poll_ends(started: Option<u64>) {
         let took = now().saturating_sub(started);
         c.poll_started.store(0, Relaxed);
         bump(&c.polls, 1);
-        if !idle {
-            bump(&c.busy_nanos, took);
+        if idle {
+            // shardlet's own looking for work: idle time, and no stall (a
+            // long one means the OS took the CPU, not that a task kept it).
+            return;
         }
+        bump(&c.busy_nanos, took);
         // At least this long (see the module docs).
         let at_least = took.saturating_sub(tick);
         if at_least > c.longest_nanos.load(Relaxed) {
@@ -191,13 +222,16 @@ pub(crate) fn idle_poll() {
     let _ = LOCAL.try_with(|l| l.idle.set(true));
 }
 
-/// Samples what only the shard can read (call it on the shard).
-pub(crate) fn publish(lanes_queued: usize) {
+/// Samples what only the shard can read (call it on the shard):
+/// `outgoing[to]` is how many messages wait in its lane to shard `to`.
+pub(crate) fn publish(outgoing: &[usize]) {
     let ready = crate::net::ready_stats();
     let panics = crate::catch::panics();
     with_sink(|c| {
         c.panics.store(panics, Relaxed);
-        c.lanes_queued.store(lanes_queued as u64, Relaxed);
+        for (slot, n) in c.outgoing.iter().zip(outgoing) {
+            slot.store(*n as u64, Relaxed);
+        }
         c.registrations.store(ready.registrations as u64, Relaxed);
         c.rounds.store(ready.rounds, Relaxed);
         c.events.store(ready.events, Relaxed);

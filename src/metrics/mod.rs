@@ -75,7 +75,9 @@ impl Metrics {
     pub(crate) fn new(shards: usize, blocking: Arc<BlockingPool>, mesh: Mesh) -> Metrics {
         Metrics {
             inner: Arc::new(Hub {
-                shards: (0..shards).map(|_| Arc::new(ShardCounters::default())).collect(),
+                shards: (0..shards)
+                    .map(|_| Arc::new(ShardCounters::new(shards)))
+                    .collect(),
                 blocking,
                 mesh,
             }),
@@ -96,7 +98,14 @@ impl Metrics {
                 .shards
                 .iter()
                 .enumerate()
-                .map(|(id, c)| snapshot(c, now, hub.mesh.mailbox_queued(id) as u64))
+                .map(|(id, c)| {
+                    let lanes = hub
+                        .shards
+                        .iter()
+                        .map(|from| from.outgoing[id].load(Relaxed))
+                        .sum();
+                    snapshot(c, now, lanes, hub.mesh.mailbox_queued(id) as u64)
+                })
                 .collect(),
             blocking: hub.blocking.stats(),
             mesh_dropped: hub.mesh.dropped(),
@@ -117,7 +126,7 @@ fn nanos(n: u64) -> Duration {
     Duration::from_nanos(n)
 }
 
-fn snapshot(c: &ShardCounters, now: u64, mailbox: u64) -> ShardMetrics {
+fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetrics {
     let started = c.started_at.load(Relaxed);
     let ended = c.ended_at.load(Relaxed);
     let uptime = match (started, ended) {
@@ -141,7 +150,7 @@ fn snapshot(c: &ShardCounters, now: u64, mailbox: u64) -> ShardMetrics {
             0 => 0,
             at => now.saturating_sub(at),
         }),
-        lanes_queued: c.lanes_queued.load(Relaxed),
+        lanes_queued: lanes,
         mailbox_queued: mailbox,
         ready: ReadyStats {
             registrations: c.registrations.load(Relaxed) as usize,
@@ -181,7 +190,8 @@ pub struct ShardMetrics {
     /// How long the poll running right now has run (zero between polls): a
     /// shard stuck in one task shows it here while it is stuck.
     pub polling_for: Duration,
-    /// Cross-shard messages waiting in the lanes to this shard (sampled).
+    /// Cross-shard messages waiting in the lanes to this shard (sampled by
+    /// the sending shards every 100 ms).
     pub lanes_queued: u64,
     /// Messages from other threads waiting in this shard's mailbox.
     pub mailbox_queued: u64,

@@ -438,6 +438,7 @@ impl<T> Inlanes<T> {
     }
 
     /// Values waiting for this shard, in all its lanes.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn queued(&self) -> usize {
         self.consumers.iter().map(|c| c.slots()).sum()
     }
