@@ -39,6 +39,8 @@
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters; sockets wait on a per-shard
 //!   epoll readiness driver ([`net::TcpStream`]).
+//! - [`metrics`]: per-shard counters readable from the host
+//!   ([`RuntimeHandle::stats`]) and their Prometheus export.
 //! - [`http`]: HTTP/1.1: the client pattern's green client ([`http::Client`],
 //!   [`http::get`]; `https` with the default `tls` feature), the dispatch
 //!   pattern's [`http::Server`] on every shard, and the wire format they share.
@@ -49,7 +51,10 @@
 //!   [`spawn_n`], a pool's or pile's task, a cross-shard job) or in a
 //!   shard's entry (the closure or its future) is caught, counted
 //!   ([`shard::panics`]) and logged through `tracing`; it comes back as
-//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. A
+//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. The panic
+//!   hook (installed by [`Runtime::new`], around the host's own) prints it on
+//!   stderr, rate-limited, when no `tracing` subscriber would show it, and
+//!   before the abort under `panic = "abort"`. A
 //!   destructor that panics while a task is dropped (cancelled, ended with
 //!   its shard, dropped with an [`Imap`]) is caught the same way.
 //! - **Stopping is cooperative.** [`RuntimeHandle::stop`] is seen by every
@@ -61,6 +66,10 @@
 //!   them are counted in [`Mesh::cancelled`]). Messages still queued for the
 //!   shard are dropped unrun and counted in [`Mesh::dropped`]; a
 //!   `submit_to` caller waiting on one gets [`MeshError::ShardGone`].
+//! - **Failures are seen at once.** [`RuntimeHandle::failure`] and
+//!   [`Server::ready`] return a shard's start error or panic as soon as it
+//!   happens; [`RuntimeHandle::finished`] (a `Send` future, any executor)
+//!   and [`RuntimeHandle::join`] (blocking) return it once every shard ended.
 //! - **After [`RuntimeHandle::join`]** no shard task runs. [`blocking`]
 //!   closures that had not started are dropped unrun; one still running
 //!   keeps its thread until it returns (`join` does not wait for it).

@@ -283,3 +283,30 @@ fn ready_returns_the_shards_start_error() {
         "{stdout}"
     );
 }
+
+/// The futures the README lists as `Send` (usable from a tokio task or
+/// any other thread's executor) are: this only has to compile.
+#[test]
+fn the_host_side_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let runtime = Runtime::new(config(1)).unwrap();
+    let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
+    let mut handle = runtime
+        .start(|| async {
+            shard::stopped().await;
+        })
+        .unwrap();
+    let mesh = handle.mesh();
+    let stopper = handle.stopper();
+    send(&server.ready(&handle));
+    send(&mesh.submit_to(0, || async { 1 }));
+    send(&mesh.spawn_on(0, || async {}));
+    send(&mesh.broadcast(|| async { 1 }));
+    send(&mesh.map_reduce(|| async { 1 }, 0, |a, b| a + b));
+    send(&shardlet::blocking(|| 1));
+    send(&stopper.stopped());
+    send(&shard::stopped());
+    send(&handle.finished());
+    handle.stop(Duration::from_secs(1));
+    future::block_on(handle.finished()).unwrap();
+}
