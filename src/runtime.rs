@@ -369,13 +369,13 @@ struct Reporter<T> {
 impl<T> Reporter<T> {
     fn report(&mut self, outcome: Result<T, RuntimeError>) {
         let Some(tx) = self.tx.take() else { return };
+        // Known to watchers before the stop it causes ends other shards'
+        // entries: what they see first is this failure.
+        self.lifecycle.report(self.id, outcome.as_ref().err());
         if outcome.is_err() {
             self.stopper.stop(FAILURE_GRACE);
         }
-        let failure = outcome.as_ref().err().cloned();
-        // Into the channel first: whoever sees the report can collect it.
         let _ = tx.send((self.id, outcome));
-        self.lifecycle.report(self.id, failure.as_ref());
     }
 }
 
