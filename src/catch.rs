@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::Once;
 use std::task::{Context, Poll, Waker};
 
-use crate::sync::wakers::WakerSet;
+use crate::sync::wakers::{WakerKey, WakerSet};
 use crate::task::JoinError;
 
 /// What a guarded poll reads and writes on every poll, in one
@@ -80,36 +80,56 @@ pub(crate) async fn end_tasks() {
 }
 
 pin_project_lite::pin_project! {
-    /// A future that cannot unwind: a panic becomes `Err(JoinError::Panicked)`.
+    /// A future that cannot unwind, polled as a member of its pool: a panic
+    /// becomes `Err(JoinError::Panicked)`.
     ///
     /// The inner future is also *dropped* under the guard, on every path:
     /// as soon as it finishes or panics (inside the poll's own guard), or
-    /// when the task is cancelled (at shard end, through its handle or by
-    /// glommio, dropped inside a stream). A destructor that panics is
-    /// caught, counted and logged, instead of unwinding into glommio, which
-    /// would abort the process.
-    pub(crate) struct Guarded<F> {
+    /// when it is cancelled (at shard end, through its handle or by glommio,
+    /// dropped inside a stream). A destructor that panics is caught, counted
+    /// and logged, instead of unwinding into glommio, which would abort the
+    /// process. Once done it can be [`refill`](Isolated::refill)ed in place.
+    pub(crate) struct Isolated<F> {
         #[pin]
         fut: Option<F>,
         pool: Option<NonZeroU64>,
-        // This task's slot in the registry of waiting tasks, once it has waited.
-        slot: Option<usize>,
     }
 
-    impl<F> PinnedDrop for Guarded<F> {
+    impl<F> PinnedDrop for Isolated<F> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(slot) = *this.slot {
-                let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
-            }
-            if this.fut.is_some() {
-                drop_inner(this.fut, *this.pool);
-            }
+            this.cancel();
         }
     }
 }
 
-/// Drops a guarded future in place, under the guard (see [`Guarded`]).
+impl<F> Isolated<F> {
+    /// Isolates `fut`; `pool` marks it as a member of that pool while it runs.
+    #[inline]
+    pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
+        install_hook();
+        Isolated {
+            fut: Some(fut),
+            pool: pool.and_then(NonZeroU64::new),
+        }
+    }
+
+    /// Drops the future now, under the guard (a no-op once it is done).
+    pub(crate) fn cancel(self: Pin<&mut Self>) {
+        let this = self.project();
+        if this.fut.is_some() {
+            drop_inner(this.fut, *this.pool);
+        }
+    }
+
+    /// Puts a new future in a finished one's place (no allocation).
+    pub(crate) fn refill(self: Pin<&mut Self>, fut: F) {
+        let mut this = self.project();
+        debug_assert!(this.fut.is_none(), "refilled while still running");
+        this.fut.set(Some(fut));
+    }
+}
+
+/// Drops a guarded future in place, under the guard (see [`Isolated`]).
 #[cold]
 fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
     let _enter = Enter::new(pool);
@@ -119,29 +139,30 @@ fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
     }
 }
 
-impl<F: Future> Guarded<F> {
-    /// Guards `fut`; `pool` marks it as a member of that pool while it runs.
-    pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
-        install_hook();
-        Guarded {
-            fut: Some(fut),
-            pool: pool.and_then(NonZeroU64::new),
-            slot: None,
-        }
-    }
-}
-
-impl<F: Future> Future for Guarded<F> {
-    type Output = Result<F::Output, JoinError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+impl<F: Future> Isolated<F> {
+    /// Polls under the guard, as [`Future::poll`] does; `None` (with the
+    /// future dropped, as cancelled) when `unless_ending` is set and the
+    /// shard is ending its tasks.
+    #[inline]
+    fn poll_guarded(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        unless_ending: bool,
+    ) -> Option<Poll<Result<F::Output, JoinError>>> {
         let mut this = self.project();
         // Times polls made by the executor itself (metrics: busy, stalls).
         let timed = crate::metrics::poll_starts();
-        let Some(enter) = Enter::unless_ending(*this.pool) else {
-            crate::metrics::poll_ends(timed);
-            drop_inner(this.fut, *this.pool);
-            return Poll::Ready(Err(JoinError::Cancelled));
+        let enter = if unless_ending {
+            match Enter::unless_ending(*this.pool) {
+                Some(enter) => enter,
+                None => {
+                    crate::metrics::poll_ends(timed);
+                    drop_inner(this.fut, *this.pool);
+                    return None;
+                }
+            }
+        } else {
+            Enter::new(*this.pool)
         };
         let mut fut = this.fut.as_mut();
         // The future is dropped as soon as it is done, inside this guard.
@@ -155,19 +176,72 @@ impl<F: Future> Future for Guarded<F> {
         }));
         drop(enter);
         crate::metrics::poll_ends(timed);
-        match polled {
+        Some(match polled {
             Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
-            Ok(Some(Poll::Pending)) => {
-                WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
-                Poll::Pending
-            }
-            // Polled after it finished: glommio never does.
+            Ok(Some(Poll::Pending)) => Poll::Pending,
+            // Polled after it finished (or was cancelled).
             Ok(None) => Poll::Ready(Err(JoinError::Cancelled)),
             Err(payload) => {
                 let err = caught(&*payload);
                 drop_inner(this.fut, *this.pool);
                 Poll::Ready(Err(err))
             }
+        })
+    }
+}
+
+impl<F: Future> Future for Isolated<F> {
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_guarded(cx, false)
+            .expect("polled without the ending check")
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A shardlet task's future: [`Isolated`], and ended (as cancelled) at
+    /// the shard's end by [`end_tasks`], which finds it in the registry of
+    /// waiting tasks while it waits.
+    pub(crate) struct Guarded<F> {
+        #[pin]
+        inner: Isolated<F>,
+        // This task's slot in the registry of waiting tasks, once it has waited.
+        slot: Option<WakerKey>,
+    }
+
+    impl<F> PinnedDrop for Guarded<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(slot) = *this.project().slot {
+                let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
+            }
+        }
+    }
+}
+
+impl<F: Future> Guarded<F> {
+    /// Guards `fut`; `pool` marks it as a member of that pool while it runs.
+    #[inline]
+    pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
+        Guarded {
+            inner: Isolated::new(fut, pool),
+            slot: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.poll_guarded(cx, true) {
+            None => Poll::Ready(Err(JoinError::Cancelled)),
+            Some(Poll::Pending) => {
+                WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
+                Poll::Pending
+            }
+            Some(ready) => ready,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::runtime::{RuntimeError, FAILURE_GRACE};
 use crate::stop::Stopper;
-use crate::sync::wakers::WakerSet;
+use crate::sync::wakers::{WakerKey, WakerSet};
 
 /// How a runtime's shards are doing, shared by the shard threads (which
 /// report), the handle and other watchers.
@@ -115,7 +115,7 @@ impl Lifecycle {
     /// one lock, so no change between them is missed.
     pub(crate) fn poll_until(
         &self,
-        key: &mut Option<usize>,
+        key: &mut Option<WakerKey>,
         cx: &mut Context<'_>,
         ready: impl FnOnce(&LifecycleView<'_>) -> bool,
     ) -> Poll<()> {
@@ -132,7 +132,7 @@ impl Lifecycle {
     }
 
     /// Gives a waiter's key back (its future was dropped).
-    pub(crate) fn forget(&self, key: &mut Option<usize>) {
+    pub(crate) fn forget(&self, key: &mut Option<WakerKey>) {
         if let Some(key) = key.take() {
             self.lock().wakers.remove(key);
         }
@@ -359,7 +359,7 @@ impl<T> Drop for RuntimeHandle<T> {
 #[must_use = "futures do nothing unless polled"]
 pub struct Finished<'a, T> {
     handle: &'a mut RuntimeHandle<T>,
-    key: Option<usize>,
+    key: Option<WakerKey>,
 }
 
 impl<T> Future for Finished<'_, T> {

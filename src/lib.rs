@@ -97,6 +97,7 @@ mod catch;
 mod config;
 mod cpulist;
 mod cpus;
+mod crew;
 mod fanout;
 mod global;
 mod handle;

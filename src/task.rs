@@ -139,6 +139,7 @@ impl<T> fmt::Debug for GreenThread<T> {
 /// assert_eq!(t.join().await.unwrap(), "hello");
 /// # }).unwrap();
 /// ```
+#[inline]
 pub fn spawn<F>(fut: F) -> GreenThread<F::Output>
 where
     F: Future + 'static,
@@ -147,6 +148,7 @@ where
     spawn_in(fut, None)
 }
 
+#[inline]
 pub(crate) fn spawn_in<F>(fut: F, pool: Option<u64>) -> GreenThread<F::Output>
 where
     F: Future + 'static,
@@ -155,6 +157,12 @@ where
     GreenThread {
         state: State::Running(start(Guarded::new(fut, pool))),
     }
+}
+
+/// Runs `fut` to completion inside the caller's task, under the guard, as a
+/// member of `pool` (a pool's own task spawning into it while it is full).
+pub(crate) async fn run_inline<F: Future>(fut: F, pool: Option<u64>) -> Result<F::Output, JoinError> {
+    Guarded::new(fut, pool).await
 }
 
 /// How deep tasks may nest on one thread's stack: glommio runs a new task's
@@ -172,6 +180,7 @@ pub(crate) fn too_deep() -> bool {
 
 /// Spawns `fut` on the current shard: its first step runs right away
 /// (glommio's way), unless the stack is already [`MAX_DEPTH`] tasks deep.
+#[inline]
 fn start<T: 'static>(fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
     let fut = crate::metrics::Counted::new(fut);
     let task = if too_deep() {
@@ -222,6 +231,7 @@ where
 /// assert_eq!(rx.recv_async().await.unwrap(), 1);
 /// # }).unwrap();
 /// ```
+#[inline]
 pub fn spawn_n<F>(fut: F)
 where
     F: Future<Output = ()> + 'static,
@@ -229,6 +239,7 @@ where
     spawn_n_in(fut, None)
 }
 
+#[inline]
 pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
 where
     F: Future<Output = ()> + 'static,
@@ -256,8 +267,17 @@ impl<F: Future<Output = ()>> Future for Logged<F> {
 }
 
 /// Logs the panic of a task nobody waits for (a cancel is no news).
+#[inline]
 pub(crate) fn log_panic(result: Result<(), JoinError>) {
-    if let Err(err @ JoinError::Panicked { .. }) = result {
+    if let Err(err) = result {
+        log_error(err);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn log_error(err: JoinError) {
+    if err.is_panic() {
         tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 
 use crate::handle::{Lifecycle, LifecycleView};
 use crate::net::Server;
+use crate::sync::wakers::WakerKey;
 
 /// The future of [`Server::ready`]: `Send + 'static`, for any executor.
 #[must_use = "futures do nothing unless polled"]
@@ -23,8 +24,8 @@ pub struct Ready {
     server: Server,
     lifecycle: Arc<Lifecycle>,
     shards: usize,
-    server_key: Option<usize>,
-    runtime_key: Option<usize>,
+    server_key: Option<WakerKey>,
+    runtime_key: Option<WakerKey>,
 }
 
 impl Ready {

@@ -9,7 +9,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::net::requests::{RequestStats, Requests};
-use crate::sync::wakers::WakerSet;
+use crate::sync::wakers::{WakerKey, WakerSet};
 
 /// Tasks waiting for a server's shards to change (start or stop
 /// listening, fail): [`Server::ready`](crate::net::Server::ready)'s futures.
@@ -29,12 +29,12 @@ impl Watchers {
 
     /// Keeps `waker` under `key` until the next change (register first,
     /// then look at the state: a change in between wakes it).
-    pub(crate) fn register(&self, key: &mut Option<usize>, waker: &Waker) {
+    pub(crate) fn register(&self, key: &mut Option<WakerKey>, waker: &Waker) {
         self.lock().register(key, waker);
     }
 
     /// Gives `key` back.
-    pub(crate) fn forget(&self, key: &mut Option<usize>) {
+    pub(crate) fn forget(&self, key: &mut Option<WakerKey>) {
         if let Some(key) = key.take() {
             self.lock().remove(key);
         }
