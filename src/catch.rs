@@ -203,6 +203,13 @@ pin_project_lite::pin_project! {
     /// A shardlet task's future: [`Isolated`], and ended (as cancelled) at
     /// the shard's end by [`end_tasks`], which finds it in the registry of
     /// waiting tasks while it waits.
+    ///
+    /// Invariant: a `Guarded` is the whole future of one glommio task (see
+    /// `task::start`), so every poll comes with that task's waker and the
+    /// registry entry made at its first wait stays right. Work run inside
+    /// another task (inline in a pool, a stream's calls, a handler inside
+    /// its connection's task) is [`Isolated`] instead: its task's own
+    /// `Guarded` ends it with the task.
     pub(crate) struct Guarded<F> {
         #[pin]
         inner: Isolated<F>,
@@ -238,7 +245,11 @@ impl<F: Future> Future for Guarded<F> {
         match this.inner.poll_guarded(cx, true) {
             None => Poll::Ready(Err(JoinError::Cancelled)),
             Some(Poll::Pending) => {
-                WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
+                // A `Guarded` is the whole future of one glommio task, always
+                // polled with that task's waker: registered once, it stays right.
+                if this.slot.is_none() {
+                    WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
+                }
                 Poll::Pending
             }
             Some(ready) => ready,

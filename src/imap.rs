@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::catch::{self, Guarded, Isolated};
+use crate::catch::{self, Isolated};
 use crate::crew::{Crew, OnDrop};
 use crate::pool::{with_permit, GreenPool, Holding};
 use crate::sync::slots::{Acquire, Permit};
@@ -49,7 +49,7 @@ enum Call<Fut: Future> {
     Failed(Option<JoinError>),
     /// Runs inside the consumer: the consumer is one of the pool's own tasks
     /// and the pool is full (see the pool's module docs).
-    Inline(Pin<Box<Guarded<Fut>>>),
+    Inline(Pin<Box<Isolated<Fut>>>),
 }
 
 // The stream never pins its iterator or closure, and the calls it pins are boxed.
@@ -88,8 +88,8 @@ where
                         match (self.next_item(), beyond) {
                             (Some(Ok(fut)), Some(permit)) => self.crewed(fut, permit),
                             (Some(Ok(fut)), None) => {
-                                let guarded = Guarded::new(fut, Some(self.pool.id()));
-                                self.window.push_back(Call::Inline(Box::pin(guarded)));
+                                let inline = Isolated::new(fut, Some(self.pool.id()));
+                                self.window.push_back(Call::Inline(Box::pin(inline)));
                             }
                             (Some(Err(failed)), _) => self.window.push_back(Call::Failed(Some(failed))),
                             (None, _) => {}

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use glommio::task::JoinHandle;
 
-use crate::catch::Guarded;
+use crate::catch::{Guarded, Isolated};
 
 /// Why a green thread produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +65,9 @@ pub struct GreenThread<T> {
 }
 
 enum State<T> {
-    Running(JoinHandle<Result<T, JoinError>>),
+    /// The task's output keeps its error boxed: glommio moves the output
+    /// through the task, and a `JoinError` is 48 bytes.
+    Running(JoinHandle<Result<T, Box<JoinError>>>),
     Done(Option<Result<T, JoinError>>),
 }
 
@@ -104,9 +106,11 @@ impl<T> Future for GreenThread<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            State::Running(handle) => Pin::new(handle)
-                .poll(cx)
-                .map(|out| out.unwrap_or(Err(JoinError::Cancelled))),
+            State::Running(handle) => Pin::new(handle).poll(cx).map(|out| match out {
+                Some(Ok(value)) => Ok(value),
+                Some(Err(err)) => Err(*err),
+                None => Err(JoinError::Cancelled),
+            }),
             State::Done(result) => Poll::Ready(result.take().expect("GreenThread polled after completion")),
         }
     }
@@ -155,14 +159,16 @@ where
     F::Output: 'static,
 {
     GreenThread {
-        state: State::Running(start(Guarded::new(fut, pool))),
+        state: State::Running(start(BoxedErr {
+            guarded: Guarded::new(fut, pool),
+        })),
     }
 }
 
 /// Runs `fut` to completion inside the caller's task, under the guard, as a
 /// member of `pool` (a pool's own task spawning into it while it is full).
 pub(crate) async fn run_inline<F: Future>(fut: F, pool: Option<u64>) -> Result<F::Output, JoinError> {
-    Guarded::new(fut, pool).await
+    Isolated::new(fut, pool).await
 }
 
 /// How deep tasks may nest on one thread's stack: glommio runs a new task's
@@ -247,6 +253,23 @@ where
     start(Logged {
         guarded: Guarded::new(fut, pool),
     });
+}
+
+pin_project_lite::pin_project! {
+    /// A guarded task whose error is boxed (see [`State::Running`]).
+    struct BoxedErr<F> {
+        #[pin]
+        guarded: Guarded<F>,
+    }
+}
+
+impl<F: Future> Future for BoxedErr<F> {
+    type Output = Result<F::Output, Box<JoinError>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().guarded.poll(cx).map(|r| r.map_err(Box::new))
+    }
 }
 
 pin_project_lite::pin_project! {
