@@ -2,28 +2,14 @@
 //! whose data plane runs on shardlet's shards; the admin endpoint shows the
 //! stats and sends work into a shard; SIGTERM stops it cleanly.
 
+mod util;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn example() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("embed_tokio");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "--example", "embed_tokio"])
-            .status()
-            .unwrap();
-        assert!(built.success(), "cargo build --example embed_tokio failed");
-    }
-    bin
+    util::example_binary("embed_tokio")
 }
 
 fn http_get(addr: &str, path: &str) -> String {

@@ -290,23 +290,7 @@ fn server_stats_and_prometheus_text() {
 
 /// An example's binary (cargo builds examples for `cargo test`).
 fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = std::process::Command::new(cargo)
-            .args(["build", "--example", name])
-            .status()
-            .unwrap();
-        assert!(built.success(), "cargo build --example {name} failed");
-    }
-    bin
+    util::example_binary(name)
 }
 
 /// `GET path` on `addr`: the whole answer.

@@ -3,6 +3,8 @@
 //! warning for an unknown `SHARDLET_*` variable, CPUs left to the host, and
 //! the example servers exiting at once, non-zero, with the message.
 
+mod util;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -195,25 +197,9 @@ fn an_unknown_variable_is_named_with_the_nearest_known_one() {
     );
 }
 
-/// An example's binary (cargo builds examples for `cargo test`).
+/// An example's binary, up to date.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "--example", name])
-            .status()
-            .unwrap();
-        assert!(built.success(), "cargo build --example {name} failed");
-    }
-    bin
+    util::example_binary(name)
 }
 
 /// Runs `name` with `env`, killed after 10 s; (status code, stderr, time).
