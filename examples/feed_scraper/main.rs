@@ -17,6 +17,8 @@
 //! SIGTERM) stops it: requests in flight finish (the drain lasts the fetch
 //! timeout and a margin), idle connections close.
 
+#[path = "../common/metrics_http.rs"]
+mod metrics_http;
 mod scraper;
 
 use std::io::{self, Write};
@@ -52,6 +54,10 @@ struct Args {
     /// The largest request body in bytes (the URL list).
     #[arg(long, default_value_t = 4 << 20)]
     max_body: u64,
+    /// Serve Prometheus metrics (every shard's runtime and server counters)
+    /// at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -134,10 +140,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    if let Err(e) = server.wait_ready(Duration::from_secs(30)) {
+    // Ready, or the real reason a shard is not (it failed to start, panicked).
+    if let Err(e) = futures_lite::future::block_on(server.net().ready(&handle)) {
         server.stop(Duration::ZERO);
         let _ = handle.join();
         return Err(e.into());
+    }
+    if let Some(addr) = args.metrics_addr {
+        let exporter = shardlet::metrics::Exporter::new()
+            .with_runtime(handle.metrics())
+            .with_server("feed_scraper", server.net());
+        let bound =
+            metrics_http::serve_metrics(addr, exporter).map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+        println!("metrics on http://{bound}/metrics");
     }
     println!(
         "feed scraper on http://{} ({shards} shards, at most {} fetches at once)",
