@@ -12,6 +12,7 @@ mod net_util;
 mod origin;
 #[path = "util/scraper_child.rs"]
 mod scraper_child;
+mod util;
 
 use std::io::Write;
 use std::net::TcpStream;

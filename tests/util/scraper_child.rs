@@ -1,5 +1,5 @@
 //! The feed scraper example as a child process (`#[path = "util/scraper_child.rs"]
-//! mod scraper_child;`): its memory is measured apart from the test's, it
+//! mod scraper_child;`, beside `mod util;`): its memory is measured apart from the test's, it
 //! gets real signals, and the tests that drive it speak only HTTP on raw
 //! sockets, so they run unchanged against any version of the server.
 #![allow(dead_code)] // each test file uses a different part
@@ -11,26 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The example's binary next to this test's, built first (up to date; a
-/// no-op under `cargo test`, which builds the examples). `FEED_SCRAPER_BIN`
-/// names another one instead: how the regression tests were run against
-/// the code before the fix.
+/// The feed scraper's binary, built first (`util::example_binary`), or
+/// the one `FEED_SCRAPER_BIN` names: how the regression tests were run
+/// against the code before the fix.
 pub fn binary() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    if let Some(other) = std::env::var_os("FEED_SCRAPER_BIN") {
-        return PathBuf::from(other);
+    match std::env::var_os("FEED_SCRAPER_BIN") {
+        Some(other) => PathBuf::from(other),
+        None => crate::util::example_binary("feed_scraper"),
     }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "--example", "feed_scraper"])
-            .status()
-            .unwrap();
-        assert!(built.success(), "cargo build --example feed_scraper failed");
-    });
-    dir.join("examples").join("feed_scraper")
 }
 
 /// A running feed scraper; killed when dropped.
