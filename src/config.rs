@@ -258,7 +258,7 @@ impl Config {
     }
 
     /// Sets the registered io_uring buffer memory per shard, in bytes
-    /// (`SHARDLET_IO_MEMORY`). Default: sized to fit `RLIMIT_MEMLOCK`, at most 10 MiB.
+    /// (`SHARDLET_IO_MEMORY`). Default: sized to fit `RLIMIT_MEMLOCK`, at most 1 MiB.
     pub fn with_io_memory(mut self, bytes: usize) -> Self {
         self.io_memory = Some(bytes);
         self
