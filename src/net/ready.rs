@@ -503,6 +503,12 @@ impl Registration {
         Poll::Pending
     }
 
+    /// Whether `direction` may make progress now (no waker is registered).
+    #[inline]
+    pub(crate) fn is_ready(&self, direction: Direction) -> bool {
+        self.io.bits.get() & direction.ready_mask() != 0
+    }
+
     /// A read or write came back short: the socket is drained in
     /// `direction`, wait for the next edge.
     #[inline]
