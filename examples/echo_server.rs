@@ -13,6 +13,7 @@
 //! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
 //! cargo run --release --example echo_server -- --max-conns 500 --when-full close
 //! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
+//! cargo run --release --example echo_server -- --kernel-acks       # ACKs as the kernel sends them
 //! ```
 //!
 //! It holds as many clients per shard as the descriptor limit allows: it
@@ -58,13 +59,26 @@ struct Args {
     /// `shardlet-glommio` label of `scripts/echo-bench.sh`.
     #[arg(long)]
     glommio_streams: bool,
+    /// Leave ACKs to the kernel's defaults instead of letting each echo
+    /// carry the ACK of what it answers (`TcpStream::set_acks_with_answers`):
+    /// the comparison behind the `shardlet-kernel-acks` label of
+    /// `scripts/echo-bench.sh`.
+    #[arg(long)]
+    kernel_acks: bool,
 }
 
 /// The handler: one green thread per client, holding no buffer while it
 /// waits. Each read's bytes are written back at once; what the socket does
 /// not take is kept and sent before the next read, so a client that does
-/// not read holds at most one read's worth of the server's memory.
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+/// not read holds at most one read's worth of the server's memory. The
+/// echo carries the ACK of what it answers (no ACK segment of its own).
+async fn echo(stream: TcpStream) -> io::Result<()> {
+    stream.set_acks_with_answers(true);
+    echo_kernel_acks(stream).await
+}
+
+/// [`echo`] with the kernel's own ACK timing (`--kernel-acks`).
+async fn echo_kernel_acks(mut stream: TcpStream) -> io::Result<()> {
     loop {
         let read = stream
             .read_with(|bytes| stream.write_or_keep(bytes).map(|()| bytes.len()))
@@ -169,12 +183,14 @@ fn main() -> ExitCode {
     // 3. Every shard serves; `serve` returns once the server is stopped.
     let handle = match runtime.start({
         let server = server.clone();
-        let glommio_streams = args.glommio_streams;
+        let (glommio_streams, kernel_acks) = (args.glommio_streams, args.kernel_acks);
         move || {
             let server = server.clone();
             async move {
                 let result = if glommio_streams {
                     server.serve(echo_glommio).await
+                } else if kernel_acks {
+                    server.serve(echo_kernel_acks).await
                 } else {
                     server.serve(echo).await
                 };

@@ -68,6 +68,7 @@
 
 mod accept;
 mod acceptor;
+mod acks;
 mod backoff;
 mod capacity;
 mod connect;

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use crate::net::acks::before_read;
 use crate::net::kept::Kept;
 use crate::net::ready::{Direction, Registration};
 
@@ -67,6 +68,8 @@ pub struct TcpStream {
     /// Bytes [`TcpStream::write_or_keep`] could not send yet: none (and no
     /// allocation) unless a write came back short.
     pub(crate) kept: Cell<Option<Box<Kept>>>,
+    /// Back to delayed-ACK mode before each read (`acks.rs`).
+    pub(crate) acks_with_answers: Cell<bool>,
 }
 
 impl std::fmt::Debug for TcpStream {
@@ -109,6 +112,7 @@ impl TcpStream {
             registration,
             streak: Cell::new(0),
             kept: Cell::new(None),
+            acks_with_answers: Cell::new(false),
         })
     }
 
@@ -318,8 +322,11 @@ fn vectored_len(lens: impl Iterator<Item = usize>) -> usize {
 
 impl AsyncRead for TcpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        self.poll_io(Direction::Read, cx, len, |mut io| io.read(buf))
+        let (len, acks) = (buf.len(), self.acks_with_answers.get());
+        self.poll_io(Direction::Read, cx, len, |mut io| {
+            before_read(acks, io);
+            io.read(buf)
+        })
     }
 
     fn poll_read_vectored(
@@ -327,8 +334,14 @@ impl AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = vectored_len(bufs.iter().map(|b| b.len()));
-        self.poll_io(Direction::Read, cx, len, |mut io| io.read_vectored(bufs))
+        let (len, acks) = (
+            vectored_len(bufs.iter().map(|b| b.len())),
+            self.acks_with_answers.get(),
+        );
+        self.poll_io(Direction::Read, cx, len, |mut io| {
+            before_read(acks, io);
+            io.read_vectored(bufs)
+        })
     }
 }
 
