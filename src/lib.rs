@@ -87,6 +87,7 @@ mod blocking;
 mod catch;
 mod config;
 mod cpulist;
+mod crew;
 mod fanout;
 mod global;
 pub mod http;

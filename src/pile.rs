@@ -1,15 +1,15 @@
 //! [`GreenPile`]: a batch of green threads whose results come back in spawn
 //! order (Eventlet's `GreenPile`).
 //!
-//! The pile keeps the handles of its pending tasks in spawn order and, as a
-//! [`Stream`], yields the head's result once it is ready. A result leaves the
+//! The pile runs its tasks in a [`Crew`] (one green thread of the pile's
+//! own polls them all, each under the guard and holding its slot or
+//! permit) and, as a [`Stream`], yields their results in spawn order. A result leaves the
 //! pile only when it is yielded: a consumer that stops waiting (a timeout
 //! around `next()`, a dropped `next()` future) loses nothing, and the next
 //! `next()` picks up where it left off (Eventlet #91). When nothing is
 //! pending the stream ends at once (Eventlet #53); spawning more afterwards
 //! and polling again works.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,9 +17,14 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
+use crate::catch::Isolated;
+use crate::crew::{Crew, Item, OnDrop};
 use crate::global::GlobalLimit;
 use crate::pool::{GreenPool, Holding};
-use crate::task::{self, GreenThread, JoinError};
+use crate::task::{self, JoinError};
+
+/// A pile's task, whatever its future's type.
+type Task<T> = dyn Item<Output = T>;
 
 /// Green threads whose results are yielded in spawn order.
 ///
@@ -45,9 +50,9 @@ use crate::task::{self, GreenThread, JoinError};
 /// # }).unwrap();
 /// ```
 #[must_use = "a pile does nothing with its results unless polled"]
-pub struct GreenPile<T> {
+pub struct GreenPile<T: 'static> {
     bound: PileBound,
-    pending: VecDeque<GreenThread<T>>,
+    crew: Crew<Task<T>>,
 }
 
 /// What limits a [`GreenPile`]: a shard-local [`GreenPool`] or a
@@ -81,7 +86,7 @@ impl<T: 'static> GreenPile<T> {
     pub fn new(bound: impl Into<PileBound>) -> Self {
         GreenPile {
             bound: bound.into(),
-            pending: VecDeque::new(),
+            crew: Crew::new(OnDrop::Detach),
         }
     }
 
@@ -101,24 +106,30 @@ impl<T: 'static> GreenPile<T> {
     where
         F: Future<Output = T> + 'static,
     {
-        let thread = match &self.bound {
-            PileBound::Pool(pool) => pool.spawn(fut).await,
+        match &self.bound {
+            PileBound::Pool(pool) => match pool.slot().await {
+                Some(permit) => {
+                    let task = Isolated::new(Holding::new(fut, permit), Some(pool.id()));
+                    self.crew.add(|_| Box::pin(task));
+                }
+                None => self.crew.add_done(task::run_inline(fut, Some(pool.id())).await),
+            },
             PileBound::Global(limit) => {
                 let permit = limit.acquire().await;
-                task::spawn(Holding::new(fut, permit))
+                self.crew
+                    .add(|_| Box::pin(Isolated::new(Holding::new(fut, permit), None)));
             }
-        };
-        self.pending.push_back(thread);
+        }
     }
 
     /// Results not yet yielded (running or finished).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.crew.len()
     }
 
     /// Whether no result is pending.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     /// What limits the pile.
@@ -127,32 +138,26 @@ impl<T: 'static> GreenPile<T> {
     }
 }
 
-impl<T> Stream for GreenPile<T> {
+impl<T: 'static> Stream for GreenPile<T> {
     type Item = Result<T, JoinError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(head) = self.pending.front_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(head).poll(cx) {
-            Poll::Ready(result) => {
-                self.pending.pop_front();
-                Poll::Ready(Some(result))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.crew.poll_next_result(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.pending.len(), Some(self.pending.len()))
+        (self.len(), Some(self.len()))
     }
 }
 
-impl<T> fmt::Debug for GreenPile<T> {
+// The crew is never pinned.
+impl<T: 'static> Unpin for GreenPile<T> {}
+
+impl<T: 'static> fmt::Debug for GreenPile<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GreenPile")
             .field("bound", &self.bound)
-            .field("pending", &self.pending.len())
+            .field("pending", &self.len())
             .finish()
     }
 }

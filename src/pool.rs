@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 
-use crate::catch::{self, Guarded};
+use crate::catch;
 use crate::imap::{Imap, StarFn};
 use crate::sync::slots::{Permit, Slots};
 use crate::task::{self, GreenThread};
@@ -143,9 +143,14 @@ impl GreenPool {
         F: Future + 'static,
         F::Output: 'static,
     {
-        match self.slot().await {
+        // The common case first, with no wait to set up.
+        let permit = match self.slots.try_acquire() {
+            Some(permit) => Some(permit),
+            None => self.slot().await,
+        };
+        match permit {
             Some(permit) => task::spawn_in(with_permit(fut, permit), Some(self.id)),
-            None => GreenThread::ready(Guarded::new(fut, Some(self.id)).await),
+            None => GreenThread::ready(task::run_inline(fut, Some(self.id)).await),
         }
     }
 
@@ -155,9 +160,13 @@ impl GreenPool {
     where
         F: Future<Output = ()> + 'static,
     {
-        match self.slot().await {
+        let permit = match self.slots.try_acquire() {
+            Some(permit) => Some(permit),
+            None => self.slot().await,
+        };
+        match permit {
             Some(permit) => task::spawn_n_in(with_permit(fut, permit), Some(self.id)),
-            None => task::log_panic(Guarded::new(fut, Some(self.id)).await),
+            None => task::log_panic(task::run_inline(fut, Some(self.id)).await),
         }
     }
 

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::atomic::{fence, AtomicBool, Ordering};
-use crate::sync::wakers::WakerSet;
+use crate::sync::wakers::{WakerKey, WakerSet};
 use crate::sync::{lock, Arc, Mutex};
 
 /// Asks a running [`Runtime`](crate::Runtime) to stop; `Clone + Send + Sync`,
@@ -58,7 +58,7 @@ struct Inner {
 /// the stop sees the waiter or the waiter sees the flag.
 struct Stopped<'a> {
     inner: &'a Inner,
-    key: Option<usize>,
+    key: Option<WakerKey>,
     /// The waker registered under `key`.
     registered: Option<Waker>,
 }

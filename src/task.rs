@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use glommio::task::JoinHandle;
 
-use crate::catch::Guarded;
+use crate::catch::{Guarded, Isolated};
 
 /// Why a green thread produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +65,9 @@ pub struct GreenThread<T> {
 }
 
 enum State<T> {
-    Running(JoinHandle<Result<T, JoinError>>),
+    /// The task's output keeps its error boxed: glommio moves the output
+    /// through the task, and a `JoinError` is 48 bytes.
+    Running(JoinHandle<Result<T, Box<JoinError>>>),
     Done(Option<Result<T, JoinError>>),
 }
 
@@ -104,9 +106,11 @@ impl<T> Future for GreenThread<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            State::Running(handle) => Pin::new(handle)
-                .poll(cx)
-                .map(|out| out.unwrap_or(Err(JoinError::Cancelled))),
+            State::Running(handle) => Pin::new(handle).poll(cx).map(|out| match out {
+                Some(Ok(value)) => Ok(value),
+                Some(Err(err)) => Err(*err),
+                None => Err(JoinError::Cancelled),
+            }),
             State::Done(result) => Poll::Ready(result.take().expect("GreenThread polled after completion")),
         }
     }
@@ -139,6 +143,7 @@ impl<T> fmt::Debug for GreenThread<T> {
 /// assert_eq!(t.join().await.unwrap(), "hello");
 /// # }).unwrap();
 /// ```
+#[inline]
 pub fn spawn<F>(fut: F) -> GreenThread<F::Output>
 where
     F: Future + 'static,
@@ -147,14 +152,23 @@ where
     spawn_in(fut, None)
 }
 
+#[inline]
 pub(crate) fn spawn_in<F>(fut: F, pool: Option<u64>) -> GreenThread<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
     GreenThread {
-        state: State::Running(start(Guarded::new(fut, pool))),
+        state: State::Running(start(BoxedErr {
+            guarded: Guarded::new(fut, pool),
+        })),
     }
+}
+
+/// Runs `fut` to completion inside the caller's task, under the guard, as a
+/// member of `pool` (a pool's own task spawning into it while it is full).
+pub(crate) async fn run_inline<F: Future>(fut: F, pool: Option<u64>) -> Result<F::Output, JoinError> {
+    Isolated::new(fut, pool).await
 }
 
 /// How deep tasks may nest on one thread's stack: glommio runs a new task's
@@ -172,6 +186,7 @@ pub(crate) fn too_deep() -> bool {
 
 /// Spawns `fut` on the current shard: its first step runs right away
 /// (glommio's way), unless the stack is already [`MAX_DEPTH`] tasks deep.
+#[inline]
 fn start<T: 'static>(fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
     let task = if too_deep() {
         let queue = glommio::executor().current_task_queue();
@@ -221,6 +236,7 @@ where
 /// assert_eq!(rx.recv_async().await.unwrap(), 1);
 /// # }).unwrap();
 /// ```
+#[inline]
 pub fn spawn_n<F>(fut: F)
 where
     F: Future<Output = ()> + 'static,
@@ -228,6 +244,7 @@ where
     spawn_n_in(fut, None)
 }
 
+#[inline]
 pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
 where
     F: Future<Output = ()> + 'static,
@@ -235,6 +252,23 @@ where
     start(Logged {
         guarded: Guarded::new(fut, pool),
     });
+}
+
+pin_project_lite::pin_project! {
+    /// A guarded task whose error is boxed (see [`State::Running`]).
+    struct BoxedErr<F> {
+        #[pin]
+        guarded: Guarded<F>,
+    }
+}
+
+impl<F: Future> Future for BoxedErr<F> {
+    type Output = Result<F::Output, Box<JoinError>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().guarded.poll(cx).map(|r| r.map_err(Box::new))
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -255,8 +289,17 @@ impl<F: Future<Output = ()>> Future for Logged<F> {
 }
 
 /// Logs the panic of a task nobody waits for (a cancel is no news).
+#[inline]
 pub(crate) fn log_panic(result: Result<(), JoinError>) {
-    if let Err(err @ JoinError::Panicked { .. }) = result {
+    if let Err(err) = result {
+        log_error(err);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn log_error(err: JoinError) {
+    if err.is_panic() {
         tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "{err}");
     }
 }

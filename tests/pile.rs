@@ -311,3 +311,100 @@ fn a_pile_consumed_by_another_green_thread() {
 fn piles_are_shard_local() {
     assert_not_send!(GreenPile<u32>);
 }
+
+#[test]
+fn tasks_woken_from_other_threads_finish_in_order() {
+    // The pile's tasks run in one driver task, each with a waker of its own;
+    // a wake from a blocking thread must reach the right task.
+    let got = run1(|| async {
+        let mut pile = GreenPile::with_size(16);
+        for i in 0..64u64 {
+            pile.spawn(async move {
+                let slept = shardlet::blocking(move || {
+                    std::thread::sleep(Duration::from_micros(200 * (i % 5)));
+                    i
+                })
+                .await
+                .unwrap();
+                sleep(Duration::from_millis(i % 3)).await;
+                slept * 2
+            })
+            .await;
+        }
+        pile.map(Result::unwrap).collect::<Vec<u64>>().await
+    });
+    assert_eq!(got, (0..64).map(|i| i * 2).collect::<Vec<_>>());
+}
+
+#[test]
+fn busy_tasks_leave_the_shard_to_others() {
+    // A pile whose tasks are always ready again must not keep the shard to
+    // itself: its driver yields after a bounded number of polls, so another
+    // runnable task gets turns meanwhile.
+    run1(|| async {
+        let turns = Counter::new();
+        let stop = Gate::new();
+        let other = spawn({
+            let (turns, stop) = (turns.clone(), stop.clone());
+            async move {
+                while !stop.is_open() {
+                    turns.inc();
+                    futures_lite::future::yield_now().await;
+                }
+            }
+        });
+        let mut pile = GreenPile::with_size(64);
+        for _ in 0..64 {
+            pile.spawn(async {
+                for _ in 0..2_000 {
+                    futures_lite::future::yield_now().await;
+                }
+            })
+            .await;
+        }
+        let before = turns.get();
+        assert_eq!(pile.count().await, 64);
+        let during = turns.get() - before;
+        stop.open();
+        other.await.unwrap();
+        // 128,000 polls in turns of at most 128: the other task runs between turns.
+        assert!(
+            during >= 100,
+            "the other task ran {during} times while the pile ran"
+        );
+    });
+}
+
+#[test]
+fn a_detached_pile_still_waiting_when_its_shard_ends_is_dropped() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct CountDrop(Arc<AtomicUsize>);
+    impl Drop for CountDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let seen = dropped.clone();
+    run1(move || {
+        let dropped = dropped.clone();
+        async move {
+            let mut pile = GreenPile::with_size(8);
+            for _ in 0..5 {
+                let guard = CountDrop(dropped.clone());
+                pile.spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                })
+                .await;
+            }
+            drop(pile); // detached: the tasks wait on
+        }
+    });
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        5,
+        "every task was dropped as its shard ended"
+    );
+}

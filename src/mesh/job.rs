@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use super::error::MeshError;
-use crate::catch::Guarded;
+use crate::catch::Isolated;
 use crate::sync::answer::AnswerSlot;
 use crate::task::{self, JoinError};
 
@@ -34,11 +34,25 @@ pub(super) fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
     slot.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-/// Polls a job's future once with `cx`; spawns it as a task if it has to wait.
+/// Polls a job's future once with `cx`; spawns it as a green thread if it
+/// has to wait (glommio polls it again at once, with the task's own waker).
 fn start<Fut: Future<Output = ()> + 'static>(fut: Fut, cx: &mut Context<'_>) {
     let mut job = Box::pin(fut);
     if job.as_mut().poll(cx).is_pending() {
-        glommio::spawn_local(job).detach();
+        task::spawn_n(job);
+    }
+}
+
+/// Counts a `spawn_on` job that ended unfinished (cancelled with its shard).
+struct CountIfCut {
+    finished: bool,
+}
+
+impl Drop for CountIfCut {
+    fn drop(&mut self) {
+        if !self.finished {
+            super::count_cancelled();
+        }
     }
 }
 
@@ -53,14 +67,13 @@ where
     fn run(self: Arc<Self>, cx: &mut Context<'_>) {
         let Some(f) = take(&self.0) else { return };
         // Call `f` inside the guard, so a panic in it is caught like any other.
-        // (The guard also ends the job, should it still wait when the shard ends.)
-        let job = Guarded::new(async move { f().await }, None);
+        let job = Isolated::new(async move { f().await }, None);
         start(
             async move {
-                match job.await {
-                    Err(JoinError::Cancelled) => super::count_cancelled(),
-                    result => task::log_panic(result),
-                }
+                let mut cut = CountIfCut { finished: false };
+                let result = job.await;
+                cut.finished = true;
+                task::log_panic(result);
             },
             cx,
         );
@@ -121,7 +134,7 @@ where
     fn run(self: Arc<Self>, cx: &mut Context<'_>) {
         let Some(f) = take(&self.f) else { return };
         let call = Abandon(self);
-        let job = Guarded::new(async move { f().await }, None);
+        let job = Isolated::new(async move { f().await }, None);
         start(
             async move {
                 let result = job.await;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use crate::catch::Guarded;
+use crate::catch::Isolated;
 use crate::net::accept::AcceptError;
 use crate::net::acceptor::log_backoff;
 use crate::net::backoff::Backoff;
@@ -504,7 +504,7 @@ where
         let connection = async move {
             // The handler is called inside the guard, so a panic while it
             // builds its future is caught too.
-            match Guarded::new(async move { handler(stream, handle).await }, None).await {
+            match Isolated::new(async move { handler(stream, handle).await }, None).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -90,6 +90,14 @@ impl AtomicWaker {
     pub(crate) fn wake(&self) {
         self.inner.wake();
     }
+
+    /// Takes the registered waker out, unwoken.
+    pub(crate) fn take(&self) -> Option<std::task::Waker> {
+        #[cfg(not(loom))]
+        return self.inner.take();
+        #[cfg(loom)]
+        return self.inner.take_waker();
+    }
 }
 
 impl std::fmt::Debug for AtomicWaker {

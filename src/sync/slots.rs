@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::wakers::WakerSet;
+use super::wakers::{WakerKey, WakerSet};
 
 #[derive(Clone)]
 pub(crate) struct Slots {
@@ -103,7 +103,14 @@ impl Slots {
     }
 
     fn release(&self) {
-        self.inner.borrow_mut().running -= 1;
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.running -= 1;
+            // The common case: nobody to hand the slot to, nobody to tell.
+            if inner.waiters.is_empty() && (inner.running > 0 || inner.idle.len() == 0) {
+                return;
+            }
+        }
         self.dispatch();
     }
 
@@ -213,7 +220,7 @@ impl Drop for Acquire {
 /// Future of [`Slots::idle`]: one waker per watcher, however often it is polled.
 pub(crate) struct Idle {
     slots: Slots,
-    key: Option<usize>,
+    key: Option<WakerKey>,
 }
 
 impl Future for Idle {

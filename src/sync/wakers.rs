@@ -5,7 +5,24 @@
 //! adding one more; dropping the future gives the key back. Used by the
 //! registry of waiting tasks (`catch.rs`) and by a pool's idle watchers.
 
+use std::num::NonZeroU32;
 use std::task::Waker;
+
+/// A waiter's key in a [`WakerSet`] (4 bytes: `Option<WakerKey>` is too,
+/// which keeps every task's guard small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WakerKey(NonZeroU32);
+
+impl WakerKey {
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+
+    fn of(index: usize) -> Self {
+        let key = u32::try_from(index + 1).expect("fewer than 2^32 waiters");
+        WakerKey(NonZeroU32::new(key).expect("index + 1 is never zero"))
+    }
+}
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -25,9 +42,9 @@ impl WakerSet {
     }
 
     /// Keeps `waker` under `key`, taking a key the first time.
-    pub(crate) fn register(&mut self, key: &mut Option<usize>, waker: &Waker) {
+    pub(crate) fn register(&mut self, key: &mut Option<WakerKey>, waker: &Waker) {
         match *key {
-            Some(i) => match &mut self.wakers[i] {
+            Some(k) => match &mut self.wakers[k.index()] {
                 Some(old) if old.will_wake(waker) => {}
                 entry => *entry = Some(waker.clone()),
             },
@@ -38,15 +55,15 @@ impl WakerSet {
                 });
                 self.wakers[i] = Some(waker.clone());
                 self.live += 1;
-                *key = Some(i);
+                *key = Some(WakerKey::of(i));
             }
         }
     }
 
     /// Gives `key` back.
-    pub(crate) fn remove(&mut self, key: usize) {
-        self.wakers[key] = None;
-        self.free.push(key);
+    pub(crate) fn remove(&mut self, key: WakerKey) {
+        self.wakers[key.index()] = None;
+        self.free.push(key.index());
         self.live -= 1;
     }
 

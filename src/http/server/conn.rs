@@ -25,7 +25,7 @@ use super::date::write_date;
 use super::request::{Request, Version};
 use super::response::{reason, Kind, Response};
 use super::Limits;
-use crate::catch::Guarded;
+use crate::catch::Isolated;
 use crate::http::codec::{self, WireError};
 use crate::http::Headers;
 use crate::task::JoinError;
@@ -108,7 +108,7 @@ where
         let version = head.version;
         let is_head = head.method == "HEAD";
         let request = Request::from_parts(head.method, head.target, version, head.headers, body, peer);
-        let response = match Guarded::new(async { (shared.handler)(request).await }, None).await {
+        let response = match Isolated::new(async { (shared.handler)(request).await }, None).await {
             Ok(response) => response,
             Err(JoinError::Cancelled) => return Ok(()),
             Err(panic) => {
