@@ -13,7 +13,7 @@
 //! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
 //! cargo run --release --example echo_server -- --max-conns 500 --when-full close
 //! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
-//! cargo run --release --example echo_server -- --kernel-acks       # ACKs as the kernel sends them
+//! cargo run --release --example echo_server -- --acks-with-answers # each echo carries the ACK
 //! ```
 //!
 //! It holds as many clients per shard as the descriptor limit allows: it
@@ -59,26 +59,19 @@ struct Args {
     /// `shardlet-glommio` label of `scripts/echo-bench.sh`.
     #[arg(long)]
     glommio_streams: bool,
-    /// Leave ACKs to the kernel's defaults instead of letting each echo
-    /// carry the ACK of what it answers (`TcpStream::set_acks_with_answers`):
-    /// the comparison behind the `shardlet-kernel-acks` label of
-    /// `scripts/echo-bench.sh`.
+    /// Let each echo carry the ACK of what it answers
+    /// (`TcpStream::set_acks_with_answers`: one `setsockopt` per write)
+    /// instead of leaving ACKs to the kernel: the comparison behind the
+    /// `shardlet-acks` label of `scripts/echo-bench.sh`.
     #[arg(long)]
-    kernel_acks: bool,
+    acks_with_answers: bool,
 }
 
 /// The handler: one green thread per client, holding no buffer while it
 /// waits. Each read's bytes are written back at once; what the socket does
 /// not take is kept and sent before the next read, so a client that does
-/// not read holds at most one read's worth of the server's memory. The
-/// echo carries the ACK of what it answers (no ACK segment of its own).
-async fn echo(stream: TcpStream) -> io::Result<()> {
-    stream.set_acks_with_answers(true);
-    echo_kernel_acks(stream).await
-}
-
-/// [`echo`] with the kernel's own ACK timing (`--kernel-acks`).
-async fn echo_kernel_acks(mut stream: TcpStream) -> io::Result<()> {
+/// not read holds at most one read's worth of the server's memory.
+async fn echo(mut stream: TcpStream) -> io::Result<()> {
     loop {
         let read = stream
             .read_with(|bytes| stream.write_or_keep(bytes).map(|()| bytes.len()))
@@ -95,6 +88,13 @@ async fn echo_kernel_acks(mut stream: TcpStream) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// [`echo`] with each echo carrying the ACK of what it answers
+/// (`--acks-with-answers`).
+async fn echo_acks_with_answers(stream: TcpStream) -> io::Result<()> {
+    stream.set_acks_with_answers(true);
+    echo(stream).await
 }
 
 /// The handler on glommio's stream type.
@@ -183,14 +183,14 @@ fn main() -> ExitCode {
     // 3. Every shard serves; `serve` returns once the server is stopped.
     let handle = match runtime.start({
         let server = server.clone();
-        let (glommio_streams, kernel_acks) = (args.glommio_streams, args.kernel_acks);
+        let (glommio_streams, acks) = (args.glommio_streams, args.acks_with_answers);
         move || {
             let server = server.clone();
             async move {
                 let result = if glommio_streams {
                     server.serve(echo_glommio).await
-                } else if kernel_acks {
-                    server.serve(echo_kernel_acks).await
+                } else if acks {
+                    server.serve(echo_acks_with_answers).await
                 } else {
                     server.serve(echo).await
                 };

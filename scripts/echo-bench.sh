@@ -19,7 +19,7 @@
 #                         and shardlet/tokio (msgs/s and p99)
 #   --servers LIST        which servers, in order, comma-separated, from
 #                         shardlet, shardlet-glommio (shardlet's server on glommio's streams),
-#                         shardlet-kernel-acks (shardlet's server leaving ACKs to the kernel),
+#                         shardlet-acks (shardlet's server with --acks-with-answers),
 #                         raw-glommio, tokio (default: shardlet; env ECHO_BENCH_SERVERS)
 #   --server-cpus LIST    CPUs for the server (default: the first CPU; env SERVER_CPUS)
 #   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
@@ -109,10 +109,10 @@ done
 
 example_of() {
     case "$1" in
-    shardlet | shardlet-glommio | shardlet-kernel-acks) echo echo_server ;;
+    shardlet | shardlet-glommio | shardlet-acks) echo echo_server ;;
     raw-glommio) echo baseline_glommio_echo ;;
     tokio) echo baseline_tokio_echo ;;
-    *) die "unknown server '$1' (choose from shardlet, shardlet-glommio, shardlet-kernel-acks, raw-glommio, tokio)" ;;
+    *) die "unknown server '$1' (choose from shardlet, shardlet-glommio, shardlet-acks, raw-glommio, tokio)" ;;
     esac
 }
 for label in "${labels[@]}"; do
@@ -248,7 +248,7 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     : >"$log"
     server_args=(--addr "$addr")
     [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
-    [[ "$server" == shardlet-kernel-acks ]] && server_args+=(--kernel-acks)
+    [[ "$server" == shardlet-acks ]] && server_args+=(--acks-with-answers)
     echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
     SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
     server_pid=$!

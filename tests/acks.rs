@@ -1,15 +1,16 @@
-//! `TcpStream::set_acks_with_answers`: every read (through `read_with` or
-//! `AsyncRead`) first puts the socket in delayed-ACK ("pingpong") mode, so
-//! the answer carries the ACK; without it the kernel's mode is left alone.
-//! Linux reports that mode through `TCP_QUICKACK` (false while delayed).
+//! `TcpStream::set_acks_with_answers`: every write (through
+//! `write_or_keep`, `AsyncWrite` or a flush of kept bytes) puts the socket
+//! back in delayed-ACK ("pingpong") mode, so the next request's ACK rides
+//! on its answer; without it the kernel's mode is left alone. Linux reports
+//! that mode through `TCP_QUICKACK` (false while delayed).
 
 #[path = "util/ready.rs"]
 mod ready_util;
 mod util;
 
-use std::io::Write;
+use std::io::Read;
 
-use futures_lite::AsyncReadExt;
+use futures_lite::AsyncWriteExt;
 use shardlet::net;
 use util::run1;
 
@@ -20,41 +21,56 @@ fn quickack(stream: &net::TcpStream) -> bool {
         .expect("getsockopt(TCP_QUICKACK)")
 }
 
+/// Leaves delayed-ACK mode, as Linux does when a delayed-ACK timer runs out.
+fn leave_delayed_acks(stream: &net::TcpStream) {
+    socket2::SockRef::from(stream).set_quickack(true).unwrap();
+    assert!(quickack(stream));
+}
+
 #[test]
-fn reads_leave_the_kernel_mode_alone_by_default() {
+fn writes_leave_the_kernel_mode_alone_by_default() {
     run1(|| async {
         let (mut mine, mut peer) = ready_util::std_pair();
         assert!(!mine.acks_with_answers());
-        // A fresh connection that has answered nothing is not in pingpong mode.
+        // A fresh connection that has read nothing is not in pingpong mode.
         assert!(quickack(&mine));
-        peer.write_all(b"one").unwrap();
-        mine.read_with(|b| assert_eq!(b, b"one")).await.unwrap();
-        assert!(quickack(&mine), "read_with changed the ACK mode");
-        peer.write_all(b"two").unwrap();
-        let mut buf = [0u8; 3];
-        mine.read_exact(&mut buf).await.unwrap();
-        assert!(quickack(&mine), "read changed the ACK mode");
+        mine.write_or_keep(b"one").unwrap();
+        assert!(quickack(&mine), "write_or_keep changed the ACK mode");
+        mine.write_all(b"two").await.unwrap();
+        assert!(quickack(&mine), "write changed the ACK mode");
+        let mut buf = [0u8; 6];
+        peer.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"onetwo");
     });
 }
 
 #[test]
-fn with_acks_with_answers_every_read_delays_the_ack() {
+fn with_acks_with_answers_every_write_delays_the_next_ack() {
     run1(|| async {
         let (mut mine, mut peer) = ready_util::std_pair();
         mine.set_acks_with_answers(true);
         assert!(mine.acks_with_answers());
-        peer.write_all(b"one").unwrap();
-        mine.read_with(|b| assert_eq!(b, b"one")).await.unwrap();
-        assert!(!quickack(&mine), "read_with did not delay the ACK");
+        mine.write_or_keep(b"one").unwrap();
+        assert!(!quickack(&mine), "write_or_keep did not delay the ACK");
 
-        // The kernel leaves the mode (as when a delayed-ACK timer ran out);
-        // the next read, through AsyncRead this time, enters it again.
-        socket2::SockRef::from(&mine).set_quickack(true).unwrap();
-        assert!(quickack(&mine));
-        peer.write_all(b"two").unwrap();
-        let mut buf = [0u8; 3];
-        mine.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"two");
-        assert!(!quickack(&mine), "read did not delay the ACK");
+        leave_delayed_acks(&mine);
+        mine.write_all(b"two").await.unwrap();
+        assert!(!quickack(&mine), "write did not delay the ACK");
+
+        // A flush that sends kept bytes: more than the socket takes at once.
+        let big = vec![7u8; 16 << 20];
+        mine.write_or_keep(&big).unwrap();
+        assert!(mine.kept_len() > 0, "nothing was kept");
+        leave_delayed_acks(&mine);
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 6 + (16 << 20)];
+            peer.read_exact(&mut got).unwrap();
+            got
+        });
+        mine.flush().await.unwrap();
+        assert!(!quickack(&mine), "the flush did not delay the ACK");
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..6], b"onetwo");
+        assert!(got[6..].iter().all(|&b| b == 7));
     });
 }

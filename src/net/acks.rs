@@ -11,24 +11,30 @@
 //! runs the peer's receive path), just before the answer that would have
 //! carried it.
 //!
-//! With the option on, the stream puts the socket back in delayed-ACK mode
-//! (`TCP_QUICKACK` set to 0) before each read. It costs one `setsockopt`
-//! per read and saves one segment per message that would have had its own
-//! ACK. In the 10k-connection echo benchmark it took the segments per round
-//! trip from about 3.2 to 2.8 and the server's CPU per message down by
-//! about a tenth (see BENCHMARKS.md); with few connections, answers come in
-//! time, the kernel stays in that mode anyway, and the call is pure cost.
+//! With the option on, the stream puts the socket back in delayed-ACK
+//! mode (`TCP_QUICKACK` set to 0) after each write: after an answer, before
+//! the next request arrives, so that its arrival schedules a delayed ACK
+//! and the read that takes it sends none. It costs one `setsockopt` per
+//! write and saves one segment per message that would have had an ACK of
+//! its own. Whether it pays depends on the load: with few connections,
+//! answers come in time, the kernel stays in that mode anyway, and the call
+//! is pure cost; see BENCHMARKS.md for what it did in the 10k-connection
+//! echo benchmark.
 
 use std::io;
 
 use crate::net::TcpStream;
 
 impl TcpStream {
-    /// Lets each answer carry the ACK of the request it answers: before
-    /// every read, the socket is put (back) in delayed-ACK mode (see the
-    /// module docs of `acks.rs`: one `setsockopt(TCP_QUICKACK, 0)` per
-    /// read). For request/response protocols whose handler writes its
-    /// answer right after the read; off by default.
+    /// Lets each answer carry the ACK of the request it answers: after
+    /// every write, the socket is put (back) in delayed-ACK mode, one
+    /// `setsockopt(TCP_QUICKACK, 0)` per write, so that the next request's
+    /// arrival schedules a delayed ACK and reading it sends none. For
+    /// request/response protocols whose handler answers right after the
+    /// read; off by default. Linux leaves that mode on its own whenever a
+    /// delayed-ACK timer runs out (a request that waited longer than the
+    /// timeout, 40 ms and up, before the server answered), hence once per
+    /// write rather than once per connection.
     ///
     /// # Examples
     ///
@@ -54,10 +60,10 @@ impl TcpStream {
     }
 }
 
-/// Before a read on `io`: back to delayed-ACK mode when asked. A failure is
-/// only a missed saving (the read itself reports a broken socket).
+/// After a write on `io`: back to delayed-ACK mode when asked. A failure is
+/// only a missed saving (reads and writes report a broken socket).
 #[inline]
-pub(crate) fn before_read(on: bool, io: &std::net::TcpStream) {
+pub(crate) fn after_answer(on: bool, io: &std::net::TcpStream) {
     if on {
         let _: io::Result<()> = socket2::SockRef::from(io).set_quickack(false);
     }

@@ -13,6 +13,7 @@
 use std::io::{self, Write};
 use std::task::{Context, Poll};
 
+use crate::net::acks::after_answer;
 use crate::net::ready::Direction;
 use crate::net::TcpStream;
 
@@ -79,7 +80,13 @@ impl TcpStream {
         let mut sent = 0;
         while sent < bytes.len() {
             let rest = &bytes[sent..];
-            match self.try_io(Direction::Write, rest.len(), |mut io| io.write(rest)) {
+            let acks = self.acks_with_answers.get();
+            let written = self.try_io(Direction::Write, rest.len(), |mut io| {
+                let n = io.write(rest)?;
+                after_answer(acks, io);
+                Ok(n)
+            });
+            match written {
                 Ok(0) => break,
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -111,10 +118,16 @@ impl TcpStream {
         let Some(mut kept) = self.kept.take() else {
             return Poll::Ready(Ok(()));
         };
+        let acks = self.acks_with_answers.get();
         loop {
             let rest = kept.unsent();
             let len = rest.len();
-            match self.poll_io(Direction::Write, cx, len, |mut io| io.write(rest)) {
+            let written = self.poll_io(Direction::Write, cx, len, |mut io| {
+                let n = io.write(rest)?;
+                after_answer(acks, io);
+                Ok(n)
+            });
+            match written {
                 Poll::Ready(Ok(0)) => {
                     self.kept.set(Some(kept));
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));

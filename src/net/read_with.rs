@@ -26,7 +26,6 @@ use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::net::acks::before_read;
 use crate::net::ready::Direction;
 use crate::net::TcpStream;
 
@@ -122,11 +121,7 @@ impl TcpStream {
     /// As [`read_with`](TcpStream::read_with).
     pub fn poll_read_with<R>(&self, cx: &Context<'_>, f: impl FnOnce(&[u8]) -> R) -> Poll<io::Result<R>> {
         let mut buffer = take_buffer();
-        let acks = self.acks_with_answers.get();
-        let read = self.poll_io(Direction::Read, cx, buffer.len(), |mut io| {
-            before_read(acks, io);
-            io.read(&mut buffer)
-        });
+        let read = self.poll_io(Direction::Read, cx, buffer.len(), |mut io| io.read(&mut buffer));
         let result = match read {
             Poll::Ready(Ok(n)) => Poll::Ready(Ok(f(&buffer[..n]))),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use crate::net::acks::before_read;
+use crate::net::acks::after_answer;
 use crate::net::kept::Kept;
 use crate::net::ready::{Direction, Registration};
 
@@ -322,11 +322,8 @@ fn vectored_len(lens: impl Iterator<Item = usize>) -> usize {
 
 impl AsyncRead for TcpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let (len, acks) = (buf.len(), self.acks_with_answers.get());
-        self.poll_io(Direction::Read, cx, len, |mut io| {
-            before_read(acks, io);
-            io.read(buf)
-        })
+        let len = buf.len();
+        self.poll_io(Direction::Read, cx, len, |mut io| io.read(buf))
     }
 
     fn poll_read_vectored(
@@ -334,14 +331,8 @@ impl AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let (len, acks) = (
-            vectored_len(bufs.iter().map(|b| b.len())),
-            self.acks_with_answers.get(),
-        );
-        self.poll_io(Direction::Read, cx, len, |mut io| {
-            before_read(acks, io);
-            io.read_vectored(bufs)
-        })
+        let len = vectored_len(bufs.iter().map(|b| b.len()));
+        self.poll_io(Direction::Read, cx, len, |mut io| io.read_vectored(bufs))
     }
 }
 
@@ -350,7 +341,12 @@ impl AsyncWrite for TcpStream {
     /// in the order they were written.
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_flush_kept(cx))?;
-        self.poll_io(Direction::Write, cx, buf.len(), |mut io| io.write(buf))
+        let acks = self.acks_with_answers.get();
+        self.poll_io(Direction::Write, cx, buf.len(), |mut io| {
+            let n = io.write(buf)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
     }
 
     fn poll_write_vectored(
@@ -359,8 +355,15 @@ impl AsyncWrite for TcpStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_flush_kept(cx))?;
-        let len = vectored_len(bufs.iter().map(|b| b.len()));
-        self.poll_io(Direction::Write, cx, len, |mut io| io.write_vectored(bufs))
+        let (len, acks) = (
+            vectored_len(bufs.iter().map(|b| b.len())),
+            self.acks_with_answers.get(),
+        );
+        self.poll_io(Direction::Write, cx, len, |mut io| {
+            let n = io.write_vectored(bufs)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
     }
 
     /// Sends the bytes [`TcpStream::write_or_keep`] kept (ready at once
