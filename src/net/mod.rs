@@ -49,6 +49,14 @@
 //!   direction is flagged ready and clears the flag on `EAGAIN` or a short
 //!   count; dropping the socket deregisters it. Connections handed off by
 //!   the acceptor are registered by the shard that takes them.
+//! - **Buffers** (`read_with.rs`, `kept.rs`): [`TcpStream::read_with`]
+//!   reads a ready socket into the shard's one read buffer
+//!   ([`SHARD_READ_BUFFER`]) and hands the bytes to a callback;
+//!   [`TcpStream::write_or_keep`] sends without waiting and keeps, in a
+//!   buffer of the connection's own, only what the socket did not take,
+//!   until a flush (or the next write) sends it. A connection that waits
+//!   holds no buffer. [`TcpStream::set_acks_with_answers`] (`acks.rs`)
+//!   puts the socket back in delayed-ACK mode after each write.
 //! - **Connections** run as green threads, each with an entry in the
 //!   table (O(1) to add, free, mark idle or evict). The handler's error or
 //!   panic ends only its connection; both are counted and logged.
