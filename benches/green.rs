@@ -10,6 +10,11 @@
 //! state; compare the ratios, not the absolute times. Each work item comes
 //! in two kinds: one that finishes in its first step, and one that waits
 //! once (`yield_now`) before it finishes, as real work (I/O, timers) does.
+//! The `spawn_detached_on_a_shard` group runs the `spawn_detached` loop on
+//! a shard of a shardlet `Runtime` instead (sent there with
+//! `Mesh::submit_to`), where the per-shard metrics count every task and
+//! time every executor poll: its ratio next to `spawn_detached`'s shows
+//! what the metrics cost.
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -257,12 +262,68 @@ async fn wait_for(done: &Cell<u64>, n: u64) {
     }
 }
 
-criterion_group!(benches, spawn_detached, spawn_join, imap, pile);
+/// `spawn_detached` on a shard of a shardlet runtime: tasks counted and
+/// polls timed for the runtime's metrics.
+fn spawn_detached_on_a_shard(c: &mut Criterion) {
+    let runtime = shardlet::Runtime::new(
+        shardlet::Config::default()
+            .with_shards(1)
+            .with_pin(false)
+            .with_io_memory(1 << 20),
+    )
+    .expect("a runtime for the bench");
+    let handle = runtime
+        .start(|| async { shardlet::shard::stopped().await })
+        .expect("the bench shard starts");
+    let mesh = handle.mesh();
+    // Runs the spawn loop on the shard; its elapsed time comes back.
+    let on_shard = |n: u64, raw: bool| -> Duration {
+        futures_lite::future::block_on(mesh.submit_to(0, move || async move {
+            let start = Instant::now();
+            let done = Rc::new(Cell::new(0u64));
+            for _ in 0..n {
+                let done = done.clone();
+                let task = async move { done.set(done.get() + 1) };
+                if raw {
+                    glommio::spawn_local(task).detach();
+                } else {
+                    shardlet::spawn_n(task);
+                }
+            }
+            wait_for(&done, n).await;
+            start.elapsed()
+        }))
+        .expect("the bench shard answers")
+    };
+    let mut group = c.benchmark_group("spawn_detached_on_a_shard");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("raw glommio spawn_local+detach", |b| {
+        b.iter_custom(|n| on_shard(n, true))
+    });
+    group.bench_function("shardlet spawn_n", |b| b.iter_custom(|n| on_shard(n, false)));
+    group.finish();
+    handle.stop(Duration::from_secs(1));
+    handle.join().expect("the bench shard ends");
+}
+
+criterion_group!(
+    benches,
+    spawn_detached,
+    spawn_detached_on_a_shard,
+    spawn_join,
+    imap,
+    pile
+);
 
 /// Each shardlet row and the raw-glommio row it is compared with.
 const PAIRS: &[(&str, &str, &str)] = &[
     (
         "spawn_detached",
+        "shardlet spawn_n",
+        "raw glommio spawn_local+detach",
+    ),
+    (
+        "spawn_detached_on_a_shard",
         "shardlet spawn_n",
         "raw glommio spawn_local+detach",
     ),

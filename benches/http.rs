@@ -1,128 +1,146 @@
-//! The HTTP benchmark: requests per second of a trivial handler on
-//! shardlet's `http::Server` against hyper on tokio (same handler, same
-//! number of server threads, same load, one run after the other), and the
-//! feed scraper's end-to-end latency for a POST of 100 local feeds.
+//! The HTTP benchmark: the same trivial service (`200`, `Hello, World!`) on
+//! hyper-on-shardlet (`http::Server`, one shard) and on hyper-on-tokio (a
+//! current-thread runtime), each a child process of this one pinned to the
+//! first CPU; `wrk -t1` pinned to the second at each connection count, the
+//! servers' runs interleaved and their order rotated each round; medians,
+//! spread and ratios reported. Then the feed scraper's end-to-end latency
+//! for a POST of 100 local feeds.
 //!
 //! ```text
-//! cargo bench --bench http                          # 5 s per server, 64 connections, 1 server thread
-//! cargo bench --bench http -- --seconds 10 --connections 128 --threads 2
+//! cargo bench --bench http                                   # 64 and 1000 connections, 3 rounds of 5 s
+//! cargo bench --bench http -- --connections 64,256 --rounds 5 --seconds 10
 //! ```
 //!
 //! Load comes from `wrk` when it is installed (Debian package `wrk`), else
-//! from the built-in keep-alive load client below (tokio, one thread); the
-//! table says which. `cargo test --benches` runs a tiny version (no wrk).
-//! Raw figures go to `results/http-bench.json`.
+//! from the built-in keep-alive load client (tokio, one thread); the table
+//! says which. `cargo test --benches` runs a tiny version (no wrk). Raw
+//! figures go to `results/http-bench.json`.
 
 #[path = "../examples/feed_scraper/scraper.rs"]
 mod scraper;
 
+#[path = "http/load.rs"]
+mod load;
+#[path = "http/scraper_latency.rs"]
+mod scraper_latency;
+
 use std::convert::Infallible;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use futures_lite::future;
-use hdrhistogram::Histogram;
-use shardlet::http;
-use shardlet::http::server::{Request, Response};
-use shardlet::{Config, GlobalLimit, Runtime, ServerConfig};
+use bytes::Bytes;
+use http_body_util::Full;
+use load::Load;
+use shardlet::http as shttp;
+use shardlet::http::server::Body;
+use shardlet::{Config, Runtime, ServerConfig};
 
-/// The handler both servers run.
+/// The body both servers answer.
 const HELLO: &[u8] = b"Hello, World!";
+
+/// The servers compared, by the name `--serve` takes.
+const SERVERS: [&str; 2] = ["shardlet", "hyper-tokio"];
 
 struct Options {
     full: bool,
     seconds: f64,
-    connections: usize,
-    threads: usize,
+    connections: Vec<usize>,
+    rounds: usize,
     posts: usize,
 }
 
-fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
+fn options(args: &[String]) -> Options {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run small then.
     let full = args.iter().any(|a| a == "--bench");
     let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse::<f64>()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
-            })
+            .cloned()
     };
+    let number = |name: &str| {
+        value(name).map(|v| {
+            v.parse::<f64>()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+    };
+    let connections = value("--connections")
+        .map(|v| {
+            v.split(',')
+                .map(|c| c.trim().parse().expect("--connections takes a list of numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|| if full { vec![64, 1000] } else { vec![8] });
     Options {
         full,
-        seconds: value("--seconds").unwrap_or(if full { 5.0 } else { 0.3 }),
-        connections: value("--connections").unwrap_or(if full { 64.0 } else { 8.0 }) as usize,
-        threads: value("--threads").unwrap_or(1.0) as usize,
-        posts: value("--posts").unwrap_or(if full { 50.0 } else { 3.0 }) as usize,
+        seconds: number("--seconds").unwrap_or(if full { 5.0 } else { 0.3 }),
+        connections,
+        rounds: number("--rounds").unwrap_or(if full { 3.0 } else { 1.0 }) as usize,
+        posts: number("--posts").unwrap_or(if full { 50.0 } else { 3.0 }) as usize,
     }
-}
-
-/// What one load run measured.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Load {
-    server: &'static str,
-    tool: &'static str,
-    requests_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
 }
 
 fn main() {
-    let opts = options();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        return serve(&args[i + 1]);
+    }
+    let opts = options(&args);
     let wrk = opts.full && Command::new("wrk").arg("--version").output().is_ok();
-    let tool = if wrk { "wrk" } else { "built-in client" };
-    println!(
-        "HTTP bench: {} server thread(s), {} connections, {} s per run, load from {tool}, {} CPUs",
-        opts.threads,
-        opts.connections,
-        opts.seconds,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-
-    let shardlet_addr = start_shardlet(opts.threads);
-    let hyper_addr = start_hyper(opts.threads);
-    let measure = |server: &'static str, addr: SocketAddr, seconds: f64| {
-        if wrk {
-            wrk_load(server, addr, &opts, seconds)
-        } else {
-            own_load(server, addr, opts.connections, seconds)
-        }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Server on CPU 0, load on CPU 1 (on one CPU they share it).
+    let (server_cpu, client_cpu) = if cpus >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
     };
-    // Warm both up, then alternate, keeping each server's best run.
-    let warmup = (opts.seconds / 5.0).min(1.0);
-    measure("shardlet", shardlet_addr, warmup);
-    measure("hyper", hyper_addr, warmup);
-    let rounds = if opts.full { 2 } else { 1 };
-    let mut best: Vec<Load> = Vec::new();
-    for _ in 0..rounds {
-        for (server, addr) in [("shardlet", shardlet_addr), ("hyper", hyper_addr)] {
-            let run = measure(server, addr, opts.seconds);
-            match best.iter_mut().find(|b| b.server == server) {
-                Some(b) if b.requests_per_sec >= run.requests_per_sec => {}
-                Some(b) => *b = run,
-                None => best.push(run),
+    println!(
+        "HTTP bench: 1 server thread each (CPU {server_cpu:?}), {} connections, {} rounds of {} s, load from {} (CPU {client_cpu:?}), {cpus} CPUs",
+        opts.connections.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        opts.rounds,
+        opts.seconds,
+        if wrk { "wrk -t1" } else { "the built-in client" },
+    );
+    let servers: Vec<ServerChild> = SERVERS
+        .iter()
+        .map(|name| ServerChild::start(name, server_cpu))
+        .collect();
+    let measure = |server: &ServerChild, connections: usize, seconds: f64| {
+        let cpu_before = server.cpu_seconds();
+        let started = std::time::Instant::now();
+        let mut run = if wrk {
+            load::wrk_load(server.addr, connections, seconds, client_cpu)
+        } else {
+            load::own_load(server.addr, connections, seconds)
+        };
+        run.server = server.name;
+        run.server_cpu = (server.cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+        run.server_rss_kib = server.rss_kib();
+        run
+    };
+
+    let mut runs: Vec<Load> = Vec::new();
+    for &connections in &opts.connections {
+        for server in &servers {
+            measure(server, connections, (opts.seconds / 5.0).min(1.0)); // warm-up
+        }
+        for round in 0..opts.rounds {
+            for k in 0..servers.len() {
+                let server = &servers[(k + round) % servers.len()];
+                let run = measure(server, connections, opts.seconds);
+                eprintln!(
+                    "  c={connections} round {round}: {:<12} {:>9.0} req/s  p99 {:>8.1} us  server CPU {:>3.0}%  client CPU {:>3.0}%  RSS {} KiB",
+                    run.server, run.requests_per_sec, run.p99_us, run.server_cpu, run.client_cpu, run.server_rss_kib
+                );
+                runs.push(run);
             }
         }
     }
-    println!();
-    println!(
-        "{:<26} {:>12} {:>10} {:>10}",
-        "server (trivial handler)", "requests/s", "p50 µs", "p99 µs"
-    );
-    for b in &best {
-        println!(
-            "{:<26} {:>12.0} {:>10.1} {:>10.1}",
-            b.server, b.requests_per_sec, b.p50_us, b.p99_us
-        );
-    }
-    let ratio = best[0].requests_per_sec / best[1].requests_per_sec;
-    println!("shardlet / hyper: {ratio:.2}x requests/s");
+    let summary = report(&runs, &opts.connections);
 
-    let scraper = scraper_latency(&opts);
+    let scraper = scraper_latency::scraper_latency(1, opts.posts);
     println!();
     println!(
         "feed scraper, POST of 100 local feeds, {} posts: min {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -130,12 +148,11 @@ fn main() {
     );
 
     let report = serde_json::json!({
-        "threads": opts.threads,
-        "connections": opts.connections,
         "seconds": opts.seconds,
-        "tool": tool,
-        "runs": best,
-        "ratio": ratio,
+        "rounds": opts.rounds,
+        "tool": if wrk { "wrk" } else { "built-in client" },
+        "runs": runs,
+        "summary": summary,
         "scraper": scraper,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
@@ -148,11 +165,162 @@ fn main() {
     }
 }
 
-/// shardlet's `http::Server` on `threads` unpinned shards, for the life of
-/// the process.
-fn start_shardlet(threads: usize) -> SocketAddr {
-    let runtime = Runtime::new(Config::default().with_shards(threads).with_pin(false)).expect("runtime");
-    let server = http::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).expect("bind");
+/// Prints, per connection count, each server's median requests/s (with
+/// the range), median p99 and RSS, and shardlet's ratios to hyper-on-tokio.
+fn report(runs: &[Load], counts: &[usize]) -> serde_json::Value {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!();
+    println!(
+        "{:<12} {:>6} {:>10} {:>19} {:>10} {:>10} {:>8} {:>8} {:>10}",
+        "server", "conns", "req/s", "(min-max)", "p50 us", "p99 us", "srv CPU", "cli CPU", "RSS KiB"
+    );
+    let mut summary = Vec::new();
+    for &c in counts {
+        let mut medians = Vec::new();
+        for name in SERVERS {
+            let mine: Vec<&Load> = runs
+                .iter()
+                .filter(|r| r.server == name && r.connections == c)
+                .collect();
+            let rates: Vec<f64> = mine.iter().map(|r| r.requests_per_sec).collect();
+            let (lo, hi) = rates
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let row = (
+                median(rates),
+                median(mine.iter().map(|r| r.p50_us).collect()),
+                median(mine.iter().map(|r| r.p99_us).collect()),
+                median(mine.iter().map(|r| r.server_cpu).collect()),
+                median(mine.iter().map(|r| r.client_cpu).collect()),
+                mine.iter().map(|r| r.server_rss_kib).max().unwrap_or(0),
+            );
+            println!(
+                "{name:<12} {c:>6} {:>10.0} {:>19} {:>10.1} {:>10.1} {:>7.0}% {:>7.0}% {:>10}",
+                row.0,
+                format!("({lo:.0}-{hi:.0})"),
+                row.1,
+                row.2,
+                row.3,
+                row.4,
+                row.5
+            );
+            medians.push(row);
+        }
+        let (ours, theirs) = (medians[0], medians[1]);
+        let ratios = (
+            ours.0 / theirs.0,
+            ours.2 / theirs.2,
+            ours.5 as f64 / theirs.5.max(1) as f64,
+        );
+        println!(
+            "  shardlet / hyper-tokio at {c} connections: req/s x{:.3}, p99 x{:.3}, RSS x{:.2}{}",
+            ratios.0,
+            ratios.1,
+            ratios.2,
+            if ours.4 > 90.0 || theirs.4 > 90.0 {
+                "  (the load client is near 100% of its CPU: it may set the pace)"
+            } else {
+                ""
+            }
+        );
+        summary.push(serde_json::json!({
+            "connections": c,
+            "requests_per_sec_ratio": ratios.0,
+            "p99_ratio": ratios.1,
+            "rss_ratio": ratios.2,
+        }));
+    }
+    serde_json::Value::Array(summary)
+}
+
+/// A server child process: `--serve NAME`, pinned to `cpu`.
+struct ServerChild {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerChild {
+    fn start(name: &'static str, cpu: Option<usize>) -> ServerChild {
+        let exe = std::env::current_exe().expect("this bench's path");
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        command
+            .args(["--serve", name])
+            .env("SHARDLET_SHARDS", "1")
+            .env("SHARDLET_PIN", "0")
+            .stdout(Stdio::piped());
+        let mut child = command.spawn().expect("start a server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("the server's address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {line:?}"));
+        ServerChild { name, child, addr }
+    }
+
+    fn proc(&self, file: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id())).unwrap_or_default()
+    }
+
+    /// Resident memory now, KiB.
+    fn rss_kib(&self) -> u64 {
+        self.proc("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU seconds used so far (user + system).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc("stat");
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11..13)
+            .map_or(0.0, |f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum());
+        ticks / 100.0 // USER_HZ
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child side: serves `name` until killed, after printing its address.
+fn serve(name: &str) {
+    let addr = match name {
+        "shardlet" => serve_shardlet(),
+        "hyper-tokio" => serve_hyper_tokio(),
+        other => panic!("unknown server {other}"),
+    };
+    println!("listening on {addr}");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// shardlet's `http::Server` on one shard, the trivial handler as a closure.
+fn serve_shardlet() -> SocketAddr {
+    let runtime = Runtime::new(Config::default().with_shards(1).with_pin(false)).expect("runtime");
+    let server =
+        shttp::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).expect("bind");
     let handle = runtime
         .start({
             let server = server.clone();
@@ -160,10 +328,11 @@ fn start_shardlet(threads: usize) -> SocketAddr {
                 let server = server.clone();
                 async move {
                     server
-                        .serve(|_request: Request| async {
-                            Response::new(200)
-                                .with_header("Content-Type", "text/plain")
-                                .with_body(HELLO)
+                        .serve(|_request: http::Request<Body>| async {
+                            http::Response::builder()
+                                .header("content-type", "text/plain")
+                                .body(Full::new(Bytes::from_static(HELLO)))
+                                .expect("a response")
                         })
                         .await
                 }
@@ -175,18 +344,17 @@ fn start_shardlet(threads: usize) -> SocketAddr {
     server.local_addr()
 }
 
-/// hyper 1 on tokio with `threads` worker threads (current-thread for 1).
-fn start_hyper(threads: usize) -> SocketAddr {
-    use http_body_util::Full;
+/// hyper 1 on a tokio current-thread runtime, the same handler.
+fn serve_hyper_tokio() -> SocketAddr {
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
 
     async fn hello(
         _request: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<Full<&'static [u8]>>, Infallible> {
+    ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
         Ok(hyper::Response::builder()
             .header("content-type", "text/plain")
-            .body(Full::new(HELLO))
+            .body(Full::new(Bytes::from_static(HELLO)))
             .expect("a response"))
     }
 
@@ -194,15 +362,10 @@ fn start_hyper(threads: usize) -> SocketAddr {
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
-        let runtime = if threads <= 1 {
-            tokio::runtime::Builder::new_current_thread().enable_all().build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()
-        }
-        .expect("tokio runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             loop {
@@ -219,234 +382,4 @@ fn start_hyper(threads: usize) -> SocketAddr {
         });
     });
     addr
-}
-
-/// Runs `wrk` against `addr` and reads its summary.
-fn wrk_load(server: &'static str, addr: SocketAddr, opts: &Options, seconds: f64) -> Load {
-    let output = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{}", opts.connections),
-            &format!("-d{}s", seconds.ceil().max(1.0) as u64),
-            "--latency",
-            &format!("http://{addr}/"),
-        ])
-        .output()
-        .expect("run wrk");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let field = |prefix: &str| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
-            .to_string()
-    };
-    Load {
-        server,
-        tool: "wrk",
-        requests_per_sec: field("Requests/sec:").parse().expect("a rate"),
-        p50_us: micros(&field("50%")),
-        p99_us: micros(&field("99%")),
-    }
-}
-
-/// wrk's `123.45us` / `1.23ms` / `1.00s` in microseconds.
-fn micros(value: &str) -> f64 {
-    let split = value
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(value.len());
-    let number: f64 = value[..split].parse().unwrap_or(f64::NAN);
-    match &value[split..] {
-        "us" => number,
-        "ms" => number * 1e3,
-        "s" => number * 1e6,
-        _ => f64::NAN,
-    }
-}
-
-/// The built-in load client: `connections` keep-alive connections on one
-/// tokio thread, each sending `GET /` and reading the sized answer, again
-/// and again, for `seconds`.
-fn own_load(server: &'static str, addr: SocketAddr, connections: usize, seconds: f64) -> Load {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let histograms = runtime.block_on(async move {
-        let tasks: Vec<_> = (0..connections)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut hist = Histogram::<u64>::new(3).expect("histogram");
-                    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                    stream.set_nodelay(true).expect("nodelay");
-                    let mut buf = Vec::with_capacity(4096);
-                    let mut chunk = [0u8; 4096];
-                    while Instant::now() < until {
-                        let sent = Instant::now();
-                        stream.write_all(REQUEST).await.expect("send");
-                        loop {
-                            if let Some(len) = whole_response(&buf) {
-                                buf.drain(..len);
-                                break;
-                            }
-                            let n = stream.read(&mut chunk).await.expect("receive");
-                            assert!(n > 0, "server closed the connection");
-                            buf.extend_from_slice(&chunk[..n]);
-                        }
-                        hist.record(sent.elapsed().as_micros() as u64).expect("record");
-                    }
-                    hist
-                })
-            })
-            .collect();
-        let mut all = Histogram::<u64>::new(3).expect("histogram");
-        for task in tasks {
-            all.add(task.await.expect("load task")).expect("merge");
-        }
-        all
-    });
-    let elapsed = started.elapsed().as_secs_f64();
-    Load {
-        server,
-        tool: "built-in client",
-        requests_per_sec: histograms.len() as f64 / elapsed,
-        p50_us: histograms.value_at_quantile(0.5) as f64,
-        p99_us: histograms.value_at_quantile(0.99) as f64,
-    }
-}
-
-/// The length of the first whole response in `buf` (sized bodies only).
-fn whole_response(buf: &[u8]) -> Option<usize> {
-    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let text = std::str::from_utf8(&buf[..head]).ok()?;
-    let length = text
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    (buf.len() >= head + length).then_some(head + length)
-}
-
-/// Latency of the feed scraper, end to end.
-#[derive(Debug, serde::Serialize)]
-struct ScraperLatency {
-    feeds: usize,
-    posts: usize,
-    min_ms: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-/// A scraper and a feed server on the same `threads` shards; `posts`
-/// sequential POSTs of 100 feed URLs, each timed from the first byte sent
-/// to the last byte of the answer.
-fn scraper_latency(opts: &Options) -> ScraperLatency {
-    const FEEDS: usize = 100;
-    let runtime = Runtime::new(Config::default().with_shards(opts.threads).with_pin(false)).expect("runtime");
-    let config = ServerConfig::from(runtime.config());
-    let feeds = http::Server::bind(([127, 0, 0, 1], 0), config.clone()).expect("bind");
-    let front = http::Server::bind(([127, 0, 0, 1], 0), config).expect("bind");
-    let limit = GlobalLimit::new(1000);
-    let handle = runtime
-        .start({
-            let (feeds, front) = (feeds.clone(), front.clone());
-            move || {
-                let (feeds, front) = (feeds.clone(), front.clone());
-                let app = scraper::Scraper::new(limit.clone(), scraper::Settings::default());
-                async move {
-                    let serving_feeds = feeds.serve(|request: Request| async move {
-                        let n = request.path().trim_start_matches('/').to_string();
-                        Response::new(200).with_body(format!(
-                            "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Feed {n}</title>\
-                             <link>http://example.com/</link><description>d</description>\
-                             <item><title>i</title></item></channel></rss>"
-                        ))
-                    });
-                    let serving_front = front.serve(move |request| {
-                        let app = app.clone();
-                        async move { app.handle(request).await }
-                    });
-                    let (a, b) = future::zip(serving_feeds, serving_front).await;
-                    a.and(b)
-                }
-            }
-        })
-        .expect("start");
-    feeds.wait_ready(Duration::from_secs(20)).expect("ready");
-    front.wait_ready(Duration::from_secs(20)).expect("ready");
-
-    let body: String = (0..FEEDS)
-        .map(|i| format!("http://{}/{i}\n", feeds.local_addr()))
-        .collect();
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let stream = TcpStream::connect(front.local_addr()).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut reader = BufReader::new(stream);
-    let mut times = Vec::with_capacity(opts.posts);
-    for post in 0..opts.posts + 1 {
-        let sent = Instant::now();
-        reader.get_mut().write_all(request.as_bytes()).expect("send");
-        let answer = read_sized(&mut reader).expect("an answer");
-        let took = sent.elapsed();
-        let lines = answer.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
-        assert_eq!(lines, FEEDS, "{}", String::from_utf8_lossy(&answer));
-        assert!(
-            answer.starts_with(b"Feed 0\n"),
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
-        if post > 0 {
-            times.push(took.as_secs_f64() * 1e3); // the first one warms up
-        }
-    }
-    front.stop(Duration::from_secs(1));
-    feeds.stop(Duration::from_secs(1));
-    let _ = handle.join();
-    times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    ScraperLatency {
-        feeds: FEEDS,
-        posts: opts.posts,
-        min_ms: times[0],
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
-        max_ms: times[times.len() - 1],
-    }
-}
-
-/// Reads one response with a `Content-Length` body and returns the body.
-fn read_sized(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
-    let mut line = String::new();
-    let mut length = 0;
-    reader.read_line(&mut line)?;
-    assert!(line.starts_with("HTTP/1.1 200"), "{line:?}");
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let field = line.trim_end();
-        if field.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = field.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().expect("a length");
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok(body)
 }

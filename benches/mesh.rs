@@ -11,7 +11,10 @@
 //!   lanes are) and over raw flume channels, between two glommio executors;
 //! - one-way throughput (messages/s) with `spawn_on`;
 //! - `GlobalLimit` costs against a local `GreenPool` slot (the contended one
-//!   on spinning shards, the default `SHARDLET_SPIN_US`).
+//!   on spinning shards, the default `SHARDLET_SPIN_US`);
+//! - scaling: `FanoutPile` and `GlobalLimit`-bound pile throughput (tasks/s
+//!   over all shards) at 1, 2, 4, ... shards, as many as there are CPUs,
+//!   with the efficiency against the 1-shard figure.
 //!
 //! The latency figures are taken in 7 interleaved rounds; each ratio is to
 //! the floor measured in the same round, and the table shows the median
@@ -111,11 +114,15 @@ fn main() {
         "{:<44} {:>10.0} ns per task (1000 in flight, round-robin over 2 shards)",
         "FanoutPile", fanout
     );
+    let local = limits.local_pile;
+    scaling(
+        &cpus.iter().map(|c| c.id).collect::<Vec<_>>(),
+        SCALE_TASKS / scale,
+    );
     println!(
         "\n{:<44} {:>10} {:>14}",
         "limit (ns per task or op)", "ns", "ratio to local"
     );
-    let local = limits.local_pile;
     for (name, ns) in [
         ("pile task, local GreenPool slot", limits.local_pile),
         ("pile task, GlobalLimit permit, 1 shard", limits.global_pile),
@@ -130,6 +137,81 @@ fn main() {
 }
 
 const LIMIT_OPS: u64 = 200_000;
+
+/// Tasks each shard runs per scaling figure.
+const SCALE_TASKS: u64 = 400_000;
+
+/// Cross-shard throughput at 1, 2, 4, ... shards (one pinned shard per
+/// CPU): every shard keeps 1000 tasks in flight through a `FanoutPile`
+/// spread over all shards, then through a pile bound to one `GlobalLimit`
+/// of 1000 permits that all shards share. Prints tasks/s over all shards
+/// and the efficiency, tasks/s at N shards over N times the 1-shard figure.
+fn scaling(cpus: &[usize], n: u64) {
+    let counts: Vec<usize> = std::iter::successors(Some(1usize), |s| Some(s * 2))
+        .take_while(|&s| s <= cpus.len().max(1))
+        .collect();
+    println!(
+        "\n{:<44} {:>8} {:>14} {:>11}",
+        "scaling (tasks/s over all shards)", "shards", "tasks/s", "efficiency"
+    );
+    for (name, global) in [
+        ("FanoutPile, 1000 in flight per shard", false),
+        ("pile on a shared GlobalLimit(1000)", true),
+    ] {
+        let mut one = None;
+        for &shards in &counts {
+            let per_sec = scaled_run(&cpus[..shards.min(cpus.len())], shards, n, global);
+            let base = *one.get_or_insert(per_sec);
+            println!(
+                "{:<44} {:>8} {:>14.0} {:>11.2}",
+                name,
+                shards,
+                per_sec,
+                per_sec / (shards as f64 * base)
+            );
+        }
+    }
+}
+
+/// Tasks per second over `shards` shards, each running `n` tasks.
+fn scaled_run(cpus: &[usize], shards: usize, n: u64, global: bool) -> f64 {
+    use futures_lite::StreamExt;
+    const BATCH: u64 = 1000;
+    let config = if cpus.len() == shards {
+        Config::default()
+            .with_cpus(cpus.iter().copied())
+            .with_shards(shards)
+    } else {
+        Config::default().with_shards(shards).with_pin(false)
+    };
+    let limit = shardlet::GlobalLimit::new(BATCH as usize);
+    let start = Instant::now();
+    Runtime::new(config)
+        .expect("runtime")
+        .run(move || {
+            let limit = limit.clone();
+            async move {
+                for _ in 0..(n / BATCH).max(1) {
+                    let sum = if global {
+                        let mut pile = shardlet::GreenPile::new(&limit);
+                        for i in 0..BATCH {
+                            pile.spawn(async move { i }).await;
+                        }
+                        pile.fold(0, |a, r| a + r.unwrap()).await
+                    } else {
+                        let mut pile = shardlet::FanoutPile::new();
+                        for i in 0..BATCH {
+                            pile.spawn(move || async move { i }).await;
+                        }
+                        pile.fold(0, |a, r| a + r.unwrap()).await
+                    };
+                    std::hint::black_box(sum);
+                }
+            }
+        })
+        .expect("runtime failed");
+    (shards as u64 * (n / BATCH).max(1) * BATCH) as f64 / start.elapsed().as_secs_f64()
+}
 
 struct LimitCosts {
     local_pile: f64,

@@ -58,9 +58,11 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use futures_lite::StreamExt;
-use shardlet::http::{Client, Response, Url};
+use http::Response;
+use shardlet::http::{Client, ResponseExt, Url};
 use shardlet::{shard, GreenPool, Runtime};
 
 /// Fetch URLs concurrently through a bounded green pool, in input order.
@@ -311,7 +313,10 @@ async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item
         async move {
             let start = Instant::now();
             // Keep the length, drop the body here: results waiting in imap's window stay small.
-            let outcome = client.get(&url).await.map(|r| (r.status, r.body.len()));
+            let outcome = client
+                .get(&url)
+                .await
+                .map(|r| (r.status().as_u16(), r.body().len()));
             (url, outcome, start.elapsed())
         }
     });
@@ -348,14 +353,14 @@ fn visit<W: Write + 'static>(
     Box::pin(async move {
         let start = Instant::now();
         let result = crawl.client.get(&url).await;
-        let outcome = result.as_ref().map(|r| (r.status, r.body.len()));
+        let outcome = result.as_ref().map(|r| (r.status().as_u16(), r.body().len()));
         crawl.report(&url, outcome, start.elapsed(), Some(depth));
         let Ok(response) = result else { return };
         if depth >= crawl.depth || !is_html(&response) {
             return;
         }
         // A redirect's target counts as fetched too.
-        crawl.seen.borrow_mut().insert(normalize(response.url.as_str()));
+        crawl.seen.borrow_mut().insert(normalize(response.url().as_str()));
         let links = same_host_links(&response);
         drop(response);
         for link in links {
@@ -367,21 +372,24 @@ fn visit<W: Write + 'static>(
     })
 }
 
-fn is_html(response: &Response) -> bool {
-    response.is_success()
+fn is_html(response: &Response<Bytes>) -> bool {
+    response.status().is_success()
         && response
-            .content_type()
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|t| t.to_str().ok())
             .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
 }
 
 /// The page's links to its own scheme, host and port, absolute, without
 /// fragments, each once.
-fn same_host_links(page: &Response) -> Vec<String> {
+fn same_host_links(page: &Response<Bytes>) -> Vec<String> {
     let mut seen = HashSet::new();
+    let base = page.url();
     hrefs(&page.text())
         .into_iter()
-        .filter_map(|href| page.url.join(&href).ok())
-        .filter(|link| link.origin() == page.url.origin())
+        .filter_map(|href| base.join(&href).ok())
+        .filter(|link| link.origin() == base.origin())
         .map(|link| normalize(link.as_str()))
         .filter(|link| seen.insert(link.clone()))
         .collect()

@@ -14,6 +14,7 @@
 //! cargo run --release --example echo_server -- --max-conns 500 --when-full close
 //! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
 //! cargo run --release --example echo_server -- --acks-with-answers # each echo carries the ACK
+//! cargo run --release --example echo_server -- --metrics-addr 127.0.0.1:9100   # Prometheus at /metrics
 //! ```
 //!
 //! It holds as many clients per shard as the descriptor limit allows: it
@@ -23,12 +24,17 @@
 //! CPUs and the accept mode come from the `SHARDLET_*` variables (see the
 //! README); `RUST_LOG=shardlet=debug` shows what the server does.
 //! Ctrl-C (or SIGTERM) stops it: it stops accepting, gives live clients a
-//! few seconds, and prints each shard's counters.
+//! few seconds, and prints each shard's counters. A setting it cannot run
+//! with (a bad `SHARDLET_*` value, too little locked memory, a shard that
+//! fails to start) ends it at once with the reason and a non-zero status.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[path = "common/metrics_http.rs"]
+mod metrics_http;
 
 use clap::Parser;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -65,6 +71,10 @@ struct Args {
     /// `shardlet-acks` label of `scripts/echo-bench.sh`.
     #[arg(long)]
     acks_with_answers: bool,
+    /// Serve Prometheus metrics (every shard's runtime and server counters)
+    /// at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// The handler: one green thread per client, holding no buffer while it
@@ -224,11 +234,26 @@ fn main() -> ExitCode {
         Err(e) => eprintln!("echo_server: no signal handling ({e}); stop it with SIGKILL"),
     }
 
-    if let Err(e) = server.wait_ready(Duration::from_secs(30)) {
+    // Ready, or the real reason a shard is not (it failed to start, panicked).
+    if let Err(e) = futures_lite::future::block_on(server.ready(&handle)) {
         eprintln!("echo_server: {e}");
         server.stop(Duration::ZERO);
         let _ = handle.join();
         return ExitCode::FAILURE;
+    }
+    if let Some(addr) = args.metrics_addr {
+        let exporter = shardlet::metrics::Exporter::new()
+            .with_runtime(handle.metrics())
+            .with_server("echo", &server);
+        match metrics_http::serve_metrics(addr, exporter) {
+            Ok(bound) => println!("metrics on http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("echo_server: --metrics-addr {addr}: {e}");
+                server.stop(Duration::ZERO);
+                let _ = handle.join();
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let cap = server.stats().shards.first().map_or(0, |s| s.capacity);
     println!(

@@ -14,7 +14,7 @@
 //! executor not started by a shardlet runtime, a process-wide pool of that
 //! size is created on first use.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::catch;
@@ -30,15 +30,26 @@ pub(crate) struct BlockingPool {
     /// The threads' end of `jobs`, to empty it on close.
     queued: flume::Receiver<Job>,
     closed: Arc<AtomicBool>,
+    threads: usize,
+    /// Closures running now.
+    busy: Arc<AtomicUsize>,
 }
 
 impl BlockingPool {
-    pub(crate) fn new(threads: usize) -> Arc<BlockingPool> {
-        let (jobs, queue) = flume::bounded::<Job>(threads * QUEUE_PER_THREAD);
+    /// Starts `threads` threads.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused a thread (the ones started already end, as the
+    /// pool's queue closes).
+    pub(crate) fn new(threads: usize) -> std::io::Result<Arc<BlockingPool>> {
+        let (jobs, queue) = flume::bounded::<Job>(threads.saturating_mul(QUEUE_PER_THREAD));
         let closed = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
             let queue = queue.clone();
             let closed = closed.clone();
+            let busy = busy.clone();
             std::thread::Builder::new()
                 .name(format!("shardlet-blocking-{i}"))
                 .spawn(move || {
@@ -48,17 +59,29 @@ impl BlockingPool {
                             // a closure whose drop panics must not end the thread.
                             let _ = catch::guard_sync(move || drop(job));
                         } else {
+                            busy.fetch_add(1, Ordering::Relaxed);
                             job();
+                            busy.fetch_sub(1, Ordering::Relaxed);
                         }
                     }
-                })
-                .expect("cannot start a shardlet blocking thread");
+                })?;
         }
-        Arc::new(BlockingPool {
+        Ok(Arc::new(BlockingPool {
             jobs,
             queued: queue,
             closed,
-        })
+            threads,
+            busy,
+        }))
+    }
+
+    /// Threads, closures running and closures waiting.
+    pub(crate) fn stats(&self) -> crate::metrics::BlockingStats {
+        crate::metrics::BlockingStats {
+            threads: self.threads,
+            busy: self.busy.load(Ordering::Relaxed),
+            queued: self.queued(),
+        }
     }
 
     /// Closures queued and not started yet.
@@ -81,7 +104,12 @@ impl BlockingPool {
                 let threads = crate::Config::from_env()
                     .map(|c| c.blocking_threads())
                     .unwrap_or(crate::config::DEFAULT_BLOCKING_THREADS);
-                BlockingPool::new(threads)
+                BlockingPool::new(threads).unwrap_or_else(|err| {
+                    // Unreachable in practice (a process that cannot start
+                    // one thread has bigger problems); retried once with one.
+                    tracing::error!(target: "shardlet::blocking", threads, %err, "cannot start the blocking pool's threads; using one");
+                    BlockingPool::new(1).expect("cannot start a shardlet blocking thread")
+                })
             })
             .clone()
     }

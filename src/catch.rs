@@ -15,10 +15,8 @@
 //! [`JoinError::Cancelled`], and its future is dropped normally. A task that
 //! finishes on its first poll never touches the registry.
 //!
-//! Panics inside guarded tasks are routed to `tracing` instead of the default
-//! hook's stderr print: a process-wide panic hook, installed once, stays quiet
-//! for them and remembers the location; panics anywhere else go to the hook
-//! that was there before.
+//! Panics inside guarded tasks are reported by the process-wide panic hook
+//! (`hook.rs`), which also remembers their location for the `JoinError`.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -152,10 +150,13 @@ impl<F: Future> Isolated<F> {
         unless_ending: bool,
     ) -> Option<Poll<Result<F::Output, JoinError>>> {
         let mut this = self.project();
+        // Times polls made by the executor itself (metrics: busy, stalls).
+        let timed = crate::metrics::poll_starts();
         let enter = if unless_ending {
             match Enter::unless_ending(*this.pool) {
                 Some(enter) => enter,
                 None => {
+                    crate::metrics::poll_ends(timed);
                     drop_inner(this.fut, *this.pool);
                     return None;
                 }
@@ -174,6 +175,7 @@ impl<F: Future> Isolated<F> {
             Some(out)
         }));
         drop(enter);
+        crate::metrics::poll_ends(timed);
         Some(match polled {
             Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
             Ok(Some(Poll::Pending)) => Poll::Pending,
@@ -343,17 +345,13 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Installs the process-wide panic hook (`hook.rs`), once.
 fn install_hook() {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if depth() > 0 {
-                let location = info.location().map(|l| l.to_string());
-                LOCATION.with(|l| *l.borrow_mut() = location);
-            } else {
-                previous(info);
-            }
-        }));
-    });
+    INSTALL.call_once(crate::hook::install);
+}
+
+/// Where the guarded panic being reported happened (called by the hook).
+pub(crate) fn note_location(location: Option<String>) {
+    let _ = LOCATION.try_with(|l| *l.borrow_mut() = location);
 }

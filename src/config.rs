@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::cpulist::CpuList;
+use crate::knobs::{boolean, bytes, positive};
 use crate::net::AcceptMode;
 
 /// `SHARDLET_SHARDS`: how many shards (executors) to start.
@@ -39,6 +40,10 @@ pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
 /// over shards: `reuseport` (default) or `handoff`; see [`AcceptMode`].
 pub const ENV_ACCEPT: &str = "SHARDLET_ACCEPT";
 
+/// `SHARDLET_RESERVE_CPUS`: how many of the allowed CPUs to leave to the
+/// host's own threads (the first ones); shards use the rest. Default 0.
+pub const ENV_RESERVE_CPUS: &str = "SHARDLET_RESERVE_CPUS";
+
 /// `SHARDLET_MAILBOX`: how many cross-shard messages may wait for one shard:
 /// this many from other threads in its mailbox, and this many divided over
 /// the shards' lanes to it (`mailbox / shards` per sending shard, at least 1).
@@ -55,6 +60,18 @@ pub const MIN_IO_MEMORY: usize = 64 << 10;
 /// The most io memory a shard may ask for: glommio maps and registers it
 /// all at start, and fails deep inside its ring setup when it cannot.
 pub const MAX_IO_MEMORY: usize = 1 << 30;
+/// The most shards: the lanes between them take memory in the square of
+/// their number.
+pub const MAX_SHARDS: usize = 1024;
+/// The most threads behind [`blocking`](crate::blocking) (each has its own
+/// stack; far more than a machine's cores only adds contention).
+pub const MAX_BLOCKING_THREADS: usize = 1024;
+/// The longest spin window: a shard spins this long after each burst of
+/// work, so a long one keeps an idle host's CPUs busy.
+pub const MAX_SPIN: Duration = Duration::from_millis(1);
+/// The largest mailbox: lanes and mailboxes hold about `shards` times this
+/// many messages in all, allocated up front.
+pub const MAX_MAILBOX: usize = 1 << 16;
 
 /// A setting that cannot be used, with the variable it came from and why.
 ///
@@ -71,7 +88,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
         ConfigError {
             var,
             value: value.to_string(),
@@ -106,6 +123,7 @@ pub struct Config {
     accept: AcceptMode,
     max_connections: Option<usize>,
     mailbox: usize,
+    reserve_cpus: usize,
 }
 
 impl Default for Config {
@@ -121,13 +139,17 @@ impl Default for Config {
             accept: AcceptMode::default(),
             max_connections: None,
             mailbox: crate::mesh::DEFAULT_MAILBOX,
+            reserve_cpus: 0,
         }
     }
 }
 
 impl Config {
     /// Reads every `SHARDLET_*` variable from the process environment. Unset
-    /// or empty variables keep their defaults.
+    /// or empty variables keep their defaults. A `SHARDLET_*` variable that
+    /// is not one of them (a typo such as `SHARDLET_SHARDSS`) is named in a
+    /// warning, with the nearest known one (`tracing`, target
+    /// `shardlet::config`; on stderr when no subscriber shows it).
     ///
     /// # Errors
     ///
@@ -140,6 +162,7 @@ impl Config {
     /// assert!(config.pool_size() > 0);
     /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
+        crate::knobs::warn_unknown(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
         Config::from_lookup(|var| std::env::var(var).ok())
     }
 
@@ -197,6 +220,12 @@ impl Config {
         }
         if let Some(v) = get(ENV_MAILBOX) {
             config.mailbox = positive(ENV_MAILBOX, &v)?;
+        }
+        if let Some(v) = get(ENV_RESERVE_CPUS) {
+            config.reserve_cpus = v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(ENV_RESERVE_CPUS, &v, "not a whole number of CPUs"))?;
         }
         Ok(config)
     }
@@ -299,6 +328,33 @@ impl Config {
         self
     }
 
+    /// Leaves the first `cpus` of the allowed CPUs to the host's own threads
+    /// (`SHARDLET_RESERVE_CPUS`, default 0): shards are pinned to the others,
+    /// and by default there is one per CPU left (and per CPU of cgroup
+    /// quota left). [`ShardPlan::host_cpus`] names the CPUs left to the
+    /// host, to pin its own threads there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::Config;
+    ///
+    /// let config = Config::default().with_cpus([0, 1, 2, 3]).with_reserve_cpus(1);
+    /// # if config.validate().is_err() { return; } // fewer CPUs here
+    /// let plan = config.validate().unwrap();
+    /// assert_eq!(plan.host_cpus(), [0]);
+    /// assert_eq!((plan.shards(), plan.cpu(0)), (3, Some(1)));
+    /// ```
+    pub fn with_reserve_cpus(mut self, cpus: usize) -> Self {
+        self.reserve_cpus = cpus;
+        self
+    }
+
+    /// How many CPUs are left to the host (`SHARDLET_RESERVE_CPUS`).
+    pub fn reserve_cpus(&self) -> usize {
+        self.reserve_cpus
+    }
+
     /// The requested shard count, if one was set.
     pub fn shards(&self) -> Option<usize> {
         self.shards
@@ -355,8 +411,10 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for zero sizes, a CPU this process may not use, or
-    /// more pinned shards than CPUs.
+    /// A [`ConfigError`] for zero sizes, sizes above their bounds
+    /// ([`MAX_SHARDS`], [`MAX_BLOCKING_THREADS`], [`MAX_SPIN`],
+    /// [`MAX_MAILBOX`], [`MAX_IO_MEMORY`]), a CPU this process may not use,
+    /// no CPU left after the reserve, or more pinned shards than CPUs.
     ///
     /// # Examples
     ///
@@ -367,10 +425,15 @@ impl Config {
     /// assert_eq!(err.var, "SHARDLET_CPUS");
     /// ```
     pub fn validate(&self) -> Result<ShardPlan, ConfigError> {
-        self.validate_on(&allowed_cpus())
+        self.validate_on(&crate::cpus::allowed_cpus(), crate::cpus::cpu_quota())
     }
 
-    pub(crate) fn validate_on(&self, allowed: &CpuList) -> Result<ShardPlan, ConfigError> {
+    pub(crate) fn validate_on(
+        &self,
+        allowed: &CpuList,
+        quota: Option<f64>,
+    ) -> Result<ShardPlan, ConfigError> {
+        crate::knobs::check_bounds(self)?;
         let cpus = match &self.cpus {
             Some(list) => {
                 if let Some(bad) = list.as_slice().iter().find(|c| !allowed.as_slice().contains(c)) {
@@ -387,7 +450,18 @@ impl Config {
         if cpus.len() == 0 {
             return Err(ConfigError::new(ENV_CPUS, &cpus, "no CPU to run on"));
         }
-        let shards = self.shards.unwrap_or(cpus.len());
+        if self.reserve_cpus >= cpus.len() {
+            return Err(ConfigError::new(
+                ENV_RESERVE_CPUS,
+                self.reserve_cpus,
+                format!("leaves no CPU for the shards (they may use {cpus}); lower it or widen {ENV_CPUS}"),
+            ));
+        }
+        let (host, cpus) = cpus.as_slice().split_at(self.reserve_cpus);
+        let (host, cpus) = (host.to_vec(), CpuList::from(cpus.to_vec()));
+        let shards = self
+            .shards
+            .unwrap_or_else(|| crate::cpus::default_shards(cpus.len(), quota, self.reserve_cpus));
         if shards == 0 {
             return Err(ConfigError::new(ENV_SHARDS, shards, "need at least one shard"));
         }
@@ -426,7 +500,10 @@ impl Config {
         let placement = (0..shards)
             .map(|i| self.pin.then(|| cpus.as_slice()[i]))
             .collect();
-        Ok(ShardPlan { cpus: placement })
+        Ok(ShardPlan {
+            cpus: placement,
+            host_cpus: host,
+        })
     }
 }
 
@@ -434,6 +511,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardPlan {
     cpus: Vec<Option<usize>>,
+    host_cpus: Vec<usize>,
 }
 
 impl ShardPlan {
@@ -450,72 +528,17 @@ impl ShardPlan {
     pub fn cpu(&self, shard: usize) -> Option<usize> {
         self.cpus[shard]
     }
-}
 
-/// The CPUs this process may run on (its affinity mask).
-pub(crate) fn allowed_cpus() -> CpuList {
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    let list = CpuList::from(ids.into_iter().map(|c| c.id).collect::<Vec<_>>());
-    if list.len() == 0 {
-        // No affinity information (unusual sandbox): fall back to the CPU count.
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        CpuList::from((0..n).collect::<Vec<_>>())
-    } else {
-        list
+    /// The CPUs left to the host (`SHARDLET_RESERVE_CPUS`): pin the host's
+    /// own threads here to keep them off the shards' CPUs.
+    pub fn host_cpus(&self) -> &[usize] {
+        &self.host_cpus
     }
-}
-
-fn positive(var: &'static str, value: &str) -> Result<usize, ConfigError> {
-    match value.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        Ok(_) => Err(ConfigError::new(var, value, "must be at least 1")),
-        Err(_) => Err(ConfigError::new(var, value, "not a positive integer")),
-    }
-}
-
-fn boolean(var: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::new(
-            var,
-            value,
-            "expected 1/0, true/false, yes/no or on/off",
-        )),
-    }
-}
-
-/// `65536`, `64K`, `4M`, `1G` (binary multiples; a trailing `B`/`iB` is allowed).
-fn bytes(var: &'static str, value: &str) -> Result<usize, ConfigError> {
-    let bad = || ConfigError::new(var, value, "expected a size such as 65536, 512K or 4M");
-    let text = value.trim().to_ascii_uppercase();
-    let text = text
-        .strip_suffix("IB")
-        .or_else(|| text.strip_suffix('B'))
-        .unwrap_or(&text);
-    let (digits, shift) = match text.chars().last() {
-        Some('K') => (&text[..text.len() - 1], 10),
-        Some('M') => (&text[..text.len() - 1], 20),
-        Some('G') => (&text[..text.len() - 1], 30),
-        _ => (text, 0),
-    };
-    let n: usize = digits.trim().parse().map_err(|_| bad())?;
-    n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(bytes(ENV_IO_MEMORY, "65536").unwrap(), 65536);
-        assert_eq!(bytes(ENV_IO_MEMORY, "512K").unwrap(), 512 << 10);
-        assert_eq!(bytes(ENV_IO_MEMORY, "4MiB").unwrap(), 4 << 20);
-        assert_eq!(bytes(ENV_IO_MEMORY, "1g").unwrap(), 1 << 30);
-        assert!(bytes(ENV_IO_MEMORY, "4X").is_err());
-        assert!(bytes(ENV_IO_MEMORY, "M").is_err());
-    }
 
     #[test]
     fn accept_mode_parses_and_names_the_variable() {
@@ -556,13 +579,16 @@ mod tests {
     #[test]
     fn plan_pins_in_list_order() {
         let allowed = CpuList::from(vec![0, 1, 2, 3]);
-        let plan = Config::default().with_cpus([3, 1]).validate_on(&allowed).unwrap();
+        let plan = Config::default()
+            .with_cpus([3, 1])
+            .validate_on(&allowed, None)
+            .unwrap();
         assert_eq!(plan.shards(), 2);
         assert_eq!((plan.cpu(0), plan.cpu(1)), (Some(1), Some(3)));
         let plan = Config::default()
             .with_pin(false)
             .with_shards(6)
-            .validate_on(&allowed)
+            .validate_on(&allowed, None)
             .unwrap();
         assert_eq!(plan.shards(), 6);
         assert_eq!(plan.cpu(5), None);

@@ -39,9 +39,13 @@
 //!   [`net::connect`], and a [`Server`] on every shard with accept spreading
 //!   ([`AcceptMode`]) and per-shard counters; sockets wait on a per-shard
 //!   epoll readiness driver ([`net::TcpStream`]).
-//! - [`http`]: HTTP/1.1: the client pattern's green client ([`http::Client`],
-//!   [`http::get`]; `https` with the default `tls` feature), the dispatch
-//!   pattern's [`http::Server`] on every shard, and the wire format they share.
+//! - [`metrics`]: per-shard counters readable from the host
+//!   ([`RuntimeHandle::stats`]) and their Prometheus export.
+//! - [`http`]: HTTP on hyper and the `http` crate's types: the client
+//!   pattern's green client ([`http::Client`], [`http::get`]; HTTP/2 by ALPN
+//!   and `https` with the default `tls` feature), the dispatch pattern's
+//!   [`http::Server`] on every shard (any tower or hyper service, an axum
+//!   `Router` included), and hyper's runtime traits on the shard ([`http::rt`]).
 //!
 //! # Failure model
 //!
@@ -49,7 +53,10 @@
 //!   [`spawn_n`], a pool's or pile's task, a cross-shard job) or in a
 //!   shard's entry (the closure or its future) is caught, counted
 //!   ([`shard::panics`]) and logged through `tracing`; it comes back as
-//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. A
+//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. The panic
+//!   hook (installed by [`Runtime::new`], around the host's own) prints it on
+//!   stderr, rate-limited, when no `tracing` subscriber would show it, and
+//!   before the abort under `panic = "abort"`. A
 //!   destructor that panics while a task is dropped (cancelled, ended with
 //!   its shard, dropped with an [`Imap`]) is caught the same way.
 //! - **Stopping is cooperative.** [`RuntimeHandle::stop`] is seen by every
@@ -61,6 +68,10 @@
 //!   them are counted in [`Mesh::cancelled`]). Messages still queued for the
 //!   shard are dropped unrun and counted in [`Mesh::dropped`]; a
 //!   `submit_to` caller waiting on one gets [`MeshError::ShardGone`].
+//! - **Failures are seen at once.** [`RuntimeHandle::failure`] and
+//!   [`Server::ready`] return a shard's start error or panic as soon as it
+//!   happens; [`RuntimeHandle::finished`] (a `Send` future, any executor)
+//!   and [`RuntimeHandle::join`] (blocking) return it once every shard ended.
 //! - **After [`RuntimeHandle::join`]** no shard task runs. [`blocking`]
 //!   closures that had not started are dropped unrun; one still running
 //!   keeps its thread until it returns (`join` does not wait for it).
@@ -87,13 +98,18 @@ mod blocking;
 mod catch;
 mod config;
 mod cpulist;
+mod cpus;
 mod crew;
 mod fanout;
 mod global;
+mod handle;
+mod hook;
 pub mod http;
 mod imap;
+mod knobs;
 mod memlock;
 mod mesh;
+pub mod metrics;
 pub mod net;
 mod pile;
 mod pool;
@@ -108,17 +124,21 @@ pub use blocking::blocking;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
     ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,
-    ENV_SHARDS, ENV_SPIN_US,
+    ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US, MAX_BLOCKING_THREADS, MAX_IO_MEMORY, MAX_MAILBOX, MAX_SHARDS,
+    MAX_SPIN,
 };
 pub use fanout::{FanoutPile, Spread};
 pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
+pub use handle::{Finished, RuntimeHandle};
+pub use hook::PRINTS_PER_SECOND;
 pub use imap::{Imap, StarFn};
-pub use memlock::MemlockError;
+pub use knobs::KNOWN as KNOWN_VARIABLES;
+pub use memlock::{MemlockError, MEMLOCK_FLOOR};
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use net::{AcceptMode, Connection, Server, ServerConfig, WhenFull};
 pub use pile::{GreenPile, PileBound};
 pub use pool::GreenPool;
-pub use runtime::{Runtime, RuntimeError, RuntimeHandle, FAILURE_GRACE};
+pub use runtime::{Runtime, RuntimeError, FAILURE_GRACE};
 pub use stop::Stopper;
 pub use task::{spawn, spawn_n, GreenThread, JoinError};
 pub use time::{sleep, timeout, Elapsed};

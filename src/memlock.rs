@@ -7,6 +7,10 @@
 //! Running out inside glommio gives either a warning it prints itself
 //! (buffer registration skipped) or a panic deep in ring setup (old
 //! kernels); this module decides up front, and says what to raise.
+//!
+//! glommio itself also refuses to start below [`MEMLOCK_FLOOR`] (512 KiB)
+//! of soft limit, whether or not the memory would be charged: as root and
+//! with `CAP_IPC_LOCK` too. That floor is checked first, for everyone.
 
 use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 
@@ -19,27 +23,36 @@ const RING_MEMORY: usize = 256 << 10;
 /// `CAP_IPC_LOCK` in the capability bit sets of `/proc/self/status`.
 const CAP_IPC_LOCK: u32 = 14;
 
+/// glommio refuses to build an executor when the soft `RLIMIT_MEMLOCK` is
+/// below this, whatever the process may lock (even as root, or with
+/// `CAP_IPC_LOCK`).
+pub const MEMLOCK_FLOOR: u64 = 512 << 10;
+
 /// `RLIMIT_MEMLOCK` is too low for the requested shards.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "RLIMIT_MEMLOCK is {limit} bytes, but {shards} shard(s) need {need} bytes of locked memory \
-     for io_uring ({what}); raise the limit (`ulimit -l`, LimitMEMLOCK= in a systemd unit, \
-     `memlock` in /etc/security/limits.conf, `--ulimit memlock=-1` for docker) or lower \
-     {ENV_SHARDS} / {ENV_IO_MEMORY}"
+    "RLIMIT_MEMLOCK is {limit} bytes, but {what}; raise the limit (`ulimit -l`, LimitMEMLOCK= in a \
+     systemd unit, `memlock` in /etc/security/limits.conf, `--ulimit memlock=-1` for docker){}",
+    if *.floor { String::new() } else { format!(" or lower {ENV_SHARDS} / {ENV_IO_MEMORY}") }
 )]
 pub struct MemlockError {
     /// The soft limit in bytes.
     pub limit: u64,
-    /// Bytes the shards would lock.
+    /// Bytes the shards would lock (or glommio's floor).
     pub need: u64,
     /// Shards asked for.
     pub shards: usize,
     what: String,
+    /// The limit is below glommio's [`MEMLOCK_FLOOR`]: fewer shards or less
+    /// io memory would not help.
+    floor: bool,
 }
 
 /// What this process may lock.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Memlock {
+    /// The soft limit in bytes (`u64::MAX` when unlimited).
+    pub(crate) soft: u64,
     /// Soft limit in bytes; `None` when unlimited or not charged (CAP_IPC_LOCK).
     pub(crate) budget: Option<u64>,
     /// Whether the kernel charges the rings themselves (before 5.12).
@@ -53,6 +66,7 @@ impl Memlock {
             .unwrap_or(RLIM_INFINITY);
         let budget = (limit != RLIM_INFINITY && !has_cap_ipc_lock()).then_some(limit);
         Memlock {
+            soft: if limit == RLIM_INFINITY { u64::MAX } else { limit },
             budget,
             rings_charged: kernel_before(5, 12),
         }
@@ -62,16 +76,32 @@ impl Memlock {
     /// (when none was requested) as much as fits in half the budget, leaving
     /// the rest to other processes of the same user, up to glommio's 10 MiB.
     pub(crate) fn io_memory(&self, shards: usize, requested: Option<usize>) -> Result<usize, MemlockError> {
+        if self.soft < MEMLOCK_FLOOR {
+            return Err(MemlockError {
+                limit: self.soft,
+                need: MEMLOCK_FLOOR,
+                shards,
+                what: format!(
+                    "glommio needs at least {MEMLOCK_FLOOR} (512 KiB) to start any shard, \
+                     even as root or with CAP_IPC_LOCK"
+                ),
+                floor: true,
+            });
+        }
         let Some(limit) = self.budget else {
             return Ok(requested.unwrap_or(GLOMMIO_IO_MEMORY));
         };
         let rings = if self.rings_charged { RING_MEMORY } else { 0 };
         let n = shards as u64;
-        let fail = |io: usize, what: String| MemlockError {
-            limit,
-            need: n * (io + rings) as u64,
-            shards,
-            what,
+        let fail = |io: usize, what: String| {
+            let need = n * (io + rings) as u64;
+            MemlockError {
+                limit,
+                need,
+                shards,
+                what: format!("{shards} shard(s) need {need} bytes of locked memory for io_uring ({what})"),
+                floor: false,
+            }
         };
         if self.rings_charged && n * (MIN_IO_MEMORY + rings) as u64 > limit {
             return Err(fail(
@@ -129,6 +159,7 @@ mod tests {
 
     fn limited(bytes: u64, rings_charged: bool) -> Memlock {
         Memlock {
+            soft: bytes,
             budget: Some(bytes),
             rings_charged,
         }
@@ -142,7 +173,7 @@ mod tests {
         assert_eq!(io, GLOMMIO_IO_MEMORY);
         // Too little even for the minimum: glommio skips registration, we go on.
         assert_eq!(
-            limited(64 << 10, false).io_memory(64, None).unwrap(),
+            limited(1 << 20, false).io_memory(64, None).unwrap(),
             MIN_IO_MEMORY
         );
     }
@@ -162,9 +193,33 @@ mod tests {
         assert!(limited(64 << 20, true).io_memory(2, None).is_ok());
     }
 
+    /// glommio's own floor holds whatever may be locked (root, CAP_IPC_LOCK).
+    #[test]
+    fn below_glommios_floor_fails_for_root_too() {
+        for budget in [None, Some(64 << 10)] {
+            let m = Memlock {
+                soft: 64 << 10,
+                budget,
+                rings_charged: false,
+            };
+            let text = m.io_memory(1, None).unwrap_err().to_string();
+            assert!(text.contains("RLIMIT_MEMLOCK is 65536 bytes"), "{text}");
+            assert!(text.contains("at least 524288"), "{text}");
+            assert!(text.contains("ulimit -l"), "{text}");
+            assert!(!text.contains("lower SHARDLET_SHARDS"), "{text}");
+        }
+        let at_floor = Memlock {
+            soft: MEMLOCK_FLOOR,
+            budget: None,
+            rings_charged: false,
+        };
+        assert!(at_floor.io_memory(1, None).is_ok());
+    }
+
     #[test]
     fn unlimited_uses_the_request_or_glommio_default() {
         let m = Memlock {
+            soft: u64::MAX,
             budget: None,
             rings_charged: false,
         };

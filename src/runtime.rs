@@ -19,7 +19,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use futures_lite::future;
@@ -28,8 +27,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::blocking::BlockingPool;
 use crate::catch::{panic_message, Guarded};
 use crate::config::{Config, ConfigError, ShardPlan};
+use crate::handle::{Exit, Lifecycle, RuntimeHandle};
 use crate::memlock::{Memlock, MemlockError};
 use crate::mesh::{self, Inbox, Mesh, Outbox};
+use crate::metrics::{Metrics, ShardCounters};
 use crate::shard::{self, ShardContext};
 use crate::stop::Stopper;
 use crate::task::JoinError;
@@ -71,6 +72,21 @@ pub enum RuntimeError {
         /// Shard index.
         shard: usize,
     },
+    /// The threads behind [`blocking`](crate::blocking) could not be started.
+    #[error(
+        "cannot start {threads} blocking thread(s) ({}): {reason}",
+        crate::config::ENV_BLOCKING_THREADS
+    )]
+    BlockingThreads {
+        /// Threads asked for.
+        threads: usize,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The runtime's result was already taken
+    /// ([`RuntimeHandle::finished`], [`RuntimeHandle::try_join`]).
+    #[error("the runtime's result was already taken")]
+    Joined,
 }
 
 fn cpu_name(cpu: Option<usize>) -> String {
@@ -114,6 +130,7 @@ impl Runtime {
     /// [`RuntimeError::Config`] naming the bad setting, or
     /// [`RuntimeError::Memlock`] saying what limit to raise.
     pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
+        crate::hook::install();
         let plan = config.validate()?;
         let io_memory = Memlock::current().io_memory(plan.shards(), config.io_memory())?;
         Ok(Runtime {
@@ -165,8 +182,11 @@ impl Runtime {
     /// # Errors
     ///
     /// [`RuntimeError::ShardStart`] when a shard thread cannot be created
-    /// (the shards already started are stopped and joined first). Executor
-    /// failures inside a shard are reported by [`RuntimeHandle::join`].
+    /// (the shards already started are stopped and joined first),
+    /// [`RuntimeError::BlockingThreads`] when the blocking pool's cannot.
+    /// Executor failures inside a shard are reported by
+    /// [`RuntimeHandle::join`] (and at once by [`RuntimeHandle::failure`]
+    /// and [`Server::ready`](crate::net::Server::ready)).
     pub fn start<F, Fut, T>(self, entry: F) -> Result<RuntimeHandle<T>, RuntimeError>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -175,11 +195,17 @@ impl Runtime {
     {
         let shards = self.plan.shards();
         let entry = Arc::new(entry);
-        let blocking = BlockingPool::new(self.config.blocking_threads());
+        let threads = self.config.blocking_threads();
+        let blocking = BlockingPool::new(threads).map_err(|err| RuntimeError::BlockingThreads {
+            threads,
+            reason: err.to_string(),
+        })?;
         let stopper = Stopper::new();
         let (report, outcomes) = flume::bounded(shards);
         let (mesh, inboxes) = Mesh::new(shards, self.config.mailbox());
         let finish = Finish::new(shards);
+        let lifecycle = Lifecycle::new(shards);
+        let metrics = Metrics::new(shards, blocking.clone(), mesh.clone());
         let mut handle = RuntimeHandle {
             blocking: blocking.clone(),
             threads: Vec::with_capacity(shards),
@@ -187,6 +213,9 @@ impl Runtime {
             stopper: stopper.clone(),
             mesh: mesh.clone(),
             shards,
+            lifecycle: lifecycle.clone(),
+            metrics: metrics.clone(),
+            joined: false,
         };
         for (id, (outbox, inbox)) in inboxes.into_iter().enumerate() {
             let shard = ShardSpec {
@@ -201,16 +230,21 @@ impl Runtime {
                 outbox,
                 inbox,
                 finish: Arrival(Some(finish.clone())),
+                counters: metrics.shard(id),
             };
             let entry = entry.clone();
             let mut reporter = Reporter {
                 id,
                 tx: Some(report.clone()),
                 stopper: stopper.clone(),
+                lifecycle: lifecycle.clone(),
             };
+            let exit = Exit(lifecycle.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("shardlet-{id}"))
                 .spawn(move || {
+                    // Dropped last: the thread is done, its executor gone.
+                    let _exit = exit;
                     let ran = panic::catch_unwind(AssertUnwindSafe(|| shard.run(&*entry, &mut reporter)));
                     // Reports only if the shard did not get to report itself.
                     reporter.report(Err(RuntimeError::ShardPanicked {
@@ -277,6 +311,7 @@ struct ShardSpec {
     outbox: Outbox,
     inbox: Inbox,
     finish: Arrival,
+    counters: Arc<ShardCounters>,
 }
 
 /// Counts down the shards whose entry future is still running.
@@ -328,11 +363,15 @@ struct Reporter<T> {
     id: usize,
     tx: Option<flume::Sender<(usize, Result<T, RuntimeError>)>>,
     stopper: Stopper,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl<T> Reporter<T> {
     fn report(&mut self, outcome: Result<T, RuntimeError>) {
         let Some(tx) = self.tx.take() else { return };
+        // Known to watchers before the stop it causes ends other shards'
+        // entries: what they see first is this failure.
+        self.lifecycle.report(self.id, outcome.as_ref().err());
         if outcome.is_err() {
             self.stopper.stop(FAILURE_GRACE);
         }
@@ -393,11 +432,13 @@ impl ShardSpec {
             }
         };
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
+        crate::metrics::attach(self.counters);
         let drain = inbox.clone();
         executor.run(async {
             let outcome = future::or(
                 async {
                     crate::task::spawn_n(mesh::drain(drain));
+                    crate::task::spawn_n(publish_stats(mesh.clone()));
                     // The entry closure is called inside the guard too: its
                     // panic is an error value like the future's.
                     Some(Guarded::new(async { entry().await }, None).await)
@@ -413,7 +454,18 @@ impl ShardSpec {
             arrival.arrive();
             future::or(finish.all_done(), stopper.grace_over()).await;
             crate::catch::end_tasks().await;
+            crate::metrics::publish(&mesh.outgoing_queued());
         });
+        crate::metrics::detach();
+    }
+}
+
+/// Samples the shard's counters that only it can read, every
+/// [`PUBLISH_EVERY`](crate::metrics::PUBLISH_EVERY), until the shard ends.
+async fn publish_stats(mesh: Mesh) {
+    loop {
+        crate::metrics::publish(&mesh.outgoing_queued());
+        crate::sleep(crate::metrics::PUBLISH_EVERY).await;
     }
 }
 
@@ -457,92 +509,5 @@ fn outcome_of<T>(shard: usize, outcome: Option<Result<T, JoinError>>) -> Result<
             },
         }),
         Some(Err(JoinError::Cancelled)) | None => Err(RuntimeError::ShardCancelled { shard }),
-    }
-}
-
-/// A started runtime: stop it, and join its shards.
-///
-/// Dropping the handle without joining asks the shards to stop (with
-/// [`FAILURE_GRACE`]) and lets their threads end by themselves.
-#[derive(Debug)]
-pub struct RuntimeHandle<T> {
-    blocking: Arc<BlockingPool>,
-    threads: Vec<JoinHandle<()>>,
-    outcomes: flume::Receiver<(usize, Result<T, RuntimeError>)>,
-    stopper: Stopper,
-    mesh: Mesh,
-    shards: usize,
-}
-
-impl<T> RuntimeHandle<T> {
-    /// The cross-shard mesh, to hand work to the shards from a host thread.
-    pub fn mesh(&self) -> Mesh {
-        self.mesh.clone()
-    }
-
-    /// A cloneable, `Send` stop handle, for another thread of the host.
-    pub fn stopper(&self) -> Stopper {
-        self.stopper.clone()
-    }
-
-    /// Asks every shard to stop; see [`Stopper::stop`].
-    pub fn stop(&self, grace: Duration) {
-        self.stopper.stop(grace);
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.shards
-    }
-
-    /// Waits for every shard and returns their results in shard order.
-    ///
-    /// # Errors
-    ///
-    /// The first shard to fail (it failed to start, panicked, or was
-    /// cancelled after a stop), after the others were stopped
-    /// ([`FAILURE_GRACE`]) and joined. Later failures are logged through
-    /// `tracing`.
-    pub fn join(mut self) -> Result<Vec<T>, RuntimeError> {
-        let mut results: Vec<Option<T>> = (0..self.shards).map(|_| None).collect();
-        let mut first_error = None;
-        for _ in 0..self.shards {
-            let Ok((id, outcome)) = self.outcomes.recv() else {
-                break;
-            };
-            match outcome {
-                Ok(value) => results[id] = Some(value),
-                Err(err) if first_error.is_none() => {
-                    self.stopper.stop(FAILURE_GRACE);
-                    first_error = Some(err);
-                }
-                Err(err) => tracing::warn!(target: "shardlet::runtime", "{err}"),
-            }
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-        self.blocking.close();
-        if let Some(err) = first_error {
-            return Err(err);
-        }
-        results
-            .into_iter()
-            .enumerate()
-            .map(|(shard, r)| {
-                r.ok_or(RuntimeError::ShardPanicked {
-                    shard,
-                    message: "shard thread ended without reporting".into(),
-                })
-            })
-            .collect()
-    }
-}
-
-impl<T> Drop for RuntimeHandle<T> {
-    fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.stopper.stop(FAILURE_GRACE);
-        }
     }
 }

@@ -249,20 +249,9 @@ fn href_scanner() {
     assert!(hrefs("no links, a hrefless text").is_empty());
 }
 
-/// The example's binary next to this test's (cargo builds examples for `cargo test`).
+/// The example's binary, up to date.
 fn crawler_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("crawler");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "--example", "crawler"])
-            .status()
-            .unwrap();
-        assert!(built.success(), "cargo build --example crawler failed");
-    }
-    bin
+    util::example_binary("crawler")
 }
 
 #[test]

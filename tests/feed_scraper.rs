@@ -16,11 +16,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_lite::future;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
 use http_util::{request, Conn, Reply};
 use scraper::{Scraper, Settings};
-use shardlet::http;
-use shardlet::http::server::{Request, Response};
+use shardlet::http as shttp;
+use shardlet::http::server::Body;
 use shardlet::{GlobalLimit, Runtime, RuntimeHandle, ServerConfig};
 
 const RSS2: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -65,20 +68,28 @@ struct Meter {
 }
 
 /// The feed server's handler.
-async fn feed(request: Request, meter: Arc<Meter>) -> Response {
+async fn feed(request: Request<Body>, meter: Arc<Meter>) -> Response<Full<Bytes>> {
     let xml = |body: &str| {
-        Response::new(200)
-            .with_header("Content-Type", "application/rss+xml")
-            .with_body(body)
+        Response::builder()
+            .header("Content-Type", "application/rss+xml")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
     };
-    match request.path() {
+    let status = |code: StatusCode, body: &'static str| {
+        Response::builder()
+            .status(code)
+            .header("Content-Type", "text/plain")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    match request.uri().path() {
         "/rss2.xml" => xml(RSS2),
         "/rss1.xml" => xml(RSS1),
         "/rss091.xml" => xml(RSS091),
         "/atom.xml" => xml(ATOM),
         "/unicode.xml" => xml(UNICODE),
         "/malformed.xml" => xml(MALFORMED),
-        "/page.html" => Response::text("<html><body>not a feed</body></html>"),
+        "/page.html" => status(StatusCode::OK, "<html><body>not a feed</body></html>"),
         "/slow.xml" => {
             shardlet::sleep(Duration::from_millis(1500)).await;
             xml(RSS2)
@@ -96,7 +107,7 @@ async fn feed(request: Request, meter: Arc<Meter>) -> Response {
             );
             xml(&body)
         }
-        _ => Response::error(404),
+        _ => status(StatusCode::NOT_FOUND, "404 Not Found\n"),
     }
 }
 
@@ -112,8 +123,8 @@ struct Fixture {
 fn fixture(max_fetches: usize, settings: Settings) -> Fixture {
     let runtime = Runtime::new(net_util::runtime(2)).expect("runtime");
     let config = ServerConfig::from(runtime.config());
-    let feeds = http::Server::bind(([127, 0, 0, 1], 0), config.clone()).expect("bind feeds");
-    let scraper = http::Server::bind(([127, 0, 0, 1], 0), config).expect("bind scraper");
+    let feeds = shttp::Server::bind(([127, 0, 0, 1], 0), config.clone()).expect("bind feeds");
+    let scraper = shttp::Server::bind(([127, 0, 0, 1], 0), config).expect("bind scraper");
     // The global limit: made before the runtime starts, cloned into every shard.
     let limit = GlobalLimit::new(max_fetches);
     let meter = Arc::new(Meter::default());

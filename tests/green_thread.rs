@@ -296,12 +296,17 @@ fn spawn_n_panics_are_logged_through_tracing() {
     assert!(line.contains("green_thread.rs"), "location missing: {line}");
 }
 
-/// Child half of `caught_panics_are_not_printed_to_stderr`: does nothing
-/// unless that test runs this binary with `SHARDLET_TEST_CHILD` set.
+/// Child half of `caught_panics_are_not_printed_to_stderr` and
+/// `caught_panics_reach_stderr_without_a_subscriber`: does nothing unless
+/// those tests run this binary with `SHARDLET_TEST_CHILD` set (to
+/// `subscriber`: with a tracing subscriber writing to stdout).
 #[test]
 fn child_panics_in_green_threads() {
-    if std::env::var_os("SHARDLET_TEST_CHILD").is_none() {
+    let Some(mode) = std::env::var_os("SHARDLET_TEST_CHILD") else {
         return;
+    };
+    if mode == "subscriber" {
+        tracing_subscriber::fmt().with_writer(std::io::stdout).init();
     }
     run1(|| async {
         let before = shard::panics();
@@ -315,8 +320,8 @@ fn child_panics_in_green_threads() {
     let _ = std::thread::spawn(|| panic!("loud thread panic")).join();
 }
 
-#[test]
-fn caught_panics_are_not_printed_to_stderr() {
+/// Runs the child above in `mode`: (stdout, stderr).
+fn panics_child(mode: &str) -> (String, String) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -324,18 +329,43 @@ fn caught_panics_are_not_printed_to_stderr() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("SHARDLET_TEST_CHILD", "1")
+        .env("SHARDLET_TEST_CHILD", mode)
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
     assert!(
         stderr.contains("loud thread panic"),
         "the control panic was not printed:\n{stderr}"
     );
+    (stdout, stderr)
+}
+
+/// With a tracing subscriber, caught panics go through it, not to stderr.
+#[test]
+fn caught_panics_are_not_printed_to_stderr() {
+    let (stdout, stderr) = panics_child("subscriber");
     assert!(!stderr.contains("quiet"), "a caught panic was printed:\n{stderr}");
+    assert!(stdout.contains("quiet spawn_n panic"), "not logged:\n{stdout}");
+}
+
+/// Without one, they are not lost: each is printed on stderr, with its
+/// location (issue 11; rate limiting is tested in tests/panics.rs).
+#[test]
+fn caught_panics_reach_stderr_without_a_subscriber() {
+    let (_, stderr) = panics_child("bare");
+    for what in ["quiet spawn panic", "quiet spawn_n panic", "quiet pool panic"] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} was lost:\n{stderr}"));
+        assert!(
+            line.contains("shardlet-0") && line.contains("green_thread.rs:"),
+            "{line}"
+        );
+    }
 }
 
 #[test]

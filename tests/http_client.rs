@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use origin::{raw, refused_url, respond, Next, TestServer};
-use shardlet::http::{self, Client, ErrorKind, Phase};
+use shardlet::http::{self, Client, ErrorKind, Phase, ResponseExt};
 use shardlet::GreenPool;
 
 fn client() -> Client {
@@ -33,16 +33,19 @@ fn smoke_plain_get() {
         let url = url.clone();
         async move {
             let r = http::get(&url).await.unwrap();
-            assert_eq!((r.status, r.reason.as_str(), r.version), (200, "X", 1));
-            assert_eq!(r.body, b"hello");
-            assert_eq!(r.text(), "hello");
-            assert!(r.is_success());
             assert_eq!(
-                r.headers.get("x-path"),
+                (r.status().as_u16(), r.version()),
+                (200, ::http::Version::HTTP_11)
+            );
+            assert_eq!(r.body().as_ref(), b"hello");
+            assert_eq!(r.text(), "hello");
+            assert!(r.status().is_success());
+            assert_eq!(
+                r.headers().get("x-path").map(|v| v.to_str().unwrap()),
                 Some("/a/b?q=1"),
                 "no fragment on the wire"
             );
-            assert_eq!(r.url.as_str(), url);
+            assert_eq!(r.url().as_str(), url);
         }
     });
     let req = &server.requests()[0];
@@ -73,7 +76,7 @@ fn chunked_body_in_pieces_with_trailers() {
         async move {
             let c = client();
             for _ in 0..3 {
-                assert_eq!(c.get(&url).await.unwrap().body, b"hello, world");
+                assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"hello, world");
             }
             assert_eq!(
                 c.stats().connections,
@@ -98,7 +101,10 @@ fn body_until_close_is_read_and_the_connection_not_reused() {
             let c = client();
             for _ in 0..2 {
                 let r = c.get(&url).await.unwrap();
-                assert_eq!((r.version, r.body.as_slice()), (0, &b"until the end"[..]));
+                assert_eq!(
+                    (r.version(), r.body().as_ref()),
+                    (::http::Version::HTTP_10, &b"until the end"[..])
+                );
             }
         }
     });
@@ -115,22 +121,25 @@ fn keep_alive_reuses_connections() {
             let c = client();
             for i in 0..20 {
                 let url = format!("{base}/seq/{i}");
-                assert_eq!(c.get(&url).await.unwrap().body, format!("/seq/{i}").as_bytes());
+                assert_eq!(
+                    c.get(&url).await.unwrap().body().as_ref(),
+                    format!("/seq/{i}").as_bytes()
+                );
             }
             assert_eq!(c.stats().connections, 1);
             assert_eq!(c.stats().reused, 19);
             // Concurrent: never more connections than requests in flight.
             let pool = GreenPool::new(4);
             let c2 = c.clone();
-            let bodies: Vec<Vec<u8>> = pool
+            let bodies: Vec<bytes::Bytes> = pool
                 .imap(0..40, move |i| {
                     let (c, url) = (c2.clone(), format!("{base}/par/{i}"));
-                    async move { c.get(&url).await.unwrap().body }
+                    async move { c.get(&url).await.unwrap().into_body() }
                 })
                 .map(Result::unwrap)
                 .collect()
                 .await;
-            assert_eq!(bodies[39], b"/par/39");
+            assert_eq!(bodies[39].as_ref(), b"/par/39");
             assert!(c.stats().connections <= 4, "{:?}", c.stats());
             assert!(c.stats().idle >= 1);
         }
@@ -151,8 +160,8 @@ fn connection_close_and_max_idle_zero_mean_a_connection_per_request() {
             let c = client();
             let no_pool = Client::builder().max_idle_per_host(0).build().unwrap();
             for _ in 0..3 {
-                assert_eq!(c.get(&a).await.unwrap().body, b"x");
-                assert_eq!(no_pool.get(&b).await.unwrap().body, b"y");
+                assert_eq!(c.get(&a).await.unwrap().body().as_ref(), b"x");
+                assert_eq!(no_pool.get(&b).await.unwrap().body().as_ref(), b"y");
             }
         }
     });
@@ -173,7 +182,8 @@ fn a_kept_alive_connection_closed_by_the_server_is_retried() {
         async move {
             let c = client();
             for _ in 0..5 {
-                util::bounded(async { assert_eq!(c.get(&url).await.unwrap().body, b"once") }).await;
+                util::bounded(async { assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"once") })
+                    .await;
                 shardlet::sleep(Duration::from_millis(5)).await;
             }
             assert_eq!(c.stats().connections, 5);
@@ -200,9 +210,9 @@ fn head_and_interim_responses() {
         async move {
             let c = client();
             let head = c.head(&url).await.unwrap();
-            assert_eq!((head.status, head.body.len()), (200, 0));
-            assert_eq!(head.headers.get("content-length"), Some("1000"));
-            assert_eq!(c.get(&url).await.unwrap().body, b"ok");
+            assert_eq!((head.status().as_u16(), head.body().len()), (200, 0));
+            assert_eq!(head.headers().get("content-length").unwrap(), "1000");
+            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"ok");
             assert_eq!(c.stats().connections, 1);
         }
     });
@@ -331,86 +341,20 @@ fn a_server_that_closes_mid_body_is_an_error() {
         let base = base.clone();
         async move {
             let c = client();
+            // hyper's words for a body cut short by the close.
             let err = c.get(&format!("{base}/length")).await.unwrap_err();
             assert!(
-                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("10 of 100")),
+                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("end of file before message length reached")),
                 "{err}"
             );
             let err = c.get(&format!("{base}/chunked")).await.unwrap_err();
             assert!(
-                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("closed")),
+                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("end of file")),
                 "{err}"
             );
             assert_eq!(c.stats().idle, 0);
         }
     });
-}
-
-#[test]
-fn redirects_are_followed_up_to_the_limit() {
-    let server = TestServer::start(|req, out| {
-        let path = req.path.as_str();
-        match path {
-            "/loop" => respond(out, 302, &[("Location", "/loop")], b""),
-            "/hop/3" => respond(out, 200, &[], format!("arrived by {}", req.method).as_bytes()),
-            "/post" => respond(out, 303, &[("Location", "hop/3")], b""),
-            "/keep-post" => respond(out, 307, &[("Location", "/echo")], b""),
-            "/echo" => respond(out, 200, &[], &req.body),
-            "/nowhere" => respond(out, 301, &[], b"no location"),
-            "/bad" => respond(out, 302, &[("Location", "ftp://example.com/")], b""),
-            _ => {
-                let n: u32 = path.trim_start_matches("/hop/").parse().unwrap();
-                respond(out, 301, &[("Location", &format!("/hop/{}", n + 1))], b"")
-            }
-        }
-    });
-    let base = server.url("");
-    util::run1(move || {
-        let base = base.clone();
-        async move {
-            let c = client();
-            let r = c.get(&format!("{base}/hop/0")).await.unwrap();
-            assert_eq!((r.status, r.body.as_slice()), (200, &b"arrived by GET"[..]));
-            assert_eq!(r.url.path(), "/hop/3");
-
-            let err = c.get(&format!("{base}/loop")).await.unwrap_err();
-            assert!(
-                matches!(err.kind(), ErrorKind::TooManyRedirects { limit: 5 }),
-                "{err}"
-            );
-            assert!(err.to_string().contains("/loop: more than 5 redirects"), "{err}");
-
-            let two = Client::builder().max_redirects(2).build().unwrap();
-            assert!(matches!(
-                two.get(&format!("{base}/hop/0")).await.unwrap_err().kind(),
-                ErrorKind::TooManyRedirects { limit: 2 }
-            ));
-            let none = Client::builder().max_redirects(0).build().unwrap();
-            let r = none.get(&format!("{base}/loop")).await.unwrap();
-            assert_eq!((r.status, r.headers.get("location")), (302, Some("/loop")));
-
-            let r = c
-                .post(&format!("{base}/post"), "text/plain", "data")
-                .await
-                .unwrap();
-            assert_eq!(r.body, b"arrived by GET", "303 turns a POST into a GET");
-            let r = c
-                .post(&format!("{base}/keep-post"), "text/plain", "data")
-                .await
-                .unwrap();
-            assert_eq!(r.body, b"data", "307 repeats the POST");
-
-            let r = c.get(&format!("{base}/nowhere")).await.unwrap();
-            assert_eq!((r.status, r.body.as_slice()), (301, &b"no location"[..]));
-            let err = c.get(&format!("{base}/bad")).await.unwrap_err();
-            assert!(
-                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("non-HTTP")),
-                "{err}"
-            );
-        }
-    });
-    // The loop went round exactly 6 times: the first request and 5 redirects.
-    assert_eq!(server.hits()["/loop"], 6 + 1);
 }
 
 #[test]
@@ -447,7 +391,7 @@ fn huge_bodies_are_refused() {
                 );
                 assert!(start.elapsed() < Duration::from_secs(2));
             }
-            assert_eq!(c.get(&format!("{base}/exact")).await.unwrap().body.len(), 1000);
+            assert_eq!(c.get(&format!("{base}/exact")).await.unwrap().body().len(), 1000);
         }
     });
 }
@@ -550,7 +494,7 @@ fn names_resolve_off_the_shard() {
                     let (c, url) = (c2.clone(), url.clone());
                     async move { c.get(&url).await }
                 })
-                .filter(|r| matches!(r, Ok(Ok(r)) if r.body == b"by name"))
+                .filter(|r| matches!(r, Ok(Ok(r)) if r.body().as_ref() == b"by name"))
                 .count()
                 .await;
             assert_eq!(n, 16);

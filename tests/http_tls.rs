@@ -53,10 +53,10 @@ fn https_with_a_trusted_self_signed_certificate() {
                     .get(&format!("https://localhost:{port}/n/{i}"))
                     .await
                     .unwrap();
-                assert_eq!(r.body, format!("secure /n/{i}").as_bytes());
+                assert_eq!(r.body().as_ref(), format!("secure /n/{i}").as_bytes());
             }
             let r = client.get(&format!("https://127.0.0.1:{port}/ip")).await.unwrap();
-            assert_eq!(r.body, b"secure /ip");
+            assert_eq!(r.body().as_ref(), b"secure /ip");
             assert_eq!(
                 client.stats().connections,
                 2,

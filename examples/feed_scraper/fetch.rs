@@ -23,10 +23,15 @@ pub fn client(max_bytes: usize, timeout: Duration) -> http::Client {
 ///
 /// A short reason: the client's error (DNS, connect, TLS, timeout, too
 /// large, malformed answer) without the URL, or the status.
-pub async fn fetch(client: &http::Client, url: &http::Url) -> Result<Vec<u8>, String> {
+pub async fn fetch(client: &http::Client, url: &http::Url) -> Result<bytes::Bytes, String> {
     let response = client.get(url.as_str()).await.map_err(|e| e.kind().to_string())?;
-    if !response.is_success() {
-        return Err(format!("HTTP {} {}", response.status, response.reason));
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!(
+            "HTTP {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default()
+        ));
     }
-    Ok(response.body)
+    Ok(response.into_body())
 }

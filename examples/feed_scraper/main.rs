@@ -14,8 +14,11 @@
 //! Every shard serves (shards and accept mode from `SHARDLET_*`), and all
 //! of them share one limit on fetches in flight, `--max-fetches`: the
 //! seed's "global (gasp) GreenPool", the bare-minimum DoS floor. Ctrl-C (or
-//! SIGTERM) stops it: requests in flight finish, idle connections close.
+//! SIGTERM) stops it: requests in flight finish (the drain lasts the fetch
+//! timeout and a margin), idle connections close.
 
+#[path = "../common/metrics_http.rs"]
+mod metrics_http;
 mod scraper;
 
 use std::io::{self, Write};
@@ -27,8 +30,10 @@ use clap::Parser;
 use scraper::{Scraper, Settings};
 use shardlet::{http, GlobalLimit, Runtime, ServerConfig};
 
-/// How long requests in flight get to finish after Ctrl-C.
-const GRACE: Duration = Duration::from_secs(10);
+/// How long requests in flight get to finish after Ctrl-C, beyond the
+/// fetch timeout: every fetch of a request in flight ends within the fetch
+/// timeout, and the answer is written within this margin.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// The feed scraper: POST feed URLs, get their titles.
 #[derive(Parser, Debug)]
@@ -48,7 +53,11 @@ struct Args {
     fetch_timeout: f64,
     /// The largest request body in bytes (the URL list).
     #[arg(long, default_value_t = 4 << 20)]
-    max_body: usize,
+    max_body: u64,
+    /// Serve Prometheus metrics (every shard's runtime and server counters)
+    /// at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -81,14 +90,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // 1. Shards from SHARDLET_*; the server bound before they start.
     let runtime = Runtime::from_env()?;
     let shards = runtime.shards();
-    let server = http::Server::bind(args.addr, ServerConfig::from(runtime.config()))?
+    // The drain covers the fetch timeout: a request in flight at a stop
+    // finishes, whatever its fetches wait for (the stop's grace below too).
+    let fetch_timeout = Duration::from_secs_f64(args.fetch_timeout);
+    let drain = fetch_timeout + DRAIN_MARGIN;
+    let config = ServerConfig::from(runtime.config()).with_drain_timeout(drain);
+    let server = http::Server::bind(args.addr, config)?
         .with_limits(http::Limits::default().with_max_body(args.max_body));
 
     // 2. The global limit, made once and cloned into every shard.
     let limit = GlobalLimit::new(args.max_fetches);
     let settings = Settings {
         max_urls: args.max_urls,
-        fetch_timeout: Duration::from_secs_f64(args.fetch_timeout),
+        fetch_timeout,
         ..Settings::default()
     };
 
@@ -118,7 +132,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let mut signals = signals.forever();
             if signals.next().is_some() {
                 eprintln!("feed_scraper: stopping (again to quit at once)");
-                server.stop(GRACE);
+                server.stop(drain + DRAIN_MARGIN);
             }
             if signals.next().is_some() {
                 std::process::exit(130);
@@ -126,10 +140,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    if let Err(e) = server.wait_ready(Duration::from_secs(30)) {
+    // Ready, or the real reason a shard is not (it failed to start, panicked).
+    if let Err(e) = futures_lite::future::block_on(server.net().ready(&handle)) {
         server.stop(Duration::ZERO);
         let _ = handle.join();
         return Err(e.into());
+    }
+    if let Some(addr) = args.metrics_addr {
+        let exporter = shardlet::metrics::Exporter::new()
+            .with_runtime(handle.metrics())
+            .with_server("feed_scraper", server.net());
+        let bound =
+            metrics_http::serve_metrics(addr, exporter).map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+        println!("metrics on http://{bound}/metrics");
     }
     println!(
         "feed scraper on http://{} ({shards} shards, at most {} fetches at once)",

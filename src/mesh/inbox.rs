@@ -81,6 +81,8 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             // through the executor's loop.
             continue;
         } else if with_mail && idle.over() {
+            // Looking for work and finding none is idle time (metrics).
+            crate::metrics::idle_poll();
             let woke = futures_lite::future::or(async { mail.recv_async().await.map(Some) }, async {
                 poll_fn(|cx| inbox.borrow().lanes.poll_park(cx)).await;
                 Ok(None)
@@ -93,6 +95,9 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             }
             idle = Idle::new(window);
             continue;
+        }
+        if ran == 0 {
+            crate::metrics::idle_poll();
         }
         glommio::executor().yield_task_queue_now().await;
     }
@@ -140,6 +145,7 @@ pub(super) async fn spin<T>(mut try_take: impl FnMut() -> Option<T>) -> Option<T
         if let Some(value) = try_take() {
             return Some(value);
         }
+        crate::metrics::idle_poll();
         if idle.over() {
             return None;
         }

@@ -150,6 +150,21 @@ impl Mesh {
         self.inner.inboxes.queued(shard) + own
     }
 
+    /// Messages from other threads waiting in `shard`'s mailbox.
+    pub(crate) fn mailbox_queued(&self, shard: usize) -> usize {
+        self.inner.inboxes.queued(shard)
+    }
+
+    /// On a shard of this mesh: how many messages wait in its lane to each
+    /// shard (empty anywhere else).
+    pub(crate) fn outgoing_queued(&self) -> Vec<usize> {
+        let shards = self.shards();
+        crate::shard::with_outbox(&self.inner.lanes, |out| {
+            (0..shards).map(|to| out.queued(to)).collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// Called by a shard as it ends: no message stays behind for it. Each
     /// message still queued is dropped (a `submit_to` caller then gets
     /// [`MeshError::ShardGone`]) under a panic guard, so a closure whose

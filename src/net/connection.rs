@@ -110,6 +110,44 @@ impl Connection {
         self.conns.is_evicted(self.key, self.generation)
     }
 
+    /// Records one request answered on this connection, for the server's
+    /// counters: `status` is counted per code and `latency` goes into the
+    /// shard's latency histogram ([`ServerStats::requests`](crate::net::ServerStats::requests)).
+    /// For the protocol layer on top of a server (an HTTP server records
+    /// each response's status and the time from the request's head to the
+    /// response's end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use shardlet::net::{Connection, TcpStream};
+    ///
+    /// async fn handler(stream: TcpStream, conn: Connection) -> std::io::Result<()> {
+    ///     let started = Instant::now();
+    ///     // ... read a request, answer it ...
+    ///     conn.record_request(200, started.elapsed());
+    ///     drop(stream);
+    ///     Ok(())
+    /// }
+    /// # fn check<F: std::future::Future>(_: impl Fn(TcpStream, Connection) -> F) {}
+    /// # check(handler);
+    /// ```
+    pub fn record_request(&self, status: u16, latency: std::time::Duration) {
+        self.conns.counters().requests.record(status, latency);
+    }
+
+    /// Counts a request handler's panic that the protocol caught and
+    /// answered (an HTTP server's 500), in
+    /// [`ShardStats::panicked`](crate::net::ShardStats::panicked) beside
+    /// the connection handlers that panicked.
+    pub fn record_panic(&self) {
+        self.conns
+            .counters()
+            .panicked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Its entry in the table: index and generation.
     pub(crate) fn key(&self) -> (u32, u32) {
         (self.key, self.generation)

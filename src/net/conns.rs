@@ -237,7 +237,6 @@ impl Conns {
     }
 
     /// The shard's counters.
-    #[cfg(test)]
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }

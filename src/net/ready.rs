@@ -509,6 +509,17 @@ impl Registration {
         self.io.bits.get() & direction.ready_mask() != 0
     }
 
+    /// Ready once the peer has hung up (or the socket failed), even while
+    /// data it sent before waits to be read; otherwise remembers the task
+    /// to wake (at the socket's next read event).
+    pub(crate) fn poll_read_closed(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.io.bits.get() & READ_CLOSED != 0 {
+            return Poll::Ready(());
+        }
+        self.io.waiters(Direction::Read).add(cx.waker());
+        Poll::Pending
+    }
+
     /// A read or write came back short: the socket is drained in
     /// `direction`, wait for the next edge.
     #[inline]

@@ -321,6 +321,9 @@ where
         // connection to go (counted in `live`).
         let mut waiting: Option<TcpStream> = None;
         self.set_listening(true);
+        // Cleared however the loop ends: also when its future is dropped
+        // (its shard's entry panicked or was cancelled).
+        let listening = Listening(self);
         let result = loop {
             if let Some(stream) = waiting.take() {
                 match self.conns.room() {
@@ -395,7 +398,7 @@ where
             drop(stream);
             self.uncount();
         }
-        self.set_listening(false);
+        drop(listening);
         drop(source);
         if let Some(handoff) = &self.handoff {
             handoff.close(self.shard);
@@ -486,7 +489,7 @@ where
     }
 
     fn set_listening(&self, on: bool) {
-        self.counters.listening.store(on, Ordering::Release);
+        self.counters.set_listening(on);
         if let Some(handoff) = &self.handoff {
             handoff.freed();
         }
@@ -519,6 +522,18 @@ where
         // The guard drops after the handler's future (and its stream).
         let task = task::spawn_cancellable(Holding::new(connection, end));
         self.conns.set_task(&conn, task);
+    }
+}
+
+/// Clears the shard's `listening` flag when dropped.
+struct Listening<'a, H>(&'a ShardServer<H>);
+
+impl<H> Drop for Listening<'_, H> {
+    fn drop(&mut self) {
+        self.0.counters.set_listening(false);
+        if let Some(handoff) = &self.0.handoff {
+            handoff.freed();
+        }
     }
 }
 

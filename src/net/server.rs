@@ -15,8 +15,9 @@ use crate::net::conns::Conns;
 use crate::net::descriptors::{self, fd_limit, fd_reserve};
 use crate::net::handoff::Handoff;
 use crate::net::listen;
+use crate::net::readiness::Ready;
 use crate::net::serve::{ShardServer, Source, Stops};
-use crate::net::stats::{Counters, ServerStats};
+use crate::net::stats::{Counters, ServerStats, Watchers};
 use crate::net::{AcceptMode, Connection, ServerConfig, TcpListener, TcpStream};
 use crate::shard;
 use crate::stop::Stopper;
@@ -89,8 +90,10 @@ struct Inner {
     first: Mutex<Option<Socket>>,
     shards: OnceLock<Shards>,
     stopper: Stopper,
-    /// The first serve failure, for [`Server::wait_ready`].
+    /// The first serve failure, for [`Server::wait_ready`] and [`Server::ready`].
     failure: Mutex<Option<(io::ErrorKind, String)>>,
+    /// [`Server::ready`]'s futures, told of every change.
+    watchers: Arc<Watchers>,
 }
 
 /// Per-shard state, sized by the first shard that serves.
@@ -141,6 +144,7 @@ impl Server {
                 shards: OnceLock::new(),
                 stopper: Stopper::new(),
                 failure: Mutex::new(None),
+                watchers: Arc::default(),
             }),
         })
     }
@@ -221,6 +225,8 @@ impl Server {
         if let Err(err) = &result {
             let mut failure = self.inner.failure.lock().unwrap_or_else(|e| e.into_inner());
             failure.get_or_insert_with(|| (err.kind(), err.to_string()));
+            drop(failure);
+            self.inner.watchers.wake_all();
         }
         result
     }
@@ -309,7 +315,10 @@ impl Server {
     fn shards(&self, count: usize) -> &Shards {
         self.inner.shards.get_or_init(|| {
             let config = &self.inner.config;
-            let counters: Vec<_> = (0..count).map(|_| Arc::new(Counters::default())).collect();
+            let watchers = &self.inner.watchers;
+            let counters: Vec<_> = (0..count)
+                .map(|_| Arc::new(Counters::watched(watchers.clone())))
+                .collect();
             let handoff = (config.accept() == AcceptMode::Handoff)
                 .then(|| Arc::new(Handoff::new(&counters, config.handoff_capacity())));
             let (cap, origin) = descriptors::resolve_cap(config.max_connections(), count);
@@ -334,13 +343,10 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn stats(&self) -> ServerStats {
+        let counters = self.inner.shards.get().map_or(&[][..], |s| &s.counters[..]);
         ServerStats {
-            shards: self
-                .inner
-                .shards
-                .get()
-                .map(|s| s.counters.iter().map(|c| c.snapshot()).collect())
-                .unwrap_or_default(),
+            shards: counters.iter().map(|c| c.snapshot()).collect(),
+            requests: counters.iter().map(|c| c.requests.snapshot()).collect(),
         }
     }
 
@@ -360,6 +366,7 @@ impl Server {
     /// ```
     pub fn stop(&self, grace: Duration) {
         self.inner.stopper.stop(grace);
+        self.inner.watchers.wake_all();
     }
 
     /// Whether [`stop`](Server::stop) was called.
@@ -373,8 +380,80 @@ impl Server {
         Stops::current(Some(self.inner.stopper.clone()))
     }
 
+    /// Resolves once every shard of `runtime` is taking connections, or
+    /// at once with the reason it never will: the real error of a shard
+    /// that failed to start or panicked, of a `serve` that failed, or of an
+    /// entry that ended without serving. Never a timeout: wrap it in one
+    /// if a shard might take long to get to `serve`.
+    ///
+    /// The future is `Send + 'static` and needs no particular executor
+    /// (tokio, `futures_lite::future::block_on`, ...): it waits on wakers
+    /// that the shards wake as they start serving or fail.
+    ///
+    /// # Errors
+    ///
+    /// - A shard failed ([`RuntimeError::ShardStart`](crate::RuntimeError::ShardStart),
+    ///   [`ShardPanicked`](crate::RuntimeError::ShardPanicked), ...): kind
+    ///   `Other`, with the [`RuntimeError`](crate::RuntimeError) inside
+    ///   (`err.get_ref()`, `err.into_inner()`).
+    /// - A shard's [`serve`](Server::serve) failed: its error.
+    /// - A shard's entry returned without serving: kind `Other`.
+    /// - The server was stopped first: `Interrupted`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shardlet::{Config, Runtime, RuntimeError, Server, ServerConfig};
+    ///
+    /// let runtime = Runtime::new(Config::default().with_shards(2).with_pin(false))?;
+    /// let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config()))?;
+    /// let handle = runtime.start({
+    ///     let server = server.clone();
+    ///     move || {
+    ///         let server = server.clone();
+    ///         async move {
+    ///             if shardlet::shard::id() == 1 {
+    ///                 panic!("no config for shard 1");
+    ///             }
+    ///             server.serve(|_stream| async { Ok(()) }).await
+    ///         }
+    ///     }
+    /// })?;
+    /// let err = futures_lite::future::block_on(server.ready(&handle)).unwrap_err();
+    /// let cause = err.get_ref().and_then(|e| e.downcast_ref::<RuntimeError>());
+    /// assert!(matches!(cause, Some(RuntimeError::ShardPanicked { shard: 1, .. })), "{err}");
+    /// assert!(handle.join().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ready<T>(&self, runtime: &crate::RuntimeHandle<T>) -> Ready {
+        Ready::new(self.clone(), runtime.lifecycle.clone(), runtime.shards())
+    }
+
+    /// The first failure of a shard's `serve`, if any.
+    pub(crate) fn serve_failure(&self) -> Option<io::Error> {
+        let failure = self.inner.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure
+            .as_ref()
+            .map(|(kind, message)| io::Error::new(*kind, message.clone()))
+    }
+
+    /// Whether shard `shard` is taking connections now.
+    pub(crate) fn is_listening(&self, shard: usize) -> bool {
+        self.inner
+            .shards
+            .get()
+            .and_then(|s| s.counters.get(shard))
+            .is_some_and(|c| c.listening.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    pub(crate) fn watchers(&self) -> &Watchers {
+        &self.inner.watchers
+    }
+
     /// Blocks the calling (host) thread until every shard of the runtime is
-    /// taking connections.
+    /// taking connections. [`ready`](Server::ready) is its async
+    /// counterpart, which also fails at once when a shard fails to start.
     ///
     /// # Errors
     ///

@@ -4,8 +4,42 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
 use std::time::{Duration, Instant};
+
+use crate::net::requests::{RequestStats, Requests};
+use crate::sync::wakers::{WakerKey, WakerSet};
+
+/// Tasks waiting for a server's shards to change (start or stop
+/// listening, fail): [`Server::ready`](crate::net::Server::ready)'s futures.
+#[derive(Debug, Default)]
+pub(crate) struct Watchers(Mutex<WakerSet>);
+
+impl Watchers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WakerSet> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every watcher (after the change was made).
+    pub(crate) fn wake_all(&self) {
+        let wakers = self.lock().take_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Keeps `waker` under `key` until the next change (register first,
+    /// then look at the state: a change in between wakes it).
+    pub(crate) fn register(&self, key: &mut Option<WakerKey>, waker: &Waker) {
+        self.lock().register(key, waker);
+    }
+
+    /// Gives `key` back.
+    pub(crate) fn forget(&self, key: &mut Option<WakerKey>) {
+        if let Some(key) = key.take() {
+            self.lock().remove(key);
+        }
+    }
+}
 
 /// One shard's live counters. Aligned to its own cache lines so that shards
 /// counting their connections do not slow each other down.
@@ -32,6 +66,26 @@ pub(crate) struct Counters {
     pub(crate) evicted: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) listening: AtomicBool,
+    /// What the protocol on top recorded: statuses and latencies.
+    pub(crate) requests: Requests,
+    /// Told when `listening` changes.
+    pub(crate) watchers: Arc<Watchers>,
+}
+
+impl Counters {
+    /// Counters whose `listening` changes are told to `watchers`.
+    pub(crate) fn watched(watchers: Arc<Watchers>) -> Self {
+        Counters {
+            watchers,
+            ..Counters::default()
+        }
+    }
+
+    /// Sets `listening` and tells the watchers.
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.listening.store(on, std::sync::atomic::Ordering::Release);
+        self.watchers.wake_all();
+    }
 }
 
 /// Nanoseconds since a process-wide origin, never 0: a timestamp that fits
@@ -90,7 +144,10 @@ pub struct ShardStats {
     pub live: u64,
     /// Connections whose handler returned an error.
     pub failed: u64,
-    /// Connections whose handler panicked.
+    /// Handler panics: connections whose handler panicked, plus request
+    /// handlers' panics that the protocol answered and survived (an HTTP
+    /// 500), as recorded with
+    /// [`Connection::record_panic`](crate::net::Connection::record_panic).
     pub panicked: u64,
     /// `accept` calls that failed for lack of descriptors or memory (each
     /// followed by a back-off), or for a reason the loop did not know.
@@ -114,7 +171,9 @@ pub struct ShardStats {
     /// [`WhenFull::Close`](crate::net::WhenFull::Close). Counted in
     /// `accepted` too.
     pub refused: u64,
-    /// Whether the shard is taking new connections now.
+    /// Whether the shard is taking new connections now: cleared when it
+    /// stops serving, however that happens (a stop, an error, its shard
+    /// ending).
     pub listening: bool,
 }
 
@@ -153,10 +212,13 @@ impl fmt::Display for ShardStats {
 /// assert_eq!(stats.accepted(), 0);
 /// assert!(!stats.ready());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerStats {
     /// One entry per shard of the runtime.
     pub shards: Vec<ShardStats>,
+    /// Per shard, in shard order: the requests the protocol on top recorded
+    /// ([`Connection::record_request`](crate::net::Connection::record_request)).
+    pub requests: Vec<RequestStats>,
 }
 
 impl ServerStats {
@@ -198,6 +260,16 @@ impl ServerStats {
     /// Clients refused at the cap, over all shards.
     pub fn refused(&self) -> u64 {
         self.shards.iter().map(|s| s.refused).sum()
+    }
+
+    /// Every shard's requests merged: answers per status and one latency
+    /// histogram for the whole server.
+    pub fn all_requests(&self) -> RequestStats {
+        let mut all = RequestStats::default();
+        for shard in &self.requests {
+            all.merge(shard);
+        }
+        all
     }
 
     /// Whether every shard is taking connections.

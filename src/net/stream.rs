@@ -62,7 +62,7 @@ use crate::net::ready::{Direction, Registration};
 /// ```
 pub struct TcpStream {
     io: std::net::TcpStream,
-    registration: Registration,
+    pub(super) registration: Registration,
     /// Reads and writes in a row that did not wait (see [`BUDGET`]).
     streak: Cell<u8>,
     /// Bytes [`TcpStream::write_or_keep`] could not send yet: none (and no

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use shardlet::http;
-use shardlet::http::server::{Limits, Request, Response};
+use shardlet::http::server::{Body, Limits};
 use shardlet::{Runtime, RuntimeHandle, ServerConfig};
 
 use crate::net_util::{client, runtime};
@@ -21,16 +21,38 @@ pub struct HttpRunning {
 }
 
 /// Binds 127.0.0.1:0 and serves `make()` (called once per shard) with `limits`.
-pub fn start_http<F, H, Fut>(shards: usize, limits: Limits, make: F) -> HttpRunning
+pub fn start_http<F, H, Fut, B>(shards: usize, limits: Limits, make: F) -> HttpRunning
 where
     F: Fn() -> H + Send + Sync + 'static,
-    H: Fn(Request) -> Fut + 'static,
-    Fut: Future<Output = Response> + 'static,
+    H: Fn(::http::Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = ::http::Response<B>> + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    start_http_with(shards, limits, |config| config, make)
+}
+
+/// [`start_http`] with the server configuration adjusted by `configure`.
+pub fn start_http_with<F, H, Fut, B>(
+    shards: usize,
+    limits: Limits,
+    configure: impl FnOnce(ServerConfig) -> ServerConfig,
+    make: F,
+) -> HttpRunning
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Fn(::http::Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = ::http::Response<B>> + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let runtime = Runtime::new(runtime(shards)).expect("runtime");
-    let server = http::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config()))
-        .expect("bind")
-        .with_limits(limits);
+    let server = http::Server::bind(
+        ([127, 0, 0, 1], 0),
+        configure(ServerConfig::from(runtime.config())),
+    )
+    .expect("bind")
+    .with_limits(limits);
     let serving = server.clone();
     let handle = runtime
         .start(move || {
@@ -87,10 +109,11 @@ impl Reply {
         String::from_utf8(self.body.clone()).expect("UTF-8 body")
     }
 
-    /// Whether the server said it closes the connection.
+    /// Whether the server said it closes the connection (a `close` token
+    /// in `Connection`, which wins over any other token there).
     pub fn closes(&self) -> bool {
         self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
     }
 }
 

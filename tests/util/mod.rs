@@ -306,3 +306,22 @@ pub fn start_with_shard1_held(config: Config) -> (RuntimeHandle<()>, flume::Send
     held_rx.recv().unwrap();
     (handle, release_tx)
 }
+
+/// An example's binary, built (or brought up to date) first: a binary left
+/// from an older build must not stand in for the current code.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps")
+        .join("examples")
+        .join(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--example", name])
+        .status()
+        .unwrap();
+    assert!(built.success(), "cargo build --example {name} failed");
+    bin
+}

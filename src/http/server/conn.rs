@@ -1,579 +1,372 @@
-//! One connection's request loop: wait for a request, read its head and
-//! body within the [`Limits`], run the handler, write the response, and go
-//! round again while the connection is kept alive.
-//!
-//! Every way out of the loop closes the connection: the client closed it or
-//! broke the protocol (answered with a 4xx status first), a timeout, the
-//! server stopping (between requests only: a request already being read is
-//! answered, with `Connection: close`), or a write that failed.
+//! One server connection: pick HTTP/1.1 or HTTP/2 (h2c, prior knowledge)
+//! from its first bytes, hand it to hyper's connection for that version,
+//! and drive it with what hyper leaves to its runtime: the header and idle
+//! timeouts ([`ConnState`]'s deadlines, on one timer), the 408 for a head
+//! that comes too slowly, and graceful shutdown on a stop.
 
+use std::error::Error as StdError;
 use std::future::Future;
-use std::io::{self, Write as _};
-use std::mem::MaybeUninit;
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_lite::io::BufReader;
-use futures_lite::{future, AsyncBufReadExt, AsyncWriteExt, Stream, StreamExt};
+use futures_lite::AsyncReadExt;
+use glommio::timer::Timer;
+use http_body::Body as HttpBody;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
 
-use crate::net::TcpStream;
+use super::body::Body;
+use super::closing::{Closing, Wait};
+use super::service::{ConnService, Shared};
+use super::state::{ConnState, Phase};
+use crate::http::rt::{ShardExecutor, ShardTimer};
+use crate::net::{Connection, Evicted, TcpStream};
 
-use super::closing::Closing;
-use super::date::write_date;
-use super::request::{Request, Version};
-use super::response::{reason, Kind, Response};
-use super::Limits;
-use crate::catch::Isolated;
-use crate::http::codec::{self, WireError};
-use crate::http::Headers;
-use crate::task::JoinError;
+/// What every HTTP/2 connection starts with.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// What every connection of one shard shares.
-pub(crate) struct Shared<H> {
-    pub(crate) handler: H,
-    pub(crate) limits: Limits,
-    pub(crate) closing: Closing,
-}
+/// The answer to a head that took too long.
+const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
-/// The read buffer of a connection; requests pipelined within it are served
-/// without another read.
-const READ_BUFFER: usize = 8 << 10;
-/// A sized body up to this length goes out in the same write as the head.
-const COALESCE: usize = 16 << 10;
-/// How long a closing connection keeps reading (and dropping) what the
-/// client still sends, so that the close does not reset the connection and
-/// destroy the response before the client reads it.
+/// How long a connection closed after a 408 keeps reading (and dropping)
+/// what the client still sends, so that its close does not reset the
+/// connection and destroy the answer before the client reads it.
 const LINGER: Duration = Duration::from_secs(1);
-/// How much it reads at most while lingering.
-const LINGER_BYTES: usize = 1 << 20;
 
-/// Serves HTTP/1.1 requests on `stream` until the connection closes.
-///
-/// # Errors
-///
-/// A failed or timed-out write; the connection is closed either way.
-pub(crate) async fn serve_connection<H, Fut>(stream: TcpStream, shared: Rc<Shared<H>>) -> io::Result<()>
+/// The builders of one shard's connections.
+pub(crate) struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<ShardExecutor>,
+}
+
+impl Builders {
+    pub(crate) fn new(limits: &super::Limits) -> Self {
+        // No timer for HTTP/1: the header and idle timeouts are the driver's
+        // (hyper would arm a 30 s header timer per request).
+        let mut http1 = http1::Builder::new();
+        http1
+            .header_read_timeout(None)
+            .max_buf_size(limits.max_head().max(8192) + 1024)
+            .max_header_size(limits.max_head())
+            .max_headers(limits.max_headers());
+        let mut http2 = http2::Builder::new(ShardExecutor::new());
+        http2
+            .timer(ShardTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_head()).unwrap_or(u32::MAX));
+        Builders { http1, http2 }
+    }
+}
+
+/// The stream under hyper: shardlet's socket (shared with the driver,
+/// which may answer 408 on it), with the bytes read while choosing the
+/// version given back first.
+struct ConnIo {
+    stream: Rc<TcpStream>,
+    prefix: Vec<u8>,
+    state: Rc<ConnState>,
+}
+
+impl Read for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        match this.stream.poll_read_counted(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.state.on_read();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Write for ConnIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.stream.poll_write_hyper(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_write_vectored_hyper(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.stream.shutdown_write())
+    }
+}
+
+/// hyper's connection, of either version: a future that can be asked to
+/// shut down gracefully.
+trait Graceful: Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<S, B> Graceful for http1::Connection<ConnIo, S>
 where
-    H: Fn(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: HttpBody + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let accepted = Instant::now();
-    let limits = &shared.limits;
-    let peer = stream.peer_addr().ok();
-    let mut conn = Conn {
-        io: BufReader::with_capacity(READ_BUFFER, stream),
-        head: Vec::new(),
-        limits,
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<S, B> Graceful for http2::Connection<ConnIo, S, ShardExecutor>
+where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: HttpBody + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    http2::Connection<ConnIo, S, ShardExecutor>: Future<Output = Result<(), hyper::Error>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Serves one connection until it closes, times out, or the shard stops.
+pub(crate) async fn serve_connection<S, B>(
+    stream: TcpStream,
+    connection: Connection,
+    shared: Rc<Shared<S>>,
+    builders: Rc<Builders>,
+    closing: Closing,
+) -> io::Result<()>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>> + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: HttpBody + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let state = Rc::new(ConnState::new(&shared.limits, connection));
+    let mut stream = Rc::new(stream);
+    let deadline = state.deadline().expect("a new connection has a deadline");
+
+    // Which version: HTTP/2's preface, or anything else (HTTP/1.x).
+    let mut prefix = Vec::new();
+    let sniffed = async {
+        let mut buf = [0u8; PREFACE.len()];
+        let reader = Rc::get_mut(&mut stream).expect("not shared yet");
+        while prefix.len() < PREFACE.len() && PREFACE.starts_with(&prefix) {
+            let n = reader.read(&mut buf[..PREFACE.len() - prefix.len()]).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            prefix.extend_from_slice(&buf[..n]);
+        }
+        io::Result::Ok(true)
     };
-    let mut served: u64 = 0;
-    loop {
-        let first = served == 0;
-        // The first request's head is due `header_timeout` after the accept;
-        // later ones may wait `idle_timeout` to start, then have
-        // `header_timeout` for the head.
-        let mut until = if first {
-            Deadline::at(accepted + limits.header_timeout())
-        } else {
-            Deadline::after(limits.idle_timeout())
-        };
-        match conn.wait_for_request(&mut until, &shared.closing).await {
-            Waited::Request => {}
-            Waited::Closed => return Ok(()),
-            // A connection that never sends a whole first request is the
-            // slowloris case: say so. An idle keep-alive one just closes.
-            Waited::TimedOut if first => return conn.reject(408).await,
-            Waited::TimedOut => return Ok(()),
-        }
-        if !first {
-            until = Deadline::after(limits.header_timeout());
-        }
-        let head = match conn.read_head(&mut until).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(()),
-            Err(status) => return conn.reject(status).await,
-        };
-        let framing = match Framing::of(&head, limits) {
-            Ok(framing) => framing,
-            Err(status) => return conn.reject(status).await,
-        };
-        let body = match conn.read_body(&framing).await {
-            Ok(Some(body)) => body,
-            Ok(None) => return Ok(()),
-            Err(status) => return conn.reject(status).await,
-        };
-        served += 1;
-        let keep_alive = framing.keep_alive && limits.max_requests().is_none_or(|max| served < max);
-        let version = head.version;
-        let is_head = head.method == "HEAD";
-        let request = Request::from_parts(head.method, head.target, version, head.headers, body, peer);
-        let response = match Isolated::new(async { (shared.handler)(request).await }, None).await {
-            Ok(response) => response,
-            Err(JoinError::Cancelled) => return Ok(()),
-            Err(panic) => {
-                tracing::error!(target: "shardlet::http", peer = ?peer, "request handler {panic}; answering 500");
-                Response::error(500)
-            }
-        };
-        let keep_alive = keep_alive && !shared.closing.is_set();
-        if !conn.respond(response, version, is_head, keep_alive).await? {
-            conn.close().await;
-            return Ok(());
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let closed = futures_lite::future::or(async { Some(sniffed.await) }, async {
+        closing.wait().await;
+        None
+    });
+    // Boxed, here and for the 408 below: the connection's future lives as
+    // long as the connection, and these steps' state (timers, buffers) would
+    // otherwise take room in it for its whole life.
+    match Box::pin(crate::timeout(wait, closed)).await {
+        Err(_) => return Box::pin(answer_408(stream)).await,
+        Ok(None | Some(Ok(false))) => return Ok(()),
+        Ok(Some(Err(e))) => return Err(e),
+        Ok(Some(Ok(true))) => {}
+    }
+    let h2 = prefix == PREFACE;
+    if h2 {
+        state.set_h2();
+    } else {
+        state.on_read();
+    }
+
+    let io = ConnIo {
+        stream: stream.clone(),
+        prefix,
+        state: state.clone(),
+    };
+    let service = ConnService {
+        shared,
+        state: state.clone(),
+    };
+    let conn: Pin<Box<dyn Graceful>> = if h2 {
+        Box::pin(builders.http2.serve_connection(io, service))
+    } else {
+        Box::pin(builders.http1.serve_connection(io, service))
+    };
+    let driven = Drive {
+        conn,
+        evicted: state.connection().evicted(),
+        stream: stream.clone(),
+        state,
+        closing: closing.wait(),
+        shutting_down: false,
+        timer: None,
+    }
+    .await;
+    match driven {
+        Driven::Closed(Ok(())) => Ok(()),
+        Driven::Closed(Err(e)) => Err(io::Error::other(e)),
+        Driven::HeadTimedOut => Box::pin(answer_408(stream)).await,
+    }
+}
+
+/// How a driven connection ended.
+enum Driven {
+    Closed(Result<(), hyper::Error>),
+    HeadTimedOut,
+}
+
+struct Drive<'a> {
+    conn: Pin<Box<dyn Graceful>>,
+    /// The net layer asks an idle connection to close (at its cap, or on a stop).
+    evicted: Evicted,
+    stream: Rc<TcpStream>,
+    state: Rc<ConnState>,
+    closing: Wait<'a>,
+    shutting_down: bool,
+    /// The one timer, and the deadline it was set for.
+    timer: Option<(Timer, Instant)>,
+}
+
+impl Drive<'_> {
+    /// Whether the client of an HTTP/1 request being handled has gone away
+    /// (hyper notices only when it next reads or writes): then dropping the
+    /// connection drops the handler's future. HTTP/2 streams are reset by
+    /// their client instead.
+    fn client_left(&mut self, cx: &mut Context<'_>) -> bool {
+        self.state.phase() == Phase::Busy
+            && !self.state.is_h2()
+            && self.stream.poll_peer_closed(cx).is_ready()
+    }
+
+    fn shut_down(&mut self) {
+        if !self.shutting_down {
+            self.shutting_down = true;
+            self.conn.as_mut().graceful_shutdown();
         }
     }
 }
 
-enum Waited {
-    Request,
-    Closed,
-    TimedOut,
-}
+impl Future for Drive<'_> {
+    type Output = Driven;
 
-/// A parsed request head.
-struct Head {
-    method: String,
-    target: String,
-    version: Version,
-    headers: Headers,
-}
-
-/// How a request's body is framed (in the wire format shared with the
-/// client), and what the connection does after it.
-struct Framing {
-    body: codec::Framing,
-    keep_alive: bool,
-    expect_continue: bool,
-}
-
-impl Framing {
-    /// Checks the head's framing fields (RFC 9112 §6): the status to answer
-    /// when they are unusable.
-    fn of(head: &Head, limits: &Limits) -> Result<Framing, u16> {
-        let h = &head.headers;
-        if head.version == Version::Http11 && h.get_all("host").count() != 1 {
-            return Err(400);
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Driven> {
+        let this = self.get_mut();
+        if !this.shutting_down && Pin::new(&mut this.closing).poll(cx).is_ready() {
+            this.shut_down();
         }
-        let chunked = h.get_bytes("transfer-encoding").is_some();
-        let sized = h.get_bytes("content-length").is_some();
-        let body = match (chunked, sized) {
-            (true, true) => return Err(400),
-            (true, false) => {
-                let codings: Vec<&[u8]> = h.tokens("transfer-encoding").collect();
-                match codings.as_slice() {
-                    [only] if only.eq_ignore_ascii_case(b"chunked") => codec::Framing::Chunked,
-                    [.., last] if last.eq_ignore_ascii_case(b"chunked") => return Err(501),
-                    _ => return Err(400),
-                }
-            }
-            (false, true) => {
-                let mut length = None;
-                for value in h.tokens("content-length") {
-                    if !value.iter().all(u8::is_ascii_digit) {
-                        return Err(400);
-                    }
-                    // All digits: only a length beyond u64 fails to parse.
-                    let n = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .ok_or(413u16)?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(400);
-                    }
-                    length = Some(n);
-                }
-                let n = length.ok_or(400u16)?;
-                if n > limits.max_body() as u64 {
-                    return Err(413);
-                }
-                if n == 0 {
-                    codec::Framing::Empty
-                } else {
-                    codec::Framing::Length(n)
-                }
-            }
-            (false, false) => codec::Framing::Empty,
-        };
-        let expect_continue = match h.get_bytes("expect") {
-            None => false,
-            Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
-                head.version == Version::Http11
-            }
-            Some(_) => return Err(417),
-        };
-        let keep_alive = match head.version {
-            Version::Http11 => !h.has_token("connection", "close"),
-            Version::Http10 => h.has_token("connection", "keep-alive"),
-        };
-        Ok(Framing {
-            body,
-            keep_alive,
-            expect_continue,
-        })
-    }
-}
-
-struct Conn<'a> {
-    io: BufReader<TcpStream>,
-    /// The request head read so far.
-    head: Vec<u8>,
-    limits: &'a Limits,
-}
-
-impl Conn<'_> {
-    /// Waits for the first byte of a request, until `until`, or until the
-    /// server closes (unless bytes are already there).
-    async fn wait_for_request(&mut self, until: &mut Deadline, closing: &Closing) -> Waited {
-        if !self.io.buffer().is_empty() {
-            return Waited::Request;
-        }
-        let read = within(until, self.io.fill_buf());
-        let outcome = future::or(async { Some(read.await) }, async {
-            closing.wait().await;
-            None
-        })
-        .await;
-        match outcome {
-            None => Waited::Closed,
-            Some(Err(Elapsed)) => Waited::TimedOut,
-            Some(Ok(Ok(bytes))) if !bytes.is_empty() => Waited::Request,
-            Some(Ok(_)) => Waited::Closed,
-        }
-    }
-
-    /// Reads and parses a request head. `Ok(None)`: the client went away
-    /// inside it; `Err(status)`: the answer to a head that breaks a limit or
-    /// the syntax.
-    async fn read_head(&mut self, until: &mut Deadline) -> Result<Option<Head>, u16> {
-        let (max_line, max_head) = (self.limits.max_request_line(), self.limits.max_head());
-        self.head.clear();
-        let mut line_known = false;
         loop {
-            let old = self.head.len();
-            let take = match within(until, self.io.fill_buf()).await {
-                Err(Elapsed) => return Err(408),
-                Ok(Err(_)) => return Ok(None),
-                Ok(Ok([])) => return Ok(None),
-                Ok(Ok(available)) => {
-                    let take = available.len().min(max_head + 1 - old);
-                    self.head.extend_from_slice(&available[..take]);
-                    take
-                }
-            };
-            if !line_known {
-                let end = self.head[old..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map(|at| old + at);
-                line_known = end.is_some();
-                if end.unwrap_or(self.head.len()) > max_line {
-                    return Err(414);
-                }
+            if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(Driven::Closed(result));
             }
-            match parse(&self.head, self.limits.max_headers()) {
-                Parsed::Complete(len, _) if len > max_head => return Err(431),
-                Parsed::Complete(len, head) => {
-                    self.io.consume(len - old);
-                    return Ok(Some(head));
-                }
-                Parsed::Partial => {
-                    self.io.consume(take);
-                    if self.head.len() > max_head {
-                        return Err(431);
-                    }
-                }
-                Parsed::Error(status) => return Err(status),
-            }
-        }
-    }
-
-    /// Reads the body `framing` announces; `Ok(None)` when the client went
-    /// away, `Err(status)` for the answer to a body that breaks a limit.
-    async fn read_body(&mut self, framing: &Framing) -> Result<Option<Vec<u8>>, u16> {
-        if framing.body == codec::Framing::Empty {
-            return Ok(Some(Vec::new()));
-        }
-        if framing.expect_continue
-            && self.io.buffer().is_empty()
-            && self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
-        {
-            return Ok(None);
-        }
-        let mut until = Deadline::after(self.limits.body_timeout());
-        let until = &mut until;
-        let max = self.limits.max_body();
-        match within(until, codec::read_body(&mut self.io, framing.body, max as u64)).await {
-            Err(Elapsed) => Err(408),
-            Ok(Ok(body)) => Ok(Some(body)),
-            Ok(Err(WireError::BodyTooLarge { .. })) => Err(413),
-            Ok(Err(WireError::Malformed(_))) => Err(400),
-            // Truncated, or the connection failed: the client went away.
-            Ok(Err(_)) => Ok(None),
-        }
-    }
-
-    /// Writes `response`; returns whether the connection stays open.
-    async fn respond(
-        &mut self,
-        response: Response,
-        version: Version,
-        is_head: bool,
-        keep_alive: bool,
-    ) -> io::Result<bool> {
-        let (status, fields, body) = response.into_parts();
-        let body = body.into_kind();
-        let no_body = is_head || status < 200 || status == 204 || status == 304;
-        let streamed = matches!(body, Kind::Stream(_));
-        let chunked = streamed && !no_body && version == Version::Http11;
-        let wants_close = fields.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("connection")
-                && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
-        });
-        // An HTTP/1.0 client learns where a streamed body ends by the close.
-        let keep_alive = keep_alive && !wants_close && !(streamed && !no_body && !chunked);
-
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(&mut out, u64::from(status));
-        out.push(b' ');
-        out.extend_from_slice(reason(status).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let mut dated = false;
-        for (name, value) in &fields {
-            let framing = ["content-length", "transfer-encoding", "connection"]
-                .iter()
-                .any(|f| name.eq_ignore_ascii_case(f));
-            let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
-            if framing || bad(name) || bad(value) || name.is_empty() {
+            if !this.shutting_down
+                && this.state.phase() == Phase::Idle
+                && Pin::new(&mut this.evicted).poll(cx).is_ready()
+            {
+                tracing::debug!(target: "shardlet::http", "idle connection evicted; closing");
+                this.shut_down();
                 continue;
             }
-            dated |= name.eq_ignore_ascii_case("date");
-            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-                out.extend_from_slice(part);
+            if this.client_left(cx) {
+                tracing::debug!(target: "shardlet::http", "client went away mid-request; dropping its handler");
+                return Poll::Ready(Driven::Closed(Ok(())));
             }
-        }
-        if !dated {
-            write_date(&mut out);
-        }
-        match &body {
-            _ if status < 200 || status == 204 => {}
-            Kind::Full(bytes) if status != 304 => {
-                out.extend_from_slice(b"content-length: ");
-                push_decimal(&mut out, bytes.len() as u64);
-                out.extend_from_slice(b"\r\n");
-            }
-            _ if chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            _ => {}
-        }
-        if !keep_alive {
-            out.extend_from_slice(b"connection: close\r\n");
-        } else if version == Version::Http10 {
-            out.extend_from_slice(b"connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-
-        match body {
-            Kind::Full(bytes) if !no_body && !bytes.is_empty() => {
-                if bytes.len() <= COALESCE {
-                    out.extend_from_slice(&bytes);
-                    self.write(&out).await?;
-                } else {
-                    self.write(&out).await?;
-                    self.write(&bytes).await?;
-                }
-            }
-            Kind::Stream(stream) if !no_body => self.write_stream(out, stream, chunked).await?,
-            _ => self.write(&out).await?,
-        }
-        Ok(keep_alive)
-    }
-
-    /// Writes `out` (the head) and then the pieces of `stream`, gathering
-    /// the pieces that are ready into one write.
-    async fn write_stream(
-        &mut self,
-        mut out: Vec<u8>,
-        mut stream: Pin<Box<dyn Stream<Item = Vec<u8>>>>,
-        chunked: bool,
-    ) -> io::Result<()> {
-        loop {
-            let next = match future::poll_once(stream.next()).await {
-                Some(next) => next,
-                None => {
-                    if !out.is_empty() {
-                        self.write(&out).await?;
-                        out.clear();
-                    }
-                    stream.next().await
-                }
+            let Some(deadline) = this.state.deadline() else {
+                return Poll::Pending;
             };
-            match next {
-                Some(piece) if piece.is_empty() => {}
-                Some(piece) => {
-                    if chunked {
-                        let _ = write!(out, "{:x}\r\n", piece.len());
-                        out.extend_from_slice(&piece);
-                        out.extend_from_slice(b"\r\n");
-                    } else {
-                        out.extend_from_slice(&piece);
-                    }
-                    if out.len() >= COALESCE {
-                        self.write(&out).await?;
-                        out.clear();
+            // The timer may be set for a later deadline (a head started
+            // while idle): set it again for this one. A timer polled once
+            // has this task's waker: until its time it need not be polled
+            // again (each poll would file it with the reactor anew).
+            match &mut this.timer {
+                Some((timer, at)) if *at <= deadline => {
+                    // Near its time, ask the timer itself (it may fire a
+                    // hair before the clock says so).
+                    let now = Instant::now();
+                    if now + Duration::from_millis(2) < *at
+                        || (now < *at && Pin::new(timer).poll(cx).is_pending())
+                    {
+                        return Poll::Pending;
                     }
                 }
-                None => {
-                    if chunked {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                _ => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let mut timer = Timer::new(left);
+                    let fired = Pin::new(&mut timer).poll(cx).is_ready();
+                    this.timer = Some((timer, deadline));
+                    if !fired {
+                        return Poll::Pending;
                     }
-                    return self.write(&out).await;
                 }
             }
-        }
-    }
-
-    /// Writes all of `bytes` within the write timeout.
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let mut until = Deadline::after(self.limits.write_timeout());
-        let stream = self.io.get_mut();
-        match within(&mut until, stream.write_all(bytes)).await {
-            Ok(result) => result,
-            Err(Elapsed) => Err(io::Error::new(io::ErrorKind::TimedOut, "client is not reading")),
-        }
-    }
-
-    /// Answers a request the server will not serve with `status`, then
-    /// closes.
-    async fn reject(&mut self, status: u16) -> io::Result<()> {
-        let peer: Option<SocketAddr> = self.io.get_ref().peer_addr().ok();
-        tracing::debug!(target: "shardlet::http", ?peer, status, "rejecting request");
-        self.respond(Response::error(status), Version::Http11, false, false)
-            .await?;
-        self.close().await;
-        Ok(())
-    }
-
-    /// Closes gracefully: no more writes, then reads what the client still
-    /// sends for a moment (see [`LINGER`]).
-    async fn close(&mut self) {
-        let _ = self.io.get_ref().shutdown(Shutdown::Write).await;
-        let mut until = Deadline::after(LINGER);
-        let mut dropped = 0;
-        while dropped < LINGER_BYTES {
-            let n = match within(&mut until, self.io.fill_buf()).await {
-                Ok(Ok(bytes)) if !bytes.is_empty() => bytes.len(),
-                _ => return,
-            };
-            self.io.consume(n);
-            dropped += n;
-        }
-    }
-}
-
-enum Parsed {
-    Complete(usize, Head),
-    Partial,
-    Error(u16),
-}
-
-/// Parses a request head with room for `max_headers` fields (on the stack
-/// up to [`STACK_FIELDS`]).
-fn parse(buf: &[u8], max_headers: usize) -> Parsed {
-    if max_headers <= STACK_FIELDS {
-        let mut fields = [const { MaybeUninit::uninit() }; STACK_FIELDS];
-        parse_into(buf, &mut fields[..max_headers])
-    } else {
-        let mut fields: Vec<_> = (0..max_headers).map(|_| MaybeUninit::uninit()).collect();
-        parse_into(buf, &mut fields)
-    }
-}
-
-const STACK_FIELDS: usize = 64;
-
-fn parse_into<'b>(buf: &'b [u8], fields: &mut [MaybeUninit<httparse::Header<'b>>]) -> Parsed {
-    let mut request = httparse::Request::new(&mut []);
-    match request.parse_with_uninit_headers(buf, fields) {
-        Ok(httparse::Status::Complete(len)) => {
-            let version = match request.version {
-                Some(0) => Version::Http10,
-                _ => Version::Http11,
-            };
-            let headers = Headers::from_httparse(request.headers);
-            Parsed::Complete(
-                len,
-                Head {
-                    method: request.method.unwrap_or_default().to_owned(),
-                    target: request.path.unwrap_or_default().to_owned(),
-                    version,
-                    headers,
-                },
-            )
-        }
-        Ok(httparse::Status::Partial) => Parsed::Partial,
-        Err(httparse::Error::TooManyHeaders) => Parsed::Error(431),
-        Err(_) => Parsed::Error(400),
-    }
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// The deadline passed first.
-struct Elapsed;
-
-/// A deadline, possibly not started yet: [`Deadline::after`] starts its
-/// clock the first time something has to wait for it, so reads and writes
-/// that complete at once never read the clock.
-struct Deadline {
-    at: Option<Instant>,
-    after: Duration,
-}
-
-impl Deadline {
-    fn at(at: Instant) -> Self {
-        Deadline {
-            at: Some(at),
-            after: Duration::ZERO,
-        }
-    }
-
-    fn after(after: Duration) -> Self {
-        Deadline { at: None, after }
-    }
-
-    /// The time left, starting the clock now if it has not started.
-    fn left(&mut self) -> Duration {
-        match self.at {
-            Some(at) => at.saturating_duration_since(Instant::now()),
-            None => {
-                self.at = Some(Instant::now() + self.after);
-                self.after
+            this.timer = None;
+            if Instant::now() < deadline {
+                continue; // not yet: a newer, later deadline
+            }
+            match this.state.phase() {
+                Phase::Busy => continue,
+                Phase::Head if !this.shutting_down => return Poll::Ready(Driven::HeadTimedOut),
+                Phase::Head | Phase::Idle => {
+                    if this.shutting_down {
+                        // hyper did not close after a graceful shutdown and
+                        // a whole phase more: close now.
+                        return Poll::Ready(Driven::Closed(Ok(())));
+                    }
+                    this.shut_down();
+                }
             }
         }
     }
 }
 
-/// Runs `fut` until `until`. A future that is ready at once costs no timer
-/// and no clock reading.
-async fn within<F: Future>(until: &mut Deadline, fut: F) -> Result<F::Output, Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    if let Some(value) = future::poll_once(fut.as_mut()).await {
-        return Ok(value);
-    }
-    crate::timeout(until.left(), fut).await.map_err(|_| Elapsed)
+/// Answers 408 on a connection whose head did not come in time, then
+/// closes it, lingering so that the answer reaches the client.
+async fn answer_408(mut stream: Rc<TcpStream>) -> io::Result<()> {
+    tracing::debug!(target: "shardlet::http", peer = ?stream.peer_addr().ok(), "request head timed out; answering 408");
+    let written = futures_lite::future::poll_fn(|cx| stream.poll_write_hyper(cx, TIMED_OUT));
+    let _ = crate::timeout(Duration::from_secs(1), written).await;
+    let _ = stream.shutdown_write();
+    let Some(stream) = Rc::get_mut(&mut stream) else {
+        return Ok(());
+    };
+    let _ = crate::timeout(LINGER, async {
+        let mut sink = [0u8; 4096];
+        let mut dropped = 0usize;
+        while dropped < 1 << 20 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    })
+    .await;
+    Ok(())
 }

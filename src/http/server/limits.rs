@@ -12,11 +12,15 @@ use std::time::Duration;
 /// |---|---|---|
 /// | [`max_request_line`](Limits::with_max_request_line) | request line (method, URI, version) too long | `414 URI Too Long` |
 /// | [`max_head`](Limits::with_max_head), [`max_headers`](Limits::with_max_headers) | header section too large, too many fields | `431 Request Header Fields Too Large` |
-/// | [`max_body`](Limits::with_max_body) | `Content-Length` or chunked body too large | `413 Content Too Large` |
-/// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time (slowloris) | `408 Request Timeout` |
-/// | [`body_timeout`](Limits::with_body_timeout) | request body not complete in time | `408 Request Timeout` |
+/// | [`max_body`](Limits::with_max_body) | `Content-Length` too large (at once), or a streamed body past it (while the handler reads) | `413 Content Too Large` |
+/// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (slowloris) | `408 Request Timeout` |
+/// | [`body_timeout`](Limits::with_body_timeout) | request body not complete in time, from the handler's first read | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
-/// | [`write_timeout`](Limits::with_write_timeout) | client does not read the response | closed |
+///
+/// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
+/// or here: no `Host`, or a body that is not valid chunked coding), a
+/// transfer coding other than `chunked` 501, an `Expect` other than
+/// `100-continue` 417.
 ///
 /// # Examples
 ///
@@ -35,11 +39,10 @@ pub struct Limits {
     max_request_line: usize,
     max_head: usize,
     max_headers: usize,
-    max_body: usize,
+    max_body: u64,
     header_timeout: Duration,
     body_timeout: Duration,
     idle_timeout: Duration,
-    write_timeout: Duration,
     max_requests: Option<u64>,
 }
 
@@ -53,7 +56,6 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(30),
             max_requests: None,
         }
     }
@@ -61,7 +63,8 @@ impl Default for Limits {
 
 impl Limits {
     /// Sets the longest request line (`GET /path HTTP/1.1`) in bytes.
-    /// Default: 8 KiB.
+    /// Default: 8 KiB. (A request line that alone passes
+    /// [`max_head`](Limits::with_max_head) is answered 431.)
     pub fn with_max_request_line(mut self, bytes: usize) -> Self {
         self.max_request_line = bytes.max(16);
         self
@@ -70,7 +73,7 @@ impl Limits {
     /// Sets the largest request head (request line and header fields) in
     /// bytes. Default: 16 KiB.
     pub fn with_max_head(mut self, bytes: usize) -> Self {
-        self.max_head = bytes.max(16);
+        self.max_head = bytes.max(64);
         self
     }
 
@@ -80,9 +83,9 @@ impl Limits {
         self
     }
 
-    /// Sets the largest request body in bytes, sized or chunked (the chunked
-    /// framing itself not counted). Default: 1 MiB.
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
+    /// Sets the largest request body in bytes, sized or streamed (the
+    /// chunked framing itself not counted). Default: 1 MiB.
+    pub fn with_max_body(mut self, bytes: u64) -> Self {
         self.max_body = bytes;
         self
     }
@@ -95,8 +98,8 @@ impl Limits {
         self
     }
 
-    /// Sets how long a client has to send a whole request body once its head
-    /// is in. Default: 30 s.
+    /// Sets how long a client has to send a whole request body, from the
+    /// handler's first read of it. Default: 30 s.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
@@ -109,19 +112,17 @@ impl Limits {
         self
     }
 
-    /// Sets how long writing one piece of a response may take before the
-    /// server gives up on the client and closes. Default: 30 s.
-    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
-        self
-    }
-
     /// Sets how many requests one connection may make before the server
     /// closes it (answering the last with `Connection: close`). Default: no
     /// limit.
     pub fn with_max_requests(mut self, requests: u64) -> Self {
         self.max_requests = Some(requests.max(1));
         self
+    }
+
+    /// The most requests per connection, if limited.
+    pub fn max_requests(&self) -> Option<u64> {
+        self.max_requests
     }
 
     /// The longest request line.
@@ -140,7 +141,7 @@ impl Limits {
     }
 
     /// The largest request body.
-    pub fn max_body(&self) -> usize {
+    pub fn max_body(&self) -> u64 {
         self.max_body
     }
 
@@ -157,15 +158,5 @@ impl Limits {
     /// The time a keep-alive connection may wait for its next request.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
-    }
-
-    /// The time one write of a response may take.
-    pub fn write_timeout(&self) -> Duration {
-        self.write_timeout
-    }
-
-    /// The most requests per connection, if limited.
-    pub fn max_requests(&self) -> Option<u64> {
-        self.max_requests
     }
 }

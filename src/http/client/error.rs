@@ -74,9 +74,9 @@ pub enum ErrorKind {
     /// The connection failed after it was made (reset, broken pipe).
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
-    /// The response breaks HTTP/1.1: a malformed status line or header, a
-    /// bad length or chunk, a bad redirect, or a connection closed in the
-    /// middle of the response.
+    /// The response breaks HTTP: a malformed status line or header, a bad
+    /// length or chunk, a bad redirect, or a connection closed in the middle
+    /// of the response (hyper's error, with its causes).
     #[error("malformed response: {0}")]
     Protocol(String),
     /// The body is longer than the client's limit.
@@ -101,7 +101,8 @@ pub enum Phase {
     Dns,
     /// Connecting (TCP, and the TLS handshake for `https`).
     Connect,
-    /// Waiting for the next bytes of the response (the idle read limit).
+    /// Waiting for the response head, or for the next piece of its body
+    /// (the idle read limit).
     Read,
     /// The whole request, redirects included.
     Request,
@@ -156,5 +157,30 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         std::error::Error::source(&self.kind)
+    }
+}
+
+/// What a hyper error means for a request: an I/O error when the
+/// connection failed under it (reset, broken pipe), else a protocol error
+/// (malformed, or cut short), with hyper's words and their causes.
+pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    let mut io_kind = None;
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    match io_kind {
+        // hyper's decoders say "malformed" and "cut short" as these kinds.
+        Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
+            ErrorKind::Protocol(text)
+        }
+        Some(kind) if !error.is_parse() => ErrorKind::Io(io::Error::new(kind, text)),
+        _ => ErrorKind::Protocol(text),
     }
 }

@@ -1,6 +1,6 @@
-//! `https://`: rustls over the connection's stream (through futures-rustls), with
-//! Mozilla's roots (webpki-roots) and any roots the client adds. Built only
-//! with the `tls` feature.
+//! `https://`: rustls over the connection's stream (through futures-rustls),
+//! with Mozilla's roots (webpki-roots) and any roots the client adds, ALPN
+//! offering `h2` and `http/1.1`. Built only with the `tls` feature.
 
 use std::fmt;
 use std::io;
@@ -22,8 +22,9 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// rustls with the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`,
-    /// trusting the webpki roots (when `webpki`) and `extra` (DER certificates).
+    /// rustls with the `ring` provider, TLS 1.2 and 1.3, ALPN `h2` then
+    /// `http/1.1`, trusting the webpki roots (when `webpki`) and `extra`
+    /// (DER certificates).
     pub(crate) fn new(webpki: bool, extra: &[Vec<u8>]) -> Result<Tls, BuildError> {
         let mut roots = RootCertStore::empty();
         if webpki {
@@ -40,7 +41,7 @@ impl Tls {
             .map_err(|e| BuildError::new(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls::from_config(Arc::new(config)))
     }
 
@@ -51,11 +52,18 @@ impl Tls {
         }
     }
 
-    /// The handshake with `host` (a name or an IP literal) over `stream`.
-    pub(crate) async fn connect(&self, host: &str, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+    /// The handshake with `host` (a name or an IP literal) over `stream`;
+    /// also whether the server chose HTTP/2.
+    pub(crate) async fn connect(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> io::Result<(TlsStream<TcpStream>, bool)> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad server name: {e}")))?;
-        self.connector.connect(name, stream).await
+        let tls = self.connector.connect(name, stream).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((tls, h2))
     }
 }
 

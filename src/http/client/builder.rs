@@ -3,10 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::client::{Client, Parts};
-use super::codec;
+use http::HeaderValue;
+
 #[cfg(feature = "tls")]
 use super::tls::Tls;
+use super::{Client, Parts};
 
 /// Redirects followed by default.
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
@@ -18,6 +19,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default idle read limit: the longest wait for the next bytes.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest response head accepted by default: 64 KiB.
+pub(crate) const DEFAULT_MAX_HEAD: usize = 64 << 10;
 /// Idle connections kept per host by default.
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
 
@@ -29,7 +32,6 @@ pub struct BuildError {
 }
 
 impl BuildError {
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn new(reason: String) -> Self {
         BuildError { reason }
     }
@@ -49,7 +51,7 @@ pub(crate) struct Settings {
     pub(crate) max_idle_per_host: usize,
     pub(crate) max_idle: usize,
     pub(crate) idle_timeout: Duration,
-    pub(crate) user_agent: String,
+    pub(crate) user_agent: HeaderValue,
 }
 
 /// Settings for a [`Client`]; every one has a default.
@@ -73,6 +75,7 @@ pub(crate) struct Settings {
 #[derive(Clone)]
 pub struct ClientBuilder {
     settings: Settings,
+    user_agent: Option<String>,
     #[cfg(feature = "tls")]
     webpki_roots: bool,
     #[cfg(feature = "tls")]
@@ -92,12 +95,13 @@ impl Default for ClientBuilder {
                 dns_ttl: Duration::from_secs(60),
                 max_redirects: DEFAULT_MAX_REDIRECTS,
                 max_body: DEFAULT_MAX_BODY,
-                max_head: codec::DEFAULT_MAX_HEAD,
+                max_head: DEFAULT_MAX_HEAD,
                 max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
                 max_idle: 256,
                 idle_timeout: Duration::from_secs(30),
-                user_agent: concat!("shardlet/", env!("CARGO_PKG_VERSION")).to_string(),
+                user_agent: HeaderValue::from_static(concat!("shardlet/", env!("CARGO_PKG_VERSION"))),
             },
+            user_agent: None,
             #[cfg(feature = "tls")]
             webpki_roots: true,
             #[cfg(feature = "tls")]
@@ -183,7 +187,7 @@ impl ClientBuilder {
 
     /// The `User-Agent` sent (default `shardlet/VERSION`).
     pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.settings.user_agent = agent.into();
+        self.user_agent = Some(agent.into());
         self
     }
 
@@ -214,8 +218,13 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] for a root certificate that rustls cannot use.
-    pub fn build(self) -> Result<Client, BuildError> {
+    /// [`BuildError`] for a root certificate that rustls cannot use, or a
+    /// `User-Agent` that is not a valid field value.
+    pub fn build(mut self) -> Result<Client, BuildError> {
+        if let Some(agent) = self.user_agent.take() {
+            self.settings.user_agent = HeaderValue::try_from(agent.as_str())
+                .map_err(|e| BuildError::new(format!("bad User-Agent {agent:?}: {e}")))?;
+        }
         #[cfg(feature = "tls")]
         let tls = match self.tls_config {
             Some(config) => Tls::from_config(config),

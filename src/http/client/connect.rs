@@ -1,0 +1,166 @@
+//! Making a client connection: the host name resolved off the shard
+//! (`dns.rs`, cached), TCP connected ([`net::connect`](crate::net::connect)),
+//! TLS negotiated for `https` (`tls.rs`, ALPN), and hyper's HTTP/1.1 or
+//! HTTP/2 handshake, whose connection task then runs as a green thread of
+//! the shard.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hyper::client::conn::{http1, http2};
+use url::{Host, Position, Url};
+
+use super::dns::DnsError;
+use super::error::{ErrorKind, Phase};
+use super::pool::{Key, Sender};
+use super::transport::Transport;
+use super::Inner;
+use crate::http::rt::{ShardExecutor, ShardTimer};
+use crate::net::TcpStream;
+
+/// Addresses tried, in order, for a name that resolves to several.
+const MAX_ADDRS: usize = 4;
+
+/// Where a URL's request goes.
+pub(crate) struct Target {
+    pub(crate) key: Key,
+    /// The host without brackets (a name, or an IP literal).
+    pub(crate) host: String,
+    ip: Option<IpAddr>,
+    port: u16,
+    /// `host[:port]` as the `Host` field wants it.
+    pub(crate) authority: String,
+}
+
+impl Target {
+    pub(crate) fn of(url: &Url) -> Result<Target, ErrorKind> {
+        let https = match url.scheme() {
+            "http" => false,
+            "https" if cfg!(feature = "tls") => true,
+            "https" => return Err(ErrorKind::BadUrl("https needs shardlet's `tls` feature".into())),
+            other => return Err(ErrorKind::BadUrl(format!("unsupported scheme {other:?}"))),
+        };
+        let (host, ip) = match url.host() {
+            Some(Host::Domain(name)) => (name.to_string(), None),
+            Some(Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+            Some(Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+            None => return Err(ErrorKind::BadUrl("no host".into())),
+        };
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| ErrorKind::BadUrl("no port".into()))?;
+        Ok(Target {
+            key: (https, host.clone(), port),
+            host,
+            ip,
+            port,
+            authority: url[Position::BeforeHost..Position::AfterPort].to_string(),
+        })
+    }
+}
+
+impl Inner {
+    /// A new connection to `target`, ready for a request.
+    pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ErrorKind> {
+        let limit = self.settings.connect_timeout;
+        let stream = self.tcp(target).await?;
+        self.stats.connections.set(self.stats.connections.get() + 1);
+        let (transport, h2) = if target.key.0 {
+            self.handshake(target, stream).await?
+        } else {
+            (Transport::Plain(stream), false)
+        };
+        let shaken = async {
+            if h2 {
+                let mut builder = http2::Builder::new(ShardExecutor::new());
+                builder.timer(ShardTimer::new());
+                let (sender, conn) = builder.handshake(transport).await?;
+                crate::spawn_n(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(target: "shardlet::http", error = %e, "HTTP/2 client connection ended");
+                    }
+                });
+                Ok(Sender::H2(sender))
+            } else {
+                let mut builder = http1::Builder::new();
+                builder.max_buf_size(self.settings.max_head.max(8192));
+                let (sender, conn) = builder.handshake(transport).await?;
+                crate::spawn_n(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(target: "shardlet::http", error = %e, "HTTP/1.1 client connection ended");
+                    }
+                });
+                Ok(Sender::H1(sender))
+            }
+        };
+        match crate::timeout(limit, shaken).await {
+            Ok(Ok(sender)) => Ok(sender),
+            Ok(Err(e)) => Err(super::error::from_hyper(e)),
+            Err(_) => Err(ErrorKind::Timeout {
+                phase: Phase::Connect,
+                after: limit,
+            }),
+        }
+    }
+
+    async fn tcp(&self, target: &Target) -> Result<TcpStream, ErrorKind> {
+        let limit = self.settings.connect_timeout;
+        let addrs: Vec<SocketAddr> = match target.ip {
+            Some(ip) => vec![SocketAddr::new(ip, target.port)],
+            None => match self.resolver.resolve(&target.host, target.port).await {
+                Ok(addrs) => addrs.iter().copied().take(MAX_ADDRS).collect(),
+                Err(DnsError::Timeout(after)) => {
+                    return Err(ErrorKind::Timeout {
+                        phase: Phase::Dns,
+                        after,
+                    })
+                }
+                Err(DnsError::Failed(reason)) => {
+                    return Err(ErrorKind::Dns {
+                        host: target.host.clone(),
+                        reason,
+                    })
+                }
+            },
+        };
+        let mut last = None;
+        for addr in addrs {
+            match crate::net::connect(addr, limit).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    last = Some(ErrorKind::Timeout {
+                        phase: Phase::Connect,
+                        after: limit,
+                    })
+                }
+                Err(source) => {
+                    last = Some(ErrorKind::Connect {
+                        addr: addr.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(last.expect("at least one address was tried"))
+    }
+
+    #[cfg(feature = "tls")]
+    async fn handshake(&self, target: &Target, stream: TcpStream) -> Result<(Transport, bool), ErrorKind> {
+        let limit = self.settings.connect_timeout;
+        match crate::timeout(limit, self.tls.connect(&target.host, stream)).await {
+            Ok(Ok((tls, h2))) => Ok((Transport::Tls(Box::new(tls)), h2)),
+            Ok(Err(source)) => Err(ErrorKind::Tls {
+                host: target.host.clone(),
+                source,
+            }),
+            Err(_) => Err(ErrorKind::Timeout {
+                phase: Phase::Connect,
+                after: limit,
+            }),
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn handshake(&self, _: &Target, _: TcpStream) -> Result<(Transport, bool), ErrorKind> {
+        Err(ErrorKind::BadUrl("https needs shardlet's `tls` feature".into()))
+    }
+}

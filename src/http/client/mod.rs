@@ -1,0 +1,564 @@
+//! [`Client`]: a shard-local HTTP client on hyper's client connections,
+//! with a keep-alive pool, redirects, time limits and a body limit; [`get`]
+//! through a per-shard default client.
+//!
+//! One request, step by step:
+//! 1. the URL is parsed (`url`); `http` and `https` only;
+//! 2. a connection to the same scheme, host and port is taken from the
+//!    keep-alive pool (`pool.rs`) once hyper says it is ready, or a new one
+//!    made (`connect.rs`: DNS off the shard, TCP, TLS with ALPN, hyper's
+//!    HTTP/1.1 or HTTP/2 handshake);
+//! 3. hyper sends the request and reads the response head (under the idle
+//!    read limit); the body is read to its end under the body limit
+//!    (`body.rs`);
+//! 4. the connection goes back to the pool (hyper keeps it only when the
+//!    response allowed it);
+//! 5. a redirect (301, 302, 303, 307, 308 with a `Location`) starts again
+//!    at step 2, up to the redirect limit.
+//!
+//! A request that hyper could not even start on a pooled connection (it
+//! closed meanwhile) is sent on another; one that a reused connection cut
+//! short before any response is retried once when it is `GET` or `HEAD`.
+//! The whole of it, redirects included, runs under the request time limit
+//! (the client's, or the request's own [`Timeout`]).
+
+mod body;
+mod builder;
+mod connect;
+mod dns;
+mod error;
+mod pool;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use url::{Position, Url};
+
+pub use body::Body;
+pub use builder::{
+    BuildError, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use error::{Error, ErrorKind, Phase};
+
+use builder::Settings;
+use connect::Target;
+use dns::Resolver;
+use pool::{Pool, Sender};
+#[cfg(feature = "tls")]
+use tls::Tls;
+
+/// Counts of a client's work, from [`Client::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Requests sent (each redirect hop and retry counts).
+    pub requests: u64,
+    /// Connections opened.
+    pub connections: u64,
+    /// Requests sent on a kept-alive (or shared HTTP/2) connection.
+    pub reused: u64,
+    /// Idle connections in the keep-alive pool now.
+    pub idle: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: Cell<u64>,
+    connections: Cell<u64>,
+    reused: Cell<u64>,
+}
+
+/// A time limit for one request, redirects included, instead of the
+/// client's [`request_timeout`](ClientBuilder::request_timeout): put it in
+/// the request's extensions.
+///
+/// ```
+/// use std::time::Duration;
+/// use shardlet::http::Timeout;
+///
+/// let mut request = http::Request::get("http://127.0.0.1:9/slow").body(()).unwrap();
+/// request.extensions_mut().insert(Timeout(Duration::from_millis(250)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+/// What [`ClientBuilder::build`] hands over.
+pub(crate) struct Parts {
+    pub(crate) settings: Settings,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Tls,
+}
+
+pub(crate) struct Inner {
+    settings: Settings,
+    resolver: Resolver,
+    pool: Pool,
+    #[cfg(feature = "tls")]
+    tls: Tls,
+    stats: Counters,
+}
+
+/// A shard-local HTTP client (Eventlet's green `urllib2`): requests are
+/// green, connections are kept alive and reused per host (HTTP/1.1) or
+/// shared (HTTP/2, negotiated by ALPN on `https`), names resolve off the
+/// shard. Requests and responses are the `http` crate's; a response comes
+/// back with its whole body (`Response<Bytes>`), read under the body limit.
+///
+/// `Client` is a cheap handle: clones share the keep-alive pool and the DNS
+/// cache. It is `!Send`: make one per shard (or use [`get`], which does).
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(shardlet::http::Client::new());
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use shardlet::http::{Client, ResponseExt};
+///
+/// // A one-shot server on a plain thread, for the example.
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let url = format!("http://{}/hello", listener.local_addr()?);
+/// std::thread::spawn(move || {
+///     let (mut stream, _) = listener.accept().unwrap();
+///     let mut buf = [0; 1024];
+///     let _ = stream.read(&mut buf).unwrap();
+///     stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").unwrap();
+/// });
+///
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(move || {
+/// # let url = url.clone();
+/// # async move {
+/// let client = Client::new();
+/// let request = http::Request::get(&url).header("x-trace", "1").body(()).unwrap();
+/// let response = client.send(request).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.text(), "hello");
+/// assert_eq!(response.url().as_str(), url);
+/// # }}).unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    pub(crate) fn assemble(parts: Parts) -> Client {
+        let s = parts.settings;
+        Client {
+            inner: Rc::new(Inner {
+                resolver: Resolver::new(s.dns_ttl, s.dns_timeout),
+                pool: Pool::new(s.max_idle_per_host, s.max_idle, s.idle_timeout),
+                #[cfg(feature = "tls")]
+                tls: parts.tls,
+                stats: Counters::default(),
+                settings: s,
+            }),
+        }
+    }
+
+    /// A client with the default settings (see [`ClientBuilder`]).
+    pub fn new() -> Client {
+        ClientBuilder::default()
+            .build()
+            .expect("the default client settings are valid")
+    }
+
+    /// Settings for a new client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Fetches `url` with `GET`, following redirects.
+    ///
+    /// # Errors
+    ///
+    /// An [`Error`] naming the URL; see [`ErrorKind`] for the kinds.
+    pub async fn get(&self, url: &str) -> Result<Response<Bytes>, Error> {
+        self.fetch(Method::GET, url, HeaderMap::new(), Body::empty(), None)
+            .await
+    }
+
+    /// Fetches `url` with `HEAD`: status and fields, no body.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Client::get).
+    pub async fn head(&self, url: &str) -> Result<Response<Bytes>, Error> {
+        self.fetch(Method::HEAD, url, HeaderMap::new(), Body::empty(), None)
+            .await
+    }
+
+    /// Sends `body` to `url` with `POST` and a `Content-Type` of `content_type`.
+    /// A 301, 302 or 303 redirect is followed with a `GET` (as browsers do);
+    /// 307 and 308 repeat the `POST`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Client::get).
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> Result<Response<Bytes>, Error> {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::try_from(content_type).map_err(|e| {
+            Error::new(
+                url,
+                ErrorKind::BadUrl(format!("bad content type {content_type:?}: {e}")),
+            )
+        })?;
+        headers.insert(header::CONTENT_TYPE, value);
+        self.fetch(Method::POST, url, headers, body.into(), None).await
+    }
+
+    /// Sends any request: any method, any header fields (the client adds
+    /// `Host`, and `User-Agent` and `Accept` unless given), a body in full
+    /// or streamed ([`Body`]), and a time limit of its own ([`Timeout`] in
+    /// its extensions). The URI must be absolute (`http://host/path`).
+    ///
+    /// A streamed body cannot be sent twice: a 307 or 308 redirect of such
+    /// a request comes back as the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Client::get).
+    pub async fn send<B: Into<Body>>(&self, request: Request<B>) -> Result<Response<Bytes>, Error> {
+        let (parts, body) = request.into_parts();
+        let limit = parts.extensions.get::<Timeout>().map(|t| t.0);
+        let url = parts.uri.to_string();
+        self.fetch(parts.method, &url, parts.headers, body.into(), limit)
+            .await
+    }
+
+    /// What this client has done so far.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.stats;
+        ClientStats {
+            requests: c.requests.get(),
+            connections: c.connections.get(),
+            reused: c.reused.get(),
+            idle: self.inner.pool.len(),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Body,
+        limit: Option<Duration>,
+    ) -> Result<Response<Bytes>, Error> {
+        let parsed = Url::parse(url).map_err(|e| Error::new(url, ErrorKind::BadUrl(e.to_string())))?;
+        let limit = limit.unwrap_or(self.inner.settings.request_timeout);
+        // Boxed: the request's state lives on the heap, so the future a caller
+        // holds (and may nest in its own) stays a few hundred bytes.
+        let request = Box::pin(self.follow(method, parsed, headers, body));
+        match crate::timeout(limit, request).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                url,
+                ErrorKind::Timeout {
+                    phase: Phase::Request,
+                    after: limit,
+                },
+            )),
+        }
+    }
+
+    async fn follow(
+        &self,
+        mut method: Method,
+        mut url: Url,
+        mut headers: HeaderMap,
+        mut body: Body,
+    ) -> Result<Response<Bytes>, Error> {
+        let max = self.inner.settings.max_redirects;
+        for hop in 0..=max {
+            let again = body.try_clone();
+            let target = Target::of(&url).map_err(|kind| Error::new(url.as_str(), kind))?;
+            let (response, sender) = self
+                .hop(&method, &url, &target, &headers, body)
+                .await
+                .map_err(|kind| Error::new(url.as_str(), kind))?;
+            let status = response.status();
+            let replay = matches!(status.as_u16(), 307 | 308);
+            let location = if max > 0 && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                response.headers().get(header::LOCATION).cloned()
+            } else {
+                None
+            };
+            // A streamed body cannot be sent again: the 307/308 is the answer.
+            let Some(location) = location.filter(|_| !(replay && again.is_none())) else {
+                return self.finish(response, sender, &target, &method, url).await;
+            };
+            // Read what came with the redirect, so its connection can serve the next.
+            let _ = self.finish(response, sender, &target, &method, url.clone()).await;
+            if hop == max {
+                return Err(Error::new(
+                    url.as_str(),
+                    ErrorKind::TooManyRedirects { limit: max },
+                ));
+            }
+            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+            let next = url.join(location.trim()).map_err(|e| {
+                Error::new(
+                    url.as_str(),
+                    ErrorKind::Protocol(format!("bad redirect Location {location:?}: {e}")),
+                )
+            })?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(Error::new(
+                    url.as_str(),
+                    ErrorKind::Protocol(format!("redirect to a non-HTTP URL {next}")),
+                ));
+            }
+            body = again.unwrap_or_default();
+            if status == StatusCode::SEE_OTHER
+                || (method == Method::POST && matches!(status.as_u16(), 301 | 302))
+            {
+                method = Method::GET;
+                body = Body::empty();
+                headers.remove(header::CONTENT_TYPE);
+                headers.remove(header::CONTENT_LENGTH);
+            }
+            if next.origin() != url.origin() {
+                headers.remove(header::AUTHORIZATION);
+                headers.remove(header::COOKIE);
+            }
+            tracing::debug!(target: "shardlet::http", from = %url, to = %next, %status, "redirect");
+            url = next;
+        }
+        unreachable!("the last hop returns")
+    }
+
+    /// Reads the body of `response` and puts its connection back.
+    async fn finish(
+        &self,
+        response: Response<Incoming>,
+        sender: Sender,
+        target: &Target,
+        method: &Method,
+        url: Url,
+    ) -> Result<Response<Bytes>, Error> {
+        let s = &self.inner.settings;
+        let (mut parts, incoming) = response.into_parts();
+        let body = if *method == Method::HEAD {
+            drop(incoming);
+            Bytes::new()
+        } else {
+            body::collect(incoming, s.max_body, s.read_timeout)
+                .await
+                .map_err(|kind| Error::new(url.as_str(), kind))?
+        };
+        self.inner.pool.put(target.key.clone(), sender);
+        parts.extensions.insert(url);
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// One request on one connection; its response head, and the connection.
+    async fn hop(
+        &self,
+        method: &Method,
+        url: &Url,
+        target: &Target,
+        headers: &HeaderMap,
+        mut body: Body,
+    ) -> Result<(Response<Incoming>, Sender), ErrorKind> {
+        let inner = &*self.inner;
+        let idempotent = matches!(*method, Method::GET | Method::HEAD);
+        let mut retried = false;
+        loop {
+            let (mut sender, reused) = match inner.pool.take(&target.key) {
+                Some(sender) => (sender, true),
+                None => (inner.connect(target).await?, false),
+            };
+            // hyper says whether the connection can take a request: a closed
+            // one, or one that got bytes nobody asked for, cannot.
+            let ready = match &mut sender {
+                Sender::H1(s) => s.ready().await,
+                Sender::H2(s) => s.ready().await,
+            };
+            if let Err(e) = ready {
+                if reused {
+                    tracing::debug!(target: "shardlet::http", %url, error = %e, "pooled connection not ready; dropped");
+                    continue;
+                }
+                return Err(error::from_hyper(e));
+            }
+            let again = body.try_clone();
+            let request = self.request(
+                method,
+                url,
+                target,
+                headers,
+                body,
+                matches!(sender, Sender::H2(_)),
+            )?;
+            let stats = &inner.stats;
+            stats.requests.set(stats.requests.get() + 1);
+            if reused {
+                stats.reused.set(stats.reused.get() + 1);
+            }
+            let sending = async {
+                match &mut sender {
+                    Sender::H1(s) => s.try_send_request(request).await,
+                    Sender::H2(s) => s.try_send_request(request).await,
+                }
+            };
+            let idle = inner.settings.read_timeout;
+            let Ok(sent) = body::within(idle, sending).await else {
+                return Err(ErrorKind::Timeout {
+                    phase: Phase::Read,
+                    after: idle,
+                });
+            };
+            match sent {
+                Ok(response) => return Ok((response, sender)),
+                Err(mut failed) => {
+                    if let Some(unsent) = failed.take_message() {
+                        // Never written: safe to send on another connection.
+                        body = unsent.into_body();
+                        continue;
+                    }
+                    let error = failed.into_error();
+                    let stale = error.is_incomplete_message() || error.is_canceled();
+                    match again {
+                        Some(again) if reused && idempotent && stale && !retried => {
+                            tracing::debug!(target: "shardlet::http", %url, %error, "kept-alive connection was closed; retrying");
+                            retried = true;
+                            body = again;
+                        }
+                        _ => return Err(error::from_hyper(error)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The request as hyper sends it: origin-form with `Host` for HTTP/1.1,
+    /// absolute for HTTP/2 (hyper turns it into `:authority`).
+    fn request(
+        &self,
+        method: &Method,
+        url: &Url,
+        target: &Target,
+        headers: &HeaderMap,
+        body: Body,
+        h2: bool,
+    ) -> Result<Request<Body>, ErrorKind> {
+        let s = &self.inner.settings;
+        let uri = if h2 {
+            &url[..Position::AfterQuery]
+        } else {
+            &url[Position::BeforePath..Position::AfterQuery]
+        };
+        let uri = Uri::try_from(uri).map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        let fields = request.headers_mut();
+        fields.clone_from(headers);
+        if !h2 {
+            let host =
+                HeaderValue::try_from(&target.authority).map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
+            fields.insert(header::HOST, host);
+        }
+        if !fields.contains_key(header::USER_AGENT) {
+            fields.insert(header::USER_AGENT, s.user_agent.clone());
+        }
+        if !fields.contains_key(header::ACCEPT) {
+            fields.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        Ok(request)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("settings", &self.inner.settings)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// What the client adds to the `http` crate's response: the URL that gave
+/// it (the last one after redirects) and the body as text.
+pub trait ResponseExt {
+    /// The URL that gave this response (after redirects).
+    ///
+    /// # Panics
+    ///
+    /// For a response that did not come from [`Client`].
+    fn url(&self) -> &Url;
+
+    /// The body as text, invalid UTF-8 replaced.
+    fn text(&self) -> Cow<'_, str>;
+}
+
+impl ResponseExt for Response<Bytes> {
+    fn url(&self) -> &Url {
+        self.extensions()
+            .get::<Url>()
+            .expect("a response from shardlet's http::Client")
+    }
+
+    fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.body())
+    }
+}
+
+thread_local! {
+    static DEFAULT: Client = Client::new();
+}
+
+/// Fetches `url` with the shard's default [`Client`] (default settings; its
+/// keep-alive pool and DNS cache are shared by every `get` on the shard).
+///
+/// # Errors
+///
+/// An [`Error`] naming the URL.
+///
+/// # Examples
+///
+/// ```
+/// use futures_lite::StreamExt;
+/// use shardlet::{http, GreenPool};
+///
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// // The seed's client pattern; nothing listens on port 9 here, so both fail.
+/// let urls = ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"];
+/// let pool = GreenPool::new(200);
+/// let mut results = pool.imap(urls, |url| async move { http::get(url).await });
+/// while let Some(result) = results.next().await {
+///     let err = result.unwrap().unwrap_err();
+///     assert!(err.url().starts_with("http://127.0.0.1:9/"));
+/// }
+/// # }).unwrap();
+/// ```
+pub async fn get(url: &str) -> Result<Response<Bytes>, Error> {
+    let client = DEFAULT.with(Client::clone);
+    client.get(url).await
+}

@@ -1,0 +1,144 @@
+//! The client's keep-alive pool: per (scheme, host, port), idle HTTP/1.1
+//! connections (most recently used first, with a cap per host, a cap in
+//! all, and an age past which one is closed rather than reused), and at
+//! most one HTTP/2 connection, shared by every request to that host.
+//!
+//! The pool hands out a connection only once hyper says it can take a
+//! request ([`Client`](super::Client) waits on `ready()`): a connection
+//! whose server closed it, or sent bytes nobody asked for while it sat
+//! idle, has been ended by hyper's connection task by then, and is dropped.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::{http1, http2};
+
+use super::body::Body;
+
+/// Which connections can serve a request: `(https, host, port)`.
+pub(crate) type Key = (bool, String, u16);
+
+/// A connection's request handle.
+pub(crate) enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+pub(crate) struct Pool {
+    per_host: usize,
+    total: usize,
+    max_age: Duration,
+    h1: RefCell<HashMap<Key, Vec<Idle>>>,
+    h2: RefCell<HashMap<Key, http2::SendRequest<Body>>>,
+    count: Cell<usize>,
+}
+
+impl Pool {
+    pub(crate) fn new(per_host: usize, total: usize, max_age: Duration) -> Self {
+        Pool {
+            per_host,
+            total,
+            max_age,
+            h1: RefCell::new(HashMap::new()),
+            h2: RefCell::new(HashMap::new()),
+            count: Cell::new(0),
+        }
+    }
+
+    /// The host's HTTP/2 connection (shared), or its most recently used idle
+    /// HTTP/1.1 one that is not too old and not closed.
+    pub(crate) fn take(&self, key: &Key) -> Option<Sender> {
+        {
+            let mut h2 = self.h2.borrow_mut();
+            if let Some(sender) = h2.get(key) {
+                if !sender.is_closed() {
+                    return Some(Sender::H2(sender.clone()));
+                }
+                h2.remove(key);
+            }
+        }
+        let mut h1 = self.h1.borrow_mut();
+        let conns = h1.get_mut(key)?;
+        let mut found = None;
+        while let Some(idle) = conns.pop() {
+            if idle.since.elapsed() >= self.max_age {
+                conns.clear(); // the rest are older still
+                break;
+            }
+            if !idle.sender.is_closed() {
+                found = Some(Sender::H1(idle.sender));
+                break;
+            }
+        }
+        if conns.is_empty() {
+            h1.remove(key);
+        }
+        self.recount(&h1);
+        found
+    }
+
+    /// Keeps `sender` for the next request to `key`: an HTTP/2 connection
+    /// as the host's shared one, an HTTP/1.1 one as idle (closing the oldest
+    /// idle connection when a cap is reached).
+    pub(crate) fn put(&self, key: Key, sender: Sender) {
+        if self.per_host == 0 || self.total == 0 {
+            return;
+        }
+        let sender = match sender {
+            Sender::H2(sender) => {
+                if !sender.is_closed() {
+                    self.h2.borrow_mut().insert(key, sender);
+                }
+                return;
+            }
+            Sender::H1(sender) if sender.is_closed() => return,
+            Sender::H1(sender) => sender,
+        };
+        let mut h1 = self.h1.borrow_mut();
+        if self.count.get() >= self.total {
+            let now = Instant::now();
+            h1.retain(|_, conns| {
+                conns.retain(|c| now.duration_since(c.since) < self.max_age && !c.sender.is_closed());
+                !conns.is_empty()
+            });
+            self.recount(&h1);
+            if self.count.get() >= self.total {
+                let oldest = h1
+                    .iter()
+                    .min_by_key(|(_, conns)| conns[0].since)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    let conns = h1.get_mut(&k).expect("key just found");
+                    conns.remove(0);
+                    if conns.is_empty() {
+                        h1.remove(&k);
+                    }
+                }
+            }
+        }
+        let conns = h1.entry(key).or_default();
+        if conns.len() >= self.per_host {
+            conns.remove(0);
+        }
+        conns.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        self.recount(&h1);
+    }
+
+    /// Idle HTTP/1.1 connections held now, plus shared HTTP/2 ones.
+    pub(crate) fn len(&self) -> usize {
+        self.count.get() + self.h2.borrow().len()
+    }
+
+    fn recount(&self, h1: &HashMap<Key, Vec<Idle>>) {
+        self.count.set(h1.values().map(Vec::len).sum());
+    }
+}

@@ -1,0 +1,180 @@
+//! [`ConnService`]: what hyper calls for each request of a connection. It
+//! wraps the user's service with what shardlet adds:
+//!
+//! - the limits hyper does not check itself: the request line (414) and a
+//!   `Content-Length` past the body limit (413, before the handler runs);
+//! - the request body under the body limit and timeout ([`Body`]), and the
+//!   413/408 that replaces the handler's answer when one of them passed;
+//! - a slot of the shard's handler pool, held only while the handler runs:
+//!   a connection between requests, or still sending its head, holds none;
+//! - a panic or an error of the handler answered with 500;
+//! - the connection's phase ([`ConnState`]): Busy while handlers run.
+//!
+//! Dropping the future (the client went away, or a drain ran out) drops
+//! the handler's future with it.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http_body::Body as HttpBody;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+
+use super::body::{Body, Verdict};
+use super::state::ConnState;
+use super::Limits;
+use crate::catch::Isolated;
+use crate::pool::GreenPool;
+
+/// What the connections of one shard share.
+pub(crate) struct Shared<S> {
+    pub(crate) service: S,
+    pub(crate) limits: Limits,
+    pub(crate) pool: GreenPool,
+}
+
+/// The answer body: the handler's, or an empty one for the server's own
+/// error statuses.
+pub(crate) type Answer<B> = Either<B, Empty<<B as HttpBody>::Data>>;
+
+/// The service hyper runs for one connection.
+pub(crate) struct ConnService<S> {
+    pub(crate) shared: Rc<Shared<S>>,
+    pub(crate) state: Rc<ConnState>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
+where
+    S: hyper::service::Service<Request<Body>, Response = Response<B>> + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: HttpBody + 'static,
+{
+    type Response = Response<Answer<B>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>>>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let served = self.state.begin();
+        let end = End(self.state.clone());
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let _end = end;
+            let limits = &shared.limits;
+            if let Some(status) = precheck(&request, limits) {
+                tracing::debug!(target: "shardlet::http", %status, uri = %request.uri(), "rejecting request");
+                return Ok(reject(status));
+            }
+            let request_version = request.version();
+            let close_10 = request.version() == Version::HTTP_10
+                && !request
+                    .headers()
+                    .get(header::CONNECTION)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"));
+            let verdict = (!request.body().is_end_stream()).then(|| Arc::new(Verdict::default()));
+            let request = request
+                .map(|body| Body::new(body, limits.max_body(), limits.body_timeout(), verdict.clone()));
+            let permit = shared.pool.acquire().await;
+            let answer = Isolated::new(shared.service.call(request), Some(shared.pool.id())).await;
+            drop(permit);
+            if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
+                return Ok(reject(status));
+            }
+            // The last request of the connection (a limit, or HTTP/1.0
+            // without keep-alive) says so.
+            let last = limits.max_requests().is_some_and(|max| served >= max) || close_10;
+            let is_10 = request_version == Version::HTTP_10;
+            Ok(match answer {
+                // An HTTP/1.0 client learns where a body of unknown length
+                // ends by the close.
+                Ok(Ok(response)) if last || (is_10 && response.body().size_hint().exact().is_none()) => {
+                    let mut response = response.map(Either::Left);
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    response
+                }
+                Ok(Ok(response)) => response.map(Either::Left),
+                Ok(Err(error)) => {
+                    let error: Box<dyn StdError + Send + Sync> = error.into();
+                    tracing::warn!(target: "shardlet::http", %error, "request handler failed; answering 500");
+                    status_only(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+                Err(panic) => {
+                    tracing::error!(target: "shardlet::http", "request handler {panic}; answering 500");
+                    status_only(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            })
+        })
+    }
+}
+
+/// Ends the connection's Busy phase however the handler's future ends.
+struct End(Rc<ConnState>);
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// The status for a request the server answers itself, before any handler.
+fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> {
+    let fields = request.headers();
+    if request.version() == Version::HTTP_11 && fields.get_all(header::HOST).iter().count() != 1 {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    if let Some(expect) = fields.get(header::EXPECT) {
+        if !expect
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"100-continue")
+        {
+            return Some(StatusCode::EXPECTATION_FAILED);
+        }
+    }
+    // hyper decodes `chunked` (last, as it must be) and passes other codings
+    // through; shardlet decodes none of them.
+    for coding in fields.get_all(header::TRANSFER_ENCODING) {
+        let only_chunked = coding
+            .as_bytes()
+            .split(|&b| b == b',')
+            .all(|c| c.trim_ascii().is_empty() || c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if !only_chunked {
+            return Some(StatusCode::NOT_IMPLEMENTED);
+        }
+    }
+    if matches!(request.version(), Version::HTTP_10 | Version::HTTP_11) {
+        // `METHOD SP request-target SP HTTP/1.1`
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().to_string().len(), |p| p.as_str().len());
+        if request.method().as_str().len() + target + 10 > limits.max_request_line() {
+            return Some(StatusCode::URI_TOO_LONG);
+        }
+    }
+    if request.body().size_hint().lower() > limits.max_body() {
+        return Some(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    None
+}
+
+/// A status-only answer that also closes the connection.
+fn reject<B: HttpBody>(status: StatusCode) -> Response<Answer<B>> {
+    let mut response = status_only(status);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn status_only<B: HttpBody>(status: StatusCode) -> Response<Answer<B>> {
+    let mut response = Response::new(Either::Right(Empty::new()));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,194 @@
+//! The `SHARDLET_*` variables themselves: which names exist (and the
+//! warning for one that does not), how their values parse, and the upper
+//! bounds that keep any value from aborting the process.
+
+use crate::config::{
+    Config, ConfigError, ENV_ACCEPT, ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX,
+    ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE, ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US,
+    MAX_BLOCKING_THREADS, MAX_MAILBOX, MAX_SHARDS, MAX_SPIN,
+};
+
+/// Every variable shardlet reads.
+pub const KNOWN: [&str; 11] = [
+    ENV_SHARDS,
+    ENV_CPUS,
+    ENV_PIN,
+    ENV_POOL_SIZE,
+    ENV_MAX_CONNECTIONS,
+    ENV_IO_MEMORY,
+    ENV_SPIN_US,
+    ENV_BLOCKING_THREADS,
+    ENV_ACCEPT,
+    ENV_MAILBOX,
+    ENV_RESERVE_CPUS,
+];
+
+/// Names under this prefix are left alone (the project's own tests use them).
+const UNCHECKED: &str = "SHARDLET_TEST_";
+
+/// Each `SHARDLET_*` name in `names` that shardlet does not read, with the
+/// known name nearest to it, in the order given: one that extends it or
+/// that it extends (`SHARDLET_SPIN` for `SHARDLET_SPIN_US`) if any, else
+/// the one fewest edits away.
+pub(crate) fn unknown(names: impl IntoIterator<Item = String>) -> Vec<(String, &'static str)> {
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("SHARDLET_") && !n.starts_with(UNCHECKED) && !KNOWN.contains(&n.as_str()))
+        .map(|n| {
+            let nearest = KNOWN
+                .iter()
+                .min_by_key(|k| (!(k.starts_with(n.as_str()) || n.starts_with(*k)), edits(&n, k)))
+                .copied()
+                .unwrap_or(ENV_SHARDS);
+            (n, nearest)
+        })
+        .collect()
+}
+
+/// Warns about every unknown `SHARDLET_*` name in `names` (`tracing`,
+/// target `shardlet::config`; on stderr when no subscriber would show it).
+pub(crate) fn warn_unknown(names: impl IntoIterator<Item = String>) {
+    for (name, nearest) in unknown(names) {
+        let text = format!("unknown variable {name} is ignored (did you mean {nearest}?)");
+        if tracing::event_enabled!(target: "shardlet::config", tracing::Level::WARN) {
+            tracing::warn!(target: "shardlet::config", "{text}");
+        } else {
+            eprintln!("shardlet: {text}");
+        }
+    }
+}
+
+/// Levenshtein distance.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The upper bounds: no setting may make the process abort (out of
+/// threads or memory) or keep the host busy for nothing.
+pub(crate) fn check_bounds(config: &Config) -> Result<(), ConfigError> {
+    let over = |var, value: usize, max: usize, why: &str| {
+        (value > max).then(|| ConfigError::new(var, value, format!("must be at most {max} ({why})")))
+    };
+    let checks = [
+        config.shards().and_then(|n| {
+            over(
+                ENV_SHARDS,
+                n,
+                MAX_SHARDS,
+                "the lanes between shards grow with its square",
+            )
+        }),
+        over(
+            ENV_BLOCKING_THREADS,
+            config.blocking_threads(),
+            MAX_BLOCKING_THREADS,
+            "one thread each, with its own stack",
+        ),
+        over(
+            ENV_MAILBOX,
+            config.mailbox(),
+            MAX_MAILBOX,
+            "lanes and mailboxes hold about shards x this many messages, allocated up front",
+        ),
+    ];
+    if let Some(err) = checks.into_iter().flatten().next() {
+        return Err(err);
+    }
+    if config.spin() > MAX_SPIN {
+        return Err(ConfigError::new(
+            ENV_SPIN_US,
+            config.spin().as_micros(),
+            format!(
+                "must be at most {} (1 ms): a shard spins this long after each burst of work",
+                MAX_SPIN.as_micros()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A positive integer.
+pub(crate) fn positive(var: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err(ConfigError::new(var, value, "must be at least 1")),
+        Err(_) => Err(ConfigError::new(var, value, "not a positive integer")),
+    }
+}
+
+/// `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+pub(crate) fn boolean(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            var,
+            value,
+            "expected 1/0, true/false, yes/no or on/off",
+        )),
+    }
+}
+
+/// `65536`, `64K`, `4M`, `1G` (binary multiples; a trailing `B`/`iB` is allowed).
+pub(crate) fn bytes(var: &'static str, value: &str) -> Result<usize, ConfigError> {
+    let bad = || ConfigError::new(var, value, "expected a size such as 65536, 512K or 4M");
+    let text = value.trim().to_ascii_uppercase();
+    let text = text
+        .strip_suffix("IB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(&text);
+    let (digits, shift) = match text.chars().last() {
+        Some('K') => (&text[..text.len() - 1], 10),
+        Some('M') => (&text[..text.len() - 1], 20),
+        Some('G') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let n: usize = digits.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(bytes(ENV_IO_MEMORY, "65536").unwrap(), 65536);
+        assert_eq!(bytes(ENV_IO_MEMORY, "512K").unwrap(), 512 << 10);
+        assert_eq!(bytes(ENV_IO_MEMORY, "4MiB").unwrap(), 4 << 20);
+        assert_eq!(bytes(ENV_IO_MEMORY, "1g").unwrap(), 1 << 30);
+        assert!(bytes(ENV_IO_MEMORY, "4X").is_err());
+        assert!(bytes(ENV_IO_MEMORY, "M").is_err());
+    }
+
+    #[test]
+    fn unknown_names_come_with_the_nearest_known_one() {
+        let names = [
+            "SHARDLET_SHARDSS",
+            "SHARDLET_SHARDS",
+            "PATH",
+            "SHARDLET_SPIN",
+            "SHARDLET_TEST_FAULT",
+        ];
+        let found = unknown(names.iter().map(|s| s.to_string()));
+        assert_eq!(
+            found,
+            [
+                ("SHARDLET_SHARDSS".to_string(), ENV_SHARDS),
+                ("SHARDLET_SPIN".to_string(), ENV_SPIN_US)
+            ]
+        );
+        assert_eq!(edits("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,130 @@
+//! Per-shard request counters for the protocol on top of a
+//! [`Server`](crate::net::Server): how many answers of each status, and a
+//! latency histogram. The protocol layer records through its connection's
+//! handle ([`Connection::record_request`](crate::net::Connection::record_request));
+//! the host reads them in [`ServerStats::requests`](crate::net::ServerStats::requests).
+//!
+//! The histogram is an [HdrHistogram](hdrhistogram) per shard, in
+//! microseconds (2 significant digits, 1 µs to an hour): shards' histograms
+//! merge without losing anything ([`RequestStats::merge`]), so a p99 over
+//! the whole server is a true p99, not an average of the shards' ones.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Status codes counted one by one (`0..STATUSES`); a larger one counts as
+/// [`STATUSES`]` - 1`.
+const STATUSES: usize = 1000;
+/// The histogram's range, in microseconds: 1 µs to an hour.
+const MAX_MICROS: u64 = 3_600_000_000;
+const SIGFIG: u8 = 2;
+
+/// An empty latency histogram of the kind [`RequestStats::latency`] holds.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, SIGFIG).expect("valid histogram bounds")
+}
+
+/// One shard's live request counters.
+pub(crate) struct Requests {
+    statuses: Box<[AtomicU64]>,
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests {
+            statuses: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            latency: Mutex::new(latency_histogram()),
+        }
+    }
+}
+
+impl fmt::Debug for Requests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Requests").finish_non_exhaustive()
+    }
+}
+
+impl Requests {
+    /// Counts one answer with `status` that took `latency`.
+    pub(crate) fn record(&self, status: u16, latency: Duration) {
+        let at = usize::from(status).min(STATUSES - 1);
+        self.statuses[at].fetch_add(1, Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saturating_record(micros);
+    }
+
+    pub(crate) fn snapshot(&self) -> RequestStats {
+        let statuses = self
+            .statuses
+            .iter()
+            .enumerate()
+            .filter_map(|(code, n)| {
+                let n = n.load(Relaxed);
+                (n > 0).then_some((code as u16, n))
+            })
+            .collect();
+        RequestStats {
+            statuses,
+            latency: self.latency.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+}
+
+/// One shard's requests: answers per status code and their latency.
+///
+/// # Examples
+///
+/// ```
+/// use shardlet::net::RequestStats;
+///
+/// let mut total = RequestStats::default();
+/// let mut shard = RequestStats::default();
+/// shard.statuses.insert(200, 3);
+/// shard.latency.record(150).unwrap(); // µs
+/// total.merge(&shard);
+/// total.merge(&shard);
+/// assert_eq!(total.requests(), 6);
+/// assert_eq!(total.latency.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestStats {
+    /// Answers by status code (only codes seen).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Request latencies in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats {
+            statuses: BTreeMap::new(),
+            latency: latency_histogram(),
+        }
+    }
+}
+
+impl RequestStats {
+    /// Requests answered (all statuses).
+    pub fn requests(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    /// Adds `other`'s counts and latencies to these (another shard's, or
+    /// another process's).
+    pub fn merge(&mut self, other: &RequestStats) {
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
+        }
+        // Same bounds on both sides: nothing is out of range.
+        let _ = self.latency.add(&other.latency);
+    }
+}

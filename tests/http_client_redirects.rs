@@ -1,0 +1,101 @@
+//! `http::Client` and redirects: followed up to the limit, loops, 303 and
+//! 307 with a `POST`, a missing or non-HTTP `Location`.
+
+#[path = "util/origin.rs"]
+mod origin;
+mod util;
+
+use std::time::Duration;
+
+use origin::{respond, TestServer};
+use shardlet::http::{Client, ErrorKind, ResponseExt};
+
+fn client() -> Client {
+    Client::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn redirects_are_followed_up_to_the_limit() {
+    let server = TestServer::start(|req, out| {
+        let path = req.path.as_str();
+        match path {
+            "/loop" => respond(out, 302, &[("Location", "/loop")], b""),
+            "/hop/3" => respond(out, 200, &[], format!("arrived by {}", req.method).as_bytes()),
+            "/post" => respond(out, 303, &[("Location", "hop/3")], b""),
+            "/keep-post" => respond(out, 307, &[("Location", "/echo")], b""),
+            "/echo" => respond(out, 200, &[], &req.body),
+            "/nowhere" => respond(out, 301, &[], b"no location"),
+            "/bad" => respond(out, 302, &[("Location", "ftp://example.com/")], b""),
+            _ => {
+                let n: u32 = path.trim_start_matches("/hop/").parse().unwrap();
+                respond(out, 301, &[("Location", &format!("/hop/{}", n + 1))], b"")
+            }
+        }
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            let r = c.get(&format!("{base}/hop/0")).await.unwrap();
+            assert_eq!(
+                (r.status().as_u16(), r.body().as_ref()),
+                (200, &b"arrived by GET"[..])
+            );
+            assert_eq!(r.url().path(), "/hop/3");
+
+            let err = c.get(&format!("{base}/loop")).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::TooManyRedirects { limit: 5 }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("/loop: more than 5 redirects"), "{err}");
+
+            let two = Client::builder().max_redirects(2).build().unwrap();
+            assert!(matches!(
+                two.get(&format!("{base}/hop/0")).await.unwrap_err().kind(),
+                ErrorKind::TooManyRedirects { limit: 2 }
+            ));
+            let none = Client::builder().max_redirects(0).build().unwrap();
+            let r = none.get(&format!("{base}/loop")).await.unwrap();
+            assert_eq!(
+                (
+                    r.status().as_u16(),
+                    r.headers().get("location").unwrap().to_str().unwrap()
+                ),
+                (302, "/loop")
+            );
+
+            let r = c
+                .post(&format!("{base}/post"), "text/plain", "data")
+                .await
+                .unwrap();
+            assert_eq!(
+                r.body().as_ref(),
+                b"arrived by GET",
+                "303 turns a POST into a GET"
+            );
+            let r = c
+                .post(&format!("{base}/keep-post"), "text/plain", "data")
+                .await
+                .unwrap();
+            assert_eq!(r.body().as_ref(), b"data", "307 repeats the POST");
+
+            let r = c.get(&format!("{base}/nowhere")).await.unwrap();
+            assert_eq!(
+                (r.status().as_u16(), r.body().as_ref()),
+                (301, &b"no location"[..])
+            );
+            let err = c.get(&format!("{base}/bad")).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::Protocol(m) if m.contains("non-HTTP")),
+                "{err}"
+            );
+        }
+    });
+    // The loop went round exactly 6 times: the first request and 5 redirects.
+    assert_eq!(server.hits()["/loop"], 6 + 1);
+}

@@ -1,0 +1,149 @@
+//! `https://` with HTTP/2 chosen by ALPN: a local hyper HTTP/2 server over
+//! rustls on a shard (the test's own), and `http::Client` multiplexing its
+//! requests over the one connection it negotiates.
+#![cfg(feature = "tls")]
+
+mod util;
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
+use http_body_util::Full;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use shardlet::http::rt::ShardExecutor;
+use shardlet::http::{Client, ResponseExt};
+use shardlet::{net, GreenPool, Runtime};
+
+/// futures-io as hyper's I/O, for the test server's TLS stream (a copy
+/// per read; fine for a test).
+struct Compat<T>(T);
+
+impl<T: AsyncRead + Unpin> hyper::rt::Read for Compat<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut bounce = [0u8; 8192];
+        let room = buf.remaining().min(bounce.len());
+        match Pin::new(&mut self.0).poll_read(cx, &mut bounce[..room]) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(&bounce[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> hyper::rt::Write for Compat<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+#[test]
+fn https_negotiates_http2_and_multiplexes_one_connection() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = certified.cert.der().to_vec();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(cert.clone())], key)
+            .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = futures_rustls::TlsAcceptor::from(Arc::new(config));
+
+    // The server: its own one-shard runtime, accepting one connection at a time.
+    let (tell, port) = flume::bounded(1);
+    let server = Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false))
+        .unwrap()
+        .start(move || {
+            let (acceptor, tell) = (acceptor.clone(), tell.clone());
+            async move {
+                let listener = net::listen(([127, 0, 0, 1], 0)).unwrap();
+                tell.send(listener.local_addr().unwrap().port()).unwrap();
+                let stop = shardlet::shard::stopped();
+                let serve = async {
+                    loop {
+                        let stream = listener.accept().await.unwrap();
+                        let tls = acceptor.accept(stream).await.unwrap();
+                        let service = hyper::service::service_fn(
+                            |request: http::Request<hyper::body::Incoming>| async move {
+                                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
+                                    "{:?} {}",
+                                    request.version(),
+                                    request.uri().path()
+                                )))))
+                            },
+                        );
+                        shardlet::spawn_n(async move {
+                            let _ = hyper::server::conn::http2::Builder::new(ShardExecutor::new())
+                                .serve_connection(Compat(tls), service)
+                                .await;
+                        });
+                    }
+                };
+                futures_lite::future::or(serve, stop).await;
+            }
+        })
+        .unwrap();
+    let port = port.recv_timeout(Duration::from_secs(20)).unwrap();
+
+    util::run1(move || {
+        let cert = cert.clone();
+        async move {
+            let client = Client::builder()
+                .webpki_roots(false)
+                .add_root_certificate(cert)
+                .build()
+                .unwrap();
+            // Prime the connection, then many requests at once on it.
+            let first = client
+                .get(&format!("https://localhost:{port}/first"))
+                .await
+                .unwrap();
+            assert_eq!(first.version(), http::Version::HTTP_2);
+            assert_eq!(first.text(), "HTTP/2.0 /first");
+            let pool = GreenPool::new(16);
+            let c = client.clone();
+            let bodies: Vec<String> = pool
+                .imap(0..64, move |i| {
+                    let c = c.clone();
+                    async move {
+                        c.get(&format!("https://localhost:{port}/n/{i}"))
+                            .await
+                            .unwrap()
+                            .text()
+                            .into_owned()
+                    }
+                })
+                .map(Result::unwrap)
+                .collect()
+                .await;
+            assert_eq!(bodies[63], "HTTP/2.0 /n/63");
+            assert_eq!(client.stats().connections, 1, "{:?}", client.stats());
+            assert_eq!(client.stats().reused, 64);
+        }
+    });
+    server.stop(Duration::from_secs(1));
+    let _ = server.join();
+}

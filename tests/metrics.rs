@@ -1,0 +1,391 @@
+//! Per-shard metrics readable from the host (issue 11, item 2):
+//! `RuntimeHandle::stats()` (tasks, panics, busy and idle time, stalls,
+//! lanes, mailbox, blocking pool, readiness driver), a server's per-status
+//! counts, panics and latency histograms, and the Prometheus text.
+//!
+//! The host reads while the shards run, so each test starts a runtime and
+//! steps it through flume channels; every wait is bounded.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use shardlet::metrics::{Exporter, RuntimeStats};
+use shardlet::net::{Connection, TcpStream};
+use shardlet::{shard, Runtime, RuntimeHandle, Server, ServerConfig};
+use util::config;
+
+/// Polls `handle.stats()` until `check` holds (fails after 10 s).
+fn wait_stats<T>(
+    handle: &RuntimeHandle<T>,
+    what: &str,
+    check: impl Fn(&RuntimeStats) -> bool,
+) -> RuntimeStats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = handle.stats();
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}:\n{stats}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn tasks_and_panics_are_counted_per_shard() {
+    let (go, wait) = flume::bounded::<()>(0);
+    let handle = Runtime::new(config(2))
+        .unwrap()
+        .start(move || {
+            let wait = wait.clone();
+            async move {
+                if shard::id() == 1 {
+                    // 50 tasks waiting, and 3 panics.
+                    let (tx, rx) = flume::unbounded::<()>();
+                    for _ in 0..50 {
+                        let rx = rx.clone();
+                        shardlet::spawn_n(async move {
+                            let _ = rx.recv_async().await;
+                        });
+                    }
+                    for _ in 0..3 {
+                        let _ = shardlet::spawn(async { panic!("counted") }).await;
+                    }
+                    let _ = wait.recv_async().await;
+                    drop(tx);
+                    shardlet::sleep(Duration::from_millis(10)).await;
+                } else {
+                    let _ = wait.recv_async().await;
+                }
+            }
+        })
+        .unwrap();
+    let stats = wait_stats(&handle, "shard 1 shows 50 live tasks and 3 panics", |s| {
+        s.shards[1].tasks_live >= 50 && s.shards[1].panics == 3
+    });
+    assert!(stats.shards[1].tasks_spawned >= 53, "{stats}");
+    assert_eq!(stats.shards[0].panics, 0, "{stats}");
+    assert!(stats.shards[0].tasks_live < 10, "{stats}");
+    assert!(stats.shards.iter().all(|s| s.running));
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    let end = metrics.stats();
+    assert!(
+        end.shards.iter().all(|s| !s.running && s.tasks_live == 0),
+        "{end}"
+    );
+    assert!(end.shards[1].uptime > Duration::ZERO);
+}
+
+/// A task that blocks its shard for 300 ms: busy time, the longest poll and
+/// a stall, and `polling_for` while it is stuck; an idle shard stays idle.
+#[test]
+fn busy_time_and_stalls() {
+    let (stuck, is_stuck) = flume::bounded::<()>(1);
+    let handle = Runtime::new(config(2))
+        .unwrap()
+        .start(move || {
+            let stuck = stuck.clone();
+            async move {
+                if shard::id() == 0 {
+                    let _ = stuck.send(());
+                    std::thread::sleep(Duration::from_millis(300)); // never do this
+                }
+                shardlet::sleep(Duration::from_millis(400)).await;
+            }
+        })
+        .unwrap();
+    is_stuck.recv().unwrap();
+    let during = wait_stats(&handle, "shard 0 is seen stuck", |s| {
+        s.shards[0].polling_for >= Duration::from_millis(100)
+    });
+    assert!(
+        during.shards[1].polling_for < Duration::from_millis(100),
+        "{during}"
+    );
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    let stats = metrics.stats();
+    let (stuck, idle) = (&stats.shards[0], &stats.shards[1]);
+    assert!(stuck.busy >= Duration::from_millis(250), "{stats}");
+    assert!(stuck.longest_poll >= Duration::from_millis(250), "{stats}");
+    assert!(stuck.stalls >= 1, "{stats}");
+    assert!(stuck.utilization() > 0.3, "{stats}");
+    assert!(
+        idle.stalls == 0 && idle.longest_poll < Duration::from_millis(100),
+        "{stats}"
+    );
+    assert!(idle.utilization() < 0.3, "{stats}");
+    assert!(idle.idle() >= Duration::from_millis(250), "{stats}");
+}
+
+/// Messages queued for a stuck shard show from the host: in the lanes
+/// from another shard (sampled by the sender) and in its mailbox.
+#[test]
+fn lanes_and_mailbox_depths() {
+    let (stuck, is_stuck) = flume::bounded::<()>(1);
+    let (sent, were_sent) = flume::bounded::<()>(1);
+    let handle = Runtime::new(config(2))
+        .unwrap()
+        .start(move || {
+            let (stuck, sent) = (stuck.clone(), sent.clone());
+            async move {
+                if shard::id() == 1 {
+                    shardlet::sleep(Duration::from_millis(50)).await;
+                    let _ = stuck.send(());
+                    std::thread::sleep(Duration::from_millis(1500)); // stuck
+                } else {
+                    is_stuck_wait().await;
+                    for _ in 0..20 {
+                        shardlet::spawn_on(1, || async {}).await.unwrap();
+                    }
+                    let _ = sent.send(());
+                }
+                shardlet::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .unwrap();
+    is_stuck.recv().unwrap();
+    for _ in 0..7 {
+        assert!(handle.mesh().try_spawn_on(1, || async {}).is_ok());
+    }
+    were_sent.recv().unwrap();
+    let stats = wait_stats(&handle, "20 messages in the lanes to shard 1", |s| {
+        s.shards[1].lanes_queued == 20
+    });
+    assert_eq!(stats.shards[1].mailbox_queued, 7, "{stats}");
+    assert_eq!(
+        stats.shards[0].lanes_queued + stats.shards[0].mailbox_queued,
+        0,
+        "{stats}"
+    );
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    let end = metrics.stats();
+    assert_eq!(
+        end.shards[1].lanes_queued + end.shards[1].mailbox_queued,
+        0,
+        "{end}"
+    );
+}
+
+/// Shard 0 waits a little so that shard 1 is stuck first.
+async fn is_stuck_wait() {
+    shardlet::sleep(Duration::from_millis(200)).await;
+}
+
+#[test]
+fn blocking_pool_queue_and_busy_threads() {
+    let handle = Runtime::new(config(1).with_blocking_threads(1))
+        .unwrap()
+        .start(|| async {
+            let a = shardlet::spawn(shardlet::blocking(|| {
+                std::thread::sleep(Duration::from_millis(400))
+            }));
+            let b = shardlet::spawn(shardlet::blocking(|| {
+                std::thread::sleep(Duration::from_millis(10))
+            }));
+            a.await.unwrap().unwrap();
+            b.await.unwrap().unwrap();
+        })
+        .unwrap();
+    let stats = wait_stats(&handle, "one closure running and one queued", |s| {
+        s.blocking.busy == 1 && s.blocking.queued == 1
+    });
+    assert_eq!(stats.blocking.threads, 1);
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    assert_eq!(metrics.stats().blocking.busy, 0);
+}
+
+/// The echo handler, recording each echoed chunk as a "request": status 200
+/// for data, 400 for a chunk starting with `!`, and a panic for `?`.
+async fn recording_echo(mut stream: TcpStream, conn: Connection) -> std::io::Result<()> {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 256];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if buf[0] == b'?' {
+            // A protocol would answer 500 and go on.
+            conn.record_panic();
+            conn.record_request(500, started.elapsed());
+        } else {
+            conn.record_request(if buf[0] == b'!' { 400 } else { 200 }, started.elapsed());
+        }
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+#[test]
+fn server_stats_and_prometheus_text() {
+    let runtime = Runtime::new(config(2)).unwrap();
+    let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
+    let handle = runtime
+        .start({
+            let server = server.clone();
+            move || {
+                let server = server.clone();
+                async move { server.serve_with(recording_echo).await }
+            }
+        })
+        .unwrap();
+    futures_lite::future::block_on(server.ready(&handle)).unwrap();
+    let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    for message in ["hello", "!bad", "?boom", "again"] {
+        client.write_all(message.as_bytes()).unwrap();
+        let mut echo = vec![0; message.len()];
+        client.read_exact(&mut echo).unwrap();
+    }
+    let stats = server.stats();
+    let all = stats.all_requests();
+    assert_eq!(all.requests(), 4);
+    assert_eq!(all.statuses.get(&200), Some(&2));
+    assert_eq!(all.statuses.get(&400), Some(&1));
+    assert_eq!(all.statuses.get(&500), Some(&1));
+    assert_eq!(all.latency.len(), 4, "merged over the shards");
+    assert_eq!(stats.panicked(), 1);
+    wait_stats(&handle, "the driver's counters", |s| {
+        s.shards.iter().any(|s| s.ready.events > 0)
+    });
+
+    let text = Exporter::new()
+        .with_runtime(handle.metrics())
+        .with_server("echo", &server)
+        .encode();
+    let shard = stats.shards.iter().position(|s| s.accepted == 1).unwrap();
+    for line in [
+        format!(r#"shardlet_connections_accepted_total{{server="echo",shard="{shard}"}} 1"#),
+        format!(r#"shardlet_responses_total{{server="echo",shard="{shard}",status="200"}} 2"#),
+        format!(r#"shardlet_handler_panics_total{{server="echo",shard="{shard}"}} 1"#),
+        format!(r#"shardlet_request_duration_seconds_count{{server="echo",shard="{shard}"}} 4"#),
+        r#"shardlet_blocking_threads 4"#.to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    // Every per-shard series carries its shard.
+    let runtime_wide = ["shardlet_blocking_", "shardlet_mesh_"];
+    for sample in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        if !runtime_wide.iter().any(|p| sample.starts_with(p)) {
+            assert!(sample.contains("shard=\""), "no shard label: {sample}");
+        }
+    }
+    drop(client);
+    server.stop(Duration::from_secs(1));
+    for served in handle.join().unwrap() {
+        served.unwrap();
+    }
+}
+
+/// An example's binary (cargo builds examples for `cargo test`).
+fn example(name: &str) -> std::path::PathBuf {
+    util::example_binary(name)
+}
+
+/// `GET path` on `addr`: the whole answer.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Starts an example with `--metrics-addr`, makes one connection to it,
+/// and checks its `/metrics` counts it on shard 0.
+fn example_serves_metrics(name: &str, server_label: &str, ready_prefix: &str, poke: impl Fn(&str)) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(example(name))
+        .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+        .env("SHARDLET_SHARDS", "1")
+        .env("SHARDLET_PIN", "0")
+        .env("SHARDLET_IO_MEMORY", "256K")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut metrics, mut addr) = (None, None);
+    while metrics.is_none() || addr.is_none() {
+        let line = lines.next().expect("the example ended early").unwrap();
+        if let Some(rest) = line.strip_prefix("metrics on http://") {
+            metrics = Some(rest.trim_end_matches("/metrics").to_string());
+        } else if let Some(rest) = line.strip_prefix(ready_prefix) {
+            addr = Some(rest.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    let (metrics, addr) = (metrics.unwrap(), addr.unwrap());
+    poke(&addr);
+    let want = format!(r#"shardlet_connections_accepted_total{{server="{server_label}",shard="0"}} 1"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http_get(&metrics, "/metrics");
+        if text.lines().any(|l| l == want) {
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            assert!(
+                text.contains(r#"shardlet_busy_seconds_total{shard="0"}"#),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {want:?} in\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
+    drop(guard);
+    let _ = child.wait();
+}
+
+/// Sends SIGTERM (then waits a little and SIGKILLs) when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = self.0.to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+    }
+}
+
+#[test]
+fn echo_server_serves_metrics() {
+    example_serves_metrics("echo_server", "echo", "listening on ", |addr| {
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        client.write_all(b"ping").unwrap();
+        let mut echo = [0u8; 4];
+        client.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping");
+    });
+}
+
+#[test]
+fn feed_scraper_serves_metrics() {
+    example_serves_metrics(
+        "feed_scraper",
+        "feed_scraper",
+        "feed scraper on http://",
+        |addr| {
+            let answer = http_get(addr, "/");
+            assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        },
+    );
+}
