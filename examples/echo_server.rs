@@ -1,14 +1,19 @@
 //! Run with: cargo run --release --example echo_server
 //!
-//! Eventlet's echo server (the server pattern), done properly: it reads up
-//! to 4 KiB at a time instead of one byte, writes everything back, shrugs
-//! off clients that reset, and serves on every shard.
+//! Eventlet's echo server (the server pattern), done properly: it reads
+//! whatever a client sent instead of one byte, writes everything back,
+//! shrugs off clients that reset, and serves on every shard. A client
+//! waiting to send holds no buffer: reads go into the shard's buffer
+//! (`TcpStream::read_with`) and are written back at once
+//! (`TcpStream::write_or_keep`); only bytes the client is slow to take are
+//! kept, in a buffer of that connection's own until they are sent.
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:6000
 //! SHARDLET_SHARDS=1 SHARDLET_ACCEPT=handoff cargo run --release --example echo_server
 //! cargo run --release --example echo_server -- --max-conns 500 --when-full close
 //! cargo run --release --example echo_server -- --glommio-streams   # the same on glommio's streams
+//! cargo run --release --example echo_server -- --acks-with-answers # each echo carries the ACK
 //! cargo run --release --example echo_server -- --metrics-addr 127.0.0.1:9100   # Prometheus at /metrics
 //! ```
 //!
@@ -60,19 +65,56 @@ struct Args {
     /// `shardlet-glommio` label of `scripts/echo-bench.sh`.
     #[arg(long)]
     glommio_streams: bool,
+    /// Let each echo carry the ACK of what it answers
+    /// (`TcpStream::set_acks_with_answers`: one `setsockopt` per write)
+    /// instead of leaving ACKs to the kernel: the comparison behind the
+    /// `shardlet-acks` label of `scripts/echo-bench.sh`.
+    #[arg(long)]
+    acks_with_answers: bool,
     /// Serve Prometheus metrics (every shard's runtime and server counters)
     /// at http://HOST:PORT/metrics.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<SocketAddr>,
 }
 
-/// The handler on glommio's stream type.
-async fn echo_glommio(stream: TcpStream) -> io::Result<()> {
-    echo(stream.into_glommio()?).await
+/// The handler: one green thread per client, holding no buffer while it
+/// waits. Each read's bytes are written back at once; what the socket does
+/// not take is kept and sent before the next read, so a client that does
+/// not read holds at most one read's worth of the server's memory.
+async fn echo(mut stream: TcpStream) -> io::Result<()> {
+    loop {
+        let read = stream
+            .read_with(|bytes| stream.write_or_keep(bytes).map(|()| bytes.len()))
+            .await;
+        match read.and_then(|written| written) {
+            Ok(0) => return Ok(()), // the client closed
+            Ok(_) => {}
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        match stream.flush().await {
+            Ok(()) => {}
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
-/// The handler: one green thread per client.
-async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
+/// [`echo`] with each echo carrying the ACK of what it answers
+/// (`--acks-with-answers`).
+async fn echo_acks_with_answers(stream: TcpStream) -> io::Result<()> {
+    stream.set_acks_with_answers(true);
+    echo(stream).await
+}
+
+/// The handler on glommio's stream type.
+async fn echo_glommio(stream: TcpStream) -> io::Result<()> {
+    echo_owned_buffer(stream.into_glommio()?).await
+}
+
+/// The handler with a read buffer per connection (4 KiB), for streams that
+/// only offer `AsyncRead`.
+async fn echo_owned_buffer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
     let mut buf = vec![0u8; 4096];
     loop {
         let n = match stream.read(&mut buf).await {
@@ -151,14 +193,16 @@ fn main() -> ExitCode {
     // 3. Every shard serves; `serve` returns once the server is stopped.
     let handle = match runtime.start({
         let server = server.clone();
-        let glommio_streams = args.glommio_streams;
+        let (glommio_streams, acks) = (args.glommio_streams, args.acks_with_answers);
         move || {
             let server = server.clone();
             async move {
                 let result = if glommio_streams {
                     server.serve(echo_glommio).await
+                } else if acks {
+                    server.serve(echo_acks_with_answers).await
                 } else {
-                    server.serve(echo::<TcpStream>).await
+                    server.serve(echo).await
                 };
                 tracing::debug!(target: "echo_server", stats = ?shardlet::net::ready_stats(), "readiness driver");
                 result
@@ -238,5 +282,124 @@ fn main() -> ExitCode {
             eprintln!("echo_server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The handler's own tests (`cargo test --example echo_server`): the echo
+/// handler on one shard against a blocking peer thread.
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+    use std::time::Duration;
+
+    use shardlet::{net, Config, Runtime};
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Serves one connection with [`super::echo`] on a one-shard runtime
+    /// while `peer` runs against it on this thread; `peer`'s result.
+    fn with_echo<T>(peer: impl FnOnce(std::net::TcpStream) -> T) -> T {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = std::thread::spawn(move || {
+            let config = Config::default()
+                .with_shards(1)
+                .with_pin(false)
+                .with_io_memory(256 << 10);
+            Runtime::new(config)
+                .unwrap()
+                .run(move || {
+                    let listener = listener.try_clone().unwrap();
+                    async move {
+                        let (stream, _) = listener.accept().unwrap();
+                        let stream = net::TcpStream::from_std(stream)?;
+                        shardlet::timeout(Duration::from_secs(30), super::echo(stream))
+                            .await
+                            .map_err(std::io::Error::other)?
+                    }
+                })
+                .unwrap()
+        });
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let result = peer(stream);
+        for served in served.join().unwrap() {
+            served.expect("the handler ends cleanly");
+        }
+        result
+    }
+
+    #[test]
+    fn echoes_then_closes_after_the_client_does() {
+        let got = with_echo(|mut peer| {
+            peer.write_all(b"hello, ").unwrap();
+            peer.write_all(b"shard").unwrap();
+            peer.shutdown(Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap(); // ends: the server closed too
+            got
+        });
+        assert_eq!(got, b"hello, shard");
+    }
+
+    #[test]
+    fn a_client_that_reads_nothing_for_a_while_gets_every_byte_in_order() {
+        // More than loopback's buffers hold: the echo's writes come back
+        // short, it keeps the rest and stops reading until it is sent.
+        const TOTAL: usize = 16 << 20;
+        let got = with_echo(|peer| {
+            let mut writer = peer.try_clone().unwrap();
+            let writing = std::thread::spawn(move || {
+                writer.write_all(&pattern(TOTAL)).unwrap();
+                writer.shutdown(Shutdown::Write).unwrap();
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            let mut got = Vec::with_capacity(TOTAL);
+            (&peer).read_to_end(&mut got).unwrap();
+            writing.join().unwrap();
+            got
+        });
+        assert_eq!(got.len(), TOTAL);
+        assert!(got == pattern(TOTAL), "the echo differs");
+    }
+
+    #[test]
+    fn a_slow_reader_gets_every_byte_in_order() {
+        const TOTAL: usize = 4 << 20;
+        let got = with_echo(|peer| {
+            let mut writer = peer.try_clone().unwrap();
+            let writing = std::thread::spawn(move || {
+                writer.write_all(&pattern(TOTAL)).unwrap();
+                writer.shutdown(Shutdown::Write).unwrap();
+            });
+            let (mut got, mut chunk) = (Vec::with_capacity(TOTAL), vec![0u8; 64 << 10]);
+            loop {
+                std::thread::sleep(Duration::from_millis(1));
+                match (&peer).read(&mut chunk).unwrap() {
+                    0 => break,
+                    n => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+            writing.join().unwrap();
+            got
+        });
+        assert_eq!(got.len(), TOTAL);
+        assert!(got == pattern(TOTAL), "the echo differs");
+    }
+
+    #[test]
+    fn a_client_that_resets_ends_the_handler_cleanly() {
+        with_echo(|peer| {
+            (&peer).write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            (&peer).read_exact(&mut buf).unwrap();
+            socket2::SockRef::from(&peer)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(peer); // a reset: `gone`, not an error
+        });
     }
 }

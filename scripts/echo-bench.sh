@@ -5,6 +5,7 @@
 #   scripts/echo-bench.sh --compare        # the same against shardlet, raw glommio and tokio
 #   scripts/echo-bench.sh --compare --connections 2000 --duration 5
 #   scripts/echo-bench.sh --servers shardlet,tokio --connections 100,1000,10000,19000
+#   scripts/echo-bench.sh --compare --repeat 5 --lock /tmp/shardlet-cpu.lock   # medians of 5 rounds
 #
 # It builds the release examples, starts the echo server on one set of CPUs
 # and the load client (examples/echo_bench) on the others, waits for the
@@ -18,12 +19,19 @@
 #                         and shardlet/tokio (msgs/s and p99)
 #   --servers LIST        which servers, in order, comma-separated, from
 #                         shardlet, shardlet-glommio (shardlet's server on glommio's streams),
+#                         shardlet-acks (shardlet's server with --acks-with-answers),
 #                         raw-glommio, tokio (default: shardlet; env ECHO_BENCH_SERVERS)
 #   --server-cpus LIST    CPUs for the server (default: the first CPU; env SERVER_CPUS)
 #   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
 #   --results DIR         where the files go (default results)
 #   --no-build            use the binaries already in target/release/examples
+#   --repeat N            N rounds: every server once per round, the order rotated
+#                         each round (round 2 starts with the second server, ...);
+#                         then every run, and each server's medians with their range
+#                         and the ratios of the first server's medians to the others'
+#   --lock FILE           hold an exclusive flock on FILE during each run (server
+#                         start to stop) and release it between runs
 #   --connections LIST    connection counts, comma-separated (default 10000). With
 #                         more than one, every server runs at every count (servers
 #                         interleaved, a fresh server process each run) and the end
@@ -56,6 +64,8 @@ addr="127.0.0.1:6000"
 results="results"
 build=1
 compare=0
+repeat=1
+lock=""
 connections=10000
 client_args=()
 while (($#)); do
@@ -72,6 +82,10 @@ while (($#)); do
     --results) results="${2:?--results needs a folder}"; shift ;;
     --results=*) results="${1#*=}" ;;
     --no-build) build=0 ;;
+    --repeat) repeat="${2:?--repeat needs a number}"; shift ;;
+    --repeat=*) repeat="${1#*=}" ;;
+    --lock) lock="${2:?--lock needs a file}"; shift ;;
+    --lock=*) lock="${1#*=}" ;;
     -h | --help) usage; exit 0 ;;
     --connections) connections="${2:?--connections needs a number or a list}"; shift ;;
     --connections=*) connections="${1#*=}" ;;
@@ -84,6 +98,7 @@ if ((compare)) && [[ -z "${ECHO_BENCH_SERVERS:-}" && "$servers" == shardlet ]]; 
 fi
 IFS=',' read -r -a labels <<<"$servers"
 ((${#labels[@]})) || die "--servers is empty"
+[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || die "--repeat: '$repeat' is not a positive whole number"
 IFS=',' read -r -a counts <<<"$connections"
 ((${#counts[@]})) || die "--connections is empty"
 max_count=0
@@ -94,10 +109,10 @@ done
 
 example_of() {
     case "$1" in
-    shardlet | shardlet-glommio) echo echo_server ;;
+    shardlet | shardlet-glommio | shardlet-acks) echo echo_server ;;
     raw-glommio) echo baseline_glommio_echo ;;
     tokio) echo baseline_tokio_echo ;;
-    *) die "unknown server '$1' (choose from shardlet, shardlet-glommio, raw-glommio, tokio)" ;;
+    *) die "unknown server '$1' (choose from shardlet, shardlet-glommio, shardlet-acks, raw-glommio, tokio)" ;;
     esac
 }
 for label in "${labels[@]}"; do
@@ -216,23 +231,24 @@ host="${host%]}"
 port="${addr##*:}"
 port_busy() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
 
-# Step 6: one run per server and connection count (servers interleaved).
+# Step 6: one run per server, connection count and round (servers
+# interleaved; with --repeat, the order rotates each round).
 failed=0
 ran=()
-curve_labels=()
 echo "echo-bench: servers: ${labels[*]}; server cpus $server_cpus, client cpus $client_cpus;" \
     "kernel $(uname -r); somaxconn $(cat /proc/sys/net/core/somaxconn);" \
     "ephemeral ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)" >&2
-for count in "${counts[@]}"; do
-for server in "${labels[@]}"; do
-    label="$server"
-    ((${#counts[@]} > 1)) && label="$server-c$count"
+lock_fd=""
+if [[ -n "$lock" ]]; then exec {lock_fd}>>"$lock"; fi
+run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
+    local server="$1" label="$2" count="$3" example log rc ready i
     example="$(example_of "$server")"
     port_busy && die "something already listens on $addr; stop it or pass --addr"
     log="$results/$label.server.log"
     : >"$log"
     server_args=(--addr "$addr")
     [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
+    [[ "$server" == shardlet-acks ]] && server_args+=(--acks-with-answers)
     echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
     SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
     server_pid=$!
@@ -248,7 +264,7 @@ for server in "${labels[@]}"; do
         stop_pid "$server_pid"
         server_pid=""
         failed=1
-        continue
+        return
     fi
     echo "echo-bench: [$label] $(grep -m1 "listening on" "$log")" >&2
 
@@ -271,12 +287,40 @@ for server in "${labels[@]}"; do
     fi
     ran+=("$label")
     echo >&2
-done
+}
+for count in "${counts[@]}"; do
+    for ((round = 1; round <= repeat; round++)); do
+        order=()
+        for ((k = 0; k < ${#labels[@]}; k++)); do
+            order+=("${labels[$(((k + round - 1) % ${#labels[@]}))]}")
+        done
+        ((repeat > 1)) && echo "echo-bench: round $round of $repeat at $count connections: ${order[*]}" >&2
+        for server in "${order[@]}"; do
+            label="$server"
+            ((${#counts[@]} > 1)) && label="$label-c$count"
+            ((repeat > 1)) && label="$label-r$round"
+            [[ -n "$lock_fd" ]] && flock -x "$lock_fd"
+            run_one "$server" "$label" "$count"
+            [[ -n "$lock_fd" ]] && flock -u "$lock_fd"
+        done
+    done
 done
 
-# Step 7: the cost tables (several counts), or the combined table and
-# ratios (first server against the others).
-if ((${#counts[@]} > 1)); then
+# Step 7: the medians (--repeat), the cost tables (several counts), or the
+# combined table and ratios (first server against the others).
+if ((repeat > 1)); then
+    for count in "${counts[@]}"; do
+        bases=()
+        for server in "${labels[@]}"; do
+            if ((${#counts[@]} > 1)); then bases+=("$server-c$count"); else bases+=("$server"); fi
+        done
+        suffix=""
+        ((${#counts[@]} > 1)) && suffix="-c$count"
+        echo
+        "$bin/echo_bench" --results "$results" --summary "$(IFS=','; echo "${bases[*]}")" --rounds "$repeat" |
+            tee "$results/summary$suffix.txt" || failed=1
+    done
+elif ((${#counts[@]} > 1)); then
     echo
     "$bin/echo_bench" --results "$results" --curve "$(IFS=','; echo "${labels[*]}")" \
         --points "$(IFS=','; echo "${counts[*]}")" | tee "$results/curve.txt" || failed=1

@@ -22,8 +22,9 @@
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -63,8 +64,16 @@ impl Plan {
 pub struct Shared {
     pub connected: AtomicUsize,
     pub connect_failed: AtomicUsize,
-    /// Shards that finished connecting.
+    /// Shards (or threads) that finished connecting.
     pub shards_ready: AtomicUsize,
+    /// Set by the monitor once every shard finished connecting (and it
+    /// sampled the server with all connections open and unused): start.
+    pub go: AtomicBool,
+    /// Connections done with the load: open and idle, or broken.
+    pub finished_load: AtomicUsize,
+    /// Set by the monitor once it sampled the server with every connection
+    /// idle: close them.
+    pub close: AtomicBool,
     /// Round trips completed so far (warm-up included).
     pub messages: AtomicU64,
     pub errors: AtomicU64,
@@ -76,8 +85,13 @@ pub struct Shared {
 
 impl Shared {
     /// Counts `count` errors, and keeps the first description.
-    fn note_error(&self, count: u64, what: String) {
+    pub fn note_error(&self, count: u64, what: String) {
         self.errors.fetch_add(count, Relaxed);
+        self.note_first(what);
+    }
+
+    /// Keeps `what` if it is the first error described.
+    pub fn note_first(&self, what: String) {
         let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
         first.get_or_insert(what);
     }
@@ -143,6 +157,31 @@ struct Local {
     total: Cell<u64>,
     finished: Cell<usize>,
     errors: RefCell<Errors>,
+    /// Set once the monitor said `close`; idle connections wait for it.
+    closing: Cell<bool>,
+    idle: RefCell<Vec<Waker>>,
+}
+
+impl Local {
+    /// Waits until the shard lets its idle connections close.
+    async fn closing(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.closing.get() {
+                return Poll::Ready(());
+            }
+            self.idle.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Lets every idle connection close.
+    fn close(&self) {
+        self.closing.set(true);
+        for waker in self.idle.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// How one connection ended.
@@ -181,9 +220,10 @@ pub async fn shard_main(plan: Plan, shared: Arc<Shared>) -> ShardOutcome {
     }
     let connect_time = began.elapsed();
 
-    // Phase 2: wait for the other shards, then share one start instant.
+    // Phase 2: wait for the other shards (the monitor says go), then share
+    // one start instant.
     shared.shards_ready.fetch_add(1, Relaxed);
-    while shared.shards_ready.load(Relaxed) < shards {
+    while !shared.go.load(Relaxed) {
         sleep(Duration::from_millis(1)).await;
     }
     let start = *shared.start.get_or_init(Instant::now);
@@ -201,6 +241,8 @@ pub async fn shard_main(plan: Plan, shared: Arc<Shared>) -> ShardOutcome {
         total: Cell::new(0),
         finished: Cell::new(0),
         errors: RefCell::new(Errors::default()),
+        closing: Cell::new(false),
+        idle: RefCell::new(Vec::new()),
     });
     let connected = streams.len();
     let tasks: Vec<GreenThread<()>> = streams
@@ -208,8 +250,15 @@ pub async fn shard_main(plan: Plan, shared: Arc<Shared>) -> ShardOutcome {
         .map(|(id, stream)| spawn(ping_pong(local.clone(), id, stream)))
         .collect();
 
-    // Phase 4: wait for every connection to finish and close, up to the drain deadline.
+    // Phase 4: connections idle until the monitor says close (it samples
+    // the server first), or the drain deadline; then every connection
+    // closes, within the drain time.
     let deadline = end + plan.drain;
+    while !shared.close.load(Relaxed) && Instant::now() < deadline {
+        sleep(Duration::from_millis(5)).await;
+    }
+    local.close();
+    let deadline = Instant::now() + plan.drain;
     while local.finished.get() < connected && Instant::now() < deadline {
         sleep(Duration::from_millis(5)).await;
     }
@@ -242,7 +291,7 @@ pub async fn shard_main(plan: Plan, shared: Arc<Shared>) -> ShardOutcome {
 }
 
 /// Back-off before connect try `k + 1`: 20 ms doubling, at most 1 s.
-fn backoff(k: u32) -> Duration {
+pub fn backoff(k: u32) -> Duration {
     Duration::from_millis(20u64 << k.min(6)).min(Duration::from_secs(1))
 }
 
@@ -303,6 +352,10 @@ async fn ping_pong(local: Rc<Local>, id: usize, mut stream: TcpStream) {
         seq += 1;
     };
 
+    local.shared.finished_load.fetch_add(1, Relaxed);
+    if let Ending::Done = ending {
+        local.closing().await;
+    }
     let mut errors = local.errors.borrow_mut();
     match ending {
         Ending::Done => {

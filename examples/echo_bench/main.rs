@@ -3,13 +3,18 @@
 //! The 10k-client echo benchmark's load client (usually started by
 //! `scripts/echo-bench.sh`, which also starts the server on other CPUs).
 //!
-//! It runs on a shardlet [`Runtime`] built from `SHARDLET_*` (pin it with
-//! `SHARDLET_CPUS`), opens `--connections` connections at `--connect-rate`
-//! per second, one green thread per connection, then runs closed-loop
-//! ping-pong of `--size`-byte messages: `--warmup` seconds unrecorded, then
-//! `--duration` seconds in which every round trip goes into an HDR
-//! histogram. Every echoed byte is checked against a pattern unique to the
-//! connection and the message.
+//! It opens `--connections` connections at `--connect-rate` per second,
+//! then runs closed-loop ping-pong of `--size`-byte messages: `--warmup`
+//! seconds unrecorded, then `--duration` seconds in which every round trip
+//! goes into an HDR histogram; then it leaves every connection open and
+//! idle while the monitor samples the server, and closes them. Every echoed
+//! byte is checked against a pattern unique to the connection and the
+//! message. Two engines run the load, on as many threads (shards) as
+//! `SHARDLET_SHARDS`/`SHARDLET_CPUS` say, each pinned: `--engine epoll`
+//! (the default, `epoll.rs`: plain threads on raw epoll, the cheapest
+//! client per message, so that the server sets the pace) and `--engine
+//! glommio` (`load.rs`: a shardlet runtime, one green thread per connection
+//! on glommio's streams, the client of the earlier figures).
 //!
 //! At the end it prints a table and writes, in `--results`:
 //! `<label>.json` (raw results), `<label>.hgrm` (percentile distribution),
@@ -20,11 +25,13 @@
 //! `--compare a,b,c` runs nothing: it prints the combined table of earlier
 //! runs with the ratios of the first label to the others.
 
+mod epoll;
 mod load;
 mod monitor;
 mod netstat;
 mod plot;
 mod report;
+mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +88,11 @@ struct Args {
     /// The server's process id, to read its memory and CPU from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// What runs the load: `epoll` (plain threads on raw epoll, the
+    /// cheapest per message) or `glommio` (a shardlet runtime, one green
+    /// thread per connection on glommio's streams).
+    #[arg(long, value_enum, default_value_t = Engine::Epoll)]
+    engine: Engine,
     /// Run nothing: compare earlier runs in --results (comma-separated
     /// labels; ratios are of the first to each of the others).
     #[arg(long, value_delimiter = ',')]
@@ -93,6 +105,25 @@ struct Args {
     /// The connection counts of --curve, comma-separated.
     #[arg(long, value_delimiter = ',')]
     points: Vec<u64>,
+    /// Run nothing: summarize repeated runs of these servers
+    /// (comma-separated labels) from `<label>-r1.json` ... `<label>-rN.json`
+    /// in --results: every run, then medians with their range, and the
+    /// ratios of the first server's medians to the others'.
+    #[arg(long, value_delimiter = ',', requires = "rounds")]
+    summary: Vec<String>,
+    /// The number of rounds of --summary.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
+}
+
+/// The load engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Plain threads on raw epoll (`epoll.rs`).
+    Epoll,
+    /// A shardlet runtime with glommio's streams (`load.rs`).
+    Glommio,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +137,9 @@ fn main() -> ExitCode {
     }
     if !args.curve.is_empty() {
         return curve(&args.results, &args.curve, &args.points);
+    }
+    if let (false, Some(rounds)) = (args.summary.is_empty(), args.rounds) {
+        return summarize(&args.results, &args.summary, rounds);
     }
     if !(args.duration > 0.0 && args.warmup >= 0.0 && args.connect_rate > 0.0) {
         eprintln!("echo_bench: --duration and --connect-rate must be positive, --warmup not negative");
@@ -158,22 +192,34 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         drain: Duration::from_secs(5),
     };
 
-    // Step 2: the client runtime. Sockets do not use io_uring's registered
-    // buffers, so keep them small unless SHARDLET_IO_MEMORY says otherwise:
-    // RLIMIT_MEMLOCK is shared with the server (same user).
+    // Step 2: the client's shards: threads on raw epoll, or a runtime.
+    // Sockets do not use io_uring's registered buffers, so keep them small
+    // unless SHARDLET_IO_MEMORY says otherwise: RLIMIT_MEMLOCK is shared
+    // with the server (same user).
     if config.io_memory().is_none() {
         config = config.with_io_memory(256 << 10);
     }
-    let runtime = Runtime::new(config).map_err(|e| e.to_string())?;
-    let client_cpus: Vec<Option<usize>> = (0..runtime.shards()).map(|s| runtime.plan().cpu(s)).collect();
+    let (runtime, client_cpus) = match args.engine {
+        Engine::Epoll => {
+            let shards = config.validate().map_err(|e| e.to_string())?;
+            let cpus: Vec<Option<usize>> = (0..shards.shards()).map(|s| shards.cpu(s)).collect();
+            (None, cpus)
+        }
+        Engine::Glommio => {
+            let runtime = Runtime::new(config).map_err(|e| e.to_string())?;
+            let cpus: Vec<Option<usize>> = (0..runtime.shards()).map(|s| runtime.plan().cpu(s)).collect();
+            (Some(runtime), cpus)
+        }
+    };
     let settings = Settings {
         connections,
         size: plan.size,
         warmup_s: args.warmup,
         duration_s: args.duration,
         connect_rate: args.connect_rate,
-        client_shards: runtime.shards(),
-        client_cpus,
+        client_shards: client_cpus.len(),
+        client_cpus: client_cpus.clone(),
+        engine: Some(args.engine),
     };
     eprintln!(
         "echo_bench: {} -> {} ({})",
@@ -192,7 +238,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         + plan.worst_connect()
         + plan.warmup
         + plan.duration
-        + plan.drain
+        + plan.drain * 3
         + Duration::from_secs(15);
     let _watchdog = watchdog(limit);
 
@@ -202,17 +248,20 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         .and_then(|pid| monitor::status_kib(Some(pid), "VmRSS:"));
     let shared = Arc::new(Shared::default());
     let net_before = NetCounters::now();
-    let monitor = Monitor::start(plan.clone(), shared.clone(), args.server_pid);
-    let handle = {
-        let (plan, shared) = (plan.clone(), shared.clone());
-        runtime
-            .start(move || load::shard_main(plan.clone(), shared.clone()))
-            .map_err(|e| e.to_string())?
+    let monitor = Monitor::start(plan.clone(), shared.clone(), client_cpus.len(), args.server_pid);
+    let outcomes = match runtime {
+        None => Ok(epoll::run(&plan, &shared, &client_cpus)),
+        Some(runtime) => {
+            let (plan, shared) = (plan.clone(), shared.clone());
+            match runtime.start(move || load::shard_main(plan.clone(), shared.clone())) {
+                Ok(handle) => handle.join().map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
     };
-    let outcomes = handle.join();
     let observed = monitor.finish();
     let kernel = NetCounters::now().since(&net_before);
-    let outcomes = outcomes.map_err(|e| e.to_string())?;
+    let outcomes = outcomes?;
 
     // Step 5: merge the shards' figures.
     let mut histogram = new_histogram();
@@ -250,6 +299,8 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         client: observed.client,
         softirq_percent: observed.softirq_percent,
         kernel,
+        window_kernel: observed.window_kernel,
+        window_seconds: observed.window_seconds,
         other_cpu_percent: observed.busy_percent.map(|busy| {
             let server = observed.server.and_then(|s| s.cpu_percent).unwrap_or(0.0);
             (busy - server - observed.client.cpu_percent.unwrap_or(0.0)).max(0.0)
@@ -340,6 +391,42 @@ fn compare(dir: &Path, labels: &[String]) -> ExitCode {
         Err(err) => eprintln!("echo_bench: no plot: {err}"),
     }
     if missing || runs.iter().any(Results::failed) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--summary`: every run in round order, then each server's medians.
+fn summarize(dir: &Path, labels: &[String], rounds: u32) -> ExitCode {
+    let mut all = Vec::new();
+    let mut figures = Vec::new();
+    let mut failed = false;
+    for label in labels {
+        let mut runs = Vec::new();
+        for round in 1..=rounds {
+            match Results::read_json(dir, &format!("{label}-r{round}")) {
+                Ok(r) => runs.push(r),
+                Err(err) => {
+                    eprintln!("echo_bench: no results for {label}, round {round}: {err}");
+                    failed = true;
+                }
+            }
+        }
+        failed |= runs.iter().any(Results::failed);
+        figures.push(summary::Figures::of(label, &runs));
+        all.extend(runs);
+    }
+    all.sort_by_key(|r| r.unix_time);
+    println!("== every run, in the order run ==");
+    print!("{}", report::table(&all));
+    println!();
+    println!("== medians over {rounds} rounds (servers interleaved, order rotated each round) ==");
+    print!("{}", summary::table(&figures));
+    if let Some(r) = all.first() {
+        println!("{}", report::describe(r));
+    }
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -449,6 +536,8 @@ impl Results {
             client: Default::default(),
             softirq_percent: None,
             kernel: NetCounters::default(),
+            window_kernel: None,
+            window_seconds: None,
             other_cpu_percent: None,
             machine,
             percentiles: Vec::new(),

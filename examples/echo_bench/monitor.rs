@@ -1,10 +1,15 @@
 //! The monitor thread: progress on stderr, and the server's memory and CPU
 //! read from `/proc` while the load runs.
 //!
-//! Contract with `load.rs`: it only reads [`Shared`]'s atomics and the start
-//! instant; it never touches the shards. It samples every 100 ms, prints a
-//! line a second, and takes the CPU figures at the edges of the measured
-//! window (`start + warmup` to `start + warmup + duration`).
+//! Contract with the load engines (`load.rs`, `epoll.rs`): it reads
+//! [`Shared`]'s atomics and the start instant, and sets its two flags. It
+//! samples every 100 ms, prints a line a second, and takes the CPU figures
+//! at the edges of the measured window (from `start + warmup`, for
+//! `duration`). It also paces two phases: once every shard connected, it
+//! samples the server's resident set (all connections open, none used) and
+//! sets `go`; once every connection finished its load (open and idle), it
+//! samples it again and sets `close` (or, without a sample, at the drain
+//! deadline).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -13,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::load::{Plan, Shared};
+use crate::netstat::NetCounters;
 
 /// What the monitor saw of a process during the measured window.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -26,7 +32,17 @@ pub struct ProcessStats {
     /// CPU time (user + system, all threads) over wall time in the measured
     /// window, in percent of one CPU.
     pub cpu_percent: Option<f64>,
+    /// Resident set with every connection open and none used yet, KiB.
+    #[serde(default)]
+    pub rss_connected_kib: Option<u64>,
+    /// Resident set with every connection open and idle after the load, KiB.
+    #[serde(default)]
+    pub rss_idle_kib: Option<u64>,
 }
+
+/// How long the monitor lets the server settle before it samples it with
+/// every connection open (and unused, or idle after the load).
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// The monitor's findings, for the server (when a PID was given) and the client.
 #[derive(Debug, Default)]
@@ -42,6 +58,10 @@ pub struct Observed {
     /// loopback mostly the TCP receive path. The kernel also bills it to the
     /// process it interrupted, so it overlaps the processes' figures.
     pub softirq_percent: Option<f64>,
+    /// The kernel's TCP counters over the measured window, and how long the
+    /// monitor's window (between its samples) was, seconds.
+    pub window_kernel: Option<NetCounters>,
+    pub window_seconds: Option<f64>,
 }
 
 /// A running monitor thread; [`Monitor::finish`] stops it.
@@ -52,12 +72,13 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(plan: Plan, shared: Arc<Shared>, server_pid: Option<u32>) -> Monitor {
+    /// Watches `shards` load shards (or threads) and the server `server_pid`.
+    pub fn start(plan: Plan, shared: Arc<Shared>, shards: usize, server_pid: Option<u32>) -> Monitor {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let thread = std::thread::Builder::new()
             .name("echo-bench-monitor".into())
-            .spawn(move || watch(&plan, &shared, server_pid, &flag))
+            .spawn(move || watch(&plan, &shared, shards, server_pid, &flag))
             .expect("spawn the monitor thread");
         Monitor { done, thread }
     }
@@ -109,18 +130,47 @@ impl Tracker {
 /// Seconds per clock tick in `/proc/<pid>/stat`: `USER_HZ` is 100 on Linux.
 const TICK: f64 = 0.01;
 
-fn watch(plan: &Plan, shared: &Shared, server_pid: Option<u32>, done: &AtomicBool) -> Observed {
+fn watch(
+    plan: &Plan,
+    shared: &Shared,
+    shards: usize,
+    server_pid: Option<u32>,
+    done: &AtomicBool,
+) -> Observed {
     let mut server = server_pid.map(|pid| Tracker::new(Some(pid)));
     let mut client = Tracker::new(None);
     let tty = std::io::stderr().is_terminal();
     let mut next_print = Instant::now() + Duration::from_secs(1);
     let mut last = (Instant::now(), 0u64);
     let mut machine: [Option<(Instant, Ticks)>; 2] = [None, None];
+    let mut net: [Option<NetCounters>; 2] = [None, None];
     let ksoftirqd = ksoftirqd_pids();
+    let mut settling: Option<Instant> = None;
     while !done.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
         let start = shared.start.get().copied();
+        // The two phases the monitor paces: go (all connected), close (all idle).
+        if !shared.go.load(Relaxed) && shared.shards_ready.load(Relaxed) >= shards {
+            if now.duration_since(*settling.get_or_insert(now)) >= SETTLE {
+                if let Some(server) = &mut server {
+                    server.stats.rss_connected_kib = status_kib(server.pid, "VmRSS:");
+                }
+                settling = None;
+                shared.go.store(true, Relaxed);
+            }
+        } else if let Some(start) = start.filter(|_| !shared.close.load(Relaxed)) {
+            let end = start + plan.warmup + plan.duration;
+            let all_idle = shared.finished_load.load(Relaxed) >= shared.connected.load(Relaxed);
+            if now >= end + plan.drain {
+                shared.close.store(true, Relaxed);
+            } else if all_idle && now >= end && now.duration_since(*settling.get_or_insert(now)) >= SETTLE {
+                if let Some(server) = &mut server {
+                    server.stats.rss_idle_kib = status_kib(server.pid, "VmRSS:");
+                }
+                shared.close.store(true, Relaxed);
+            }
+        }
         for t in server.iter_mut().chain([&mut client]) {
             if start.is_some() {
                 t.sample_rss();
@@ -139,9 +189,10 @@ fn watch(plan: &Plan, shared: &Shared, server_pid: Option<u32>, done: &AtomicBoo
         }
         if let Some(start) = start {
             let edges = [start + plan.warmup, start + plan.warmup + plan.duration];
-            for (edge, sample) in edges.iter().zip(machine.iter_mut()) {
+            for ((edge, sample), counters) in edges.iter().zip(machine.iter_mut()).zip(net.iter_mut()) {
                 if now >= *edge && sample.is_none() {
                     *sample = machine_ticks(&ksoftirqd).map(|t| (now, t));
+                    *counters = Some(NetCounters::now());
                 }
             }
         }
@@ -205,6 +256,14 @@ fn watch(plan: &Plan, shared: &Shared, server_pid: Option<u32>, done: &AtomicBoo
         client: client.finish(),
         busy_percent,
         softirq_percent,
+        window_kernel: match net {
+            [Some(a), Some(b)] => Some(b.since(&a)),
+            _ => None,
+        },
+        window_seconds: match machine {
+            [Some((t0, _)), Some((t1, _))] => Some(t1.duration_since(t0).as_secs_f64()),
+            _ => None,
+        },
     }
 }
 

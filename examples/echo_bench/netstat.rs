@@ -3,6 +3,9 @@
 //! that TCP retransmitted, and connects that took a second are SYNs the
 //! listener's accept queue had no room for.
 //!
+//! Sampled over the measured window too, the segments and delayed ACKs per
+//! round trip show how much TCP work each message cost the machine.
+//!
 //! The counters are machine-wide (`/proc/net/snmp`, `/proc/net/netstat`,
 //! `/proc/net/softnet_stat`), so other traffic on the machine shows up too.
 
@@ -21,6 +24,16 @@ pub struct NetCounters {
     /// Packets dropped because a CPU's input backlog was full
     /// (`/proc/net/softnet_stat`, second column; see `net.core.netdev_max_backlog`).
     pub backlog_drops: u64,
+    /// TCP segments sent (`Tcp: OutSegs`), both sides of loopback: a round
+    /// trip needs 2 (the request and the echo, each carrying the ACK of the
+    /// other); every pure ACK on top costs both CPUs a segment's work.
+    #[serde(default)]
+    pub segments: u64,
+    /// ACKs sent because a delayed-ACK timer ran out (`TcpExt: DelayedACKs`):
+    /// a message waited longer than the receiver's delayed-ACK timeout
+    /// before its answer could carry the ACK.
+    #[serde(default)]
+    pub delayed_acks: u64,
 }
 
 impl NetCounters {
@@ -31,6 +44,8 @@ impl NetCounters {
             timeouts: field("/proc/net/netstat", "TcpExt:", "TCPTimeouts"),
             listen_overflows: field("/proc/net/netstat", "TcpExt:", "ListenOverflows"),
             backlog_drops: backlog_drops(),
+            segments: field("/proc/net/snmp", "Tcp:", "OutSegs"),
+            delayed_acks: field("/proc/net/netstat", "TcpExt:", "DelayedACKs"),
         }
     }
 
@@ -41,11 +56,15 @@ impl NetCounters {
             timeouts: self.timeouts.saturating_sub(earlier.timeouts),
             listen_overflows: self.listen_overflows.saturating_sub(earlier.listen_overflows),
             backlog_drops: self.backlog_drops.saturating_sub(earlier.backlog_drops),
+            segments: self.segments.saturating_sub(earlier.segments),
+            delayed_acks: self.delayed_acks.saturating_sub(earlier.delayed_acks),
         }
     }
 
+    /// Whether nothing went wrong: no retransmits, timeouts, overflows or
+    /// drops (segments and delayed ACKs are not trouble).
     pub fn is_zero(&self) -> bool {
-        *self == NetCounters::default()
+        self.retransmits == 0 && self.timeouts == 0 && self.listen_overflows == 0 && self.backlog_drops == 0
     }
 }
 

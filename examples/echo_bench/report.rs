@@ -62,6 +62,12 @@ pub struct Results {
     /// TCP trouble the kernel counted during the run (machine-wide).
     #[serde(default)]
     pub kernel: NetCounters,
+    /// The same counters over the measured window (as the monitor sampled
+    /// it: `window_seconds` long).
+    #[serde(default)]
+    pub window_kernel: Option<NetCounters>,
+    #[serde(default)]
+    pub window_seconds: Option<f64>,
     pub machine: Machine,
     /// `[quantile, latency µs]` points of the percentile distribution (as in the `.hgrm`).
     pub percentiles: Vec<[f64; 2]>,
@@ -80,6 +86,9 @@ pub struct Settings {
     pub connect_rate: f64,
     pub client_shards: usize,
     pub client_cpus: Vec<Option<usize>>,
+    /// The load engine (absent in files from before there were two: glommio).
+    #[serde(default)]
+    pub engine: Option<crate::Engine>,
 }
 
 /// Round-trip latency summary, microseconds.
@@ -282,27 +291,44 @@ fn percent(p: Option<f64>) -> String {
     p.map_or_else(|| "-".into(), |p| format!("{p:.0}%"))
 }
 
-/// The results table: one row per run.
+/// Client CPU (percent of one CPU) above which a run is flagged
+/// client-bound: the client, not the server, may have set the pace.
+pub const CLIENT_BOUND_PERCENT: f64 = 90.0;
+
+/// Whether the client used more than [`CLIENT_BOUND_PERCENT`] of its CPU.
+pub fn client_bound(r: &Results) -> bool {
+    r.client.cpu_percent.is_some_and(|c| c > CLIENT_BOUND_PERCENT)
+}
+
+/// `value` with `decimals`, or `-`.
+pub fn opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// The results table: one row per run, server CPU per message beside the
+/// throughput, runs whose client was above [`CLIENT_BOUND_PERCENT`] flagged.
 pub fn table(runs: &[Results]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>7} {:>7}",
+        "{:<18} {:>6} {:>8} {:>7} {:>7} {:>7} {:>8} {:>6} {:>10} {:>8} {:>8} {:>4} {:>4} {:>5} {:>8}  note",
         "label",
         "conns",
         "msgs/s",
-        "p50 us",
-        "p99 us",
-        "p99.9 us",
-        "max us",
+        "srv us",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
         "errors",
-        "server RSS",
-        "srv CPU",
-        "cli CPU",
-        "other"
+        "peak RSS",
+        "KiB/conn",
+        "idle KiB",
+        "srv",
+        "cli",
+        "other",
+        "segs/msg",
     );
     for r in runs {
-        let server = r.server.unwrap_or_default();
         let conns = if r.connected == r.settings.connections {
             r.connected.to_string()
         } else {
@@ -310,21 +336,31 @@ pub fn table(runs: &[Results]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<14} {:>7} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7} {:>11} {:>7} {:>7} {:>7}",
+            "{:<18} {:>6} {:>8.0} {:>7} {:>7.1} {:>7.1} {:>8.1} {:>6} {:>10} {:>8} {:>8} {:>4} {:>4} {:>5} {:>8}  {}",
             r.label,
             conns,
             r.msgs_per_sec,
-            r.latency_us.p50,
-            r.latency_us.p99,
-            r.latency_us.p999,
-            r.latency_us.max,
+            opt(server_us_per_msg(r), 2),
+            r.latency_us.p50 / 1000.0,
+            r.latency_us.p99 / 1000.0,
+            r.latency_us.max / 1000.0,
             r.errors_total + r.connect_failed as u64,
-            mib(server.rss_kib.or(server.rss_peak_kib)),
-            percent(server.cpu_percent),
+            mib(server_peak_kib(r)),
+            opt(server_kib_per_conn(r), 2),
+            opt(server_idle_kib_per_conn(r), 2),
+            percent(r.server.and_then(|s| s.cpu_percent)),
             percent(r.client.cpu_percent),
             percent(r.other_cpu_percent),
+            opt(segments_per_msg(r), 2),
+            if client_bound(r) { "client-bound" } else { "" },
         );
     }
+    let _ = writeln!(
+        out,
+        "srv us: server CPU per round trip; KiB/conn: (peak RSS - RSS before connecting) / conns; \
+         idle KiB: the same with every connection open and idle after the load; srv/cli: CPU in % \
+         of one; segs/msg: TCP segments per round trip (2 at best); client-bound: cli > {CLIENT_BOUND_PERCENT:.0}%"
+    );
     out
 }
 
@@ -368,6 +404,26 @@ pub fn server_peak_kib(r: &Results) -> Option<u64> {
 pub fn server_kib_per_conn(r: &Results) -> Option<f64> {
     let (peak, before) = (server_peak_kib(r)?, r.server_rss_before_kib?);
     (r.connected > 0).then(|| peak.saturating_sub(before) as f64 / r.connected as f64)
+}
+
+/// The server's resident set with every connection open and idle after
+/// the load, beyond its baseline, per connection, KiB.
+pub fn server_idle_kib_per_conn(r: &Results) -> Option<f64> {
+    let (idle, before) = (r.server?.rss_idle_kib?, r.server_rss_before_kib?);
+    (r.connected > 0).then(|| idle.saturating_sub(before) as f64 / r.connected as f64)
+}
+
+/// The same with every connection open and none used yet.
+pub fn server_fresh_kib_per_conn(r: &Results) -> Option<f64> {
+    let (fresh, before) = (r.server?.rss_connected_kib?, r.server_rss_before_kib?);
+    (r.connected > 0).then(|| fresh.saturating_sub(before) as f64 / r.connected as f64)
+}
+
+/// TCP segments (both directions, machine-wide) per round trip in the
+/// measured window.
+pub fn segments_per_msg(r: &Results) -> Option<f64> {
+    let (k, seconds) = (r.window_kernel?, r.window_seconds?);
+    (seconds > 0.0 && r.msgs_per_sec > 0.0).then(|| k.segments as f64 / seconds / r.msgs_per_sec)
 }
 
 /// One server's cost curve: one row per run, in the order given (growing

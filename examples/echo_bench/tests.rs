@@ -102,6 +102,83 @@ fn smoke_run_against_an_echo_server_writes_every_file() {
 }
 
 #[test]
+fn the_glommio_engine_runs_the_same_load() {
+    let (addr, dir) = (echo_server(None), scratch("glommio"));
+    let results = run(
+        &args(addr, &dir, "glommio", &["--engine", "glommio"]),
+        one_shard(),
+    )
+    .unwrap();
+    assert!(!results.failed(), "{results:?}");
+    assert_eq!(results.connected, 40);
+    assert_eq!(results.settings.engine, Some(crate::Engine::Glommio));
+    assert!(results.messages > 0);
+}
+
+#[test]
+fn a_server_that_sends_too_much_is_caught() {
+    // Echoes every read twice.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    let twice = [&buf[..n], &buf[..n]].concat();
+                    if stream.write_all(&twice).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let dir = scratch("twice");
+    let results = run(&args(addr, &dir, "twice", &[]), one_shard()).unwrap();
+    assert!(results.failed());
+    assert_eq!(results.errors.mismatches, 40, "{:?}", results.errors);
+}
+
+#[test]
+fn medians_and_ranges_of_repeated_runs() {
+    use crate::summary::{Figures, Spread};
+    let spread = Spread::of([Some(3.0), None, Some(1.0), Some(10.0)]).unwrap();
+    assert_eq!(
+        (spread.median, spread.min, spread.max, spread.count),
+        (3.0, 1.0, 10.0, 3)
+    );
+    assert_eq!(Spread::of([Some(4.0), Some(2.0)]).unwrap().median, 3.0);
+    assert_eq!(Spread::of([None, Some(f64::NAN)]), None);
+
+    let (addr, dir) = (echo_server(None), scratch("summary"));
+    let a = run(&args(addr, &dir, "a-r1", &[]), one_shard()).unwrap();
+    let mut runs_a = vec![a.clone(), a.clone(), a.clone()];
+    for (i, r) in runs_a.iter_mut().enumerate() {
+        r.msgs_per_sec = 100.0 * (i + 1) as f64; // 100, 200, 300
+        r.client.cpu_percent = Some(if i == 0 { 95.0 } else { 50.0 });
+    }
+    let mut runs_b = runs_a.clone();
+    for r in &mut runs_b {
+        r.msgs_per_sec /= 2.0;
+        r.client.cpu_percent = Some(50.0);
+    }
+    let (fa, fb) = (Figures::of("a", &runs_a), Figures::of("b", &runs_b));
+    assert_eq!(fa.msgs_per_sec.unwrap().median, 200.0);
+    assert_eq!((fa.client_bound, fb.client_bound), (1, 0));
+    let table = crate::summary::table(&[fa, fb]);
+    assert!(table.contains("200 [100-300]"), "{table}");
+    assert!(table.contains("1 of 3 runs"), "{table}");
+    assert!(table.contains("a / b (medians): msgs/s x2.000"), "{table}");
+    let per_run = report::table(&runs_a);
+    assert_eq!(
+        per_run.matches("client-bound").count(),
+        2,
+        "one flagged run, and the legend: {per_run}"
+    );
+}
+
+#[test]
 fn a_corrupted_echo_is_an_error() {
     let (addr, dir) = (echo_server(Some(3)), scratch("corrupt"));
     let results = run(&args(addr, &dir, "corrupt", &[]), one_shard()).unwrap();
@@ -148,7 +225,9 @@ fn comparison_ratios_are_of_the_first_run() {
     let text = report::ratios(&[a.clone(), b.clone()]);
     assert!(text.starts_with("a / b: msgs/s x2.000 (+100.0%)"), "{text}");
     let table = report::table(&[a, b.clone()]);
-    assert_eq!(table.lines().count(), 3, "{table}");
+    // A header, one row per run, the legend.
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.lines().nth(2).unwrap().starts_with("b "), "{table}");
     plot::draw(&dir.join("compare.svg"), "t", &[&b]).unwrap();
 }
 
@@ -190,6 +269,13 @@ fn curve_prints_one_table_per_server_over_the_connection_counts() {
         let results = run(&a, one_shard()).unwrap();
         assert!(!results.failed(), "{results:?}");
         assert!(results.server_rss_before_kib.is_some());
+        // Sampled with every connection open: unused, then idle after the load.
+        let server = results.server.unwrap();
+        assert!(
+            server.rss_connected_kib.is_some() && server.rss_idle_kib.is_some(),
+            "{server:?}"
+        );
+        assert!(report::server_idle_kib_per_conn(&results).is_some());
     }
     let runs: Vec<Results> = ["srv-c10", "srv-c30"]
         .iter()

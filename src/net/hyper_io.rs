@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 
+use crate::net::acks::after_answer;
 use crate::net::ready::Direction;
 use crate::net::TcpStream;
 
@@ -52,9 +53,16 @@ impl TcpStream {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes `buf`; `&self`, as [`TcpStream::poll_read_hyper`].
+    /// Writes `buf` (after any bytes `write_or_keep` kept); `&self`, as
+    /// [`TcpStream::poll_read_hyper`].
     pub(crate) fn poll_write_hyper(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_io(Direction::Write, cx, buf.len(), |mut io| io.write(buf))
+        std::task::ready!(self.poll_flush_kept(cx))?;
+        let acks = self.acks_with_answers.get();
+        self.poll_io(Direction::Write, cx, buf.len(), |mut io| {
+            let n = io.write(buf)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
     }
 
     /// Writes `bufs` with one `writev`; `&self`, as [`TcpStream::poll_read_hyper`].
@@ -63,8 +71,16 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().take(1024).map(|b| b.len()).sum();
-        self.poll_io(Direction::Write, cx, len, |mut io| io.write_vectored(bufs))
+        std::task::ready!(self.poll_flush_kept(cx))?;
+        let (len, acks) = (
+            bufs.iter().take(1024).map(|b| b.len()).sum(),
+            self.acks_with_answers.get(),
+        );
+        self.poll_io(Direction::Write, cx, len, |mut io| {
+            let n = io.write_vectored(bufs)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
     }
 
     /// Ready once the peer has closed its end (`EPOLLRDHUP`: a hang-up, or
@@ -144,11 +160,13 @@ impl Write for TcpStream {
         true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Sends what `write_or_keep` kept (nothing else is buffered).
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush_kept(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_flush_kept(cx))?;
         Poll::Ready(self.shutdown_write())
     }
 }

@@ -49,6 +49,14 @@
 //!   direction is flagged ready and clears the flag on `EAGAIN` or a short
 //!   count; dropping the socket deregisters it. Connections handed off by
 //!   the acceptor are registered by the shard that takes them.
+//! - **Buffers** (`read_with.rs`, `kept.rs`): [`TcpStream::read_with`]
+//!   reads a ready socket into the shard's one read buffer
+//!   ([`SHARD_READ_BUFFER`]) and hands the bytes to a callback;
+//!   [`TcpStream::write_or_keep`] sends without waiting and keeps, in a
+//!   buffer of the connection's own, only what the socket did not take,
+//!   until a flush (or the next write) sends it. A connection that waits
+//!   holds no buffer. [`TcpStream::set_acks_with_answers`] (`acks.rs`)
+//!   puts the socket back in delayed-ACK mode after each write.
 //! - **Connections** run as green threads, each with an entry in the
 //!   table (O(1) to add, free, mark idle or evict). The handler's error or
 //!   panic ends only its connection; both are counted and logged.
@@ -68,6 +76,7 @@
 
 mod accept;
 mod acceptor;
+mod acks;
 mod backoff;
 mod capacity;
 mod connect;
@@ -77,9 +86,11 @@ mod descriptors;
 mod fd;
 mod handoff;
 mod hyper_io;
+mod kept;
 mod listen;
 mod listener;
 mod park;
+mod read_with;
 mod readiness;
 mod ready;
 mod requests;
@@ -100,6 +111,7 @@ pub use descriptors::{
 };
 pub use listen::{listen, listen_with, ListenOptions, DEFAULT_BACKLOG};
 pub use listener::TcpListener;
+pub use read_with::{ReadWith, SHARD_READ_BUFFER};
 pub use readiness::Ready;
 pub use ready::{ready_stats, ReadyStats};
 pub use requests::{latency_histogram, RequestStats};

@@ -503,6 +503,12 @@ impl Registration {
         Poll::Pending
     }
 
+    /// Whether `direction` may make progress now (no waker is registered).
+    #[inline]
+    pub(crate) fn is_ready(&self, direction: Direction) -> bool {
+        self.io.bits.get() & direction.ready_mask() != 0
+    }
+
     /// Ready once the peer has hung up (or the socket failed), even while
     /// data it sent before waits to be read; otherwise remembers the task
     /// to wake (at the socket's next read event).

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use crate::net::acks::after_answer;
+use crate::net::kept::Kept;
 use crate::net::ready::{Direction, Registration};
 
 /// A TCP connection served by the shard's readiness driver.
@@ -23,6 +25,12 @@ use crate::net::ready::{Direction, Registration};
 /// in a row that did not have to wait, the next one yields once (wakes its
 /// task and returns `Pending`), so that a connection that always has data
 /// cannot keep the shard's other connections waiting.
+///
+/// [`read_with`](TcpStream::read_with) reads into the shard's own buffer
+/// instead of the caller's, and [`write_or_keep`](TcpStream::write_or_keep)
+/// keeps only the bytes the socket did not take: a connection served with
+/// these two holds no buffer of its own while it waits (see
+/// [`read_with`](TcpStream::read_with)'s example).
 ///
 /// One known limit of the short-read rule: TCP urgent data (`MSG_OOB`,
 /// without `SO_OOBINLINE`) makes `recv` stop short at the urgent mark, and
@@ -52,12 +60,26 @@ use crate::net::ready::{Direction, Registration};
 /// # std::io::Result::Ok(())
 /// # }).unwrap().into_iter().collect::<std::io::Result<()>>().unwrap();
 /// ```
-#[derive(Debug)]
 pub struct TcpStream {
     io: std::net::TcpStream,
     pub(super) registration: Registration,
     /// Reads and writes in a row that did not wait (see [`BUDGET`]).
     streak: Cell<u8>,
+    /// Bytes [`TcpStream::write_or_keep`] could not send yet: none (and no
+    /// allocation) unless a write came back short.
+    pub(crate) kept: Cell<Option<Box<Kept>>>,
+    /// Back to delayed-ACK mode before each read (`acks.rs`).
+    pub(crate) acks_with_answers: Cell<bool>,
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("io", &self.io)
+            .field("registration", &self.registration)
+            .field("kept", &self.kept_len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads and writes in a row that found the socket ready after which the
@@ -89,6 +111,8 @@ impl TcpStream {
             io,
             registration,
             streak: Cell::new(0),
+            kept: Cell::new(None),
+            acks_with_answers: Cell::new(false),
         })
     }
 
@@ -125,7 +149,8 @@ impl TcpStream {
     }
 
     /// Deregisters the socket and returns it as a `std` stream (still
-    /// non-blocking).
+    /// non-blocking). Bytes [`write_or_keep`](TcpStream::write_or_keep)
+    /// kept and no flush sent yet are dropped: flush first.
     ///
     /// # Errors
     ///
@@ -218,11 +243,39 @@ impl TcpStream {
         self.io.take_error()
     }
 
+    /// Runs `op` once if `direction` is ready, without waiting: `EAGAIN`
+    /// (`WouldBlock`) when it is not, or when the socket says so. Clears the
+    /// flag as [`TcpStream::poll_io`] does.
+    #[inline]
+    pub(crate) fn try_io(
+        &self,
+        direction: Direction,
+        len: usize,
+        mut op: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        loop {
+            if !self.registration.is_ready(direction) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match op(&self.io) {
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        self.registration.clear(direction);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.registration.would_block(direction),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Runs `op` while `direction` is ready; clears it on `EAGAIN`, or when
     /// `op` moved fewer than `len` bytes (the socket is drained). Yields
     /// once after [`BUDGET`] operations in a row that did not wait.
     #[inline]
-    pub(super) fn poll_io(
+    pub(crate) fn poll_io(
         &self,
         direction: Direction,
         cx: &Context<'_>,
@@ -284,8 +337,16 @@ impl AsyncRead for TcpStream {
 }
 
 impl AsyncWrite for TcpStream {
+    /// Sends what [`TcpStream::write_or_keep`] kept first, so bytes go out
+    /// in the order they were written.
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_io(Direction::Write, cx, buf.len(), |mut io| io.write(buf))
+        std::task::ready!(self.poll_flush_kept(cx))?;
+        let acks = self.acks_with_answers.get();
+        self.poll_io(Direction::Write, cx, buf.len(), |mut io| {
+            let n = io.write(buf)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
     }
 
     fn poll_write_vectored(
@@ -293,16 +354,27 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = vectored_len(bufs.iter().map(|b| b.len()));
-        self.poll_io(Direction::Write, cx, len, |mut io| io.write_vectored(bufs))
+        std::task::ready!(self.poll_flush_kept(cx))?;
+        let (len, acks) = (
+            vectored_len(bufs.iter().map(|b| b.len())),
+            self.acks_with_answers.get(),
+        );
+        self.poll_io(Direction::Write, cx, len, |mut io| {
+            let n = io.write_vectored(bufs)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Sends the bytes [`TcpStream::write_or_keep`] kept (ready at once
+    /// when there are none: other writes are not buffered).
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush_kept(cx)
     }
 
-    /// Shuts down the write half: the peer reads EOF.
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Sends what was kept, then shuts down the write half: the peer reads EOF.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_flush_kept(cx))?;
         Poll::Ready(match self.io.shutdown(Shutdown::Write) {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,

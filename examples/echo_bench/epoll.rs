@@ -1,0 +1,387 @@
+//! The default load engine: plain threads on raw epoll, so that the client
+//! spends as little CPU per message as a client can (one `read`, one
+//! `write` and a share of one `epoll_wait` per round trip, no executor, no
+//! task wake-ups) and the server, not the client, sets the pace.
+//!
+//! Contract with `main.rs` and `monitor.rs`: the same [`Plan`], [`Shared`]
+//! and phases as the glommio engine (`load.rs`): connect (paced), wait for
+//! the monitor's `go`, run closed-loop ping-pong until `end`, leave every
+//! connection open and idle until the monitor's `close` (or the deadline),
+//! then close each one cleanly. One thread per client CPU (each pinned to
+//! it); thread `t` of `n` owns connections `t, t + n, ...`. Each returns a
+//! [`ShardOutcome`].
+//!
+//! Sockets are level-triggered for reading; writing waits on `EPOLLOUT`
+//! only after a short write (large messages).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use crate::load::{backoff, fill, new_histogram, Errors, Plan, ShardOutcome, Shared};
+
+/// Events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+/// One connection's state.
+struct Conn {
+    stream: TcpStream,
+    id: u64,
+    seq: u64,
+    /// The message in flight.
+    out: Box<[u8]>,
+    /// Bytes of it written, and echoed back so far.
+    written: usize,
+    got: usize,
+    sent_at: Instant,
+    /// Waiting for `EPOLLOUT` (a short write).
+    want_write: bool,
+    /// Done with the load: open and idle, or broken.
+    finished: bool,
+    /// Broken (an error was counted): closed already.
+    broken: bool,
+}
+
+/// Runs the load on one thread per entry of `cpus` and returns each one's outcome.
+pub fn run(plan: &Plan, shared: &Arc<Shared>, cpus: &[Option<usize>]) -> Vec<ShardOutcome> {
+    let threads: Vec<_> = cpus
+        .iter()
+        .enumerate()
+        .map(|(t, &cpu)| {
+            let (plan, shared, n) = (plan.clone(), shared.clone(), cpus.len());
+            std::thread::Builder::new()
+                .name(format!("echo-load-{t}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    }
+                    thread_main(&plan, &shared, t, n)
+                })
+                .expect("spawn a load thread")
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("a load thread panicked"))
+        .collect()
+}
+
+/// Everything one thread does; see the module docs.
+fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> ShardOutcome {
+    let mut errors = Errors::default();
+    // Phase 1: paced connects.
+    let began = Instant::now();
+    let rate = plan.connect_rate / threads as f64;
+    let mut conns = Vec::new();
+    let mut connect_failed = 0;
+    for (k, id) in (me..plan.connections).step_by(threads).enumerate() {
+        let due = began + Duration::from_secs_f64(k as f64 / rate);
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
+        match connect(plan, shared, id) {
+            Some(stream) => conns.push(Conn {
+                stream,
+                id: id as u64,
+                seq: 0,
+                out: vec![0u8; plan.size].into_boxed_slice(),
+                written: 0,
+                got: 0,
+                sent_at: began,
+                want_write: false,
+                finished: false,
+                broken: false,
+            }),
+            None => connect_failed += 1,
+        }
+    }
+    let connect_time = began.elapsed();
+
+    // Phase 2: wait for the monitor's go (every thread connected, the
+    // server's resident set sampled with all connections open and unused).
+    shared.shards_ready.fetch_add(1, Relaxed);
+    while !shared.go.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = *shared.start.get_or_init(Instant::now);
+    let window = (start + plan.warmup, start + plan.warmup + plan.duration);
+
+    // Phase 3: ping-pong until the end of the window.
+    let mut load = Load {
+        shared,
+        window,
+        histogram: new_histogram(),
+        measured: 0,
+        total: 0,
+        errors: &mut errors,
+        scratch: vec![0u8; plan.size + 1],
+    };
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
+    for (token, conn) in conns.iter_mut().enumerate() {
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
+        if let Err(err) = epoll.add(conn.stream.as_fd(), event) {
+            load.fail(conn, |k| k.io += 1, format!("epoll_ctl: {err}"));
+        } else {
+            conn.sent_at = Instant::now();
+            load.start_message(&epoll, token, conn);
+        }
+        if conn.finished {
+            let _ = epoll.delete(conn.stream.as_fd());
+            shared.finished_load.fetch_add(1, Relaxed);
+        }
+    }
+    let mut open = conns.iter().filter(|c| !c.finished).count();
+    let mut events = vec![EpollEvent::empty(); EVENTS];
+    let deadline = window.1 + plan.drain;
+    while open > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        let n = match epoll.wait(&mut events, wait.as_millis().max(1) as isize) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(err) => panic!("epoll_wait: {err}"),
+        };
+        let before = load.total;
+        for event in &events[..n] {
+            let token = event.data() as usize;
+            let conn = &mut conns[token];
+            if conn.finished {
+                continue;
+            }
+            let flags = event.events();
+            if conn.want_write
+                && flags.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+            {
+                load.write_more(&epoll, token, conn);
+            }
+            if !conn.finished
+                && flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+            {
+                load.read_echo(&epoll, token, conn);
+            }
+            if conn.finished {
+                // Idle (or broken) from now on: out of the epoll set, so
+                // that nothing it might still raise wakes this loop.
+                let _ = epoll.delete(conn.stream.as_fd());
+                open -= 1;
+                shared.finished_load.fetch_add(1, Relaxed);
+            }
+        }
+        shared.messages.fetch_add(load.total - before, Relaxed);
+    }
+    let stalled = conns.iter().filter(|c| !c.finished).count();
+    if stalled > 0 {
+        load.errors.stalled += stalled as u64;
+        shared.note_error(
+            stalled as u64,
+            format!(
+                "{stalled} connection(s) still busy {:?} after the end",
+                plan.drain
+            ),
+        );
+    }
+    let (histogram, measured, total) = (load.histogram, load.measured, load.total);
+    drop(epoll);
+
+    // Phase 4: idle until the monitor has sampled the server, then close.
+    let idle_until = Instant::now() + plan.drain;
+    while !shared.close.load(Relaxed) && Instant::now() < idle_until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    close_all(&conns, plan, shared, &mut errors);
+    ShardOutcome {
+        histogram,
+        connected: conns.len(),
+        connect_failed,
+        measured,
+        total,
+        errors,
+        connect_time,
+    }
+}
+
+/// One thread's ping-pong state.
+struct Load<'a> {
+    shared: &'a Shared,
+    window: (Instant, Instant),
+    histogram: Histogram<u64>,
+    measured: u64,
+    total: u64,
+    errors: &'a mut Errors,
+    /// Where echoes are read to (one byte more than a message, so a server
+    /// that sends too much is caught).
+    scratch: Vec<u8>,
+}
+
+impl Load<'_> {
+    /// Fills message `conn.seq` and writes it; a short write waits for `EPOLLOUT`.
+    fn start_message(&mut self, epoll: &Epoll, token: usize, conn: &mut Conn) {
+        fill(&mut conn.out, conn.id, conn.seq);
+        conn.written = 0;
+        conn.got = 0;
+        self.write_more(epoll, token, conn);
+    }
+
+    fn write_more(&mut self, epoll: &Epoll, token: usize, conn: &mut Conn) {
+        while conn.written < conn.out.len() {
+            match conn.stream.write(&conn.out[conn.written..]) {
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let seq = conn.seq;
+                    return self.fail(conn, |k| k.io += 1, format!("message {seq}: {e}"));
+                }
+            }
+        }
+        let want_write = conn.written < conn.out.len();
+        if want_write != conn.want_write {
+            conn.want_write = want_write;
+            let flags = if want_write {
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT
+            } else {
+                EpollFlags::EPOLLIN
+            };
+            if let Err(err) = epoll.modify(conn.stream.as_fd(), &mut EpollEvent::new(flags, token as u64)) {
+                self.fail(conn, |k| k.io += 1, format!("epoll_ctl: {err}"));
+            }
+        }
+    }
+
+    /// Reads what the server echoed; a complete echo is checked, recorded,
+    /// and followed by the next message (until the end of the window).
+    fn read_echo(&mut self, epoll: &Epoll, token: usize, conn: &mut Conn) {
+        let want = conn.out.len() - conn.got;
+        let n = match conn.stream.read(&mut self.scratch[..want + 1]) {
+            Ok(0) => {
+                let seq = conn.seq;
+                return self.fail(
+                    conn,
+                    |k| k.eof += 1,
+                    format!("message {seq}: the server closed the connection"),
+                );
+            }
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => return,
+            Err(e) => {
+                let seq = conn.seq;
+                return self.fail(conn, |k| k.io += 1, format!("message {seq}: {e}"));
+            }
+        };
+        if n > want || self.scratch[..n] != conn.out[conn.got..conn.got + n] {
+            let seq = conn.seq;
+            return self.fail(
+                conn,
+                |k| k.mismatches += 1,
+                format!("message {seq}: the echo differs from what was sent"),
+            );
+        }
+        conn.got += n;
+        if conn.got < conn.out.len() {
+            return;
+        }
+        let now = Instant::now();
+        self.total += 1;
+        if now >= self.window.0 && now < self.window.1 {
+            let nanos = now.duration_since(conn.sent_at).as_nanos() as u64;
+            self.histogram.saturating_record(nanos.max(1));
+            self.measured += 1;
+        }
+        if now >= self.window.1 {
+            conn.finished = true; // open and idle from now on
+            return;
+        }
+        conn.seq += 1;
+        conn.sent_at = now;
+        self.start_message(epoll, token, conn);
+    }
+
+    /// Counts an error on `conn` and closes it.
+    fn fail(&mut self, conn: &mut Conn, count: impl FnOnce(&mut Errors), what: String) {
+        count(self.errors);
+        self.shared
+            .note_error(1, format!("connection {}: {what}", conn.id));
+        let _ = conn.stream.shutdown(Shutdown::Both);
+        conn.finished = true;
+        conn.broken = true;
+    }
+}
+
+/// Connects (blocking, with a timeout) with bounded retries; `None` once
+/// every try failed.
+fn connect(plan: &Plan, shared: &Shared, id: usize) -> Option<TcpStream> {
+    let mut last_error = String::new();
+    for k in 0..plan.connect_attempts {
+        match TcpStream::connect_timeout(&plan.addr, plan.connect_timeout) {
+            Ok(stream) => {
+                let ready = stream
+                    .set_nodelay(true)
+                    .and_then(|()| stream.set_nonblocking(true));
+                match ready {
+                    Ok(()) => {
+                        shared.connected.fetch_add(1, Relaxed);
+                        return Some(stream);
+                    }
+                    Err(err) => last_error = err.to_string(),
+                }
+            }
+            Err(err) => last_error = err.to_string(),
+        }
+        if k + 1 < plan.connect_attempts {
+            let jitter = Duration::from_micros(fastrand::u64(0..10_000));
+            std::thread::sleep(backoff(k) + jitter);
+        }
+    }
+    shared.connect_failed.fetch_add(1, Relaxed);
+    shared.note_first(format!(
+        "connection {id}: connect to {} failed {} time(s): {last_error}",
+        plan.addr, plan.connect_attempts
+    ));
+    None
+}
+
+/// Closes every connection still open: shut the write side, then expect
+/// the server's end of stream and nothing else, within the drain time.
+fn close_all(conns: &[Conn], plan: &Plan, shared: &Shared, errors: &mut Errors) {
+    let open: Vec<&Conn> = conns.iter().filter(|c| !c.broken).collect();
+    for conn in &open {
+        let _ = conn.stream.shutdown(Shutdown::Write);
+    }
+    let deadline = Instant::now() + plan.drain;
+    let mut byte = [0u8; 1];
+    for conn in open {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let _ = conn.stream.set_nonblocking(false);
+        let _ = conn.stream.set_read_timeout(Some(left));
+        match (&conn.stream).read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => {
+                errors.unexpected_data += 1;
+                shared.note_error(
+                    1,
+                    format!("connection {}: unexpected bytes after the client closed", conn.id),
+                );
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                errors.stalled += 1;
+                shared.note_error(
+                    1,
+                    format!("connection {}: no end of stream from the server", conn.id),
+                );
+            }
+            Err(_) => {} // a reset after our FIN is the server's way to close too
+        }
+    }
+}
