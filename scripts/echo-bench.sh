@@ -6,6 +6,8 @@
 #   scripts/echo-bench.sh --compare --connections 2000 --duration 5
 #   scripts/echo-bench.sh --servers shardlet,tokio --connections 100,1000,10000,19000
 #   scripts/echo-bench.sh --compare --repeat 5 --lock /tmp/shardlet-cpu.lock   # medians of 5 rounds
+#   scripts/echo-bench.sh --rate 50000     # open loop: 50k msgs/s in all, p50 ... p99.99
+#   scripts/echo-bench.sh --servers shardlet,tokio --rate-sweep --rate-base tokio   # latency against load
 #
 # It builds the release examples, starts the echo server on one set of CPUs
 # and the load client (examples/echo_bench) on the others, waits for the
@@ -37,6 +39,21 @@
 #                         interleaved, a fresh server process each run) and the end
 #                         prints one cost table per server: msgs/s, server CPU per
 #                         message, peak RSS, RSS per connection, p99
+#   --rate N              (a client option) open loop: N messages per second in all,
+#                         spread evenly over the connections; each latency counted from
+#                         the message's intended send time (wrk2's coordinated-omission
+#                         correction); p50/p99/p99.9/p99.99, and the achieved rate
+#                         ("saturated" when more than 5% short)
+#   --rate-sweep          for each server a closed-loop run (its maximum msgs/s), then
+#                         open-loop runs at --loads percent of it (servers interleaved at
+#                         each load); a table of latency against load and sweep.svg
+#   --loads LIST          the sweep's loads in percent (default 25,50,75,90)
+#   --rate-base SERVER    with --rate-sweep: also run every other server at the same
+#                         absolute rates, the loads of SERVER's maximum, and give the
+#                         ratios of their p99.9 to SERVER's at each
+#   --server-metrics HOST:PORT
+#                         shardlet's server serves Prometheus metrics there, and the
+#                         client reads its per-shard connections and busy time
 #   -h, --help            this text
 #
 # Before building, it checks that the largest count fits the descriptor limit
@@ -67,6 +84,10 @@ compare=0
 repeat=1
 lock=""
 connections=10000
+sweep=0
+loads="25,50,75,90"
+rate_base=""
+server_metrics=""
 client_args=()
 while (($#)); do
     case "$1" in
@@ -86,6 +107,13 @@ while (($#)); do
     --repeat=*) repeat="${1#*=}" ;;
     --lock) lock="${2:?--lock needs a file}"; shift ;;
     --lock=*) lock="${1#*=}" ;;
+    --rate-sweep) sweep=1 ;;
+    --loads) loads="${2:?--loads needs a list}"; shift ;;
+    --loads=*) loads="${1#*=}" ;;
+    --rate-base) rate_base="${2:?--rate-base needs a server}"; shift ;;
+    --rate-base=*) rate_base="${1#*=}" ;;
+    --server-metrics) server_metrics="${2:?--server-metrics needs HOST:PORT}"; shift ;;
+    --server-metrics=*) server_metrics="${1#*=}" ;;
     -h | --help) usage; exit 0 ;;
     --connections) connections="${2:?--connections needs a number or a list}"; shift ;;
     --connections=*) connections="${1#*=}" ;;
@@ -106,6 +134,22 @@ for n in "${counts[@]}"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "--connections: '$n' is not a positive whole number (expected e.g. 100,1000,10000)"
     ((n > max_count)) && max_count=$n
 done
+IFS=',' read -r -a load_list <<<"$loads"
+if ((sweep)); then
+    ((${#counts[@]} == 1)) || die "--rate-sweep runs at one connection count, not '$connections'"
+    ((repeat == 1)) || die "--rate-sweep does not take --repeat"
+    for p in "${load_list[@]}"; do
+        [[ "$p" =~ ^[1-9][0-9]?$ ]] || die "--loads: '$p' is not a percentage from 1 to 99"
+    done
+    for a in "${client_args[@]}"; do
+        [[ "$a" == --rate || "$a" == --rate=* ]] && die "--rate-sweep sets the rates itself: leave out --rate"
+    done
+    if [[ -n "$rate_base" && ",$servers," != *",$rate_base,"* ]]; then
+        die "--rate-base '$rate_base' is not one of the servers ($servers)"
+    fi
+elif [[ -n "$rate_base" ]]; then
+    die "--rate-base goes with --rate-sweep"
+fi
 
 example_of() {
     case "$1" in
@@ -249,6 +293,11 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     server_args=(--addr "$addr")
     [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
     [[ "$server" == shardlet-acks ]] && server_args+=(--acks-with-answers)
+    metrics_args=()
+    if [[ -n "$server_metrics" && "$example" == echo_server ]]; then
+        server_args+=(--metrics-addr "$server_metrics")
+        metrics_args=(--server-metrics "$server_metrics")
+    fi
     echo "echo-bench: [$label] starting $example on cpu(s) $server_cpus" >&2
     SHARDLET_CPUS="$server_cpus" $(pin "$server_cpus") "$bin/$example" "${server_args[@]}" >"$log" 2>&1 &
     server_pid=$!
@@ -269,7 +318,8 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     echo "echo-bench: [$label] $(grep -m1 "listening on" "$log")" >&2
 
     SHARDLET_CPUS="$client_cpus" $(pin "$client_cpus") "$bin/echo_bench" --addr "$addr" --label "$label" \
-        --results "$results" --server-pid "$server_pid" --connections "$count" "${client_args[@]}" &
+        --results "$results" --server-pid "$server_pid" --connections "$count" "${client_args[@]}" \
+        ${metrics_args[@]+"${metrics_args[@]}"} ${run_args[@]+"${run_args[@]}"} &
     client_pid=$!
     rc=0
     wait "$client_pid" || rc=$?
@@ -288,6 +338,55 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     ran+=("$label")
     echo >&2
 }
+locked_run() { # locked_run SERVER LABEL COUNT: run_one under the lock, with run_args
+    [[ -n "$lock_fd" ]] && flock -x "$lock_fd"
+    run_one "$@"
+    [[ -n "$lock_fd" ]] && flock -u "$lock_fd"
+    return 0
+}
+max_of() { # max_of LABEL: the msgs/s of a finished run
+    local json="$results/$1.json" v
+    [[ -f "$json" ]] || return 1
+    v="$(grep -m1 '^  "msgs_per_sec"' "$json" | sed 's/[^0-9.]//g')"
+    [[ -n "$v" ]] && echo "$v"
+}
+run_args=()
+if ((sweep)); then
+    # Step 6a: the rate sweep. Each server's closed-loop maximum, then at each
+    # load every server (order rotated per load) at that share of its own
+    # maximum and, with --rate-base, of the base server's.
+    count="${counts[0]}"
+    declare -A max=()
+    for server in "${labels[@]}"; do
+        locked_run "$server" "$server-max" "$count"
+        max[$server]="$(max_of "$server-max")" || die "[$server-max] no results: cannot derive its rates"
+        echo "echo-bench: [$server] closed-loop maximum ${max[$server]} msgs/s" >&2
+    done
+    k=0
+    for p in "${load_list[@]}"; do
+        order=()
+        for ((j = 0; j < ${#labels[@]}; j++)); do order+=("${labels[$(((j + k) % ${#labels[@]}))]}"); done
+        k=$((k + 1))
+        for server in "${order[@]}"; do
+            run_args=(--rate "$(awk -v m="${max[$server]}" -v p="$p" 'BEGIN { printf "%.0f", m * p / 100 }')")
+            locked_run "$server" "$server-own$p" "$count"
+            if [[ -n "$rate_base" && "$server" != "$rate_base" ]]; then
+                run_args=(--rate "$(awk -v m="${max[$rate_base]}" -v p="$p" 'BEGIN { printf "%.0f", m * p / 100 }')")
+                locked_run "$server" "$server-$rate_base$p" "$count"
+            fi
+        done
+    done
+    run_args=()
+    echo
+    sweep_args=(--sweep "$servers" --loads "$loads")
+    [[ -n "$rate_base" ]] && sweep_args+=(--rate-base "$rate_base")
+    "$bin/echo_bench" --results "$results" "${sweep_args[@]}" | tee "$results/sweep.txt" || failed=1
+    if ((failed)); then
+        echo "echo-bench: FAILED: at least one run had errors or failed connections" >&2
+        exit 1
+    fi
+    exit 0
+fi
 for count in "${counts[@]}"; do
     for ((round = 1; round <= repeat; round++)); do
         order=()

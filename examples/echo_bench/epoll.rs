@@ -13,7 +13,16 @@
 //!
 //! Sockets are level-triggered for reading; writing waits on `EPOLLOUT`
 //! only after a short write (large messages).
+//!
+//! Open loop (`--rate`, see `pacing.rs`): a paced connection whose next
+//! message is not due yet waits in a heap of due times, and a `timerfd`
+//! (registered in the same epoll set) wakes the thread for the earliest
+//! one. Each message's latency runs from its intended send time. In a
+//! skewed load (`--heavy-fraction`) the heavy connections run closed loop
+//! with their larger messages, into a histogram of their own.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
@@ -23,23 +32,43 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::load::{backoff, fill, new_histogram, Errors, Plan, ShardOutcome, Shared};
+use crate::pacing::{latency, Pacing};
+
+/// The epoll token of the pacing timer (connections use their index).
+const TIMER: u64 = u64::MAX;
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
+
+/// How a connection sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Closed loop: the next message as soon as the answer is back.
+    Closed,
+    /// Open loop: on the schedule of `pacing.rs`.
+    Paced,
+    /// Closed loop with larger messages, in a skewed load.
+    Heavy,
+}
 
 /// One connection's state.
 struct Conn {
     stream: TcpStream,
     id: u64,
+    kind: Kind,
     seq: u64,
     /// The message in flight.
     out: Box<[u8]>,
     /// Bytes of it written, and echoed back so far.
     written: usize,
     got: usize,
-    sent_at: Instant,
+    /// When the message in flight (or, for a paced connection waiting for
+    /// its turn, the next one) was meant to go: latency runs from here.
+    intended: Instant,
     /// Waiting for `EPOLLOUT` (a short write).
     want_write: bool,
     /// Done with the load: open and idle, or broken.
@@ -90,11 +119,22 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
             Some(stream) => conns.push(Conn {
                 stream,
                 id: id as u64,
+                kind: match (plan.is_heavy(id), plan.rate) {
+                    (true, _) => Kind::Heavy,
+                    (false, Some(_)) => Kind::Paced,
+                    (false, None) => Kind::Closed,
+                },
                 seq: 0,
-                out: vec![0u8; plan.size].into_boxed_slice(),
+                out: vec![
+                    0u8;
+                    plan.heavy
+                        .filter(|_| plan.is_heavy(id))
+                        .map_or(plan.size, |h| h.size)
+                ]
+                .into_boxed_slice(),
                 written: 0,
                 got: 0,
-                sent_at: began,
+                intended: began,
                 want_write: false,
                 finished: false,
                 broken: false,
@@ -114,22 +154,42 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
     let window = (start + plan.warmup, start + plan.warmup + plan.duration);
 
     // Phase 3: ping-pong until the end of the window.
+    let pacing = plan.pacing();
+    if pacing.is_some() {
+        // Timers due in microseconds: no 50 µs of slack on top of each.
+        let _ = nix::sys::prctl::set_timerslack(1);
+    }
     let mut load = Load {
         shared,
         window,
+        start,
+        pacing,
+        waiting: BinaryHeap::new(),
         histogram: new_histogram(),
+        heavy_histogram: new_histogram(),
         measured: 0,
         total: 0,
         errors: &mut errors,
-        scratch: vec![0u8; plan.size + 1],
+        scratch: vec![0u8; plan.size.max(plan.heavy.map_or(0, |h| h.size)) + 1],
     };
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
+    let timer = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )
+    .expect("timerfd_create");
+    epoll
+        .add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TIMER))
+        .expect("epoll_ctl(timerfd)");
+    let mut armed: Option<Instant> = None;
     for (token, conn) in conns.iter_mut().enumerate() {
         let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
         if let Err(err) = epoll.add(conn.stream.as_fd(), event) {
             load.fail(conn, |k| k.io += 1, format!("epoll_ctl: {err}"));
+        } else if let (Kind::Paced, Some(pacing)) = (conn.kind, load.pacing) {
+            load.schedule(token, conn, pacing.due(start, conn.id, 0));
         } else {
-            conn.sent_at = Instant::now();
+            conn.intended = Instant::now();
             load.start_message(&epoll, token, conn);
         }
         if conn.finished {
@@ -145,6 +205,38 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
         if now >= deadline {
             break;
         }
+        // Paced connections whose turn has come send now (or, past the
+        // window, go idle).
+        while let Some(&Reverse((due, token))) = load.waiting.peek() {
+            if due > now {
+                break;
+            }
+            load.waiting.pop();
+            let conn = &mut conns[token];
+            if conn.finished {
+                continue; // broke while it waited: counted then
+            }
+            if due >= window.1 {
+                conn.finished = true;
+            } else {
+                load.start_message(&epoll, token, conn);
+            }
+            if conn.finished {
+                let _ = epoll.delete(conn.stream.as_fd());
+                open -= 1;
+                shared.finished_load.fetch_add(1, Relaxed);
+            }
+        }
+        if let Some(&Reverse((due, _))) = load.waiting.peek() {
+            if armed != Some(due) {
+                let left =
+                    TimeSpec::from_duration(due.saturating_duration_since(now).max(Duration::from_micros(1)));
+                timer
+                    .set(Expiration::OneShot(left), TimerSetTimeFlags::empty())
+                    .expect("timerfd_settime");
+                armed = Some(due);
+            }
+        }
         let wait = (deadline - now).min(Duration::from_millis(100));
         let n = match epoll.wait(&mut events, wait.as_millis().max(1) as isize) {
             Ok(n) => n,
@@ -153,6 +245,11 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
         };
         let before = load.total;
         for event in &events[..n] {
+            if event.data() == TIMER {
+                let _ = timer.wait(); // clears the expiry; the heap says who is due
+                armed = None;
+                continue;
+            }
             let token = event.data() as usize;
             let conn = &mut conns[token];
             if conn.finished {
@@ -190,7 +287,8 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
             ),
         );
     }
-    let (histogram, measured, total) = (load.histogram, load.measured, load.total);
+    let (histogram, heavy_histogram, measured, total) =
+        (load.histogram, load.heavy_histogram, load.measured, load.total);
     drop(epoll);
 
     // Phase 4: idle until the monitor has sampled the server, then close.
@@ -201,6 +299,7 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
     close_all(&conns, plan, shared, &mut errors);
     ShardOutcome {
         histogram,
+        heavy_histogram,
         connected: conns.len(),
         connect_failed,
         measured,
@@ -214,7 +313,13 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
 struct Load<'a> {
     shared: &'a Shared,
     window: (Instant, Instant),
+    /// When the load started: the schedule's origin.
+    start: Instant,
+    pacing: Option<Pacing>,
+    /// Paced connections waiting for their next message's turn: (due, token).
+    waiting: BinaryHeap<Reverse<(Instant, usize)>>,
     histogram: Histogram<u64>,
+    heavy_histogram: Histogram<u64>,
     measured: u64,
     total: u64,
     errors: &'a mut Errors,
@@ -224,6 +329,19 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
+    /// Sets `conn`'s next message for `due`: at once when that has come
+    /// (a connection that fell behind sends at once, its clock already
+    /// running), later through the heap; past the window, the connection
+    /// goes idle instead.
+    fn schedule(&mut self, token: usize, conn: &mut Conn, due: Instant) {
+        conn.intended = due;
+        if due >= self.window.1 {
+            conn.finished = true;
+        } else {
+            self.waiting.push(Reverse((due, token)));
+        }
+    }
+
     /// Fills message `conn.seq` and writes it; a short write waits for `EPOLLOUT`.
     fn start_message(&mut self, epoll: &Epoll, token: usize, conn: &mut Conn) {
         fill(&mut conn.out, conn.id, conn.seq);
@@ -293,8 +411,12 @@ impl Load<'_> {
         let now = Instant::now();
         self.total += 1;
         if now >= self.window.0 && now < self.window.1 {
-            let nanos = now.duration_since(conn.sent_at).as_nanos() as u64;
-            self.histogram.saturating_record(nanos.max(1));
+            let nanos = latency(conn.intended, now).as_nanos() as u64;
+            let histogram = match conn.kind {
+                Kind::Heavy => &mut self.heavy_histogram,
+                Kind::Closed | Kind::Paced => &mut self.histogram,
+            };
+            histogram.saturating_record(nanos.max(1));
             self.measured += 1;
         }
         if now >= self.window.1 {
@@ -302,8 +424,21 @@ impl Load<'_> {
             return;
         }
         conn.seq += 1;
-        conn.sent_at = now;
-        self.start_message(epoll, token, conn);
+        match (conn.kind, self.pacing) {
+            (Kind::Paced, Some(pacing)) => {
+                let due = pacing.due(self.start, conn.id, conn.seq);
+                if due <= now {
+                    conn.intended = due; // behind: it goes now, its clock already running
+                    self.start_message(epoll, token, conn);
+                } else {
+                    self.schedule(token, conn, due);
+                }
+            }
+            _ => {
+                conn.intended = now;
+                self.start_message(epoll, token, conn);
+            }
+        }
     }
 
     /// Counts an error on `conn` and closes it.

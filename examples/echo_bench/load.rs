@@ -48,9 +48,39 @@ pub struct Plan {
     pub connect_timeout: Duration,
     /// How long after the end connections get to finish and close.
     pub drain: Duration,
+    /// Open loop (`--rate`): this many messages per second in all, over
+    /// the paced connections (every one but the heavy ones); closed loop
+    /// without it. Only the epoll engine runs it.
+    pub rate: Option<f64>,
+    /// Skewed load (`--heavy-fraction`): which connections are heavy.
+    pub heavy: Option<Heavy>,
+}
+
+/// The heavy connections of a skewed load: closed loop (back-to-back)
+/// with larger messages, while the others are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heavy {
+    /// About this fraction of the connections (chosen by a hash of the id,
+    /// so that neither accept mode sees them in a regular pattern).
+    pub fraction: f64,
+    /// Bytes per message of a heavy connection.
+    pub size: usize,
 }
 
 impl Plan {
+    /// Whether connection `id` is one of the heavy ones.
+    pub fn is_heavy(&self, id: usize) -> bool {
+        self.heavy
+            .is_some_and(|h| ((splitmix64(id as u64 ^ 0xA5A5) % 1_000_000) as f64) < h.fraction * 1e6)
+    }
+
+    /// The open-loop schedule, when there is one.
+    pub fn pacing(&self) -> Option<crate::pacing::Pacing> {
+        let rate = self.rate?;
+        let paced = (0..self.connections).filter(|&id| !self.is_heavy(id)).count();
+        Some(crate::pacing::Pacing::new(rate, paced, self.connections))
+    }
+
     /// The longest a connect can take with every try timing out.
     pub fn worst_connect(&self) -> Duration {
         (0..self.connect_attempts)
@@ -100,8 +130,11 @@ impl Shared {
 /// One shard's share of the results.
 #[derive(Debug)]
 pub struct ShardOutcome {
-    /// Round-trip times in nanoseconds, measured window only.
+    /// Round-trip times in nanoseconds, measured window only (the paced
+    /// connections' only, in a skewed load).
     pub histogram: Histogram<u64>,
+    /// The heavy connections' round trips (empty without a skewed load).
+    pub heavy_histogram: Histogram<u64>,
     pub connected: usize,
     pub connect_failed: usize,
     /// Round trips completed in the measured window.
@@ -281,6 +314,7 @@ pub async fn shard_main(plan: Plan, shared: Arc<Shared>) -> ShardOutcome {
     let errors = *local.errors.borrow();
     ShardOutcome {
         histogram: local.histogram.replace(new_histogram()),
+        heavy_histogram: new_histogram(),
         connected,
         connect_failed,
         measured: local.measured.get(),

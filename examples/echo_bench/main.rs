@@ -22,16 +22,32 @@
 //! there too, `compare.svg`. The exit code is non-zero when any connection
 //! failed or saw an error.
 //!
+//! `--rate N` makes it open loop (`pacing.rs`): N messages per second in
+//! all, spread evenly over the connections, each latency counted from the
+//! message's intended send time (wrk2's coordinated-omission correction);
+//! a run whose achieved rate falls more than 5% short of N is flagged
+//! "saturated". `--heavy-fraction F` skews the load: about F of the
+//! connections send back-to-back with `--heavy-size` messages, the others
+//! are paced by `--rate`, and the latency figures are the paced ones'.
+//! `--server-metrics HOST:PORT` reads the server's Prometheus endpoint at
+//! the edges of the window: per-shard connections and busy time.
+//!
 //! `--compare a,b,c` runs nothing: it prints the combined table of earlier
-//! runs with the ratios of the first label to the others.
+//! runs with the ratios of the first label to the others. `--sweep` and
+//! `--scale` (also running nothing) print the tables of
+//! `scripts/echo-bench.sh --rate-sweep` and `scripts/scale-bench.sh`.
 
 mod epoll;
 mod load;
 mod monitor;
 mod netstat;
+mod pacing;
 mod plot;
 mod report;
+mod scale;
+mod scrape;
 mod summary;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -45,10 +61,10 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Parser;
 use shardlet::{Config, Runtime};
 
-use crate::load::{new_histogram, Errors, Plan, Shared};
+use crate::load::{new_histogram, Errors, Heavy, Plan, Shared};
 use crate::monitor::Monitor;
 use crate::netstat::NetCounters;
-use crate::report::{Latency, Machine, Results, Settings};
+use crate::report::{HeavyFigures, Latency, Machine, Results, Settings};
 
 /// CPU used by other processes during the measurement (percent of one CPU)
 /// above which the run is flagged as noisy.
@@ -93,6 +109,24 @@ struct Args {
     /// thread per connection on glommio's streams).
     #[arg(long, value_enum, default_value_t = Engine::Epoll)]
     engine: Engine,
+    /// Open loop: this many messages per second in all, spread evenly over
+    /// the (paced) connections, each latency counted from the message's
+    /// intended send time. Closed loop without it. Epoll engine only.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skewed load: about this fraction of the connections (0 to 1) are
+    /// heavy: back-to-back, with --heavy-size messages. The rest are paced
+    /// by --rate, and the latency figures are theirs.
+    #[arg(long, requires = "rate")]
+    heavy_fraction: Option<f64>,
+    /// Bytes per message of a heavy connection (1 to 65536).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    heavy_size: u64,
+    /// The server's Prometheus endpoint (shardlet's `echo_server
+    /// --metrics-addr`): per-shard connections and busy time, read at the
+    /// edges of the measured window.
+    #[arg(long)]
+    server_metrics: Option<SocketAddr>,
     /// Run nothing: compare earlier runs in --results (comma-separated
     /// labels; ratios are of the first to each of the others).
     #[arg(long, value_delimiter = ',')]
@@ -114,6 +148,22 @@ struct Args {
     /// The number of rounds of --summary.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: Option<u32>,
+    /// Run nothing: the table and plot of a rate sweep of these servers
+    /// (comma-separated) from `<server>-max` (closed loop) and
+    /// `<server>-own<P>` (open loop at P% of its own maximum) for each P of
+    /// --loads, and `<server>-<base><P>` (at P% of --rate-base's maximum).
+    #[arg(long, value_delimiter = ',', requires = "loads")]
+    sweep: Vec<String>,
+    /// The loads of --sweep, in percent of the maximum, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    loads: Vec<u32>,
+    /// The server of --sweep whose maximum also sets the others' rates.
+    #[arg(long)]
+    rate_base: Option<String>,
+    /// Run nothing: the table, JSON and plot of a scale sweep from the
+    /// runs `<label>` listed (comma-separated) in --results.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<String>,
 }
 
 /// The load engines.
@@ -141,8 +191,18 @@ fn main() -> ExitCode {
     if let (false, Some(rounds)) = (args.summary.is_empty(), args.rounds) {
         return summarize(&args.results, &args.summary, rounds);
     }
+    if !args.sweep.is_empty() {
+        return sweep::main(&args.results, &args.sweep, &args.loads, args.rate_base.as_deref());
+    }
+    if !args.scale.is_empty() {
+        return scale::main(&args.results, &args.scale);
+    }
     if !(args.duration > 0.0 && args.warmup >= 0.0 && args.connect_rate > 0.0) {
         eprintln!("echo_bench: --duration and --connect-rate must be positive, --warmup not negative");
+        return ExitCode::from(2);
+    }
+    if let Err(err) = check_load_options(&args) {
+        eprintln!("echo_bench: {err}");
         return ExitCode::from(2);
     }
     if args.label.is_empty() || args.label.contains(['/', '.']) || args.label == "compare" {
@@ -190,7 +250,21 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         connect_attempts: args.connect_attempts.max(1),
         connect_timeout: Duration::from_secs(2),
         drain: Duration::from_secs(5),
+        rate: args.rate,
+        heavy: args.heavy_fraction.map(|fraction| Heavy {
+            fraction,
+            size: args.heavy_size as usize,
+        }),
     };
+    let heavy_connections = (0..connections).filter(|&id| plan.is_heavy(id)).count();
+    if let Some(pacing) = plan.pacing() {
+        eprintln!(
+            "echo_bench: open loop: {:.0} msgs/s over {} paced connection(s), each sending every {:?}",
+            plan.rate.unwrap_or(0.0),
+            connections - heavy_connections,
+            pacing.interval()
+        );
+    }
 
     // Step 2: the client's shards: threads on raw epoll, or a runtime.
     // Sockets do not use io_uring's registered buffers, so keep them small
@@ -220,6 +294,9 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         client_shards: client_cpus.len(),
         client_cpus: client_cpus.clone(),
         engine: Some(args.engine),
+        rate: plan.rate,
+        heavy_fraction: plan.heavy.map(|h| h.fraction),
+        heavy_size: plan.heavy.map(|h| h.size),
     };
     eprintln!(
         "echo_bench: {} -> {} ({})",
@@ -248,7 +325,13 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         .and_then(|pid| monitor::status_kib(Some(pid), "VmRSS:"));
     let shared = Arc::new(Shared::default());
     let net_before = NetCounters::now();
-    let monitor = Monitor::start(plan.clone(), shared.clone(), client_cpus.len(), args.server_pid);
+    let monitor = Monitor::start(
+        plan.clone(),
+        shared.clone(),
+        client_cpus.len(),
+        args.server_pid,
+        args.server_metrics,
+    );
     let outcomes = match runtime {
         None => Ok(epoll::run(&plan, &shared, &client_cpus)),
         Some(runtime) => {
@@ -265,12 +348,16 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
 
     // Step 5: merge the shards' figures.
     let mut histogram = new_histogram();
+    let mut heavy_histogram = new_histogram();
     let mut errors = Errors::default();
     let (mut connected, mut connect_failed, mut measured, mut total) = (0, 0, 0, 0);
     let mut connect_time = Duration::ZERO;
     for o in &outcomes {
         histogram
             .add(&o.histogram)
+            .map_err(|e| format!("merging histograms: {e:?}"))?;
+        heavy_histogram
+            .add(&o.heavy_histogram)
             .map_err(|e| format!("merging histograms: {e:?}"))?;
         errors.add(&o.errors);
         connected += o.connected;
@@ -307,12 +394,21 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         }),
         percentiles,
         histogram_v2z_base64: raw,
+        paced_msgs_per_sec: plan.rate.map(|_| histogram.len() as f64 / args.duration),
+        heavy: plan.heavy.map(|_| HeavyFigures {
+            connections: heavy_connections,
+            msgs_per_sec: heavy_histogram.len() as f64 / args.duration,
+            latency_us: Latency::of(&heavy_histogram),
+        }),
+        server_shards: observed.shards,
         ..Results::empty(&args.label, args.addr, settings, machine)
     };
 
     // Step 6: the table and the files.
     println!();
     print!("{}", report::table(std::slice::from_ref(&results)));
+    print!("{}", report::open_loop(&results));
+    print!("{}", report::shards(&results));
     if let Some(err) = &results.first_error {
         println!("first error: {err}");
     }
@@ -472,6 +568,28 @@ fn curve(dir: &Path, labels: &[String], points: &[u64]) -> ExitCode {
     }
 }
 
+/// The open-loop and skew options, checked.
+fn check_load_options(args: &Args) -> Result<(), String> {
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!(
+                "--rate {rate}: expected a positive number of messages per second"
+            ));
+        }
+        if args.engine != Engine::Epoll {
+            return Err("--rate runs on the epoll engine only (leave out --engine glommio)".into());
+        }
+    }
+    if let Some(f) = args.heavy_fraction {
+        if !(f > 0.0 && f < 1.0) {
+            return Err(format!(
+                "--heavy-fraction {f}: expected a fraction between 0 and 1"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Makes room for `connections` sockets (plus a margin) under RLIMIT_NOFILE.
 fn raise_fd_limit(connections: usize) -> Result<(), String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -539,6 +657,9 @@ impl Results {
             window_kernel: None,
             window_seconds: None,
             other_cpu_percent: None,
+            paced_msgs_per_sec: None,
+            heavy: None,
+            server_shards: Vec::new(),
             machine,
             percentiles: Vec::new(),
             histogram_v2z_base64: String::new(),

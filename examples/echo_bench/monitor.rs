@@ -9,9 +9,11 @@
 //! samples the server's resident set (all connections open, none used) and
 //! sets `go`; once every connection finished its load (open and idle), it
 //! samples it again and sets `close` (or, without a sample, at the drain
-//! deadline).
+//! deadline). With the server's metrics endpoint it reads the server's
+//! per-shard figures at the window's edges too (`scrape.rs`).
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::load::{Plan, Shared};
 use crate::netstat::NetCounters;
+use crate::scrape::{self, ShardFigures};
 
 /// What the monitor saw of a process during the measured window.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -62,6 +65,8 @@ pub struct Observed {
     /// monitor's window (between its samples) was, seconds.
     pub window_kernel: Option<NetCounters>,
     pub window_seconds: Option<f64>,
+    /// The server's shards over the window (with `--server-metrics`).
+    pub shards: Vec<ShardFigures>,
 }
 
 /// A running monitor thread; [`Monitor::finish`] stops it.
@@ -73,12 +78,19 @@ pub struct Monitor {
 
 impl Monitor {
     /// Watches `shards` load shards (or threads) and the server `server_pid`.
-    pub fn start(plan: Plan, shared: Arc<Shared>, shards: usize, server_pid: Option<u32>) -> Monitor {
+    /// With `metrics`, it also reads the server's Prometheus endpoint.
+    pub fn start(
+        plan: Plan,
+        shared: Arc<Shared>,
+        shards: usize,
+        server_pid: Option<u32>,
+        metrics: Option<SocketAddr>,
+    ) -> Monitor {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let thread = std::thread::Builder::new()
             .name("echo-bench-monitor".into())
-            .spawn(move || watch(&plan, &shared, shards, server_pid, &flag))
+            .spawn(move || watch(&plan, &shared, shards, server_pid, metrics, &flag))
             .expect("spawn the monitor thread");
         Monitor { done, thread }
     }
@@ -135,8 +147,10 @@ fn watch(
     shared: &Shared,
     shards: usize,
     server_pid: Option<u32>,
+    metrics: Option<SocketAddr>,
     done: &AtomicBool,
 ) -> Observed {
+    let mut scrapes: [Option<(Instant, scrape::Samples)>; 2] = [None, None];
     let mut server = server_pid.map(|pid| Tracker::new(Some(pid)));
     let mut client = Tracker::new(None);
     let tty = std::io::stderr().is_terminal();
@@ -193,6 +207,19 @@ fn watch(
                 if now >= *edge && sample.is_none() {
                     *sample = machine_ticks(&ksoftirqd).map(|t| (now, t));
                     *counters = Some(NetCounters::now());
+                }
+            }
+            if let Some(addr) = metrics {
+                for (edge, taken) in edges.iter().zip(scrapes.iter_mut()) {
+                    if now >= *edge && taken.is_none() {
+                        match scrape::fetch(addr) {
+                            Ok(samples) => *taken = Some((Instant::now(), samples)),
+                            Err(err) => {
+                                eprintln!("echo_bench: --server-metrics: {err}");
+                                *taken = Some((Instant::now(), Default::default()));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -263,6 +290,10 @@ fn watch(
         window_seconds: match machine {
             [Some((t0, _)), Some((t1, _))] => Some(t1.duration_since(t0).as_secs_f64()),
             _ => None,
+        },
+        shards: match &scrapes {
+            [Some((t0, a)), Some((t1, b))] => scrape::figures(a, b, t1.duration_since(*t0).as_secs_f64()),
+            _ => Vec::new(),
         },
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::load::Errors;
 use crate::monitor::ProcessStats;
 use crate::netstat::NetCounters;
+use crate::scrape::ShardFigures;
 
 /// Ticks per half distance of the percentile iterator (HdrHistogram's usual 5).
 const TICKS_PER_HALF: u32 = 5;
@@ -74,6 +75,24 @@ pub struct Results {
     /// The raw histogram of round trips in nanoseconds: HdrHistogram V2 +
     /// deflate, base64 (the encoding of HdrHistogram's log files).
     pub histogram_v2z_base64: String,
+    /// Open loop: the paced connections' round trips per second in the
+    /// window, the achieved rate (the latency figures are theirs).
+    #[serde(default)]
+    pub paced_msgs_per_sec: Option<f64>,
+    /// A skewed load's heavy connections.
+    #[serde(default)]
+    pub heavy: Option<HeavyFigures>,
+    /// Per server shard, from its metrics endpoint (`--server-metrics`).
+    #[serde(default)]
+    pub server_shards: Vec<ShardFigures>,
+}
+
+/// What the heavy connections of a skewed load did in the window.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct HeavyFigures {
+    pub connections: usize,
+    pub msgs_per_sec: f64,
+    pub latency_us: Latency,
 }
 
 /// The client's settings.
@@ -89,6 +108,14 @@ pub struct Settings {
     /// The load engine (absent in files from before there were two: glommio).
     #[serde(default)]
     pub engine: Option<crate::Engine>,
+    /// Open loop: the target rate of the paced connections, msgs/s.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Skewed load: the fraction of heavy connections, and their message size.
+    #[serde(default)]
+    pub heavy_fraction: Option<f64>,
+    #[serde(default)]
+    pub heavy_size: Option<usize>,
 }
 
 /// Round-trip latency summary, microseconds.
@@ -295,6 +322,80 @@ fn percent(p: Option<f64>) -> String {
 /// client-bound: the client, not the server, may have set the pace.
 pub const CLIENT_BOUND_PERCENT: f64 = 90.0;
 
+/// An open-loop run whose achieved rate fell short of its target by more
+/// than this fraction is flagged saturated.
+pub const SATURATED_SHORTFALL: f64 = 0.05;
+
+/// Whether an open-loop run fell more than [`SATURATED_SHORTFALL`] short of
+/// its target rate: the server (or the client) could not keep up, and its
+/// latencies grow with the run's length.
+pub fn saturated(r: &Results) -> bool {
+    match (r.settings.rate, r.paced_msgs_per_sec) {
+        (Some(target), Some(achieved)) => achieved < target * (1.0 - SATURATED_SHORTFALL),
+        _ => false,
+    }
+}
+
+/// The open-loop figures of a run (nothing for a closed-loop one): target
+/// and achieved rate, and the percentiles from intended send times.
+pub fn open_loop(r: &Results) -> String {
+    let mut out = String::new();
+    let (Some(target), Some(achieved)) = (r.settings.rate, r.paced_msgs_per_sec) else {
+        return out;
+    };
+    let l = &r.latency_us;
+    let _ = writeln!(
+        out,
+        "open loop: target {target:.0} msgs/s, achieved {achieved:.0} ({:.1}%){}; latency from intended send \
+         times: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, p99.99 {:.3} ms, max {:.3} ms",
+        achieved / target * 100.0,
+        if saturated(r) { ", SATURATED" } else { "" },
+        l.p50 / 1000.0,
+        l.p99 / 1000.0,
+        l.p999 / 1000.0,
+        l.p9999 / 1000.0,
+        l.max / 1000.0,
+    );
+    if let Some(h) = &r.heavy {
+        let _ = writeln!(
+            out,
+            "skewed: {} heavy connections ({} B back to back): {:.0} msgs/s, p50 {:.3} ms, p99 {:.3} ms; the \
+             figures above are the {} paced (light) connections'",
+            h.connections,
+            r.settings.heavy_size.unwrap_or(0),
+            h.msgs_per_sec,
+            h.latency_us.p50 / 1000.0,
+            h.latency_us.p99 / 1000.0,
+            r.connected.saturating_sub(h.connections),
+        );
+    }
+    out
+}
+
+/// The per-shard figures read from the server's metrics (nothing without them).
+pub fn shards(r: &Results) -> String {
+    let mut out = String::new();
+    if r.server_shards.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "server shards: {}",
+        r.server_shards
+            .iter()
+            .map(|s| format!(
+                "#{}: {} accepted, {} live, {} busy",
+                s.shard,
+                s.accepted,
+                s.live,
+                percent(s.busy_percent)
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    out
+}
+
 /// Whether the client used more than [`CLIENT_BOUND_PERCENT`] of its CPU.
 pub fn client_bound(r: &Results) -> bool {
     r.client.cpu_percent.is_some_and(|c| c > CLIENT_BOUND_PERCENT)
@@ -352,7 +453,7 @@ pub fn table(runs: &[Results]) -> String {
             percent(r.client.cpu_percent),
             percent(r.other_cpu_percent),
             opt(segments_per_msg(r), 2),
-            if client_bound(r) { "client-bound" } else { "" },
+            notes(r),
         );
     }
     let _ = writeln!(
@@ -362,6 +463,18 @@ pub fn table(runs: &[Results]) -> String {
          of one; segs/msg: TCP segments per round trip (2 at best); client-bound: cli > {CLIENT_BOUND_PERCENT:.0}%"
     );
     out
+}
+
+/// The note column: client-bound, saturated.
+fn notes(r: &Results) -> String {
+    let mut notes = Vec::new();
+    if client_bound(r) {
+        notes.push("client-bound");
+    }
+    if saturated(r) {
+        notes.push("saturated");
+    }
+    notes.join(", ")
 }
 
 /// Ratios of the first run to each of the others: throughput (higher is
