@@ -51,6 +51,7 @@
 #   --rate-base SERVER    with --rate-sweep: also run every other server at the same
 #                         absolute rates, the loads of SERVER's maximum, and give the
 #                         ratios of their p99.9 to SERVER's at each
+#   --label NAME          with one server: name its results NAME rather than the server's
 #   --server-metrics HOST:PORT
 #                         shardlet's server serves Prometheus metrics there, and the
 #                         client reads its per-shard connections and busy time
@@ -88,6 +89,7 @@ sweep=0
 loads="25,50,75,90"
 rate_base=""
 server_metrics=""
+label_name=""
 client_args=()
 while (($#)); do
     case "$1" in
@@ -112,6 +114,8 @@ while (($#)); do
     --loads=*) loads="${1#*=}" ;;
     --rate-base) rate_base="${2:?--rate-base needs a server}"; shift ;;
     --rate-base=*) rate_base="${1#*=}" ;;
+    --label) label_name="${2:?--label needs a name}"; shift ;;
+    --label=*) label_name="${1#*=}" ;;
     --server-metrics) server_metrics="${2:?--server-metrics needs HOST:PORT}"; shift ;;
     --server-metrics=*) server_metrics="${1#*=}" ;;
     -h | --help) usage; exit 0 ;;
@@ -126,6 +130,10 @@ if ((compare)) && [[ -z "${ECHO_BENCH_SERVERS:-}" && "$servers" == shardlet ]]; 
 fi
 IFS=',' read -r -a labels <<<"$servers"
 ((${#labels[@]})) || die "--servers is empty"
+if [[ -n "$label_name" ]]; then
+    ((${#labels[@]} == 1)) || die "--label names the results of one server, not of '$servers'"
+    [[ "$label_name" =~ ^[A-Za-z0-9_-]+$ ]] || die "--label '$label_name': letters, digits, '-' and '_' only"
+fi
 [[ "$repeat" =~ ^[1-9][0-9]*$ ]] || die "--repeat: '$repeat' is not a positive whole number"
 IFS=',' read -r -a counts <<<"$connections"
 ((${#counts[@]})) || die "--connections is empty"
@@ -395,7 +403,7 @@ for count in "${counts[@]}"; do
         done
         ((repeat > 1)) && echo "echo-bench: round $round of $repeat at $count connections: ${order[*]}" >&2
         for server in "${order[@]}"; do
-            label="$server"
+            label="${label_name:-$server}"
             ((${#counts[@]} > 1)) && label="$label-c$count"
             ((repeat > 1)) && label="$label-r$round"
             [[ -n "$lock_fd" ]] && flock -x "$lock_fd"
