@@ -63,7 +63,8 @@
 # raise when it does not.
 #
 # Environment: SHARDLET_SHARDS / SHARDLET_ACCEPT / SHARDLET_* reach shardlet's
-# server (SHARDLET_CPUS is set from --server-cpus). The exit code is non-zero
+# server (SHARDLET_CPUS is set from --server-cpus; the client gets one shard
+# per CPU of --client-cpus). The exit code is non-zero
 # when a server failed to start or any run had errors or failed connections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -325,7 +326,9 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     fi
     echo "echo-bench: [$label] $(grep -m1 "listening on" "$log")" >&2
 
-    SHARDLET_CPUS="$client_cpus" $(pin "$client_cpus") "$bin/echo_bench" --addr "$addr" --label "$label" \
+    # The client's shards are its CPUs, whatever SHARDLET_SHARDS says to the server.
+    SHARDLET_CPUS="$client_cpus" SHARDLET_SHARDS="$(wc -w <<<"$(expand_cpus "$client_cpus")")" \
+        $(pin "$client_cpus") "$bin/echo_bench" --addr "$addr" --label "$label" \
         --results "$results" --server-pid "$server_pid" --connections "$count" "${client_args[@]}" \
         ${metrics_args[@]+"${metrics_args[@]}"} ${run_args[@]+"${run_args[@]}"} &
     client_pid=$!
