@@ -17,7 +17,7 @@
 # handoff), closed loop, with the server's metrics endpoint read for its
 # per-shard accepted and live connections and busy time.
 #
-# Then the skew runs, at the largest step, in each mode: open loop, the
+# Then the skew runs, at 1 shard and at the largest step, in each mode: open loop, the
 # same paced rate (--skew-rate, default 20% of the 1-shard reuseport
 # maximum) once with every connection paced ("even") and once with
 # --heavy-fraction of them heavy: back-to-back with --heavy-size messages
@@ -162,11 +162,15 @@ if ((skew)); then
         [[ -n "$one" ]] || die "no 1-shard result ($json) to derive --skew-rate from; pass --skew-rate"
         skew_rate="$(awk -v m="$one" 'BEGIN { printf "%.0f", m * 0.2 }')"
     fi
-    echo "scale-bench: skew runs at $largest shard(s): paced rate $skew_rate msgs/s, $heavy_fraction of the connections heavy ($heavy_size B)" >&2
-    for mode in "${mode_list[@]}"; do
-        bench "$mode-s$largest-even" "$largest" "$mode" --rate "$skew_rate"
-        bench "$mode-s$largest-skew" "$largest" "$mode" --rate "$skew_rate" \
-            --heavy-fraction "$heavy_fraction" --heavy-size "$heavy_size"
+    skew_steps=(1)
+    ((largest > 1)) && skew_steps+=("$largest")
+    echo "scale-bench: skew runs at ${skew_steps[*]} shard(s): paced rate $skew_rate msgs/s, $heavy_fraction of the connections heavy ($heavy_size B)" >&2
+    for n in "${skew_steps[@]}"; do
+        for mode in "${mode_list[@]}"; do
+            bench "$mode-s$n-even" "$n" "$mode" --rate "$skew_rate"
+            bench "$mode-s$n-skew" "$n" "$mode" --rate "$skew_rate" \
+                --heavy-fraction "$heavy_fraction" --heavy-size "$heavy_size"
+        done
     done
 fi
 
