@@ -405,7 +405,7 @@ fn open_loop_keeps_its_rate_and_a_slow_server_is_flagged_saturated() {
     let results = run(&args(echo_server(None), &dir, "open", &extra), one_shard()).unwrap();
     assert!(!results.failed(), "{results:?}");
     let achieved = results.paced_msgs_per_sec.unwrap();
-    assert!((1800.0..=2200.0).contains(&achieved), "achieved {achieved}");
+    assert!((1600.0..=2400.0).contains(&achieved), "achieved {achieved}");
     assert!(!report::saturated(&results));
     assert!(report::open_loop(&results).contains("target 2000 msgs/s"));
     // A server that takes 20 ms per answer manages at most 50 per second per
@@ -446,7 +446,7 @@ fn a_skewed_load_keeps_the_heavy_connections_apart() {
     // Back to back, the heavy ones far outrun the paced ones' 400 msgs/s.
     let light = results.paced_msgs_per_sec.unwrap();
     assert!(heavy.msgs_per_sec > light, "{heavy:?} against {light}");
-    assert!((300.0..=500.0).contains(&light), "light {light}");
+    assert!((280.0..=520.0).contains(&light), "light {light}");
     // The main figures are the light connections': their count is the
     // histogram's.
     assert_eq!(histogram_of(&results).len() as f64, light * 0.5);
