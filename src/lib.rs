@@ -94,20 +94,9 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod blocking;
-mod catch;
+// The layers, lowest first: each imports only from those above it here.
 mod config;
-mod cpulist;
-mod cpus;
-mod crew;
-mod fanout;
-mod global;
-mod handle;
-mod hook;
 pub mod http;
-mod imap;
-mod knobs;
-mod memlock;
 mod mesh;
 pub mod metrics;
 pub mod net;
@@ -115,31 +104,30 @@ mod pile;
 mod pool;
 mod runtime;
 pub mod shard;
-mod stop;
 mod sync;
 mod task;
 mod time;
 
-pub use blocking::blocking;
+pub use config::knobs::KNOWN as KNOWN_VARIABLES;
+pub use config::memlock::{MemlockError, MEMLOCK_FLOOR};
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
     ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,
     ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US, MAX_BLOCKING_THREADS, MAX_IO_MEMORY, MAX_MAILBOX, MAX_SHARDS,
     MAX_SPIN,
 };
-pub use fanout::{FanoutPile, Spread};
-pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
-pub use handle::{Finished, RuntimeHandle};
-pub use hook::PRINTS_PER_SECOND;
-pub use imap::{Imap, StarFn};
-pub use knobs::KNOWN as KNOWN_VARIABLES;
-pub use memlock::{MemlockError, MEMLOCK_FLOOR};
+pub use mesh::global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use net::{AcceptMode, Connection, Server, ServerConfig, WhenFull};
+pub use pile::fanout::{FanoutPile, Spread};
 pub use pile::{GreenPile, PileBound};
+pub use pool::imap::{Imap, StarFn};
 pub use pool::GreenPool;
+pub use runtime::handle::{Finished, RuntimeHandle};
 pub use runtime::{Runtime, RuntimeError, FAILURE_GRACE};
-pub use stop::Stopper;
+pub use sync::stop::Stopper;
+pub use task::blocking::blocking;
+pub use task::hook::PRINTS_PER_SECOND;
 pub use task::{spawn, spawn_n, GreenThread, JoinError};
 pub use time::{sleep, timeout, Elapsed};
 

@@ -7,11 +7,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::blocking::BlockingPool;
 use crate::config::Config;
 use crate::mesh::{Mesh, Outbox};
-use crate::stop::Stopper;
 use crate::sync::lanes::Lanes;
+use crate::sync::stop::Stopper;
+use crate::task::blocking::BlockingPool;
 
 pub(crate) struct ShardContext {
     pub(crate) id: usize,
@@ -92,7 +92,7 @@ pub fn cpu() -> Option<usize> {
 /// `spawn`, `spawn_n`, pools and piles. (A panicking [`blocking`](crate::blocking)
 /// closure is counted on the blocking thread, and reported to its caller.)
 pub fn panics() -> u64 {
-    crate::catch::panics()
+    crate::task::guard::panics()
 }
 
 /// Whether the runtime was asked to stop. `false` outside a shard.

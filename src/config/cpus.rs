@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use crate::cpulist::CpuList;
+use crate::config::cpulist::CpuList;
 
 /// The CPUs this process may run on (its affinity mask).
 pub(crate) fn allowed_cpus() -> CpuList {

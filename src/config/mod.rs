@@ -6,10 +6,15 @@
 //! shard runs on) or a [`ConfigError`] that names the variable and the value.
 //! The runtime never reads the environment itself.
 
+pub(crate) mod cpulist;
+pub(crate) mod cpus;
+pub(crate) mod knobs;
+pub(crate) mod memlock;
+
 use std::time::Duration;
 
-use crate::cpulist::CpuList;
-use crate::knobs::{boolean, bytes, positive};
+use crate::config::cpulist::CpuList;
+use crate::config::knobs::{boolean, bytes, positive};
 use crate::net::AcceptMode;
 
 /// `SHARDLET_SHARDS`: how many shards (executors) to start.
@@ -162,7 +167,7 @@ impl Config {
     /// assert!(config.pool_size() > 0);
     /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
-        crate::knobs::warn_unknown(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
+        crate::config::knobs::warn_unknown(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
         Config::from_lookup(|var| std::env::var(var).ok())
     }
 
@@ -425,7 +430,10 @@ impl Config {
     /// assert_eq!(err.var, "SHARDLET_CPUS");
     /// ```
     pub fn validate(&self) -> Result<ShardPlan, ConfigError> {
-        self.validate_on(&crate::cpus::allowed_cpus(), crate::cpus::cpu_quota())
+        self.validate_on(
+            &crate::config::cpus::allowed_cpus(),
+            crate::config::cpus::cpu_quota(),
+        )
     }
 
     pub(crate) fn validate_on(
@@ -433,7 +441,7 @@ impl Config {
         allowed: &CpuList,
         quota: Option<f64>,
     ) -> Result<ShardPlan, ConfigError> {
-        crate::knobs::check_bounds(self)?;
+        crate::config::knobs::check_bounds(self)?;
         let cpus = match &self.cpus {
             Some(list) => {
                 if let Some(bad) = list.as_slice().iter().find(|c| !allowed.as_slice().contains(c)) {
@@ -461,7 +469,7 @@ impl Config {
         let (host, cpus) = (host.to_vec(), CpuList::from(cpus.to_vec()));
         let shards = self
             .shards
-            .unwrap_or_else(|| crate::cpus::default_shards(cpus.len(), quota, self.reserve_cpus));
+            .unwrap_or_else(|| crate::config::cpus::default_shards(cpus.len(), quota, self.reserve_cpus));
         if shards == 0 {
             return Err(ConfigError::new(ENV_SHARDS, shards, "need at least one shard"));
         }

@@ -32,6 +32,7 @@
 //!   the shard as it closes its lanes and mailbox, and a `submit_to` caller
 //!   waiting on it gets [`MeshError::ShardGone`].
 mod error;
+pub(crate) mod global;
 mod inbox;
 mod job;
 mod wake;
@@ -175,7 +176,7 @@ impl Mesh {
         let (mut dropped, mut panicked) = (0u64, 0u64);
         let mut each = |envelope: Envelope| {
             dropped += u64::from(envelope.is_user());
-            if let Err(err) = crate::catch::guard_sync(|| drop(envelope)) {
+            if let Err(err) = crate::task::guard::guard_sync(|| drop(envelope)) {
                 panicked += 1;
                 tracing::error!(target: "shardlet::mesh", shard, "dropping an unrun message: {err}");
             }

@@ -175,7 +175,7 @@ pub(crate) fn detach() {
 /// guarded poll): when it began, if this thread feeds counters.
 #[inline]
 pub(crate) fn poll_starts() -> Option<u64> {
-    if crate::catch::depth() != 0 {
+    if crate::task::guard::depth() != 0 {
         return None;
     }
     let mut started = None;
@@ -225,8 +225,8 @@ pub(crate) fn idle_poll() {
 /// Samples what only the shard can read (call it on the shard):
 /// `outgoing[to]` is how many messages wait in its lane to shard `to`.
 pub(crate) fn publish(outgoing: &[usize]) {
-    let ready = crate::net::ready_stats();
-    let panics = crate::catch::panics();
+    let ready = crate::net::reactor::ready_stats();
+    let panics = crate::task::guard::panics();
     with_sink(|c| {
         c.panics.store(panics, Relaxed);
         for (slot, n) in c.outgoing.iter().zip(outgoing) {

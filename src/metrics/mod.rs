@@ -54,9 +54,9 @@ pub(crate) use counters::{
 };
 pub use export::{Exporter, CONTENT_TYPE};
 
-use crate::blocking::BlockingPool;
 use crate::mesh::Mesh;
 use crate::net::ReadyStats;
+use crate::task::blocking::BlockingPool;
 
 /// A runtime's counters, readable from any thread: a cheap `Clone + Send +
 /// Sync` handle ([`RuntimeHandle::metrics`](crate::RuntimeHandle::metrics)).

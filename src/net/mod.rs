@@ -74,49 +74,18 @@
 //!
 //! Logs go to `tracing`, target `shardlet::net`.
 
-mod accept;
-mod acceptor;
-mod acks;
-mod backoff;
-mod capacity;
-mod connect;
-mod connection;
-mod conns;
-mod descriptors;
-mod fd;
-mod handoff;
-mod hyper_io;
-mod kept;
-mod listen;
-mod listener;
-mod park;
-mod read_with;
-mod readiness;
-mod ready;
-mod requests;
-mod serve;
-mod server;
-mod server_config;
-mod slab;
-mod stats;
-mod stream;
+pub(crate) mod reactor;
+pub(crate) mod server;
+pub(crate) mod tcp;
 
-pub use accept::AcceptMode;
-pub use connect::connect;
-pub use connection::{Connection, Evicted};
-pub use conns::EVICTION_GRACE;
-pub use descriptors::{
-    default_max_connections, fd_limit, fd_reserve, max_connections_for, FD_RESERVE, FD_RESERVE_DIVISOR,
-    FD_RESERVE_PER_SHARD,
+pub use reactor::{ready_stats, ReadyStats};
+pub use server::{
+    default_max_connections, fd_limit, fd_reserve, latency_histogram, max_connections_for, serve, serve_with,
+    AcceptMode, Connection, Evicted, Ready, RequestStats, Server, ServerConfig, ServerStats, ShardStats,
+    WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOFF_CAPACITY, EVICTION_GRACE, FD_RESERVE,
+    FD_RESERVE_DIVISOR, FD_RESERVE_PER_SHARD,
 };
-pub use listen::{listen, listen_with, ListenOptions, DEFAULT_BACKLOG};
-pub use listener::TcpListener;
-pub use read_with::{ReadWith, SHARD_READ_BUFFER};
-pub use readiness::Ready;
-pub use ready::{ready_stats, ReadyStats};
-pub use requests::{latency_histogram, RequestStats};
-pub use serve::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
-pub use server::Server;
-pub use server_config::{ServerConfig, WhenFull, DEFAULT_HANDOFF_CAPACITY};
-pub use stats::{ServerStats, ShardStats};
-pub use stream::TcpStream;
+pub use tcp::{
+    connect, listen, listen_with, ListenOptions, ReadWith, TcpListener, TcpStream, DEFAULT_BACKLOG,
+    SHARD_READ_BUFFER,
+};

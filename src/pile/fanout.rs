@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::global::GlobalLimit;
+use crate::mesh::global::GlobalLimit;
 use crate::mesh::{Mesh, MeshError, Reply};
 
 /// How a [`FanoutPile`] picks the shard for each task.

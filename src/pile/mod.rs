@@ -10,6 +10,8 @@
 //! pending the stream ends at once (Eventlet #53); spawning more afterwards
 //! and polling again works.
 
+pub(crate) mod fanout;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,10 +19,10 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::catch::Isolated;
-use crate::crew::{Crew, Item, OnDrop};
-use crate::global::GlobalLimit;
+use crate::mesh::global::GlobalLimit;
 use crate::pool::{GreenPool, Holding};
+use crate::task::crew::{Crew, Item, OnDrop};
+use crate::task::guard::Isolated;
 use crate::task::{self, JoinError};
 
 /// A pile's task, whatever its future's type.

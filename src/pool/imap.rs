@@ -21,10 +21,10 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::catch::{self, Isolated};
-use crate::crew::{Crew, OnDrop};
 use crate::pool::{with_permit, GreenPool, Holding};
 use crate::sync::slots::{Acquire, Permit};
+use crate::task::crew::{Crew, OnDrop};
+use crate::task::guard::{self, Isolated};
 use crate::task::JoinError;
 
 /// Stream of results in input order; see [`GreenPool::imap`].
@@ -139,7 +139,7 @@ where
         match self.iter.as_mut()?.next() {
             Some(item) => {
                 let f = &mut self.f;
-                Some(catch::guard_sync(move || f(item)))
+                Some(guard::guard_sync(move || f(item)))
             }
             None => {
                 self.iter = None;

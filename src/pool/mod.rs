@@ -19,13 +19,15 @@
 //! [`running`](GreenPool::running) until it ends) instead of overflowing
 //! the stack.
 
+pub(crate) mod imap;
+
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 
-use crate::catch;
-use crate::imap::{Imap, StarFn};
+use crate::pool::imap::{Imap, StarFn};
 use crate::sync::slots::{Permit, Slots};
+use crate::task::guard;
 use crate::task::{self, GreenThread};
 
 thread_local! {
@@ -276,7 +278,7 @@ impl GreenPool {
     }
 
     pub(crate) fn is_current_member(&self) -> bool {
-        catch::current_pool() == Some(self.id)
+        guard::current_pool() == Some(self.id)
     }
 }
 

@@ -20,12 +20,12 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::blocking::BlockingPool;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::runtime::{RuntimeError, FAILURE_GRACE};
-use crate::stop::Stopper;
+use crate::sync::stop::Stopper;
 use crate::sync::wakers::{WakerKey, WakerSet};
+use crate::task::blocking::BlockingPool;
 
 /// How a runtime's shards are doing, shared by the shard threads (which
 /// report), the handle and other watchers.

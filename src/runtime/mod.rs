@@ -13,6 +13,8 @@
 //! to another never fails just because the target finished its own work
 //! first.
 
+pub(crate) mod handle;
+
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
@@ -24,15 +26,15 @@ use std::time::Duration;
 use futures_lite::future;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::blocking::BlockingPool;
-use crate::catch::{panic_message, Guarded};
+use crate::config::memlock::{Memlock, MemlockError};
 use crate::config::{Config, ConfigError, ShardPlan};
-use crate::handle::{Exit, Lifecycle, RuntimeHandle};
-use crate::memlock::{Memlock, MemlockError};
 use crate::mesh::{self, Inbox, Mesh, Outbox};
 use crate::metrics::{Metrics, ShardCounters};
+use crate::runtime::handle::{Exit, Lifecycle, RuntimeHandle};
 use crate::shard::{self, ShardContext};
-use crate::stop::Stopper;
+use crate::sync::stop::Stopper;
+use crate::task::blocking::BlockingPool;
+use crate::task::guard::{panic_message, Guarded};
 use crate::task::JoinError;
 
 /// How long the other shards get to finish when one shard fails.
@@ -130,7 +132,7 @@ impl Runtime {
     /// [`RuntimeError::Config`] naming the bad setting, or
     /// [`RuntimeError::Memlock`] saying what limit to raise.
     pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
-        crate::hook::install();
+        crate::task::hook::install();
         let plan = config.validate()?;
         let io_memory = Memlock::current().io_memory(plan.shards(), config.io_memory())?;
         Ok(Runtime {
@@ -453,7 +455,7 @@ impl ShardSpec {
             // Serve other shards until every entry is over (or the grace ends).
             arrival.arrive();
             future::or(finish.all_done(), stopper.grace_over()).await;
-            crate::catch::end_tasks().await;
+            crate::task::guard::end_tasks().await;
             crate::metrics::publish(&mesh.outgoing_queued());
         });
         crate::metrics::detach();

@@ -28,6 +28,7 @@ pub(crate) mod gate;
 pub(crate) mod lanes;
 pub(crate) mod mailbox;
 pub(crate) mod slots;
+pub(crate) mod stop;
 pub(crate) mod wakers;
 
 #[cfg(all(test, loom))]

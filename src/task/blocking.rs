@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::catch;
+use crate::task::guard;
 use crate::task::JoinError;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -57,7 +57,7 @@ impl BlockingPool {
                         if closed.load(Ordering::Acquire) {
                             // Dropped unrun (its caller gets `Cancelled`);
                             // a closure whose drop panics must not end the thread.
-                            let _ = catch::guard_sync(move || drop(job));
+                            let _ = guard::guard_sync(move || drop(job));
                         } else {
                             busy.fetch_add(1, Ordering::Relaxed);
                             job();
@@ -93,7 +93,7 @@ impl BlockingPool {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for job in self.queued.drain() {
-            let _ = catch::guard_sync(move || drop(job));
+            let _ = guard::guard_sync(move || drop(job));
         }
     }
 
@@ -143,7 +143,7 @@ where
     let (tx, rx) = flume::bounded(1);
     let job: Job = Box::new(move || {
         // The caller may have gone away; then the result is dropped.
-        let _ = tx.send(catch::guard_sync(f));
+        let _ = tx.send(guard::guard_sync(f));
     });
     if pool.jobs.send_async(job).await.is_err() {
         return Err(JoinError::Cancelled);

@@ -48,8 +48,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::catch::Isolated;
 use crate::sync::AtomicWaker;
+use crate::task::guard::Isolated;
 use crate::task::JoinError;
 
 /// Items the driver polls per turn before it yields.

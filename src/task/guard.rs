@@ -348,7 +348,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Installs the process-wide panic hook (`hook.rs`), once.
 fn install_hook() {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(crate::hook::install);
+    INSTALL.call_once(crate::task::hook::install);
 }
 
 /// Where the guarded panic being reported happened (called by the hook).

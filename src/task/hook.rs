@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::catch::{depth, note_location, panic_message};
+use crate::task::guard::{depth, note_location, panic_message};
 
 /// Most caught panics printed on stderr per second (without a subscriber).
 pub const PRINTS_PER_SECOND: u32 = 10;

@@ -8,6 +8,11 @@
 //! Dropping a [`GreenThread`] detaches the task: it runs on to completion
 //! (Eventlet's behaviour). Use [`GreenThread::cancel`] to stop it.
 
+pub(crate) mod blocking;
+pub(crate) mod crew;
+pub(crate) mod guard;
+pub(crate) mod hook;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +20,7 @@ use std::task::{Context, Poll};
 
 use glommio::task::JoinHandle;
 
-use crate::catch::{Guarded, Isolated};
+use crate::task::guard::{Guarded, Isolated};
 
 /// Why a green thread produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,7 +186,7 @@ pub(crate) const MAX_DEPTH: u32 = 64;
 
 /// Whether new work should be queued rather than run on this stack.
 pub(crate) fn too_deep() -> bool {
-    crate::catch::depth() >= MAX_DEPTH
+    crate::task::guard::depth() >= MAX_DEPTH
 }
 
 /// Spawns `fut` on the current shard: its first step runs right away

@@ -28,8 +28,8 @@ use hyper::body::Incoming;
 use super::body::{Body, Verdict};
 use super::state::ConnState;
 use super::Limits;
-use crate::catch::Isolated;
 use crate::pool::GreenPool;
+use crate::task::guard::Isolated;
 
 /// What the connections of one shard share.
 pub(crate) struct Shared<S> {

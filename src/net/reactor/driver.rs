@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::net::park;
-use crate::net::slab::{Slab, Token};
+use crate::net::reactor::park;
+use crate::net::reactor::slab::{Slab, Token};
 
 /// Most events taken from epoll in one round.
 pub(crate) const EVENTS: usize = 1024;

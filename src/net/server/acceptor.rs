@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use crate::net::accept::AcceptError;
-use crate::net::backoff::Backoff;
-use crate::net::handoff::Handoff;
-use crate::net::listen;
-use crate::net::serve::Stops;
-use crate::net::stats::Counters;
+use crate::net::server::accept_errors::AcceptError;
+use crate::net::server::backoff::Backoff;
+use crate::net::server::mailboxes::Handoff;
+use crate::net::server::serving::Stops;
+use crate::net::server::stats::Counters;
+use crate::net::tcp::bind;
 use crate::net::WhenFull;
 
 /// The longest a blocked `accept` goes without looking at the stop flags.
@@ -57,7 +57,7 @@ impl Acceptor {
         cpu: Option<usize>,
         when_full: WhenFull,
     ) -> io::Result<Acceptor> {
-        listen::set_accept_timeout(&socket, ACCEPT_TICK)?;
+        bind::set_accept_timeout(&socket, ACCEPT_TICK)?;
         let handle = socket.try_clone()?;
         let quit = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = flume::bounded::<()>(0);

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net::stats::{stamp, Counters};
+use crate::net::server::stats::{stamp, Counters};
 use crate::net::WhenFull;
 
 /// At most one warning per shard this often when the shard keeps reaching

@@ -7,9 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::net::descriptors;
-use crate::net::listen::{ListenOptions, DEFAULT_BACKLOG};
-use crate::net::serve::DEFAULT_DRAIN_TIMEOUT;
+use crate::net::server::descriptors;
+use crate::net::server::serving::DEFAULT_DRAIN_TIMEOUT;
+use crate::net::tcp::bind::{ListenOptions, DEFAULT_BACKLOG};
 use crate::net::AcceptMode;
 
 /// Connections that may wait in one shard's handoff mailbox, by default.

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::net::conns::Conns;
+use crate::net::server::table::Conns;
 #[cfg(doc)]
 use crate::net::EVICTION_GRACE;
 
@@ -209,9 +209,9 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
-    use crate::net::capacity::CapOrigin;
-    use crate::net::conns::Room;
-    use crate::net::stats::Counters;
+    use crate::net::server::capacity::CapOrigin;
+    use crate::net::server::stats::Counters;
+    use crate::net::server::table::Room;
     use crate::net::WhenFull;
 
     fn conns(cap: usize) -> Rc<Conns> {

@@ -23,7 +23,7 @@
 
 use nix::sys::resource::{getrlimit, Resource};
 
-use crate::net::capacity::CapOrigin;
+use crate::net::server::capacity::CapOrigin;
 
 /// Descriptors kept back for the whole process (stdio, files, logs,
 /// outgoing connections, the blocking pool's work).

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::net::stats::Counters;
+use crate::net::server::stats::Counters;
 use crate::sync::mailbox::{MailError, Mailboxes};
 
 /// How long a waiting sender sleeps before it looks at its stop flags again.

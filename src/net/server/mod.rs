@@ -1,6 +1,33 @@
 //! [`Server`]: one address served on every shard, with accept spreading,
 //! per-shard counters and a stop handle.
 
+pub(crate) mod accept_errors;
+pub(crate) mod acceptor;
+pub(crate) mod backoff;
+pub(crate) mod capacity;
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod descriptors;
+pub(crate) mod mailboxes;
+pub(crate) mod readiness;
+pub(crate) mod requests;
+pub(crate) mod serving;
+pub(crate) mod stats;
+pub(crate) mod table;
+
+pub use accept_errors::AcceptMode;
+pub use config::{ServerConfig, WhenFull, DEFAULT_HANDOFF_CAPACITY};
+pub use connection::{Connection, Evicted};
+pub use descriptors::{
+    default_max_connections, fd_limit, fd_reserve, max_connections_for, FD_RESERVE, FD_RESERVE_DIVISOR,
+    FD_RESERVE_PER_SHARD,
+};
+pub use readiness::Ready;
+pub use requests::{latency_histogram, RequestStats};
+pub use serving::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
+pub use stats::{ServerStats, ShardStats};
+pub use table::EVICTION_GRACE;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -9,18 +36,17 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use crate::net::acceptor::Acceptor;
-use crate::net::capacity::CapOrigin;
-use crate::net::conns::Conns;
-use crate::net::descriptors::{self, fd_limit, fd_reserve};
-use crate::net::handoff::Handoff;
-use crate::net::listen;
-use crate::net::readiness::Ready;
-use crate::net::serve::{ShardServer, Source, Stops};
-use crate::net::stats::{Counters, ServerStats, Watchers};
-use crate::net::{AcceptMode, Connection, ServerConfig, TcpListener, TcpStream};
+use crate::net::server::acceptor::Acceptor;
+use crate::net::server::capacity::CapOrigin;
+use crate::net::server::table::Conns;
+
+use crate::net::server::mailboxes::Handoff;
+use crate::net::server::serving::{ShardServer, Source, Stops};
+use crate::net::server::stats::{Counters, Watchers};
+use crate::net::tcp::bind;
+use crate::net::{TcpListener, TcpStream};
 use crate::shard;
-use crate::stop::Stopper;
+use crate::sync::stop::Stopper;
 
 /// One address served on every shard (Eventlet's `serve`, thread-per-core).
 ///
@@ -124,7 +150,7 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn bind(addr: impl Into<SocketAddr>, config: ServerConfig) -> io::Result<Server> {
-        let socket = listen::bind(addr.into(), &config.listen_options())?;
+        let socket = bind::bind(addr.into(), &config.listen_options())?;
         let addr = socket
             .local_addr()?
             .as_socket()
@@ -308,7 +334,7 @@ impl Server {
         let first = self.inner.first.lock().unwrap_or_else(|e| e.into_inner()).take();
         match first {
             Some(socket) => Ok(socket),
-            None => listen::bind(self.inner.addr, &self.inner.config.listen_options()),
+            None => bind::bind(self.inner.addr, &self.inner.config.listen_options()),
         }
     }
 

@@ -14,8 +14,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::handle::{Lifecycle, LifecycleView};
 use crate::net::Server;
+use crate::runtime::handle::{Lifecycle, LifecycleView};
 use crate::sync::wakers::WakerKey;
 
 /// The future of [`Server::ready`]: `Send + 'static`, for any executor.

@@ -34,19 +34,19 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use crate::catch::Isolated;
-use crate::net::accept::AcceptError;
-use crate::net::acceptor::log_backoff;
-use crate::net::backoff::Backoff;
-use crate::net::conns::{Conns, Room};
-use crate::net::descriptors;
-use crate::net::handoff::Handoff;
-use crate::net::ready::Reactor;
-use crate::net::stats::Counters;
+use crate::net::reactor::driver::Reactor;
+use crate::net::server::accept_errors::AcceptError;
+use crate::net::server::acceptor::log_backoff;
+use crate::net::server::backoff::Backoff;
+use crate::net::server::descriptors;
+use crate::net::server::mailboxes::Handoff;
+use crate::net::server::stats::Counters;
+use crate::net::server::table::{Conns, Room};
 use crate::net::{Connection, TcpListener, TcpStream, WhenFull};
 use crate::pool::Holding;
-use crate::stop::Stopper;
+use crate::sync::stop::Stopper;
 use crate::task;
+use crate::task::guard::Isolated;
 use crate::{shard, sleep};
 
 /// How long live connections get to finish after a stop, by default.

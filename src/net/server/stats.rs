@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::net::requests::{RequestStats, Requests};
+use crate::net::server::requests::{RequestStats, Requests};
 use crate::sync::wakers::{WakerKey, WakerSet};
 
 /// Tasks waiting for a server's shards to change (start or stop

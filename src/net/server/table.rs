@@ -49,9 +49,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::net::capacity::{CapOrigin, Capacity};
-use crate::net::handoff::Handoff;
-use crate::net::stats::Counters;
+use crate::net::server::capacity::{CapOrigin, Capacity};
+use crate::net::server::mailboxes::Handoff;
+use crate::net::server::stats::Counters;
 use crate::net::{Connection, WhenFull};
 use crate::task::TaskHandle;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_lite::future::poll_fn;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::net::ready::Direction;
+use crate::net::reactor::driver::Direction;
 use crate::net::TcpStream;
 
 /// Opens a TCP connection to `addr`, giving up after `timeout`, with

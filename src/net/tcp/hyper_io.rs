@@ -16,8 +16,8 @@ use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 
-use crate::net::acks::after_answer;
-use crate::net::ready::Direction;
+use crate::net::reactor::driver::Direction;
+use crate::net::tcp::acks::after_answer;
 use crate::net::TcpStream;
 
 impl TcpStream {

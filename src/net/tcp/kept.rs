@@ -13,8 +13,8 @@
 use std::io::{self, Write};
 use std::task::{Context, Poll};
 
-use crate::net::acks::after_answer;
-use crate::net::ready::Direction;
+use crate::net::reactor::driver::Direction;
+use crate::net::tcp::acks::after_answer;
 use crate::net::TcpStream;
 
 /// Bytes a connection could not send yet: `bytes[sent..]`.

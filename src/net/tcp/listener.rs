@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use futures_lite::future::poll_fn;
 
-use crate::net::ready::{Direction, Registration};
+use crate::net::reactor::driver::{Direction, Registration};
 use crate::net::TcpStream;
 
 /// A TCP listener on the current shard, made by [`listen`](crate::net::listen)

@@ -26,7 +26,7 @@ use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::net::ready::Direction;
+use crate::net::reactor::driver::Direction;
 use crate::net::TcpStream;
 
 /// The size of the shard's read buffer: the most one

@@ -10,9 +10,9 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use crate::net::acks::after_answer;
-use crate::net::kept::Kept;
-use crate::net::ready::{Direction, Registration};
+use crate::net::reactor::driver::{Direction, Registration};
+use crate::net::tcp::acks::after_answer;
+use crate::net::tcp::kept::Kept;
 
 /// A TCP connection served by the shard's readiness driver.
 ///
@@ -127,7 +127,7 @@ impl TcpStream {
     ///
     /// Outside a shard (a glommio executor).
     pub fn from_glommio(stream: glommio::net::TcpStream) -> io::Result<TcpStream> {
-        let io = crate::net::fd::dup_glommio_stream(&stream)?;
+        let io = crate::net::tcp::fd::dup_glommio_stream(&stream)?;
         drop(stream);
         TcpStream::from_std(io)
     }
