@@ -8,6 +8,7 @@
 
 pub(crate) mod cpulist;
 pub(crate) mod cpus;
+pub(crate) mod current;
 pub(crate) mod knobs;
 pub(crate) mod memlock;
 

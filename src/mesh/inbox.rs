@@ -41,7 +41,7 @@ const MAIL_EVERY: u32 = 8;
 /// A shard's inbox loop: runs every message, a bounded batch per round,
 /// keeps looking for `SHARDLET_SPIN_US` after the last one, then parks.
 pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
-    let window = crate::shard::with_config(|c| c.spin()).unwrap_or_default();
+    let window = crate::config::current::with_config(|c| c.spin()).unwrap_or_default();
     let mail = inbox.borrow().mail.clone();
     let mut woken_by: Option<Envelope> = None;
     let mut idle = Idle::new(window);
@@ -139,7 +139,7 @@ impl Idle {
 /// other tasks between tries); `None` once the window has run out, or off a
 /// shard, where there is nothing to yield to.
 pub(super) async fn spin<T>(mut try_take: impl FnMut() -> Option<T>) -> Option<T> {
-    let window = crate::shard::with_config(|c| c.spin())?;
+    let window = crate::config::current::with_config(|c| c.spin())?;
     let mut idle = Idle::new(window);
     loop {
         if let Some(value) = try_take() {

@@ -17,7 +17,7 @@ pub(crate) struct Home {
 impl Home {
     /// The current task's home, or `None` off a shard.
     pub(crate) fn here() -> Option<Home> {
-        crate::shard::context().map(|c| Home {
+        super::here::here().map(|c| Home {
             mesh: c.mesh.id(),
             shard: c.id,
         })
@@ -59,7 +59,7 @@ impl Job for WakeJob {
 /// magnitude slower even when both shards are busy). If the lane is full,
 /// or from anywhere else, it wakes directly.
 pub(crate) fn wake(home: Option<Home>, waker: Waker) {
-    if let (Some(home), Some(here)) = (home, crate::shard::context()) {
+    if let (Some(home), Some(here)) = (home, super::here::here()) {
         if here.mesh.id() == home.mesh && here.id != home.shard {
             let job = Envelope::new(Arc::new(WakeJob(Mutex::new(Some(waker)))));
             // A failed delivery drops the envelope, whose job then wakes directly.

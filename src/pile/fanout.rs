@@ -77,8 +77,10 @@ impl<T: Send + 'static> FanoutPile<T> {
     ///
     /// Outside a shard of a shardlet [`Runtime`](crate::Runtime).
     pub fn new() -> Self {
-        let mesh = crate::shard::try_mesh().expect("FanoutPile needs a shardlet Runtime");
-        let next = crate::shard::try_id().map_or(0, |id| id + 1);
+        let mesh = crate::mesh::here::here()
+            .map(|h| h.mesh.clone())
+            .expect("FanoutPile needs a shardlet Runtime");
+        let next = crate::config::current::try_id().map_or(0, |id| id + 1);
         FanoutPile {
             mesh,
             limit: None,

@@ -26,14 +26,14 @@ use std::time::Duration;
 use futures_lite::future;
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::config::current::{self as place, Place};
 use crate::config::memlock::{Memlock, MemlockError};
 use crate::config::{Config, ConfigError, ShardPlan};
 use crate::mesh::{self, Inbox, Mesh, Outbox};
 use crate::metrics::{Metrics, ShardCounters};
 use crate::runtime::handle::{Exit, Lifecycle, RuntimeHandle};
-use crate::shard::{self, ShardContext};
-use crate::sync::stop::Stopper;
-use crate::task::blocking::BlockingPool;
+use crate::sync::stop::{self, Stopper};
+use crate::task::blocking::{self, BlockingPool};
 use crate::task::guard::{panic_message, Guarded};
 use crate::task::JoinError;
 
@@ -397,18 +397,21 @@ impl ShardSpec {
         if !self.config.spin().is_zero() {
             builder = builder.spin_before_park(self.config.spin());
         }
-        // The context outlives the executor, so tasks dropped with it still see it.
+        // Each layer's per-shard state outlives the executor, so tasks
+        // dropped with it still see it; a tuple drops first to last: the
+        // mesh's part first, the shard's place last.
         let stopper = self.stopper.clone();
-        let _context = shard::enter(ShardContext {
-            id,
-            count: self.count,
-            cpu,
-            config: self.config,
-            stopper: self.stopper,
-            blocking: self.blocking,
-            mesh: self.mesh.clone(),
-            outbox: RefCell::new(self.outbox),
-        });
+        let _layers = (
+            mesh::here::enter(id, self.mesh.clone(), self.outbox),
+            blocking::enter(self.blocking),
+            stop::enter(self.stopper),
+            place::enter(Place {
+                id,
+                count: self.count,
+                cpu,
+                config: self.config,
+            }),
+        );
         let (mesh, mut arrival) = (self.mesh, self.finish);
         // However the shard ends (its executor failed to build, it ran to
         // the end, or a raw glommio task panicked through `run`), no message

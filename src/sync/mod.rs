@@ -26,6 +26,7 @@
 pub(crate) mod answer;
 pub(crate) mod gate;
 pub(crate) mod lanes;
+pub(crate) mod local;
 pub(crate) mod mailbox;
 pub(crate) mod slots;
 pub(crate) mod stop;

@@ -13,6 +13,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::atomic::{fence, AtomicBool, Ordering};
+use crate::sync::local::{self, Installed};
 use crate::sync::wakers::{WakerKey, WakerSet};
 use crate::sync::{lock, Arc, Mutex};
 
@@ -92,6 +93,26 @@ impl Drop for Stopped<'_> {
             lock(&self.inner.waiters).remove(key);
         }
     }
+}
+
+thread_local! {
+    /// The stop handle of the runtime whose shard this thread is.
+    static CURRENT: std::cell::RefCell<Option<Stopper>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `stopper` this shard's stop handle until the guard drops.
+pub(crate) fn enter(stopper: Stopper) -> Installed<Stopper> {
+    local::install(&CURRENT, stopper)
+}
+
+/// This shard's stop handle, or `None` off a shard.
+pub(crate) fn current() -> Option<Stopper> {
+    local::with(&CURRENT, Stopper::clone)
+}
+
+/// Whether this shard's runtime was asked to stop (`false` off a shard).
+pub(crate) fn requested() -> bool {
+    local::with(&CURRENT, Stopper::is_stopped).unwrap_or(false)
 }
 
 impl Stopper {

@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::sync::local::{self, Installed};
 use crate::task::guard;
 use crate::task::JoinError;
 
@@ -115,6 +116,16 @@ impl BlockingPool {
     }
 }
 
+thread_local! {
+    /// The blocking pool of the runtime whose shard this thread is.
+    static CURRENT: std::cell::RefCell<Option<Arc<BlockingPool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `pool` this shard's blocking pool until the guard drops.
+pub(crate) fn enter(pool: Arc<BlockingPool>) -> Installed<Arc<BlockingPool>> {
+    local::install(&CURRENT, pool)
+}
+
 /// Runs `f` on a thread of the blocking pool and waits for its result
 /// without blocking the shard.
 ///
@@ -139,7 +150,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let pool = crate::shard::blocking_pool().unwrap_or_else(BlockingPool::global);
+    let pool = local::with(&CURRENT, Arc::clone).unwrap_or_else(BlockingPool::global);
     let (tx, rx) = flume::bounded(1);
     let job: Job = Box::new(move || {
         // The caller may have gone away; then the result is dropped.

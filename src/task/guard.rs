@@ -28,7 +28,7 @@ use std::sync::Once;
 use std::task::{Context, Poll, Waker};
 
 use crate::sync::wakers::{WakerKey, WakerSet};
-use crate::task::JoinError;
+use crate::task::error::JoinError;
 
 /// What a guarded poll reads and writes on every poll, in one
 /// thread-local (one address to compute; no lazy initialisation: nothing
@@ -135,7 +135,7 @@ fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
     let _enter = Enter::new(pool);
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
         let err = caught(&*payload);
-        tracing::error!(target: "shardlet::task", shard = crate::shard::try_id(), "while dropping a task: {err}");
+        tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping a task: {err}");
     }
 }
 

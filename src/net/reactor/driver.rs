@@ -268,7 +268,7 @@ impl Reactor {
             driving: Cell::new(false),
             parked: RefCell::new(None),
             cannot_park: Cell::new(false),
-            spin: crate::shard::config().map_or(Duration::ZERO, |c| c.spin()),
+            spin: crate::config::current::config().map_or(Duration::ZERO, |c| c.spin()),
             stats: Cell::new(ReadyStats::default()),
         })
     }

@@ -40,12 +40,12 @@ use crate::net::server::acceptor::Acceptor;
 use crate::net::server::capacity::CapOrigin;
 use crate::net::server::table::Conns;
 
+use crate::config::current as place;
 use crate::net::server::mailboxes::Handoff;
 use crate::net::server::serving::{ShardServer, Source, Stops};
 use crate::net::server::stats::{Counters, Watchers};
 use crate::net::tcp::bind;
 use crate::net::{TcpListener, TcpStream};
-use crate::shard;
 use crate::sync::stop::Stopper;
 
 /// One address served on every shard (Eventlet's `serve`, thread-per-core).
@@ -262,8 +262,8 @@ impl Server {
         H: Fn(TcpStream, Connection) -> Fut + 'static,
         Fut: Future<Output = io::Result<()>> + 'static,
     {
-        let id = shard::try_id().unwrap_or(0);
-        let count = shard::try_id().map_or(1, |_| shard::count());
+        let id = place::try_id().unwrap_or(0);
+        let count = place::count().unwrap_or(1);
         let shards = self.shards(count);
         let counters = shards.counters.get(id).cloned().ok_or_else(|| {
             io::Error::new(
@@ -301,7 +301,7 @@ impl Server {
                         handoff.clone(),
                         counters,
                         stops,
-                        shard::cpu(),
+                        place::cpu(),
                         config.when_full(),
                     )?)
                 } else {

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
+use crate::config::current as place;
 use crate::net::reactor::driver::Reactor;
 use crate::net::server::accept_errors::AcceptError;
 use crate::net::server::acceptor::log_backoff;
@@ -44,10 +45,10 @@ use crate::net::server::stats::Counters;
 use crate::net::server::table::{Conns, Room};
 use crate::net::{Connection, TcpListener, TcpStream, WhenFull};
 use crate::pool::Holding;
-use crate::sync::stop::Stopper;
+use crate::sync::stop::{self, Stopper};
 use crate::task;
 use crate::task::guard::Isolated;
-use crate::{shard, sleep};
+use crate::time::sleep;
 
 /// How long live connections get to finish after a stop, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,7 +67,7 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// - A handler that returns an error, or panics, ends only its own
 ///   connection: the error is logged at `debug` level, the panic at `error`
 ///   (`tracing` target `shardlet::net`).
-/// - When the runtime is asked to stop ([`shard::stopped`]), it stops
+/// - When the runtime is asked to stop ([`shard::stopped`](crate::shard::stopped)), it stops
 ///   accepting and waits for live connections, until the stop's grace period
 ///   or [`DEFAULT_DRAIN_TIMEOUT`] runs out; then it drops them and returns.
 ///
@@ -148,12 +149,12 @@ where
     H: Fn(TcpStream, Connection) -> Fut + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
 {
-    let shards = shard::try_id().map_or(1, |_| shard::count());
-    let configured = shard::config().and_then(|c| c.max_connections());
+    let shards = place::count().unwrap_or(1);
+    let configured = place::config().and_then(|c| c.max_connections());
     let (cap, origin) = descriptors::resolve_cap(configured, shards);
     let counters = Arc::new(Counters::default());
     let conns = Conns::new(
-        shard::try_id().unwrap_or(0),
+        place::try_id().unwrap_or(0),
         cap,
         origin,
         WhenFull::Wait,
@@ -179,7 +180,7 @@ impl Stops {
     /// The current shard's runtime stop, plus `server`.
     pub(crate) fn current(server: Option<Stopper>) -> Self {
         Stops {
-            runtime: shard::try_stopper(),
+            runtime: stop::current(),
             server,
         }
     }
