@@ -57,8 +57,8 @@ use crate::sync::lanes::{Lanes, Outlanes};
 use crate::sync::mailbox::{MailError, Mailboxes};
 use job::{Call, Envelope, SpawnJob};
 
-/// Default inbox capacity per shard (`SHARDLET_MAILBOX`).
-pub const DEFAULT_MAILBOX: usize = 1024;
+/// Default inbox capacity per shard (`SHARDLET_MAILBOX`), defined with the other defaults.
+pub use crate::config::DEFAULT_MAILBOX;
 
 /// Handle to every shard's inbox: `Clone + Send + Sync`, usable from any
 /// shard and from host threads (see [`RuntimeHandle::mesh`](crate::RuntimeHandle::mesh)).

@@ -20,7 +20,8 @@ use std::task::{Context, Poll};
 use futures_lite::Stream;
 
 use crate::mesh::global::GlobalLimit;
-use crate::pool::{GreenPool, Holding};
+use crate::pool::GreenPool;
+use crate::sync::slots::Holding;
 use crate::task::crew::{Crew, Item, OnDrop};
 use crate::task::guard::Isolated;
 use crate::task::{self, JoinError};

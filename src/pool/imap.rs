@@ -21,8 +21,8 @@ use std::task::{Context, Poll};
 
 use futures_lite::Stream;
 
-use crate::pool::{with_permit, GreenPool, Holding};
-use crate::sync::slots::{Acquire, Permit};
+use crate::pool::GreenPool;
+use crate::sync::slots::{with_permit, Acquire, Holding, Permit};
 use crate::task::crew::{Crew, OnDrop};
 use crate::task::guard::{self, Isolated};
 use crate::task::JoinError;

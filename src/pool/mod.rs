@@ -26,7 +26,7 @@ use std::fmt;
 use std::future::Future;
 
 use crate::pool::imap::{Imap, StarFn};
-use crate::sync::slots::{Permit, Slots};
+use crate::sync::slots::{with_permit, Permit, Slots};
 use crate::task::guard;
 use crate::task::{self, GreenThread};
 
@@ -299,59 +299,5 @@ impl fmt::Debug for GreenPool {
             .field("running", &self.running())
             .field("waiting", &self.waiting())
             .finish()
-    }
-}
-
-/// Holds `permit` for as long as `fut` lives (so a cancel or panic frees it too).
-pub(crate) fn with_permit<F: Future>(fut: F, permit: Permit) -> Holding<F, Permit> {
-    Holding::new(fut, permit)
-}
-
-pin_project_lite::pin_project! {
-    /// `fut`, holding `held` (a slot, a permit) until it is dropped.
-    ///
-    /// A struct rather than `async move { let _p = held; fut.await }`: an
-    /// async block that captures a future and awaits it stores it twice,
-    /// doubling the task's allocation (a connection handler's buffers too).
-    pub(crate) struct Holding<F, P> {
-        #[pin]
-        fut: F,
-        held: P,
-    }
-}
-
-impl<F, P> Holding<F, P> {
-    pub(crate) fn new(fut: F, held: P) -> Self {
-        Holding { fut, held }
-    }
-}
-
-impl<F: Future, P> Future for Holding<F, P> {
-    type Output = F::Output;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
-        self.project().fut.poll(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn holding_a_permit_does_not_copy_the_future() {
-        let fut = async {
-            let buf = [1u8; 4096];
-            futures_lite::future::yield_now().await;
-            buf[7]
-        };
-        let alone = std::mem::size_of_val(&fut);
-        let slots = Slots::new(1);
-        let held = with_permit(fut, slots.try_acquire().unwrap());
-        assert!(
-            std::mem::size_of_val(&held) < alone + 64,
-            "{} bytes around a {alone}-byte future",
-            std::mem::size_of_val(&held)
-        );
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+use super::error::BuildError;
 #[cfg(feature = "tls")]
 use super::tls::Tls;
 use super::{Client, Parts};
@@ -23,19 +24,6 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_MAX_HEAD: usize = 64 << 10;
 /// Idle connections kept per host by default.
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
-
-/// Why a [`ClientBuilder`] could not build a client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot build the HTTP client: {reason}")]
-pub struct BuildError {
-    reason: String,
-}
-
-impl BuildError {
-    pub(crate) fn new(reason: String) -> Self {
-        BuildError { reason }
-    }
-}
 
 /// Every setting of a client; [`ClientBuilder`] fills it in.
 #[derive(Debug, Clone)]

@@ -23,10 +23,10 @@ use std::time::Duration;
 use socket2::Socket;
 
 use crate::net::server::accept_errors::AcceptError;
-use crate::net::server::backoff::Backoff;
+use crate::net::server::backoff::{log_backoff, Backoff};
 use crate::net::server::mailboxes::Handoff;
-use crate::net::server::serving::Stops;
 use crate::net::server::stats::Counters;
+use crate::net::server::stops::Stops;
 use crate::net::tcp::bind;
 use crate::net::WhenFull;
 
@@ -170,15 +170,6 @@ impl Run {
             }
         }
         tracing::debug!(target: "shardlet::net", "handoff acceptor stopped");
-    }
-}
-
-/// Logs an accept back-off: a warning the first time, then at debug level.
-pub(crate) fn log_backoff(err: &io::Error, delay: Duration, failures: u64) {
-    if failures == 1 {
-        tracing::warn!(target: "shardlet::net", error = %err, ?delay, "accept failed; backing off and retrying");
-    } else {
-        tracing::debug!(target: "shardlet::net", error = %err, ?delay, failures, "accept still failing");
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`Backoff`]: the bounded, growing delay between accept retries when the
 //! process is out of descriptors or kernel memory.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 /// First delay after a failure.
@@ -41,6 +42,15 @@ impl Backoff {
         let since = self.since.take()?;
         let failures = std::mem::take(&mut self.failures);
         Some((failures, since.elapsed()))
+    }
+}
+
+/// Logs an accept back-off: a warning the first time, then at debug level.
+pub(crate) fn log_backoff(err: &io::Error, delay: Duration, failures: u64) {
+    if failures == 1 {
+        tracing::warn!(target: "shardlet::net", error = %err, ?delay, "accept failed; backing off and retrying");
+    } else {
+        tracing::debug!(target: "shardlet::net", error = %err, ?delay, failures, "accept still failing");
     }
 }
 

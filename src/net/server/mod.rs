@@ -13,9 +13,10 @@ pub(crate) mod readiness;
 pub(crate) mod requests;
 pub(crate) mod serving;
 pub(crate) mod stats;
+pub(crate) mod stops;
 pub(crate) mod table;
 
-pub use accept_errors::AcceptMode;
+pub use crate::config::AcceptMode;
 pub use config::{ServerConfig, WhenFull, DEFAULT_HANDOFF_CAPACITY};
 pub use connection::{Connection, Evicted};
 pub use descriptors::{
@@ -42,8 +43,9 @@ use crate::net::server::table::Conns;
 
 use crate::config::current as place;
 use crate::net::server::mailboxes::Handoff;
-use crate::net::server::serving::{ShardServer, Source, Stops};
+use crate::net::server::serving::{ShardServer, Source};
 use crate::net::server::stats::{Counters, Watchers};
+use crate::net::server::stops::Stops;
 use crate::net::tcp::bind;
 use crate::net::{TcpListener, TcpStream};
 use crate::sync::stop::Stopper;

@@ -37,15 +37,14 @@ use futures_lite::future;
 use crate::config::current as place;
 use crate::net::reactor::driver::Reactor;
 use crate::net::server::accept_errors::AcceptError;
-use crate::net::server::acceptor::log_backoff;
-use crate::net::server::backoff::Backoff;
+use crate::net::server::backoff::{log_backoff, Backoff};
 use crate::net::server::descriptors;
 use crate::net::server::mailboxes::Handoff;
 use crate::net::server::stats::Counters;
+use crate::net::server::stops::Stops;
 use crate::net::server::table::{Conns, Room};
 use crate::net::{Connection, TcpListener, TcpStream, WhenFull};
-use crate::pool::Holding;
-use crate::sync::stop::{self, Stopper};
+use crate::sync::slots::Holding;
 use crate::task;
 use crate::task::guard::Isolated;
 use crate::time::sleep;
@@ -168,60 +167,8 @@ where
     result
 }
 
-/// The stop requests a serving loop obeys: the runtime's (when on a
-/// shardlet shard) and its server's (when it has one).
-#[derive(Debug, Clone)]
-pub(crate) struct Stops {
-    runtime: Option<Stopper>,
-    server: Option<Stopper>,
-}
-
-impl Stops {
-    /// The current shard's runtime stop, plus `server`.
-    pub(crate) fn current(server: Option<Stopper>) -> Self {
-        Stops {
-            runtime: stop::current(),
-            server,
-        }
-    }
-
-    pub(crate) fn is_requested(&self) -> bool {
-        [&self.runtime, &self.server]
-            .into_iter()
-            .flatten()
-            .any(Stopper::is_stopped)
-    }
-
-    /// Resolves once either stop is requested.
-    pub(crate) async fn requested(&self) {
-        future::or(stopped(&self.runtime), stopped(&self.server)).await
-    }
-
-    /// When draining must end: `limit`, or [`DRAIN_MARGIN`] before the
-    /// earliest grace deadline of the stops requested so far, so that a
-    /// serving loop returns before the runtime drops its shard's entry.
-    pub(crate) fn drain_until(&self, limit: Instant) -> Instant {
-        [&self.runtime, &self.server]
-            .into_iter()
-            .flatten()
-            .filter_map(Stopper::deadline)
-            .map(|at| at.checked_sub(DRAIN_MARGIN).unwrap_or(at))
-            .fold(limit, Instant::min)
-    }
-}
-
-/// How much earlier than a stop's grace deadline a drain gives up, leaving
-/// time to close the remaining connections and return.
-const DRAIN_MARGIN: Duration = Duration::from_millis(25);
 /// How often a drain looks for a newer, earlier deadline.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
-
-async fn stopped(stopper: &Option<Stopper>) {
-    match stopper {
-        Some(s) => s.stopped().await,
-        None => future::pending().await,
-    }
-}
 
 /// Where a shard's connections come from.
 pub(crate) enum Source {
