@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: exactly what CI runs (.ci/run calls this).
-#   formatting, lints as errors, every test (unit, integration, doc), the loom
-#   models, docs as errors.
+#   formatting, lints as errors (also without default features), every test
+#   (unit, integration, doc), the loom models, docs as errors (private items too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,10 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo build and clippy --no-default-features (the code paths without tls)"
+cargo build --no-default-features
+cargo clippy --no-default-features -- -D warnings
+
 step "cargo test"
 cargo test --all-targets
 cargo test --doc
@@ -23,5 +27,6 @@ step "loom models of the cross-shard primitives (RUSTFLAGS=--cfg loom)"
 # A release build of its own: loom is slow unoptimised.
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib --release sync::loom_tests -- --nocapture
 
-step "cargo doc (warnings are errors)"
+step "cargo doc (warnings are errors), private items included"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --document-private-items

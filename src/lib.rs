@@ -53,12 +53,17 @@
 //!   [`spawn_n`], a pool's or pile's task, a cross-shard job) or in a
 //!   shard's entry (the closure or its future) is caught, counted
 //!   ([`shard::panics`]) and logged through `tracing`; it comes back as
-//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. The panic
-//!   hook (installed by [`Runtime::new`], around the host's own) prints it on
-//!   stderr, rate-limited, when no `tracing` subscriber would show it, and
-//!   before the abort under `panic = "abort"`. A
+//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. A
 //!   destructor that panics while a task is dropped (cancelled, ended with
 //!   its shard, dropped with an [`Imap`]) is caught the same way.
+//! - **shardlet installs a process-wide panic hook.** The first
+//!   [`Runtime::new`] (or the first guarded task) replaces the process's
+//!   panic hook with one that chains to the hook that was there before (the
+//!   host's own, or the default): panics outside green threads still reach
+//!   it unchanged. For a panic it caught, the hook prints it on stderr,
+//!   rate-limited ([`PRINTS_PER_SECOND`]), when no `tracing` subscriber would
+//!   show it, and before the abort under `panic = "abort"`. A hook the host
+//!   sets later replaces it until the next `Runtime::new` wraps it again.
 //! - **Stopping is cooperative.** [`RuntimeHandle::stop`] is seen by every
 //!   shard ([`shard::stopped`]); servers stop accepting and drain. The grace
 //!   period bounds the wait only at `.await` points: an entry that computes
@@ -91,6 +96,7 @@
 // `deny`, not `forbid`: `net/fd.rs` alone allows it, to borrow a glommio
 // stream's raw descriptor (glommio gives it only through `AsRawFd`).
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

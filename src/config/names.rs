@@ -29,7 +29,7 @@ pub const ENV_SPIN_US: &str = "SHARDLET_SPIN_US";
 /// `SHARDLET_BLOCKING_THREADS`: threads in the pool behind [`blocking`](crate::blocking).
 pub const ENV_BLOCKING_THREADS: &str = "SHARDLET_BLOCKING_THREADS";
 /// `SHARDLET_ACCEPT`: how a [`Server`](crate::net::Server) spreads connections
-/// over shards: `reuseport` (default) or `handoff`; see [`AcceptMode`].
+/// over shards: `reuseport` (default) or `handoff`; see [`AcceptMode`](crate::AcceptMode).
 pub const ENV_ACCEPT: &str = "SHARDLET_ACCEPT";
 
 /// `SHARDLET_RESERVE_CPUS`: how many of the allowed CPUs to leave to the

@@ -14,7 +14,7 @@
 //! [`GreenThread`]. Concurrency stays bounded by `size`, and nothing deadlocks.
 //!
 //! Inline work nests on the spawning task's stack, so it is bounded too:
-//! past [`MAX_DEPTH`](crate::task::spawn::MAX_DEPTH) nested tasks, such a spawn
+//! past [`MAX_DEPTH`](crate::task::green::MAX_DEPTH) nested tasks, such a spawn
 //! runs as a task of its own *beyond* the pool's size (counted in
 //! [`running`](GreenPool::running) until it ends) instead of overflowing
 //! the stack.

@@ -16,7 +16,7 @@
 //! - **Adding** ([`Crew::add`]) puts the item in a free slot and gives it
 //!   its first poll right there, as glommio runs a new task's first step
 //!   inside `spawn` (past the nesting bound of
-//!   [`MAX_DEPTH`](crate::task::spawn::MAX_DEPTH) the driver gives it instead). An
+//!   [`MAX_DEPTH`](crate::task::green::MAX_DEPTH) the driver gives it instead). An
 //!   item that finishes in its first step never needs the driver, and its
 //!   slot is free for the next one at once.
 //! - **Waking**: each slot has a waker of its own (made once, reused by the

@@ -182,6 +182,7 @@ impl ClientBuilder {
     /// Also trusts this root certificate (DER), for `https` to servers with
     /// a private or self-signed certificate.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.extra_roots.push(der.into());
         self
@@ -189,6 +190,7 @@ impl ClientBuilder {
 
     /// Whether to trust Mozilla's roots (webpki-roots; default `true`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn webpki_roots(mut self, trust: bool) -> Self {
         self.webpki_roots = trust;
         self
@@ -197,6 +199,7 @@ impl ClientBuilder {
     /// Uses this rustls configuration for `https`, instead of the one built
     /// from the roots above.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
         self.tls_config = Some(config);
         self

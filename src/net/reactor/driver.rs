@@ -24,7 +24,7 @@
 //!   polls, a peer's write only queues an epoll event; while it is parked,
 //!   the write also completes an io_uring poll and wakes this thread. A
 //!   shard with spare CPU spends a little of it so that its peers do not.
-//! - Streams ([`Stream`](crate::net::Stream)) try the syscall while their
+//! - Streams ([`TcpStream`](crate::net::TcpStream)) try the syscall while their
 //!   flag is set and clear it when the socket says `EAGAIN` (or a read or
 //!   write came back short, which means the socket is drained); edge
 //!   triggering then guarantees an event for the next data.

@@ -4,16 +4,16 @@
 //!
 //! What the layers above (`net::tcp`, `net::server`) may rely on:
 //!
-//! - **One driver per shard, shard-local.** [`Reactor::current`] gives the
+//! - **One driver per shard, shard-local.** [`Reactor::current`](driver::Reactor::current) gives the
 //!   calling shard's driver (built on first use, dropped with its executor);
 //!   everything in it is `Rc`/`Cell`, never shared across threads.
-//! - **Register once.** A socket is registered with [`Registration::new`]
+//! - **Register once.** A socket is registered with [`Registration::new`](driver::Registration::new)
 //!   when it opens and deregistered when it drops; it stays registered,
 //!   edge-triggered, for its whole life. There is no per-read arming.
 //! - **Flags, then syscall.** A caller tries its syscall while
-//!   [`Registration::is_ready`] says so, and calls
-//!   [`Registration::would_block`] (or [`Registration::clear`]) on `EAGAIN`
-//!   or a short count; [`Registration::poll_ready`] then waits for the next
+//!   [`Registration::is_ready`](driver::Registration::is_ready) says so, and calls
+//!   [`Registration::would_block`](driver::Registration::would_block) (or [`Registration::clear`](driver::Registration::clear)) on `EAGAIN`
+//!   or a short count; [`Registration::poll_ready`](driver::Registration::poll_ready) then waits for the next
 //!   edge. A "closed" flag (hang-up, error) stays set until the socket
 //!   itself says `EAGAIN`.
 //! - **Parking.** An idle driver parks on the epoll descriptor through

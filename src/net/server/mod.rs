@@ -220,7 +220,7 @@ impl Server {
     /// a new client makes the connection idle the longest close
     /// ([`Connection::evicted`]) and takes its place; with nothing idle, new
     /// clients wait in the kernel backlog or are refused at once
-    /// ([`WhenFull`](crate::net::WhenFull)). Reaching the cap is logged (a
+    /// ([`WhenFull`]). Reaching the cap is logged (a
     /// warning naming the cap and how to raise it) and counted
     /// ([`ShardStats::at_capacity`](crate::net::ShardStats::at_capacity)).
     /// In [`AcceptMode::ReusePort`] each shard accepts on its own listener;

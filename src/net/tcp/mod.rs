@@ -1,12 +1,12 @@
 //! TCP sockets on the readiness driver: [`TcpStream`], [`TcpListener`],
-//! [`listen`] (socket2 options, `bind.rs`), [`connect`], the shard's read
+//! [`listen`] (socket2 options, `bind.rs`), [`connect()`], the shard's read
 //! buffer (`read_with.rs`), writes that keep only what the socket did not
 //! take (`kept.rs`), delayed ACKs that ride on answers (`acks.rs`), and
 //! hyper's I/O traits on the stream (`hyper_io.rs`).
 
 pub(crate) mod acks;
 pub(crate) mod bind;
-pub(crate) mod connect;
+mod connect;
 pub(crate) mod fd;
 mod hyper_io;
 pub(crate) mod kept;
