@@ -93,7 +93,7 @@
 //!
 //! [glommio]: https://docs.rs/glommio
 
-// `deny`, not `forbid`: `net/fd.rs` alone allows it, to borrow a glommio
+// `deny`, not `forbid`: `net/tcp/fd.rs` alone allows it, to borrow a glommio
 // stream's raw descriptor (glommio gives it only through `AsRawFd`).
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -7,11 +7,11 @@
 //! So the closure must be `Send`, the future it makes need not be.
 //!
 //! - Two ways in, both bounded. A message from a shard of the runtime goes
-//!   down that shard's own lane to the target (`lanes.rs`: a wait-free ring
+//!   down that shard's own lane to the target (`sync/lanes/`: a wait-free ring
 //!   per pair of shards, Seastar's layout, `SHARDLET_MAILBOX / shards`
 //!   messages each). A message from any other thread (a host thread holding
 //!   [`RuntimeHandle::mesh`](crate::RuntimeHandle::mesh), a blocking job)
-//!   goes through the target's mailbox (`mailbox.rs`, `SHARDLET_MAILBOX`
+//!   goes through the target's mailbox (`sync/mailbox.rs`, `SHARDLET_MAILBOX`
 //!   messages). A full lane or mailbox makes async senders wait, and the
 //!   `try_` variants hand the closure back. Nothing queues without bound.
 //! - Order: messages from one shard to another run in the order they were

@@ -55,8 +55,8 @@ impl Job for WakeJob {
 /// From another shard of the same runtime, the wake travels down this
 /// shard's lane as a message that the home shard's inbox loop runs at once
 /// (a local wake there), instead of glommio's cross-thread wake (an eventfd
-/// write that the home shard reads back through io_uring, an order of
-/// magnitude slower even when both shards are busy). If the lane is full,
+/// write that the home shard reads back through io_uring, much slower even
+/// when both shards are busy). If the lane is full,
 /// or from anywhere else, it wakes directly.
 pub(crate) fn wake(home: Option<Home>, waker: Waker) {
     if let (Some(home), Some(here)) = (home, super::here::here()) {
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn a_wake_is_not_a_users_message() {
-        // Issue 16: `Mesh::dropped` counted the mesh's own wake-ups.
+        // `Mesh::dropped` counts users' messages, not the mesh's own wake-ups.
         let wake = Envelope::new(Arc::new(WakeJob(Mutex::new(None))));
         assert!(!wake.is_user());
         let job = super::super::job::SpawnJob(Mutex::new(Some(|| async {})));

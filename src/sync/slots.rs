@@ -308,8 +308,8 @@ mod tests {
 
     #[test]
     fn an_idle_watcher_polled_again_and_again_keeps_one_waker() {
-        // Issue 16: `timeout(10µs, pool.waitall())` in a loop pushed a waker
-        // clone per poll and broke the waker's refcount after 32,768 polls.
+        // A watcher polled in a loop (`timeout(d, pool.waitall())`) must
+        // not keep a waker clone per poll: that overflows the waker's refcount.
         let slots = Slots::new(1);
         let held = slots.try_acquire().unwrap();
         let mut idle = slots.idle();

@@ -1,5 +1,5 @@
 //! [`Connection`]: a connection handler's handle on its entry in the
-//! shard's connection table (`conns.rs`), to mark the connection idle or
+//! shard's connection table (`table.rs`), to mark the connection idle or
 //! busy and to hear when the server asks it to close.
 
 use std::fmt;

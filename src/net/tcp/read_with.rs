@@ -7,7 +7,7 @@
 //!
 //! This is what io_uring's provided-buffer rings give the kernel side,
 //! and what Seastar and nginx do with shared input buffers; the readiness
-//! driver (`ready.rs`) makes it plain here, since a read runs only once the
+//! driver (`reactor/driver.rs`) makes it plain here, since a read runs only once the
 //! socket is known to have data.
 //!
 //! The bytes are valid only inside the callback: it cannot wait, so the

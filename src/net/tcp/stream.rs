@@ -1,5 +1,5 @@
 //! [`TcpStream`]: a TCP connection that waits on the shard's epoll
-//! readiness driver (`ready.rs`) instead of one-shot io_uring polls.
+//! readiness driver (`net/reactor/driver.rs`) instead of one-shot io_uring polls.
 
 use std::cell::Cell;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};

@@ -10,7 +10,7 @@
 //!
 //! Contract:
 //! - Shard `i` owns the sending ends of lanes `i -> j` ([`Outlanes`], kept in
-//!   its thread-local context) and the receiving ends of lanes `j -> i`
+//!   the mesh's thread-local, `mesh/here.rs`) and the receiving ends of lanes `j -> i`
 //!   ([`Inlanes`]). Threads that are not shards use the mailboxes instead.
 //! - Bounded: a lane holds `capacity` values. A full lane hands the value
 //!   back to [`Outlanes::try_send`]; [`Outlanes::poll_send`] waits for room.

@@ -60,8 +60,8 @@ impl Sender {
 
 #[test]
 fn every_waiting_sender_is_woken_in_turn_and_sends() {
-    // The lost wake-up of issue 16: two senders of one shard wait on a
-    // full lane; each must get its turn, not only the last to wait.
+    // No lost wake-up: two senders of one shard wait on a full lane; each
+    // must get its turn, not only the last to wait.
     let (mut out0, mut in1) = pair(1);
     out0.try_send(1, 0).unwrap();
     let (mut a, mut b) = (Sender::new(1), Sender::new(2));
