@@ -100,19 +100,31 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-// The layers, lowest first: each imports only from those above it here.
+// The layers, lowest first; each imports only from the ones before it.
+// Settings, every SHARDLET_* name and default, the shard's place:
 mod config;
-pub mod http;
-mod mesh;
-pub mod metrics;
-pub mod net;
-mod pile;
-mod pool;
-mod runtime;
-pub mod shard;
-mod sync;
-mod task;
+// Timers on the shard:
 mod time;
+// Slots, lanes, mailboxes, the stop signal, per-shard state slots:
+mod sync;
+// Green threads, JoinError, the panic guard and hook, blocking, counters:
+mod task;
+// GreenPool and imap:
+mod pool;
+// Cross-shard calls, wakes and GlobalLimit:
+mod mesh;
+// GreenPile and FanoutPile:
+mod pile;
+// The readiness driver, TCP sockets, servers:
+pub mod net;
+// Per-shard metrics and their export:
+pub mod metrics;
+// HTTP on hyper:
+pub mod http;
+// The runtime: starts shards and installs each layer's per-shard state:
+mod runtime;
+// The facade over each layer's per-shard state:
+pub mod shard;
 
 pub use config::knobs::KNOWN as KNOWN_VARIABLES;
 pub use config::memlock::{MemlockError, MEMLOCK_FLOOR};

@@ -82,7 +82,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             continue;
         } else if with_mail && idle.over() {
             // Looking for work and finding none is idle time (metrics).
-            crate::metrics::idle_poll();
+            crate::task::counters::idle_poll();
             let woke = futures_lite::future::or(async { mail.recv_async().await.map(Some) }, async {
                 poll_fn(|cx| inbox.borrow().lanes.poll_park(cx)).await;
                 Ok(None)
@@ -97,7 +97,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             continue;
         }
         if ran == 0 {
-            crate::metrics::idle_poll();
+            crate::task::counters::idle_poll();
         }
         glommio::executor().yield_task_queue_now().await;
     }
@@ -145,7 +145,7 @@ pub(super) async fn spin<T>(mut try_take: impl FnMut() -> Option<T>) -> Option<T
         if let Some(value) = try_take() {
             return Some(value);
         }
-        crate::metrics::idle_poll();
+        crate::task::counters::idle_poll();
         if idle.over() {
             return None;
         }

@@ -14,6 +14,7 @@
 //! first.
 
 pub(crate) mod handle;
+pub(crate) mod ready;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -459,17 +460,32 @@ impl ShardSpec {
             arrival.arrive();
             future::or(finish.all_done(), stopper.grace_over()).await;
             crate::task::guard::end_tasks().await;
-            crate::metrics::publish(&mesh.outgoing_queued());
+            publish(&mesh);
         });
         crate::metrics::detach();
     }
+}
+
+/// Samples what only the shard can read into its counters: the readiness
+/// driver's counters, the panics caught, the mesh's outgoing lanes.
+fn publish(mesh: &Mesh) {
+    let ready = crate::net::ready_stats();
+    crate::metrics::publish(&crate::metrics::Sample {
+        outgoing: &mesh.outgoing_queued(),
+        panics: crate::task::guard::panics(),
+        registrations: ready.registrations as u64,
+        rounds: ready.rounds,
+        events: ready.events,
+        parks: ready.parks,
+        drivers: ready.drivers,
+    });
 }
 
 /// Samples the shard's counters that only it can read, every
 /// [`PUBLISH_EVERY`](crate::metrics::PUBLISH_EVERY), until the shard ends.
 async fn publish_stats(mesh: Mesh) {
     loop {
-        crate::metrics::publish(&mesh.outgoing_queued());
+        publish(&mesh);
         crate::sleep(crate::metrics::PUBLISH_EVERY).await;
     }
 }

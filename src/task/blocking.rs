@@ -77,8 +77,8 @@ impl BlockingPool {
     }
 
     /// Threads, closures running and closures waiting.
-    pub(crate) fn stats(&self) -> crate::metrics::BlockingStats {
-        crate::metrics::BlockingStats {
+    pub(crate) fn stats(&self) -> BlockingStats {
+        BlockingStats {
             threads: self.threads,
             busy: self.busy.load(Ordering::Relaxed),
             queued: self.queued(),
@@ -114,6 +114,18 @@ impl BlockingPool {
             })
             .clone()
     }
+}
+
+/// The threads behind [`blocking()`], shared by every shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlockingStats {
+    /// Threads in the pool.
+    pub threads: usize,
+    /// Closures running now.
+    pub busy: usize,
+    /// Closures waiting for a thread.
+    pub queued: usize,
 }
 
 thread_local! {

@@ -161,7 +161,7 @@ pub(crate) fn too_deep() -> bool {
 /// (glommio's way), unless the stack is already [`MAX_DEPTH`] tasks deep.
 #[inline]
 fn start<T: 'static>(fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
-    let fut = crate::metrics::Counted::new(fut);
+    let fut = crate::task::counters::Counted::new(fut);
     let task = if too_deep() {
         let queue = glommio::executor().current_task_queue();
         glommio::spawn_local_into(fut, queue).expect("the current task queue exists")

@@ -151,12 +151,16 @@ impl<F: Future> Isolated<F> {
     ) -> Option<Poll<Result<F::Output, JoinError>>> {
         let mut this = self.project();
         // Times polls made by the executor itself (metrics: busy, stalls).
-        let timed = crate::metrics::poll_starts();
+        let timed = if depth() == 0 {
+            crate::task::counters::poll_starts()
+        } else {
+            None
+        };
         let enter = if unless_ending {
             match Enter::unless_ending(*this.pool) {
                 Some(enter) => enter,
                 None => {
-                    crate::metrics::poll_ends(timed);
+                    crate::task::counters::poll_ends(timed);
                     drop_inner(this.fut, *this.pool);
                     return None;
                 }
@@ -175,7 +179,7 @@ impl<F: Future> Isolated<F> {
             Some(out)
         }));
         drop(enter);
-        crate::metrics::poll_ends(timed);
+        crate::task::counters::poll_ends(timed);
         Some(match polled {
             Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
             Ok(Some(Poll::Pending)) => Poll::Pending,

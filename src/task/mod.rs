@@ -8,6 +8,7 @@
 //! build on it.
 
 pub(crate) mod blocking;
+pub(crate) mod counters;
 pub(crate) mod crew;
 mod error;
 pub(crate) mod green;

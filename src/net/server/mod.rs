@@ -9,7 +9,6 @@ pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod descriptors;
 pub(crate) mod mailboxes;
-pub(crate) mod readiness;
 pub(crate) mod requests;
 pub(crate) mod serving;
 pub(crate) mod stats;
@@ -23,7 +22,6 @@ pub use descriptors::{
     default_max_connections, fd_limit, fd_reserve, max_connections_for, FD_RESERVE, FD_RESERVE_DIVISOR,
     FD_RESERVE_PER_SHARD,
 };
-pub use readiness::Ready;
 pub use requests::{latency_histogram, RequestStats};
 pub use serving::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
 pub use stats::{ServerStats, ShardStats};
@@ -406,56 +404,6 @@ impl Server {
     /// shard: the runtime's and the server's own.
     pub(crate) fn stops(&self) -> Stops {
         Stops::current(Some(self.inner.stopper.clone()))
-    }
-
-    /// Resolves once every shard of `runtime` is taking connections, or
-    /// at once with the reason it never will: the real error of a shard
-    /// that failed to start or panicked, of a `serve` that failed, or of an
-    /// entry that ended without serving. Never a timeout: wrap it in one
-    /// if a shard might take long to get to `serve`.
-    ///
-    /// The future is `Send + 'static` and needs no particular executor
-    /// (tokio, `futures_lite::future::block_on`, ...): it waits on wakers
-    /// that the shards wake as they start serving or fail.
-    ///
-    /// # Errors
-    ///
-    /// - A shard failed ([`RuntimeError::ShardStart`](crate::RuntimeError::ShardStart),
-    ///   [`ShardPanicked`](crate::RuntimeError::ShardPanicked), ...): kind
-    ///   `Other`, with the [`RuntimeError`](crate::RuntimeError) inside
-    ///   (`err.get_ref()`, `err.into_inner()`).
-    /// - A shard's [`serve`](Server::serve) failed: its error.
-    /// - A shard's entry returned without serving: kind `Other`.
-    /// - The server was stopped first: `Interrupted`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shardlet::{Config, Runtime, RuntimeError, Server, ServerConfig};
-    ///
-    /// let runtime = Runtime::new(Config::default().with_shards(2).with_pin(false))?;
-    /// let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config()))?;
-    /// let handle = runtime.start({
-    ///     let server = server.clone();
-    ///     move || {
-    ///         let server = server.clone();
-    ///         async move {
-    ///             if shardlet::shard::id() == 1 {
-    ///                 panic!("no config for shard 1");
-    ///             }
-    ///             server.serve(|_stream| async { Ok(()) }).await
-    ///         }
-    ///     }
-    /// })?;
-    /// let err = futures_lite::future::block_on(server.ready(&handle)).unwrap_err();
-    /// let cause = err.get_ref().and_then(|e| e.downcast_ref::<RuntimeError>());
-    /// assert!(matches!(cause, Some(RuntimeError::ShardPanicked { shard: 1, .. })), "{err}");
-    /// assert!(handle.join().is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn ready<T>(&self, runtime: &crate::RuntimeHandle<T>) -> Ready {
-        Ready::new(self.clone(), runtime.lifecycle.clone(), runtime.shards())
     }
 
     /// The first failure of a shard's `serve`, if any.

@@ -171,13 +171,10 @@ pub(crate) fn detach() {
     });
 }
 
-/// A poll by the executor begins (the caller is not nested in another
-/// guarded poll): when it began, if this thread feeds counters.
+/// A poll by the executor begins (the caller checks that it is not nested
+/// in another guarded poll): when it began, if this thread feeds counters.
 #[inline]
 pub(crate) fn poll_starts() -> Option<u64> {
-    if crate::task::guard::depth() != 0 {
-        return None;
-    }
     let mut started = None;
     with_sink(|c| {
         let at = now();
@@ -222,21 +219,35 @@ pub(crate) fn idle_poll() {
     let _ = LOCAL.try_with(|l| l.idle.set(true));
 }
 
-/// Samples what only the shard can read (call it on the shard):
-/// `outgoing[to]` is how many messages wait in its lane to shard `to`.
-pub(crate) fn publish(outgoing: &[usize]) {
-    let ready = crate::net::reactor::ready_stats();
-    let panics = crate::task::guard::panics();
+/// What only the shard can read, sampled by the runtime on the shard for
+/// [`publish`] (the layers above fill it in: the readiness driver's
+/// counters, the panics the guards caught, the mesh's lanes).
+#[derive(Debug, Default)]
+pub(crate) struct Sample<'a> {
+    /// `outgoing[to]`: how many messages wait in this shard's lane to `to`.
+    pub(crate) outgoing: &'a [usize],
+    /// Panics caught on this shard so far.
+    pub(crate) panics: u64,
+    /// The readiness driver's registrations, rounds, events, parks and drivers.
+    pub(crate) registrations: u64,
+    pub(crate) rounds: u64,
+    pub(crate) events: u64,
+    pub(crate) parks: u64,
+    pub(crate) drivers: u64,
+}
+
+/// Stores a [`Sample`] (call it on the shard).
+pub(crate) fn publish(sample: &Sample<'_>) {
     with_sink(|c| {
-        c.panics.store(panics, Relaxed);
-        for (slot, n) in c.outgoing.iter().zip(outgoing) {
+        c.panics.store(sample.panics, Relaxed);
+        for (slot, n) in c.outgoing.iter().zip(sample.outgoing) {
             slot.store(*n as u64, Relaxed);
         }
-        c.registrations.store(ready.registrations as u64, Relaxed);
-        c.rounds.store(ready.rounds, Relaxed);
-        c.events.store(ready.events, Relaxed);
-        c.parks.store(ready.parks, Relaxed);
-        c.drivers.store(ready.drivers, Relaxed);
+        c.registrations.store(sample.registrations, Relaxed);
+        c.rounds.store(sample.rounds, Relaxed);
+        c.events.store(sample.events, Relaxed);
+        c.parks.store(sample.parks, Relaxed);
+        c.drivers.store(sample.drivers, Relaxed);
     });
 }
 

@@ -1,6 +1,9 @@
 //! [`Ready`]: the future of [`Server::ready`], which resolves once every
 //! shard serves, or fails at once with the reason none ever will.
 //!
+//! It lives with the runtime, whose lifecycle it watches, so that `net`
+//! needs nothing from the runtime; `net::Ready` re-exports it.
+//!
 //! It watches two things, each through wakers woken on every change: the
 //! server (a shard starts or stops listening, a `serve` fails, a stop) and
 //! the runtime's lifecycle (a shard's entry is over, a failure is
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::net::Server;
-use crate::runtime::handle::{Lifecycle, LifecycleView};
+use crate::runtime::handle::{Lifecycle, LifecycleView, RuntimeHandle};
 use crate::sync::wakers::WakerKey;
 
 /// The future of [`Server::ready`]: `Send + 'static`, for any executor.
@@ -74,6 +77,58 @@ impl Ready {
             ))));
         }
         None
+    }
+}
+
+impl Server {
+    /// Resolves once every shard of `runtime` is taking connections, or
+    /// at once with the reason it never will: the real error of a shard
+    /// that failed to start or panicked, of a `serve` that failed, or of an
+    /// entry that ended without serving. Never a timeout: wrap it in one
+    /// if a shard might take long to get to `serve`.
+    ///
+    /// The future is `Send + 'static` and needs no particular executor
+    /// (tokio, `futures_lite::future::block_on`, ...): it waits on wakers
+    /// that the shards wake as they start serving or fail.
+    ///
+    /// # Errors
+    ///
+    /// - A shard failed ([`RuntimeError::ShardStart`](crate::RuntimeError::ShardStart),
+    ///   [`ShardPanicked`](crate::RuntimeError::ShardPanicked), ...): kind
+    ///   `Other`, with the [`RuntimeError`](crate::RuntimeError) inside
+    ///   (`err.get_ref()`, `err.into_inner()`).
+    /// - A shard's [`serve`](Server::serve) failed: its error.
+    /// - A shard's entry returned without serving: kind `Other`.
+    /// - The server was stopped first: `Interrupted`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shardlet::{Config, Runtime, RuntimeError, Server, ServerConfig};
+    ///
+    /// let runtime = Runtime::new(Config::default().with_shards(2).with_pin(false))?;
+    /// let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config()))?;
+    /// let handle = runtime.start({
+    ///     let server = server.clone();
+    ///     move || {
+    ///         let server = server.clone();
+    ///         async move {
+    ///             if shardlet::shard::id() == 1 {
+    ///                 panic!("no config for shard 1");
+    ///             }
+    ///             server.serve(|_stream| async { Ok(()) }).await
+    ///         }
+    ///     }
+    /// })?;
+    /// let err = futures_lite::future::block_on(server.ready(&handle)).unwrap_err();
+    /// let cause = err.get_ref().and_then(|e| e.downcast_ref::<RuntimeError>());
+    /// assert!(matches!(cause, Some(RuntimeError::ShardPanicked { shard: 1, .. })), "{err}");
+    /// assert!(handle.join().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ready<T>(&self, runtime: &RuntimeHandle<T>) -> Ready {
+        Ready::new(self.clone(), runtime.lifecycle.clone(), runtime.shards())
     }
 }
 
