@@ -35,7 +35,8 @@ use crate::metrics::{Metrics, ShardCounters};
 use crate::runtime::handle::{Exit, Lifecycle, RuntimeHandle};
 use crate::sync::stop::{self, Stopper};
 use crate::task::blocking::{self, BlockingPool};
-use crate::task::guard::{panic_message, Guarded};
+use crate::task::guard::Guarded;
+use crate::task::hook::panic_message;
 use crate::task::JoinError;
 
 /// How long the other shards get to finish when one shard fails.
@@ -133,7 +134,7 @@ impl Runtime {
     /// [`RuntimeError::Config`] naming the bad setting, or
     /// [`RuntimeError::Memlock`] saying what limit to raise.
     pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
-        crate::task::hook::install();
+        crate::task::guard::reinstall_hook();
         let plan = config.validate()?;
         let io_memory = Memlock::current().io_memory(plan.shards(), config.io_memory())?;
         Ok(Runtime {

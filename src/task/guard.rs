@@ -29,6 +29,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::sync::wakers::{WakerKey, WakerSet};
 use crate::task::error::JoinError;
+use crate::task::hook::{self, panic_message};
 
 /// What a guarded poll reads and writes on every poll, in one
 /// thread-local (one address to compute; no lazy initialisation: nothing
@@ -53,8 +54,6 @@ thread_local! {
             panics: Cell::new(0),
         }
     };
-    /// Where the last guarded panic happened, set by the hook.
-    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
     /// Wakers of the guarded tasks that are waiting, by slot.
     static WAITING: RefCell<WakerSet> = const { RefCell::new(WakerSet::new()) };
 }
@@ -273,7 +272,7 @@ fn caught(payload: &(dyn Any + Send)) -> JoinError {
     HERE.with(|h| h.panics.set(h.panics.get() + 1));
     JoinError::Panicked {
         message: panic_message(payload),
-        location: LOCATION.with(|l| l.borrow_mut().take()),
+        location: hook::take_location(),
     }
 }
 
@@ -338,24 +337,15 @@ pub(crate) fn panics() -> u64 {
     HERE.with(|h| h.panics.get())
 }
 
-/// The text of a panic payload (`&str` or `String`; anything else is named as such).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
-}
-
 /// Installs the process-wide panic hook (`hook.rs`), once.
 fn install_hook() {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(crate::task::hook::install);
+    INSTALL.call_once(reinstall_hook);
 }
 
-/// Where the guarded panic being reported happened (called by the hook).
-pub(crate) fn note_location(location: Option<String>) {
-    let _ = LOCATION.try_with(|l| *l.borrow_mut() = location);
+/// Installs the panic hook around the current one, unless that is
+/// shardlet's already (each `Runtime::new` calls it, to wrap a hook the
+/// host set meanwhile).
+pub(crate) fn reinstall_hook() {
+    hook::install(depth);
 }

@@ -31,7 +31,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::task::guard::{depth, note_location, panic_message};
+use std::any::Any;
+use std::cell::RefCell;
+
+/// How many guarded polls are on this thread's stack (the guard's
+/// `depth`, passed in so that the hook needs nothing from the guard).
+type Depth = fn() -> u32;
+
+thread_local! {
+    /// Where the last guarded panic happened, set by the hook.
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
 
 /// Most caught panics printed on stderr per second (without a subscriber).
 pub const PRINTS_PER_SECOND: u32 = 10;
@@ -48,8 +58,9 @@ fn address(hook: &Hook) -> usize {
 }
 
 /// Installs shardlet's hook around the current one, unless the current
-/// one is shardlet's already.
-pub(crate) fn install() {
+/// one is shardlet's already. The hook takes a panic for a task's when the
+/// guard's `depth` says a guarded poll is on the stack.
+pub(crate) fn install(depth: Depth) {
     let _serial = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let current = panic::take_hook();
     if OURS.load(Ordering::Acquire) == address(&*current) {
@@ -57,7 +68,7 @@ pub(crate) fn install() {
         return;
     }
     let previous_is_default = is_default(&*current);
-    let hook: Box<Hook> = Box::new(move |info| report(info, &*current, previous_is_default));
+    let hook: Box<Hook> = Box::new(move |info| report(info, &*current, previous_is_default, depth));
     OURS.store(address(&*hook), Ordering::Release);
     panic::set_hook(hook);
 }
@@ -76,12 +87,13 @@ fn is_default(hook: &Hook) -> bool {
     same
 }
 
-fn report(info: &PanicHookInfo<'_>, previous: &Hook, previous_is_default: bool) {
+fn report(info: &PanicHookInfo<'_>, previous: &Hook, previous_is_default: bool, depth: Depth) {
     if depth() == 0 {
         // Not in a shardlet task: as if shardlet were not there.
         return previous(info);
     }
-    note_location(info.location().map(|l| l.to_string()));
+    let location = info.location().map(|l| l.to_string());
+    let _ = LOCATION.try_with(|l| *l.borrow_mut() = location);
     if cfg!(panic = "abort") {
         eprintln!("{}; the process aborts (panic = \"abort\")", line(info));
     } else if !tracing::event_enabled!(target: "shardlet::task", tracing::Level::ERROR) {
@@ -101,6 +113,22 @@ fn line(info: &PanicHookInfo<'_>) -> String {
         thread.name().unwrap_or("<unnamed>"),
         panic_message(info.payload())
     )
+}
+
+/// Where the guarded panic just caught happened (taken once, by the guard).
+pub(crate) fn take_location() -> Option<String> {
+    LOCATION.try_with(|l| l.borrow_mut().take()).ok().flatten()
+}
+
+/// The text of a panic payload (`&str` or `String`; anything else is named as such).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
 }
 
 struct Rate {
