@@ -9,6 +9,7 @@ pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod descriptors;
 pub(crate) mod mailboxes;
+pub(crate) mod readiness;
 pub(crate) mod requests;
 pub(crate) mod serving;
 pub(crate) mod stats;
@@ -22,6 +23,7 @@ pub use descriptors::{
     default_max_connections, fd_limit, fd_reserve, max_connections_for, FD_RESERVE, FD_RESERVE_DIVISOR,
     FD_RESERVE_PER_SHARD,
 };
+pub use readiness::Ready;
 pub use requests::{latency_histogram, RequestStats};
 pub use serving::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
 pub use stats::{ServerStats, ShardStats};
