@@ -1,5 +1,6 @@
-//! [`Server::ready`]: defined with the runtime, whose handle it takes, so
-//! that `net` needs nothing from the runtime. The future itself,
+//! [`Server::ready`] and [`http::Server::ready`]: defined with the runtime,
+//! whose handle they take, so that `net` and `http` need nothing from the
+//! runtime. The future itself,
 //! [`Ready`], is `net`'s (`net/server/readiness.rs`); the runtime's
 //! lifecycle is its [`Shards`].
 
@@ -7,6 +8,7 @@ use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::http;
 use crate::net::server::readiness::{Shards, ShardsNow};
 use crate::net::{Ready, Server};
 use crate::runtime::handle::{Lifecycle, LifecycleView, RuntimeHandle};
@@ -62,6 +64,19 @@ impl Server {
     pub fn ready<T>(&self, runtime: &RuntimeHandle<T>) -> Ready {
         let lifecycle: Arc<dyn Shards> = runtime.lifecycle.clone();
         Ready::new(self.clone(), lifecycle, runtime.shards())
+    }
+}
+
+impl http::Server {
+    /// Ready once every shard serves; fails at once with a shard's real
+    /// start error or panic: [`net::Server::ready`](Server::ready), a `Send` future any
+    /// executor (a tokio host's too) can await.
+    ///
+    /// # Errors
+    ///
+    /// As [`net::Server::ready`](Server::ready).
+    pub fn ready<T>(&self, runtime: &RuntimeHandle<T>) -> Ready {
+        self.net().ready(runtime)
     }
 }
 
