@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: exactly what CI runs (.ci/run calls this).
-#   formatting, lints as errors (also without default features), every test
+#   formatting, the layering rule, lints as errors (also without default features), every test
 #   (unit, integration, doc), the loom models, docs as errors (private items too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "layers: each refers only to the ones below it (scripts/layers.sh)"
+scripts/layers.sh
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings

@@ -100,7 +100,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-// The layers, lowest first; each imports only from the ones before it.
+// The layers, lowest first; each imports only from the ones before it
+// (scripts/layers.sh checks it).
 // Settings, every SHARDLET_* name and default, the shard's place:
 mod config;
 // Timers on the shard:
