@@ -1,7 +1,7 @@
-//! Run with: cargo run --release --example crawler -- urls.txt
-//!
-//! Eventlet's client pattern: a crawler that pushes many URLs through
-//! `GreenPool::imap` and gets the results back in input order.
+//! The crawler: Eventlet's client pattern, a tool that pushes many URLs
+//! through `GreenPool::imap` and gets the results back in input order.
+//! `examples/crawler.rs` is its command line; the tests and the crawl
+//! benchmark call [`crawl`] in-process.
 //!
 //! ```text
 //! cargo run --release --example crawler -- urls.txt             # one line per URL, in input order
@@ -50,12 +50,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -63,11 +60,11 @@ use clap::{Parser, ValueEnum};
 use futures_lite::StreamExt;
 use http::Response;
 use shardlet::http::{Client, ResponseExt, Url};
-use shardlet::{shard, GreenPool, Runtime};
+use shardlet::GreenPool;
 
 /// Fetch URLs concurrently through a bounded green pool, in input order.
 #[derive(Parser, Debug, Clone)]
-#[command(about)]
+#[command(name = "crawler")]
 pub struct Args {
     /// File of URLs, one a line (blank lines and `#` comments skipped); stdin when absent or `-`.
     pub input: Option<PathBuf>,
@@ -112,63 +109,6 @@ pub struct Summary {
 impl Summary {
     pub fn rate(&self) -> f64 {
         (self.ok + self.failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
-
-fn main() -> ExitCode {
-    let args = Args::parse();
-    // Open the input before starting any shard: a bad path is a bad invocation.
-    let input: Box<dyn BufRead + Send> = match &args.input {
-        None => Box::new(BufReader::new(io::stdin())),
-        Some(p) if p.as_os_str() == "-" => Box::new(BufReader::new(io::stdin())),
-        Some(path) => match File::open(path) {
-            Ok(file) => Box::new(BufReader::new(file)),
-            Err(err) => {
-                eprintln!("crawler: cannot read {}: {err}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-    };
-    let runtime = match Runtime::from_env() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("crawler: {err}");
-            return ExitCode::from(1);
-        }
-    };
-    // The entry runs on every shard; shard 0 takes the input and crawls.
-    let input = Mutex::new(Some(input));
-    let ran = runtime.run(move || {
-        let args = args.clone();
-        let input = if shard::id() == 0 {
-            input.lock().unwrap().take()
-        } else {
-            None
-        };
-        async move {
-            let Some(input) = input else { return Ok(()) };
-            let stdout = io::stdout();
-            let out: Box<dyn Write> = if stdout.is_terminal() {
-                Box::new(io::LineWriter::new(stdout))
-            } else {
-                Box::new(io::BufWriter::with_capacity(64 << 10, stdout))
-            };
-            crawl(&args, urls(input), out).await.map(|_| ())
-        }
-    });
-    match ran {
-        Ok(results) => match results.into_iter().find_map(Result::err) {
-            // stdout closed early (`crawler urls | head`) is the reader's choice.
-            Some(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-                eprintln!("crawler: {err}");
-                ExitCode::from(1)
-            }
-            _ => ExitCode::SUCCESS,
-        },
-        Err(err) => {
-            eprintln!("crawler: {err}");
-            ExitCode::from(1)
-        }
     }
 }
 
