@@ -199,6 +199,17 @@ impl Server {
         self.net.wait_ready(timeout)
     }
 
+    /// Ready once every shard serves; fails at once with a shard's real
+    /// start error or panic: [`net::Server::ready`], a `Send` future any
+    /// executor (a tokio host's too) can await.
+    ///
+    /// # Errors
+    ///
+    /// As [`net::Server::ready`].
+    pub fn ready<T>(&self, runtime: &crate::RuntimeHandle<T>) -> net::Ready {
+        self.net.ready(runtime)
+    }
+
     /// Serves HTTP on the current shard until the server or the runtime is
     /// asked to stop, calling `handler` for each request; call it from every
     /// shard's entry. The simple form of [`serve_service`](Server::serve_service):
