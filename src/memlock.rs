@@ -20,8 +20,8 @@ use crate::config::{ENV_IO_MEMORY, ENV_SHARDS, MIN_IO_MEMORY};
 /// default is 10 MiB, all of it locked and resident, for DMA file buffers;
 /// shardlet's sockets never use it (they wait on the epoll driver), and
 /// glommio falls back to heap buffers once it is used up. 10 MiB was most
-/// of an idle server's memory. Raise it with `SHARDLET_IO_MEMORY` for heavy
-/// DMA file I/O.
+/// of an idle server's memory (15.6 MiB RSS for the echo server, 7.5 MiB
+/// with 2 MiB). Raise it with `SHARDLET_IO_MEMORY` for heavy DMA file I/O.
 const DEFAULT_IO_MEMORY: usize = 1 << 20;
 /// Rough size of glommio's three rings per shard (only charged before 5.12).
 const RING_MEMORY: usize = 256 << 10;
