@@ -150,7 +150,9 @@ pub use task::hook::PRINTS_PER_SECOND;
 pub use task::{spawn, spawn_n, GreenThread, JoinError};
 pub use time::{sleep, timeout, Elapsed};
 
-/// The README's Rust examples compile and run as doctests.
+/// The Rust examples of the README and of docs/ compile and run as doctests.
 #[doc = include_str!("../README.md")]
+#[doc = include_str!("../docs/design.md")]
+#[doc = include_str!("../docs/embedding.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

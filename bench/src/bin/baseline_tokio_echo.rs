@@ -1,4 +1,4 @@
-//! Run with: cargo run --release --example baseline_tokio_echo -- --addr 127.0.0.1:6000
+//! Run with: cargo run --release -p shardlet-bench --bin baseline_tokio_echo -- --addr 127.0.0.1:6000
 //!
 //! BASELINE, not shardlet: a tokio echo server, the "tokio" column of
 //! `scripts/echo-bench.sh --compare`. By default a `current_thread` runtime

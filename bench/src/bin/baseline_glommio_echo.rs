@@ -1,4 +1,4 @@
-//! Run with: cargo run --release --example baseline_glommio_echo -- --addr 127.0.0.1:6000
+//! Run with: cargo run --release -p shardlet-bench --bin baseline_glommio_echo -- --addr 127.0.0.1:6000
 //!
 //! BASELINE, not shardlet: a plain glommio echo server with no shardlet layer,
 //! the "raw glommio" column of `scripts/echo-bench.sh --compare`. One pinned

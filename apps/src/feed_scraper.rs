@@ -1,5 +1,6 @@
-//! The feed scraper's logic, apart from its command line so that the tests
-//! can run it in-process (`#[path = "../examples/feed_scraper/scraper.rs"]`).
+//! The feed scraper's logic, apart from its command line
+//! (`examples/feed_scraper/`) so that the tests and the HTTP bench can run
+//! it in-process.
 //!
 //! The seed's app, line for line:
 //!
@@ -13,9 +14,6 @@
 //! The pile is bound to a [`GlobalLimit`] made once, before the runtime
 //! starts, and cloned into every shard: however many requests come in on
 //! however many shards, at most `limit.size()` fetches run at once.
-#![allow(dead_code)] // the tests use parts of it, the example others
-
-#[path = "fetch.rs"]
 mod fetch;
 
 use std::rc::Rc;

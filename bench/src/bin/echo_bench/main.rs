@@ -1,4 +1,4 @@
-//! Run with: cargo run --release --example echo_bench -- --addr 127.0.0.1:6000 --label shardlet
+//! Run with: cargo run --release -p shardlet-bench --bin echo_bench -- --addr 127.0.0.1:6000 --label shardlet
 //!
 //! The 10k-client echo benchmark's load client (usually started by
 //! `scripts/echo-bench.sh`, which also starts the server on other CPUs).

@@ -1,4 +1,4 @@
-//! The client's own tests (`cargo test --example echo_bench`): the message
+//! The client's own tests (`cargo test -p shardlet-bench --bin echo_bench`): the message
 //! pattern, the file formats, and small end-to-end runs against in-process
 //! echo servers (a good one, one that corrupts, none at all).
 

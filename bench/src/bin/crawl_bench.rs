@@ -1,15 +1,15 @@
-//! Run with: cargo run --release --example crawl_bench
+//! Run with: cargo run --release -p shardlet-bench --bin crawl_bench
 //!
-//! The crawl benchmark: the crawler (`examples/crawler.rs`, shardlet's
+//! The crawl benchmark: the crawler (`shardlet_apps::crawler`, shardlet's
 //! `http::Client` through `GreenPool::imap`) fetches N small pages from a
 //! local server, and in the same run a baseline — `reqwest` on a tokio
 //! current-thread runtime, the same concurrency, results in input order
 //! (`buffered(N)`) — fetches the same pages. Both keep connections alive.
 //!
 //! ```text
-//! cargo run --release --example crawl_bench                      # 10,000 pages, pool 200, 3 rounds
-//! cargo run --release --example crawl_bench -- --urls 20000 --pool 50 --size 4096 --json crawl.json
-//! cargo run --release --example crawl_bench -- --serve 127.0.0.1:8080   # only the server, for the crawler binary
+//! cargo run --release -p shardlet-bench --bin crawl_bench                      # 10,000 pages, pool 200, 3 rounds
+//! cargo run --release -p shardlet-bench --bin crawl_bench -- --urls 20000 --pool 50 --size 4096 --json crawl.json
+//! cargo run --release -p shardlet-bench --bin crawl_bench -- --serve 127.0.0.1:8080   # only the server, for the crawler binary
 //! ```
 //!
 //! The server (hyper-free, a few lines of tokio) runs on its own thread and
@@ -18,16 +18,13 @@
 //! and the table gives the best round of each (the least disturbed) and
 //! their ratio.
 
-#[allow(dead_code)] // its `main` and the CLI pieces the bench does not use
-#[path = "crawler.rs"]
-mod crawler;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::StreamExt;
 use shardlet::{Config, Runtime};
+use shardlet_apps::crawler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Crawl N pages from a local server with shardlet and with reqwest.
