@@ -16,9 +16,6 @@
 //! says which. `cargo test --benches` runs a tiny version (no wrk). Raw
 //! figures go to `results/http-bench.json`.
 
-#[path = "../examples/feed_scraper/scraper.rs"]
-mod scraper;
-
 #[path = "http/load.rs"]
 mod load;
 #[path = "http/scraper_latency.rs"]

@@ -9,13 +9,13 @@
 #   scripts/echo-bench.sh --rate 50000     # open loop: 50k msgs/s in all, p50 ... p99.99
 #   scripts/echo-bench.sh --servers shardlet,tokio --rate-sweep --rate-base tokio   # latency against load
 #
-# It builds the release examples, starts the echo server on one set of CPUs
-# and the load client (examples/echo_bench) on the others, waits for the
+# It builds the release programs, starts the echo server on one set of CPUs
+# and the load client (bench/src/bin/echo_bench) on the others, waits for the
 # server's "listening on" line, runs the client, stops the server, and prints
 # the table. Results (JSON, .hgrm, SVG plots, server logs) go to results/.
 #
 # Script options (everything else is passed to the client, see
-# `cargo run --release --example echo_bench -- --help`):
+# `cargo run --release -p shardlet-bench --bin echo_bench -- --help`):
 #   --compare             run shardlet, raw-glommio and tokio one after the other,
 #                         then print a combined table and the ratios shardlet/raw-glommio
 #                         and shardlet/tokio (msgs/s and p99)
@@ -27,7 +27,7 @@
 #   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
 #   --results DIR         where the files go (default results)
-#   --no-build            use the binaries already in target/release/examples
+#   --no-build            use the binaries already in target/release
 #   --repeat N            N rounds: every server once per round, the order rotated
 #                         each round (round 2 starts with the second server, ...);
 #                         then every run, and each server's medians with their range
@@ -160,20 +160,17 @@ elif [[ -n "$rate_base" ]]; then
     die "--rate-base goes with --rate-sweep"
 fi
 
+# A server's binary, under target/release: shardlet's is the echo_server
+# example, the baselines are binaries of the bench/ member (shardlet-bench).
 example_of() {
     case "$1" in
-    shardlet | shardlet-glommio | shardlet-acks) echo echo_server ;;
+    shardlet | shardlet-glommio | shardlet-acks) echo examples/echo_server ;;
     raw-glommio) echo baseline_glommio_echo ;;
     tokio) echo baseline_tokio_echo ;;
     *) die "unknown server '$1' (choose from shardlet, shardlet-glommio, shardlet-acks, raw-glommio, tokio)" ;;
     esac
 }
-for label in "${labels[@]}"; do
-    example="$(example_of "$label")"
-    if [[ ! -f "examples/$example.rs" ]]; then
-        die "examples/$example.rs is missing: shardlet's echo server (issue 3, item 4) is not in this tree yet. Run the baselines alone with: $0 --servers raw-glommio,tokio"
-    fi
-done
+for label in "${labels[@]}"; do example_of "$label" >/dev/null; done
 
 # Step 2: CPUs. The server gets the first allowed CPU, the client the rest;
 # on one CPU they share it (and the figures then measure both together).
@@ -248,12 +245,17 @@ fi
 
 # Step 4: build.
 if ((build)); then
-    examples=(--example echo_bench)
-    for label in "${labels[@]}"; do examples+=(--example "$(example_of "$label")"); done
+    examples=(-p shardlet-bench --bin echo_bench)
+    for label in "${labels[@]}"; do
+        case "$(example_of "$label")" in
+        examples/*) examples+=(-p shardlet --example "$(basename "$(example_of "$label")")") ;;
+        *) examples+=(--bin "$(example_of "$label")") ;;
+        esac
+    done
     echo "echo-bench: building ${examples[*]}" >&2
     cargo build --release --quiet "${examples[@]}"
 fi
-bin="${CARGO_TARGET_DIR:-target}/release/examples"
+bin="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.

@@ -128,9 +128,9 @@ server_cpus_for() { # server_cpus_for N: the first N CPUs (past the half: the cl
 mkdir -p "$results"
 if ((build)); then
     echo "scale-bench: building" >&2
-    cargo build --release --quiet --example echo_bench --example echo_server
+    cargo build --release --quiet -p shardlet-bench --bin echo_bench -p shardlet --example echo_server
 fi
-bin="${CARGO_TARGET_DIR:-target}/release/examples"
+bin="${CARGO_TARGET_DIR:-target}/release"
 echo "scale-bench: $ncpu CPUs ($allowed): server on the first $half, client on $client_cpus; steps ${steps[*]} shard(s)$( ((shared_step)) && echo " (2 shares CPU ${cpus[1]} with the client)"); modes ${mode_list[*]}" >&2
 
 failed=0

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: exactly what CI runs (.ci/run calls this).
-#   formatting, lints as errors, every test (unit, integration, doc), the loom
-#   models, docs as errors.
+#   formatting, the layering rule, lints as errors (also without default features), every test
+#   (unit, integration, doc), the loom models, docs as errors (private items too); for the
+#   whole workspace: the library, apps/ (the examples' logic) and bench/ (the benchmark
+#   tools and baselines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,12 +12,19 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+step "layers: each refers only to the ones below it (scripts/layers.sh)"
+scripts/layers.sh
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build and clippy --no-default-features (the code paths without tls)"
+cargo build --no-default-features
+cargo clippy --no-default-features -- -D warnings
 
 step "cargo test"
-cargo test --all-targets
-cargo test --doc
+cargo test --workspace --all-targets
+cargo test --workspace --doc
 
 step "loom models of the cross-shard primitives (RUSTFLAGS=--cfg loom)"
 # Every interleaving, within a preemption bound, of the lanes, the close
@@ -23,5 +32,6 @@ step "loom models of the cross-shard primitives (RUSTFLAGS=--cfg loom)"
 # A release build of its own: loom is slow unoptimised.
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib --release sync::loom_tests -- --nocapture
 
-step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+step "cargo doc (warnings are errors), private items included"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --document-private-items

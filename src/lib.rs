@@ -53,12 +53,17 @@
 //!   [`spawn_n`], a pool's or pile's task, a cross-shard job) or in a
 //!   shard's entry (the closure or its future) is caught, counted
 //!   ([`shard::panics`]) and logged through `tracing`; it comes back as
-//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. The panic
-//!   hook (installed by [`Runtime::new`], around the host's own) prints it on
-//!   stderr, rate-limited, when no `tracing` subscriber would show it, and
-//!   before the abort under `panic = "abort"`. A
+//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. A
 //!   destructor that panics while a task is dropped (cancelled, ended with
 //!   its shard, dropped with an [`Imap`]) is caught the same way.
+//! - **shardlet installs a process-wide panic hook.** The first
+//!   [`Runtime::new`] (or the first guarded task) replaces the process's
+//!   panic hook with one that chains to the hook that was there before (the
+//!   host's own, or the default): panics outside green threads still reach
+//!   it unchanged. For a panic it caught, the hook prints it on stderr,
+//!   rate-limited ([`PRINTS_PER_SECOND`]), when no `tracing` subscriber would
+//!   show it, and before the abort under `panic = "abort"`. A hook the host
+//!   sets later replaces it until the next `Runtime::new` wraps it again.
 //! - **Stopping is cooperative.** [`RuntimeHandle::stop`] is seen by every
 //!   shard ([`shard::stopped`]); servers stop accepting and drain. The grace
 //!   period bounds the wait only at `.await` points: an entry that computes
@@ -88,62 +93,66 @@
 //!
 //! [glommio]: https://docs.rs/glommio
 
-// `deny`, not `forbid`: `net/fd.rs` alone allows it, to borrow a glommio
+// `deny`, not `forbid`: `net/tcp/fd.rs` alone allows it, to borrow a glommio
 // stream's raw descriptor (glommio gives it only through `AsRawFd`).
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod blocking;
-mod catch;
+// The layers, lowest first; each imports only from the ones before it
+// (scripts/layers.sh checks it).
+// Settings, every SHARDLET_* name and default, the shard's place:
 mod config;
-mod cpulist;
-mod cpus;
-mod crew;
-mod fanout;
-mod global;
-mod handle;
-mod hook;
-pub mod http;
-mod imap;
-mod knobs;
-mod memlock;
-mod mesh;
-pub mod metrics;
-pub mod net;
-mod pile;
-mod pool;
-mod runtime;
-pub mod shard;
-mod stop;
-mod sync;
-mod task;
+// Timers on the shard:
 mod time;
+// Slots, lanes, mailboxes, the stop signal, per-shard state slots:
+mod sync;
+// Green threads, JoinError, the panic guard and hook, blocking, counters:
+mod task;
+// GreenPool and imap:
+mod pool;
+// Cross-shard calls, wakes and GlobalLimit:
+mod mesh;
+// GreenPile and FanoutPile:
+mod pile;
+// The readiness driver, TCP sockets, servers:
+pub mod net;
+// Per-shard metrics and their export:
+pub mod metrics;
+// HTTP on hyper:
+pub mod http;
+// The runtime: starts shards and installs each layer's per-shard state:
+mod runtime;
+// The facade over each layer's per-shard state:
+pub mod shard;
 
-pub use blocking::blocking;
+pub use config::knobs::KNOWN as KNOWN_VARIABLES;
+pub use config::memlock::{MemlockError, MEMLOCK_FLOOR};
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
     ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,
     ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US, MAX_BLOCKING_THREADS, MAX_IO_MEMORY, MAX_MAILBOX, MAX_SHARDS,
     MAX_SPIN,
 };
-pub use fanout::{FanoutPile, Spread};
-pub use global::{AcquireGlobal, GlobalLimit, GlobalPermit};
-pub use handle::{Finished, RuntimeHandle};
-pub use hook::PRINTS_PER_SECOND;
-pub use imap::{Imap, StarFn};
-pub use knobs::KNOWN as KNOWN_VARIABLES;
-pub use memlock::{MemlockError, MEMLOCK_FLOOR};
+pub use mesh::global::{AcquireGlobal, GlobalLimit, GlobalPermit};
 pub use mesh::{broadcast, map_reduce, spawn_on, submit_to, Mesh, MeshError, TrySpawnError, DEFAULT_MAILBOX};
 pub use net::{AcceptMode, Connection, Server, ServerConfig, WhenFull};
+pub use pile::fanout::{FanoutPile, Spread};
 pub use pile::{GreenPile, PileBound};
+pub use pool::imap::{Imap, StarFn};
 pub use pool::GreenPool;
+pub use runtime::handle::{Finished, RuntimeHandle};
 pub use runtime::{Runtime, RuntimeError, FAILURE_GRACE};
-pub use stop::Stopper;
+pub use sync::stop::Stopper;
+pub use task::blocking::blocking;
+pub use task::hook::PRINTS_PER_SECOND;
 pub use task::{spawn, spawn_n, GreenThread, JoinError};
 pub use time::{sleep, timeout, Elapsed};
 
-/// The README's Rust examples compile and run as doctests.
+/// The Rust examples of the README and of docs/ compile and run as doctests.
 #[doc = include_str!("../README.md")]
+#[doc = include_str!("../docs/design.md")]
+#[doc = include_str!("../docs/embedding.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

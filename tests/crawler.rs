@@ -1,10 +1,7 @@
-//! The crawler example (`examples/crawler.rs`): its functions run in-process
+//! The crawler (`shardlet_apps::crawler`, run by `examples/crawler.rs`): its functions run in-process
 //! against local servers (order, errors, lazy input, --follow on a generated
 //! site), and its binary end to end (exit codes, output).
 
-#[allow(dead_code)] // its `main` and what only `main` uses
-#[path = "../examples/crawler.rs"]
-mod crawler;
 #[path = "util/origin.rs"]
 mod origin;
 mod util;
@@ -17,8 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use crawler::{crawl, hrefs, urls, Args, Summary};
 use origin::{refused_url, respond, Next, TestServer};
+use shardlet_apps::crawler::{crawl, hrefs, urls, Args, Summary};
 
 fn args(extra: &[&str]) -> Args {
     let mut argv = vec!["crawler", "--progress", "never", "--timeout", "10"];

@@ -1,4 +1,4 @@
-//! The feed scraper (examples/feed_scraper), in-process: feeds served by a
+//! The feed scraper (`shardlet_apps::feed_scraper`, run by examples/feed_scraper), in-process: feeds served by a
 //! second `http::Server` on the same two shards, every kind of feed and of
 //! failure, the order of the answer, JSON, the URL cap, 405, and the global
 //! limit on fetches held across both shards.
@@ -7,8 +7,6 @@
 mod http_util;
 #[path = "util/net.rs"]
 mod net_util;
-#[path = "../examples/feed_scraper/scraper.rs"]
-mod scraper;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,10 +19,10 @@ use futures_lite::future;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use http_util::{request, Conn, Reply};
-use scraper::{Scraper, Settings};
 use shardlet::http as shttp;
 use shardlet::http::server::Body;
 use shardlet::{GlobalLimit, Runtime, RuntimeHandle, ServerConfig};
+use shardlet_apps::feed_scraper::{Scraper, Settings};
 
 const RSS2: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel>

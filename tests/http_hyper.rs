@@ -234,3 +234,63 @@ fn a_client_hang_up_drops_its_handler() {
     }
     assert_eq!(finished.load(Ordering::SeqCst), 0);
 }
+
+/// The server's stats count each answer by status (the server's own 413s and
+/// 500s too) with its latency, and a handler's panic (answered 500) in
+/// `panicked`; `ready()` is an async wait on every shard.
+#[test]
+fn stats_count_answers_by_status_and_handler_panics() {
+    let runtime = Runtime::new(net_util::runtime(2)).expect("runtime");
+    let server = shttp::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config()))
+        .expect("bind")
+        .with_limits(Limits::default().with_max_body(16));
+    let handle = runtime
+        .start({
+            let server = server.clone();
+            move || {
+                let server = server.clone();
+                async move {
+                    server
+                        .serve(|request: Request<Body>| async move {
+                            match request.uri().path() {
+                                "/boom" => panic!("handler panics"),
+                                "/" => Response::new(Full::new(Bytes::from_static(b"ok"))),
+                                _ => Response::builder()
+                                    .status(404)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            }
+                        })
+                        .await
+                }
+            }
+        })
+        .expect("start");
+    futures_lite::future::block_on(server.ready(&handle)).expect("ready");
+    let addr = server.local_addr();
+    assert_eq!(http_util::get(addr, "/").status, 200);
+    assert_eq!(http_util::get(addr, "/").status, 200);
+    assert_eq!(http_util::get(addr, "/missing").status, 404);
+    assert_eq!(http_util::get(addr, "/boom").status, 500);
+    let too_big = http_util::request(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(too_big.status, 413);
+
+    let stats = server.stats();
+    let all = stats.all_requests();
+    assert_eq!(all.requests(), 5, "{:?}", all.statuses);
+    assert_eq!(all.statuses.get(&200), Some(&2));
+    assert_eq!(all.statuses.get(&404), Some(&1));
+    assert_eq!(all.statuses.get(&500), Some(&1));
+    assert_eq!(all.statuses.get(&413), Some(&1));
+    assert_eq!(
+        all.latency.len(),
+        5,
+        "one latency per answer, merged over the shards"
+    );
+    assert_eq!(stats.panicked(), 1, "the handler's panic");
+    server.stop(Duration::from_secs(1));
+    handle.join().expect("join");
+}

@@ -284,7 +284,7 @@ fn ready_returns_the_shards_start_error() {
     );
 }
 
-/// The futures the README lists as `Send` (usable from a tokio task or
+/// The futures docs/embedding.md lists as `Send` (usable from a tokio task or
 /// any other thread's executor) are: this only has to compile.
 #[test]
 fn the_host_side_futures_are_send() {

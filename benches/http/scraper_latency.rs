@@ -9,7 +9,7 @@ use shardlet::http as shttp;
 use shardlet::http::server::Body;
 use shardlet::{Config, GlobalLimit, Runtime, ServerConfig};
 
-use crate::scraper;
+use shardlet_apps::feed_scraper as scraper;
 
 /// Latency of the feed scraper, end to end.
 #[derive(Debug, serde::Serialize)]

@@ -19,7 +19,6 @@
 
 #[path = "../common/metrics_http.rs"]
 mod metrics_http;
-mod scraper;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -27,8 +26,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use scraper::{Scraper, Settings};
 use shardlet::{http, GlobalLimit, Runtime, ServerConfig};
+// The scraper's logic (apps/src/feed_scraper.rs), which the tests and the
+// HTTP bench run in-process too.
+use shardlet_apps::feed_scraper::{self as scraper, Scraper, Settings};
 
 /// How long requests in flight get to finish after Ctrl-C, beyond the
 /// fetch timeout: every fetch of a request in flight ends within the fetch

@@ -25,7 +25,7 @@
 //!
 //! - **[`rt`]**: hyper's `Executor` and `Timer` on the shard; hyper's `Read`
 //!   and `Write` are implemented on [`net::TcpStream`](crate::net::TcpStream)
-//!   itself (`src/net/hyper_io.rs`). The wire protocol, both roles, is
+//!   itself (`src/net/tcp/hyper_io.rs`). The wire protocol, both roles, is
 //!   hyper's: shardlet parses nothing.
 //! - **[`server`]**: hyper's server connections on `net::Server`, with
 //!   shardlet's limits, handler pool, timeouts and graceful stop.

@@ -41,7 +41,7 @@ const MAIL_EVERY: u32 = 8;
 /// A shard's inbox loop: runs every message, a bounded batch per round,
 /// keeps looking for `SHARDLET_SPIN_US` after the last one, then parks.
 pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
-    let window = crate::shard::with_config(|c| c.spin()).unwrap_or_default();
+    let window = crate::config::current::with_config(|c| c.spin()).unwrap_or_default();
     let mail = inbox.borrow().mail.clone();
     let mut woken_by: Option<Envelope> = None;
     let mut idle = Idle::new(window);
@@ -82,7 +82,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             continue;
         } else if with_mail && idle.over() {
             // Looking for work and finding none is idle time (metrics).
-            crate::metrics::idle_poll();
+            crate::task::counters::idle_poll();
             let woke = futures_lite::future::or(async { mail.recv_async().await.map(Some) }, async {
                 poll_fn(|cx| inbox.borrow().lanes.poll_park(cx)).await;
                 Ok(None)
@@ -97,7 +97,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             continue;
         }
         if ran == 0 {
-            crate::metrics::idle_poll();
+            crate::task::counters::idle_poll();
         }
         glommio::executor().yield_task_queue_now().await;
     }
@@ -139,13 +139,13 @@ impl Idle {
 /// other tasks between tries); `None` once the window has run out, or off a
 /// shard, where there is nothing to yield to.
 pub(super) async fn spin<T>(mut try_take: impl FnMut() -> Option<T>) -> Option<T> {
-    let window = crate::shard::with_config(|c| c.spin())?;
+    let window = crate::config::current::with_config(|c| c.spin())?;
     let mut idle = Idle::new(window);
     loop {
         if let Some(value) = try_take() {
             return Some(value);
         }
-        crate::metrics::idle_poll();
+        crate::task::counters::idle_poll();
         if idle.over() {
             return None;
         }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use super::error::MeshError;
-use crate::catch::Isolated;
 use crate::sync::answer::AnswerSlot;
+use crate::task::guard::Isolated;
 use crate::task::{self, JoinError};
 
 /// A closure in flight to another shard.

@@ -7,11 +7,11 @@
 //! So the closure must be `Send`, the future it makes need not be.
 //!
 //! - Two ways in, both bounded. A message from a shard of the runtime goes
-//!   down that shard's own lane to the target (`lanes.rs`: a wait-free ring
+//!   down that shard's own lane to the target (`sync/lanes/`: a wait-free ring
 //!   per pair of shards, Seastar's layout, `SHARDLET_MAILBOX / shards`
 //!   messages each). A message from any other thread (a host thread holding
 //!   [`RuntimeHandle::mesh`](crate::RuntimeHandle::mesh), a blocking job)
-//!   goes through the target's mailbox (`mailbox.rs`, `SHARDLET_MAILBOX`
+//!   goes through the target's mailbox (`sync/mailbox.rs`, `SHARDLET_MAILBOX`
 //!   messages). A full lane or mailbox makes async senders wait, and the
 //!   `try_` variants hand the closure back. Nothing queues without bound.
 //! - Order: messages from one shard to another run in the order they were
@@ -32,6 +32,8 @@
 //!   the shard as it closes its lanes and mailbox, and a `submit_to` caller
 //!   waiting on it gets [`MeshError::ShardGone`].
 mod error;
+pub(crate) mod global;
+pub(crate) mod here;
 mod inbox;
 mod job;
 mod wake;
@@ -55,8 +57,8 @@ use crate::sync::lanes::{Lanes, Outlanes};
 use crate::sync::mailbox::{MailError, Mailboxes};
 use job::{Call, Envelope, SpawnJob};
 
-/// Default inbox capacity per shard (`SHARDLET_MAILBOX`).
-pub const DEFAULT_MAILBOX: usize = 1024;
+/// Default inbox capacity per shard (`SHARDLET_MAILBOX`), defined with the other defaults.
+pub use crate::config::DEFAULT_MAILBOX;
 
 /// Handle to every shard's inbox: `Clone + Send + Sync`, usable from any
 /// shard and from host threads (see [`RuntimeHandle::mesh`](crate::RuntimeHandle::mesh)).
@@ -79,7 +81,7 @@ struct Inner {
     cancelled: AtomicU64,
 }
 
-/// A shard's sending ends, kept in its thread-local context.
+/// A shard's sending ends, kept in its thread-local place (`here.rs`).
 pub(crate) type Outbox = Outlanes<Envelope>;
 
 thread_local! {
@@ -89,8 +91,8 @@ thread_local! {
 
 /// A `spawn_on` job on this shard was cancelled unfinished (its shard ended).
 fn count_cancelled() {
-    if let Some(context) = crate::shard::context() {
-        context.mesh.inner.cancelled.fetch_add(1, Relaxed);
+    if let Some(here) = here::here() {
+        here.mesh.inner.cancelled.fetch_add(1, Relaxed);
     }
     CANCELLED_HERE.with(|c| c.set(c.get() + 1));
 }
@@ -146,7 +148,7 @@ impl Mesh {
     /// from outside the shards, plus, on a shard, that shard's own messages
     /// still in its lane to `shard` (0 for an unknown shard).
     pub fn queued(&self, shard: usize) -> usize {
-        let own = crate::shard::with_outbox(&self.inner.lanes, |out| out.queued(shard)).unwrap_or(0);
+        let own = here::with_outbox(&self.inner.lanes, |out| out.queued(shard)).unwrap_or(0);
         self.inner.inboxes.queued(shard) + own
     }
 
@@ -159,7 +161,7 @@ impl Mesh {
     /// shard (empty anywhere else).
     pub(crate) fn outgoing_queued(&self) -> Vec<usize> {
         let shards = self.shards();
-        crate::shard::with_outbox(&self.inner.lanes, |out| {
+        here::with_outbox(&self.inner.lanes, |out| {
             (0..shards).map(|to| out.queued(to)).collect()
         })
         .unwrap_or_default()
@@ -175,7 +177,7 @@ impl Mesh {
         let (mut dropped, mut panicked) = (0u64, 0u64);
         let mut each = |envelope: Envelope| {
             dropped += u64::from(envelope.is_user());
-            if let Err(err) = crate::catch::guard_sync(|| drop(envelope)) {
+            if let Err(err) = crate::task::guard::guard_sync(|| drop(envelope)) {
                 panicked += 1;
                 tracing::error!(target: "shardlet::mesh", shard, "dropping an unrun message: {err}");
             }
@@ -217,7 +219,7 @@ impl Mesh {
     /// runtime, through the mailbox anywhere else.
     fn try_deliver(&self, shard: usize, envelope: Envelope) -> Result<(), MailError<Envelope>> {
         let mut held = Some(envelope);
-        let sent = crate::shard::with_outbox(&self.inner.lanes, |out| {
+        let sent = here::with_outbox(&self.inner.lanes, |out| {
             out.try_send(shard, held.take().expect("once"))
         });
         match (sent, held) {
@@ -236,7 +238,7 @@ impl Mesh {
         let mut wait = None;
         let lanes = &self.inner.lanes;
         let sent = poll_fn(|cx| {
-            match crate::shard::with_outbox(lanes, |out| out.poll_send(shard, &mut held, &mut wait, cx)) {
+            match here::with_outbox(lanes, |out| out.poll_send(shard, &mut held, &mut wait, cx)) {
                 Some(poll) => poll.map(Some),
                 None => Poll::Ready(None),
             }
@@ -375,10 +377,9 @@ impl fmt::Debug for Mesh {
     }
 }
 
-/// The current shard's context, whose mesh the free functions use (an `Rc`
-/// clone: no shared counter touched per call).
-fn current() -> std::rc::Rc<crate::shard::ShardContext> {
-    crate::shard::context().expect("not on a shardlet shard: the cross-shard layer needs a Runtime")
+/// This shard's place in the mesh, whose mesh the free functions use.
+fn current() -> std::rc::Rc<here::Here> {
+    here::here().expect("not on a shardlet shard: the cross-shard layer needs a Runtime")
 }
 
 /// [`Mesh::spawn_on`] through the current runtime's mesh.

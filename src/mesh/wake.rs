@@ -17,7 +17,7 @@ pub(crate) struct Home {
 impl Home {
     /// The current task's home, or `None` off a shard.
     pub(crate) fn here() -> Option<Home> {
-        crate::shard::context().map(|c| Home {
+        super::here::here().map(|c| Home {
             mesh: c.mesh.id(),
             shard: c.id,
         })
@@ -55,11 +55,11 @@ impl Job for WakeJob {
 /// From another shard of the same runtime, the wake travels down this
 /// shard's lane as a message that the home shard's inbox loop runs at once
 /// (a local wake there), instead of glommio's cross-thread wake (an eventfd
-/// write that the home shard reads back through io_uring, an order of
-/// magnitude slower even when both shards are busy). If the lane is full,
+/// write that the home shard reads back through io_uring, much slower even
+/// when both shards are busy). If the lane is full,
 /// or from anywhere else, it wakes directly.
 pub(crate) fn wake(home: Option<Home>, waker: Waker) {
-    if let (Some(home), Some(here)) = (home, crate::shard::context()) {
+    if let (Some(home), Some(here)) = (home, super::here::here()) {
         if here.mesh.id() == home.mesh && here.id != home.shard {
             let job = Envelope::new(Arc::new(WakeJob(Mutex::new(Some(waker)))));
             // A failed delivery drops the envelope, whose job then wakes directly.
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn a_wake_is_not_a_users_message() {
-        // Issue 16: `Mesh::dropped` counted the mesh's own wake-ups.
+        // `Mesh::dropped` counts users' messages, not the mesh's own wake-ups.
         let wake = Envelope::new(Arc::new(WakeJob(Mutex::new(None))));
         assert!(!wake.is_user());
         let job = super::super::job::SpawnJob(Mutex::new(Some(|| async {})));

@@ -3,7 +3,8 @@
 //! [`RuntimeStats`] and [`ShardMetrics`] (a snapshot), and [`Exporter`]
 //! (the Prometheus text format, through `prometheus-client`).
 //!
-//! Each shard writes its own counters (`counters.rs`); the host reads them
+//! Each shard writes its own counters (`task/counters.rs`, in the task
+//! layer that feeds them); the host reads them
 //! at any time, from any thread, without asking the shard: a shard stuck
 //! in one long poll still shows it ([`ShardMetrics::polling_for`]), and a
 //! shard that has ended keeps its last figures.
@@ -40,7 +41,6 @@
 //! # Ok::<(), shardlet::RuntimeError>(())
 //! ```
 
-mod counters;
 mod export;
 
 use std::fmt;
@@ -48,15 +48,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use counters::STALL;
-pub(crate) use counters::{
-    attach, detach, idle_poll, poll_ends, poll_starts, publish, Counted, ShardCounters, PUBLISH_EVERY,
-};
+pub use crate::task::blocking::BlockingStats;
+pub use crate::task::counters::STALL;
+pub(crate) use crate::task::counters::{attach, detach, publish, Sample, ShardCounters, PUBLISH_EVERY};
 pub use export::{Exporter, CONTENT_TYPE};
 
-use crate::blocking::BlockingPool;
 use crate::mesh::Mesh;
 use crate::net::ReadyStats;
+use crate::task::blocking::BlockingPool;
 
 /// A runtime's counters, readable from any thread: a cheap `Clone + Send +
 /// Sync` handle ([`RuntimeHandle::metrics`](crate::RuntimeHandle::metrics)).
@@ -91,7 +90,7 @@ impl Metrics {
 
     /// A snapshot of every shard's counters, and the runtime's.
     pub fn stats(&self) -> RuntimeStats {
-        let now = counters::now();
+        let now = crate::task::counters::now();
         let hub = &self.inner;
         RuntimeStats {
             shards: hub
@@ -253,18 +252,6 @@ impl fmt::Display for ShardMetrics {
             self.ready.parks,
         )
     }
-}
-
-/// The threads behind [`blocking`](crate::blocking), shared by every shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BlockingStats {
-    /// Threads in the pool.
-    pub threads: usize,
-    /// Closures running now.
-    pub busy: usize,
-    /// Closures waiting for a thread.
-    pub queued: usize,
 }
 
 /// A snapshot of a runtime's counters: [`Metrics::stats`].

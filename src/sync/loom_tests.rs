@@ -109,7 +109,7 @@ fn run_two<'a>(
     }
 }
 
-/// Issue 16's lost wake-up: two tasks of one shard wait for room in a full
+/// No lost wake-up: two tasks of one shard wait for room in a full
 /// lane of one slot; the receiver takes three values, parking in between.
 /// Every sender must get through, and the receiver must get all three.
 #[test]

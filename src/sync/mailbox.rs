@@ -1,7 +1,7 @@
 //! [`Mailboxes`]: one bounded channel per shard, the one mechanism behind
 //! everything that crosses shards: the mesh's closures
 //! ([`Mesh`](crate::Mesh)) and the connections a `handoff` acceptor deals
-//! out (`net/handoff.rs`).
+//! out (`net/server/mailboxes.rs`).
 //!
 //! Contract:
 //! - Each mailbox is a bounded `flume` channel: a full mailbox makes an

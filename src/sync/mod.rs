@@ -26,8 +26,10 @@
 pub(crate) mod answer;
 pub(crate) mod gate;
 pub(crate) mod lanes;
+pub(crate) mod local;
 pub(crate) mod mailbox;
 pub(crate) mod slots;
+pub(crate) mod stop;
 pub(crate) mod wakers;
 
 #[cfg(all(test, loom))]

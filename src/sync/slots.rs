@@ -246,6 +246,38 @@ impl Drop for Idle {
     }
 }
 
+/// Holds `permit` for as long as `fut` lives (so a cancel or panic frees it too).
+pub(crate) fn with_permit<F: Future>(fut: F, permit: Permit) -> Holding<F, Permit> {
+    Holding::new(fut, permit)
+}
+
+pin_project_lite::pin_project! {
+    /// `fut`, holding `held` (a slot, a permit) until it is dropped.
+    ///
+    /// A struct rather than `async move { let _p = held; fut.await }`: an
+    /// async block that captures a future and awaits it stores it twice,
+    /// doubling the task's allocation (a connection handler's buffers too).
+    pub(crate) struct Holding<F, P> {
+        #[pin]
+        fut: F,
+        held: P,
+    }
+}
+
+impl<F, P> Holding<F, P> {
+    pub(crate) fn new(fut: F, held: P) -> Self {
+        Holding { fut, held }
+    }
+}
+
+impl<F: Future, P> Future for Holding<F, P> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,8 +308,8 @@ mod tests {
 
     #[test]
     fn an_idle_watcher_polled_again_and_again_keeps_one_waker() {
-        // Issue 16: `timeout(10µs, pool.waitall())` in a loop pushed a waker
-        // clone per poll and broke the waker's refcount after 32,768 polls.
+        // A watcher polled in a loop (`timeout(d, pool.waitall())`) must
+        // not keep a waker clone per poll: that overflows the waker's refcount.
         let slots = Slots::new(1);
         let held = slots.try_acquire().unwrap();
         let mut idle = slots.idle();
@@ -306,5 +338,22 @@ mod tests {
         slots.resize(2);
         assert!(poll(&mut w).is_ready());
         drop(p2);
+    }
+
+    #[test]
+    fn holding_a_permit_does_not_copy_the_future() {
+        let fut = async {
+            let buf = [1u8; 4096];
+            futures_lite::future::yield_now().await;
+            buf[7]
+        };
+        let alone = std::mem::size_of_val(&fut);
+        let slots = Slots::new(1);
+        let held = with_permit(fut, slots.try_acquire().unwrap());
+        assert!(
+            std::mem::size_of_val(&held) < alone + 64,
+            "{} bytes around a {alone}-byte future",
+            std::mem::size_of_val(&held)
+        );
     }
 }

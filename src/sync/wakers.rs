@@ -3,7 +3,7 @@
 //! A future that waits keeps its key between polls, so polling it again
 //! (a `timeout` or `select` around it does) replaces its waker instead of
 //! adding one more; dropping the future gives the key back. Used by the
-//! registry of waiting tasks (`catch.rs`) and by a pool's idle watchers.
+//! registry of waiting tasks (`task/guard.rs`) and by a pool's idle watchers.
 
 use std::num::NonZeroU32;
 use std::task::Waker;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+use super::error::BuildError;
 #[cfg(feature = "tls")]
 use super::tls::Tls;
 use super::{Client, Parts};
@@ -23,19 +24,6 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_MAX_HEAD: usize = 64 << 10;
 /// Idle connections kept per host by default.
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
-
-/// Why a [`ClientBuilder`] could not build a client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot build the HTTP client: {reason}")]
-pub struct BuildError {
-    reason: String,
-}
-
-impl BuildError {
-    pub(crate) fn new(reason: String) -> Self {
-        BuildError { reason }
-    }
-}
 
 /// Every setting of a client; [`ClientBuilder`] fills it in.
 #[derive(Debug, Clone)]
@@ -194,6 +182,7 @@ impl ClientBuilder {
     /// Also trusts this root certificate (DER), for `https` to servers with
     /// a private or self-signed certificate.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.extra_roots.push(der.into());
         self
@@ -201,6 +190,7 @@ impl ClientBuilder {
 
     /// Whether to trust Mozilla's roots (webpki-roots; default `true`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn webpki_roots(mut self, trust: bool) -> Self {
         self.webpki_roots = trust;
         self
@@ -209,6 +199,7 @@ impl ClientBuilder {
     /// Uses this rustls configuration for `https`, instead of the one built
     /// from the roots above.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
         self.tls_config = Some(config);
         self

@@ -184,3 +184,16 @@ pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
         _ => ErrorKind::Protocol(text),
     }
 }
+
+/// Why a [`ClientBuilder`](super::ClientBuilder) could not build a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the HTTP client: {reason}")]
+pub struct BuildError {
+    reason: String,
+}
+
+impl BuildError {
+    pub(crate) fn new(reason: String) -> Self {
+        BuildError { reason }
+    }
+}

@@ -45,10 +45,10 @@ use url::{Position, Url};
 
 pub use body::Body;
 pub use builder::{
-    BuildError, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
+    ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
     DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
-pub use error::{Error, ErrorKind, Phase};
+pub use error::{BuildError, Error, ErrorKind, Phase};
 
 use builder::Settings;
 use connect::Target;

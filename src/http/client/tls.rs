@@ -13,7 +13,7 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::net::TcpStream;
 
-use super::builder::BuildError;
+use super::error::BuildError;
 
 /// A TLS client configuration, shared by a client's connections.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! [`Transport`]: the byte stream under a client connection, plain TCP or
 //! TLS, as hyper's I/O. Plain reads go straight into hyper's buffer
-//! (`net/hyper_io.rs`); TLS reads decrypt through rustls into a stack
+//! (`net/tcp/hyper_io.rs`); TLS reads decrypt through rustls into a stack
 //! buffer and copy into hyper's (rustls keeps the plaintext in its own
 //! buffers, so a copy happens there anyway).
 

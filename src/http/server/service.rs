@@ -8,7 +8,10 @@
 //! - a slot of the shard's handler pool, held only while the handler runs:
 //!   a connection between requests, or still sending its head, holds none;
 //! - a panic or an error of the handler answered with 500;
-//! - the connection's phase ([`ConnState`]): Busy while handlers run.
+//! - the connection's phase ([`ConnState`]): Busy while handlers run;
+//! - each answer's status and latency (from the parsed head to the answer's
+//!   head, the body's streaming not included) and each handler panic,
+//!   recorded on the connection for the server's stats.
 //!
 //! Dropping the future (the client went away, or a drain ran out) drops
 //! the handler's future with it.
@@ -19,6 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body as HttpBody;
@@ -28,8 +32,8 @@ use hyper::body::Incoming;
 use super::body::{Body, Verdict};
 use super::state::ConnState;
 use super::Limits;
-use crate::catch::Isolated;
 use crate::pool::GreenPool;
+use crate::task::guard::Isolated;
 
 /// What the connections of one shard share.
 pub(crate) struct Shared<S> {
@@ -59,58 +63,83 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>>>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let started = Instant::now();
         let served = self.state.begin();
         let end = End(self.state.clone());
         let shared = self.shared.clone();
         Box::pin(async move {
-            let _end = end;
-            let limits = &shared.limits;
-            if let Some(status) = precheck(&request, limits) {
-                tracing::debug!(target: "shardlet::http", %status, uri = %request.uri(), "rejecting request");
-                return Ok(reject(status));
+            let (response, panicked) = answer(request, &shared, served).await;
+            let connection = end.0.connection();
+            if panicked {
+                connection.record_panic();
             }
-            let request_version = request.version();
-            let close_10 = request.version() == Version::HTTP_10
-                && !request
-                    .headers()
-                    .get(header::CONNECTION)
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"));
-            let verdict = (!request.body().is_end_stream()).then(|| Arc::new(Verdict::default()));
-            let request = request
-                .map(|body| Body::new(body, limits.max_body(), limits.body_timeout(), verdict.clone()));
-            let permit = shared.pool.acquire().await;
-            let answer = Isolated::new(shared.service.call(request), Some(shared.pool.id())).await;
-            drop(permit);
-            if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
-                return Ok(reject(status));
-            }
-            // The last request of the connection (a limit, or HTTP/1.0
-            // without keep-alive) says so.
-            let last = limits.max_requests().is_some_and(|max| served >= max) || close_10;
-            let is_10 = request_version == Version::HTTP_10;
-            Ok(match answer {
-                // An HTTP/1.0 client learns where a body of unknown length
-                // ends by the close.
-                Ok(Ok(response)) if last || (is_10 && response.body().size_hint().exact().is_none()) => {
-                    let mut response = response.map(Either::Left);
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    response
-                }
-                Ok(Ok(response)) => response.map(Either::Left),
-                Ok(Err(error)) => {
-                    let error: Box<dyn StdError + Send + Sync> = error.into();
-                    tracing::warn!(target: "shardlet::http", %error, "request handler failed; answering 500");
-                    status_only(StatusCode::INTERNAL_SERVER_ERROR)
-                }
-                Err(panic) => {
-                    tracing::error!(target: "shardlet::http", "request handler {panic}; answering 500");
-                    status_only(StatusCode::INTERNAL_SERVER_ERROR)
-                }
-            })
+            connection.record_request(response.status().as_u16(), started.elapsed());
+            drop(end);
+            Ok(response)
         })
     }
+}
+
+/// The answer to one request (the server's own for a request it rejects or
+/// a handler that failed, else the handler's), and whether the handler
+/// panicked.
+async fn answer<S, B>(
+    request: Request<Incoming>,
+    shared: &Shared<S>,
+    served: u64,
+) -> (Response<Answer<B>>, bool)
+where
+    S: hyper::service::Service<Request<Body>, Response = Response<B>> + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: HttpBody + 'static,
+{
+    let limits = &shared.limits;
+    if let Some(status) = precheck(&request, limits) {
+        tracing::debug!(target: "shardlet::http", %status, uri = %request.uri(), "rejecting request");
+        return (reject(status), false);
+    }
+    let request_version = request.version();
+    let close_10 = request.version() == Version::HTTP_10
+        && !request
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"));
+    let verdict = (!request.body().is_end_stream()).then(|| Arc::new(Verdict::default()));
+    let request =
+        request.map(|body| Body::new(body, limits.max_body(), limits.body_timeout(), verdict.clone()));
+    let permit = shared.pool.acquire().await;
+    let outcome = Isolated::new(shared.service.call(request), Some(shared.pool.id())).await;
+    drop(permit);
+    if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
+        return (reject(status), false);
+    }
+    // The last request of the connection (a limit, or HTTP/1.0
+    // without keep-alive) says so.
+    let last = limits.max_requests().is_some_and(|max| served >= max) || close_10;
+    let is_10 = request_version == Version::HTTP_10;
+    let panicked = outcome.is_err();
+    let response = match outcome {
+        // An HTTP/1.0 client learns where a body of unknown length
+        // ends by the close.
+        Ok(Ok(response)) if last || (is_10 && response.body().size_hint().exact().is_none()) => {
+            let mut response = response.map(Either::Left);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+        Ok(Ok(response)) => response.map(Either::Left),
+        Ok(Err(error)) => {
+            let error: Box<dyn StdError + Send + Sync> = error.into();
+            tracing::warn!(target: "shardlet::http", %error, "request handler failed; answering 500");
+            status_only(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Err(panic) => {
+            tracing::error!(target: "shardlet::http", "request handler {panic}; answering 500");
+            status_only(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    };
+    (response, panicked)
 }
 
 /// Ends the connection's Busy phase however the handler's future ends.

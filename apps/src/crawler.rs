@@ -1,0 +1,408 @@
+//! The crawler: Eventlet's client pattern, a tool that pushes many URLs
+//! through `GreenPool::imap` and gets the results back in input order.
+//! `examples/crawler.rs` is its command line; the tests and the crawl
+//! benchmark call [`crawl`] in-process.
+//!
+//! ```text
+//! cargo run --release --example crawler -- urls.txt             # one line per URL, in input order
+//! cat urls.txt | cargo run --release --example crawler -- --pool 50
+//! cargo run --release --example crawler -- --follow --depth 2 seeds.txt   # and the links they lead to
+//! ```
+//!
+//! Input: one URL a line, from the file given or from stdin (`-` or none);
+//! blank lines and lines starting with `#` are skipped. Output (stdout), one
+//! line per URL:
+//!
+//! ```text
+//! http://127.0.0.1:8000/a 200 5120 3.1ms
+//! http://127.0.0.1:8000/b error: connect to 127.0.0.1:8000 failed: Connection refused (os error 111)
+//! # ok 1, failed 1, 5120 bytes in 0.004 s, 500 URLs/s
+//! ```
+//!
+//! (With --follow, a line ends in ` depth N`, or reads `URL error (depth N): ...`.)
+//!
+//! Memory stays flat however long the input: lines are read as the pool
+//! frees slots (never collected), `imap` holds at most `--pool` calls and
+//! results, and a body is dropped once its length is counted. The input is
+//! read on the shard itself (`imap` pulls from a plain iterator): a file or
+//! a pipe that is ahead of the crawl costs nothing, but a producer that
+//! writes slowly into stdin stalls the fetches in flight while it waits.
+//!
+//! `--follow` is Eventlet's recursive crawler: each HTML page's links to the
+//! same host (scheme, host and port) are fetched too, up to `--depth` links
+//! away from an input URL, each URL once. A page's links are spawned into the
+//! same pool from the page's own green thread; when the pool is full such a
+//! spawn runs inline in the spawning task (see `GreenPool`), so the crawl
+//! never exceeds `--pool` fetches at once, never deadlocks, and ends by
+//! itself once no task is left. Lines come in the order fetches finish, each
+//! with its depth.
+//!
+//! Progress (URLs done, failed, rate) goes to stderr when it is a terminal.
+//! The exit status is 0 whatever the URLs gave; 2 for a bad invocation
+//! (bad option, unreadable file), 1 if the runtime cannot start.
+//!
+//! **Shards.** The runtime comes from `SHARDLET_*` (`Runtime::from_env`),
+//! but the crawl runs on shard 0 only, and the other shards return at once.
+//! The order guarantee, the pool bound and the "each URL once" set are all
+//! shard-local and simple there; one shard drives thousands of fetches a
+//! second, far more than most servers want from one client. Run with
+//! `SHARDLET_SHARDS=1` to start no idle shards at all.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use futures_lite::StreamExt;
+use http::Response;
+use shardlet::http::{Client, ResponseExt, Url};
+use shardlet::GreenPool;
+
+/// Fetch URLs concurrently through a bounded green pool, in input order.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "crawler")]
+pub struct Args {
+    /// File of URLs, one a line (blank lines and `#` comments skipped); stdin when absent or `-`.
+    pub input: Option<PathBuf>,
+    /// Fetches running at once.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub pool: u64,
+    /// Also fetch the same-host links found in HTML pages.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: how many links away from an input URL to go.
+    #[arg(long, default_value_t = 2)]
+    pub depth: usize,
+    /// Time limit for each URL (redirects included), in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Largest body accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body: u64,
+    /// Progress on stderr.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// When to show progress on stderr.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// When stderr is a terminal.
+    Auto,
+    Always,
+    Never,
+}
+
+/// What a crawl did.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub ok: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn rate(&self) -> f64 {
+        (self.ok + self.failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The URLs of `input`, read lazily: trimmed, blank lines and `#` comments
+/// skipped. A read error ends the input (and is reported on stderr).
+pub fn urls(input: impl BufRead) -> impl Iterator<Item = String> {
+    input
+        .lines()
+        .map_while(|line| {
+            line.inspect_err(|e| eprintln!("crawler: stopped reading the input: {e}"))
+                .ok()
+        })
+        .filter_map(|line| {
+            let url = line.trim();
+            (!url.is_empty() && !url.starts_with('#')).then(|| url.to_string())
+        })
+}
+
+/// Crawls `urls` as `args` says, writing one line per URL to `out` and the
+/// summary at the end; gives back the summary and `out`.
+pub async fn crawl<W: Write + 'static>(
+    args: &Args,
+    urls: impl Iterator<Item = String>,
+    out: W,
+) -> io::Result<(Summary, W)> {
+    let client = Client::builder()
+        .request_timeout(Duration::from_secs_f64(args.timeout.max(0.001)))
+        .max_body(args.max_body)
+        // Keep a connection per green thread: a crawl of one host reuses them all.
+        .max_idle_per_host(args.pool as usize)
+        .max_idle((args.pool as usize).max(256))
+        .build()
+        .expect("no extra roots, nothing to fail");
+    let crawl = Rc::new(Crawl {
+        client,
+        pool: GreenPool::new(args.pool as usize),
+        depth: args.depth,
+        seen: RefCell::new(HashSet::new()),
+        out: RefCell::new(out),
+        error: RefCell::new(None),
+        ok: Cell::new(0),
+        failed: Cell::new(0),
+        bytes: Cell::new(0),
+    });
+    let start = Instant::now();
+    let show = match args.progress {
+        Progress::Auto => io::stderr().is_terminal(),
+        Progress::Always => true,
+        Progress::Never => false,
+    };
+    let progress = show.then(|| shardlet::spawn(progress(crawl.clone(), start)));
+
+    if args.follow {
+        follow(&crawl, urls).await;
+    } else {
+        list(&crawl, urls).await;
+    }
+
+    if let Some(task) = progress {
+        task.cancel();
+        eprint!("\r\x1b[K");
+    }
+    let summary = Summary {
+        ok: crawl.ok.get(),
+        failed: crawl.failed.get(),
+        bytes: crawl.bytes.get(),
+        elapsed: start.elapsed(),
+    };
+    crawl.line(format_args!(
+        "# ok {}, failed {}, {} bytes in {:.3} s, {:.0} URLs/s",
+        summary.ok,
+        summary.failed,
+        summary.bytes,
+        summary.elapsed.as_secs_f64(),
+        summary.rate()
+    ));
+    let crawl = Rc::try_unwrap(crawl).unwrap_or_else(|_| panic!("every task of the crawl has ended"));
+    if let Some(err) = crawl.error.into_inner() {
+        return Err(err);
+    }
+    let mut out = crawl.out.into_inner();
+    out.flush()?;
+    Ok((summary, out))
+}
+
+/// The shared state of one crawl (shard-local: `Rc`, `Cell`, `RefCell`).
+struct Crawl<W> {
+    client: Client,
+    pool: GreenPool,
+    depth: usize,
+    /// URLs fetched or queued, for --follow.
+    seen: RefCell<HashSet<String>>,
+    out: RefCell<W>,
+    /// The first error writing `out`; later lines are dropped.
+    error: RefCell<Option<io::Error>>,
+    ok: Cell<u64>,
+    failed: Cell<u64>,
+    bytes: Cell<u64>,
+}
+
+impl<W: Write> Crawl<W> {
+    /// Writes one line (unless `out` already failed).
+    fn line(&self, line: std::fmt::Arguments<'_>) {
+        if self.error.borrow().is_some() {
+            return;
+        }
+        if let Err(err) = writeln!(self.out.borrow_mut(), "{line}") {
+            *self.error.borrow_mut() = Some(err);
+        }
+    }
+
+    /// Counts and prints one fetch.
+    fn report(
+        &self,
+        url: &str,
+        outcome: Result<(u16, usize), &shardlet::http::Error>,
+        took: Duration,
+        depth: Option<usize>,
+    ) {
+        match outcome {
+            Ok((status, len)) => {
+                self.ok.set(self.ok.get() + 1);
+                self.bytes.set(self.bytes.get() + len as u64);
+                let ms = took.as_secs_f64() * 1e3;
+                let depth = depth.map(|d| format!(" depth {d}")).unwrap_or_default();
+                self.line(format_args!("{url} {status} {len} {ms:.1}ms{depth}"));
+            }
+            Err(err) => {
+                self.failed.set(self.failed.get() + 1);
+                let depth = depth.map(|d| format!(" (depth {d})")).unwrap_or_default();
+                self.line(format_args!("{url} error{depth}: {}", err.kind()));
+            }
+        }
+    }
+}
+
+/// The list mode: `imap` over the input, lines in input order.
+async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = String>) {
+    let client = crawl.client.clone();
+    let mut results = crawl.pool.imap(urls, move |url| {
+        let client = client.clone();
+        async move {
+            let start = Instant::now();
+            // Keep the length, drop the body here: results waiting in imap's window stay small.
+            let outcome = client
+                .get(&url)
+                .await
+                .map(|r| (r.status().as_u16(), r.body().len()));
+            (url, outcome, start.elapsed())
+        }
+    });
+    while let Some(result) = results.next().await {
+        match result {
+            Ok((url, outcome, took)) => crawl.report(&url, outcome.as_ref().map(|o| *o), took, None),
+            Err(panicked) => {
+                crawl.failed.set(crawl.failed.get() + 1);
+                crawl.line(format_args!("<unknown> error: fetch task failed: {panicked}"));
+            }
+        }
+    }
+}
+
+/// The --follow mode: the input URLs at depth 0 through `imap`, their links
+/// spawned into the same pool, until no task is left.
+async fn follow<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = String>) {
+    let seeds = urls.filter(|url| crawl.seen.borrow_mut().insert(normalize(url)));
+    let c = crawl.clone();
+    let mut visits = crawl.pool.imap(seeds, move |url| visit(c.clone(), url, 0));
+    while visits.next().await.is_some() {}
+    // Seeds are done; links they spawned may still run. Each was spawned by a
+    // running task of the pool, so the pool is idle only when all are done.
+    crawl.pool.waitall().await;
+}
+
+/// Fetches `url`, reports it, and spawns its unseen same-host links.
+fn visit<W: Write + 'static>(
+    crawl: Rc<Crawl<W>>,
+    url: String,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    // Boxed: a page's links may run inline inside it (recursion).
+    Box::pin(async move {
+        let start = Instant::now();
+        let result = crawl.client.get(&url).await;
+        let outcome = result.as_ref().map(|r| (r.status().as_u16(), r.body().len()));
+        crawl.report(&url, outcome, start.elapsed(), Some(depth));
+        let Ok(response) = result else { return };
+        if depth >= crawl.depth || !is_html(&response) {
+            return;
+        }
+        // A redirect's target counts as fetched too.
+        crawl.seen.borrow_mut().insert(normalize(response.url().as_str()));
+        let links = same_host_links(&response);
+        drop(response);
+        for link in links {
+            if crawl.seen.borrow_mut().insert(link.clone()) {
+                // A free slot: a new green thread. A full pool: runs inline, here.
+                crawl.pool.spawn_n(visit(crawl.clone(), link, depth + 1)).await;
+            }
+        }
+    })
+}
+
+fn is_html(response: &Response<Bytes>) -> bool {
+    response.status().is_success()
+        && response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// The page's links to its own scheme, host and port, absolute, without
+/// fragments, each once.
+fn same_host_links(page: &Response<Bytes>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let base = page.url();
+    hrefs(&page.text())
+        .into_iter()
+        .filter_map(|href| base.join(&href).ok())
+        .filter(|link| link.origin() == base.origin())
+        .map(|link| normalize(link.as_str()))
+        .filter(|link| seen.insert(link.clone()))
+        .collect()
+}
+
+/// `url` without its fragment (the part a server never sees).
+fn normalize(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut url) => {
+            url.set_fragment(None);
+            url.into()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// The values of the `href` attributes in `html`: quoted or not, `&amp;`
+/// decoded. A scanner, not a parser: enough for links in real pages.
+pub fn hrefs(html: &str) -> Vec<String> {
+    let bytes = html.as_bytes();
+    let lower = html.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("href") {
+        let mut i = from + found + 4;
+        from = i;
+        // The attribute name must stand alone: `<a href=`, not `data-href=`.
+        let before = (from - 4).checked_sub(1).map(|p| bytes[p]);
+        if before.is_some_and(|b| !b.is_ascii_whitespace()) {
+            continue;
+        }
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'=') {
+            continue;
+        }
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let value = match bytes.get(i) {
+            Some(&q @ (b'"' | b'\'')) => {
+                let end = html[i + 1..].find(q as char).map_or(bytes.len(), |e| i + 1 + e);
+                &html[i + 1..end]
+            }
+            Some(_) => {
+                let end = html[i..]
+                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
+                    .map_or(bytes.len(), |e| i + e);
+                &html[i..end]
+            }
+            None => break,
+        };
+        let value = value.trim();
+        if !value.is_empty() {
+            out.push(value.replace("&amp;", "&"));
+        }
+        from = i;
+    }
+    out
+}
+
+/// Writes `done, failed, rate, in flight` to stderr every 200 ms.
+async fn progress<W: Write + 'static>(crawl: Rc<Crawl<W>>, start: Instant) {
+    loop {
+        shardlet::sleep(Duration::from_millis(200)).await;
+        let done = crawl.ok.get() + crawl.failed.get();
+        let rate = done as f64 / start.elapsed().as_secs_f64();
+        eprint!(
+            "\r\x1b[K{done} done, {} failed, {rate:.0} URLs/s, {} in flight",
+            crawl.failed.get(),
+            crawl.pool.running()
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! [`blocking`]: run blocking code off the shard (Eventlet's `tpool.execute`).
+//!
+//! A small pool of plain threads takes closures from a bounded queue. The
+//! shard awaits the result without stalling: other green threads keep
+//! running. A full queue makes callers wait (back-pressure), and a panic in
+//! the closure comes back as [`JoinError::Panicked`] instead of hanging the
+//! caller (glommio's own `spawn_blocking` hangs on a panic).
+//!
+//! Each [`Runtime`](crate::Runtime) owns one pool of
+//! `SHARDLET_BLOCKING_THREADS` threads, shared by its shards and closed when
+//! the runtime is joined: closures still queued then are dropped unrun, and
+//! the threads end once the closures they are running return (a closure
+//! that never returns keeps its thread; `join` does not wait for it). On an
+//! executor not started by a shardlet runtime, a process-wide pool of that
+//! size is created on first use.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::sync::local::{self, Installed};
+use crate::task::guard;
+use crate::task::JoinError;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Jobs queued per thread before callers wait.
+const QUEUE_PER_THREAD: usize = 64;
+
+pub(crate) struct BlockingPool {
+    jobs: flume::Sender<Job>,
+    /// The threads' end of `jobs`, to empty it on close.
+    queued: flume::Receiver<Job>,
+    closed: Arc<AtomicBool>,
+    threads: usize,
+    /// Closures running now.
+    busy: Arc<AtomicUsize>,
+}
+
+impl BlockingPool {
+    /// Starts `threads` threads.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused a thread (the ones started already end, as the
+    /// pool's queue closes).
+    pub(crate) fn new(threads: usize) -> std::io::Result<Arc<BlockingPool>> {
+        let (jobs, queue) = flume::bounded::<Job>(threads.saturating_mul(QUEUE_PER_THREAD));
+        let closed = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicUsize::new(0));
+        for i in 0..threads {
+            let queue = queue.clone();
+            let closed = closed.clone();
+            let busy = busy.clone();
+            std::thread::Builder::new()
+                .name(format!("shardlet-blocking-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = queue.recv() {
+                        if closed.load(Ordering::Acquire) {
+                            // Dropped unrun (its caller gets `Cancelled`);
+                            // a closure whose drop panics must not end the thread.
+                            let _ = guard::guard_sync(move || drop(job));
+                        } else {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            job();
+                            busy.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                })?;
+        }
+        Ok(Arc::new(BlockingPool {
+            jobs,
+            queued: queue,
+            closed,
+            threads,
+            busy,
+        }))
+    }
+
+    /// Threads, closures running and closures waiting.
+    pub(crate) fn stats(&self) -> BlockingStats {
+        BlockingStats {
+            threads: self.threads,
+            busy: self.busy.load(Ordering::Relaxed),
+            queued: self.queued(),
+        }
+    }
+
+    /// Closures queued and not started yet.
+    pub(crate) fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Closes the pool: closures not started yet are dropped unrun.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for job in self.queued.drain() {
+            let _ = guard::guard_sync(move || drop(job));
+        }
+    }
+
+    fn global() -> Arc<BlockingPool> {
+        static GLOBAL: OnceLock<Arc<BlockingPool>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let threads = crate::Config::from_env()
+                    .map(|c| c.blocking_threads())
+                    .unwrap_or(crate::config::DEFAULT_BLOCKING_THREADS);
+                BlockingPool::new(threads).unwrap_or_else(|err| {
+                    // Unreachable in practice (a process that cannot start
+                    // one thread has bigger problems); retried once with one.
+                    tracing::error!(target: "shardlet::blocking", threads, %err, "cannot start the blocking pool's threads; using one");
+                    BlockingPool::new(1).expect("cannot start a shardlet blocking thread")
+                })
+            })
+            .clone()
+    }
+}
+
+/// The threads behind [`blocking()`], shared by every shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlockingStats {
+    /// Threads in the pool.
+    pub threads: usize,
+    /// Closures running now.
+    pub busy: usize,
+    /// Closures waiting for a thread.
+    pub queued: usize,
+}
+
+thread_local! {
+    /// The blocking pool of the runtime whose shard this thread is.
+    static CURRENT: std::cell::RefCell<Option<Arc<BlockingPool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `pool` this shard's blocking pool until the guard drops.
+pub(crate) fn enter(pool: Arc<BlockingPool>) -> Installed<Arc<BlockingPool>> {
+    local::install(&CURRENT, pool)
+}
+
+/// Runs `f` on a thread of the blocking pool and waits for its result
+/// without blocking the shard.
+///
+/// Use it for std file or socket I/O, a synchronous library, or heavy
+/// parsing. If the awaiting future is dropped, `f` still runs to completion
+/// and its result is discarded.
+///
+/// # Errors
+///
+/// [`JoinError::Panicked`] when `f` panics (the pool thread survives).
+///
+/// # Examples
+///
+/// ```
+/// # shardlet::Runtime::new(shardlet::Config::default().with_shards(1).with_pin(false)).unwrap().run(|| async {
+/// let len = shardlet::blocking(|| std::fs::read("Cargo.toml").map(|b| b.len())).await;
+/// assert!(len.unwrap().unwrap() > 0);
+/// # }).unwrap();
+/// ```
+pub async fn blocking<F, R>(f: F) -> Result<R, JoinError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let pool = local::with(&CURRENT, Arc::clone).unwrap_or_else(BlockingPool::global);
+    let (tx, rx) = flume::bounded(1);
+    let job: Job = Box::new(move || {
+        // The caller may have gone away; then the result is dropped.
+        let _ = tx.send(guard::guard_sync(f));
+    });
+    if pool.jobs.send_async(job).await.is_err() {
+        return Err(JoinError::Cancelled);
+    }
+    rx.recv_async().await.unwrap_or(Err(JoinError::Cancelled))
+}
+
+impl std::fmt::Debug for BlockingPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingPool")
+            .field("queued", &self.queued())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -1,0 +1,351 @@
+//! The wrapper every shardlet task runs inside.
+//!
+//! [`Guarded`] polls a future under `catch_unwind`, so a panicking task ends
+//! as a [`JoinError::Panicked`] value instead of unwinding through glommio's
+//! run loop (which would take the whole shard down). While it polls, it also
+//! records which [`GreenPool`](crate::GreenPool) the task belongs to, so a
+//! pool can tell that a spawn comes from one of its own tasks.
+//!
+//! **Ending a shard.** glommio drops the tasks left in its queues when an
+//! executor ends, but not a task that is waiting (on a timer, on I/O): that
+//! one leaks, with its sockets, permits and reply channels. So every guarded
+//! task that returns `Pending` keeps its waker in this thread's registry,
+//! and [`end_tasks`] (run by the runtime while the executor still runs) marks
+//! the shard as ending and wakes them all: each then completes at once as
+//! [`JoinError::Cancelled`], and its future is dropped normally. A task that
+//! finishes on its first poll never touches the registry.
+//!
+//! Panics inside guarded tasks are reported by the process-wide panic hook
+//! (`hook.rs`), which also remembers their location for the `JoinError`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::num::NonZeroU64;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Once;
+use std::task::{Context, Poll, Waker};
+
+use crate::sync::wakers::{WakerKey, WakerSet};
+use crate::task::error::JoinError;
+use crate::task::hook::{self, panic_message};
+
+/// What a guarded poll reads and writes on every poll, in one
+/// thread-local (one address to compute; no lazy initialisation: nothing
+/// here needs dropping).
+struct Here {
+    /// How many guarded polls are on this thread's stack (see [`depth`]).
+    depth: Cell<u32>,
+    /// The pool whose task is being polled right now.
+    pool: Cell<Option<NonZeroU64>>,
+    /// Set by [`end_tasks`]: every guarded task ends at its next poll.
+    ending: Cell<bool>,
+    /// Panics caught on this thread.
+    panics: Cell<u64>,
+}
+
+thread_local! {
+    static HERE: Here = const {
+        Here {
+            depth: Cell::new(0),
+            pool: Cell::new(None),
+            ending: Cell::new(false),
+            panics: Cell::new(0),
+        }
+    };
+    /// Wakers of the guarded tasks that are waiting, by slot.
+    static WAITING: RefCell<WakerSet> = const { RefCell::new(WakerSet::new()) };
+}
+
+/// Ends every guarded task still alive on this thread: wakes them so that
+/// each completes as cancelled while the executor still runs (see the module
+/// docs), and waits until they are gone.
+pub(crate) async fn end_tasks() {
+    HERE.with(|h| h.ending.set(true));
+    for _ in 0..1000 {
+        let wakers = WAITING.with(|w| w.borrow_mut().take_all());
+        wakers.into_iter().for_each(Waker::wake);
+        if WAITING.with(|w| w.borrow().len()) == 0 {
+            break;
+        }
+        glommio::executor().yield_task_queue_now().await;
+    }
+    let left = WAITING.with(|w| w.borrow().len());
+    if left > 0 {
+        tracing::warn!(target: "shardlet::runtime", left, "tasks still alive as the shard ends");
+    }
+    HERE.with(|h| h.ending.set(false));
+}
+
+pin_project_lite::pin_project! {
+    /// A future that cannot unwind, polled as a member of its pool: a panic
+    /// becomes `Err(JoinError::Panicked)`.
+    ///
+    /// The inner future is also *dropped* under the guard, on every path:
+    /// as soon as it finishes or panics (inside the poll's own guard), or
+    /// when it is cancelled (at shard end, through its handle or by glommio,
+    /// dropped inside a stream). A destructor that panics is caught, counted
+    /// and logged, instead of unwinding into glommio, which would abort the
+    /// process. Once done it can be [`refill`](Isolated::refill)ed in place.
+    pub(crate) struct Isolated<F> {
+        #[pin]
+        fut: Option<F>,
+        pool: Option<NonZeroU64>,
+    }
+
+    impl<F> PinnedDrop for Isolated<F> {
+        fn drop(this: Pin<&mut Self>) {
+            this.cancel();
+        }
+    }
+}
+
+impl<F> Isolated<F> {
+    /// Isolates `fut`; `pool` marks it as a member of that pool while it runs.
+    #[inline]
+    pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
+        install_hook();
+        Isolated {
+            fut: Some(fut),
+            pool: pool.and_then(NonZeroU64::new),
+        }
+    }
+
+    /// Drops the future now, under the guard (a no-op once it is done).
+    pub(crate) fn cancel(self: Pin<&mut Self>) {
+        let this = self.project();
+        if this.fut.is_some() {
+            drop_inner(this.fut, *this.pool);
+        }
+    }
+
+    /// Puts a new future in a finished one's place (no allocation).
+    pub(crate) fn refill(self: Pin<&mut Self>, fut: F) {
+        let mut this = self.project();
+        debug_assert!(this.fut.is_none(), "refilled while still running");
+        this.fut.set(Some(fut));
+    }
+}
+
+/// Drops a guarded future in place, under the guard (see [`Isolated`]).
+#[cold]
+fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
+    let _enter = Enter::new(pool);
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+        let err = caught(&*payload);
+        tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping a task: {err}");
+    }
+}
+
+impl<F: Future> Isolated<F> {
+    /// Polls under the guard, as [`Future::poll`] does; `None` (with the
+    /// future dropped, as cancelled) when `unless_ending` is set and the
+    /// shard is ending its tasks.
+    #[inline]
+    fn poll_guarded(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        unless_ending: bool,
+    ) -> Option<Poll<Result<F::Output, JoinError>>> {
+        let mut this = self.project();
+        // Times polls made by the executor itself (metrics: busy, stalls).
+        let timed = if depth() == 0 {
+            crate::task::counters::poll_starts()
+        } else {
+            None
+        };
+        let enter = if unless_ending {
+            match Enter::unless_ending(*this.pool) {
+                Some(enter) => enter,
+                None => {
+                    crate::task::counters::poll_ends(timed);
+                    drop_inner(this.fut, *this.pool);
+                    return None;
+                }
+            }
+        } else {
+            Enter::new(*this.pool)
+        };
+        let mut fut = this.fut.as_mut();
+        // The future is dropped as soon as it is done, inside this guard.
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| {
+            let inner = fut.as_mut().as_pin_mut()?;
+            let out = inner.poll(cx);
+            if out.is_ready() {
+                fut.set(None);
+            }
+            Some(out)
+        }));
+        drop(enter);
+        crate::task::counters::poll_ends(timed);
+        Some(match polled {
+            Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
+            Ok(Some(Poll::Pending)) => Poll::Pending,
+            // Polled after it finished (or was cancelled).
+            Ok(None) => Poll::Ready(Err(JoinError::Cancelled)),
+            Err(payload) => {
+                let err = caught(&*payload);
+                drop_inner(this.fut, *this.pool);
+                Poll::Ready(Err(err))
+            }
+        })
+    }
+}
+
+impl<F: Future> Future for Isolated<F> {
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_guarded(cx, false)
+            .expect("polled without the ending check")
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A shardlet task's future: [`Isolated`], and ended (as cancelled) at
+    /// the shard's end by [`end_tasks`], which finds it in the registry of
+    /// waiting tasks while it waits.
+    ///
+    /// Invariant: a `Guarded` is the whole future of one glommio task (see
+    /// `task::start`), so every poll comes with that task's waker and the
+    /// registry entry made at its first wait stays right. Work run inside
+    /// another task (inline in a pool, a stream's calls, a handler inside
+    /// its connection's task) is [`Isolated`] instead: its task's own
+    /// `Guarded` ends it with the task.
+    pub(crate) struct Guarded<F> {
+        #[pin]
+        inner: Isolated<F>,
+        // This task's slot in the registry of waiting tasks, once it has waited.
+        slot: Option<WakerKey>,
+    }
+
+    impl<F> PinnedDrop for Guarded<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(slot) = *this.project().slot {
+                let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
+            }
+        }
+    }
+}
+
+impl<F: Future> Guarded<F> {
+    /// Guards `fut`; `pool` marks it as a member of that pool while it runs.
+    #[inline]
+    pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
+        Guarded {
+            inner: Isolated::new(fut, pool),
+            slot: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.poll_guarded(cx, true) {
+            None => Poll::Ready(Err(JoinError::Cancelled)),
+            Some(Poll::Pending) => {
+                // A `Guarded` is the whole future of one glommio task, always
+                // polled with that task's waker: registered once, it stays right.
+                if this.slot.is_none() {
+                    WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
+                }
+                Poll::Pending
+            }
+            Some(ready) => ready,
+        }
+    }
+}
+
+/// Runs a blocking closure with the same guard: its panic becomes a value.
+pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
+    install_hook();
+    let _enter = Enter::new(None);
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| caught(&*payload))
+}
+
+#[cold]
+fn caught(payload: &(dyn Any + Send)) -> JoinError {
+    HERE.with(|h| h.panics.set(h.panics.get() + 1));
+    JoinError::Panicked {
+        message: panic_message(payload),
+        location: hook::take_location(),
+    }
+}
+
+/// Marks the thread as inside a guarded poll; restores on drop (even while unwinding).
+/// A task outside any pool (`pool: None`) is no member of the pool whose
+/// task spawned it, so the current pool is set either way.
+struct Enter {
+    prev_pool: Option<NonZeroU64>,
+}
+
+impl Enter {
+    #[inline]
+    fn new(pool: Option<NonZeroU64>) -> Self {
+        HERE.with(|h| {
+            h.depth.set(h.depth.get() + 1);
+            Enter {
+                prev_pool: h.pool.replace(pool),
+            }
+        })
+    }
+
+    /// Enters, unless the shard is ending its tasks (one look at the
+    /// thread-local for both).
+    #[inline]
+    fn unless_ending(pool: Option<NonZeroU64>) -> Option<Self> {
+        HERE.with(|h| {
+            if h.ending.get() {
+                return None;
+            }
+            h.depth.set(h.depth.get() + 1);
+            Some(Enter {
+                prev_pool: h.pool.replace(pool),
+            })
+        })
+    }
+}
+
+impl Drop for Enter {
+    #[inline]
+    fn drop(&mut self) {
+        HERE.with(|h| {
+            h.depth.set(h.depth.get() - 1);
+            h.pool.set(self.prev_pool);
+        });
+    }
+}
+
+/// How many guarded polls are on this thread's stack right now: a task
+/// polled inside another one's poll (glommio runs a new task's first step
+/// inside `spawn`; a pool runs work inline) adds one.
+pub(crate) fn depth() -> u32 {
+    HERE.with(|h| h.depth.get())
+}
+
+/// The pool of the task being polled on this thread, if it runs in one.
+pub(crate) fn current_pool() -> Option<u64> {
+    HERE.with(|h| h.pool.get()).map(NonZeroU64::get)
+}
+
+/// Panics caught in shardlet tasks on this thread so far.
+pub(crate) fn panics() -> u64 {
+    HERE.with(|h| h.panics.get())
+}
+
+/// Installs the process-wide panic hook (`hook.rs`), once.
+fn install_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(reinstall_hook);
+}
+
+/// Installs the panic hook around the current one, unless that is
+/// shardlet's already (each `Runtime::new` calls it, to wrap a hook the
+/// host set meanwhile).
+pub(crate) fn reinstall_hook() {
+    hook::install(depth);
+}
