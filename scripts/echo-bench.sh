@@ -305,7 +305,7 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
     [[ "$server" == shardlet-acks ]] && server_args+=(--acks-with-answers)
     metrics_args=()
-    if [[ -n "$server_metrics" && "$example" == echo_server ]]; then
+    if [[ -n "$server_metrics" && "$example" == examples/echo_server ]]; then
         server_args+=(--metrics-addr "$server_metrics")
         metrics_args=(--server-metrics "$server_metrics")
     fi
