@@ -174,24 +174,9 @@ for label in "${labels[@]}"; do example_of "$label" >/dev/null; done
 
 # Step 2: CPUs. The server gets the first allowed CPU, the client the rest;
 # on one CPU they share it (and the figures then measure both together).
-expand_cpus() { # "0-2,5" -> "0 1 2 5"
-    local part c out=()
-    IFS=',' read -r -a parts <<<"$1"
-    for part in "${parts[@]}"; do
-        if [[ "$part" == *-* ]]; then
-            for ((c = ${part%-*}; c <= ${part#*-}; c++)); do out+=("$c"); done
-        else
-            out+=("$part")
-        fi
-    done
-    echo "${out[@]}"
-}
-if command -v taskset >/dev/null; then
-    allowed="$(taskset -pc $$ | sed 's/.*: //')"
-else
-    allowed="0-$(($(nproc) - 1))"
-fi
-read -r -a cpus <<<"$(expand_cpus "$allowed")"
+# shellcheck source=scripts/cpus.sh
+. scripts/cpus.sh
+read -r -a cpus <<<"$(allowed_cpus)"
 if [[ -z "$server_cpus" ]]; then server_cpus="${cpus[0]}"; fi
 if [[ -z "$client_cpus" ]]; then
     if ((${#cpus[@]} > 1)); then

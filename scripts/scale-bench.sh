@@ -86,24 +86,9 @@ for m in "${mode_list[@]}"; do
 done
 
 # The CPUs this process may use, split in halves.
-expand_cpus() { # "0-2,5" -> "0 1 2 5"
-    local part c out=()
-    IFS=',' read -r -a parts <<<"$1"
-    for part in "${parts[@]}"; do
-        if [[ "$part" == *-* ]]; then
-            for ((c = ${part%-*}; c <= ${part#*-}; c++)); do out+=("$c"); done
-        else
-            out+=("$part")
-        fi
-    done
-    echo "${out[@]}"
-}
-if command -v taskset >/dev/null; then
-    allowed="$(taskset -pc $$ | sed 's/.*: //')"
-else
-    allowed="0-$(($(nproc) - 1))"
-fi
-read -r -a cpus <<<"$(expand_cpus "$allowed")"
+# shellcheck source=scripts/cpus.sh
+. scripts/cpus.sh
+read -r -a cpus <<<"$(allowed_cpus)"
 ncpu=${#cpus[@]}
 ((ncpu >= 2)) || die "needs at least 2 CPUs (one for the server, one for the client); this process may use $ncpu"
 half=$((ncpu / 2))
@@ -131,7 +116,7 @@ if ((build)); then
     cargo build --release --quiet -p shardlet-bench --bin echo_bench -p shardlet --example echo_server
 fi
 bin="${CARGO_TARGET_DIR:-target}/release"
-echo "scale-bench: $ncpu CPUs ($allowed): server on the first $half, client on $client_cpus; steps ${steps[*]} shard(s)$( ((shared_step)) && echo " (2 shares CPU ${cpus[1]} with the client)"); modes ${mode_list[*]}" >&2
+echo "scale-bench: $ncpu CPUs (${cpus[*]}): server on the first $half, client on $client_cpus; steps ${steps[*]} shard(s)$( ((shared_step)) && echo " (2 shares CPU ${cpus[1]} with the client)"); modes ${mode_list[*]}" >&2
 
 failed=0
 labels=()
