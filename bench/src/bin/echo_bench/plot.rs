@@ -94,9 +94,23 @@ pub fn draw(path: &Path, title: &str, runs: &[&Results]) -> Result<(), String> {
             .label(legend)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
+    legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperLeft)
+}
+
+/// Ends every plot of the echo bench alike: the legend box at `position`,
+/// then the file written.
+pub fn legend_and_present<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()

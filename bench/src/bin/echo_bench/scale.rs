@@ -273,14 +273,7 @@ pub fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
             .draw_series(line.into_iter().map(|p| Circle::new(p, 4, colour.filled())))
             .map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    crate::plot::legend_and_present(&mut chart, &root, SeriesLabelPosition::LowerLeft)
 }
 
 /// `--scale`: the tables, `scale.json` and `scale.svg`.

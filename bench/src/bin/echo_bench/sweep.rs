@@ -230,14 +230,7 @@ pub fn draw(path: &Path, points: &[Point]) -> Result<(), String> {
                 });
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    crate::plot::legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperLeft)
 }
 
 /// `--sweep`: prints the table, draws `sweep.svg`.
