@@ -133,6 +133,23 @@ fn family<V>(name: &'static str, help: &'static str, kind: MetricType) -> Family
     }
 }
 
+/// A family with one sample per shard, `get` of each shard's metrics.
+fn per_shard<V>(
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    shards: &[ShardMetrics],
+    get: fn(&ShardMetrics) -> V,
+) -> Family<V> {
+    let mut f = family(name, help, kind);
+    f.samples = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (shard_label(i), get(s)))
+        .collect();
+    f
+}
+
 fn encode_u64(encoder: &mut DescriptorEncoder<'_>, family: &Family<u64>) -> fmt::Result {
     encode_with(encoder, family, |m, v| match family.kind {
         MetricType::Counter => ConstCounter::new(*v).encode(m),
@@ -253,14 +270,7 @@ impl Exporter {
             ),
         ];
         for (name, help, kind, get) in counts {
-            let mut f = family(name, help, kind);
-            f.samples = stats
-                .shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (shard_label(i), get(s)))
-                .collect();
-            encode_u64(encoder, &f)?;
+            encode_u64(encoder, &per_shard(name, help, kind, &stats.shards, get))?;
         }
         type GetF = fn(&ShardMetrics) -> f64;
         let times: [(&'static str, &'static str, MetricType, GetF); 4] = [
@@ -290,14 +300,7 @@ impl Exporter {
             ),
         ];
         for (name, help, kind, get) in times {
-            let mut f = family(name, help, kind);
-            f.samples = stats
-                .shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (shard_label(i), get(s)))
-                .collect();
-            encode_f64(encoder, &f)?;
+            encode_f64(encoder, &per_shard(name, help, kind, &stats.shards, get))?;
         }
         let whole: [(&'static str, &'static str, MetricType, u64); 5] = [
             (
