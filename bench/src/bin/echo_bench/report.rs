@@ -430,11 +430,7 @@ pub fn table(runs: &[Results]) -> String {
         "segs/msg",
     );
     for r in runs {
-        let conns = if r.connected == r.settings.connections {
-            r.connected.to_string()
-        } else {
-            format!("{}/{}", r.connected, r.settings.connections)
-        };
+        let conns = connections(r);
         let _ = writeln!(
             out,
             "{:<18} {:>6} {:>8.0} {:>7} {:>7.1} {:>7.1} {:>8.1} {:>6} {:>10} {:>8} {:>8} {:>4} {:>4} {:>5} {:>8}  {}",
@@ -500,6 +496,15 @@ pub fn ratios(runs: &[Results]) -> String {
     out
 }
 
+/// The connections a run opened: `10000`, or `9990/10000` when some failed.
+fn connections(r: &Results) -> String {
+    if r.connected == r.settings.connections {
+        r.connected.to_string()
+    } else {
+        format!("{}/{}", r.connected, r.settings.connections)
+    }
+}
+
 /// Server CPU time per round trip in the measured window, µs.
 pub fn server_us_per_msg(r: &Results) -> Option<f64> {
     let cpu = r.server?.cpu_percent?;
@@ -559,11 +564,7 @@ pub fn curve(label: &str, runs: &[Results]) -> String {
         "other"
     );
     for r in runs {
-        let conns = if r.connected == r.settings.connections {
-            r.connected.to_string()
-        } else {
-            format!("{}/{}", r.connected, r.settings.connections)
-        };
+        let conns = connections(r);
         let _ = writeln!(
             out,
             "{:>7} {:>10.0} {:>11} {:>10} {:>10} {:>10.1} {:>7} {:>7} {:>7} {:>7}",
