@@ -119,8 +119,14 @@ pub(crate) fn now() -> u64 {
 
 /// What this thread feeds: its shard's counters (set once, when the shard
 /// starts) and whether the poll running now found only idleness.
+///
+/// No field needs dropping, so the thread-local is a plain address with no
+/// destructor to register or check: every task spawn, end and executor poll
+/// reads it.
 struct Local {
-    sink: OnceCell<Arc<ShardCounters>>,
+    /// The shard's counters, kept alive by [`OWNER`] (which nulls this
+    /// before it lets them go); null on other threads.
+    sink: Cell<*const ShardCounters>,
     idle: Cell<bool>,
     /// The coarse clock's resolution in nanoseconds.
     tick: Cell<u64>,
@@ -129,11 +135,25 @@ struct Local {
 thread_local! {
     static LOCAL: Local = const {
         Local {
-            sink: OnceCell::new(),
+            sink: Cell::new(std::ptr::null()),
             idle: Cell::new(false),
             tick: Cell::new(0),
         }
     };
+    /// Owns the counters [`Local::sink`] points to, until the thread ends.
+    static OWNER: OnceCell<Owner> = const { OnceCell::new() };
+}
+
+struct Owner {
+    _counters: Arc<ShardCounters>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // Tasks dropped after this (by other thread-locals' destructors)
+        // count nothing, rather than read freed counters.
+        LOCAL.with(|l| l.sink.set(std::ptr::null()));
+    }
 }
 
 /// The coarse clock's resolution (4 ms when unknown).
@@ -144,22 +164,25 @@ fn resolution() -> u64 {
 }
 
 #[inline]
+#[allow(unsafe_code)] // one raw-pointer read; see the SAFETY note
 fn with_sink(f: impl FnOnce(&ShardCounters)) {
-    let _ = LOCAL.try_with(|l| {
-        if let Some(sink) = l.sink.get() {
-            f(sink);
-        }
-    });
+    let sink = LOCAL.with(|l| l.sink.get());
+    // SAFETY: a non-null `sink` points into the `Arc` that `OWNER` holds,
+    // and `OWNER` nulls it before letting that go.
+    if let Some(counters) = unsafe { sink.as_ref() } {
+        f(counters);
+    }
 }
 
 /// Makes this (shard) thread feed `counters`; marks the shard running.
 pub(crate) fn attach(counters: Arc<ShardCounters>) {
     counters.started_at.store(now(), Relaxed);
     counters.running.store(true, Relaxed);
-    let _ = LOCAL.try_with(|l| {
-        l.tick.set(resolution());
-        let _ = l.sink.set(counters);
-    });
+    LOCAL.with(|l| l.tick.set(resolution()));
+    let sink = Arc::as_ptr(&counters);
+    if OWNER.with(|o| o.set(Owner { _counters: counters }).is_ok()) {
+        LOCAL.with(|l| l.sink.set(sink));
+    }
 }
 
 /// The shard has ended: its uptime stops.
@@ -188,9 +211,7 @@ pub(crate) fn poll_starts() -> Option<u64> {
 #[inline]
 pub(crate) fn poll_ends(started: Option<u64>) {
     let Some(started) = started else { return };
-    let (idle, tick) = LOCAL
-        .try_with(|l| (l.idle.replace(false), l.tick.get()))
-        .unwrap_or((false, 0));
+    let (idle, tick) = LOCAL.with(|l| (l.idle.replace(false), l.tick.get()));
     with_sink(|c| {
         let took = now().saturating_sub(started);
         c.poll_started.store(0, Relaxed);
@@ -216,7 +237,7 @@ pub(crate) fn poll_ends(started: Option<u64>) {
 /// idle time.
 #[inline]
 pub(crate) fn idle_poll() {
-    let _ = LOCAL.try_with(|l| l.idle.set(true));
+    LOCAL.with(|l| l.idle.set(true));
 }
 
 /// What only the shard can read, sampled by the runtime on the shard for
