@@ -153,6 +153,7 @@ pub(crate) async fn run_inline<F: Future>(fut: F, pool: Option<u64>) -> Result<F
 pub(crate) const MAX_DEPTH: u32 = 64;
 
 /// Whether new work should be queued rather than run on this stack.
+#[inline]
 pub(crate) fn too_deep() -> bool {
     crate::task::guard::depth() >= MAX_DEPTH
 }

@@ -131,7 +131,7 @@ impl<F> Isolated<F> {
 /// Drops a guarded future in place, under the guard (see [`Isolated`]).
 #[cold]
 fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
-    let _enter = Enter::new(pool);
+    let _enter = Enter::new(pool, false);
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
         let err = caught(&*payload);
         tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping a task: {err}");
@@ -149,23 +149,15 @@ impl<F: Future> Isolated<F> {
         unless_ending: bool,
     ) -> Option<Poll<Result<F::Output, JoinError>>> {
         let mut this = self.project();
+        let Some(enter) = Enter::new(*this.pool, unless_ending) else {
+            drop_inner(this.fut, *this.pool);
+            return None;
+        };
         // Times polls made by the executor itself (metrics: busy, stalls).
-        let timed = if depth() == 0 {
+        let timed = if enter.outer {
             crate::task::counters::poll_starts()
         } else {
             None
-        };
-        let enter = if unless_ending {
-            match Enter::unless_ending(*this.pool) {
-                Some(enter) => enter,
-                None => {
-                    crate::task::counters::poll_ends(timed);
-                    drop_inner(this.fut, *this.pool);
-                    return None;
-                }
-            }
-        } else {
-            Enter::new(*this.pool)
         };
         let mut fut = this.fut.as_mut();
         // The future is dropped as soon as it is done, inside this guard.
@@ -263,7 +255,7 @@ impl<F: Future> Future for Guarded<F> {
 /// Runs a blocking closure with the same guard: its panic becomes a value.
 pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
     install_hook();
-    let _enter = Enter::new(None);
+    let _enter = Enter::new(None, false);
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| caught(&*payload))
 }
 
@@ -281,30 +273,24 @@ fn caught(payload: &(dyn Any + Send)) -> JoinError {
 /// task spawned it, so the current pool is set either way.
 struct Enter {
     prev_pool: Option<NonZeroU64>,
+    /// No guarded poll was on the stack: the executor itself polls.
+    outer: bool,
 }
 
 impl Enter {
+    /// Enters, unless `unless_ending` is set and the shard is ending its
+    /// tasks (one look at the thread-local for all of it).
     #[inline]
-    fn new(pool: Option<NonZeroU64>) -> Self {
+    fn new(pool: Option<NonZeroU64>, unless_ending: bool) -> Option<Self> {
         HERE.with(|h| {
-            h.depth.set(h.depth.get() + 1);
-            Enter {
-                prev_pool: h.pool.replace(pool),
-            }
-        })
-    }
-
-    /// Enters, unless the shard is ending its tasks (one look at the
-    /// thread-local for both).
-    #[inline]
-    fn unless_ending(pool: Option<NonZeroU64>) -> Option<Self> {
-        HERE.with(|h| {
-            if h.ending.get() {
+            if unless_ending && h.ending.get() {
                 return None;
             }
-            h.depth.set(h.depth.get() + 1);
+            let depth = h.depth.get();
+            h.depth.set(depth + 1);
             Some(Enter {
                 prev_pool: h.pool.replace(pool),
+                outer: depth == 0,
             })
         })
     }
@@ -323,11 +309,13 @@ impl Drop for Enter {
 /// How many guarded polls are on this thread's stack right now: a task
 /// polled inside another one's poll (glommio runs a new task's first step
 /// inside `spawn`; a pool runs work inline) adds one.
+#[inline]
 pub(crate) fn depth() -> u32 {
     HERE.with(|h| h.depth.get())
 }
 
 /// The pool of the task being polled on this thread, if it runs in one.
+#[inline]
 pub(crate) fn current_pool() -> Option<u64> {
     HERE.with(|h| h.pool.get()).map(NonZeroU64::get)
 }
@@ -338,6 +326,7 @@ pub(crate) fn panics() -> u64 {
 }
 
 /// Installs the process-wide panic hook (`hook.rs`), once.
+#[inline]
 fn install_hook() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(reinstall_hook);
