@@ -139,19 +139,19 @@ fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
 }
 
 impl<F: Future> Isolated<F> {
-    /// Polls under the guard, as [`Future::poll`] does; `None` (with the
-    /// future dropped, as cancelled) when `unless_ending` is set and the
-    /// shard is ending its tasks.
+    /// Polls under the guard, as [`Future::poll`] does; when
+    /// `unless_ending` is set and the shard is ending its tasks, drops the
+    /// future instead and ends as [`JoinError::Cancelled`].
     #[inline]
     fn poll_guarded(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         unless_ending: bool,
-    ) -> Option<Poll<Result<F::Output, JoinError>>> {
+    ) -> Poll<Result<F::Output, JoinError>> {
         let mut this = self.project();
         let Some(enter) = Enter::new(*this.pool, unless_ending) else {
             drop_inner(this.fut, *this.pool);
-            return None;
+            return Poll::Ready(Err(JoinError::Cancelled));
         };
         // Times polls made by the executor itself (metrics: busy, stalls).
         let timed = if enter.outer {
@@ -171,7 +171,7 @@ impl<F: Future> Isolated<F> {
         }));
         drop(enter);
         crate::task::counters::poll_ends(timed);
-        Some(match polled {
+        match polled {
             Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
             Ok(Some(Poll::Pending)) => Poll::Pending,
             // Polled after it finished (or was cancelled).
@@ -181,7 +181,7 @@ impl<F: Future> Isolated<F> {
                 drop_inner(this.fut, *this.pool);
                 Poll::Ready(Err(err))
             }
-        })
+        }
     }
 }
 
@@ -190,7 +190,6 @@ impl<F: Future> Future for Isolated<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.poll_guarded(cx, false)
-            .expect("polled without the ending check")
     }
 }
 
@@ -237,18 +236,13 @@ impl<F: Future> Future for Guarded<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.inner.poll_guarded(cx, true) {
-            None => Poll::Ready(Err(JoinError::Cancelled)),
-            Some(Poll::Pending) => {
-                // A `Guarded` is the whole future of one glommio task, always
-                // polled with that task's waker: registered once, it stays right.
-                if this.slot.is_none() {
-                    WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
-                }
-                Poll::Pending
-            }
-            Some(ready) => ready,
+        let polled = this.inner.poll_guarded(cx, true);
+        // A `Guarded` is the whole future of one glommio task, always polled
+        // with that task's waker: registered once, it stays right.
+        if polled.is_pending() && this.slot.is_none() {
+            WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
         }
+        polled
     }
 }
 
