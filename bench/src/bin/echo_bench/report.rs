@@ -85,6 +85,9 @@ pub struct Results {
     /// Per server shard, from its metrics endpoint (`--server-metrics`).
     #[serde(default)]
     pub server_shards: Vec<ShardFigures>,
+    /// The machine's own stalls, per CPU, measured before the load (`--hiccups`).
+    #[serde(default)]
+    pub hiccups: Vec<crate::hiccups::CpuHiccups>,
 }
 
 /// What the heavy connections of a skewed load did in the window.

@@ -63,11 +63,13 @@ fn args(addr: SocketAddr, dir: &std::path::Path, label: &str, extra: &[&str]) ->
     let addr = addr.to_string();
     let dir = dir.to_str().unwrap();
     let mut argv = vec!["echo_bench", "--addr", &addr, "--results", dir, "--label", label];
-    // The defaults of a short run, unless `extra` sets them.
+    // The defaults of a short run, unless `extra` sets them (no spinning
+    // on every CPU before the load: tests run side by side).
     for (flag, value) in [
         ("--connections", "40"),
         ("--duration", "0.5"),
         ("--warmup", "0.2"),
+        ("--hiccups", "0"),
     ] {
         if !extra.contains(&flag) {
             argv.extend([flag, value]);
@@ -567,4 +569,49 @@ fn scale_rows_give_the_efficiency_per_accept_mode() {
         "{text}"
     );
     crate::scale::draw(&dir.join("scale.svg"), &rows).unwrap();
+}
+
+#[test]
+fn machine_stalls_are_counted_by_length_and_reported() {
+    use crate::hiccups::{self, CpuHiccups};
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    let gaps = [Duration::from_micros(60), ms(2), ms(6), ms(12), ms(12)];
+    let h = CpuHiccups::of(3, Duration::from_secs(2), &gaps);
+    assert_eq!((h.cpu, h.over_1ms, h.over_5ms, h.over_10ms), (3, 4, 3, 2));
+    assert!((h.worst_ms - 12.0).abs() < 1e-9, "{h:?}");
+    // 32.06 ms lost of 2 s.
+    assert!((h.lost_percent - 1.603).abs() < 1e-3, "{h:?}");
+    let text = hiccups::describe(&[h]);
+    assert!(
+        text.contains("cpu3") && text.contains("worst  12.00 ms"),
+        "{text}"
+    );
+    assert_eq!(
+        hiccups::worst_ms(&[h, CpuHiccups { worst_ms: 20.0, ..h }]),
+        Some(20.0)
+    );
+    assert_eq!(hiccups::worst_ms(&[]), None);
+}
+
+#[test]
+fn a_run_asked_for_stalls_measures_them_on_its_cpus_before_the_load() {
+    let dir = scratch("hiccups");
+    let extra = ["--connections", "4", "--hiccups", "0.2", "--duration", "0.3"];
+    let results = run(&args(echo_server(None), &dir, "hiccups", &extra), one_shard()).unwrap();
+    assert!(!results.failed(), "{results:?}");
+    assert!(!results.hiccups.is_empty(), "no CPU measured");
+    for h in &results.hiccups {
+        assert!(h.seconds >= 0.2 && h.seconds < 5.0, "{h:?}");
+        assert!(
+            h.lost_percent <= 100.0 && h.over_10ms <= h.over_5ms && h.over_5ms <= h.over_1ms,
+            "{h:?}"
+        );
+    }
+    // Kept in the JSON, and read back.
+    let back = Results::read_json(&dir, "hiccups").unwrap();
+    assert_eq!(back.hiccups, results.hiccups);
+    // A bad value is refused with its name.
+    let bad = Args::parse_from(["echo_bench", "--hiccups=-1"]);
+    assert!(crate::check_load_options(&bad).unwrap_err().contains("--hiccups"));
 }
