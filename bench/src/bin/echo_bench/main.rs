@@ -123,11 +123,11 @@ struct Args {
     /// Bytes per message of a heavy connection (1 to 65536).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     heavy_size: u64,
-    /// Seconds a thread spins on each CPU before the load, to measure the
-    /// machine's own stalls (`hiccups.rs`); 0 skips it. Default: 1 for an
-    /// open-loop run (--rate), whose tail latencies they bound, else 0.
+    /// Measure the machine's own stalls during the load (`hiccups.rs`):
+    /// `true` or `false`. Default: on for an open-loop run (--rate), whose
+    /// tail latencies they bound, off for a closed-loop one.
     #[arg(long)]
-    hiccups: Option<f64>,
+    hiccups: Option<bool>,
     /// The server's Prometheus endpoint (shardlet's `echo_server
     /// --metrics-addr`): per-shard connections and busy time, read at the
     /// edges of the measured window.
@@ -316,20 +316,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         ))
     );
 
-    // Step 3: the machine's own stalls, while the server is still idle.
-    let spin = Duration::from_secs_f64(
-        args.hiccups
-            .unwrap_or(if plan.rate.is_some() { 1.0 } else { 0.0 }),
-    );
-    let hiccups = if spin.is_zero() {
-        Vec::new()
-    } else {
-        let hiccups = hiccups::measure(spin);
-        eprint!("echo_bench: {}", hiccups::describe(&hiccups));
-        hiccups
-    };
-
-    // Step 4: a hard deadline, whatever happens to the server or the shards.
+    // Step 3: a hard deadline, whatever happens to the server or the shards.
     let limit = Duration::from_secs_f64(connections as f64 / args.connect_rate)
         + plan.worst_connect()
         + plan.warmup
@@ -338,7 +325,8 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         + Duration::from_secs(15);
     let _watchdog = watchdog(limit);
 
-    // Step 5: the load, on every shard, with the monitor watching.
+    // Step 4: the load, on every shard, with the monitor and the machine's
+    // stall meter watching.
     let server_rss_before_kib = args
         .server_pid
         .and_then(|pid| monitor::status_kib(Some(pid), "VmRSS:"));
@@ -351,6 +339,10 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         args.server_pid,
         args.server_metrics,
     );
+    let meter = args
+        .hiccups
+        .unwrap_or(plan.rate.is_some())
+        .then(hiccups::Meter::start);
     let outcomes = match runtime {
         None => Ok(epoll::run(&plan, &shared, &client_cpus)),
         Some(runtime) => {
@@ -362,10 +354,11 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         }
     };
     let observed = monitor.finish();
+    let hiccups = meter.map(hiccups::Meter::finish).unwrap_or_default();
     let kernel = NetCounters::now().since(&net_before);
     let outcomes = outcomes?;
 
-    // Step 6: merge the shards' figures.
+    // Step 5: merge the shards' figures.
     let mut histogram = new_histogram();
     let mut heavy_histogram = new_histogram();
     let mut errors = Errors::default();
@@ -424,7 +417,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         ..Results::empty(&args.label, args.addr, settings, machine)
     };
 
-    // Step 7: the table and the files.
+    // Step 6: the table and the files.
     println!();
     print!("{}", report::table(std::slice::from_ref(&results)));
     print!("{}", hiccups::describe(&results.hiccups));
@@ -591,11 +584,6 @@ fn curve(dir: &Path, labels: &[String], points: &[u64]) -> ExitCode {
 
 /// The open-loop and skew options, checked.
 fn check_load_options(args: &Args) -> Result<(), String> {
-    if let Some(secs) = args.hiccups {
-        if !(0.0..=60.0).contains(&secs) {
-            return Err(format!("--hiccups {secs}: expected seconds from 0 to 60"));
-        }
-    }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(format!(

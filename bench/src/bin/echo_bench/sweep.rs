@@ -129,8 +129,8 @@ pub fn table(maxima: &[Results], points: &[Point], base: Option<&str>) -> String
         out,
         "open loop: the rate spread evenly over the connections, latency from each message's intended \
          send time; saturated: achieved more than 5% below the target; srv/cli: CPU in % of one; \
-         stall: the longest gap a thread spinning on any CPU saw just before the run (the machine's \
-         own stalls: latencies near it are not the server's)"
+         stall: the machine's longest stall on any CPU during the run (a 1 ms sleeper's worst \
+         overrun: latencies near it are not the server's)"
     );
     if let Some(base) = base {
         for p in points.iter().filter(|p| p.basis == base && p.server != base) {
