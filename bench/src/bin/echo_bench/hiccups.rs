@@ -10,6 +10,10 @@
 //! a 10 s run delays enough messages to set the p99.9.
 //!
 //! The meter costs each CPU about a thousand short wake-ups a second.
+//!
+//! `echo_bench --stalls SECS` measures the machine alone, with nothing to
+//! compete with: a thread on each online CPU *spins* on the clock for SECS
+//! and records every gap between two readings (as cyclictest does).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -91,6 +95,39 @@ impl Meter {
     }
 }
 
+/// Spins on every online CPU at once for `spin` each and returns the gaps
+/// of at least 1 ms in each one's clock readings (CPUs it cannot pin a
+/// thread to are left out).
+pub fn spin(spin: Duration) -> Vec<CpuHiccups> {
+    let threads: Vec<_> = online_cpus()
+        .into_iter()
+        .filter_map(|cpu| {
+            std::thread::Builder::new()
+                .name(format!("stalls-{cpu}"))
+                .spawn(move || {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: cpu }).then(|| {
+                        let mut gaps = Vec::new();
+                        let start = Instant::now();
+                        let mut last = start;
+                        while last - start < spin {
+                            let now = Instant::now();
+                            if now - last >= Duration::from_millis(1) {
+                                gaps.push(now - last);
+                            }
+                            last = now;
+                        }
+                        CpuHiccups::of(cpu, last - start, &gaps)
+                    })
+                })
+                .ok()
+        })
+        .collect();
+    threads
+        .into_iter()
+        .filter_map(|t| t.join().ok().flatten())
+        .collect()
+}
+
 /// Sleeps [`TICK`] after [`TICK`] until `stop`, recording each overrun of
 /// at least 1 ms.
 fn meter(cpu: usize, stop: &AtomicBool) -> CpuHiccups {
@@ -147,11 +184,19 @@ pub fn describe(hiccups: &[CpuHiccups]) -> String {
     let Some(first) = hiccups.first() else {
         return String::new();
     };
-    let mut out = format!(
-        "machine stalls during the load ({:.0} s; a thread per CPU sleeping 1 ms at a time, \
-         overruns >= 1/5/10 ms and the longest):\n",
-        first.seconds
-    );
+    describe_as(
+        hiccups,
+        &format!(
+            "machine stalls during the load ({:.0} s; a thread per CPU sleeping 1 ms at a time, \
+             overruns >= 1/5/10 ms and the longest)",
+            first.seconds
+        ),
+    )
+}
+
+/// One line per CPU under `title`.
+pub fn describe_as(hiccups: &[CpuHiccups], title: &str) -> String {
+    let mut out = format!("{title}:\n");
     for h in hiccups {
         out += &format!(
             "  cpu{:<3} {:>5} {:>4} {:>4}  worst {:>6.2} ms\n",

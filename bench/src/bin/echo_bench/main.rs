@@ -128,6 +128,11 @@ struct Args {
     /// tail latencies they bound, off for a closed-loop one.
     #[arg(long)]
     hiccups: Option<bool>,
+    /// Run nothing but this: a thread spinning on each online CPU for this
+    /// many seconds (at most 60), printing the gaps in its clock readings:
+    /// the machine's own stalls, with nothing else running.
+    #[arg(long)]
+    stalls: Option<f64>,
     /// The server's Prometheus endpoint (shardlet's `echo_server
     /// --metrics-addr`): per-shard connections and busy time, read at the
     /// edges of the measured window.
@@ -190,6 +195,19 @@ fn main() -> ExitCode {
     }
     if !args.compare.is_empty() {
         return compare(&args.results, &args.compare);
+    }
+    if let Some(secs) = args.stalls {
+        if !(secs > 0.0 && secs <= 60.0) {
+            eprintln!("echo_bench: --stalls {secs}: expected seconds, more than 0 and at most 60");
+            return ExitCode::from(2);
+        }
+        let stalls = hiccups::spin(Duration::from_secs_f64(secs));
+        let title = format!(
+            "machine stalls ({secs} s; a thread spinning on each CPU, gaps >= 1/5/10 ms in its clock \
+             readings and the longest)"
+        );
+        print!("{}", hiccups::describe_as(&stalls, &title));
+        return ExitCode::SUCCESS;
     }
     if !args.curve.is_empty() {
         return curve(&args.results, &args.curve, &args.points);
