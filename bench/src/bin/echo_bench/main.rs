@@ -115,6 +115,13 @@ struct Args {
     /// intended send time. Closed loop without it. Epoll engine only.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop in ticks of this many microseconds (1 to 10000): the
+    /// client wakes once per tick, sends what fell due and reads what came
+    /// back, instead of waking for every message and every answer, so it
+    /// keeps up at higher rates; each latency then carries up to one tick
+    /// of the client's own lateness at each end. Off without it.
+    #[arg(long, requires = "rate", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tick_us: Option<u64>,
     /// Skewed load: about this fraction of the connections (0 to 1) are
     /// heavy: back-to-back, with --heavy-size messages. The rest are paced
     /// by --rate, and the latency figures are theirs.
@@ -275,6 +282,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         connect_timeout: Duration::from_secs(2),
         drain: Duration::from_secs(5),
         rate: args.rate,
+        tick: args.tick_us.map(Duration::from_micros),
         heavy: args.heavy_fraction.map(|fraction| Heavy {
             fraction,
             size: args.heavy_size as usize,
@@ -321,6 +329,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         rate: plan.rate,
         heavy_fraction: plan.heavy.map(|h| h.fraction),
         heavy_size: plan.heavy.map(|h| h.size),
+        tick_us: args.tick_us,
     };
     eprintln!(
         "echo_bench: {} -> {} ({})",

@@ -642,3 +642,31 @@ fn the_stalls_mode_spins_on_each_cpu_for_the_time_asked() {
         "{text}"
     );
 }
+
+#[test]
+fn open_loop_in_ticks_keeps_its_rate_and_pays_the_ticks_in_latency() {
+    let dir = scratch("ticks");
+    // 1 ms ticks: a message waits for the tick after it falls due, and its
+    // answer for the tick after it arrives.
+    let extra = [
+        "--connections",
+        "20",
+        "--rate",
+        "2000",
+        "--duration",
+        "1.0",
+        "--tick-us",
+        "1000",
+    ];
+    let results = run(&args(echo_server(None), &dir, "ticks", &extra), one_shard()).unwrap();
+    assert!(!results.failed(), "{results:?}");
+    let achieved = results.paced_msgs_per_sec.unwrap();
+    assert!((1600.0..=2400.0).contains(&achieved), "achieved {achieved}");
+    assert!(results.latency_us.p50 >= 300.0, "{:?}", results.latency_us);
+    assert!(results.latency_us.p50 <= 20_000.0, "{:?}", results.latency_us);
+    assert!(report::open_loop(&results).contains("in 1000 µs ticks"));
+    assert_eq!(
+        Results::read_json(&dir, "ticks").unwrap().settings.tick_us,
+        Some(1000)
+    );
+}
