@@ -119,8 +119,9 @@ struct Args {
     /// client wakes once per tick, sends what fell due and reads what came
     /// back, instead of waking for every message and every answer, so it
     /// keeps up at higher rates; each latency then carries up to one tick
-    /// of the client's own lateness at each end. Off without it.
-    #[arg(long, requires = "rate", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// of the client's own lateness at each end. Open loop only: ignored
+    /// without --rate (so that a sweep's closed-loop runs can share it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     tick_us: Option<u64>,
     /// Skewed load: about this fraction of the connections (0 to 1) are
     /// heavy: back-to-back, with --heavy-size messages. The rest are paced
@@ -282,7 +283,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         connect_timeout: Duration::from_secs(2),
         drain: Duration::from_secs(5),
         rate: args.rate,
-        tick: args.tick_us.map(Duration::from_micros),
+        tick: args.rate.and(args.tick_us).map(Duration::from_micros),
         heavy: args.heavy_fraction.map(|fraction| Heavy {
             fraction,
             size: args.heavy_size as usize,
@@ -329,7 +330,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         rate: plan.rate,
         heavy_fraction: plan.heavy.map(|h| h.fraction),
         heavy_size: plan.heavy.map(|h| h.size),
-        tick_us: args.tick_us,
+        tick_us: plan.tick.map(|t| t.as_micros() as u64),
     };
     eprintln!(
         "echo_bench: {} -> {} ({})",
