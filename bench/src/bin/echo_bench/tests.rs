@@ -669,4 +669,9 @@ fn open_loop_in_ticks_keeps_its_rate_and_pays_the_ticks_in_latency() {
         Results::read_json(&dir, "ticks").unwrap().settings.tick_us,
         Some(1000)
     );
+    // Closed loop ignores it (a sweep's maximum runs share the flags).
+    let extra = ["--connections", "4", "--duration", "0.3", "--tick-us", "1000"];
+    let closed = run(&args(echo_server(None), &dir, "closed", &extra), one_shard()).unwrap();
+    assert!(!closed.failed(), "{closed:?}");
+    assert_eq!(closed.settings.tick_us, None);
 }
