@@ -13,7 +13,6 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use super::error::{ErrorKind, Phase};
-use super::pool::Sender;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -159,12 +158,11 @@ impl fmt::Debug for Body {
 }
 
 /// Reads `body` to its end: at most `limit` bytes, waiting at most `idle`
-/// for each piece, while `conn` (the connection it comes on) is driven.
+/// for each piece.
 pub(crate) async fn collect(
     mut body: hyper::body::Incoming,
     limit: u64,
     idle: Duration,
-    conn: &mut Sender,
 ) -> Result<Bytes, ErrorKind> {
     if body.size_hint().lower() > limit {
         return Err(ErrorKind::TooLarge { limit });
@@ -173,7 +171,7 @@ pub(crate) async fn collect(
     let mut more = BytesMut::new();
     let mut total = 0u64;
     loop {
-        let frame = match within(idle, conn.drive(body.frame())).await {
+        let frame = match within(idle, body.frame()).await {
             Err(_) => {
                 return Err(ErrorKind::Timeout {
                     phase: Phase::Read,

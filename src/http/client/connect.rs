@@ -1,9 +1,8 @@
 //! Making a client connection: the host name resolved off the shard
 //! (`dns.rs`, cached), TCP connected ([`net::connect`](crate::net::connect)),
 //! TLS negotiated for `https` (`tls.rs`, ALPN), and hyper's HTTP/1.1 or
-//! HTTP/2 handshake. An HTTP/2 connection's task then runs as a green
-//! thread of the shard; an HTTP/1.1 one is driven by the requests that use
-//! it (`h1.rs`).
+//! HTTP/2 handshake, whose connection task then runs as a green thread of
+//! the shard.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,7 +11,6 @@ use url::{Host, Position, Url};
 
 use super::dns::DnsError;
 use super::error::{ErrorKind, Phase};
-use super::h1::H1;
 use super::pool::{Key, Sender};
 use super::transport::Transport;
 use super::Inner;
@@ -86,7 +84,12 @@ impl Inner {
                 let mut builder = http1::Builder::new();
                 builder.max_buf_size(self.settings.max_head.max(8192));
                 let (sender, conn) = builder.handshake(transport).await?;
-                Ok(Sender::H1(H1::new(sender, conn)))
+                crate::spawn_n(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(target: "shardlet::http", error = %e, "HTTP/1.1 client connection ended");
+                    }
+                });
+                Ok(Sender::H1(sender))
             }
         };
         match crate::timeout(limit, shaken).await {

@@ -27,7 +27,6 @@ mod builder;
 mod connect;
 mod dns;
 mod error;
-mod h1;
 mod pool;
 #[cfg(feature = "tls")]
 mod tls;
@@ -365,13 +364,13 @@ impl Client {
     ) -> Result<Response<Bytes>, Error> {
         let s = &self.inner.settings;
         let (mut parts, incoming) = response.into_parts();
-        let mut sender = sender;
         let body = if *method == Method::HEAD {
             drop(incoming);
             Bytes::new()
         } else {
-            let collect = body::collect(incoming, s.max_body, s.read_timeout, &mut sender);
-            collect.await.map_err(|kind| Error::new(url.as_str(), kind))?
+            body::collect(incoming, s.max_body, s.read_timeout)
+                .await
+                .map_err(|kind| Error::new(url.as_str(), kind))?
         };
         self.inner.pool.put(target.key.clone(), sender);
         parts.extensions.insert(url);
@@ -395,17 +394,10 @@ impl Client {
                 Some(sender) => (sender, true),
                 None => (inner.connect(target).await?, false),
             };
-            // A pooled HTTP/1.1 connection that the server closed, or that
-            // got bytes nobody asked for, ends when first polled.
-            if let Sender::H1(conn) = &mut sender {
-                if reused && !conn.alive().await {
-                    tracing::debug!(target: "shardlet::http", %url, "pooled connection closed; dropped");
-                    continue;
-                }
-            }
-            // hyper says whether the connection can take a request.
+            // hyper says whether the connection can take a request: a closed
+            // one, or one that got bytes nobody asked for, cannot.
             let ready = match &mut sender {
-                Sender::H1(c) => c.ready().await,
+                Sender::H1(s) => s.ready().await,
                 Sender::H2(s) => s.ready().await,
             };
             if let Err(e) = ready {
@@ -431,7 +423,7 @@ impl Client {
             }
             let sending = async {
                 match &mut sender {
-                    Sender::H1(c) => c.send(request).await,
+                    Sender::H1(s) => s.try_send_request(request).await,
                     Sender::H2(s) => s.try_send_request(request).await,
                 }
             };

@@ -3,45 +3,30 @@
 //! all, and an age past which one is closed rather than reused), and at
 //! most one HTTP/2 connection, shared by every request to that host.
 //!
-//! An HTTP/1.1 connection idles here with its hyper connection ([`H1`]):
-//! nothing polls it meanwhile. [`Client`](super::Client) polls it once
-//! before reuse ([`H1::alive`]) and waits until hyper says it can take a
-//! request: a connection whose server closed it, or sent bytes nobody
-//! asked for while it sat idle, ends in hyper then, and is dropped.
+//! The pool hands out a connection only once hyper says it can take a
+//! request ([`Client`](super::Client) waits on `ready()`): a connection
+//! whose server closed it, or sent bytes nobody asked for while it sat
+//! idle, has been ended by hyper's connection task by then, and is dropped.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http2;
+use hyper::client::conn::{http1, http2};
 
 use super::body::Body;
-use super::h1::H1;
 
 /// Which connections can serve a request: `(https, host, port)`.
 pub(crate) type Key = (bool, String, u16);
 
-/// A connection: an HTTP/1.1 one with its hyper connection (driven by
-/// the request that uses it), or an HTTP/2 one's request handle (its
-/// connection runs as a green thread, shared by every request to the host).
+/// A connection's request handle.
 pub(crate) enum Sender {
-    H1(Box<H1>),
+    H1(http1::SendRequest<Body>),
     H2(http2::SendRequest<Body>),
 }
 
-impl Sender {
-    /// Runs `fut`, a wait on this connection (the next piece of a response
-    /// body), polling an HTTP/1.1 connection meanwhile.
-    pub(crate) async fn drive<F: std::future::Future>(&mut self, fut: F) -> F::Output {
-        match self {
-            Sender::H1(conn) => conn.drive(fut).await,
-            Sender::H2(_) => fut.await,
-        }
-    }
-}
-
 struct Idle {
-    conn: Box<H1>,
+    sender: http1::SendRequest<Body>,
     since: Instant,
 }
 
@@ -86,8 +71,8 @@ impl Pool {
                 conns.clear(); // the rest are older still
                 break;
             }
-            if !idle.conn.is_closed() {
-                found = Some(Sender::H1(idle.conn));
+            if !idle.sender.is_closed() {
+                found = Some(Sender::H1(idle.sender));
                 break;
             }
         }
@@ -105,21 +90,21 @@ impl Pool {
         if self.per_host == 0 || self.total == 0 {
             return;
         }
-        let conn = match sender {
+        let sender = match sender {
             Sender::H2(sender) => {
                 if !sender.is_closed() {
                     self.h2.borrow_mut().insert(key, sender);
                 }
                 return;
             }
-            Sender::H1(conn) if conn.is_closed() => return,
-            Sender::H1(conn) => conn,
+            Sender::H1(sender) if sender.is_closed() => return,
+            Sender::H1(sender) => sender,
         };
         let mut h1 = self.h1.borrow_mut();
         if self.count.get() >= self.total {
             let now = Instant::now();
             h1.retain(|_, conns| {
-                conns.retain(|c| now.duration_since(c.since) < self.max_age && !c.conn.is_closed());
+                conns.retain(|c| now.duration_since(c.since) < self.max_age && !c.sender.is_closed());
                 !conns.is_empty()
             });
             self.recount(&h1);
@@ -142,7 +127,7 @@ impl Pool {
             conns.remove(0);
         }
         conns.push(Idle {
-            conn,
+            sender,
             since: Instant::now(),
         });
         self.recount(&h1);
