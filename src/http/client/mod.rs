@@ -372,7 +372,7 @@ impl Client {
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?
         };
-        self.inner.pool.put(target.key.clone(), sender);
+        self.inner.pool.put(&target.key, sender);
         parts.extensions.insert(url);
         Ok(Response::from_parts(parts, body))
     }
@@ -484,9 +484,9 @@ impl Client {
         let fields = request.headers_mut();
         fields.clone_from(headers);
         if !h2 {
-            let host =
-                HeaderValue::try_from(&target.authority).map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
-            fields.insert(header::HOST, host);
+            let host = target.host_field.as_ref();
+            let host = host.map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
+            fields.insert(header::HOST, host.clone());
         }
         if !fields.contains_key(header::USER_AGENT) {
             fields.insert(header::USER_AGENT, s.user_agent.clone());
