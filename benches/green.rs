@@ -1,6 +1,8 @@
 //! Micro-costs of shardlet's green threads against raw glommio, in one run.
 //!
-//! Run with: `cargo bench --bench green` (add `-- --quick` for a short pass).
+//! Run with: `cargo bench --bench green` (add `-- --quick` for a short pass;
+//! `GREEN_BENCH_ROUNDS=N` repeats the whole set N times, each round starting
+//! one group later, and reports medians with the ratio's range).
 //! At the end it prints each shardlet row's ratio to its raw-glommio
 //! baseline as a markdown table; with `GREEN_BENCH_WRITE=BENCHMARKS.md` it
 //! also rewrites that file's table (between its `green-bench` markers).
@@ -21,7 +23,7 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use futures_lite::future::yield_now;
 use futures_lite::StreamExt;
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
@@ -98,6 +100,29 @@ fn spawn_join(c: &mut Criterion) {
             timed(&ex, iters, |n| async move {
                 for i in 0..n {
                     black_box(shardlet::spawn(async move { i }).await.unwrap());
+                }
+            })
+        })
+    });
+    // The pool's promise (at most `size` tasks at once) written by hand:
+    // each task holds a permit of glommio's own semaphore.
+    group.bench_function("raw glommio spawn_local+await holding a Semaphore permit", |b| {
+        let limit = Rc::new(glommio::sync::Semaphore::new(1000));
+        b.iter_custom(|iters| {
+            let limit = limit.clone();
+            timed(&ex, iters, |n| async move {
+                for i in 0..n {
+                    let permit = limit
+                        .acquire_static_permit(1)
+                        .await
+                        .expect("the semaphore is open");
+                    black_box(
+                        glommio::spawn_local(async move {
+                            let _permit = permit;
+                            i
+                        })
+                        .await,
+                    );
                 }
             })
         })
@@ -306,14 +331,8 @@ fn spawn_detached_on_a_shard(c: &mut Criterion) {
     handle.join().expect("the bench shard ends");
 }
 
-criterion_group!(
-    benches,
-    spawn_detached,
-    spawn_detached_on_a_shard,
-    spawn_join,
-    imap,
-    pile
-);
+/// The groups, in the order of the first round (later rounds rotate it).
+const GROUPS: &[fn(&mut Criterion)] = &[spawn_detached, spawn_detached_on_a_shard, spawn_join, imap, pile];
 
 /// Each shardlet row and the raw-glommio row it is compared with.
 const PAIRS: &[(&str, &str, &str)] = &[
@@ -336,6 +355,11 @@ const PAIRS: &[(&str, &str, &str)] = &[
         "spawn_join",
         "shardlet GreenPool::spawn+join",
         "raw glommio spawn_local+await",
+    ),
+    (
+        "spawn_join",
+        "shardlet GreenPool::spawn+join",
+        "raw glommio spawn_local+await holding a Semaphore permit",
     ),
     (
         "spawn_join_waiting_once",
@@ -361,9 +385,34 @@ const PAIRS: &[(&str, &str, &str)] = &[
 ];
 
 fn main() {
-    benches();
+    let rounds = match std::env::var("GREEN_BENCH_ROUNDS") {
+        Err(_) => 1,
+        Ok(text) => match text.parse::<usize>() {
+            Ok(n @ 1..=20) => n,
+            _ => {
+                eprintln!("GREEN_BENCH_ROUNDS={text:?}: expected a whole number from 1 to 20");
+                std::process::exit(2);
+            }
+        },
+    };
+    // Per pair: (shardlet ns, raw ns) of each round.
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); PAIRS.len()];
+    for round in 0..rounds {
+        let mut c = Criterion::default().configure_from_args();
+        // Each round starts one group later, so no group always runs first
+        // (on a warm or a cold machine).
+        for k in 0..GROUPS.len() {
+            GROUPS[(round + k) % GROUPS.len()](&mut c);
+        }
+        for (pair, runs) in PAIRS.iter().zip(&mut runs) {
+            let (group, ours, raw) = pair;
+            if let (Some(a), Some(b)) = (median_ns(group, ours), median_ns(group, raw)) {
+                runs.push((a, b));
+            }
+        }
+    }
     Criterion::default().configure_from_args().final_summary();
-    ratio_table();
+    ratio_table(&runs, rounds);
 }
 
 /// Criterion's median estimate for `group/bench`, in ns, from this run's files.
@@ -381,21 +430,42 @@ fn median_ns(group: &str, bench: &str) -> Option<f64> {
     json["median"]["point_estimate"].as_f64()
 }
 
-/// Prints the ratio table (and writes it into a file when asked).
-fn ratio_table() {
+/// The median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Prints the ratio table (and writes it into a file when asked): per row,
+/// the medians over the rounds of each side's criterion median, and the
+/// median ratio with its range.
+fn ratio_table(runs: &[Vec<(f64, f64)>], rounds: usize) {
+    if runs.iter().any(|r| r.len() < rounds) {
+        return; // not a full run (a filter, or test mode): no table
+    }
     let mut table = String::from("| measurement | shardlet | raw glommio | ratio |\n|---|---:|---:|---:|\n");
-    for (group, ours, raw) in PAIRS {
-        let (Some(a), Some(b)) = (median_ns(group, ours), median_ns(group, raw)) else {
-            return; // not a full run (a filter, or test mode): no table
+    for ((group, ours, raw), runs) in PAIRS.iter().zip(runs) {
+        let ratios: Vec<f64> = runs.iter().map(|(a, b)| a / b).collect();
+        let (low, high) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+        let ratio = if rounds > 1 {
+            format!("{:.2} [{low:.2}-{high:.2}]", median(ratios))
+        } else {
+            format!("{:.2}", median(ratios))
         };
         table += &format!(
-            "| {group}: {ours} vs {raw} | {} | {} | {:.2} |\n",
-            fmt_ns(a),
-            fmt_ns(b),
-            a / b
+            "| {group}: {ours} vs {raw} | {} | {} | {ratio} |\n",
+            fmt_ns(median(runs.iter().map(|r| r.0).collect())),
+            fmt_ns(median(runs.iter().map(|r| r.1).collect())),
         );
     }
-    println!("\nshardlet / raw glommio (criterion medians, this run):\n\n{table}");
+    println!("\nshardlet / raw glommio (medians of criterion medians over {rounds} round(s); ratio: median [min-max]):\n\n{table}");
     if let Ok(file) = std::env::var("GREEN_BENCH_WRITE") {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let (begin, end) = ("<!-- green-bench:begin -->\n", "<!-- green-bench:end -->");
