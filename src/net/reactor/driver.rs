@@ -13,8 +13,7 @@
 //! - A *driver task* on the shard (spawned with the first registration, gone
 //!   after the last) repeats: `epoll_wait` with timeout 0 for up to
 //!   [`EVENTS`] events, set each registration's flags and wake its waiting
-//!   tasks (those of sockets that were idle first, then a slice of the
-//!   busy ones' backlog: `backlog.rs`), then yield so that those tasks run. After [`YIELDS`] rounds in a
+//!   tasks, then yield so that those tasks run. After [`YIELDS`] rounds in a
 //!   row with events, or once rounds have found nothing for the shard's spin
 //!   window (`SHARDLET_SPIN_US`, 50 µs), it parks on the epoll descriptor's
 //!   readability through glommio ([`park::Readable`]): an idle shard sleeps
@@ -55,10 +54,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::net::reactor::backlog::{Backlog, SLICE};
 use crate::net::reactor::park;
-pub(crate) use crate::net::reactor::scheduled_io::Direction;
-use crate::net::reactor::scheduled_io::{bits, ScheduledIo, READABLE, READ_CLOSED, WRITABLE};
 use crate::net::reactor::slab::{Slab, Token};
 
 /// Most events taken from epoll in one round.
@@ -75,14 +71,114 @@ pub(crate) const EVENTS: usize = 1024;
 /// its wake-up that late. A spinning driver is not affected.
 pub(crate) const YIELDS: u32 = 8;
 
-/// What the driver sleeps, instead of parking, while its backlog holds
-/// tasks: the timer fires when glommio's loop next polls its rings, which
-/// it does once the shard's other runnable tasks have run.
-const BREATH: Duration = Duration::from_micros(1);
-
 /// After a failed `dup` (out of descriptors) the driver polls on this timer
 /// until it can park again.
 const PARK_RETRY: Duration = Duration::from_millis(1);
+
+const READABLE: u8 = 1;
+const WRITABLE: u8 = 2;
+const READ_CLOSED: u8 = 4;
+const WRITE_CLOSED: u8 = 8;
+
+/// A direction of readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+impl Direction {
+    /// The flags that make this direction ready.
+    fn ready_mask(self) -> u8 {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED,
+            Direction::Write => WRITABLE | WRITE_CLOSED,
+        }
+    }
+
+    /// The flag a drained socket clears.
+    fn clear_mask(self) -> u8 {
+        match self {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        }
+    }
+}
+
+/// The readiness of one registered socket and the tasks waiting on it.
+#[derive(Default)]
+pub(crate) struct ScheduledIo {
+    bits: Cell<u8>,
+    reader: Waiters,
+    writer: Waiters,
+}
+
+/// The tasks waiting for one direction of one socket. Usually one (a stream
+/// has one reader and one writer), kept without allocating; more when
+/// several tasks share the socket (green threads accepting on one
+/// listener), each of which must be woken: a second waiter must not push the
+/// first one out.
+#[derive(Default)]
+struct Waiters {
+    first: Cell<Option<Waker>>,
+    more: RefCell<Vec<Waker>>,
+}
+
+impl Waiters {
+    /// Remembers `waker` (once: a task polled again is not added twice).
+    fn add(&self, waker: &Waker) {
+        match self.first.take() {
+            None => self.first.set(Some(waker.clone())),
+            Some(first) => {
+                let known = first.will_wake(waker);
+                self.first.set(Some(first));
+                if !known {
+                    let mut more = self.more.borrow_mut();
+                    if !more.iter().any(|w| w.will_wake(waker)) {
+                        more.push(waker.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves every waiting task into `wake`.
+    fn take_into(&self, wake: &mut Vec<Waker>) {
+        wake.extend(self.first.take());
+        let mut more = self.more.borrow_mut();
+        if !more.is_empty() {
+            wake.append(&mut more);
+        }
+    }
+}
+
+impl std::fmt::Debug for ScheduledIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduledIo")
+            .field("bits", &self.bits.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScheduledIo {
+    fn waiters(&self, direction: Direction) -> &Waiters {
+        match direction {
+            Direction::Read => &self.reader,
+            Direction::Write => &self.writer,
+        }
+    }
+
+    /// Sets `bits` and moves the wakers of the directions they make ready
+    /// into `wake`.
+    fn set(&self, bits: u8, wake: &mut Vec<Waker>) {
+        self.bits.set(self.bits.get() | bits);
+        for direction in [Direction::Read, Direction::Write] {
+            if bits & direction.ready_mask() != 0 {
+                self.waiters(direction).take_into(wake);
+            }
+        }
+    }
+}
 
 /// Counters of one shard's readiness driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,10 +203,6 @@ pub(crate) struct Reactor {
     slab: RefCell<Slab<Rc<ScheduledIo>>>,
     events: RefCell<Vec<EpollEvent>>,
     wake: RefCell<Vec<Waker>>,
-    /// A turn's wake-ups for busy sockets, on their way to the backlog.
-    busy: RefCell<Vec<Waker>>,
-    /// Busy sockets' tasks, woken a slice per turn after the others.
-    backlog: Backlog,
     /// A driver task is running on this executor.
     driving: Cell<bool>,
     /// The parked driver's waker, so that the last deregistration can end it.
@@ -173,8 +265,6 @@ impl Reactor {
             slab: RefCell::new(Slab::default()),
             events: RefCell::new(vec![EpollEvent::empty(); EVENTS]),
             wake: RefCell::new(Vec::new()),
-            busy: RefCell::new(Vec::new()),
-            backlog: Backlog::default(),
             driving: Cell::new(false),
             parked: RefCell::new(None),
             cannot_park: Cell::new(false),
@@ -241,12 +331,9 @@ impl Reactor {
         }
     }
 
-    /// One `epoll_wait` without blocking: sets flags; wakes the tasks of
-    /// sockets that were idle, then a slice of the backlog, where the busy
-    /// sockets' tasks go (`backlog.rs`). Returns the number of events and
-    /// of tasks woken.
-    fn turn(&self) -> (usize, usize) {
-        let cycle = self.backlog.begin_turn();
+    /// One `epoll_wait` without blocking: sets flags and wakes waiting
+    /// tasks. Returns the number of events.
+    fn turn(&self) -> usize {
         let mut events = self.events.borrow_mut();
         let n = match self.epoll.wait(&mut events, 0) {
             Ok(n) => n,
@@ -260,40 +347,24 @@ impl Reactor {
             s.rounds += 1;
             s.events += n as u64;
         });
-        if n == 0 && self.backlog.len() == 0 {
-            return (0, 0);
+        if n == 0 {
+            return 0;
         }
         let mut wake = std::mem::take(&mut *self.wake.borrow_mut());
-        let mut busy = std::mem::take(&mut *self.busy.borrow_mut());
         {
             let slab = self.slab.borrow();
             for event in &events[..n] {
                 if let Some(io) = slab.get(event.data()) {
-                    let to = match Backlog::busy(io.seen.replace(cycle), cycle) {
-                        true => &mut busy,
-                        false => &mut wake,
-                    };
-                    io.set(bits(event.events()), to);
+                    io.set(bits(event.events()), &mut wake);
                 }
             }
         }
         drop(events);
-        self.backlog.defer(&mut busy);
-        self.backlog.take(SLICE, &mut wake);
-        let woken = wake.len();
         for waker in wake.drain(..) {
             waker.wake();
         }
         *self.wake.borrow_mut() = wake;
-        *self.busy.borrow_mut() = busy;
-        (n, woken)
-    }
-
-    /// Wakes every task left in the backlog (the driver is ending).
-    fn flush_backlog(&self) {
-        let mut wake = Vec::new();
-        self.backlog.take(usize::MAX, &mut wake);
-        wake.into_iter().for_each(Waker::wake);
+        n
     }
 
     /// Waits until the epoll descriptor is readable (or the last
@@ -332,6 +403,24 @@ impl Reactor {
     }
 }
 
+/// The readiness flags an epoll event sets.
+fn bits(events: EpollFlags) -> u8 {
+    let mut bits = 0;
+    if events.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLPRI) {
+        bits |= READABLE;
+    }
+    if events.contains(EpollFlags::EPOLLOUT) {
+        bits |= WRITABLE;
+    }
+    if events.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+        bits |= READ_CLOSED;
+    }
+    if events.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+        bits |= WRITE_CLOSED;
+    }
+    bits
+}
+
 /// The driver task: runs while the reactor has registrations.
 async fn drive(reactor: Rc<Reactor>) {
     // glommio runs a task spawned from its own queue at once, inside
@@ -341,8 +430,7 @@ async fn drive(reactor: Rc<Reactor>) {
     let mut yielded = 0;
     let mut idle_since: Option<Instant> = None;
     while reactor.slab.borrow().len() > 0 {
-        let (events, woken) = reactor.turn();
-        let spin = if events > 0 || woken > 0 {
+        let spin = if reactor.turn() > 0 {
             idle_since = None;
             yielded += 1;
             yielded <= YIELDS
@@ -353,19 +441,12 @@ async fn drive(reactor: Rc<Reactor>) {
         };
         if spin {
             futures_lite::future::yield_now().await;
-        } else if reactor.backlog.len() > 0 {
-            // Parked, the driver would hold the backlog's tasks until an
-            // event came. Instead it waits for glommio's loop to poll its
-            // rings once (what parking is for): a timer fires there.
-            yielded = 0;
-            glommio::timer::sleep(BREATH).await;
         } else {
             yielded = 0;
             idle_since = None;
             reactor.park().await;
         }
     }
-    reactor.flush_backlog();
     reactor.driving.set(false);
 }
 

@@ -23,10 +23,8 @@
 //! - **Counters.** [`ready_stats`] reads the calling shard's driver counters
 //!   (rounds, events, parks); they only grow while the driver runs.
 
-pub(crate) mod backlog;
 pub(crate) mod driver;
 pub(crate) mod park;
-pub(crate) mod scheduled_io;
 pub(crate) mod slab;
 
 pub use driver::{ready_stats, ReadyStats};
