@@ -279,6 +279,50 @@ fn slow_servers_hit_the_time_limits() {
     });
 }
 
+/// The idle read limit counts from the last bytes, not from the request's
+/// start: a body that stops after 150 ms fails 200 ms later, as a read
+/// time-out, with the request's own (longer) limit not yet reached. (The
+/// client keeps both limits on one timer, first armed for the earliest
+/// moment either could pass, then again for the later read deadline.)
+#[test]
+fn the_read_limit_counts_from_the_last_bytes() {
+    let stalls = TestServer::start(|_, out| {
+        raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")?;
+        std::thread::sleep(Duration::from_millis(150));
+        raw(out, b"some")?;
+        std::thread::sleep(Duration::from_secs(4));
+        Ok(Next::Close)
+    });
+    let url = stalls.url("/stalls");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = Client::builder()
+                .read_timeout(Duration::from_millis(200))
+                .request_timeout(Duration::from_secs(3))
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let err = c.get(&url).await.unwrap_err();
+            let took = start.elapsed();
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Timeout {
+                        phase: Phase::Read,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(
+                took >= Duration::from_millis(340) && took < Duration::from_secs(3),
+                "{took:?}"
+            );
+        }
+    });
+}
+
 #[test]
 fn connect_timeout_fires_on_a_full_backlog() {
     // A listener that never accepts, its accept queue filled: the kernel

@@ -12,6 +12,7 @@ use http_body::Body as _;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::deadline::Watch;
 use super::error::{ErrorKind, Phase};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -158,11 +159,12 @@ impl fmt::Debug for Body {
 }
 
 /// Reads `body` to its end: at most `limit` bytes, waiting at most `idle`
-/// for each piece.
+/// for each piece (on the request's timer, `watch`).
 pub(crate) async fn collect(
     mut body: hyper::body::Incoming,
     limit: u64,
     idle: Duration,
+    watch: &Watch,
 ) -> Result<Bytes, ErrorKind> {
     if body.size_hint().lower() > limit {
         return Err(ErrorKind::TooLarge { limit });
@@ -171,7 +173,7 @@ pub(crate) async fn collect(
     let mut more = BytesMut::new();
     let mut total = 0u64;
     loop {
-        let frame = match within(idle, body.frame()).await {
+        let frame = match watch.within(idle, body.frame()).await {
             Err(_) => {
                 return Err(ErrorKind::Timeout {
                     phase: Phase::Read,
@@ -199,17 +201,4 @@ pub(crate) async fn collect(
         }
     }
     Ok(first.unwrap_or_else(|| more.freeze()))
-}
-
-/// Runs `fut` for at most `limit`; a future ready at its first poll (a body
-/// piece already read with the head) costs no timer.
-pub(crate) async fn within<F: std::future::Future>(
-    limit: Duration,
-    fut: F,
-) -> Result<F::Output, crate::Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    if let Some(value) = futures_lite::future::poll_once(fut.as_mut()).await {
-        return Ok(value);
-    }
-    crate::timeout(limit, fut).await
 }

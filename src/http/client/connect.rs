@@ -5,6 +5,9 @@
 //! the shard.
 
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use http::header::{HeaderValue, InvalidHeaderValue};
 
 use hyper::client::conn::{http1, http2};
 use url::{Host, Position, Url};
@@ -22,13 +25,15 @@ const MAX_ADDRS: usize = 4;
 
 /// Where a URL's request goes.
 pub(crate) struct Target {
+    /// `(https, host, port)`; the host without brackets (a name, or an IP
+    /// literal), shared with the pool's key (a count, not a copy).
     pub(crate) key: Key,
-    /// The host without brackets (a name, or an IP literal).
-    pub(crate) host: String,
     ip: Option<IpAddr>,
     port: u16,
-    /// `host[:port]` as the `Host` field wants it.
-    pub(crate) authority: String,
+    /// `host[:port]` as the `Host` field wants it (HTTP/1.1), made once per
+    /// URL; an error (never seen: the URL parser's hosts are printable
+    /// ASCII) fails an HTTP/1.1 request as a bad URL.
+    pub(crate) host_field: Result<HeaderValue, InvalidHeaderValue>,
 }
 
 impl Target {
@@ -39,22 +44,28 @@ impl Target {
             "https" => return Err(ErrorKind::BadUrl("https needs shardlet's `tls` feature".into())),
             other => return Err(ErrorKind::BadUrl(format!("unsupported scheme {other:?}"))),
         };
-        let (host, ip) = match url.host() {
-            Some(Host::Domain(name)) => (name.to_string(), None),
-            Some(Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
-            Some(Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+        let (host, ip): (Rc<str>, _) = match url.host() {
+            Some(Host::Domain(name)) => (name.into(), None),
+            // The URL's own text of it (the parser writes an IPv4 address in
+            // dotted decimal, as `Display` does), without a second string.
+            Some(Host::Ipv4(ip)) => (url.host_str().unwrap_or_default().into(), Some(IpAddr::V4(ip))),
+            Some(Host::Ipv6(ip)) => (ip.to_string().into(), Some(IpAddr::V6(ip))),
             None => return Err(ErrorKind::BadUrl("no host".into())),
         };
         let port = url
             .port_or_known_default()
             .ok_or_else(|| ErrorKind::BadUrl("no port".into()))?;
         Ok(Target {
-            key: (https, host.clone(), port),
-            host,
+            key: (https, host, port),
             ip,
             port,
-            authority: url[Position::BeforeHost..Position::AfterPort].to_string(),
+            host_field: HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort]),
         })
+    }
+
+    /// The host without brackets (a name, or an IP literal).
+    pub(crate) fn host(&self) -> &str {
+        &self.key.1
     }
 }
 
@@ -106,7 +117,7 @@ impl Inner {
         let limit = self.settings.connect_timeout;
         let addrs: Vec<SocketAddr> = match target.ip {
             Some(ip) => vec![SocketAddr::new(ip, target.port)],
-            None => match self.resolver.resolve(&target.host, target.port).await {
+            None => match self.resolver.resolve(target.host(), target.port).await {
                 Ok(addrs) => addrs.iter().copied().take(MAX_ADDRS).collect(),
                 Err(DnsError::Timeout(after)) => {
                     return Err(ErrorKind::Timeout {
@@ -116,7 +127,7 @@ impl Inner {
                 }
                 Err(DnsError::Failed(reason)) => {
                     return Err(ErrorKind::Dns {
-                        host: target.host.clone(),
+                        host: target.host().to_string(),
                         reason,
                     })
                 }
@@ -146,10 +157,10 @@ impl Inner {
     #[cfg(feature = "tls")]
     async fn handshake(&self, target: &Target, stream: TcpStream) -> Result<(Transport, bool), ErrorKind> {
         let limit = self.settings.connect_timeout;
-        match crate::timeout(limit, self.tls.connect(&target.host, stream)).await {
+        match crate::timeout(limit, self.tls.connect(target.host(), stream)).await {
             Ok(Ok((tls, h2))) => Ok((Transport::Tls(Box::new(tls)), h2)),
             Ok(Err(source)) => Err(ErrorKind::Tls {
-                host: target.host.clone(),
+                host: target.host().to_string(),
                 source,
             }),
             Err(_) => Err(ErrorKind::Timeout {

@@ -25,6 +25,7 @@
 mod body;
 mod builder;
 mod connect;
+mod deadline;
 mod dns;
 mod error;
 mod pool;
@@ -52,6 +53,7 @@ pub use error::{BuildError, Error, ErrorKind, Phase};
 
 use builder::Settings;
 use connect::Target;
+use deadline::Watch;
 use dns::Resolver;
 use pool::{Pool, Sender};
 #[cfg(feature = "tls")]
@@ -272,10 +274,13 @@ impl Client {
     ) -> Result<Response<Bytes>, Error> {
         let parsed = Url::parse(url).map_err(|e| Error::new(url, ErrorKind::BadUrl(e.to_string())))?;
         let limit = limit.unwrap_or(self.inner.settings.request_timeout);
+        // One timer for the request's limit and its reads' idle limits.
+        let watch = Watch::default();
+        let idle = self.inner.settings.read_timeout;
         // Boxed: the request's state lives on the heap, so the future a caller
         // holds (and may nest in its own) stays a few hundred bytes.
-        let request = Box::pin(self.follow(method, parsed, headers, body));
-        match crate::timeout(limit, request).await {
+        let request = Box::pin(self.follow(method, parsed, headers, body, &watch));
+        match watch.run(limit, idle, request).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 url,
@@ -293,13 +298,14 @@ impl Client {
         mut url: Url,
         mut headers: HeaderMap,
         mut body: Body,
+        watch: &Watch,
     ) -> Result<Response<Bytes>, Error> {
         let max = self.inner.settings.max_redirects;
         for hop in 0..=max {
             let again = body.try_clone();
             let target = Target::of(&url).map_err(|kind| Error::new(url.as_str(), kind))?;
             let (response, sender) = self
-                .hop(&method, &url, &target, &headers, body)
+                .hop(&method, &url, &target, &headers, body, watch)
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?;
             let status = response.status();
@@ -311,10 +317,12 @@ impl Client {
             };
             // A streamed body cannot be sent again: the 307/308 is the answer.
             let Some(location) = location.filter(|_| !(replay && again.is_none())) else {
-                return self.finish(response, sender, &target, &method, url).await;
+                return self.finish(response, sender, &target, &method, url, watch).await;
             };
             // Read what came with the redirect, so its connection can serve the next.
-            let _ = self.finish(response, sender, &target, &method, url.clone()).await;
+            let _ = self
+                .finish(response, sender, &target, &method, url.clone(), watch)
+                .await;
             if hop == max {
                 return Err(Error::new(
                     url.as_str(),
@@ -361,6 +369,7 @@ impl Client {
         target: &Target,
         method: &Method,
         url: Url,
+        watch: &Watch,
     ) -> Result<Response<Bytes>, Error> {
         let s = &self.inner.settings;
         let (mut parts, incoming) = response.into_parts();
@@ -368,11 +377,11 @@ impl Client {
             drop(incoming);
             Bytes::new()
         } else {
-            body::collect(incoming, s.max_body, s.read_timeout)
+            body::collect(incoming, s.max_body, s.read_timeout, watch)
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?
         };
-        self.inner.pool.put(target.key.clone(), sender);
+        self.inner.pool.put(&target.key, sender);
         parts.extensions.insert(url);
         Ok(Response::from_parts(parts, body))
     }
@@ -385,6 +394,7 @@ impl Client {
         target: &Target,
         headers: &HeaderMap,
         mut body: Body,
+        watch: &Watch,
     ) -> Result<(Response<Incoming>, Sender), ErrorKind> {
         let inner = &*self.inner;
         let idempotent = matches!(*method, Method::GET | Method::HEAD);
@@ -392,7 +402,10 @@ impl Client {
         loop {
             let (mut sender, reused) = match inner.pool.take(&target.key) {
                 Some(sender) => (sender, true),
-                None => (inner.connect(target).await?, false),
+                // Boxed: a connection is made once and used many times; its
+                // state (TCP, TLS, handshakes) would otherwise add some 2.5 KB
+                // to every request's future, copied into its box.
+                None => (Box::pin(inner.connect(target)).await?, false),
             };
             // hyper says whether the connection can take a request: a closed
             // one, or one that got bytes nobody asked for, cannot.
@@ -428,7 +441,7 @@ impl Client {
                 }
             };
             let idle = inner.settings.read_timeout;
-            let Ok(sent) = body::within(idle, sending).await else {
+            let Ok(sent) = watch.within(idle, sending).await else {
                 return Err(ErrorKind::Timeout {
                     phase: Phase::Read,
                     after: idle,
@@ -481,9 +494,9 @@ impl Client {
         let fields = request.headers_mut();
         fields.clone_from(headers);
         if !h2 {
-            let host =
-                HeaderValue::try_from(&target.authority).map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
-            fields.insert(header::HOST, host);
+            let host = target.host_field.as_ref();
+            let host = host.map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
+            fields.insert(header::HOST, host.clone());
         }
         if !fields.contains_key(header::USER_AGENT) {
             fields.insert(header::USER_AGENT, s.user_agent.clone());

@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
@@ -17,7 +18,7 @@ use hyper::client::conn::{http1, http2};
 use super::body::Body;
 
 /// Which connections can serve a request: `(https, host, port)`.
-pub(crate) type Key = (bool, String, u16);
+pub(crate) type Key = (bool, Rc<str>, u16);
 
 /// A connection's request handle.
 pub(crate) enum Sender {
@@ -65,6 +66,7 @@ impl Pool {
         }
         let mut h1 = self.h1.borrow_mut();
         let conns = h1.get_mut(key)?;
+        let held = conns.len();
         let mut found = None;
         while let Some(idle) = conns.pop() {
             if idle.since.elapsed() >= self.max_age {
@@ -76,24 +78,25 @@ impl Pool {
                 break;
             }
         }
-        if conns.is_empty() {
+        let left = conns.len();
+        if left == 0 {
             h1.remove(key);
         }
-        self.recount(&h1);
+        self.count.set(self.count.get() - (held - left));
         found
     }
 
     /// Keeps `sender` for the next request to `key`: an HTTP/2 connection
     /// as the host's shared one, an HTTP/1.1 one as idle (closing the oldest
     /// idle connection when a cap is reached).
-    pub(crate) fn put(&self, key: Key, sender: Sender) {
+    pub(crate) fn put(&self, key: &Key, sender: Sender) {
         if self.per_host == 0 || self.total == 0 {
             return;
         }
         let sender = match sender {
             Sender::H2(sender) => {
                 if !sender.is_closed() {
-                    self.h2.borrow_mut().insert(key, sender);
+                    self.h2.borrow_mut().insert(key.clone(), sender);
                 }
                 return;
             }
@@ -119,18 +122,20 @@ impl Pool {
                     if conns.is_empty() {
                         h1.remove(&k);
                     }
+                    self.count.set(self.count.get() - 1);
                 }
             }
         }
-        let conns = h1.entry(key).or_default();
+        let conns = h1.entry(key.clone()).or_default();
         if conns.len() >= self.per_host {
             conns.remove(0);
+        } else {
+            self.count.set(self.count.get() + 1);
         }
         conns.push(Idle {
             sender,
             since: Instant::now(),
         });
-        self.recount(&h1);
     }
 
     /// Idle HTTP/1.1 connections held now, plus shared HTTP/2 ones.

@@ -52,6 +52,11 @@ pub struct Plan {
     /// the paced connections (every one but the heavy ones); closed loop
     /// without it. Only the epoll engine runs it.
     pub rate: Option<f64>,
+    /// Open loop in ticks (`--tick-us`): the client wakes once per tick,
+    /// sends what fell due and reads what came back, instead of waking for
+    /// each message and each answer. Every latency then carries up to one
+    /// tick of the client's own lateness at each end.
+    pub tick: Option<Duration>,
     /// Skewed load (`--heavy-fraction`): which connections are heavy.
     pub heavy: Option<Heavy>,
 }

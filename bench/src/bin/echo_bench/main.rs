@@ -38,6 +38,7 @@
 //! `scripts/echo-bench.sh --rate-sweep` and `scripts/scale-bench.sh`.
 
 mod epoll;
+mod hiccups;
 mod load;
 mod monitor;
 mod netstat;
@@ -114,6 +115,14 @@ struct Args {
     /// intended send time. Closed loop without it. Epoll engine only.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop in ticks of this many microseconds (1 to 10000): the
+    /// client wakes once per tick, sends what fell due and reads what came
+    /// back, instead of waking for every message and every answer, so it
+    /// keeps up at higher rates; each latency then carries up to one tick
+    /// of the client's own lateness at each end. Open loop only: ignored
+    /// without --rate (so that a sweep's closed-loop runs can share it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tick_us: Option<u64>,
     /// Skewed load: about this fraction of the connections (0 to 1) are
     /// heavy: back-to-back, with --heavy-size messages. The rest are paced
     /// by --rate, and the latency figures are theirs.
@@ -122,6 +131,16 @@ struct Args {
     /// Bytes per message of a heavy connection (1 to 65536).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     heavy_size: u64,
+    /// Measure the machine's own stalls during the load (`hiccups.rs`):
+    /// `true` or `false`. Default: on for an open-loop run (--rate), whose
+    /// tail latencies they bound, off for a closed-loop one.
+    #[arg(long)]
+    hiccups: Option<bool>,
+    /// Run nothing but this: a thread spinning on each online CPU for this
+    /// many seconds (at most 60), printing the gaps in its clock readings:
+    /// the machine's own stalls, with nothing else running.
+    #[arg(long)]
+    stalls: Option<f64>,
     /// The server's Prometheus endpoint (shardlet's `echo_server
     /// --metrics-addr`): per-shard connections and busy time, read at the
     /// edges of the measured window.
@@ -184,6 +203,19 @@ fn main() -> ExitCode {
     }
     if !args.compare.is_empty() {
         return compare(&args.results, &args.compare);
+    }
+    if let Some(secs) = args.stalls {
+        if !(secs > 0.0 && secs <= 60.0) {
+            eprintln!("echo_bench: --stalls {secs}: expected seconds, more than 0 and at most 60");
+            return ExitCode::from(2);
+        }
+        let stalls = hiccups::spin(Duration::from_secs_f64(secs));
+        let title = format!(
+            "machine stalls ({secs} s; a thread spinning on each CPU, gaps >= 1/5/10 ms in its clock \
+             readings and the longest)"
+        );
+        print!("{}", hiccups::describe_as(&stalls, &title));
+        return ExitCode::SUCCESS;
     }
     if !args.curve.is_empty() {
         return curve(&args.results, &args.curve, &args.points);
@@ -251,6 +283,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         connect_timeout: Duration::from_secs(2),
         drain: Duration::from_secs(5),
         rate: args.rate,
+        tick: args.rate.and(args.tick_us).map(Duration::from_micros),
         heavy: args.heavy_fraction.map(|fraction| Heavy {
             fraction,
             size: args.heavy_size as usize,
@@ -297,6 +330,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         rate: plan.rate,
         heavy_fraction: plan.heavy.map(|h| h.fraction),
         heavy_size: plan.heavy.map(|h| h.size),
+        tick_us: plan.tick.map(|t| t.as_micros() as u64),
     };
     eprintln!(
         "echo_bench: {} -> {} ({})",
@@ -319,7 +353,8 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         + Duration::from_secs(15);
     let _watchdog = watchdog(limit);
 
-    // Step 4: the load, on every shard, with the monitor watching.
+    // Step 4: the load, on every shard, with the monitor and the machine's
+    // stall meter watching.
     let server_rss_before_kib = args
         .server_pid
         .and_then(|pid| monitor::status_kib(Some(pid), "VmRSS:"));
@@ -332,6 +367,10 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         args.server_pid,
         args.server_metrics,
     );
+    let meter = args
+        .hiccups
+        .unwrap_or(plan.rate.is_some())
+        .then(hiccups::Meter::start);
     let outcomes = match runtime {
         None => Ok(epoll::run(&plan, &shared, &client_cpus)),
         Some(runtime) => {
@@ -343,6 +382,7 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
         }
     };
     let observed = monitor.finish();
+    let hiccups = meter.map(hiccups::Meter::finish).unwrap_or_default();
     let kernel = NetCounters::now().since(&net_before);
     let outcomes = outcomes?;
 
@@ -401,12 +441,14 @@ fn run(args: &Args, mut config: Config) -> Result<Results, String> {
             latency_us: Latency::of(&heavy_histogram),
         }),
         server_shards: observed.shards,
+        hiccups,
         ..Results::empty(&args.label, args.addr, settings, machine)
     };
 
     // Step 6: the table and the files.
     println!();
     print!("{}", report::table(std::slice::from_ref(&results)));
+    print!("{}", hiccups::describe(&results.hiccups));
     print!("{}", report::open_loop(&results));
     print!("{}", report::shards(&results));
     if let Some(err) = &results.first_error {
@@ -660,6 +702,7 @@ impl Results {
             paced_msgs_per_sec: None,
             heavy: None,
             server_shards: Vec::new(),
+            hiccups: Vec::new(),
             machine,
             percentiles: Vec::new(),
             histogram_v2z_base64: String::new(),

@@ -85,6 +85,9 @@ pub struct Results {
     /// Per server shard, from its metrics endpoint (`--server-metrics`).
     #[serde(default)]
     pub server_shards: Vec<ShardFigures>,
+    /// The machine's own stalls, per CPU, measured before the load (`--hiccups`).
+    #[serde(default)]
+    pub hiccups: Vec<crate::hiccups::CpuHiccups>,
 }
 
 /// What the heavy connections of a skewed load did in the window.
@@ -116,6 +119,9 @@ pub struct Settings {
     pub heavy_fraction: Option<f64>,
     #[serde(default)]
     pub heavy_size: Option<usize>,
+    /// Open loop in ticks (`--tick-us`).
+    #[serde(default)]
+    pub tick_us: Option<u64>,
 }
 
 /// Round-trip latency summary, microseconds.
@@ -346,10 +352,13 @@ pub fn open_loop(r: &Results) -> String {
     let l = &r.latency_us;
     let _ = writeln!(
         out,
-        "open loop: target {target:.0} msgs/s, achieved {achieved:.0} ({:.1}%){}; latency from intended send \
+        "open loop: target {target:.0} msgs/s, achieved {achieved:.0} ({:.1}%){}{}; latency from intended send \
          times: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, p99.99 {:.3} ms, max {:.3} ms",
         achieved / target * 100.0,
         if saturated(r) { ", SATURATED" } else { "" },
+        r.settings
+            .tick_us
+            .map_or(String::new(), |t| format!(", in {t} µs ticks (each latency up to {} µs late)", 2 * t)),
         l.p50 / 1000.0,
         l.p99 / 1000.0,
         l.p999 / 1000.0,

@@ -88,7 +88,7 @@ pub fn table(maxima: &[Results], points: &[Point], base: Option<&str>) -> String
     }
     let _ = writeln!(
         out,
-        "{:<10} {:<10} {:>5} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5}  note",
+        "{:<10} {:<10} {:>5} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5} {:>8}  note",
         "server",
         "% of max",
         "load",
@@ -100,14 +100,15 @@ pub fn table(maxima: &[Results], points: &[Point], base: Option<&str>) -> String
         "p99.99 ms",
         "max ms",
         "srv",
-        "cli"
+        "cli",
+        "stall ms"
     );
     for p in points {
         let r = &p.run;
         let l = &r.latency_us;
         let _ = writeln!(
             out,
-            "{:<10} {:<10} {:>4}% {:>9.0} {:>9.0} {:>8.3} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>5} {:>5}  {}",
+            "{:<10} {:<10} {:>4}% {:>9.0} {:>9.0} {:>8.3} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>5} {:>5} {:>8}  {}",
             p.server,
             p.basis,
             p.load,
@@ -120,13 +121,16 @@ pub fn table(maxima: &[Results], points: &[Point], base: Option<&str>) -> String
             l.max / 1000.0,
             crate::report::opt(r.server.and_then(|s| s.cpu_percent), 0),
             crate::report::opt(r.client.cpu_percent, 0),
+            crate::report::opt(crate::hiccups::worst_ms(&r.hiccups), 1),
             if saturated(r) { "saturated" } else { "" },
         );
     }
     let _ = writeln!(
         out,
         "open loop: the rate spread evenly over the connections, latency from each message's intended \
-         send time; saturated: achieved more than 5% below the target; srv/cli: CPU in % of one"
+         send time; saturated: achieved more than 5% below the target; srv/cli: CPU in % of one; \
+         stall: the machine's longest stall on any CPU during the run (a 1 ms sleeper's worst \
+         overrun: latencies near it are not the server's)"
     );
     if let Some(base) = base {
         for p in points.iter().filter(|p| p.basis == base && p.server != base) {

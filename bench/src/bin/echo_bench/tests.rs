@@ -63,11 +63,13 @@ fn args(addr: SocketAddr, dir: &std::path::Path, label: &str, extra: &[&str]) ->
     let addr = addr.to_string();
     let dir = dir.to_str().unwrap();
     let mut argv = vec!["echo_bench", "--addr", &addr, "--results", dir, "--label", label];
-    // The defaults of a short run, unless `extra` sets them.
+    // The defaults of a short run, unless `extra` sets them (no spinning
+    // on every CPU before the load: tests run side by side).
     for (flag, value) in [
         ("--connections", "40"),
         ("--duration", "0.5"),
         ("--warmup", "0.2"),
+        ("--hiccups", "false"),
     ] {
         if !extra.contains(&flag) {
             argv.extend([flag, value]);
@@ -567,4 +569,109 @@ fn scale_rows_give_the_efficiency_per_accept_mode() {
         "{text}"
     );
     crate::scale::draw(&dir.join("scale.svg"), &rows).unwrap();
+}
+
+#[test]
+fn machine_stalls_are_counted_by_length_and_reported() {
+    use crate::hiccups::{self, CpuHiccups};
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    let gaps = [ms(1), ms(2), ms(6), ms(12), ms(12)];
+    let h = CpuHiccups::of(3, Duration::from_secs(2), &gaps);
+    assert_eq!((h.cpu, h.over_1ms, h.over_5ms, h.over_10ms), (3, 5, 3, 2));
+    assert!((h.worst_ms - 12.0).abs() < 1e-9, "{h:?}");
+    let text = hiccups::describe(&[h]);
+    assert!(
+        text.contains("cpu3") && text.contains("worst  12.00 ms"),
+        "{text}"
+    );
+    assert_eq!(
+        hiccups::worst_ms(&[h, CpuHiccups { worst_ms: 20.0, ..h }]),
+        Some(20.0)
+    );
+    assert_eq!(hiccups::worst_ms(&[]), None);
+    assert_eq!(hiccups::parse_cpu_list("0-3,8"), Some(vec![0, 1, 2, 3, 8]));
+    assert_eq!(hiccups::parse_cpu_list("0"), Some(vec![0]));
+    assert_eq!(hiccups::parse_cpu_list("3-1"), None);
+    assert_eq!(hiccups::parse_cpu_list("x"), None);
+}
+
+#[test]
+fn a_run_asked_for_stalls_measures_them_on_every_cpu_during_the_load() {
+    let dir = scratch("hiccups");
+    let extra = ["--connections", "4", "--hiccups", "true", "--duration", "0.3"];
+    let results = run(&args(echo_server(None), &dir, "hiccups", &extra), one_shard()).unwrap();
+    assert!(!results.failed(), "{results:?}");
+    assert!(!results.hiccups.is_empty(), "no CPU measured");
+    for h in &results.hiccups {
+        // The load ran for its warm-up and window at least.
+        assert!(h.seconds >= 0.4 && h.seconds < 60.0, "{h:?}");
+        assert!(h.over_10ms <= h.over_5ms && h.over_5ms <= h.over_1ms, "{h:?}");
+    }
+    // Kept in the JSON, and read back.
+    // (serde_json's float parsing may differ in the last bit.)
+    let back = Results::read_json(&dir, "hiccups").unwrap();
+    assert_eq!(back.hiccups.len(), results.hiccups.len());
+    for (b, h) in back.hiccups.iter().zip(&results.hiccups) {
+        assert_eq!(
+            (b.cpu, b.over_1ms, b.over_5ms, b.over_10ms),
+            (h.cpu, h.over_1ms, h.over_5ms, h.over_10ms)
+        );
+        assert!(
+            (b.seconds - h.seconds).abs() < 1e-9 && (b.worst_ms - h.worst_ms).abs() < 1e-9,
+            "{b:?} {h:?}"
+        );
+    }
+    // Off, nothing is measured.
+    let extra = ["--connections", "4", "--hiccups", "false", "--duration", "0.3"];
+    let quiet = run(&args(echo_server(None), &dir, "quiet", &extra), one_shard()).unwrap();
+    assert!(quiet.hiccups.is_empty());
+}
+
+#[test]
+fn the_stalls_mode_spins_on_each_cpu_for_the_time_asked() {
+    let stalls = crate::hiccups::spin(std::time::Duration::from_millis(100));
+    assert!(!stalls.is_empty(), "no CPU measured");
+    for s in &stalls {
+        assert!(s.seconds >= 0.1 && s.seconds < 10.0, "{s:?}");
+        assert!(s.over_10ms <= s.over_5ms && s.over_5ms <= s.over_1ms, "{s:?}");
+    }
+    let text = crate::hiccups::describe_as(&stalls, "title");
+    assert!(
+        text.starts_with("title:\n") && text.contains(&format!("cpu{}", stalls[0].cpu)),
+        "{text}"
+    );
+}
+
+#[test]
+fn open_loop_in_ticks_keeps_its_rate_and_pays_the_ticks_in_latency() {
+    let dir = scratch("ticks");
+    // 1 ms ticks: a message waits for the tick after it falls due, and its
+    // answer for the tick after it arrives.
+    let extra = [
+        "--connections",
+        "20",
+        "--rate",
+        "2000",
+        "--duration",
+        "1.0",
+        "--tick-us",
+        "1000",
+    ];
+    let results = run(&args(echo_server(None), &dir, "ticks", &extra), one_shard()).unwrap();
+    assert!(!results.failed(), "{results:?}");
+    let achieved = results.paced_msgs_per_sec.unwrap();
+    assert!((1600.0..=2400.0).contains(&achieved), "achieved {achieved}");
+    assert!(results.latency_us.p50 >= 300.0, "{:?}", results.latency_us);
+    assert!(results.latency_us.p50 <= 20_000.0, "{:?}", results.latency_us);
+    assert!(report::open_loop(&results).contains("in 1000 µs ticks"));
+    assert_eq!(
+        Results::read_json(&dir, "ticks").unwrap().settings.tick_us,
+        Some(1000)
+    );
+    // Closed loop ignores it (a sweep's maximum runs share the flags).
+    let extra = ["--connections", "4", "--duration", "0.3", "--tick-us", "1000"];
+    let closed = run(&args(echo_server(None), &dir, "closed", &extra), one_shard()).unwrap();
+    assert!(!closed.failed(), "{closed:?}");
+    assert_eq!(closed.settings.tick_us, None);
 }

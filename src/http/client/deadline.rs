@@ -1,0 +1,105 @@
+//! [`Watch`]: a request's two time limits on one timer.
+//!
+//! A request has a limit of its own (the whole of it, redirects included)
+//! and an idle read limit for each wait on the server (the response head,
+//! each piece of the body). With a timer for each, every request armed and
+//! removed at least two (the response head is never there at the first
+//! look): each a clock read, an allocation, and an insert and a remove in
+//! the reactor's ordered timer map.
+//!
+//! Here the request's one timer is armed for the earliest moment any of its
+//! limits could pass: its own deadline, or the idle limit counted from the
+//! request's start (every read deadline is later than that, as every wait
+//! starts later). A request that ends before then (nearly all) costs one
+//! timer. When the timer fires it looks at the deadlines as they are now: a
+//! passed read deadline ends that wait with [`Elapsed`] (the request reports
+//! a read time-out, as before), a passed request deadline ends the request;
+//! otherwise it is armed again for the next one.
+
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use glommio::timer::Timer;
+
+use crate::Elapsed;
+
+/// What a request's timer watches: the deadline of the read it waits on.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    /// The deadline of the wait in progress, if any.
+    read: Cell<Option<Instant>>,
+    /// Set by the timer once `read` has passed: the wait ends.
+    expired: Cell<bool>,
+}
+
+impl Watch {
+    /// Runs `fut`, a wait on the server, for at most `idle`. A future ready
+    /// at its first poll (a body piece read with the head) sets no deadline.
+    ///
+    /// Only a future run by [`Watch::run`] on this watch may call this: its
+    /// timer is what ends the wait.
+    pub(crate) async fn within<F: Future>(&self, idle: Duration, fut: F) -> Result<F::Output, Elapsed> {
+        let mut fut = pin!(fut);
+        let mut waiting = false;
+        let out = poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            if !waiting {
+                waiting = true;
+                self.expired.set(false);
+                self.read.set(Some(Instant::now() + idle));
+            } else if self.expired.get() {
+                return Poll::Ready(Err(Elapsed(idle)));
+            }
+            Poll::Pending
+        })
+        .await;
+        if waiting {
+            self.read.set(None);
+        }
+        out
+    }
+
+    /// Runs `fut` (a whole request, whose waits go through
+    /// [`Watch::within`] with `idle`) for at most `limit`.
+    pub(crate) async fn run<F: Future>(
+        &self,
+        limit: Duration,
+        idle: Duration,
+        fut: F,
+    ) -> Result<F::Output, Elapsed> {
+        let start = Instant::now();
+        let deadline = start + limit;
+        let mut fut = pin!(fut);
+        let mut timer: Option<Timer> = None;
+        poll_fn(|cx| loop {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            // The earliest moment a limit can pass: no wait starts before `start`.
+            let timer = timer.get_or_insert_with(|| Timer::new(limit.min(idle)));
+            if Pin::new(&mut *timer).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Poll::Ready(Err(Elapsed(limit)));
+            }
+            let next = match self.read.get() {
+                Some(read) if now >= read => {
+                    // The wait in progress ends with `Elapsed` when polled.
+                    self.expired.set(true);
+                    deadline
+                }
+                Some(read) => read.min(deadline),
+                None => deadline,
+            };
+            *timer = Timer::new(next - now);
+        })
+        .await
+    }
+}
