@@ -26,6 +26,16 @@
 //! Each message's latency runs from its intended send time. In a
 //! skewed load (`--heavy-fraction`) the heavy connections run closed loop
 //! with their larger messages, into a histogram of their own.
+//!
+//! The heavy connections sit in an epoll set of their own, nested in the
+//! thread's main set, and each turn of the loop takes at most
+//! [`HEAVY_CHUNK`] of their events, after the paced connections' due sends
+//! and events. Otherwise the client itself would make a light message wait:
+//! one `epoll_wait` returns up to [`EVENTS`] heavy echoes (4 KiB each), and a
+//! paced send that comes due, or a light echo that arrives, would wait until
+//! the thread had read and rewritten all of them (milliseconds when the
+//! client is busy). A light client on a machine of its own has no such
+//! queue; the figures should show the server's, not the load client's.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -47,6 +57,13 @@ use crate::pacing::{latency, Pacing};
 
 /// The epoll token of the pacing timer (connections use their index).
 const TIMER: u64 = u64::MAX;
+
+/// The main set's token for the nested set of the heavy connections.
+const HEAVY: u64 = u64::MAX - 1;
+
+/// Most heavy connections' events handled per turn of the loop, between
+/// looks at the paced connections (see the module docs).
+const HEAVY_CHUNK: usize = 32;
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
@@ -179,7 +196,18 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
         errors: &mut errors,
         scratch: vec![0u8; plan.size.max(plan.heavy.map_or(0, |h| h.size)) + 1],
     };
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
+    let sets = Sets {
+        main: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1"),
+        heavy: plan
+            .heavy
+            .map(|_| Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1")),
+    };
+    if let Some(heavy) = &sets.heavy {
+        sets.main
+            .add(heavy.0.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, HEAVY))
+            .expect("epoll_ctl(heavy set)");
+    }
+    let epoll = &sets.main;
     let timer = TimerFd::new(
         ClockId::CLOCK_MONOTONIC,
         TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
@@ -194,16 +222,16 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
     let mut tick_at = Instant::now();
     for (token, conn) in conns.iter_mut().enumerate() {
         let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
-        if let Err(err) = epoll.add(conn.stream.as_fd(), event) {
+        if let Err(err) = sets.of(conn).add(conn.stream.as_fd(), event) {
             load.fail(conn, |k| k.io += 1, format!("epoll_ctl: {err}"));
         } else if let (Kind::Paced, Some(pacing)) = (conn.kind, load.pacing) {
             load.schedule(token, conn, pacing.due(start, conn.id, 0));
         } else {
             conn.intended = Instant::now();
-            load.start_message(&epoll, token, conn);
+            load.start_message(sets.of(conn), token, conn);
         }
         if conn.finished {
-            let _ = epoll.delete(conn.stream.as_fd());
+            let _ = sets.of(conn).delete(conn.stream.as_fd());
             shared.finished_load.fetch_add(1, Relaxed);
         }
     }
@@ -239,10 +267,10 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
             if due >= window.1 {
                 conn.finished = true;
             } else {
-                load.start_message(&epoll, token, conn);
+                load.start_message(sets.of(conn), token, conn);
             }
             if conn.finished {
-                let _ = epoll.delete(conn.stream.as_fd());
+                let _ = sets.of(conn).delete(conn.stream.as_fd());
                 open -= 1;
                 shared.finished_load.fetch_add(1, Relaxed);
             }
@@ -256,7 +284,7 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
         let mut waited = None;
         if precise {
             let until_due = next.map_or(wait, |due| due.saturating_duration_since(now).min(wait));
-            waited = wait_precise(&epoll, &mut events, until_due);
+            waited = wait_precise(epoll, &mut events, until_due);
             precise = waited.is_some();
         }
         let waited = waited.unwrap_or_else(|| {
@@ -284,34 +312,28 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
             Err(err) => panic!("epoll_wait: {err}"),
         };
         let before = load.total;
+        let mut heavy_ready = false;
         for event in &events[..n] {
-            if event.data() == TIMER {
-                let _ = timer.wait(); // clears the expiry; the heap says who is due
-                armed = None;
-                continue;
+            match event.data() {
+                TIMER => {
+                    let _ = timer.wait(); // clears the expiry; the heap says who is due
+                    armed = None;
+                }
+                HEAVY => heavy_ready = true,
+                token => {
+                    open -= load.handle(&sets, &mut conns[token as usize], token as usize, event.events())
+                }
             }
-            let token = event.data() as usize;
-            let conn = &mut conns[token];
-            if conn.finished {
-                continue;
-            }
-            let flags = event.events();
-            if conn.want_write
-                && flags.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
-            {
-                load.write_more(&epoll, token, conn);
-            }
-            if !conn.finished
-                && flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
-            {
-                load.read_echo(&epoll, token, conn);
-            }
-            if conn.finished {
-                // Idle (or broken) from now on: out of the epoll set, so
-                // that nothing it might still raise wakes this loop.
-                let _ = epoll.delete(conn.stream.as_fd());
-                open -= 1;
-                shared.finished_load.fetch_add(1, Relaxed);
+        }
+        if let (true, Some(heavy)) = (heavy_ready, &sets.heavy) {
+            let n = match heavy.wait(&mut events[..HEAVY_CHUNK], 0) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(err) => panic!("epoll_wait: {err}"),
+            };
+            for event in &events[..n] {
+                let token = event.data() as usize;
+                open -= load.handle(&sets, &mut conns[token], token, event.events());
             }
         }
         shared.messages.fetch_add(load.total - before, Relaxed);
@@ -329,7 +351,7 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
     }
     let (histogram, heavy_histogram, measured, total) =
         (load.histogram, load.heavy_histogram, load.measured, load.total);
-    drop(epoll);
+    drop(sets);
 
     // Phase 4: idle until the monitor has sampled the server, then close.
     let idle_until = Instant::now() + plan.drain;
@@ -346,6 +368,24 @@ fn thread_main(plan: &Plan, shared: &Shared, me: usize, threads: usize) -> Shard
         total,
         errors,
         connect_time,
+    }
+}
+
+/// A thread's epoll sets: the main one (the timer, the paced or
+/// closed-loop connections, and the heavy set), and in a skewed load the
+/// heavy connections' own (see the module docs).
+struct Sets {
+    main: Epoll,
+    heavy: Option<Epoll>,
+}
+
+impl Sets {
+    /// The set `conn` is in.
+    fn of(&self, conn: &Conn) -> &Epoll {
+        match (&self.heavy, conn.kind) {
+            (Some(heavy), Kind::Heavy) => heavy,
+            _ => &self.main,
+        }
     }
 }
 
@@ -398,6 +438,34 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
+    /// Handles one epoll event of `conn`: more of its message written, its
+    /// echo read. Returns 1 when that finished the connection (it leaves
+    /// its set then), 0 otherwise.
+    fn handle(&mut self, sets: &Sets, conn: &mut Conn, token: usize, flags: EpollFlags) -> usize {
+        if conn.finished {
+            return 0;
+        }
+        let epoll = sets.of(conn);
+        if conn.want_write
+            && flags.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+        {
+            self.write_more(epoll, token, conn);
+        }
+        if !conn.finished
+            && flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+        {
+            self.read_echo(epoll, token, conn);
+        }
+        if !conn.finished {
+            return 0;
+        }
+        // Idle (or broken) from now on: out of the epoll set, so that
+        // nothing it might still raise wakes this loop.
+        let _ = epoll.delete(conn.stream.as_fd());
+        self.shared.finished_load.fetch_add(1, Relaxed);
+        1
+    }
+
     /// Sets `conn`'s next message for `due`: at once when that has come
     /// (a connection that fell behind sends at once, its clock already
     /// running), later through the heap; past the window, the connection
