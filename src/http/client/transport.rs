@@ -44,7 +44,7 @@ impl Read for Transport {
 impl Write for Transport {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(stream) => stream.poll_write_hyper(cx, buf),
+            Transport::Plain(stream) => stream.poll_write_ref(cx, buf),
             #[cfg(feature = "tls")]
             Transport::Tls(tls) => futures_lite::AsyncWrite::poll_write(Pin::new(tls), cx, buf),
         }
@@ -56,7 +56,7 @@ impl Write for Transport {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(stream) => stream.poll_write_vectored_hyper(cx, bufs),
+            Transport::Plain(stream) => stream.poll_write_vectored_ref(cx, bufs),
             #[cfg(feature = "tls")]
             Transport::Tls(tls) => futures_lite::AsyncWrite::poll_write_vectored(Pin::new(tls), cx, bufs),
         }

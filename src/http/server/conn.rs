@@ -98,7 +98,7 @@ impl Read for ConnIo {
 
 impl Write for ConnIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.stream.poll_write_hyper(cx, buf)
+        self.stream.poll_write_ref(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -106,7 +106,7 @@ impl Write for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream.poll_write_vectored_hyper(cx, bufs)
+        self.stream.poll_write_vectored_ref(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -351,7 +351,7 @@ impl Future for Drive<'_> {
 /// closes it, lingering so that the answer reaches the client.
 async fn answer_408(mut stream: Rc<TcpStream>) -> io::Result<()> {
     tracing::debug!(target: "shardlet::http", peer = ?stream.peer_addr().ok(), "request head timed out; answering 408");
-    let written = futures_lite::future::poll_fn(|cx| stream.poll_write_hyper(cx, TIMED_OUT));
+    let written = futures_lite::future::poll_fn(|cx| stream.poll_write_ref(cx, TIMED_OUT));
     let _ = crate::timeout(Duration::from_secs(1), written).await;
     let _ = stream.shutdown_write();
     let Some(stream) = Rc::get_mut(&mut stream) else {

@@ -9,7 +9,7 @@
 //! check it).
 #![allow(unsafe_code)]
 
-use std::io::{self, IoSlice, Write as _};
+use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 use hyper::rt::{Read, ReadBufCursor, Write};
 
 use crate::net::reactor::driver::Direction;
-use crate::net::tcp::acks::after_answer;
 use crate::net::TcpStream;
 
 impl TcpStream {
@@ -51,42 +50,6 @@ impl TcpStream {
         // SAFETY: `recv` initialized the first `n` bytes of the cursor's spare room.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(n))
-    }
-
-    /// Writes `buf` (after any bytes `write_or_keep` kept); `&self`, as
-    /// [`TcpStream::poll_read_hyper`].
-    pub(crate) fn poll_write_hyper(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.poll_flush_kept(cx))?;
-        let acks = self.acks_with_answers.get();
-        self.poll_io(Direction::Write, cx, buf.len(), |mut io| {
-            let n = io.write(buf)?;
-            after_answer(acks, io);
-            Ok(n)
-        })
-    }
-
-    /// Writes `bufs` with one `writev` (one slice: with `send`); `&self`, as
-    /// [`TcpStream::poll_read_hyper`].
-    pub(crate) fn poll_write_vectored_hyper(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        // One slice (a request or response head alone): `send`, which the
-        // kernel takes a little faster than a `writev` of one.
-        if let [one] = bufs {
-            return self.poll_write_hyper(cx, one);
-        }
-        std::task::ready!(self.poll_flush_kept(cx))?;
-        let (len, acks) = (
-            bufs.iter().take(1024).map(|b| b.len()).sum(),
-            self.acks_with_answers.get(),
-        );
-        self.poll_io(Direction::Write, cx, len, |mut io| {
-            let n = io.write_vectored(bufs)?;
-            after_answer(acks, io);
-            Ok(n)
-        })
     }
 
     /// Ready once the peer has closed its end (`EPOLLRDHUP`: a hang-up, or
@@ -151,7 +114,7 @@ impl Read for TcpStream {
 /// hyper's writes go straight to `send`/`writev`.
 impl Write for TcpStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_write_hyper(cx, buf)
+        self.poll_write_ref(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -159,7 +122,7 @@ impl Write for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored_hyper(cx, bufs)
+        self.poll_write_vectored_ref(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

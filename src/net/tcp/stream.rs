@@ -313,6 +313,44 @@ impl TcpStream {
 /// more: Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 
+impl TcpStream {
+    /// Writes `buf` (after any bytes `write_or_keep` kept): the write of
+    /// both `AsyncWrite` and hyper's `Write`, on `&self`.
+    pub(crate) fn poll_write_ref(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_flush_kept(cx))?;
+        let acks = self.acks_with_answers.get();
+        self.poll_io(Direction::Write, cx, buf.len(), |mut io| {
+            let n = io.write(buf)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
+    }
+
+    /// Writes `bufs` with one `writev`, or one slice (a request or
+    /// response head alone) with `send`, which the kernel takes a little
+    /// faster than a `writev` of one; after any kept bytes, as
+    /// [`TcpStream::poll_write_ref`].
+    pub(crate) fn poll_write_vectored_ref(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let [one] = bufs {
+            return self.poll_write_ref(cx, one);
+        }
+        std::task::ready!(self.poll_flush_kept(cx))?;
+        let (len, acks) = (
+            vectored_len(bufs.iter().map(|b| b.len())),
+            self.acks_with_answers.get(),
+        );
+        self.poll_io(Direction::Write, cx, len, |mut io| {
+            let n = io.write_vectored(bufs)?;
+            after_answer(acks, io);
+            Ok(n)
+        })
+    }
+}
+
 /// What a vectored call can move at most: a count short of it means the
 /// socket is drained (a count short of the sum of *all* slices may only
 /// mean that the slices past `IOV_MAX` were left out).
@@ -340,13 +378,7 @@ impl AsyncWrite for TcpStream {
     /// Sends what [`TcpStream::write_or_keep`] kept first, so bytes go out
     /// in the order they were written.
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.poll_flush_kept(cx))?;
-        let acks = self.acks_with_answers.get();
-        self.poll_io(Direction::Write, cx, buf.len(), |mut io| {
-            let n = io.write(buf)?;
-            after_answer(acks, io);
-            Ok(n)
-        })
+        self.poll_write_ref(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -354,16 +386,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.poll_flush_kept(cx))?;
-        let (len, acks) = (
-            vectored_len(bufs.iter().map(|b| b.len())),
-            self.acks_with_answers.get(),
-        );
-        self.poll_io(Direction::Write, cx, len, |mut io| {
-            let n = io.write_vectored(bufs)?;
-            after_answer(acks, io);
-            Ok(n)
-        })
+        self.poll_write_vectored_ref(cx, bufs)
     }
 
     /// Sends the bytes [`TcpStream::write_or_keep`] kept (ready at once
