@@ -10,8 +10,8 @@ use plotters::prelude::*;
 
 use crate::report::Results;
 
-/// Colours for successive runs.
-const COLOURS: [RGBColor; 6] = [
+/// Colours for successive runs (and the sweep's series).
+pub const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),

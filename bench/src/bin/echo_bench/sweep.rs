@@ -161,16 +161,6 @@ pub fn table(maxima: &[Results], points: &[Point], base: Option<&str>) -> String
     out
 }
 
-/// Colours for successive series.
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-
 /// Latency against load: p50 (thin) and p99.9 (thick) per server and basis,
 /// the load on a linear axis, the latency on a log one.
 pub fn draw(path: &Path, points: &[Point]) -> Result<(), String> {
@@ -211,7 +201,7 @@ pub fn draw(path: &Path, points: &[Point]) -> Result<(), String> {
         }
     }
     for (i, (server, basis)) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = crate::plot::COLOURS[i % crate::plot::COLOURS.len()];
         let mine: Vec<&Point> = points
             .iter()
             .filter(|p| p.server == *server && p.basis == *basis)
