@@ -69,19 +69,8 @@ impl Meter {
     /// is left out).
     pub fn start() -> Meter {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = online_cpus()
-            .into_iter()
-            .filter_map(|cpu| {
-                let stop = stop.clone();
-                std::thread::Builder::new()
-                    .name(format!("hiccups-{cpu}"))
-                    .spawn(move || {
-                        core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
-                            .then(|| meter(cpu, &stop))
-                    })
-                    .ok()
-            })
-            .collect();
+        let stopped = stop.clone();
+        let threads = on_each_cpu("hiccups", move |cpu| meter(cpu, &stopped));
         Meter { stop, threads }
     }
 
@@ -99,32 +88,42 @@ impl Meter {
 /// of at least 1 ms in each one's clock readings (CPUs it cannot pin a
 /// thread to are left out).
 pub fn spin(spin: Duration) -> Vec<CpuHiccups> {
-    let threads: Vec<_> = online_cpus()
-        .into_iter()
-        .filter_map(|cpu| {
-            std::thread::Builder::new()
-                .name(format!("stalls-{cpu}"))
-                .spawn(move || {
-                    core_affinity::set_for_current(core_affinity::CoreId { id: cpu }).then(|| {
-                        let mut gaps = Vec::new();
-                        let start = Instant::now();
-                        let mut last = start;
-                        while last - start < spin {
-                            let now = Instant::now();
-                            if now - last >= Duration::from_millis(1) {
-                                gaps.push(now - last);
-                            }
-                            last = now;
-                        }
-                        CpuHiccups::of(cpu, last - start, &gaps)
-                    })
-                })
-                .ok()
-        })
-        .collect();
+    let threads = on_each_cpu("stalls", move |cpu| {
+        let mut gaps = Vec::new();
+        let start = Instant::now();
+        let mut last = start;
+        while last - start < spin {
+            let now = Instant::now();
+            if now - last >= Duration::from_millis(1) {
+                gaps.push(now - last);
+            }
+            last = now;
+        }
+        CpuHiccups::of(cpu, last - start, &gaps)
+    });
     threads
         .into_iter()
         .filter_map(|t| t.join().ok().flatten())
+        .collect()
+}
+
+/// Runs `measure` on a thread pinned to each online CPU (`None` from a
+/// CPU it cannot pin a thread to); the threads are named `<name>-<cpu>`.
+fn on_each_cpu<F>(name: &str, measure: F) -> Vec<JoinHandle<Option<CpuHiccups>>>
+where
+    F: Fn(usize) -> CpuHiccups + Clone + Send + 'static,
+{
+    online_cpus()
+        .into_iter()
+        .filter_map(|cpu| {
+            let measure = measure.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{cpu}"))
+                .spawn(move || {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: cpu }).then(|| measure(cpu))
+                })
+                .ok()
+        })
         .collect()
 }
 
