@@ -159,6 +159,7 @@ where
 {
     type Item = Result<Fut::Output, JoinError>;
 
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         this.fill(cx);

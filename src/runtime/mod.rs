@@ -35,7 +35,7 @@ use crate::metrics::{Metrics, ShardCounters};
 use crate::runtime::handle::{Exit, Lifecycle, RuntimeHandle};
 use crate::sync::stop::{self, Stopper};
 use crate::task::blocking::{self, BlockingPool};
-use crate::task::guard::Guarded;
+use crate::task::guard::Isolated;
 use crate::task::hook::panic_message;
 use crate::task::JoinError;
 
@@ -448,7 +448,7 @@ impl ShardSpec {
                     crate::task::spawn_n(publish_stats(mesh.clone()));
                     // The entry closure is called inside the guard too: its
                     // panic is an error value like the future's.
-                    Some(Guarded::new(async { entry().await }, None).await)
+                    Some(Isolated::new(async { entry().await }, None).await)
                 },
                 async {
                     stopper.grace_over().await;

@@ -4,7 +4,8 @@
 //!
 //! - **Written where they happen**, by the shard's own thread only (so an
 //!   increment is a plain load and store, no locked instruction): tasks
-//!   spawned and ended ([`Counted`]), and the time spent in each task poll
+//!   spawned and ended ([`task_spawned`] / [`task_ended`], called by the
+//!   task wrapper), and the time spent in each task poll
 //!   the executor makes ([`poll_starts`] / [`poll_ends`]), which gives the
 //!   busy time, the number of polls, the longest poll and the stalls.
 //! - **Sampled by the shard** every [`PUBLISH_EVERY`] and when it ends
@@ -31,11 +32,8 @@
 //! counts its pollers.
 
 use std::cell::{Cell, OnceCell};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use nix::time::{clock_getres, clock_gettime, ClockId};
@@ -272,37 +270,15 @@ pub(crate) fn publish(sample: &Sample<'_>) {
     });
 }
 
-pin_project_lite::pin_project! {
-    /// A task's future, counted: spawned when made, ended when dropped
-    /// (finished, cancelled or dropped with its shard).
-    pub(crate) struct Counted<F> {
-        #[pin]
-        fut: F,
-    }
-
-    // A thread that counted the spawn counts the end (its sink is set
-    // before its first task and never unset); any other thread neither.
-    impl<F> PinnedDrop for Counted<F> {
-        fn drop(_this: Pin<&mut Self>) {
-            with_sink(|c| bump(&c.ended, 1));
-        }
-    }
+/// A task was spawned on this shard (see `task::guard::Guarded`).
+#[inline]
+pub(crate) fn task_spawned() {
+    with_sink(|c| bump(&c.spawned, 1));
 }
 
-impl<F> Counted<F> {
-    /// Counts a task spawned on this shard.
-    #[inline]
-    pub(crate) fn new(fut: F) -> Self {
-        with_sink(|c| bump(&c.spawned, 1));
-        Counted { fut }
-    }
-}
-
-impl<F: Future> Future for Counted<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().fut.poll(cx)
-    }
+/// A task spawned on this shard ended: finished, cancelled or dropped with
+/// its shard.
+#[inline]
+pub(crate) fn task_ended() {
+    with_sink(|c| bump(&c.ended, 1));
 }

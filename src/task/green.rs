@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use glommio::task::JoinHandle;
 
 use crate::task::error::JoinError;
-use crate::task::guard::{Guarded, Isolated};
+use crate::task::guard::{Finish, Guarded, Isolated, Keep};
 
 /// Handle to a spawned green thread; await it (or [`join`](GreenThread::join))
 /// for the task's result.
@@ -132,9 +132,7 @@ where
     F::Output: 'static,
 {
     GreenThread {
-        state: State::Running(start(BoxedErr {
-            guarded: Guarded::new(fut, pool),
-        })),
+        state: State::Running(start::<F, Boxed>(fut, pool)),
     }
 }
 
@@ -158,16 +156,24 @@ pub(crate) fn too_deep() -> bool {
     crate::task::guard::depth() >= MAX_DEPTH
 }
 
-/// Spawns `fut` on the current shard: its first step runs right away
-/// (glommio's way), unless the stack is already [`MAX_DEPTH`] tasks deep.
+/// Spawns `fut` as a guarded task on the current shard, its result
+/// mapped by `K`: its first step runs right away (glommio's way), unless
+/// the stack is already [`MAX_DEPTH`] tasks deep.
 #[inline]
-fn start<T: 'static>(fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
-    let fut = crate::task::counters::Counted::new(fut);
+fn start<F, K>(fut: F, pool: Option<u64>) -> JoinHandle<K::Output>
+where
+    F: Future + 'static,
+    K: Finish<F::Output> + 'static,
+    K::Output: 'static,
+{
+    // The task is built in each branch, where it is handed over: built
+    // once before the branch, it was copied once more.
     let task = if too_deep() {
         let queue = glommio::executor().current_task_queue();
-        glommio::spawn_local_into(fut, queue).expect("the current task queue exists")
+        glommio::spawn_local_into(Guarded::<F, K>::new(fut, pool), queue)
+            .expect("the current task queue exists")
     } else {
-        glommio::spawn_local(fut)
+        glommio::spawn_local(Guarded::<F, K>::new(fut, pool))
     };
     task.detach()
 }
@@ -189,7 +195,7 @@ pub(crate) fn spawn_cancellable<F>(fut: F) -> TaskHandle
 where
     F: Future<Output = ()> + 'static,
 {
-    TaskHandle(start(Guarded::new(fut, None)))
+    TaskHandle(start::<F, Keep>(fut, None))
 }
 
 /// Starts `fut` as a green thread and forgets it (Eventlet's `spawn_n`).
@@ -224,42 +230,30 @@ pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
 where
     F: Future<Output = ()> + 'static,
 {
-    start(Logged {
-        guarded: Guarded::new(fut, pool),
-    });
+    start::<F, Logged>(fut, pool);
 }
 
-pin_project_lite::pin_project! {
-    /// A guarded task whose error is boxed (see [`State::Running`]).
-    struct BoxedErr<F> {
-        #[pin]
-        guarded: Guarded<F>,
-    }
-}
+/// A [`GreenThread`]'s task: its error boxed (see [`State::Running`]).
+enum Boxed {}
 
-impl<F: Future> Future for BoxedErr<F> {
-    type Output = Result<F::Output, Box<JoinError>>;
+impl<T> Finish<T> for Boxed {
+    type Output = Result<T, Box<JoinError>>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().guarded.poll(cx).map(|r| r.map_err(Box::new))
+    fn finish(result: Result<T, JoinError>) -> Self::Output {
+        result.map_err(Box::new)
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A guarded task nobody waits for: its panic is logged. (A struct, not
-    /// an `async move` block around the guard, which would store it twice.)
-    struct Logged<F> {
-        #[pin]
-        guarded: Guarded<F>,
-    }
-}
+/// A task nobody waits for: its panic is logged.
+enum Logged {}
 
-impl<F: Future<Output = ()>> Future for Logged<F> {
+impl Finish<()> for Logged {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.project().guarded.poll(cx).map(log_panic)
+    #[inline]
+    fn finish(result: Result<(), JoinError>) {
+        log_panic(result)
     }
 }
 

@@ -21,6 +21,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::num::NonZeroU64;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
@@ -193,56 +194,99 @@ impl<F: Future> Future for Isolated<F> {
     }
 }
 
+/// How a task's result is handed to glommio when the task ends: as it is
+/// ([`Keep`]), or mapped (a boxed error for a [`GreenThread`]'s smaller
+/// output, a log line for a task nobody waits for). A type parameter rather
+/// than a wrapper future around [`Guarded`], so that a task is one future:
+/// built, moved into glommio's allocation and dropped once.
+///
+/// [`GreenThread`]: crate::GreenThread
+pub(crate) trait Finish<T> {
+    type Output;
+    fn finish(result: Result<T, JoinError>) -> Self::Output;
+}
+
+/// The result as it is.
+pub(crate) enum Keep {}
+
+impl<T> Finish<T> for Keep {
+    type Output = Result<T, JoinError>;
+
+    #[inline]
+    fn finish(result: Result<T, JoinError>) -> Self::Output {
+        result
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// A shardlet task's future: [`Isolated`], and ended (as cancelled) at
-    /// the shard's end by [`end_tasks`], which finds it in the registry of
-    /// waiting tasks while it waits.
+    /// A shardlet task's future: [`Isolated`], counted in the shard's
+    /// counters (spawned when made, ended when dropped: finished, cancelled
+    /// or dropped with its shard), and ended (as cancelled) at the shard's
+    /// end by [`end_tasks`], which finds it in the registry of waiting tasks
+    /// while it waits. `K` maps its result (see [`Finish`]).
     ///
     /// Invariant: a `Guarded` is the whole future of one glommio task (see
     /// `task::start`), so every poll comes with that task's waker and the
     /// registry entry made at its first wait stays right. Work run inside
     /// another task (inline in a pool, a stream's calls, a handler inside
-    /// its connection's task) is [`Isolated`] instead: its task's own
-    /// `Guarded` ends it with the task.
-    pub(crate) struct Guarded<F> {
+    /// its connection's task, the shard's entry) is [`Isolated`] instead:
+    /// its task's own `Guarded` ends it with the task.
+    pub(crate) struct Guarded<F, K> {
         #[pin]
         inner: Isolated<F>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<WakerKey>,
+        finish: PhantomData<fn() -> K>,
     }
 
-    impl<F> PinnedDrop for Guarded<F> {
+    // A thread that counted the spawn counts the end (its counters are set
+    // before its first task and never unset); any other thread neither.
+    impl<F, K> PinnedDrop for Guarded<F, K> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(slot) = *this.project().slot {
                 let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
             }
+            crate::task::counters::task_ended();
         }
     }
 }
 
-impl<F: Future> Guarded<F> {
+impl<F: Future, K> Guarded<F, K> {
     /// Guards `fut`; `pool` marks it as a member of that pool while it runs.
+    /// Counts a task spawned on this shard.
     #[inline]
     pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
+        install_hook();
+        crate::task::counters::task_spawned();
+        // Built in one piece, after the calls above: the future is moved once.
         Guarded {
-            inner: Isolated::new(fut, pool),
+            inner: Isolated {
+                fut: Some(fut),
+                pool: pool.and_then(NonZeroU64::new),
+            },
             slot: None,
+            finish: PhantomData,
         }
     }
 }
 
-impl<F: Future> Future for Guarded<F> {
-    type Output = Result<F::Output, JoinError>;
+impl<F: Future, K: Finish<F::Output>> Future for Guarded<F, K> {
+    type Output = K::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = this.inner.poll_guarded(cx, true);
-        // A `Guarded` is the whole future of one glommio task, always polled
-        // with that task's waker: registered once, it stays right.
-        if polled.is_pending() && this.slot.is_none() {
-            WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
+        match polled {
+            Poll::Ready(result) => Poll::Ready(K::finish(result)),
+            Poll::Pending => {
+                // A `Guarded` is the whole future of one glommio task, always
+                // polled with that task's waker: registered once, it stays right.
+                if this.slot.is_none() {
+                    WAITING.with(|w| w.borrow_mut().register(this.slot, cx.waker()));
+                }
+                Poll::Pending
+            }
         }
-        polled
     }
 }
 
