@@ -273,6 +273,7 @@ impl<F: Future, K> Guarded<F, K> {
 impl<F: Future, K: Finish<F::Output>> Future for Guarded<F, K> {
     type Output = K::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = this.inner.poll_guarded(cx, true);
