@@ -84,6 +84,72 @@ fn tasks_and_panics_are_counted_per_shard() {
     assert!(end.shards[1].uptime > Duration::ZERO);
 }
 
+/// Every kind of task is counted exactly once when it starts and once when
+/// it ends: a spawned and awaited one, a `spawn_n`, a cancelled one, a
+/// panicking one, and a chain of tasks each spawning the next deeper than
+/// the stack allows (queued instead of run inside `spawn`).
+#[test]
+fn every_kind_of_task_is_counted_once() {
+    const CHAIN: u32 = 200;
+    let (step_tx, step_rx) = flume::bounded::<()>(0);
+    let (done_tx, done_rx) = flume::bounded::<()>(0);
+    let handle = Runtime::new(config(1))
+        .unwrap()
+        .start(move || {
+            let (step_rx, done_tx) = (step_rx.clone(), done_tx.clone());
+            async move {
+                let _ = step_rx.recv_async().await;
+                for i in 0..10u32 {
+                    assert_eq!(shardlet::spawn(async move { i }).await, Ok(i));
+                }
+                let (tx, rx) = flume::unbounded::<()>();
+                for _ in 0..10 {
+                    let tx = tx.clone();
+                    shardlet::spawn_n(async move { tx.send(()).unwrap() });
+                }
+                for _ in 0..10 {
+                    rx.recv_async().await.unwrap();
+                }
+                for _ in 0..5 {
+                    let waiting = shardlet::spawn(shardlet::sleep(Duration::from_secs(60)));
+                    waiting.cancel();
+                    assert!(waiting.await.is_err());
+                }
+                assert!(shardlet::spawn(async { panic!("counted") }).await.is_err());
+                fn chain(left: u32, done: flume::Sender<()>) {
+                    if left == 0 {
+                        done.send(()).unwrap();
+                    } else {
+                        shardlet::spawn_n(async move { chain(left - 1, done) });
+                    }
+                }
+                let (tx, rx) = flume::bounded(1);
+                chain(CHAIN, tx);
+                rx.recv_async().await.unwrap();
+                // Let the last tasks of the chain end.
+                shardlet::sleep(Duration::from_millis(20)).await;
+                done_tx.send_async(()).await.unwrap();
+                let _ = step_rx.recv_async().await;
+            }
+        })
+        .unwrap();
+    let before = wait_stats(&handle, "the shard runs", |s| s.shards[0].running);
+    step_tx.send(()).unwrap();
+    done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let after = handle.stats();
+    let (b, a) = (&before.shards[0], &after.shards[0]);
+    assert_eq!(
+        a.tasks_spawned - b.tasks_spawned,
+        10 + 10 + 5 + 1 + u64::from(CHAIN),
+        "before: {before}\nafter: {after}"
+    );
+    assert_eq!(a.tasks_live, b.tasks_live, "before: {before}\nafter: {after}");
+    step_tx.send(()).unwrap();
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    assert_eq!(metrics.stats().shards[0].tasks_live, 0);
+}
+
 /// A task that blocks its shard for 300 ms: busy time, the longest poll and
 /// a stall, and `polling_for` while it is stuck; an idle shard stays idle.
 #[test]
