@@ -68,6 +68,8 @@ struct ConnIo {
     stream: Rc<TcpStream>,
     prefix: Vec<u8>,
     state: Rc<ConnState>,
+    /// A read error met while reading on after the prefix, for the next read.
+    failed: Option<io::Error>,
 }
 
 impl Read for ConnIo {
@@ -77,10 +79,27 @@ impl Read for ConnIo {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Err(e));
+        }
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.drain(..n);
+            if !this.prefix.is_empty() || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            this.prefix = Vec::new();
+            // Read on into the same buffer: a first read that gave hyper
+            // only the few bytes sniffed for the version made it grow its
+            // read buffer (from 8 to 16 KiB, for the connection's life) to
+            // read the rest of the head. What is not there yet is read
+            // next time; an error is answered then.
+            match this.stream.poll_read_counted(cx, buf) {
+                Poll::Ready(Ok(n)) if n > 0 => this.state.on_read(),
+                Poll::Ready(Err(e)) => this.failed = Some(e),
+                _ => {}
+            }
             return Poll::Ready(Ok(()));
         }
         match this.stream.poll_read_counted(cx, buf) {
@@ -211,6 +230,7 @@ where
         stream: stream.clone(),
         prefix,
         state: state.clone(),
+        failed: None,
     };
     let service = ConnService {
         shared,
