@@ -319,6 +319,42 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
     assert_eq!(reply.status, 200);
 }
 
+/// The field-count limit at its edges, below and above hyper's own bound
+/// of 100 (below it shardlet counts the fields after hyper parsed them;
+/// above it hyper is given the bound): `max_headers` fields pass, one
+/// more is a 431 that closes the connection.
+#[test]
+fn the_field_count_limit_at_its_edges() {
+    let request = |fields: usize| {
+        let more: String = (1..fields).map(|i| format!("X-{i}: v\r\n")).collect();
+        format!("GET / HTTP/1.1\r\nHost: t\r\n{more}\r\n").into_bytes()
+    };
+    for (max, counts) in [
+        (16, [16, 17]),
+        (64, [64, 65]),
+        (100, [100, 101]),
+        (150, [150, 151]),
+    ] {
+        let (server, _) = start_with(1, Limits::default().with_max_headers(max));
+        let addr = server.addr();
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(&request(counts[0])).unwrap();
+        assert_eq!(
+            reply.status, 200,
+            "{} fields, at most {max}: {reply:?}",
+            counts[0]
+        );
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(&request(counts[1])).unwrap();
+        assert_eq!(
+            reply.status, 431,
+            "{} fields, at most {max}: {reply:?}",
+            counts[1]
+        );
+        assert!(conn.is_closed(), "{} fields, at most {max}: left open", counts[1]);
+    }
+}
+
 #[test]
 fn a_panicking_handler_answers_500_and_the_connection_goes_on() {
     let server = start(2);

@@ -26,6 +26,9 @@ use super::state::{ConnState, Phase};
 use crate::http::rt::{ShardExecutor, ShardTimer};
 use crate::net::{Connection, Evicted, TcpStream};
 
+/// How many header fields hyper's HTTP/1 parser takes when given no bound.
+pub(crate) const HYPER_MAX_HEADERS: usize = 100;
+
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -51,8 +54,14 @@ impl Builders {
         http1
             .header_read_timeout(None)
             .max_buf_size(limits.max_head().max(8192) + 1024)
-            .max_header_size(limits.max_head())
-            .max_headers(limits.max_headers());
+            .max_header_size(limits.max_head());
+        // Up to hyper's own bound the field count is checked after parsing
+        // (`service::precheck`): given any bound, hyper fills an array of
+        // that many entries (twice) for every request head it parses,
+        // where its default leaves them uninitialised.
+        if limits.max_headers() > HYPER_MAX_HEADERS {
+            http1.max_headers(limits.max_headers());
+        }
         let mut http2 = http2::Builder::new(ShardExecutor::new());
         http2
             .timer(ShardTimer::new())

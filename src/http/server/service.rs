@@ -154,6 +154,10 @@ impl Drop for End {
 /// The status for a request the server answers itself, before any handler.
 fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> {
     let fields = request.headers();
+    // More than hyper's bound was refused by hyper already (see `conn::Builders`).
+    if fields.len() > limits.max_headers() {
+        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
     if request.version() == Version::HTTP_11 && fields.get_all(header::HOST).iter().count() != 1 {
         return Some(StatusCode::BAD_REQUEST);
     }
