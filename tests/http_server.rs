@@ -329,29 +329,54 @@ fn the_field_count_limit_at_its_edges() {
         let more: String = (1..fields).map(|i| format!("X-{i}: v\r\n")).collect();
         format!("GET / HTTP/1.1\r\nHost: t\r\n{more}\r\n").into_bytes()
     };
-    for (max, counts) in [
-        (16, [16, 17]),
-        (64, [64, 65]),
-        (100, [100, 101]),
-        (150, [150, 151]),
-    ] {
+    for max in [16, 64, 100, 150] {
         let (server, _) = start_with(1, Limits::default().with_max_headers(max));
-        let addr = server.addr();
-        let mut conn = Conn::open(addr);
-        let reply = conn.roundtrip(&request(counts[0])).unwrap();
-        assert_eq!(
-            reply.status, 200,
-            "{} fields, at most {max}: {reply:?}",
-            counts[0]
-        );
-        let mut conn = Conn::open(addr);
-        let reply = conn.roundtrip(&request(counts[1])).unwrap();
-        assert_eq!(
-            reply.status, 431,
-            "{} fields, at most {max}: {reply:?}",
-            counts[1]
-        );
-        assert!(conn.is_closed(), "{} fields, at most {max}: left open", counts[1]);
+        for (fields, status) in [(max, 200), (max + 1, 431)] {
+            let mut conn = Conn::open(server.addr());
+            let reply = conn.roundtrip(&request(fields)).unwrap();
+            let what = format!("{fields} fields, at most {max}");
+            assert_eq!(reply.status, status, "{what}: {reply:?}");
+            if status == 431 {
+                assert!(conn.is_closed(), "{what}: left open");
+            }
+        }
+    }
+}
+
+/// Clients that leave while the server reads the first bytes of their
+/// connection (those that tell HTTP/2 from HTTP/1, and the read that goes
+/// on past them), by closing or by a reset, before, at and after that
+/// boundary: the server drops them, holds none of them, and answers the
+/// next client.
+#[test]
+fn clients_that_leave_inside_their_first_bytes() {
+    let server = start(1);
+    let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Long-Enough: to cross the sniffed bytes\r\n";
+    for len in [1, 23, 24, 25, head.len()] {
+        for reset in [false, true] {
+            let conn = Conn::open(server.addr());
+            let mut stream = conn.reader.into_inner();
+            stream.write_all(&head[..len]).unwrap();
+            if reset {
+                socket2::SockRef::from(&stream)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            drop(stream);
+            let reply = get(server.addr(), "/");
+            assert_eq!(
+                reply.status,
+                200,
+                "after {len} bytes and a {}",
+                if reset { "reset" } else { "close" }
+            );
+        }
+    }
+    // None of them is still held.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.server.stats().shards[0].live > 0 {
+        assert!(Instant::now() < deadline, "{:?}", server.server.stats());
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
