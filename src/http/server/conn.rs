@@ -27,7 +27,7 @@ use crate::http::rt::{ShardExecutor, ShardTimer};
 use crate::net::{Connection, Evicted, TcpStream};
 
 /// How many header fields hyper's HTTP/1 parser takes when given no bound.
-pub(crate) const HYPER_MAX_HEADERS: usize = 100;
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
