@@ -258,7 +258,9 @@ impl<F: Future, K> Guarded<F, K> {
     pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
         install_hook();
         crate::task::counters::task_spawned();
-        // Built in one piece, after the calls above: the future is moved once.
+        // Built in one piece, after the calls above, rather than through
+        // `Isolated::new`: the future is moved once (through `Isolated::new`
+        // spawn_n measured 609 instructions instead of 590).
         Guarded {
             inner: Isolated {
                 fut: Some(fut),
