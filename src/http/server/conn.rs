@@ -124,9 +124,22 @@ impl Read for ConnIo {
     }
 }
 
+impl ConnIo {
+    /// Tells the connection's state whether the client takes what is written.
+    #[inline]
+    fn wrote(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(_)) => self.state.on_write(),
+            Poll::Pending => self.state.on_write_blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        written
+    }
+}
+
 impl Write for ConnIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.stream.poll_write_ref(cx, buf)
+        self.wrote(self.stream.poll_write_ref(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -134,7 +147,7 @@ impl Write for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream.poll_write_vectored_ref(cx, bufs)
+        self.wrote(self.stream.poll_write_vectored_ref(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -291,9 +304,7 @@ impl Drive<'_> {
     /// connection drops the handler's future. HTTP/2 streams are reset by
     /// their client instead.
     fn client_left(&mut self, cx: &mut Context<'_>) -> bool {
-        self.state.phase() == Phase::Busy
-            && !self.state.is_h2()
-            && self.stream.poll_peer_closed(cx).is_ready()
+        self.state.is_handling() && !self.state.is_h2() && self.stream.poll_peer_closed(cx).is_ready()
     }
 
     fn shut_down(&mut self) {
@@ -357,8 +368,13 @@ impl Future for Drive<'_> {
                 }
             }
             this.timer = None;
-            if Instant::now() < deadline {
+            let now = Instant::now();
+            if now < deadline {
                 continue; // not yet: a newer, later deadline
+            }
+            if this.state.send_timed_out(now) {
+                tracing::debug!(target: "shardlet::http", "client read nothing of its answer for the send timeout; closing");
+                return Poll::Ready(Driven::Closed(Ok(())));
             }
             match this.state.phase() {
                 Phase::Busy => continue,

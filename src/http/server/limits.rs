@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (slowloris) | `408 Request Timeout` |
 /// | [`body_timeout`](Limits::with_body_timeout) | request body not complete in time, from the handler's first read | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
+/// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked) | closed, the answer cut short |
 ///
 /// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
 /// or here: no `Host`, or a body that is not valid chunked coding), a
@@ -43,6 +44,7 @@ pub struct Limits {
     header_timeout: Duration,
     body_timeout: Duration,
     idle_timeout: Duration,
+    send_timeout: Duration,
     max_requests: Option<u64>,
 }
 
@@ -56,6 +58,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_requests: None,
         }
     }
@@ -112,6 +115,16 @@ impl Limits {
         self
     }
 
+    /// Sets how long a write of an answer may stay blocked (the client
+    /// reads nothing) before the server closes the connection. It restarts
+    /// with every write that goes through, so a slow reader gets its whole
+    /// answer however long that takes (nginx's `send_timeout`); while an
+    /// answer is being sent the connection is not idle. Default: 60 s.
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
     /// Sets how many requests one connection may make before the server
     /// closes it (answering the last with `Connection: close`). Default: no
     /// limit.
@@ -158,5 +171,10 @@ impl Limits {
     /// The time a keep-alive connection may wait for its next request.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
+    }
+
+    /// The time a write of an answer may stay blocked.
+    pub fn send_timeout(&self) -> Duration {
+        self.send_timeout
     }
 }

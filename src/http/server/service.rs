@@ -8,7 +8,9 @@
 //! - a slot of the shard's handler pool, held only while the handler runs:
 //!   a connection between requests, or still sending its head, holds none;
 //! - a panic or an error of the handler answered with 500;
-//! - the connection's phase ([`ConnState`]): Busy while handlers run;
+//! - the connection's phase ([`ConnState`]): Busy from the parsed head
+//!   until the answer's body has been handed over whole ([`Sending`]), so
+//!   a long answer to a slow reader is neither idle nor evicted;
 //! - each answer's status and latency (from the parsed head to the answer's
 //!   head, the body's streaming not included) and each handler panic,
 //!   recorded on the connection for the server's stats.
@@ -22,10 +24,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
-use http_body::Body as HttpBody;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 
@@ -58,24 +61,28 @@ where
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
     B: HttpBody + 'static,
 {
-    type Response = Response<Answer<B>>;
+    type Response = Response<Sending<Answer<B>>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>>>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
         let served = self.state.begin();
-        let end = End(self.state.clone());
+        let handling = Handling(self.state.clone());
+        let answering = Answering(self.state.clone());
         let shared = self.shared.clone();
         Box::pin(async move {
             let (response, panicked) = answer(request, &shared, served).await;
-            let connection = end.0.connection();
+            drop(handling);
+            let connection = answering.0.connection();
             if panicked {
                 connection.record_panic();
             }
             connection.record_request(response.status().as_u16(), started.elapsed());
-            drop(end);
-            Ok(response)
+            Ok(response.map(|body| Sending {
+                body,
+                answering: Some(answering),
+            }))
         })
     }
 }
@@ -142,12 +149,62 @@ where
     (response, panicked)
 }
 
-/// Ends the connection's Busy phase however the handler's future ends.
-struct End(Rc<ConnState>);
+/// Counts the handler as ended however its future ends.
+struct Handling(Rc<ConnState>);
 
-impl Drop for End {
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handled();
+    }
+}
+
+/// Ends the request's part of the connection's Busy phase when its answer
+/// is sent whole or dropped (with the handler's future, if it never answered).
+struct Answering(Rc<ConnState>);
+
+impl Drop for Answering {
     fn drop(&mut self) {
         self.0.end();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer body that keeps its request counted as Busy until its last
+    /// frame is taken (or it fails, or hyper drops it): an answer that takes
+    /// longer to send than the idle timeout is not cut short as idle, nor
+    /// evicted at the connection cap.
+    pub(crate) struct Sending<A> {
+        #[pin]
+        body: A,
+        answering: Option<Answering>,
+    }
+}
+
+impl<A: HttpBody> HttpBody for Sending<A> {
+    type Data = A::Data;
+    type Error = A::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.answering.take();
+        }
+        polled
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

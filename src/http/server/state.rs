@@ -12,9 +12,11 @@
 //! - **Head**: a request head is on its way; it must be complete within
 //!   `header_timeout` of its first byte (of the accept, for the first), or
 //!   the driver answers 408 and closes (slowloris).
-//! - **Busy**: handlers run (one for HTTP/1.1, any number of HTTP/2
-//!   streams); no timer: the handlers hold the shard's pool slots, and
-//!   their bodies have their own limits.
+//! - **Busy**: requests are being answered (one for HTTP/1.1, any number
+//!   of HTTP/2 streams), from the parsed head until the answer's body has
+//!   been handed over whole: handlers run, then their answers are sent. No
+//!   phase timer: the handlers hold the shard's pool slots, and request
+//!   bodies have their own limits.
 //! - **Idle**: nothing to do; closed after `idle_timeout`, at once on a
 //!   stop, and when the net layer evicts it (the shard at its connection
 //!   cap, this one idle the longest). Only this phase is marked idle with
@@ -22,6 +24,13 @@
 //!
 //! An HTTP/2 connection has no Head phase after its preface: it is Busy
 //! while streams run and Idle otherwise.
+//!
+//! Across the phases, a write of an answer that would block (the client
+//! does not read) makes the connection **stalled**: it is not idle then
+//! (not evicted, no idle timeout, whatever hyper still holds to send), and
+//! it is closed if no write goes through for `send_timeout` (nginx's
+//! `send_timeout`). The next write that goes through ends the stall; an
+//! Idle connection is idle from then on.
 //!
 //! Deadlines are only written here (a `Cell`); the driver's one timer
 //! looks at them when it fires, so a request costs no timer operation.
@@ -45,12 +54,19 @@ pub(crate) struct ConnState {
     /// The net layer's handle: idle connections may be evicted at the cap.
     conn: Connection,
     phase: Cell<Phase>,
+    /// Requests begun and not yet answered whole.
     busy: Cell<u32>,
+    /// Of those, requests whose handler still runs.
+    handling: Cell<u32>,
+    /// The current phase's deadline.
     deadline: Cell<Option<Instant>>,
+    /// While a write is blocked: when the connection gives up on its client.
+    stalled: Cell<Option<Instant>>,
     h2: Cell<bool>,
     served: Cell<u64>,
     header_timeout: Duration,
     idle_timeout: Duration,
+    send_timeout: Duration,
 }
 
 impl ConnState {
@@ -60,11 +76,14 @@ impl ConnState {
             conn,
             phase: Cell::new(Phase::Head),
             busy: Cell::new(0),
+            handling: Cell::new(0),
             deadline: Cell::new(Some(Instant::now() + limits.header_timeout())),
+            stalled: Cell::new(None),
             h2: Cell::new(false),
             served: Cell::new(0),
             header_timeout: limits.header_timeout(),
             idle_timeout: limits.idle_timeout(),
+            send_timeout: limits.send_timeout(),
         }
     }
 
@@ -82,9 +101,61 @@ impl ConnState {
         self.phase.get()
     }
 
-    /// When the current phase ends the connection, if it can.
+    /// When the current phase, or a stalled write, ends the connection, if it can.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline.get()
+        let stalled = self.stalled.get();
+        // A stalled connection is not idle: its idle time starts once its
+        // write goes through.
+        let phase = match self.phase.get() {
+            Phase::Idle if stalled.is_some() => None,
+            _ => self.deadline.get(),
+        };
+        match (phase, stalled) {
+            (Some(phase), Some(stalled)) => Some(phase.min(stalled)),
+            (phase, stalled) => phase.or(stalled),
+        }
+    }
+
+    /// Whether a write has been blocked for `send_timeout` at `now`.
+    pub(crate) fn send_timed_out(&self, now: Instant) -> bool {
+        self.stalled.get().is_some_and(|at| now >= at)
+    }
+
+    /// Whether a handler runs (not only an answer being sent).
+    pub(crate) fn is_handling(&self) -> bool {
+        self.handling.get() > 0
+    }
+
+    /// A write of the answer would block: the client is not reading.
+    #[inline]
+    pub(crate) fn on_write_blocked(&self) {
+        if self.stalled.get().is_none() {
+            self.stall();
+        }
+    }
+
+    /// A write went through.
+    #[inline]
+    pub(crate) fn on_write(&self) {
+        if self.stalled.get().is_some() {
+            self.unstall();
+        }
+    }
+
+    #[cold]
+    fn stall(&self) {
+        self.stalled.set(Some(Instant::now() + self.send_timeout));
+        if self.phase.get() == Phase::Idle {
+            self.conn.set_idle(false);
+        }
+    }
+
+    #[cold]
+    fn unstall(&self) {
+        self.stalled.set(None);
+        if self.phase.get() == Phase::Idle {
+            self.idle();
+        }
     }
 
     /// Bytes arrived: on an idle HTTP/1 connection, a new request head starts.
@@ -114,12 +185,20 @@ impl ConnState {
             self.conn.set_idle(false);
         }
         self.busy.set(self.busy.get() + 1);
+        self.handling.set(self.handling.get() + 1);
         self.phase.set(Phase::Busy);
         self.deadline.set(None);
         served
     }
 
-    /// A handler ended (or was dropped).
+    /// A handler ended (or was dropped); its answer may still be sent.
+    #[inline]
+    pub(crate) fn handled(&self) {
+        self.handling.set(self.handling.get().saturating_sub(1));
+    }
+
+    /// A request's answer was handed over whole, or dropped (with its
+    /// handler, if that had not ended).
     #[inline]
     pub(crate) fn end(&self) {
         let busy = self.busy.get().saturating_sub(1);
@@ -130,7 +209,10 @@ impl ConnState {
     }
 
     fn idle(&self) {
-        self.conn.set_idle(true);
+        // A stalled connection is marked idle once its write goes through.
+        if self.stalled.get().is_none() {
+            self.conn.set_idle(true);
+        }
         self.phase.set(Phase::Idle);
         self.deadline.set(Some(Instant::now() + self.idle_timeout));
     }
