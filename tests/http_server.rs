@@ -18,7 +18,7 @@ use futures_lite::stream;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_util::{get, start_http, start_http_with, Conn, HttpRunning};
+use http_util::{get, start_http, start_http_on, start_http_with, Conn, HttpRunning};
 use shardlet::http::server::{Body, Limits};
 
 /// Any body, shard-local (`!Send` is fine on a shard).
@@ -547,4 +547,61 @@ fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
     );
     assert_eq!(busy.join().unwrap().text(), "slow done\n");
     assert!(server.server.stats().shards[0].evicted >= 1);
+}
+
+#[test]
+fn requests_waiting_for_their_bodies_hold_no_handler_slot() {
+    // A handler pool of 2, and more clients than that which send a head
+    // and hold back the body: they must not lock the shard out.
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = started.clone();
+    let server = start_http_on(
+        net_util::runtime(1).with_pool_size(2),
+        Limits::default(),
+        |c| c,
+        move || {
+            let started = counter.clone();
+            move |request| route(request, started.clone())
+        },
+    );
+    let addr = server.addr();
+    let mut holding: Vec<Conn> = (0..4)
+        .map(|_| {
+            let mut conn = Conn::open(addr);
+            conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab")
+                .unwrap();
+            conn
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    assert_eq!(get(addr, "/").text(), "hello\n");
+    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    // Their bodies come: each is answered in full.
+    for conn in &mut holding {
+        conn.send(b"cdefghij").unwrap();
+    }
+    for conn in &mut holding {
+        let reply = conn.read().unwrap();
+        assert_eq!((reply.status, reply.text().as_str()), (200, "abcdefghij"));
+    }
+    // Handlers that work (not wait for their client) still hold their
+    // slots: a third `/slow` waits for one of the first two.
+    let slow: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || (get(addr, "/slow").text(), Instant::now())))
+        .collect();
+    let asked = Instant::now();
+    let mut ends: Vec<Duration> = slow
+        .into_iter()
+        .map(|t| {
+            let (text, at) = t.join().unwrap();
+            assert_eq!(text, "slow done\n");
+            at - asked
+        })
+        .collect();
+    ends.sort();
+    assert!(
+        ends[2] >= Duration::from_millis(750),
+        "three slow handlers ran at once: {ends:?}"
+    );
 }

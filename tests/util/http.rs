@@ -46,7 +46,24 @@ where
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let runtime = Runtime::new(runtime(shards)).expect("runtime");
+    start_http_on(runtime(shards), limits, configure, make)
+}
+
+/// [`start_http_with`] on a runtime of `config`.
+pub fn start_http_on<F, H, Fut, B>(
+    config: shardlet::Config,
+    limits: Limits,
+    configure: impl FnOnce(ServerConfig) -> ServerConfig,
+    make: F,
+) -> HttpRunning
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Fn(::http::Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = ::http::Response<B>> + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let runtime = Runtime::new(config).expect("runtime");
     let server = http::Server::bind(
         ([127, 0, 0, 1], 0),
         configure(ServerConfig::from(runtime.config())),

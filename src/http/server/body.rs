@@ -10,7 +10,7 @@
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -44,9 +44,13 @@ pub enum BodyError {
     Hyper(#[from] hyper::Error),
 }
 
-/// What a [`Body`] tells the server once the handler is done.
+/// What a [`Body`] tells the server: while the handler runs, whether it
+/// waits for the client's bytes; once it is done, which limit passed.
 #[derive(Debug, Default)]
-pub(crate) struct Verdict(AtomicU8);
+pub(crate) struct Verdict {
+    what: AtomicU8,
+    waiting: AtomicBool,
+}
 
 const TOO_LARGE: u8 = 1;
 const TIMED_OUT: u8 = 2;
@@ -55,7 +59,7 @@ const MALFORMED: u8 = 3;
 impl Verdict {
     /// The status that replaces the handler's answer, if any.
     pub(crate) fn status(&self) -> Option<http::StatusCode> {
-        match self.0.load(Ordering::Acquire) {
+        match self.what.load(Ordering::Acquire) {
             TOO_LARGE => Some(http::StatusCode::PAYLOAD_TOO_LARGE),
             TIMED_OUT => Some(http::StatusCode::REQUEST_TIMEOUT),
             MALFORMED => Some(http::StatusCode::BAD_REQUEST),
@@ -64,7 +68,17 @@ impl Verdict {
     }
 
     fn set(&self, what: u8) {
-        self.0.store(what, Ordering::Release);
+        self.what.store(what, Ordering::Release);
+    }
+
+    /// Whether the body's last read found nothing from the client yet (its
+    /// reader waits for the client, not for work of its own).
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn set_waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, Ordering::Relaxed);
     }
 }
 
@@ -95,8 +109,18 @@ pub struct Body {
     timeout: Duration,
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<ShardSleep>>>,
-    verdict: Option<Arc<Verdict>>,
+    verdict: Option<Told>,
     done: bool,
+}
+
+/// The body's [`Verdict`]; a body dropped while it waited for its client
+/// waits no more.
+struct Told(Arc<Verdict>);
+
+impl Drop for Told {
+    fn drop(&mut self) {
+        self.0.set_waiting(false);
+    }
 }
 
 impl Body {
@@ -110,7 +134,7 @@ impl Body {
             timeout,
             deadline: None,
             sleep: None,
-            verdict,
+            verdict: verdict.map(Told),
             done: false,
         }
     }
@@ -122,7 +146,7 @@ impl Body {
 
     fn fail(&mut self, what: u8, error: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.done = true;
-        if let Some(verdict) = &self.verdict {
+        if let Some(Told(verdict)) = &self.verdict {
             verdict.set(what);
         }
         Poll::Ready(Some(Err(error)))
@@ -143,7 +167,11 @@ impl http_body::Body for Body {
         }
         let timeout = this.timeout;
         let deadline = *this.deadline.get_or_insert_with(|| Instant::now() + timeout);
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Some(Told(verdict)) = &this.verdict {
+            verdict.set_waiting(polled.is_pending());
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.left {

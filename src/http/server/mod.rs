@@ -260,7 +260,8 @@ impl Server {
     /// opens with HTTP/2's preface, HTTP/2 (h2c by prior knowledge). The
     /// handler runs in a slot of this shard's handler pool
     /// (`SHARDLET_POOL_SIZE`): when all are taken, requests wait for one,
-    /// while connections (idle, or still sending a head) hold none. A
+    /// while connections (idle, or still sending a head) hold none, nor
+    /// does a handler while it waits for its client's body bytes. A
     /// request that breaks the [`Limits`] or the syntax is answered with its
     /// 4xx status and the connection closes; a handler that panics or fails
     /// gets its request answered with `500 Internal Server Error`. When a

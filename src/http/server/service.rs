@@ -5,8 +5,11 @@
 //!   `Content-Length` past the body limit (413, before the handler runs);
 //! - the request body under the body limit and timeout ([`Body`]), and the
 //!   413/408 that replaces the handler's answer when one of them passed;
-//! - a slot of the shard's handler pool, held only while the handler runs:
-//!   a connection between requests, or still sending its head, holds none;
+//! - a slot of the shard's handler pool, held only while the handler runs
+//!   ([`Slotted`]): a connection between requests, or still sending its
+//!   head, holds none, nor does a handler while it waits for its client's
+//!   body bytes (else clients that send a head and no body would take
+//!   every slot: five HTTP/2 connections of 200 such streams did);
 //! - a panic or an error of the handler answered with 500;
 //! - the connection's phase ([`ConnState`]): Busy from the parsed head
 //!   until the answer's body has been handed over whole ([`Sending`]), so
@@ -36,6 +39,7 @@ use super::body::{Body, Verdict};
 use super::state::ConnState;
 use super::Limits;
 use crate::pool::GreenPool;
+use crate::sync::slots::{Acquire, Permit};
 use crate::task::guard::Isolated;
 
 /// What the connections of one shard share.
@@ -114,9 +118,14 @@ where
     let verdict = (!request.body().is_end_stream()).then(|| Arc::new(Verdict::default()));
     let request =
         request.map(|body| Body::new(body, limits.max_body(), limits.body_timeout(), verdict.clone()));
-    let permit = shared.pool.acquire().await;
-    let outcome = Isolated::new(shared.service.call(request), Some(shared.pool.id())).await;
-    drop(permit);
+    let outcome = Slotted {
+        pool: &shared.pool,
+        permit: None,
+        acquire: None,
+        handler: Isolated::new(shared.service.call(request), Some(shared.pool.id())),
+        body: verdict.clone(),
+    }
+    .await;
     if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
         return (reject(status), false);
     }
@@ -147,6 +156,42 @@ where
         }
     };
     (response, panicked)
+}
+
+pin_project_lite::pin_project! {
+    /// A handler polled only while it holds a slot of the pool, which it
+    /// gives back while it waits for its client's body bytes (the client's
+    /// pace, like a head still arriving) and takes again, in turn, when it
+    /// is woken.
+    struct Slotted<'a, H> {
+        pool: &'a GreenPool,
+        permit: Option<Permit>,
+        acquire: Option<Acquire>,
+        #[pin]
+        handler: H,
+        body: Option<Arc<Verdict>>,
+    }
+}
+
+impl<H: Future> Future for Slotted<'_, H> {
+    type Output = H::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<H::Output> {
+        let this = self.project();
+        if this.permit.is_none() {
+            let acquire = this.acquire.get_or_insert_with(|| this.pool.acquire());
+            let Poll::Ready(permit) = Pin::new(acquire).poll(cx) else {
+                return Poll::Pending;
+            };
+            *this.acquire = None;
+            *this.permit = Some(permit);
+        }
+        let polled = this.handler.poll(cx);
+        if polled.is_ready() || this.body.as_deref().is_some_and(Verdict::is_waiting) {
+            *this.permit = None;
+        }
+        polled
+    }
 }
 
 /// Counts the handler as ended however its future ends.
