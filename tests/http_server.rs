@@ -18,7 +18,7 @@ use futures_lite::stream;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_util::{get, start_http, start_http_on, start_http_with, Conn, HttpRunning};
+use http_util::{get, request as request_raw, start_http, start_http_on, start_http_with, Conn, HttpRunning};
 use shardlet::http::server::{Body, Limits};
 
 /// Any body, shard-local (`!Send` is fine on a shard).
@@ -225,6 +225,8 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
     let (server, _) = start_with(2, limits);
     let addr = server.addr();
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000));
+    // The length in the authority, not the path.
+    let long_absolute = format!("GET http://{}/ HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000));
     let many_fields: String = (0..20).map(|i| format!("X-{i}: v\r\n")).collect();
     let many_fields = format!("GET / HTTP/1.1\r\nHost: t\r\n{many_fields}\r\n");
     let big_field = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(5000));
@@ -277,6 +279,22 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
             400,
         ),
         (
+            "chunked twice",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "chunked twice, in two fields",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        ("Host with a space", b"GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n".to_vec(), 400),
+        ("Host as a list", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n".to_vec(), 400),
+        ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n".to_vec(), 400),
+        ("Host with a bad port", b"GET / HTTP/1.1\r\nHost: a:x\r\n\r\n".to_vec(), 400),
+        ("URI too long in absolute form", long_absolute.into_bytes(), 414),
+        (
             "unknown expectation",
             b"GET / HTTP/1.1\r\nHost: t\r\nExpect: something\r\n\r\n".to_vec(),
             417,
@@ -309,6 +327,23 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
         conn.is_closed(),
         "Content-Length and Transfer-Encoding: connection left open"
     );
+
+    // Hosts of every valid shape are fine; a target in absolute form at
+    // the request-line limit (1,024) too, one byte more is a 414.
+    for host in ["t", "t:8080", "127.0.0.1:1", "[::1]:80", "a.b-c.example", ""] {
+        let reply = request_raw(addr, format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(reply.status, 200, "Host: {host:?}");
+    }
+    for (pad, status) in [(1002, 404), (1003, 414)] {
+        let line = format!("GET http://t/{} HTTP/1.1", "a".repeat(pad));
+        let reply = request_raw(addr, format!("{line}\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(
+            reply.status,
+            status,
+            "an absolute-form request line of {} bytes",
+            line.len()
+        );
+    }
 
     // Exactly at the limits is fine.
     let mut conn = Conn::open(addr);

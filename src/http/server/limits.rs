@@ -19,7 +19,8 @@ use std::time::Duration;
 /// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked) | closed, the answer cut short |
 ///
 /// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
-/// or here: no `Host`, or a body that is not valid chunked coding), a
+/// or here: no `Host` or one that is not `host[:port]`, `chunked` applied
+/// twice, or a body that is not valid chunked coding), a
 /// transfer coding other than `chunked` 501, an `Expect` other than
 /// `100-continue` 417.
 ///

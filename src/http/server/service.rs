@@ -263,6 +263,14 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
     if request.version() == Version::HTTP_11 && fields.get_all(header::HOST).iter().count() != 1 {
         return Some(StatusCode::BAD_REQUEST);
     }
+    // RFC 9112 §3.2: a Host whose value is not `host[:port]` is a 400
+    // (as nginx answers; an empty one is allowed).
+    if fields
+        .get(header::HOST)
+        .is_some_and(|host| !is_host(host.as_bytes()))
+    {
+        return Some(StatusCode::BAD_REQUEST);
+    }
     if let Some(expect) = fields.get(header::EXPECT) {
         if !expect
             .as_bytes()
@@ -272,23 +280,30 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
             return Some(StatusCode::EXPECTATION_FAILED);
         }
     }
-    // hyper decodes `chunked` (last, as it must be) and passes other codings
-    // through; shardlet decodes none of them.
+    // hyper decodes `chunked` (last, as it must be) once and passes other
+    // codings through; shardlet decodes none of them. `chunked` more than
+    // once (RFC 9112 §7.1: a sender MUST NOT) would reach the handler
+    // still framed: a 400.
+    let mut chunked = 0;
     for coding in fields.get_all(header::TRANSFER_ENCODING) {
-        let only_chunked = coding
-            .as_bytes()
-            .split(|&b| b == b',')
-            .all(|c| c.trim_ascii().is_empty() || c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if !only_chunked {
-            return Some(StatusCode::NOT_IMPLEMENTED);
+        for coding in coding.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                chunked += 1;
+            } else if !coding.is_empty() {
+                return Some(StatusCode::NOT_IMPLEMENTED);
+            }
         }
     }
+    if chunked > 1 {
+        return Some(StatusCode::BAD_REQUEST);
+    }
     if matches!(request.version(), Version::HTTP_10 | Version::HTTP_11) {
-        // `METHOD SP request-target SP HTTP/1.1`
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| request.uri().to_string().len(), |p| p.as_str().len());
+        // `METHOD SP request-target SP HTTP/1.1`, the target in any form
+        // (origin, absolute, authority, asterisk).
+        let uri = request.uri();
+        let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(0, |p| p.as_str().len());
         if request.method().as_str().len() + target + 10 > limits.max_request_line() {
             return Some(StatusCode::URI_TOO_LONG);
         }
@@ -297,6 +312,27 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         return Some(StatusCode::PAYLOAD_TOO_LARGE);
     }
     None
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty.
+fn is_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    if value.contains(&b'@') {
+        return false; // userinfo: an authority, but no host
+    }
+    let Ok(authority) = http::uri::Authority::try_from(value) else {
+        return false;
+    };
+    let host = authority.host();
+    // The `http` crate takes any port text; RFC 9110: `port = *DIGIT`.
+    let port = &authority.as_str()[host.len()..];
+    !host.is_empty()
+        && (port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// A status-only answer that also closes the connection.
