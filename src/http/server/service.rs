@@ -314,25 +314,44 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
     None
 }
 
-/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty.
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC
+/// 3986 §3.2.2: an IP literal in brackets, or a name of unreserved,
+/// percent-encoded and sub-delimiter characters), or empty. A scan of the
+/// bytes, on every request: no parse, no allocation.
 fn is_host(value: &[u8]) -> bool {
-    if value.is_empty() {
-        return true;
-    }
-    if value.contains(&b'@') {
-        return false; // userinfo: an authority, but no host
-    }
-    let Ok(authority) = http::uri::Authority::try_from(value) else {
-        return false;
+    let port = match value.first() {
+        None => return true,
+        Some(b'[') => {
+            let Some(end) = value.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = &value[1..end];
+            if literal.is_empty()
+                || !literal
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return false;
+            }
+            &value[end + 1..]
+        }
+        Some(_) => {
+            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            if end == 0
+                || !value[..end]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+            {
+                return false;
+            }
+            &value[end..]
+        }
     };
-    let host = authority.host();
-    // The `http` crate takes any port text; RFC 9110: `port = *DIGIT`.
-    let port = &authority.as_str()[host.len()..];
-    !host.is_empty()
-        && (port.is_empty()
-            || port
-                .strip_prefix(':')
-                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+    match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
 }
 
 /// A status-only answer that also closes the connection.
