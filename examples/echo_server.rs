@@ -223,8 +223,10 @@ fn main() -> ExitCode {
             std::thread::spawn(move || {
                 let mut signals = signals.forever();
                 if signals.next().is_some() {
-                    eprintln!("echo_server: stopping (again to quit at once)");
+                    // Stop first: a closed stderr must not keep it from
+                    // stopping (eprintln! panics on EPIPE).
                     server.stop(GRACE);
+                    let _ = writeln!(io::stderr(), "echo_server: stopping (again to quit at once)");
                 }
                 if signals.next().is_some() {
                     std::process::exit(130);
@@ -246,7 +248,9 @@ fn main() -> ExitCode {
             .with_runtime(handle.metrics())
             .with_server("echo", &server);
         match metrics_http::serve_metrics(addr, exporter) {
-            Ok(bound) => println!("metrics on http://{bound}/metrics"),
+            Ok(bound) => {
+                let _ = writeln!(io::stdout(), "metrics on http://{bound}/metrics");
+            }
             Err(e) => {
                 eprintln!("echo_server: --metrics-addr {addr}: {e}");
                 server.stop(Duration::ZERO);
@@ -256,7 +260,8 @@ fn main() -> ExitCode {
         }
     }
     let cap = server.stats().shards.first().map_or(0, |s| s.capacity);
-    println!(
+    let _ = writeln!(
+        io::stdout(),
         "listening on {} ({shards} shards, accept={mode}, cap {cap} connections per shard, when full: {})",
         server.local_addr(),
         args.when_full
@@ -265,7 +270,8 @@ fn main() -> ExitCode {
 
     let results = handle.join();
     for (shard, stats) in server.stats().shards.iter().enumerate() {
-        println!("shard {shard}: {stats}");
+        // A closed stdout is no failure of the server's.
+        let _ = writeln!(io::stdout(), "shard {shard}: {stats}");
     }
     match results {
         Ok(results) => {

@@ -132,8 +132,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         move || {
             let mut signals = signals.forever();
             if signals.next().is_some() {
-                eprintln!("feed_scraper: stopping (again to quit at once)");
+                // Stop first: a closed stderr must not keep it from
+                // stopping (eprintln! panics on EPIPE).
                 server.stop(drain + DRAIN_MARGIN);
+                let _ = writeln!(io::stderr(), "feed_scraper: stopping (again to quit at once)");
             }
             if signals.next().is_some() {
                 std::process::exit(130);
@@ -153,9 +155,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .with_server("feed_scraper", server.net());
         let bound =
             metrics_http::serve_metrics(addr, exporter).map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
-        println!("metrics on http://{bound}/metrics");
+        let _ = writeln!(io::stdout(), "metrics on http://{bound}/metrics");
     }
-    println!(
+    let _ = writeln!(
+        io::stdout(),
         "feed scraper on http://{} ({shards} shards, at most {} fetches at once)",
         server.local_addr(),
         args.max_fetches
