@@ -231,7 +231,7 @@ fn more_shards_than_listed_cpus_when_pinned() {
 
 #[test]
 fn unknown_cpu_in_the_list() {
-    let bad = 100_000;
+    let bad = 60_000; // a CPU id Linux could have, past this machine's
     let text = format!("0,{bad}");
     let config = parse(&[(ENV_CPUS, &text)]).unwrap(); // parses: a syntactically fine list
     let err = config.validate().unwrap_err();
@@ -260,9 +260,42 @@ fn zero_sizes_from_the_builder() {
 fn io_memory_below_the_minimum() {
     let config = parse(&[(ENV_IO_MEMORY, "1K")]).unwrap();
     let err = config.validate().unwrap_err();
-    assert_eq!(err.var, ENV_IO_MEMORY);
-    assert!(err.to_string().contains("1024"), "{err}");
+    // The value as given, not the bytes it parsed to.
+    assert_names(&err, ENV_IO_MEMORY, "1K");
+    assert!(err.to_string().contains("at least 64K"), "{err}");
     assert!(Config::default().with_io_memory(64 << 10).validate().is_ok());
+    // Set again by the builder: the builder's value is the one shown.
+    let err = config.with_io_memory(2048).validate().unwrap_err();
+    assert_names(&err, ENV_IO_MEMORY, "2048");
+}
+
+#[test]
+fn bounds_checked_after_parsing_show_the_value_as_given() {
+    let err = parse(&[(ENV_IO_MEMORY, "2G")]).unwrap().validate().unwrap_err();
+    assert_names(&err, ENV_IO_MEMORY, "2G");
+    let err = parse(&[(ENV_SHARDS, "+5000")]).unwrap().validate().unwrap_err();
+    assert_names(&err, ENV_SHARDS, "+5000");
+}
+
+#[test]
+fn huge_cpu_ranges_are_refused_before_they_are_expanded() {
+    for (list, says) in [
+        ("0-1000000000", "past the largest CPU id"),
+        ("0-18446744073709551615", "past the largest CPU id"),
+        ("99999999999999999999999", "not a CPU number"),
+        ("-1", "`-1` is not a CPU number or range"),
+        ("0-", "`0-` is not a CPU number or range"),
+    ] {
+        let started = std::time::Instant::now();
+        let err = parse(&[(ENV_CPUS, list)]).unwrap_err();
+        assert_names(&err, ENV_CPUS, list);
+        assert!(err.reason.contains(says), "{list}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(100),
+            "{list}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]
@@ -297,5 +330,12 @@ fn from_env_reads_the_process_environment() {
     std::env::remove_var(ENV_SHARDS);
     assert_names(&config_err, ENV_SHARDS, "abc");
     assert_eq!(runtime_err, RuntimeError::Config(config_err));
+    assert!(Config::from_env().is_ok());
+    // A value that is not UTF-8 is an error, not an unset variable.
+    use std::os::unix::ffi::OsStrExt;
+    std::env::set_var(ENV_CPUS, std::ffi::OsStr::from_bytes(b"\xff0"));
+    let err = Config::from_env().unwrap_err();
+    std::env::remove_var(ENV_CPUS);
+    assert_eq!((err.var, err.reason.as_str()), (ENV_CPUS, "not valid UTF-8"));
     assert!(Config::from_env().is_ok());
 }

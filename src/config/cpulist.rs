@@ -18,10 +18,16 @@ impl CpuList {
             }
             match item.split_once('-') {
                 Some((lo, hi)) => {
+                    if lo.trim().is_empty() || hi.trim().is_empty() {
+                        return Err(format!(
+                            "`{item}` is not a CPU number or range (expected e.g. `0,2-5`)"
+                        ));
+                    }
                     let (lo, hi) = (parse_cpu(lo)?, parse_cpu(hi)?);
                     if lo > hi {
                         return Err(format!("range `{item}` runs backwards"));
                     }
+                    // Checked before the range is expanded.
                     cpus.extend(lo..=hi);
                 }
                 None => cpus.push(parse_cpu(item)?),
@@ -47,10 +53,19 @@ impl From<Vec<usize>> for CpuList {
     }
 }
 
+/// The largest CPU id taken: past any kernel's `NR_CPUS` (8,192 at most
+/// today), and small enough that a range up to it is cheap to expand.
+pub(crate) const MAX_CPU: usize = (1 << 16) - 1;
+
 fn parse_cpu(text: &str) -> Result<usize, String> {
-    text.trim()
+    let text = text.trim();
+    let cpu: usize = text
         .parse()
-        .map_err(|_| format!("`{}` is not a CPU number", text.trim()))
+        .map_err(|_| format!("`{text}` is not a CPU number"))?;
+    if cpu > MAX_CPU {
+        return Err(format!("CPU {text} is past the largest CPU id ({MAX_CPU})"));
+    }
+    Ok(cpu)
 }
 
 /// Prints the compact form back: `0-3,6`.

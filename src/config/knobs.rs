@@ -78,7 +78,7 @@ fn edits(a: &str, b: &str) -> usize {
 /// threads or memory) or keep the host busy for nothing.
 pub(crate) fn check_bounds(config: &Config) -> Result<(), ConfigError> {
     let over = |var, value: usize, max: usize, why: &str| {
-        (value > max).then(|| ConfigError::new(var, value, format!("must be at most {max} ({why})")))
+        (value > max).then(|| config.error(var, value, format!("must be at most {max} ({why})")))
     };
     let checks = [
         config.shards().and_then(|n| {
@@ -106,7 +106,7 @@ pub(crate) fn check_bounds(config: &Config) -> Result<(), ConfigError> {
         return Err(err);
     }
     if config.spin() > MAX_SPIN {
-        return Err(ConfigError::new(
+        return Err(config.error(
             ENV_SPIN_US,
             config.spin().as_micros(),
             format!(

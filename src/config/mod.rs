@@ -73,6 +73,33 @@ pub struct Config {
     max_connections: Option<usize>,
     mailbox: usize,
     reserve_cpus: usize,
+    /// The text each setting read from the environment was given as, for
+    /// errors found only when the configuration is validated.
+    given: Given,
+}
+
+/// Variables' texts as given (see [`Config::from_lookup`]). Not part of
+/// what a configuration *is*: two configurations with the same settings
+/// are equal however they were made.
+#[derive(Debug, Clone, Default)]
+struct Given(Vec<(&'static str, String)>);
+
+impl PartialEq for Given {
+    fn eq(&self, _: &Given) -> bool {
+        true
+    }
+}
+
+impl Eq for Given {}
+
+impl Given {
+    fn forget(&mut self, var: &str) {
+        self.0.retain(|(v, _)| *v != var);
+    }
+
+    fn text(&self, var: &str) -> Option<&str> {
+        self.0.iter().find(|(v, _)| *v == var).map(|(_, t)| t.as_str())
+    }
 }
 
 impl Default for Config {
@@ -89,6 +116,7 @@ impl Default for Config {
             max_connections: None,
             mailbox: DEFAULT_MAILBOX,
             reserve_cpus: 0,
+            given: Given::default(),
         }
     }
 }
@@ -112,6 +140,12 @@ impl Config {
     /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
         crate::config::knobs::warn_unknown(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
+        // A value that is not UTF-8 is an error, not a variable left unset.
+        for var in crate::config::knobs::KNOWN {
+            if let Some(value) = std::env::var_os(var).filter(|v| v.to_str().is_none()) {
+                return Err(ConfigError::new(var, value.to_string_lossy(), "not valid UTF-8"));
+            }
+        }
         Config::from_lookup(|var| std::env::var(var).ok())
     }
 
@@ -132,8 +166,13 @@ impl Config {
     /// assert_eq!(err.to_string(), r#"SHARDLET_SHARDS="abc": not a positive integer"#);
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
+        let mut given = Vec::new();
+        let mut get = |var: &'static str| {
+            let value = lookup(var).filter(|v| !v.trim().is_empty())?;
+            given.push((var, value.clone()));
+            Some(value)
+        };
         if let Some(v) = get(ENV_SHARDS) {
             config.shards = Some(positive(ENV_SHARDS, &v)?);
         }
@@ -176,12 +215,28 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError::new(ENV_RESERVE_CPUS, &v, "not a whole number of CPUs"))?;
         }
+        config.given = Given(given);
         Ok(config)
+    }
+
+    /// An error in `var`'s setting, shown as given in the environment when
+    /// it came from there (`2G`, not the bytes it parsed to), else `value`.
+    pub(crate) fn error(
+        &self,
+        var: &'static str,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        match self.given.text(var) {
+            Some(text) => ConfigError::new(var, text, reason),
+            None => ConfigError::new(var, value, reason),
+        }
     }
 
     /// Sets the number of shards (`SHARDLET_SHARDS`). Default: one per CPU in
     /// [`cpus`](Config::cpus).
     pub fn with_shards(mut self, shards: usize) -> Self {
+        self.given.forget(ENV_SHARDS);
         self.shards = Some(shards);
         self
     }
@@ -190,18 +245,21 @@ impl Config {
     /// this process is allowed to run on. A set: shard *i* is pinned to the
     /// *i*-th CPU in ascending order, whatever order they are given in.
     pub fn with_cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.given.forget(ENV_CPUS);
         self.cpus = Some(CpuList::from(cpus.into_iter().collect::<Vec<_>>()));
         self
     }
 
     /// Pins shard `i` to the `i`-th CPU (`SHARDLET_PIN`). Default: on.
     pub fn with_pin(mut self, pin: bool) -> Self {
+        self.given.forget(ENV_PIN);
         self.pin = pin;
         self
     }
 
     /// Sets the default [`GreenPool`](crate::GreenPool) size (`SHARDLET_POOL_SIZE`). Default: 1000.
     pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.given.forget(ENV_POOL_SIZE);
         self.pool_size = size;
         self
     }
@@ -209,6 +267,7 @@ impl Config {
     /// Sets the registered io_uring buffer memory per shard, in bytes
     /// (`SHARDLET_IO_MEMORY`). Default: sized to fit `RLIMIT_MEMLOCK`, at most 1 MiB.
     pub fn with_io_memory(mut self, bytes: usize) -> Self {
+        self.given.forget(ENV_IO_MEMORY);
         self.io_memory = Some(bytes);
         self
     }
@@ -224,6 +283,7 @@ impl Config {
     /// burns at most this long per burst of work, then parks. (glommio does
     /// not spin unpinned executors; the cross-shard polling applies to all.)
     pub fn with_spin(mut self, spin: Duration) -> Self {
+        self.given.forget(ENV_SPIN_US);
         self.spin = spin;
         self
     }
@@ -231,6 +291,7 @@ impl Config {
     /// Sets the number of threads behind [`blocking`](crate::blocking)
     /// (`SHARDLET_BLOCKING_THREADS`). Default: 4.
     pub fn with_blocking_threads(mut self, threads: usize) -> Self {
+        self.given.forget(ENV_BLOCKING_THREADS);
         self.blocking_threads = threads;
         self
     }
@@ -247,6 +308,7 @@ impl Config {
     /// assert_eq!(config.accept(), AcceptMode::Handoff);
     /// ```
     pub fn with_accept(mut self, accept: AcceptMode) -> Self {
+        self.given.forget(ENV_ACCEPT);
         self.accept = accept;
         self
     }
@@ -266,6 +328,7 @@ impl Config {
     /// assert_eq!(ServerConfig::from(&config).max_connections(), Some(50_000));
     /// ```
     pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.given.forget(ENV_MAX_CONNECTIONS);
         self.max_connections = Some(max);
         self
     }
@@ -273,6 +336,7 @@ impl Config {
     /// Sets how many cross-shard messages may wait for a shard
     /// (`SHARDLET_MAILBOX`, see [`ENV_MAILBOX`]). Default: 1024 messages.
     pub fn with_mailbox(mut self, messages: usize) -> Self {
+        self.given.forget(ENV_MAILBOX);
         self.mailbox = messages;
         self
     }
@@ -295,6 +359,7 @@ impl Config {
     /// assert_eq!((plan.shards(), plan.cpu(0)), (3, Some(1)));
     /// ```
     pub fn with_reserve_cpus(mut self, cpus: usize) -> Self {
+        self.given.forget(ENV_RESERVE_CPUS);
         self.reserve_cpus = cpus;
         self
     }
@@ -389,7 +454,7 @@ impl Config {
         let cpus = match &self.cpus {
             Some(list) => {
                 if let Some(bad) = list.as_slice().iter().find(|c| !allowed.as_slice().contains(c)) {
-                    return Err(ConfigError::new(
+                    return Err(self.error(
                         ENV_CPUS,
                         list,
                         format!("unknown CPU {bad} (this process may run on {allowed})"),
@@ -400,10 +465,10 @@ impl Config {
             None => allowed.clone(),
         };
         if cpus.len() == 0 {
-            return Err(ConfigError::new(ENV_CPUS, &cpus, "no CPU to run on"));
+            return Err(self.error(ENV_CPUS, &cpus, "no CPU to run on"));
         }
         if self.reserve_cpus >= cpus.len() {
-            return Err(ConfigError::new(
+            return Err(self.error(
                 ENV_RESERVE_CPUS,
                 self.reserve_cpus,
                 format!("leaves no CPU for the shards (they may use {cpus}); lower it or widen {ENV_CPUS}"),
@@ -415,10 +480,10 @@ impl Config {
             .shards
             .unwrap_or_else(|| crate::config::cpus::default_shards(cpus.len(), quota, self.reserve_cpus));
         if shards == 0 {
-            return Err(ConfigError::new(ENV_SHARDS, shards, "need at least one shard"));
+            return Err(self.error(ENV_SHARDS, shards, "need at least one shard"));
         }
         if self.pin && shards > cpus.len() {
-            return Err(ConfigError::new(
+            return Err(self.error(
                 ENV_SHARDS,
                 shards,
                 format!(
@@ -434,19 +499,15 @@ impl Config {
             (ENV_MAILBOX, self.mailbox),
         ] {
             if value == 0 {
-                return Err(ConfigError::new(var, value, "must be at least 1"));
+                return Err(self.error(var, value, "must be at least 1"));
             }
         }
         if let Some(io) = self.io_memory {
             if io < MIN_IO_MEMORY {
-                return Err(ConfigError::new(ENV_IO_MEMORY, io, "must be at least 64K"));
+                return Err(self.error(ENV_IO_MEMORY, io, "must be at least 64K"));
             }
             if io > MAX_IO_MEMORY {
-                return Err(ConfigError::new(
-                    ENV_IO_MEMORY,
-                    io,
-                    "must be at most 1G per shard",
-                ));
+                return Err(self.error(ENV_IO_MEMORY, io, "must be at most 1G per shard"));
             }
         }
         let placement = (0..shards)
