@@ -25,6 +25,10 @@ use crate::config::{ENV_IO_MEMORY, ENV_SHARDS, MIN_IO_MEMORY};
 const DEFAULT_IO_MEMORY: usize = 1 << 20;
 /// Rough size of glommio's three rings per shard (only charged before 5.12).
 const RING_MEMORY: usize = 256 << 10;
+/// glommio registers a shard's io memory with each of its three rings
+/// (main, poll, latency: `sys/uring.rs`), and the kernel charges every
+/// registration: a shard locks three times its io memory.
+const REGISTRATIONS: usize = 3;
 /// `CAP_IPC_LOCK` in the capability bit sets of `/proc/self/status`.
 const CAP_IPC_LOCK: u32 = 14;
 
@@ -98,30 +102,32 @@ impl Memlock {
         };
         let rings = if self.rings_charged { RING_MEMORY } else { 0 };
         let n = shards as u64;
+        let charge = |io: usize| n * (REGISTRATIONS * io + rings) as u64;
         let fail = |io: usize, what: String| {
-            let need = n * (io + rings) as u64;
+            let need = charge(io);
             MemlockError {
                 limit,
                 need,
                 shards,
-                what: format!("{shards} shard(s) need {need} bytes of locked memory for io_uring ({what})"),
+                what: format!(
+                    "{shards} shard(s) need {need} bytes of locked memory for io_uring ({what}, \
+                     registered with each of a shard's {REGISTRATIONS} rings)"
+                ),
                 floor: false,
             }
         };
-        if self.rings_charged && n * (MIN_IO_MEMORY + rings) as u64 > limit {
+        if self.rings_charged && charge(MIN_IO_MEMORY) > limit {
             return Err(fail(
                 MIN_IO_MEMORY,
                 "rings plus the 64K minimum of buffers; this kernel (before 5.12) charges rings".into(),
             ));
         }
         match requested {
-            Some(io) if n * (io + rings) as u64 > limit => {
-                Err(fail(io, format!("{ENV_IO_MEMORY}={io} per shard")))
-            }
+            Some(io) if charge(io) > limit => Err(fail(io, format!("{ENV_IO_MEMORY}={io} per shard"))),
             Some(io) => Ok(io),
             None => {
                 let share = (limit / 2 / n) as usize;
-                let io = share.saturating_sub(rings).min(DEFAULT_IO_MEMORY) & !4095;
+                let io = (share.saturating_sub(rings) / REGISTRATIONS).min(DEFAULT_IO_MEMORY) & !4095;
                 if io < MIN_IO_MEMORY {
                     tracing::warn!(
                         limit,
@@ -172,9 +178,13 @@ mod tests {
 
     #[test]
     fn auto_size_fits_half_the_limit() {
+        // Half of 2 MiB for 2 shards: 512 KiB each, registered three times.
         let io = limited(2 << 20, false).io_memory(2, None).unwrap();
-        assert_eq!(io, 512 << 10);
+        assert_eq!(io, (512 << 10) / 3 & !4095);
+        assert!(3 * 2 * io <= 1 << 20);
         let io = limited(8 << 20, false).io_memory(2, None).unwrap();
+        assert_eq!(io, (2 << 20) / 3 & !4095);
+        let io = limited(16 << 20, false).io_memory(2, None).unwrap();
         assert_eq!(io, DEFAULT_IO_MEMORY);
         let io = limited(1 << 40, false).io_memory(2, None).unwrap();
         assert_eq!(io, DEFAULT_IO_MEMORY);
