@@ -2,7 +2,18 @@
 //! shard's io_uring timers.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest wait a timer is set for: a century. A longer one (a limit
+/// of `Duration::MAX`, the usual way to say "none") waits this long
+/// instead of overflowing the clock.
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The moment `duration` from now (at most [`FOREVER`] away).
+#[inline]
+pub(crate) fn after(duration: Duration) -> Instant {
+    Instant::now() + duration.min(FOREVER)
+}
 
 /// Suspends the current green thread for `duration`; other tasks run meanwhile.
 ///
@@ -14,7 +25,7 @@ use std::time::Duration;
 /// # }).unwrap();
 /// ```
 pub async fn sleep(duration: Duration) {
-    glommio::timer::sleep(duration).await;
+    glommio::timer::sleep(duration.min(FOREVER)).await;
 }
 
 /// The deadline of [`timeout`] passed first.

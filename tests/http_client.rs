@@ -544,3 +544,30 @@ fn imap_gives_bodies_in_input_order_whatever_the_delays() {
     });
     assert!(server.accepted() <= 16);
 }
+
+/// `Duration::MAX` is the usual way to say "no limit": every limit takes
+/// it (a century, in effect) instead of overflowing the clock.
+#[test]
+fn limits_of_duration_max_mean_none() {
+    let server = TestServer::start(ok(b"hello"));
+    let url = server.url("/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let client = Client::builder()
+                .connect_timeout(Duration::MAX)
+                .request_timeout(Duration::MAX)
+                .read_timeout(Duration::MAX)
+                .dns_timeout(Duration::MAX)
+                .dns_ttl(Duration::MAX)
+                .idle_timeout(Duration::MAX)
+                .build()
+                .unwrap();
+            for _ in 0..2 {
+                assert_eq!(client.get(&url).await.unwrap().text(), "hello");
+            }
+            let slept = shardlet::timeout(Duration::from_millis(5), shardlet::sleep(Duration::MAX)).await;
+            assert!(slept.is_err());
+        }
+    });
+}

@@ -176,3 +176,19 @@ fn at_the_connection_cap_an_answer_being_sent_is_not_evicted() {
     );
     assert_eq!(idle[2].get("/").unwrap().status, 200);
 }
+
+#[test]
+fn server_limits_of_duration_max_mean_none() {
+    let limits = Limits::default()
+        .with_header_timeout(Duration::MAX)
+        .with_body_timeout(Duration::MAX)
+        .with_idle_timeout(Duration::MAX)
+        .with_send_timeout(Duration::MAX);
+    let server = start(limits, 1000);
+    let mut conn = Conn::open(server.addr());
+    for _ in 0..3 {
+        assert_eq!(conn.get("/").unwrap().status, 200);
+    }
+    let (body, clean) = fetch_after(small_window(server.addr()), "/huge", Duration::from_millis(100));
+    assert_eq!((body, clean), (HUGE, true));
+}

@@ -82,7 +82,7 @@ impl ShardTimer {
 
 impl hyper::rt::Timer for ShardTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(ShardSleep::until(Instant::now() + duration))
+        Box::pin(ShardSleep::until(crate::time::after(duration)))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {

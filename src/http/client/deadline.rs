@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use glommio::timer::Timer;
 
+use crate::time::FOREVER;
 use crate::Elapsed;
 
 /// What a request's timer watches: the deadline of the read it waits on.
@@ -51,7 +52,7 @@ impl Watch {
             if !waiting {
                 waiting = true;
                 self.expired.set(false);
-                self.read.set(Some(Instant::now() + idle));
+                self.read.set(Some(crate::time::after(idle)));
             } else if self.expired.get() {
                 return Poll::Ready(Err(Elapsed(idle)));
             }
@@ -72,15 +73,15 @@ impl Watch {
         idle: Duration,
         fut: F,
     ) -> Result<F::Output, Elapsed> {
-        let start = Instant::now();
-        let deadline = start + limit;
+        let (limit, idle) = (limit.min(FOREVER), idle.min(FOREVER));
+        let deadline = Instant::now() + limit;
         let mut fut = pin!(fut);
         let mut timer: Option<Timer> = None;
         poll_fn(|cx| loop {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
-            // The earliest moment a limit can pass: no wait starts before `start`.
+            // The earliest moment a limit can pass: no wait starts before the request.
             let timer = timer.get_or_insert_with(|| Timer::new(limit.min(idle)));
             if Pin::new(&mut *timer).poll(cx).is_pending() {
                 return Poll::Pending;

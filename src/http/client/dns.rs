@@ -158,7 +158,7 @@ impl Owner<'_> {
                 key,
                 Entry::Resolved {
                     answer,
-                    expires: Instant::now() + ttl,
+                    expires: crate::time::after(ttl),
                 },
             );
         }

@@ -166,7 +166,7 @@ impl http_body::Body for Body {
             return Poll::Ready(None);
         }
         let timeout = this.timeout;
-        let deadline = *this.deadline.get_or_insert_with(|| Instant::now() + timeout);
+        let deadline = *this.deadline.get_or_insert_with(|| crate::time::after(timeout));
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Some(Told(verdict)) = &this.verdict {
             verdict.set_waiting(polled.is_pending());

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use super::Limits;
 use crate::net::Connection;
+use crate::time::after;
 
 /// What a connection is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +78,7 @@ impl ConnState {
             phase: Cell::new(Phase::Head),
             busy: Cell::new(0),
             handling: Cell::new(0),
-            deadline: Cell::new(Some(Instant::now() + limits.header_timeout())),
+            deadline: Cell::new(Some(after(limits.header_timeout()))),
             stalled: Cell::new(None),
             h2: Cell::new(false),
             served: Cell::new(0),
@@ -144,7 +145,7 @@ impl ConnState {
 
     #[cold]
     fn stall(&self) {
-        self.stalled.set(Some(Instant::now() + self.send_timeout));
+        self.stalled.set(Some(after(self.send_timeout)));
         if self.phase.get() == Phase::Idle {
             self.conn.set_idle(false);
         }
@@ -164,7 +165,7 @@ impl ConnState {
         if self.phase.get() == Phase::Idle && !self.h2.get() {
             self.conn.set_idle(false);
             self.phase.set(Phase::Head);
-            self.deadline.set(Some(Instant::now() + self.header_timeout));
+            self.deadline.set(Some(after(self.header_timeout)));
         }
     }
 
@@ -214,6 +215,6 @@ impl ConnState {
             self.conn.set_idle(true);
         }
         self.phase.set(Phase::Idle);
-        self.deadline.set(Some(Instant::now() + self.idle_timeout));
+        self.deadline.set(Some(after(self.idle_timeout)));
     }
 }

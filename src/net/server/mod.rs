@@ -451,7 +451,7 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn wait_ready(&self, timeout: Duration) -> io::Result<()> {
-        let until = Instant::now() + timeout;
+        let until = crate::time::after(timeout);
         loop {
             if let Some((kind, message)) = &*self.inner.failure.lock().unwrap_or_else(|e| e.into_inner()) {
                 return Err(io::Error::new(*kind, message.clone()));

@@ -393,7 +393,7 @@ where
                 true
             },
             async {
-                let limit = Instant::now() + self.drain_timeout;
+                let limit = crate::time::after(self.drain_timeout);
                 loop {
                     let until = stops.drain_until(limit);
                     let now = Instant::now();
