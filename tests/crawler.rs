@@ -320,3 +320,10 @@ fn binary_end_to_end() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_one_bad_url_and_the_input_goes_on() {
+    let input: &[u8] = b"http://h/ok\n# comment\nhttp://h/ok\xff\n\n  http://h/ok2  \r\n";
+    let got: Vec<String> = urls(input).collect();
+    assert_eq!(got, ["http://h/ok", "http://h/ok\u{fffd}", "http://h/ok2"]);
+}

@@ -77,8 +77,8 @@ pub struct Args {
     /// With --follow: how many links away from an input URL to go.
     #[arg(long, default_value_t = 2)]
     pub depth: usize,
-    /// Time limit for each URL (redirects included), in seconds.
-    #[arg(long, default_value_t = 30.0)]
+    /// Time limit for each URL (redirects included), in seconds (0.001 to 86400).
+    #[arg(long, default_value_t = 30.0, value_parser = crate::seconds)]
     pub timeout: f64,
     /// Largest body accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
@@ -113,15 +113,18 @@ impl Summary {
 }
 
 /// The URLs of `input`, read lazily: trimmed, blank lines and `#` comments
-/// skipped. A read error ends the input (and is reported on stderr).
+/// skipped. A line that is not UTF-8 is taken with its bad bytes replaced
+/// (its fetch then fails as a bad URL, in its place, and the lines after it
+/// go on); a read error ends the input (and is reported on stderr).
 pub fn urls(input: impl BufRead) -> impl Iterator<Item = String> {
     input
-        .lines()
+        .split(b'\n')
         .map_while(|line| {
             line.inspect_err(|e| eprintln!("crawler: stopped reading the input: {e}"))
                 .ok()
         })
         .filter_map(|line| {
+            let line = String::from_utf8_lossy(&line);
             let url = line.trim();
             (!url.is_empty() && !url.starts_with('#')).then(|| url.to_string())
         })

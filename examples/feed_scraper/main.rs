@@ -49,8 +49,8 @@ struct Args {
     /// Most feed URLs in one request (more: 413).
     #[arg(long, default_value_t = scraper::DEFAULT_MAX_URLS)]
     max_urls: usize,
-    /// Seconds one fetch may take.
-    #[arg(long, default_value_t = scraper::DEFAULT_FETCH_TIMEOUT.as_secs_f64())]
+    /// Seconds one fetch may take (0.001 to 86400).
+    #[arg(long, default_value_t = scraper::DEFAULT_FETCH_TIMEOUT.as_secs_f64(), value_parser = shardlet_apps::seconds)]
     fetch_timeout: f64,
     /// The largest request body in bytes (the URL list).
     #[arg(long, default_value_t = 4 << 20)]
@@ -70,12 +70,8 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .init();
     let args = Args::parse();
-    if args.max_fetches == 0
-        || args.max_urls == 0
-        || !args.fetch_timeout.is_finite()
-        || args.fetch_timeout <= 0.0
-    {
-        eprintln!("feed_scraper: --max-fetches, --max-urls and --fetch-timeout must be positive");
+    if args.max_fetches == 0 || args.max_urls == 0 {
+        eprintln!("feed_scraper: --max-fetches and --max-urls must be positive");
         return ExitCode::from(2);
     }
     match run(args) {

@@ -180,10 +180,10 @@ mod tests {
     fn auto_size_fits_half_the_limit() {
         // Half of 2 MiB for 2 shards: 512 KiB each, registered three times.
         let io = limited(2 << 20, false).io_memory(2, None).unwrap();
-        assert_eq!(io, (512 << 10) / 3 & !4095);
+        assert_eq!(io, ((512 << 10) / 3) & !4095);
         assert!(3 * 2 * io <= 1 << 20);
         let io = limited(8 << 20, false).io_memory(2, None).unwrap();
-        assert_eq!(io, (2 << 20) / 3 & !4095);
+        assert_eq!(io, ((2 << 20) / 3) & !4095);
         let io = limited(16 << 20, false).io_memory(2, None).unwrap();
         assert_eq!(io, DEFAULT_IO_MEMORY);
         let io = limited(1 << 40, false).io_memory(2, None).unwrap();
