@@ -129,6 +129,7 @@ pub mod shard;
 
 pub use config::knobs::KNOWN as KNOWN_VARIABLES;
 pub use config::memlock::{MemlockError, MEMLOCK_FLOOR};
+pub use config::nofile::DescriptorError;
 pub use config::{
     Config, ConfigError, ShardPlan, DEFAULT_BLOCKING_THREADS, DEFAULT_POOL_SIZE, DEFAULT_SPIN, ENV_ACCEPT,
     ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX, ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE,

@@ -145,6 +145,12 @@ fn child() {
             let err = Runtime::new(Config::default().with_shards(1).with_pin(false)).unwrap_err();
             println!("ERROR: {err}");
         }
+        "nofile" => {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, 20, 20).unwrap();
+            let err = Runtime::new(Config::default().with_shards(1).with_pin(false)).unwrap_err();
+            println!("ERROR: {err}");
+        }
         "typo" => {
             // No tracing subscriber here: the warning goes to stderr.
             std::env::set_var("SHARDLET_SHARDSS", "2");
@@ -177,6 +183,25 @@ fn memlock_below_glommios_floor_is_an_error_with_what_to_raise() {
         line.contains("ulimit -l") && line.contains("LimitMEMLOCK="),
         "{line}"
     );
+}
+
+/// Too few descriptors for a shard even to start: an error that says what
+/// to raise, not a panic inside glommio.
+#[test]
+fn a_descriptor_limit_too_low_to_start_is_an_error_with_what_to_raise() {
+    let out = run_child("nofile", false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CHILD-DONE"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("ERROR: ").map(|(_, e)| e))
+        .unwrap_or_else(|| panic!("no error line in {stdout}"));
+    assert!(line.contains("RLIMIT_NOFILE is 20 descriptors"), "{line}");
+    assert!(line.contains("ulimit -n"), "{line}");
 }
 
 #[test]

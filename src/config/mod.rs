@@ -13,6 +13,7 @@ pub(crate) mod current;
 pub(crate) mod knobs;
 pub(crate) mod memlock;
 mod names;
+pub(crate) mod nofile;
 
 pub use accept::AcceptMode;
 pub use names::*;

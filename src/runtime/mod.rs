@@ -29,6 +29,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::current::{self as place, Place};
 use crate::config::memlock::{Memlock, MemlockError};
+use crate::config::nofile::DescriptorError;
 use crate::config::{Config, ConfigError, ShardPlan};
 use crate::mesh::{self, Inbox, Mesh, Outbox};
 use crate::metrics::{Metrics, ShardCounters};
@@ -51,6 +52,9 @@ pub enum RuntimeError {
     /// `RLIMIT_MEMLOCK` is too low for the shards asked for.
     #[error(transparent)]
     Memlock(#[from] MemlockError),
+    /// `RLIMIT_NOFILE` is too low for the shards even to start.
+    #[error(transparent)]
+    Descriptors(#[from] DescriptorError),
     /// A shard's thread or executor could not be built.
     #[error("shard {shard} ({}) failed to start: {reason}", cpu_name(*.cpu))]
     ShardStart {
@@ -127,16 +131,19 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Validates `config` against this machine and checks `RLIMIT_MEMLOCK`.
+    /// Validates `config` against this machine and checks `RLIMIT_MEMLOCK`
+    /// and `RLIMIT_NOFILE`.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::Config`] naming the bad setting, or
-    /// [`RuntimeError::Memlock`] saying what limit to raise.
+    /// [`RuntimeError::Memlock`] or [`RuntimeError::Descriptors`] saying
+    /// what limit to raise.
     pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
         crate::task::guard::reinstall_hook();
         let plan = config.validate()?;
         let io_memory = Memlock::current().io_memory(plan.shards(), config.io_memory())?;
+        crate::config::nofile::check(plan.shards())?;
         Ok(Runtime {
             config: Arc::new(config),
             plan,

@@ -1,0 +1,61 @@
+//! The descriptor check that runs before any shard starts.
+//!
+//! Each shard opens a handful of descriptors just to exist (glommio's three
+//! io_uring rings and its event descriptors, the shard's epoll driver and
+//! its wake-up descriptor): 7 on Linux 6.x, measured. Below that, a shard
+//! fails deep inside glommio (an `unwrap` of `EMFILE` in its placement
+//! code, a panic); this check says up front what to raise.
+
+use crate::net::fd_limit;
+
+/// Descriptors the process needs besides its shards: stdio, the blocking
+/// pool's and the signal thread's, a listener and a few connections.
+const BASE: u64 = 16;
+/// Descriptors one shard opens to start (7 measured), with room for one more.
+const PER_SHARD: u64 = 8;
+
+/// `RLIMIT_NOFILE` is too low to start the shards asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "RLIMIT_NOFILE is {limit} descriptors, but {shards} shard(s) need at least {need} to start; \
+     raise it (`ulimit -n`, LimitNOFILE= in a systemd unit, `nofile` in /etc/security/limits.conf, \
+     `--ulimit nofile=` for docker) or lower SHARDLET_SHARDS"
+)]
+pub struct DescriptorError {
+    /// The soft limit.
+    pub limit: u64,
+    /// Descriptors the shards need to start.
+    pub need: u64,
+    /// Shards asked for.
+    pub shards: usize,
+}
+
+/// Checks that `shards` shards can start under the current soft limit.
+pub(crate) fn check(shards: usize) -> Result<(), DescriptorError> {
+    check_with(fd_limit(), shards)
+}
+
+fn check_with(limit: u64, shards: usize) -> Result<(), DescriptorError> {
+    let need = BASE + PER_SHARD * shards as u64;
+    if limit < need {
+        return Err(DescriptorError { limit, need, shards });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_at_its_edge_names_what_to_raise() {
+        assert!(check_with(24, 1).is_ok());
+        let err = check_with(23, 1).unwrap_err();
+        assert_eq!((err.limit, err.need, err.shards), (23, 24, 1));
+        let text = err.to_string();
+        assert!(text.contains("RLIMIT_NOFILE is 23"), "{text}");
+        assert!(text.contains("ulimit -n"), "{text}");
+        assert!(check_with(1024, 64).is_ok());
+        assert!(check_with(1024, 1024).is_err());
+    }
+}
