@@ -29,6 +29,10 @@ fn emfile_child() {
     let Ok(mode) = std::env::var(CHILD) else {
         return;
     };
+    let (mode, idle) = match mode.strip_suffix("+idle") {
+        Some(mode) => (mode, true),
+        None => (mode.as_str(), false),
+    };
     let mode: AcceptMode = mode.parse().unwrap();
     let server = start_echo(1, server_config(mode));
     let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
@@ -36,6 +40,17 @@ fn emfile_child() {
     setrlimit(Resource::RLIMIT_NOFILE, open + SPARE_FDS, hard).unwrap();
     // On a line of its own: the harness may have started one already.
     println!("\nADDR {}", server.addr());
+    if idle {
+        // Out of descriptors, with idle clients: how often the driver
+        // looks at epoll in a second (it cannot `dup` the epoll descriptor
+        // it parks on; it used to poll every millisecond instead).
+        server.wait_for("running out", Duration::from_secs(60), |s| s.accept_errors() > 0);
+        std::thread::sleep(Duration::from_millis(600));
+        let before = server.driver_rounds()[0];
+        std::thread::sleep(Duration::from_secs(1));
+        println!("\nROUNDS {}", server.driver_rounds()[0] - before);
+        return;
+    }
     server.wait_for("every client", Duration::from_secs(60), |s| {
         s.accepted() == CLIENTS && s.live() == 0
     });
@@ -96,4 +111,36 @@ fn emfile_backs_off_and_recovers_reuseport() {
 #[test]
 fn emfile_backs_off_and_recovers_handoff() {
     backs_off_and_recovers(AcceptMode::Handoff);
+}
+
+/// Out of descriptors with every client idle, a shard's driver still parks
+/// (it keeps the descriptor its next park needs): a second costs it a few
+/// `epoll_wait` calls, not one every millisecond.
+#[test]
+fn out_of_descriptors_the_driver_still_parks() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["emfile_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "reuseport+idle")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    let addr = lines
+        .by_ref()
+        .find_map(|l| l.split_once("ADDR ").map(|(_, a)| a.trim().parse().unwrap()))
+        .expect("the child reports its address");
+    // Idle clients, more than the child has descriptors for; held open
+    // until it has measured.
+    let clients: Vec<_> = (0..SPARE_FDS * 3).map(|_| client(addr)).collect();
+    let rounds: u64 = lines
+        .find_map(|l| l.split_once("ROUNDS ").map(|(_, n)| n.trim().parse().unwrap()))
+        .expect("the child reports its driver's rounds");
+    drop(clients);
+    assert!(child.wait().unwrap().success());
+    assert!(
+        rounds < 200,
+        "{rounds} epoll_wait calls in a second, every client idle"
+    );
 }

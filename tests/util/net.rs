@@ -151,6 +151,15 @@ impl Running {
             .collect()
     }
 
+    /// `epoll_wait` calls of each shard's readiness driver so far, in shard order.
+    pub fn driver_rounds(&self) -> Vec<u64> {
+        let mesh = self.handle.as_ref().expect("running").mesh();
+        futures_lite::future::block_on(mesh.broadcast(|| async { net::ready_stats().rounds }))
+            .into_iter()
+            .map(|r| r.expect("every shard answers"))
+            .collect()
+    }
+
     /// Waits until `check(stats)` holds, or panics after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&ServerStats) -> bool) {
         wait_for(&self.server, what, timeout, check)

@@ -45,7 +45,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -209,6 +209,9 @@ pub(crate) struct Reactor {
     parked: RefCell<Option<Waker>>,
     /// Parking failed for want of a descriptor (logged once per episode).
     cannot_park: Cell<bool>,
+    /// The duplicate of the epoll descriptor the next park waits on, taken
+    /// as the last one closed: a process out of descriptors still parks.
+    spare: RefCell<Option<OwnedFd>>,
     /// How long rounds that find nothing go on before the driver parks.
     spin: Duration,
     stats: Cell<ReadyStats>,
@@ -268,6 +271,7 @@ impl Reactor {
             driving: Cell::new(false),
             parked: RefCell::new(None),
             cannot_park: Cell::new(false),
+            spare: RefCell::new(None),
             spin: crate::config::current::config().map_or(Duration::ZERO, |c| c.spin()),
             stats: Cell::new(ReadyStats::default()),
         })
@@ -371,7 +375,8 @@ impl Reactor {
     /// registration is gone), through an io_uring poll.
     async fn park(&self) {
         self.count(|s| s.parks += 1);
-        let fd = match self.epoll.0.try_clone() {
+        let spare = self.spare.borrow_mut().take();
+        let fd = match spare.map_or_else(|| self.epoll.0.try_clone(), Ok) {
             Ok(fd) => {
                 if self.cannot_park.replace(false) {
                     tracing::info!(target: "shardlet::net", "epoll driver parks again");
@@ -400,6 +405,12 @@ impl Reactor {
         })
         .await;
         self.parked.borrow_mut().take();
+        // Close this wait's duplicate and take the next one at once, before
+        // any other task can take the descriptor it frees (`dup` returns the
+        // lowest free one): out of descriptors (EMFILE), the driver still
+        // parks instead of polling every `PARK_RETRY`.
+        drop(readable);
+        *self.spare.borrow_mut() = self.epoll.0.try_clone().ok();
     }
 }
 
