@@ -192,3 +192,59 @@ fn server_limits_of_duration_max_mean_none() {
     let (body, clean) = fetch_after(small_window(server.addr()), "/huge", Duration::from_millis(100));
     assert_eq!((body, clean), (HUGE, true));
 }
+
+/// An HTTP/2 frame: length, type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// An HTTP/2 client that grants no flow-control window holds its answer
+/// with no write blocked: the connection is closed after the send timeout
+/// all the same (it was held open forever, neither idle nor stalled).
+#[test]
+fn an_http2_answer_given_no_window_is_closed_after_the_send_timeout() {
+    let limits = Limits::default().with_send_timeout(Duration::from_millis(300));
+    let server = start(limits, 1000);
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 0.
+    stream.write_all(&h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0])).unwrap();
+    // GET / (HPACK static entries :method GET, :scheme http, :path /, and
+    // :authority "x"), END_STREAM | END_HEADERS.
+    stream
+        .write_all(&h2_frame(1, 5, 1, &[0x82, 0x86, 0x84, 0x01, 1, b'x']))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut data = [0u8; 4096];
+    let mut headers = false;
+    loop {
+        match stream.read(&mut data) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&data[..n]),
+        }
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            headers |= kind == 1;
+            if kind == 4 && flags & 1 == 0 {
+                stream.write_all(&h2_frame(4, 1, 0, &[])).unwrap(); // SETTINGS ACK
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    assert!(headers, "the answer's head came");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}

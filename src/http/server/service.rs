@@ -86,6 +86,7 @@ where
             Ok(response.map(|body| Sending {
                 body,
                 answering: Some(answering),
+                held: false,
             }))
         })
     }
@@ -222,6 +223,19 @@ pin_project_lite::pin_project! {
         #[pin]
         body: A,
         answering: Option<Answering>,
+        // hyper took a frame and has not asked for the next yet.
+        held: bool,
+    }
+
+    impl<A> PinnedDrop for Sending<A> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.held {
+                if let Some(answering) = this.answering.as_ref() {
+                    answering.0.answer_polled();
+                }
+            }
+        }
     }
 }
 
@@ -235,9 +249,22 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        let Some(answering) = this.answering.as_ref() else {
+            return this.body.poll_frame(cx);
+        };
+        if std::mem::take(this.held) {
+            answering.0.answer_polled();
+        }
         let polled = this.body.poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            this.answering.take();
+        match polled {
+            Poll::Ready(Some(Ok(_))) => {
+                answering.0.answer_held();
+                *this.held = true;
+            }
+            Poll::Ready(None | Some(Err(_))) => {
+                this.answering.take();
+            }
+            Poll::Pending => {}
         }
         polled
     }

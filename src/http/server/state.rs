@@ -32,6 +32,11 @@
 //! `send_timeout`). The next write that goes through ends the stall; an
 //! Idle connection is idle from then on.
 //!
+//! An answer can also be **held** with no write blocked: hyper took a frame
+//! of its body and does not ask for the next (an HTTP/2 client that grants
+//! no flow-control window). While answers are held, the connection is
+//! closed if for `send_timeout` no frame is taken and no write goes through.
+//!
 //! Deadlines are only written here (a `Cell`); the driver's one timer
 //! looks at them when it fires, so a request costs no timer operation.
 
@@ -63,6 +68,13 @@ pub(crate) struct ConnState {
     deadline: Cell<Option<Instant>>,
     /// While a write is blocked: when the connection gives up on its client.
     stalled: Cell<Option<Instant>>,
+    /// Answers whose last frame hyper took without asking for the next yet.
+    held: Cell<u32>,
+    /// Frames taken and writes gone through, so far.
+    progress: Cell<u64>,
+    /// While answers are held: when to look for progress again, and the
+    /// progress count to compare with then.
+    held_check: Cell<Option<(Instant, u64)>>,
     h2: Cell<bool>,
     served: Cell<u64>,
     header_timeout: Duration,
@@ -80,6 +92,9 @@ impl ConnState {
             handling: Cell::new(0),
             deadline: Cell::new(Some(after(limits.header_timeout()))),
             stalled: Cell::new(None),
+            held: Cell::new(0),
+            progress: Cell::new(0),
+            held_check: Cell::new(None),
             h2: Cell::new(false),
             served: Cell::new(0),
             header_timeout: limits.header_timeout(),
@@ -111,15 +126,53 @@ impl ConnState {
             Phase::Idle if stalled.is_some() => None,
             _ => self.deadline.get(),
         };
-        match (phase, stalled) {
-            (Some(phase), Some(stalled)) => Some(phase.min(stalled)),
-            (phase, stalled) => phase.or(stalled),
+        let held = (self.held.get() > 0).then(|| match self.held_check.get() {
+            Some((at, _)) => at,
+            None => {
+                let at = after(self.send_timeout);
+                self.held_check.set(Some((at, self.progress.get())));
+                at
+            }
+        });
+        [phase, stalled, held].into_iter().flatten().min()
+    }
+
+    /// Whether, at `now`, a write has been blocked for `send_timeout`, or
+    /// answers have been held that long with nothing taken or written.
+    pub(crate) fn send_timed_out(&self, now: Instant) -> bool {
+        if self.stalled.get().is_some_and(|at| now >= at) {
+            return true;
+        }
+        match self.held_check.get() {
+            Some((at, mark)) if self.held.get() > 0 && now >= at => {
+                if self.progress.get() == mark {
+                    return true;
+                }
+                // Some progress: look again a whole send timeout from now.
+                self.held_check
+                    .set(Some((after(self.send_timeout), self.progress.get())));
+                false
+            }
+            _ => false,
         }
     }
 
-    /// Whether a write has been blocked for `send_timeout` at `now`.
-    pub(crate) fn send_timed_out(&self, now: Instant) -> bool {
-        self.stalled.get().is_some_and(|at| now >= at)
+    /// hyper took a frame of an answer's body; until it asks for the next
+    /// ([`answer_polled`](Self::answer_polled)), the answer is held.
+    #[inline]
+    pub(crate) fn answer_held(&self) {
+        self.held.set(self.held.get() + 1);
+        self.progress.set(self.progress.get() + 1);
+    }
+
+    /// hyper asked a held answer for its next frame (or dropped it).
+    #[inline]
+    pub(crate) fn answer_polled(&self) {
+        let held = self.held.get().saturating_sub(1);
+        self.held.set(held);
+        if held == 0 {
+            self.held_check.set(None);
+        }
     }
 
     /// Whether a handler runs (not only an answer being sent).
@@ -138,6 +191,7 @@ impl ConnState {
     /// A write went through.
     #[inline]
     pub(crate) fn on_write(&self) {
+        self.progress.set(self.progress.get() + 1);
         if self.stalled.get().is_some() {
             self.unstall();
         }
