@@ -154,10 +154,17 @@ impl Running {
     /// `epoll_wait` calls of each shard's readiness driver so far, in shard order.
     pub fn driver_rounds(&self) -> Vec<u64> {
         let mesh = self.handle.as_ref().expect("running").mesh();
-        futures_lite::future::block_on(mesh.broadcast(|| async { net::ready_stats().rounds }))
-            .into_iter()
-            .map(|r| r.expect("every shard answers"))
-            .collect()
+        futures_lite::future::block_on(mesh.broadcast(|| async {
+            let s = net::ready_stats();
+            eprintln!(
+                "DEBUG rounds {} events {} parks {} regs {}",
+                s.rounds, s.events, s.parks, s.registrations
+            );
+            s.rounds
+        }))
+        .into_iter()
+        .map(|r| r.expect("every shard answers"))
+        .collect()
     }
 
     /// Waits until `check(stats)` holds, or panics after `timeout`.

@@ -262,6 +262,9 @@ impl Reactor {
 
     fn new(executor: usize) -> io::Result<Reactor> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
+        // The first park's duplicate, taken now: the process may be out of
+        // descriptors by the time the driver first runs out of work.
+        let spare = epoll.0.try_clone()?;
         Ok(Reactor {
             executor,
             epoll,
@@ -271,7 +274,7 @@ impl Reactor {
             driving: Cell::new(false),
             parked: RefCell::new(None),
             cannot_park: Cell::new(false),
-            spare: RefCell::new(None),
+            spare: RefCell::new(Some(spare)),
             spin: crate::config::current::config().map_or(Duration::ZERO, |c| c.spin()),
             stats: Cell::new(ReadyStats::default()),
         })
