@@ -322,8 +322,40 @@ fn binary_end_to_end() {
 }
 
 #[test]
-fn a_line_that_is_not_utf8_is_one_bad_url_and_the_input_goes_on() {
+fn a_line_that_is_not_utf8_fails_in_its_place_unfetched_and_the_input_goes_on() {
     let input: &[u8] = b"http://h/ok\n# comment\nhttp://h/ok\xff\n\n  http://h/ok2  \r\n";
     let got: Vec<String> = urls(input).collect();
     assert_eq!(got, ["http://h/ok", "http://h/ok\u{fffd}", "http://h/ok2"]);
+
+    let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
+    let (a, b) = (server.url("/a"), server.url("/b"));
+    let input = [
+        a.as_bytes(),
+        b"\n",
+        server.url("/caf").as_bytes(),
+        b"\xe9\n",
+        b.as_bytes(),
+        b"\n",
+    ]
+    .concat();
+    for extra in [&[][..], &["--follow", "--depth", "0"][..]] {
+        let args = args(extra);
+        let input = input.clone();
+        let (summary, out) = util::run1(move || {
+            let (args, input) = (args.clone(), input.clone());
+            async move {
+                crawl(&args, urls(io::Cursor::new(input)), Vec::new())
+                    .await
+                    .unwrap()
+            }
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!((summary.ok, summary.failed), (2, 1), "{extra:?}: {text}");
+        assert!(
+            text.contains("/caf\u{fffd} error") && text.contains("the input line is not valid UTF-8"),
+            "{text}"
+        );
+    }
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(paths.iter().all(|p| p == "/a" || p == "/b"), "fetched {paths:?}");
 }

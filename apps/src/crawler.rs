@@ -114,8 +114,9 @@ impl Summary {
 
 /// The URLs of `input`, read lazily: trimmed, blank lines and `#` comments
 /// skipped. A line that is not UTF-8 is taken with its bad bytes replaced
-/// (its fetch then fails as a bad URL, in its place, and the lines after it
-/// go on); a read error ends the input (and is reported on stderr).
+/// by U+FFFD, and reported as failed in its place without a fetch (the
+/// lines after it go on); a read error ends the input (and is reported on
+/// stderr).
 pub fn urls(input: impl BufRead) -> impl Iterator<Item = String> {
     input
         .split(b'\n')
@@ -227,7 +228,7 @@ impl<W: Write> Crawl<W> {
     fn report(
         &self,
         url: &str,
-        outcome: Result<(u16, usize), &shardlet::http::Error>,
+        outcome: Result<(u16, usize), &dyn std::fmt::Display>,
         took: Duration,
         depth: Option<usize>,
     ) {
@@ -242,11 +243,15 @@ impl<W: Write> Crawl<W> {
             Err(err) => {
                 self.failed.set(self.failed.get() + 1);
                 let depth = depth.map(|d| format!(" (depth {d})")).unwrap_or_default();
-                self.line(format_args!("{url} error{depth}: {}", err.kind()));
+                self.line(format_args!("{url} error{depth}: {err}"));
             }
         }
     }
 }
+
+/// Why a line of the input that was not UTF-8 (read with its bad bytes
+/// replaced by U+FFFD) is not fetched: its URL is not the one given.
+const NOT_UTF8: &str = "the input line is not valid UTF-8; not fetched";
 
 /// The list mode: `imap` over the input, lines in input order.
 async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = String>) {
@@ -255,17 +260,29 @@ async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item
         let client = client.clone();
         async move {
             let start = Instant::now();
+            if url.contains(char::REPLACEMENT_CHARACTER) {
+                return (url, Err(NOT_UTF8.to_string()), start.elapsed());
+            }
             // Keep the length, drop the body here: results waiting in imap's window stay small.
             let outcome = client
                 .get(&url)
                 .await
-                .map(|r| (r.status().as_u16(), r.body().len()));
+                .map(|r| (r.status().as_u16(), r.body().len()))
+                .map_err(|e| e.kind().to_string());
             (url, outcome, start.elapsed())
         }
     });
     while let Some(result) = results.next().await {
         match result {
-            Ok((url, outcome, took)) => crawl.report(&url, outcome.as_ref().map(|o| *o), took, None),
+            Ok((url, outcome, took)) => crawl.report(
+                &url,
+                outcome
+                    .as_ref()
+                    .map(|o| *o)
+                    .map_err(|e| e as &dyn std::fmt::Display),
+                took,
+                None,
+            ),
             Err(panicked) => {
                 crawl.failed.set(crawl.failed.get() + 1);
                 crawl.line(format_args!("<unknown> error: fetch task failed: {panicked}"));
@@ -295,8 +312,15 @@ fn visit<W: Write + 'static>(
     // Boxed: a page's links may run inline inside it (recursion).
     Box::pin(async move {
         let start = Instant::now();
+        if url.contains(char::REPLACEMENT_CHARACTER) {
+            crawl.report(&url, Err(&NOT_UTF8), start.elapsed(), Some(depth));
+            return;
+        }
         let result = crawl.client.get(&url).await;
-        let outcome = result.as_ref().map(|r| (r.status().as_u16(), r.body().len()));
+        let outcome = result
+            .as_ref()
+            .map(|r| (r.status().as_u16(), r.body().len()))
+            .map_err(|e| e.kind() as &dyn std::fmt::Display);
         crawl.report(&url, outcome, start.elapsed(), Some(depth));
         let Ok(response) = result else { return };
         if depth >= crawl.depth || !is_html(&response) {

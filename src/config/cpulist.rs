@@ -10,7 +10,9 @@ pub(crate) struct CpuList(Vec<usize>);
 impl CpuList {
     /// Parses `0,2-5` style lists. Whitespace around items is allowed.
     pub(crate) fn parse(text: &str) -> Result<CpuList, String> {
-        let mut cpus = Vec::new();
+        // Ranges first, merged before they are expanded: no list, however
+        // long or repetitive, expands to more than `MAX_CPU + 1` ids.
+        let mut ranges = Vec::new();
         for item in text.split(',') {
             let item = item.trim();
             if item.is_empty() {
@@ -27,13 +29,25 @@ impl CpuList {
                     if lo > hi {
                         return Err(format!("range `{item}` runs backwards"));
                     }
-                    // Checked before the range is expanded.
-                    cpus.extend(lo..=hi);
+                    ranges.push((lo, hi));
                 }
-                None => cpus.push(parse_cpu(item)?),
+                None => {
+                    let cpu = parse_cpu(item)?;
+                    ranges.push((cpu, cpu));
+                }
             }
         }
-        Ok(CpuList::from(cpus))
+        ranges.sort_unstable();
+        let mut cpus = Vec::new();
+        let mut next = 0; // the first id not in `cpus` yet
+        for (lo, hi) in ranges {
+            let from = lo.max(next);
+            if from <= hi {
+                cpus.extend(from..=hi);
+                next = hi + 1;
+            }
+        }
+        Ok(CpuList(cpus))
     }
 
     pub(crate) fn as_slice(&self) -> &[usize] {
