@@ -330,7 +330,16 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
 
     // Hosts of every valid shape are fine; a target in absolute form at
     // the request-line limit (1,024) too, one byte more is a 414.
-    for host in ["t", "t:8080", "127.0.0.1:1", "[::1]:80", "a.b-c.example", ""] {
+    for host in [
+        "t",
+        "t:8080",
+        "127.0.0.1:1",
+        "[::1]:80",
+        "[fe80::1%25eth0]",
+        "[v1.fe80::a+en1]",
+        "a.b-c.example.",
+        "",
+    ] {
         let reply = request_raw(addr, format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
         assert_eq!(reply.status, 200, "Host: {host:?}");
     }

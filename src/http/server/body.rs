@@ -167,11 +167,33 @@ impl http_body::Body for Body {
         }
         let timeout = this.timeout;
         let deadline = *this.deadline.get_or_insert_with(|| crate::time::after(timeout));
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = this.poll_inner(cx, deadline);
+        // Waiting for the client only while nothing came back (a time-out
+        // or an error is an answer too).
         if let Some(Told(verdict)) = &this.verdict {
             verdict.set_waiting(polled.is_pending());
         }
-        match polled {
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Body {
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        deadline: Instant,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self;
+        let timeout = this.timeout;
+        match http_body::Body::poll_frame(Pin::new(&mut this.inner), cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.left {
@@ -201,14 +223,6 @@ impl http_body::Body for Body {
                 }
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -352,23 +352,16 @@ fn is_host(value: &[u8]) -> bool {
             let Some(end) = value.iter().position(|&b| b == b']') else {
                 return false;
             };
+            // IPv6 (a zone ID too, RFC 6874) or IPvFuture: their characters.
             let literal = &value[1..end];
-            if literal.is_empty()
-                || !literal
-                    .iter()
-                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            {
+            if literal.is_empty() || !literal.iter().all(|&b| is_host_char(b) || b == b':') {
                 return false;
             }
             &value[end + 1..]
         }
         Some(_) => {
             let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
-            if end == 0
-                || !value[..end]
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
-            {
+            if end == 0 || !value[..end].iter().all(|&b| is_host_char(b)) {
                 return false;
             }
             &value[end..]
@@ -379,6 +372,11 @@ fn is_host(value: &[u8]) -> bool {
         Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
         Some(_) => false,
     }
+}
+
+/// RFC 3986's unreserved, sub-delimiter and percent-encoding characters.
+fn is_host_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)
 }
 
 /// A status-only answer that also closes the connection.
