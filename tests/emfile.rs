@@ -9,7 +9,8 @@
 mod net_util;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use net_util::{client, roundtrip, server_config, start_echo};
@@ -58,10 +59,11 @@ fn emfile_child() {
     println!("\nSTATS {} {}", stats.accepted(), stats.accept_errors());
 }
 
-fn backs_off_and_recovers(mode: AcceptMode) {
+/// Starts the child in `mode`: it, its output's lines, and its address.
+fn spawn_child(mode: &str) -> (Child, impl Iterator<Item = String>, SocketAddr) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["emfile_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, mode.as_str())
+        .env(CHILD, mode)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -72,6 +74,11 @@ fn backs_off_and_recovers(mode: AcceptMode) {
         .by_ref()
         .find_map(|l| l.split_once("ADDR ").map(|(_, a)| a.trim().parse().unwrap()))
         .expect("the child reports its address");
+    (child, lines, addr)
+}
+
+fn backs_off_and_recovers(mode: AcceptMode) {
+    let (mut child, mut lines, addr) = spawn_child(mode.as_str());
 
     // Many clients at once, each holding its connection a moment: the child
     // runs out of descriptors, backs off, and serves the rest as they leave.
@@ -118,19 +125,7 @@ fn emfile_backs_off_and_recovers_handoff() {
 /// `epoll_wait` calls, not one every millisecond.
 #[test]
 fn out_of_descriptors_the_driver_still_parks() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["emfile_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "reuseport+idle")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap);
-    let addr = lines
-        .by_ref()
-        .find_map(|l| l.split_once("ADDR ").map(|(_, a)| a.trim().parse().unwrap()))
-        .expect("the child reports its address");
+    let (mut child, mut lines, addr) = spawn_child("reuseport+idle");
     // Idle clients, more than the child has descriptors for; held open
     // until it has measured.
     let clients: Vec<_> = (0..SPARE_FDS * 3).map(|_| client(addr)).collect();

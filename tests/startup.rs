@@ -162,21 +162,25 @@ fn child() {
     println!("CHILD-DONE");
 }
 
-/// glommio refuses to start below 512 KiB of locked memory, root or not
-/// (this test runs as root in CI): `Runtime::new` says so, and what to raise.
-#[test]
-fn memlock_below_glommios_floor_is_an_error_with_what_to_raise() {
-    let out = run_child("memlock", true);
+/// The error line a child that ran to its end printed.
+fn child_error(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("CHILD-DONE"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = stdout
+    stdout
         .lines()
-        .find_map(|l| l.split_once("ERROR: ").map(|(_, e)| e))
-        .unwrap_or_else(|| panic!("no error line in {stdout}"));
+        .find_map(|l| l.split_once("ERROR: ").map(|(_, e)| e.to_string()))
+        .unwrap_or_else(|| panic!("no error line in {stdout}"))
+}
+
+/// glommio refuses to start below 512 KiB of locked memory, root or not
+/// (this test runs as root in CI): `Runtime::new` says so, and what to raise.
+#[test]
+fn memlock_below_glommios_floor_is_an_error_with_what_to_raise() {
+    let line = child_error(run_child("memlock", true));
     assert!(line.contains("RLIMIT_MEMLOCK is 65536 bytes"), "{line}");
     assert!(line.contains(&MEMLOCK_FLOOR.to_string()), "{line}");
     assert!(
@@ -189,17 +193,7 @@ fn memlock_below_glommios_floor_is_an_error_with_what_to_raise() {
 /// to raise, not a panic inside glommio.
 #[test]
 fn a_descriptor_limit_too_low_to_start_is_an_error_with_what_to_raise() {
-    let out = run_child("nofile", false);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("CHILD-DONE"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("ERROR: ").map(|(_, e)| e))
-        .unwrap_or_else(|| panic!("no error line in {stdout}"));
+    let line = child_error(run_child("nofile", false));
     assert!(line.contains("RLIMIT_NOFILE is 20 descriptors"), "{line}");
     assert!(line.contains("ulimit -n"), "{line}");
 }

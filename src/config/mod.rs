@@ -10,10 +10,13 @@ mod accept;
 pub(crate) mod cpulist;
 pub(crate) mod cpus;
 pub(crate) mod current;
+mod given;
 pub(crate) mod knobs;
 pub(crate) mod memlock;
 mod names;
 pub(crate) mod nofile;
+
+use given::Given;
 
 pub use accept::AcceptMode;
 pub use names::*;
@@ -77,30 +80,6 @@ pub struct Config {
     /// The text each setting read from the environment was given as, for
     /// errors found only when the configuration is validated.
     given: Given,
-}
-
-/// Variables' texts as given (see [`Config::from_lookup`]). Not part of
-/// what a configuration *is*: two configurations with the same settings
-/// are equal however they were made.
-#[derive(Debug, Clone, Default)]
-struct Given(Vec<(&'static str, String)>);
-
-impl PartialEq for Given {
-    fn eq(&self, _: &Given) -> bool {
-        true
-    }
-}
-
-impl Eq for Given {}
-
-impl Given {
-    fn forget(&mut self, var: &str) {
-        self.0.retain(|(v, _)| *v != var);
-    }
-
-    fn text(&self, var: &str) -> Option<&str> {
-        self.0.iter().find(|(v, _)| *v == var).map(|(_, t)| t.as_str())
-    }
 }
 
 impl Default for Config {
@@ -216,7 +195,7 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError::new(ENV_RESERVE_CPUS, &v, "not a whole number of CPUs"))?;
         }
-        config.given = Given(given);
+        config.given = Given::from(given);
         Ok(config)
     }
 
