@@ -6,7 +6,7 @@
 //! fails deep inside glommio (an `unwrap` of `EMFILE` in its placement
 //! code, a panic); this check says up front what to raise.
 
-use crate::net::fd_limit;
+use nix::sys::resource::{getrlimit, Resource};
 
 /// Descriptors the process needs besides its shards: stdio, the blocking
 /// pool's and the signal thread's, a listener and a few connections.
@@ -30,9 +30,30 @@ pub struct DescriptorError {
     pub shards: usize,
 }
 
+/// Used when the limit is "unlimited" and `/proc/sys/fs/nr_open` cannot be
+/// read: the kernel's default for `nr_open`.
+const NR_OPEN_DEFAULT: u64 = 1 << 20;
+
+/// The process's soft descriptor limit (`ulimit -n`) now; for "unlimited",
+/// the kernel's ceiling (`/proc/sys/fs/nr_open`). Public as
+/// [`net::fd_limit`](crate::net::fd_limit).
+pub(crate) fn soft_limit() -> u64 {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft != nix::libc::RLIM_INFINITY => soft,
+        Ok(_) => std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(NR_OPEN_DEFAULT),
+        Err(errno) => {
+            tracing::warn!(target: "shardlet::config", %errno, "getrlimit(RLIMIT_NOFILE) failed; assuming 1024 descriptors");
+            1024
+        }
+    }
+}
+
 /// Checks that `shards` shards can start under the current soft limit.
 pub(crate) fn check(shards: usize) -> Result<(), DescriptorError> {
-    check_with(fd_limit(), shards)
+    check_with(soft_limit(), shards)
 }
 
 fn check_with(limit: u64, shards: usize) -> Result<(), DescriptorError> {

@@ -21,8 +21,6 @@
 //! ([`ServerConfig::with_max_connections`](crate::net::ServerConfig::with_max_connections)
 //! or `SHARDLET_MAX_CONNECTIONS`).
 
-use nix::sys::resource::{getrlimit, Resource};
-
 use crate::net::server::capacity::CapOrigin;
 
 /// Descriptors kept back for the whole process (stdio, files, logs,
@@ -33,10 +31,6 @@ pub const FD_RESERVE: u64 = 256;
 pub const FD_RESERVE_PER_SHARD: u64 = 32;
 /// The share of the limit kept back besides: 1/64 (1.6%).
 pub const FD_RESERVE_DIVISOR: u64 = 64;
-
-/// Used when the limit is "unlimited" and `/proc/sys/fs/nr_open` cannot be
-/// read: the kernel's default for `nr_open`.
-const NR_OPEN_DEFAULT: u64 = 1 << 20;
 
 /// The descriptors a process of `shards` shards keeps out of its connection
 /// caps when its limit is `limit`.
@@ -79,17 +73,7 @@ pub fn max_connections_for(limit: u64, shards: usize) -> usize {
 /// assert!(shardlet::net::fd_limit() > 0);
 /// ```
 pub fn fd_limit() -> u64 {
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, _)) if soft != nix::libc::RLIM_INFINITY => soft,
-        Ok(_) => std::fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(NR_OPEN_DEFAULT),
-        Err(errno) => {
-            tracing::warn!(target: "shardlet::net", %errno, "getrlimit(RLIMIT_NOFILE) failed; assuming 1024 descriptors");
-            1024
-        }
-    }
+    crate::config::nofile::soft_limit()
 }
 
 /// The default connection cap of each of `shards` shards, from the
