@@ -18,7 +18,10 @@ use futures_lite::stream;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_util::{get, request as request_raw, start_http, start_http_on, start_http_with, Conn, HttpRunning};
+use http_util::{
+    get, idle_connections, request as request_raw, start_http, start_http_on, start_http_with, Conn,
+    HttpRunning,
+};
 use shardlet::http::server::{Body, Limits};
 
 /// Any body, shard-local (`!Send` is fine on a shard).
@@ -571,14 +574,7 @@ fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
         assert!(Instant::now() < until, "the slow request never started");
         std::thread::sleep(Duration::from_millis(2));
     }
-    let mut idle: Vec<Conn> = (0..3)
-        .map(|_| {
-            let mut conn = Conn::open(addr);
-            assert_eq!(conn.get("/").unwrap().status, 200);
-            std::thread::sleep(Duration::from_millis(20));
-            conn
-        })
-        .collect();
+    let mut idle = idle_connections(addr, 3);
     let asked = Instant::now();
     let mut fresh = Conn::open(addr);
     assert_eq!(fresh.get("/").unwrap().status, 200);

@@ -18,7 +18,7 @@ use futures_lite::stream;
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_util::{start_http_with, Conn, HttpRunning};
+use http_util::{idle_connections, start_http_with, Conn, HttpRunning};
 use shardlet::http::server::{Body, Limits};
 
 /// The answer to `/huge`: bigger than what the kernel buffers on both ends
@@ -155,14 +155,7 @@ fn at_the_connection_cap_an_answer_being_sent_is_not_evicted() {
     let reader = std::thread::spawn(move || fetch_after(small_window(addr), "/huge", Duration::from_secs(2)));
     std::thread::sleep(Duration::from_millis(300));
     // Three idle keep-alive connections, oldest first.
-    let mut idle: Vec<Conn> = (0..3)
-        .map(|_| {
-            let mut conn = Conn::open(addr);
-            assert_eq!(conn.get("/").unwrap().status, 200);
-            std::thread::sleep(Duration::from_millis(20));
-            conn
-        })
-        .collect();
+    let mut idle = idle_connections(addr, 3);
     // A fifth client: the oldest idle connection makes room, not the one
     // whose answer is being sent.
     let asked = Instant::now();

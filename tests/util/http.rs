@@ -180,6 +180,19 @@ impl Conn {
     }
 }
 
+/// `n` keep-alive connections that have each been answered once, opened
+/// 20 ms apart: oldest first, so the first is the one idle the longest.
+pub fn idle_connections(addr: SocketAddr, n: usize) -> Vec<Conn> {
+    (0..n)
+        .map(|_| {
+            let mut conn = Conn::open(addr);
+            assert_eq!(conn.get("/").unwrap().status, 200);
+            std::thread::sleep(Duration::from_millis(20));
+            conn
+        })
+        .collect()
+}
+
 /// Sends `raw` on a new connection and reads one response.
 pub fn request(addr: SocketAddr, raw: &[u8]) -> Reply {
     Conn::open(addr).roundtrip(raw).expect("a response")

@@ -186,6 +186,7 @@ impl http_body::Body for Body {
 }
 
 impl Body {
+    /// One read of hyper's body under the limits (`deadline`: the body's).
     fn poll_inner(
         &mut self,
         cx: &mut Context<'_>,

@@ -117,7 +117,9 @@ impl ConnState {
         self.phase.get()
     }
 
-    /// When the current phase, or a stalled write, ends the connection, if it can.
+    /// When the current phase, a stalled write or held answers end the
+    /// connection, if they can. While answers are held, the first call
+    /// arms the check for progress (one clock read, only then).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let stalled = self.stalled.get();
         // A stalled connection is not idle: its idle time starts once its
