@@ -73,12 +73,15 @@ where
         let started = Instant::now();
         let served = self.state.begin();
         let handling = Handling(self.state.clone());
-        let answering = Answering(self.state.clone());
+        let answering = Answering {
+            state: self.state.clone(),
+            held: false,
+        };
         let shared = self.shared.clone();
         Box::pin(async move {
             let (response, panicked) = answer(request, &shared, served).await;
             drop(handling);
-            let connection = answering.0.connection();
+            let connection = answering.state.connection();
             if panicked {
                 connection.record_panic();
             }
@@ -86,7 +89,6 @@ where
             Ok(response.map(|body| Sending {
                 body,
                 answering: Some(answering),
-                held: false,
             }))
         })
     }
@@ -205,12 +207,20 @@ impl Drop for Handling {
 }
 
 /// Ends the request's part of the connection's Busy phase when its answer
-/// is sent whole or dropped (with the handler's future, if it never answered).
-struct Answering(Rc<ConnState>);
+/// is sent whole or dropped (with the handler's future, if it never
+/// answered), and its hold on the connection if hyper held a frame of it.
+struct Answering {
+    state: Rc<ConnState>,
+    /// hyper took a frame and has not asked for the next yet.
+    held: bool,
+}
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.end();
+        if self.held {
+            self.state.answer_polled();
+        }
+        self.state.end();
     }
 }
 
@@ -223,19 +233,6 @@ pin_project_lite::pin_project! {
         #[pin]
         body: A,
         answering: Option<Answering>,
-        // hyper took a frame and has not asked for the next yet.
-        held: bool,
-    }
-
-    impl<A> PinnedDrop for Sending<A> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if *this.held {
-                if let Some(answering) = this.answering.as_ref() {
-                    answering.0.answer_polled();
-                }
-            }
-        }
     }
 }
 
@@ -249,17 +246,17 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let Some(answering) = this.answering.as_ref() else {
+        let Some(answering) = this.answering.as_mut() else {
             return this.body.poll_frame(cx);
         };
-        if std::mem::take(this.held) {
-            answering.0.answer_polled();
+        if std::mem::take(&mut answering.held) {
+            answering.state.answer_polled();
         }
         let polled = this.body.poll_frame(cx);
         match polled {
             Poll::Ready(Some(Ok(_))) => {
-                answering.0.answer_held();
-                *this.held = true;
+                answering.state.answer_held();
+                answering.held = true;
             }
             Poll::Ready(None | Some(Err(_))) => {
                 this.answering.take();
