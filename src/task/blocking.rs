@@ -102,9 +102,7 @@ impl BlockingPool {
         static GLOBAL: OnceLock<Arc<BlockingPool>> = OnceLock::new();
         GLOBAL
             .get_or_init(|| {
-                let threads = crate::Config::from_env()
-                    .map(|c| c.blocking_threads())
-                    .unwrap_or(crate::config::DEFAULT_BLOCKING_THREADS);
+                let threads = threads_outside_a_runtime();
                 BlockingPool::new(threads).unwrap_or_else(|err| {
                     // Unreachable in practice (a process that cannot start
                     // one thread has bigger problems); retried once with one.
@@ -113,6 +111,28 @@ impl BlockingPool {
                 })
             })
             .clone()
+    }
+}
+
+/// How many threads the pool used outside any runtime gets: the value of
+/// `SHARDLET_BLOCKING_THREADS` alone (a bad value elsewhere is no reason to
+/// ignore it), within its bound. A value that is not valid, or above the
+/// bound, is named in a warning (there is no `Runtime::new` to return it
+/// from) and the default or the bound is used.
+fn threads_outside_a_runtime() -> usize {
+    use crate::config::{DEFAULT_BLOCKING_THREADS, ENV_BLOCKING_THREADS, MAX_BLOCKING_THREADS};
+    let config =
+        crate::Config::from_lookup(|var| (var == ENV_BLOCKING_THREADS).then(|| std::env::var(var).ok())?);
+    match config.map(|c| c.blocking_threads()) {
+        Ok(threads) if threads <= MAX_BLOCKING_THREADS => threads,
+        Ok(threads) => {
+            tracing::warn!(target: "shardlet::blocking", "{ENV_BLOCKING_THREADS}={threads} is above its bound; using {MAX_BLOCKING_THREADS} threads for blocking() outside a runtime");
+            MAX_BLOCKING_THREADS
+        }
+        Err(err) => {
+            tracing::warn!(target: "shardlet::blocking", "{err}; using {DEFAULT_BLOCKING_THREADS} threads for blocking() outside a runtime");
+            DEFAULT_BLOCKING_THREADS
+        }
     }
 }
 
