@@ -25,7 +25,6 @@ use shardlet::{http, shard, Runtime, ServerConfig};
 
 /// An axum Router on every shard.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9020")]

@@ -46,7 +46,6 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// An echo server on every shard.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Address to listen on (IPv4 or IPv6).
     #[arg(long, default_value = "127.0.0.1:6000")]

@@ -40,7 +40,6 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// A tokio service with shardlet as its data plane.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// The data plane's address (served on every shard).
     #[arg(long, default_value = "127.0.0.1:7000")]

@@ -22,7 +22,6 @@ use shardlet::{Config, Runtime};
 
 /// Posts feed URLs to the feed scraper and prints the titles.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// The scraper's address.
     #[arg(long, default_value = "127.0.0.1:9010")]

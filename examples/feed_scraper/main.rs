@@ -38,7 +38,6 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// The feed scraper: POST feed URLs, get their titles.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9010")]

@@ -20,8 +20,8 @@ use crate::config::{ENV_IO_MEMORY, ENV_SHARDS, MIN_IO_MEMORY};
 /// default is 10 MiB, all of it locked and resident, for DMA file buffers;
 /// shardlet's sockets never use it (they wait on the epoll driver), and
 /// glommio falls back to heap buffers once it is used up. Locked and
-/// resident, glommio's default would be most of an idle server's memory
-/// (BENCHMARKS.md has the figures). Raise it with `SHARDLET_IO_MEMORY` for heavy DMA file I/O.
+/// resident, glommio's default would be most of an idle server's memory.
+/// Raise it with `SHARDLET_IO_MEMORY` for heavy DMA file I/O.
 const DEFAULT_IO_MEMORY: usize = 1 << 20;
 /// Rough size of glommio's three rings per shard (only charged before 5.12).
 const RING_MEMORY: usize = 256 << 10;

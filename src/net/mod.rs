@@ -17,8 +17,8 @@
 //! shard (`reactor/`, its contract at the top of `reactor/mod.rs`); a driver
 //! task takes events from it without blocking and wakes the waiting tasks,
 //! and only an idle shard parks, on one io_uring poll of the epoll
-//! descriptor (`reactor/park.rs`). The echo benchmark's figures, with and
-//! without it, are in BENCHMARKS.md. Everything else stays on glommio:
+//! descriptor (`reactor/park.rs`). BENCHMARKS.md has the echo benchmark's
+//! figures against raw glommio's own streams. Everything else stays on glommio:
 //! timers, the executor, files, the cross-shard layer.
 //!
 //! # The contract between the layers here

@@ -29,7 +29,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Crawl N pages from a local server with shardlet and with reqwest.
 #[derive(Parser, Debug, Clone)]
-#[command(about)]
 struct Args {
     /// Pages fetched per round and client.
     #[arg(long, default_value_t = 10_000)]

@@ -13,16 +13,17 @@ use std::time::Duration;
 /// | [`max_request_line`](Limits::with_max_request_line) | request line (method, URI, version) too long | `414 URI Too Long` |
 /// | [`max_head`](Limits::with_max_head), [`max_headers`](Limits::with_max_headers) | header section too large, too many fields | `431 Request Header Fields Too Large` |
 /// | [`max_body`](Limits::with_max_body) | `Content-Length` too large (at once), or a streamed body past it (while the handler reads) | `413 Content Too Large` |
-/// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (slowloris) | `408 Request Timeout` |
+/// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (from the accept, for a connection's first request; slowloris) | `408 Request Timeout` |
 /// | [`body_timeout`](Limits::with_body_timeout) | request body not complete in time, from the handler's first read | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
 /// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked) | closed, the answer cut short |
 ///
 /// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
-/// or here: no `Host` or one that is not `host[:port]`, `chunked` applied
-/// twice, or a body that is not valid chunked coding), a
-/// transfer coding other than `chunked` 501, an `Expect` other than
-/// `100-continue` 417.
+/// or here: no `Host` or one that is not `host[:port]`, a
+/// `Transfer-Encoding` without `chunked` last, `chunked` applied twice, or a
+/// body that is not valid chunked coding), a coding before a final
+/// `chunked` (`gzip, chunked`) 501, an `Expect` other than `100-continue`
+/// 417.
 ///
 /// # Examples
 ///

@@ -6,8 +6,8 @@
 //! # The contract with the net layer and with hyper
 //!
 //! - **Accepting, spreading, back-pressure, counters** are the net layer's:
-//!   [`Server::serve`] calls [`net::Server::serve`](crate::net::Server::serve)
-//!   [`Server::serve_service`] calls
+//!   [`Server::serve`] and [`Server::serve_tower`] go through
+//!   [`Server::serve_service`], which calls
 //!   [`net::Server::serve_with`](crate::net::Server::serve_with) with a
 //!   connection handler, so each connection is a green thread under the
 //!   shard's connection cap, in the accept mode of the server's

@@ -63,7 +63,7 @@ pub(crate) const EVENTS: usize = 1024;
 /// Most rounds in a row the driver yields (instead of parking through
 /// glommio) while it keeps finding events; then it parks once, which lets
 /// glommio's own loop poll its rings when nothing else on the shard is
-/// runnable. The value is not sensitive (see BENCHMARKS.md).
+/// runnable. The value is not sensitive.
 ///
 /// A known limit, shared with glommio's own streams: while some other task
 /// on the shard is always runnable, glommio polls its rings only when its

@@ -73,7 +73,7 @@ const NOISY_CPU_PERCENT: f64 = 10.0;
 
 /// Load client for the 10k-client echo benchmark.
 #[derive(Debug, Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// The echo server's address.
     #[arg(long, default_value = "127.0.0.1:6000")]
