@@ -140,6 +140,43 @@ fn imap_workers_share_the_pool_with_spawn() {
     });
 }
 
+/// The client pattern with the consumer using the pool too: between
+/// results it spawns into the same pool. The stream's slot request must not
+/// stay queued while the consumer is away, or the pool's one slot is granted
+/// to a stream nobody polls and the consumer's spawn waits forever.
+#[test]
+fn a_consumer_may_spawn_into_the_pool_between_results() {
+    for size in [1, 2] {
+        let got = run1(move || async move {
+            let pool = GreenPool::new(size);
+            let mut results = pool.imap(0..10u32, |i| async move {
+                sleep(Duration::from_millis(1)).await;
+                i
+            });
+            let mut got = Vec::new();
+            loop {
+                let next = timeout(Duration::from_secs(10), results.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("pool of {size}: no next result in 10 s after {got:?}"));
+                let Some(result) = next else { break };
+                got.push(result.unwrap());
+                timeout(
+                    Duration::from_secs(10),
+                    pool.spawn_n(async { sleep(Duration::from_millis(2)).await }),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("pool of {size}: spawn_n got no slot in 10 s after {got:?}"));
+            }
+            drop(results);
+            timeout(Duration::from_secs(10), pool.waitall())
+                .await
+                .expect("the pool empties");
+            got
+        });
+        assert_eq!(got, (0..10).collect::<Vec<_>>(), "pool of {size}");
+    }
+}
+
 #[test]
 fn a_running_imap_makes_spawn_wait() {
     run1(|| async {

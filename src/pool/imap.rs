@@ -8,6 +8,13 @@
 //! slot back at once (other users of the pool can take it); its result waits
 //! in the window until the consumer reaches it.
 //!
+//! The stream waits for a slot in the pool's queue only while it returns
+//! `Pending`: it leaves the queue each time it yields a result, so a consumer
+//! that spawns into the same pool between results is never kept waiting by
+//! a slot granted to the stream it is not polling. (A stream polled once and
+//! then neither polled nor dropped keeps its place, and a slot granted to
+//! it, as any pending `spawn` does.)
+//!
 //! The calls run in a [`Crew`]: one green thread of the stream's own polls
 //! them all, each under the guard and as a member of the pool, in the
 //! background whether or not the consumer polls. (A task per call cost
@@ -183,6 +190,13 @@ where
             Poll::Ready(result) => {
                 this.window.pop_front();
                 this.fill(cx);
+                // The consumer goes away with this result, and may wait on
+                // the pool itself (spawning into it): a slot request left
+                // queued would be granted to a stream nobody polls, and the
+                // consumer's own spawn would wait for it forever. Dropped,
+                // it leaves the queue (or passes on a slot granted already);
+                // the next poll queues again.
+                this.acquire = None;
                 Poll::Ready(Some(result))
             }
             Poll::Pending => Poll::Pending,
