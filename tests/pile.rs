@@ -295,6 +295,53 @@ fn a_pile_filled_by_a_member_of_its_full_pool_does_not_deadlock() {
     });
 }
 
+/// Eventlet lets a pile's green threads spawn follow-up work into the same
+/// pile. Shared through an `Rc<RefCell<..>>`, each task adds the next after
+/// a sleep, so from inside the pile driver's poll of it (its first step runs
+/// inside `spawn`, while the spawner still holds the `RefCell`); every
+/// result comes, in spawn order, and the pile ends.
+#[test]
+// The pile's `RefCell` is held across `spawn(..).await`, which never waits
+// here: the pile (with_size(8)) always has room for the 7 tasks.
+#[allow(clippy::await_holding_refcell_ref)]
+fn a_task_may_spawn_into_its_own_pile() {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::rc::Rc;
+
+    type Shared = Rc<RefCell<GreenPile<u32>>>;
+    // Task `n` adds task `n + 1`, up to 6.
+    fn task(pile: Shared, n: u32) -> Pin<Box<dyn Future<Output = u32>>> {
+        Box::pin(async move {
+            sleep(Duration::from_millis(1)).await;
+            if n < 6 {
+                let next = task(pile.clone(), n + 1);
+                let mut adding = pile.borrow_mut();
+                adding.spawn(next).await;
+            }
+            n
+        })
+    }
+    let got = run1(|| async {
+        let pile: Shared = Rc::new(RefCell::new(GreenPile::with_size(8)));
+        let first = task(pile.clone(), 0);
+        pile.borrow_mut().spawn(first).await;
+        let mut got = Vec::new();
+        loop {
+            let next = futures_lite::future::poll_fn(|cx| Pin::new(&mut *pile.borrow_mut()).poll_next(cx));
+            let left = pile.borrow().len();
+            match timeout(Duration::from_secs(10), next).await {
+                Ok(Some(result)) => got.push(result.unwrap()),
+                Ok(None) => break,
+                Err(_) => panic!("no next result in 10 s after {got:?}, {left} left"),
+            }
+        }
+        got
+    });
+    assert_eq!(got, (0..=6).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_pile_consumed_by_another_green_thread() {
     run1(|| async {

@@ -34,9 +34,11 @@
 //!   them (a pile: they run to completion and their results are dropped).
 //!   The driver is a shardlet green thread, so the shard's end cancels it
 //!   like any other, and the items with it.
-//! - **No re-entry**: an item's code cannot reach its own crew (the crew
-//!   belongs to its consumer), so the slots are borrowed while an item is
-//!   polled.
+//! - **Re-entry**: the slots are borrowed while an item is polled. An item
+//!   that adds to its own crew (its pile shared through an
+//!   `Rc<RefCell<..>>`, say) finds them borrowed: its new item waits in
+//!   `pending`, with its result position reserved, and the driver places and
+//!   polls it next.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -198,6 +200,9 @@ struct Shared<I: Item + ?Sized> {
     free: RefCell<Vec<u32>>,
     /// Slots whose first poll is the driver's (added too deep to poll at once).
     fresh: RefCell<Vec<u32>>,
+    /// Items added while an item of this crew was being polled (see the
+    /// module docs), with their result positions: the driver places them.
+    pending: RefCell<Vec<(u64, Pin<Box<I>>)>>,
     /// Results in add order: `results[0]` is for `base`; `None` while running.
     results: RefCell<VecDeque<Outcome<I>>>,
     base: Cell<u64>,
@@ -222,6 +227,7 @@ where
                 bells: RefCell::new(bells),
                 free: RefCell::new(Vec::new()),
                 fresh: RefCell::new(Vec::new()),
+                pending: RefCell::new(Vec::new()),
                 results: RefCell::new(VecDeque::new()),
                 base: Cell::new(0),
                 running: Cell::new(0),
@@ -236,36 +242,30 @@ where
     /// Runs an item in the crew; its result comes at its position. `make`
     /// gets the free slot's finished item, if it has one (to refill in
     /// place), and returns the item to run.
+    #[inline]
     pub(crate) fn add(&self, make: impl FnOnce(Option<Pin<Box<I>>>) -> Pin<Box<I>>) {
         let shared = &self.shared;
         let seq = shared.base.get() + shared.results.borrow().len() as u64;
         shared.results.borrow_mut().push_back(None);
-        let index = {
-            let mut slots = shared.slots.borrow_mut();
-            let index = match shared.free.borrow_mut().pop() {
-                Some(index) => index as usize,
-                None => {
-                    slots.push(Slot {
-                        item: None,
-                        seq: None,
-                    });
-                    shared.bells.borrow_mut().ensure(slots.len() - 1);
-                    slots.len() - 1
-                }
-            };
-            let slot = &mut slots[index];
-            slot.item = Some(make(slot.item.take()));
-            slot.seq = Some(seq);
-            index as u32
-        };
         shared.running.set(shared.running.get() + 1);
+        let Ok(mut slots) = shared.slots.try_borrow_mut() else {
+            // One of this crew's items is being polled, and adds to it.
+            return shared.add_pending(seq, make);
+        };
+        let index = shared.free_slot(&mut slots);
+        let slot = &mut slots[index];
+        slot.item = Some(make(slot.item.take()));
+        slot.seq = Some(seq);
+        drop(slots);
+        let index = index as u32;
         if crate::task::too_deep() {
             // Too deep in nested tasks to poll it here: the driver will.
             shared.fresh.borrow_mut().push(index);
             shared.bells.borrow().bell.driver.wake();
         } else {
             shared.poll_slot(index);
-            if shared.slots.borrow()[index as usize].seq.is_none() {
+            // Done at once, and added nothing while it ran: no driver needed.
+            if shared.slots.borrow()[index as usize].seq.is_none() && shared.pending.borrow().is_empty() {
                 return;
             }
         }
@@ -320,14 +320,16 @@ impl<I: Item + ?Sized> Drop for Crew<I> {
         if self.on_drop == OnDrop::Cancel {
             // Cancel now: each item is dropped under its guard, and gives its
             // pool slot back before this returns. (Outside the borrow: a
-            // destructor may do anything.)
-            let items: Vec<_> = shared
-                .slots
-                .borrow_mut()
-                .iter_mut()
-                .filter_map(|s| s.seq.take().and(s.item.take()))
+            // destructor may do anything.) Dropped by one of its own items,
+            // the slots are borrowed: the driver ends, and they go with it.
+            let mut items: Vec<_> = std::mem::take(&mut *shared.pending.borrow_mut())
+                .into_iter()
+                .map(|(_, item)| item)
                 .collect();
-            shared.running.set(0);
+            if let Ok(mut slots) = shared.slots.try_borrow_mut() {
+                items.extend(slots.iter_mut().filter_map(|s| s.seq.take().and(s.item.take())));
+                shared.running.set(0);
+            }
             for mut item in items {
                 item.as_mut().cancel();
             }
@@ -379,6 +381,7 @@ impl<I: Item + ?Sized> Future for Driver<I> {
             if shared.gone.get() == Some(OnDrop::Cancel) {
                 return Poll::Ready(());
             }
+            shared.place_pending();
             let mut batch = std::mem::take(&mut *shared.fresh.borrow_mut());
             if bell.any.swap(false, Ordering::Acquire) {
                 batch.append(&mut bell.woken.lock().unwrap_or_else(|e| e.into_inner()));
@@ -409,6 +412,49 @@ impl<I: Item + ?Sized> Future for Driver<I> {
 }
 
 impl<I: Item + ?Sized> Shared<I> {
+    /// A free slot's index (a new slot when none is free). It may still
+    /// hold its last, finished item, to refill in place.
+    #[inline]
+    fn free_slot(&self, slots: &mut Vec<Slot<I>>) -> usize {
+        match self.free.borrow_mut().pop() {
+            Some(index) => index as usize,
+            None => {
+                slots.push(Slot {
+                    item: None,
+                    seq: None,
+                });
+                self.bells.borrow_mut().ensure(slots.len() - 1);
+                slots.len() - 1
+            }
+        }
+    }
+
+    /// Keeps an item added while the slots are borrowed, for the driver.
+    #[cold]
+    #[inline(never)]
+    fn add_pending(&self, seq: u64, make: impl FnOnce(Option<Pin<Box<I>>>) -> Pin<Box<I>>) {
+        self.pending.borrow_mut().push((seq, make(None)));
+        self.bells.borrow().bell.driver.wake();
+    }
+
+    /// Places the items added while the slots were borrowed, for the
+    /// driver's next batch.
+    #[inline]
+    fn place_pending(&self) {
+        if self.pending.borrow().is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let mut slots = self.slots.borrow_mut();
+        for (seq, item) in pending {
+            let index = self.free_slot(&mut slots);
+            let slot = &mut slots[index];
+            slot.item = Some(item);
+            slot.seq = Some(seq);
+            self.fresh.borrow_mut().push(index as u32);
+        }
+    }
+
     /// Polls slot `index`'s item once, if it still runs.
     fn poll_slot(&self, index: u32) {
         let (result, seq) = {
