@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use origin::{refused_url, respond, Next, TestServer};
-use shardlet_apps::crawler::{crawl, hrefs, urls, Args, Summary};
+use shardlet_apps::crawler::{crawl, hrefs, urls, Args, Line, Summary, MAX_LINE};
 
 fn args(extra: &[&str]) -> Args {
     let mut argv = vec!["crawler", "--progress", "never", "--timeout", "10"];
@@ -324,8 +324,12 @@ fn binary_end_to_end() {
 #[test]
 fn a_line_that_is_not_utf8_fails_in_its_place_unfetched_and_the_input_goes_on() {
     let input: &[u8] = b"http://h/ok\n# comment\nhttp://h/ok\xff\n\n  http://h/ok2  \r\n";
-    let got: Vec<String> = urls(input).collect();
-    assert_eq!(got, ["http://h/ok", "http://h/ok\u{fffd}", "http://h/ok2"]);
+    let got: Vec<Line> = urls(input).collect();
+    assert!(
+        matches!(&got[..], [Line::Url(a), Line::Unfetched { shown, why }, Line::Url(b)]
+            if a == "http://h/ok" && shown == "http://h/ok\u{fffd}" && why.contains("not valid UTF-8") && b == "http://h/ok2"),
+        "{got:?}"
+    );
 
     let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
     let (a, b) = (server.url("/a"), server.url("/b"));
@@ -358,4 +362,66 @@ fn a_line_that_is_not_utf8_fails_in_its_place_unfetched_and_the_input_goes_on() 
     }
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
     assert!(paths.iter().all(|p| p == "/a" || p == "/b"), "fetched {paths:?}");
+}
+
+/// A line longer than `MAX_LINE` (here 8 MiB of it, never whole in memory
+/// at once) fails in its place, shown cut short, unfetched; the lines
+/// around it are fetched.
+#[test]
+fn a_line_too_long_fails_in_its_place_unfetched_and_the_input_goes_on() {
+    use std::io::Read;
+    let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
+    let long = || {
+        io::Cursor::new(server.url("/").into_bytes())
+            .chain(io::repeat(b'a').take(8 << 20))
+            .chain(&b"\n"[..])
+    };
+    let input = || {
+        io::Cursor::new(format!("{}\n", server.url("/a")).into_bytes())
+            .chain(long())
+            .chain(io::Cursor::new(format!("{}\n", server.url("/b")).into_bytes()))
+    };
+    let got: Vec<Line> = urls(io::BufReader::new(input())).collect();
+    assert_eq!(
+        got.len(),
+        3,
+        "{:?}",
+        got.iter().map(|l| format!("{l:?}").len()).collect::<Vec<_>>()
+    );
+    match &got[1] {
+        Line::Unfetched { shown, why } => {
+            assert!(
+                shown.len() < 300
+                    && shown.ends_with(&format!("({} bytes)", server.url("/").len() + (8 << 20))),
+                "{shown}"
+            );
+            assert!(why.contains("longer than 64 KiB"), "{why}");
+        }
+        other => panic!("{:.200?}", format!("{other:?}")),
+    }
+    // At the edge: a URL of exactly MAX_LINE bytes is still one.
+    let edge = format!("http://h/{}", "a".repeat(MAX_LINE - 9));
+    assert!(
+        matches!(&urls(io::Cursor::new(edge.clone())).collect::<Vec<_>>()[..], [Line::Url(u)] if *u == edge)
+    );
+    let over = format!("{edge}a\nhttp://h/next");
+    assert!(
+        matches!(&urls(io::Cursor::new(over)).collect::<Vec<_>>()[..], [Line::Unfetched { .. }, Line::Url(u)] if u == "http://h/next")
+    );
+
+    let args = args(&[]);
+    let (summary, out) = util::run1(move || {
+        let args = args.clone();
+        let lines: Vec<Line> = got.clone();
+        async move { crawl(&args, lines.into_iter(), Vec::new()).await.unwrap() }
+    });
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!((summary.ok, summary.failed), (2, 1), "{text}");
+    assert!(
+        text.contains("bytes) error: the input line is longer than 64 KiB"),
+        "{text}"
+    );
+    let mut paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/a", "/b"]);
 }

@@ -112,32 +112,113 @@ impl Summary {
     }
 }
 
-/// The URLs of `input`, read lazily: trimmed, blank lines and `#` comments
-/// skipped. A line that is not UTF-8 is taken with its bad bytes replaced
-/// by U+FFFD, and reported as failed in its place without a fetch (the
-/// lines after it go on); a read error ends the input (and is reported on
+/// The longest input line taken as a URL: 64 KiB, about the most an
+/// `http::Uri` holds. Past it, only this much of a line is kept in memory.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// One line of the input: a URL to fetch, or a line reported as failed in
+/// its place without a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Url(String),
+    Unfetched {
+        /// What the output shows for it.
+        shown: String,
+        /// Why it is not fetched.
+        why: &'static str,
+    },
+}
+
+impl From<String> for Line {
+    fn from(url: String) -> Self {
+        Line::Url(url)
+    }
+}
+
+/// Why a line of the input that is not UTF-8 is not fetched: its URL is
+/// not the one given.
+const NOT_UTF8: &str = "the input line is not valid UTF-8; not fetched";
+/// Why a line longer than [`MAX_LINE`] is not fetched.
+const TOO_LONG: &str = "the input line is longer than 64 KiB; not fetched";
+/// How much of a line too long to fetch the output shows.
+const SHOWN: usize = 200;
+
+/// The lines of `input`, read lazily: trimmed, blank lines and `#` comments
+/// skipped. A line that is not UTF-8 (shown with its bad bytes replaced by
+/// U+FFFD) or longer than [`MAX_LINE`] (shown cut short, and never held
+/// whole) is reported as failed in its place without a fetch, and the
+/// lines after it go on; a read error ends the input (and is reported on
 /// stderr).
-pub fn urls(input: impl BufRead) -> impl Iterator<Item = String> {
-    input
-        .split(b'\n')
-        .map_while(|line| {
-            line.inspect_err(|e| eprintln!("crawler: stopped reading the input: {e}"))
-                .ok()
-        })
-        .filter_map(|line| {
-            let line = String::from_utf8_lossy(&line);
-            let url = line.trim();
-            (!url.is_empty() && !url.starts_with('#')).then(|| url.to_string())
-        })
+pub fn urls(mut input: impl BufRead) -> impl Iterator<Item = Line> {
+    let mut line = Vec::new();
+    std::iter::from_fn(move || loop {
+        let length = match read_line(&mut input, &mut line) {
+            Ok(Some(length)) => length,
+            Ok(None) => return None,
+            Err(e) => {
+                eprintln!("crawler: stopped reading the input: {e}");
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&line);
+        let url = text.trim();
+        if length > MAX_LINE {
+            let cut = url.char_indices().nth(SHOWN).map_or(url.len(), |(i, _)| i);
+            return Some(Line::Unfetched {
+                shown: format!("{}... ({length} bytes)", &url[..cut]),
+                why: TOO_LONG,
+            });
+        }
+        if url.is_empty() || url.starts_with('#') {
+            continue;
+        }
+        return Some(match text {
+            std::borrow::Cow::Borrowed(_) => Line::Url(url.to_string()),
+            std::borrow::Cow::Owned(_) => Line::Unfetched {
+                shown: url.to_string(),
+                why: NOT_UTF8,
+            },
+        });
+    })
+}
+
+/// Reads the next line of `input` into `line` (without its `\n`), keeping at
+/// most `MAX_LINE + 1` bytes of it: its whole length, or `None` at the end.
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    line.clear();
+    let mut length = 0;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((length > 0).then_some(length));
+        }
+        let (part, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        let room = (MAX_LINE + 1).saturating_sub(line.len());
+        line.extend_from_slice(&part[..part.len().min(room)]);
+        length += part.len();
+        let used = end.unwrap_or(buf.len());
+        input.consume(used);
+        if end.is_some() {
+            return Ok(Some(length));
+        }
+    }
 }
 
 /// Crawls `urls` as `args` says, writing one line per URL to `out` and the
 /// summary at the end; gives back the summary and `out`.
-pub async fn crawl<W: Write + 'static>(
+pub async fn crawl<W: Write + 'static, L: Into<Line>>(
     args: &Args,
-    urls: impl Iterator<Item = String>,
+    urls: impl Iterator<Item = L>,
     out: W,
 ) -> io::Result<(Summary, W)> {
+    let urls = urls.map(Into::into);
     let client = Client::builder()
         .request_timeout(Duration::from_secs_f64(args.timeout.max(0.001)))
         .max_body(args.max_body)
@@ -249,20 +330,17 @@ impl<W: Write> Crawl<W> {
     }
 }
 
-/// Why a line of the input that was not UTF-8 (read with its bad bytes
-/// replaced by U+FFFD) is not fetched: its URL is not the one given.
-const NOT_UTF8: &str = "the input line is not valid UTF-8; not fetched";
-
 /// The list mode: `imap` over the input, lines in input order.
-async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = String>) {
+async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = Line>) {
     let client = crawl.client.clone();
-    let mut results = crawl.pool.imap(urls, move |url| {
+    let mut results = crawl.pool.imap(urls, move |line| {
         let client = client.clone();
         async move {
             let start = Instant::now();
-            if url.contains(char::REPLACEMENT_CHARACTER) {
-                return (url, Err(NOT_UTF8.to_string()), start.elapsed());
-            }
+            let url = match line {
+                Line::Url(url) => url,
+                Line::Unfetched { shown, why } => return (shown, Err(why.to_string()), start.elapsed()),
+            };
             // Keep the length, drop the body here: results waiting in imap's window stay small.
             let outcome = client
                 .get(&url)
@@ -293,8 +371,14 @@ async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item
 
 /// The --follow mode: the input URLs at depth 0 through `imap`, their links
 /// spawned into the same pool, until no task is left.
-async fn follow<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = String>) {
-    let seeds = urls.filter(|url| crawl.seen.borrow_mut().insert(normalize(url)));
+async fn follow<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item = Line>) {
+    let seeds = urls.filter_map(|line| match line {
+        Line::Url(url) => crawl.seen.borrow_mut().insert(normalize(&url)).then_some(url),
+        Line::Unfetched { shown, why } => {
+            crawl.report(&shown, Err(&why), Duration::ZERO, Some(0));
+            None
+        }
+    });
     let c = crawl.clone();
     let mut visits = crawl.pool.imap(seeds, move |url| visit(c.clone(), url, 0));
     while visits.next().await.is_some() {}
@@ -312,10 +396,6 @@ fn visit<W: Write + 'static>(
     // Boxed: a page's links may run inline inside it (recursion).
     Box::pin(async move {
         let start = Instant::now();
-        if url.contains(char::REPLACEMENT_CHARACTER) {
-            crawl.report(&url, Err(&NOT_UTF8), start.elapsed(), Some(depth));
-            return;
-        }
         let result = crawl.client.get(&url).await;
         let outcome = result
             .as_ref()
