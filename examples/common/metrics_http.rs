@@ -1,38 +1,74 @@
-//! `--metrics-addr HOST:PORT` for the examples: a plain thread that answers
+//! `--metrics-addr HOST:PORT` for the examples: plain threads that answer
 //! `GET /metrics` with the exporter's Prometheus text (and 404 otherwise),
 //! one short request per connection. A host with an HTTP stack of its own
 //! would serve `Exporter::encode()` (or register the exporter in its
 //! registry) there instead.
+//!
+//! A slow or idle client cannot keep scrapes out: each connection has a
+//! thread of its own (at most [`MAX_CLIENTS`] at once; beyond that a
+//! connection is closed at once), a request of at most [`MAX_REQUEST`]
+//! bytes, and [`DEADLINE`] to send it.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shardlet::metrics::{Exporter, CONTENT_TYPE};
+
+/// Connections answered at once.
+const MAX_CLIENTS: usize = 16;
+/// The most bytes of a request read (request line and header fields).
+const MAX_REQUEST: u64 = 16 << 10;
+/// How long a client has to send its request, and to take the answer.
+const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Binds `addr` now (so a bad address is an error at start) and serves
 /// `/metrics` from a background thread; returns the bound address.
 pub fn serve_metrics(addr: SocketAddr, exporter: Exporter) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &exporter);
+                if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                    continue; // dropped: closed at once
+                }
+                let (exporter, done) = (exporter.clone(), clients.clone());
+                let answered = std::thread::Builder::new()
+                    .name("metrics-client".into())
+                    .spawn(move || {
+                        let _ = answer(stream, &exporter);
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if answered.is_err() {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         })?;
     Ok(bound)
 }
 
-fn answer(stream: std::net::TcpStream, exporter: &Exporter) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+fn answer(stream: TcpStream, exporter: &Exporter) -> io::Result<()> {
+    let start = Instant::now();
+    stream.set_write_timeout(Some(DEADLINE))?;
+    let mut reader = BufReader::new(stream.try_clone()?.take(MAX_REQUEST));
+    // Each read waits at most what is left of the deadline.
+    let mut read_line = |line: &mut String| -> io::Result<usize> {
+        let left = DEADLINE.checked_sub(start.elapsed()).filter(|d| !d.is_zero());
+        let left = left.ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "request too slow"))?;
+        reader.get_ref().get_ref().set_read_timeout(Some(left))?;
+        reader.read_line(line)
+    };
     let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
+    read_line(&mut request_line)?;
     // Skip the header fields, up to the blank line.
     let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
+    while read_line(&mut line)? > 2 {
         line.clear();
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
