@@ -503,3 +503,17 @@ fn feed_scraper_serves_metrics() {
         },
     );
 }
+
+/// Two servers exported under one name would give duplicate series, which
+/// Prometheus rejects: the exporter refuses the second, naming it.
+#[test]
+#[should_panic(expected = "a server named \"api\" is already exported")]
+fn exporting_two_servers_under_one_name_is_refused() {
+    let runtime = Runtime::new(config(1)).unwrap();
+    let bind = || Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
+    let (first, second) = (bind(), bind());
+    let exporter = Exporter::new()
+        .with_server("api", &first)
+        .with_server("admin", &second);
+    let _ = exporter.with_server("api", &second);
+}
