@@ -27,8 +27,9 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 
 step "loom models of the cross-shard primitives (RUSTFLAGS=--cfg loom)"
-# Every interleaving, within a preemption bound, of the lanes, the close
-# gate, the answer slot, GlobalLimit and the stop signal (src/sync/loom_tests.rs).
+# Every interleaving, within a preemption bound, of the lanes, the mailboxes'
+# senders waiting for room, the close gate, the answer slot, GlobalLimit and
+# the stop signal (src/sync/loom_tests.rs).
 # A release build of its own: loom is slow unoptimised.
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib --release sync::loom_tests -- --nocapture
 

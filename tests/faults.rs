@@ -96,6 +96,7 @@ fn child() {
         "deep_spawn_chain" => scenario::deep_spawn_chain(),
         "deep_inline_pool" => scenario::deep_inline_pool(),
         "start_stop_cycles" => scenario::start_stop_cycles(),
+        "host_sender_parked_at_shard_end" => scenario::host_sender_parked_at_shard_end(),
         other => panic!("unknown scenario {other}"),
     }
     println!("\n{DONE}");
@@ -126,6 +127,7 @@ scenarios!(
     deep_spawn_chain,
     deep_inline_pool,
     start_stop_cycles,
+    host_sender_parked_at_shard_end,
 );
 
 /// Panics when dropped (unless already panicking).
@@ -434,6 +436,63 @@ mod scenario {
         go_tx.send(()).unwrap();
         handle.join().unwrap();
         assert_eq!(mesh.dropped(), SENT, "every unrun message is counted");
+    }
+
+    /// A host thread's `spawn_on` waits for room in a full mailbox, and its
+    /// future is kept but not polled again (held in a struct, a `select` arm
+    /// that lost) while the shard ends: the shard still ends (its close once
+    /// spun forever on the sender's pass through the mailbox's gate), and the
+    /// sender, woken, gets `ShardGone`.
+    pub fn host_sender_parked_at_shard_end() {
+        use std::future::Future;
+        use std::sync::atomic::AtomicBool;
+        use std::task::{Context, Poll, Wake, Waker};
+
+        struct Flag(AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, SeqCst);
+            }
+        }
+
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = flume::bounded::<()>(1);
+        let handle = Runtime::new(config(1).with_mailbox(1))
+            .unwrap()
+            .start(move || {
+                let (ready_tx, go_rx) = (ready_tx.clone(), go_rx.clone());
+                async move {
+                    // Hold the shard's thread: nothing drains its mailbox meanwhile.
+                    ready_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    shard::stopped().await;
+                }
+            })
+            .unwrap();
+        ready_rx.recv().unwrap();
+        let mesh = handle.mesh();
+        assert!(
+            mesh.try_spawn_on(0, || async {}).is_ok(),
+            "the mailbox has room for one"
+        );
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut parked = Box::pin(mesh.spawn_on(0, || async {}));
+        assert!(
+            parked
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending(),
+            "the mailbox is full: the sender waits"
+        );
+        go_tx.send(()).unwrap();
+        handle.stop(Duration::from_millis(100));
+        handle.join().unwrap();
+        assert!(flag.0.load(SeqCst), "the waiting sender was woken");
+        match parked.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Err(MeshError::ShardGone { shard: 0 })) => {}
+            other => panic!("expected ShardGone for shard 0, got {other:?}"),
+        }
     }
 
     /// A chain of 20,000 `spawn_n`, each started by the one before.

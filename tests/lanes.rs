@@ -83,7 +83,7 @@ fn a_full_lane_pushes_back_on_the_sending_shard() {
                     .map_err(|e| e.to_string())
                     .unwrap();
                 let queued = mesh.queued(1);
-                let refused = matches!(mesh.try_spawn_on(1, bump(&ran)), Err(TrySpawnError::Full(_)));
+                let refused = matches!(mesh.try_spawn_on(1, bump(&ran)), Err(TrySpawnError::Full { .. }));
                 // An awaiting send waits for room instead of queueing beyond it.
                 let delivered = Arc::new(AtomicBool::new(false));
                 let sender = shardlet::spawn({

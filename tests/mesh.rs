@@ -109,7 +109,7 @@ fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
         let _ = marker;
     });
     match refused {
-        Err(TrySpawnError::Full(_closure)) => {}
+        Err(TrySpawnError::Full { shard: 1, closure: _ }) => {}
         other => panic!(
             "expected Full with the closure back, got {:?}",
             other.map_err(|e| e.to_string())
@@ -122,6 +122,41 @@ fn a_full_inbox_pushes_back_and_try_spawn_hands_the_closure_back() {
     assert_eq!(ran.load(Ordering::SeqCst), CAPACITY);
     handle.stop(Duration::from_secs(1));
     handle.join().unwrap();
+}
+
+/// `TrySpawnError` is an `Error` whatever the closure (closures are not
+/// `Debug`): it unwraps, `?`s into a boxed error, and names the shard (and,
+/// for a shard that does not exist, how many there are), as `MeshError` does.
+#[test]
+fn try_spawn_errors_unwrap_box_and_name_the_shard() {
+    /// `?` into a boxed error: needs `TrySpawnError<F>: Error` for a closure `F`.
+    fn send(mesh: &shardlet::Mesh, shard: usize) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        mesh.try_spawn_on(shard, || async {})?;
+        Ok(())
+    }
+    let (handle, release) = util::start_with_shard1_held(config(2).with_mailbox(1));
+    let mesh = handle.mesh();
+    // `unwrap` needs `TrySpawnError<F>: Debug` for a closure `F`.
+    mesh.try_spawn_on(1, || async {}).unwrap();
+    let full = mesh.try_spawn_on(1, || async {}).unwrap_err();
+    assert_eq!(full.to_string(), "shard 1's inbox is full");
+    assert_eq!(format!("{full:?}"), "Full { shard: 1, .. }");
+    assert_eq!(full.shard(), 1);
+    let missing = send(&mesh, 7).unwrap_err();
+    assert_eq!(missing.to_string(), "no shard 7: the runtime has 2 shard(s)");
+    assert_eq!(
+        missing.to_string(),
+        MeshError::NoSuchShard { shard: 7, count: 2 }.to_string(),
+        "worded as MeshError's"
+    );
+    let missing = mesh.try_spawn_on(7, || async {}).unwrap_err();
+    assert_eq!(format!("{missing:?}"), "NoSuchShard { shard: 7, count: 2, .. }");
+    release.send(()).unwrap();
+    handle.stop(Duration::from_secs(1));
+    handle.join().unwrap();
+    let gone = send(&mesh, 1).unwrap_err();
+    assert_eq!(gone.to_string(), "shard 1 has stopped");
+    assert_eq!(gone.to_string(), MeshError::ShardGone { shard: 1 }.to_string());
 }
 
 #[test]

@@ -192,6 +192,54 @@ fn busy_time_and_stalls() {
     assert!(idle.idle() >= Duration::from_millis(250), "{stats}");
 }
 
+/// Busy and idle time are counters (`shardlet_*_seconds_total`): sampled
+/// during a 300 ms poll and after it, neither ever goes down. (Idle once
+/// grew through a long poll, counted as uptime less busy, and fell back when
+/// the poll ended and its time moved to busy.)
+#[test]
+fn busy_and_idle_never_go_down_across_a_long_poll() {
+    let (stuck, is_stuck) = flume::bounded::<()>(1);
+    let handle = Runtime::new(config(1))
+        .unwrap()
+        .start(move || {
+            let stuck = stuck.clone();
+            async move {
+                let _ = stuck.send(());
+                std::thread::sleep(Duration::from_millis(300)); // never do this
+                shardlet::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .unwrap();
+    is_stuck.recv().unwrap();
+    let metrics = handle.metrics();
+    let mut samples = Vec::new();
+    let mut seen_stuck = false;
+    let mut seen_unstuck = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Through the long poll and well past its end.
+    while !(seen_stuck && seen_unstuck) || samples.len() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the shard never got through its long poll"
+        );
+        let shard = metrics.stats().shards[0];
+        seen_stuck |= shard.polling_for >= Duration::from_millis(100);
+        seen_unstuck |= seen_stuck && shard.polling_for.is_zero() && shard.busy >= Duration::from_millis(250);
+        samples.push(shard);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    handle.join().unwrap();
+    samples.push(metrics.stats().shards[0]);
+    for pair in samples.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert!(after.busy >= before.busy, "busy went down:\n{before}\n{after}");
+        assert!(
+            after.idle() >= before.idle(),
+            "idle went down:\n{before}\n{after}"
+        );
+    }
+}
+
 /// Messages queued for a stuck shard show from the host: in the lanes
 /// from another shard (sampled by the sender) and in its mailbox.
 #[test]
@@ -454,4 +502,18 @@ fn feed_scraper_serves_metrics() {
             assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
         },
     );
+}
+
+/// Two servers exported under one name would give duplicate series, which
+/// Prometheus rejects: the exporter refuses the second, naming it.
+#[test]
+#[should_panic(expected = "a server named \"api\" is already exported")]
+fn exporting_two_servers_under_one_name_is_refused() {
+    let runtime = Runtime::new(config(1)).unwrap();
+    let bind = || Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
+    let (first, second) = (bind(), bind());
+    let exporter = Exporter::new()
+        .with_server("api", &first)
+        .with_server("admin", &second);
+    let _ = exporter.with_server("api", &second);
 }

@@ -17,11 +17,12 @@ use futures_lite::future::poll_fn;
 
 use super::job::Envelope;
 use crate::sync::lanes::Inlanes;
+use crate::sync::mailbox::Mailbox;
 
 /// A shard's receiving ends: its lanes from every shard, and its mailbox.
 pub(crate) struct Inbox {
     pub(super) lanes: Inlanes<Envelope>,
-    pub(super) mail: flume::Receiver<Envelope>,
+    pub(super) mail: Mailbox<Envelope>,
 }
 
 /// How many messages one round of the inbox loop runs at most before it
@@ -66,7 +67,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
             if with_mail {
                 // At most what was there when we looked, within the budget.
                 let budget = mail.len().min(MESSAGES_PER_ROUND.saturating_sub(ran));
-                for envelope in mail.try_iter().take(budget) {
+                for envelope in std::iter::from_fn(|| mail.try_recv()).take(budget) {
                     envelope.run(cx);
                     ran += 1;
                 }
@@ -83,7 +84,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
         } else if with_mail && idle.over() {
             // Looking for work and finding none is idle time (metrics).
             crate::task::counters::idle_poll();
-            let woke = futures_lite::future::or(async { mail.recv_async().await.map(Some) }, async {
+            let woke = futures_lite::future::or(async { mail.recv().await.map(Some) }, async {
                 poll_fn(|cx| inbox.borrow().lanes.poll_park(cx)).await;
                 Ok(None)
             })

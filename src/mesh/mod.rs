@@ -288,9 +288,19 @@ impl Mesh {
     {
         let envelope = Envelope::new(Arc::new(SpawnJob(Mutex::new(Some(f)))));
         self.try_deliver(shard, envelope).map_err(|err| match err {
-            MailError::Full(e) => TrySpawnError::Full(e.into_closure()),
-            MailError::Closed(e) => TrySpawnError::Gone(e.into_closure()),
-            MailError::NoSuchShard(e) => TrySpawnError::NoSuchShard(e.into_closure()),
+            MailError::Full(e) => TrySpawnError::Full {
+                shard,
+                closure: e.into_closure(),
+            },
+            MailError::Closed(e) => TrySpawnError::Gone {
+                shard,
+                closure: e.into_closure(),
+            },
+            MailError::NoSuchShard(e) => TrySpawnError::NoSuchShard {
+                shard,
+                count: self.shards(),
+                closure: e.into_closure(),
+            },
         })
     }
 

@@ -91,8 +91,21 @@ impl Exporter {
     }
 
     /// Exports `server`'s counters, labelled `server="name"`.
+    ///
+    /// # Panics
+    ///
+    /// If a server of that name is already exported: its series would
+    /// appear twice, with the same labels, and Prometheus rejects the whole
+    /// scrape. (Like the rest of the builder, this is set up once, at
+    /// start-up, where a mistake should stop the program, not go unnoticed.)
     pub fn with_server(mut self, name: impl Into<String>, server: &Server) -> Self {
-        self.servers.push((name.into(), server.clone()));
+        let name = name.into();
+        assert!(
+            self.servers.iter().all(|(taken, _)| *taken != name),
+            "Exporter::with_server: a server named {name:?} is already exported \
+             (its series would appear twice; give each server its own name)"
+        );
+        self.servers.push((name, server.clone()));
         self
     }
 

@@ -19,6 +19,12 @@
 //! coarse monotonic clock (see [`STALL`] and the counters' notes): right on
 //! average, and the longest poll to within one tick (1-4 ms).
 //!
+//! Both are counters: neither ever goes down. A poll's time is added to
+//! busy (or idle) when it ends, so the poll running at a snapshot counts in
+//! neither ([`ShardMetrics::polling_for`]); and no snapshot reports less
+//! idle time than an earlier one of the same shard did (the shard's
+//! counters are read one by one, not at one instant).
+//!
 //! # Examples
 //!
 //! ```
@@ -134,6 +140,15 @@ fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetri
         (s, e) => e.saturating_sub(s),
     };
     let poll_started = c.poll_started.load(Relaxed);
+    let polling_for = match poll_started {
+        0 => 0,
+        at => now.saturating_sub(at),
+    };
+    let busy = c.busy_nanos.load(Relaxed).min(uptime);
+    // The poll running now counts in neither until it ends; and never less
+    // than reported before (see the module docs).
+    let idle = uptime.saturating_sub(busy).saturating_sub(polling_for);
+    let idle = c.idle_reported.fetch_max(idle, Relaxed).max(idle);
     let (spawned, ended_tasks) = (c.spawned.load(Relaxed), c.ended.load(Relaxed));
     ShardMetrics {
         running: c.running.load(Relaxed),
@@ -141,14 +156,12 @@ fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetri
         tasks_live: spawned.saturating_sub(ended_tasks),
         panics: c.panics.load(Relaxed),
         uptime: nanos(uptime),
-        busy: nanos(c.busy_nanos.load(Relaxed).min(uptime)),
+        busy: nanos(busy),
+        idle: nanos(idle),
         polls: c.polls.load(Relaxed),
         longest_poll: nanos(c.longest_nanos.load(Relaxed)),
         stalls: c.stalls.load(Relaxed),
-        polling_for: nanos(match poll_started {
-            0 => 0,
-            at => now.saturating_sub(at),
-        }),
+        polling_for: nanos(polling_for),
         lanes_queued: lanes,
         mailbox_queued: mailbox,
         ready: ReadyStats {
@@ -177,8 +190,12 @@ pub struct ShardMetrics {
     pub panics: u64,
     /// Time since the shard started (until it ended).
     pub uptime: Duration,
-    /// Time spent running tasks; the rest of `uptime` is idle.
+    /// Time spent running tasks, in polls that have ended; the rest of
+    /// `uptime`, less the poll running now ([`polling_for`](Self::polling_for)),
+    /// is idle ([`idle`](Self::idle)).
     pub busy: Duration,
+    /// See [`ShardMetrics::idle`].
+    idle: Duration,
     /// Task polls made by the executor.
     pub polls: u64,
     /// The longest time one task ran without yielding (to within one tick
@@ -199,9 +216,12 @@ pub struct ShardMetrics {
 }
 
 impl ShardMetrics {
-    /// Time not spent running tasks: sleeping, or polling for work.
+    /// Time not spent running tasks: sleeping, or polling for work. Like
+    /// `busy`, it never goes down from one snapshot of a shard to the next
+    /// (see the [module docs](self#busy-and-idle-time)): the poll running
+    /// now counts in neither until it ends.
     pub fn idle(&self) -> Duration {
-        self.uptime.saturating_sub(self.busy)
+        self.idle
     }
 
     /// `busy / uptime`, from 0 to 1 (0 before the shard starts).

@@ -19,7 +19,7 @@ use loom::thread;
 use super::answer::AnswerSlot;
 use super::gate::Gate;
 use super::lanes::{Lanes, RoomWait};
-use super::mailbox::MailError;
+use super::mailbox::{MailError, Mailboxes};
 use super::{lock, Arc, Mutex};
 
 /// Runs `model` under loom with a preemption bound of `bound`, and prints
@@ -167,6 +167,69 @@ fn lanes_close_wakes_a_waiting_sender() {
         });
         let (mut value, mut wait) = (Some(1u32), None);
         let sent = block_on(poll_fn(|cx| outbox.poll_send(1, &mut value, &mut wait, cx)));
+        let dropped = closer.join().unwrap();
+        match sent {
+            // Sent before the close: the closer dropped it with the first.
+            Ok(()) => assert_eq!(dropped, [0, 1]),
+            Err(MailError::Closed(back)) => {
+                assert_eq!(back, 1);
+                assert_eq!(dropped, [0]);
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    });
+}
+
+/// No lost wake-up in a mailbox: two tasks of a host thread wait for room
+/// in a full mailbox of one slot (outside its gate); the receiver takes
+/// three values. Every sender must get through, and the receiver must get
+/// all three.
+#[test]
+fn mailbox_every_waiting_sender_gets_through() {
+    check("mailbox_every_waiting_sender_gets_through", 3, || {
+        let (mail, mut inboxes) = Mailboxes::<u32>::new(1, 1);
+        let inbox = inboxes.pop().unwrap();
+        mail.try_send(0, 0).unwrap();
+        let receiver = thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                match inbox.try_recv() {
+                    Some(v) => got.push(v),
+                    None => thread::yield_now(),
+                }
+            }
+            got.sort_unstable();
+            assert_eq!(got, [0, 1, 2]);
+        });
+        let sender = |v: u32| {
+            let mail = &mail;
+            async move { mail.send(0, v).await.unwrap() }
+        };
+        let (a, b) = (sender(1), sender(2));
+        futures_lite::pin!(a, b);
+        run_two(a, b);
+        receiver.join().unwrap();
+    });
+}
+
+/// A sender waiting for room in a mailbox while its shard closes it: the
+/// sender is woken and gets its value back, or the closer drained it;
+/// nothing is lost, and the closer does not wait for the sender.
+#[test]
+fn mailbox_close_wakes_a_waiting_sender() {
+    check("mailbox_close_wakes_a_waiting_sender", 3, || {
+        let (mail, mut inboxes) = Mailboxes::<u32>::new(1, 1);
+        let inbox = inboxes.pop().unwrap();
+        mail.try_send(0, 0).unwrap();
+        let closer = {
+            let mail = mail.clone();
+            thread::spawn(move || {
+                let mut dropped = Vec::new();
+                mail.close(0, &inbox, |v| dropped.push(v));
+                dropped
+            })
+        };
+        let sent = block_on(mail.send(0, 1));
         let dropped = closer.join().unwrap();
         match sent {
             // Sent before the close: the closer dropped it with the first.

@@ -10,6 +10,8 @@
 //!   FIFO of senders waiting for room.
 //! - [`mailbox`]: one bounded `flume` channel per shard, for threads that are
 //!   not shards.
+//! - [`room`]: where senders to a full mailbox wait for room, outside its
+//!   gate, so that a closer never waits on them.
 //!
 //! # The loom seam
 //!
@@ -28,6 +30,7 @@ pub(crate) mod gate;
 pub(crate) mod lanes;
 pub(crate) mod local;
 pub(crate) mod mailbox;
+pub(crate) mod room;
 pub(crate) mod slots;
 pub(crate) mod stop;
 pub(crate) mod wakers;

@@ -70,6 +70,10 @@ pub(crate) struct ShardCounters {
     pub(crate) events: AtomicU64,
     pub(crate) parks: AtomicU64,
     pub(crate) drivers: AtomicU64,
+    /// The most idle time (ns) any snapshot has reported for this shard:
+    /// the one field that readers write (the metrics layer), so that no
+    /// snapshot reports less idle time than one before it.
+    pub(crate) idle_reported: AtomicU64,
 }
 
 impl ShardCounters {
@@ -93,6 +97,7 @@ impl ShardCounters {
             events: zero(),
             parks: zero(),
             drivers: zero(),
+            idle_reported: zero(),
         }
     }
 }

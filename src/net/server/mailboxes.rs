@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::net::server::stats::Counters;
-use crate::sync::mailbox::{MailError, Mailboxes};
+use crate::sync::mailbox::{MailError, Mailbox, Mailboxes};
 
 /// How long a waiting sender sleeps before it looks at its stop flags again.
 const TICK: Duration = Duration::from_millis(20);
@@ -41,7 +41,7 @@ const TICK: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(crate) struct Handoff {
     mail: Mailboxes<TcpStream>,
-    inboxes: Vec<flume::Receiver<TcpStream>>,
+    inboxes: Vec<Mailbox<TcpStream>>,
     counters: Vec<Arc<Counters>>,
     /// Where the next search for the least-loaded shard starts, so that ties
     /// go round-robin instead of always to shard 0.
@@ -69,7 +69,7 @@ impl Handoff {
     }
 
     /// The receiving end of `shard`'s mailbox.
-    pub(crate) fn inbox(&self, shard: usize) -> flume::Receiver<TcpStream> {
+    pub(crate) fn inbox(&self, shard: usize) -> Mailbox<TcpStream> {
         self.inboxes[shard].clone()
     }
 

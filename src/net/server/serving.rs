@@ -175,7 +175,7 @@ pub(crate) enum Source {
     /// The shard's own listener (reuseport, or a plain [`serve`]).
     Listener(TcpListener),
     /// The shard's handoff mailbox; the acceptor already counted them.
-    Mailbox(flume::Receiver<std::net::TcpStream>),
+    Mailbox(crate::sync::mailbox::Mailbox<std::net::TcpStream>),
 }
 
 impl Source {
@@ -185,7 +185,7 @@ impl Source {
     async fn next(&self) -> io::Result<Option<TcpStream>> {
         match self {
             Source::Listener(listener) => Ok(Some(listener.accept().await?)),
-            Source::Mailbox(inbox) => match inbox.recv_async().await {
+            Source::Mailbox(inbox) => match inbox.recv().await {
                 Ok(stream) => TcpStream::from_std(stream).map(Some),
                 Err(_) => Ok(None),
             },
