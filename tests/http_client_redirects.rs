@@ -7,7 +7,10 @@ mod util;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use origin::{respond, TestServer};
+use shardlet::http::client::Body;
 use shardlet::http::{Client, ErrorKind, ResponseExt};
 
 fn client() -> Client {
@@ -98,4 +101,45 @@ fn redirects_are_followed_up_to_the_limit() {
     });
     // The loop went round exactly 6 times: the first request and 5 redirects.
     assert_eq!(server.hits()["/loop"], 6 + 1);
+}
+
+/// A redirect that keeps the method (301 and 302 for a `PUT` or `DELETE`,
+/// 307 and 308 for any) must send the body again; a streamed body cannot
+/// be, so the redirect is the answer. Before: a `PUT` streamed to a 302 was
+/// sent again with an empty body.
+#[test]
+fn a_streamed_body_is_never_sent_again_without_its_bytes() {
+    let server = TestServer::start(|req, out| match req.path.as_str() {
+        "/found" => respond(out, 302, &[("Location", "/echo")], b"moved"),
+        "/moved" => respond(out, 301, &[("Location", "/echo")], b"moved"),
+        _ => respond(out, 200, &[], format!("{} {:?}", req.method, req.body).as_bytes()),
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            let streamed = || Body::stream(Full::new(Bytes::from_static(b"hello")));
+            for (method, path, status) in [("PUT", "/found", 302), ("DELETE", "/moved", 301)] {
+                let request = ::http::Request::builder()
+                    .method(method)
+                    .uri(format!("{base}{path}"))
+                    .body(streamed())
+                    .unwrap();
+                let r = c.send(request).await.unwrap();
+                assert_eq!(
+                    (r.status().as_u16(), r.body().as_ref(), r.url().path()),
+                    (status, &b"moved"[..], path),
+                    "{method} {path}: the redirect is the answer"
+                );
+            }
+            // A body in full is sent again, with the method.
+            let request = ::http::Request::put(format!("{base}/found"))
+                .body(Bytes::from_static(b"hello"))
+                .unwrap();
+            let r = c.send(request).await.unwrap();
+            assert_eq!(r.text(), format!("PUT {:?}", b"hello".to_vec()));
+        }
+    });
+    assert_eq!(server.hits().get("/echo"), Some(&1), "only the full body was sent on");
 }

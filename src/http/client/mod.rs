@@ -239,8 +239,10 @@ impl Client {
     /// or streamed ([`Body`]), and a time limit of its own ([`Timeout`] in
     /// its extensions). The URI must be absolute (`http://host/path`).
     ///
-    /// A streamed body cannot be sent twice: a 307 or 308 redirect of such
-    /// a request comes back as the response.
+    /// A streamed body cannot be sent twice: a redirect that would repeat
+    /// the method, and so the body (307 and 308; 301 and 302 for any method
+    /// but `POST`), comes back as the response, as it is, rather than be
+    /// followed with the body missing.
     ///
     /// # Errors
     ///
@@ -309,14 +311,19 @@ impl Client {
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?;
             let status = response.status();
-            let replay = matches!(status.as_u16(), 307 | 308);
+            // 303 asks for a `GET`; 301 and 302 turn a `POST` into a `GET`,
+            // as browsers do. Every other redirect repeats the method, and
+            // so the body.
+            let to_get = status == StatusCode::SEE_OTHER
+                || (method == Method::POST && matches!(status.as_u16(), 301 | 302));
             let location = if max > 0 && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
                 response.headers().get(header::LOCATION).cloned()
             } else {
                 None
             };
-            // A streamed body cannot be sent again: the 307/308 is the answer.
-            let Some(location) = location.filter(|_| !(replay && again.is_none())) else {
+            // A streamed body cannot be sent again: a redirect that would
+            // repeat it is the answer (never the request again without it).
+            let Some(location) = location.filter(|_| to_get || again.is_some()) else {
                 return self.finish(response, sender, &target, &method, url, watch).await;
             };
             // Read what came with the redirect, so its connection can serve the next.
@@ -342,14 +349,14 @@ impl Client {
                     ErrorKind::Protocol(format!("redirect to a non-HTTP URL {next}")),
                 ));
             }
-            body = again.unwrap_or_default();
-            if status == StatusCode::SEE_OTHER
-                || (method == Method::POST && matches!(status.as_u16(), 301 | 302))
-            {
-                method = Method::GET;
-                body = Body::empty();
-                headers.remove(header::CONTENT_TYPE);
-                headers.remove(header::CONTENT_LENGTH);
+            match again {
+                Some(again) if !to_get => body = again,
+                _ => {
+                    method = Method::GET;
+                    body = Body::empty();
+                    headers.remove(header::CONTENT_TYPE);
+                    headers.remove(header::CONTENT_LENGTH);
+                }
             }
             if next.origin() != url.origin() {
                 headers.remove(header::AUTHORIZATION);
