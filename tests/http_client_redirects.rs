@@ -143,3 +143,28 @@ fn a_streamed_body_is_never_sent_again_without_its_bytes() {
     });
     assert_eq!(server.hits().get("/echo"), Some(&1), "only the full body was sent on");
 }
+
+/// A `HEAD` answered 303 stays a `HEAD` (RFC 9110 §15.4.4; curl and
+/// reqwest keep it). Before: it became a `GET`, and the caller of `head()`
+/// got the body.
+#[test]
+fn head_stays_head_after_a_303() {
+    let server = TestServer::start(|req, out| match req.path.as_str() {
+        "/see-other" => respond(out, 303, &[("Location", "/target")], b""),
+        _ => respond(out, 200, &[("X-Method", &req.method)], req.method.as_bytes()),
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let r = client().head(&format!("{base}/see-other")).await.unwrap();
+            assert_eq!(
+                (r.status().as_u16(), r.url().path(), r.body().as_ref()),
+                (200, "/target", &b""[..])
+            );
+            assert_eq!(r.headers()["x-method"], "HEAD");
+        }
+    });
+    let methods: Vec<_> = server.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["HEAD", "HEAD"]);
+}

@@ -311,10 +311,11 @@ impl Client {
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?;
             let status = response.status();
-            // 303 asks for a `GET`; 301 and 302 turn a `POST` into a `GET`,
-            // as browsers do. Every other redirect repeats the method, and
-            // so the body.
-            let to_get = status == StatusCode::SEE_OTHER
+            // 303 asks for a retrieval: a `GET`, or a `HEAD` kept (RFC 9110
+            // §15.4.4, as curl and reqwest do); 301 and 302 turn a `POST`
+            // into a `GET`, as browsers do. Every other redirect repeats the
+            // method, and so the body.
+            let to_get = (status == StatusCode::SEE_OTHER && method != Method::HEAD)
                 || (method == Method::POST && matches!(status.as_u16(), 301 | 302));
             let location = if max > 0 && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
                 response.headers().get(header::LOCATION).cloned()
