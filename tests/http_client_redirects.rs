@@ -1,5 +1,7 @@
 //! `http::Client` and redirects: followed up to the limit, loops, 303 and
-//! 307 with a `POST`, a missing or non-HTTP `Location`.
+//! 307 with a `POST`, a missing or non-HTTP `Location`, a streamed body
+//! (never sent again), `HEAD` after a 303, and the fields that stay with
+//! their origin.
 
 #[path = "util/origin.rs"]
 mod origin;
@@ -167,4 +169,50 @@ fn head_stays_head_after_a_303() {
     });
     let methods: Vec<_> = server.requests().into_iter().map(|r| r.method).collect();
     assert_eq!(methods, ["HEAD", "HEAD"]);
+}
+
+/// A redirect to another origin must not carry the credentials or cookies
+/// meant for the first; one to the same origin keeps them. Before:
+/// `Proxy-Authorization` (and `Cookie2`, `WWW-Authenticate`) went on to the
+/// other origin.
+#[test]
+fn credentials_stay_with_their_origin() {
+    let other = TestServer::start(|_, out| respond(out, 200, &[], b"other"));
+    let elsewhere = other.url("/landed");
+    let server = TestServer::start(move |req, out| match req.path.as_str() {
+        "/away" => respond(out, 302, &[("Location", &elsewhere)], b""),
+        "/stay" => respond(out, 302, &[("Location", "/landed")], b""),
+        _ => respond(out, 200, &[], b"same"),
+    });
+    let base = server.url("");
+    const FIELDS: [&str; 5] = [
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "cookie",
+        "cookie2",
+    ];
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            for path in ["/away", "/stay"] {
+                let mut request = ::http::Request::get(format!("{base}{path}"));
+                for name in FIELDS {
+                    request = request.header(name, "secret");
+                }
+                let r = c.send(request.body(()).unwrap()).await.unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+            }
+        }
+    });
+    let landed = &other.requests()[0];
+    for name in FIELDS {
+        assert_eq!(landed.header(name), None, "{name} went to another origin");
+    }
+    let same = server.requests();
+    let same = same.iter().find(|r| r.path == "/landed").unwrap();
+    for name in FIELDS {
+        assert_eq!(same.header(name), Some("secret"), "{name} dropped on the same origin");
+    }
 }

@@ -40,7 +40,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use url::{Position, Url};
 
@@ -58,6 +58,17 @@ use dns::Resolver;
 use pool::{Pool, Sender};
 #[cfg(feature = "tls")]
 use tls::Tls;
+
+/// Fields a redirect to another origin (scheme, host or port) does not
+/// carry: credentials and cookies meant for the first one (the list reqwest
+/// strips).
+const SENSITIVE: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::WWW_AUTHENTICATE,
+    header::COOKIE,
+    HeaderName::from_static("cookie2"),
+];
 
 /// Counts of a client's work, from [`Client::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -360,8 +371,9 @@ impl Client {
                 }
             }
             if next.origin() != url.origin() {
-                headers.remove(header::AUTHORIZATION);
-                headers.remove(header::COOKIE);
+                for name in SENSITIVE {
+                    headers.remove(name);
+                }
             }
             tracing::debug!(target: "shardlet::http", from = %url, to = %next, %status, "redirect");
             url = next;
