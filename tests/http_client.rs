@@ -495,6 +495,44 @@ fn errors_name_the_url_and_the_kind() {
     });
 }
 
+/// `user:password@` in a URL is sent as `Authorization: Basic` (unless the
+/// request has its own), and the password never shows: not in `url()`, not
+/// in an error. Before: the credentials were not sent, and the password was
+/// in both.
+#[test]
+fn credentials_in_a_url_are_sent_and_never_shown() {
+    let server = TestServer::start(|req, out| {
+        respond(out, 200, &[], req.header("authorization").unwrap_or("none").as_bytes())
+    });
+    let url = server.url("/private").replace("://", "://alice:s3cret@");
+    let refused = refused_url().replace("://", "://alice:s3cret@");
+    util::run1(move || {
+        let (url, refused) = (url.clone(), refused.clone());
+        async move {
+            let c = client();
+            let r = c.get(&url).await.unwrap();
+            // base64("alice:s3cret")
+            assert_eq!(r.text(), "Basic YWxpY2U6czNjcmV0");
+            assert!(!r.url().as_str().contains("alice"), "{}", r.url());
+            let own = ::http::Request::get(&url)
+                .header("authorization", "Bearer token")
+                .body(())
+                .unwrap();
+            assert_eq!(c.send(own).await.unwrap().text(), "Bearer token");
+
+            let err = c.get(&refused).await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Connect { .. }), "{err}");
+            assert!(err.url().starts_with("http://alice:***@127.0.0.1:"), "{err}");
+            let err = c.get("http://alice:s3cret@[::1/").await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
+            assert_eq!(err.url(), "http://alice:***@[::1/");
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(!shown.contains("s3cret"), "{shown}");
+            }
+        }
+    });
+}
+
 #[test]
 fn names_resolve_off_the_shard() {
     let server = TestServer::start(ok(b"by name"));

@@ -1,5 +1,6 @@
 //! [`Error`]: why a request failed, always naming its URL.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use std::time::Duration;
 ///
 /// Its message starts with the URL (`http://host/a: connect to 10.0.0.1:80
 /// failed: Connection refused`). After a redirect, the URL is the one of
-/// the hop that failed.
+/// the hop that failed. A password in the URL is never shown: it reads
+/// `***` (`http://alice:***@host/a`).
 ///
 /// # Examples
 ///
@@ -120,14 +122,18 @@ impl fmt::Display for Phase {
 }
 
 impl Error {
+    /// An error for `url`, its password (if it has one) shown as `***`.
     pub(crate) fn new(url: impl Into<String>, kind: ErrorKind) -> Self {
-        Error {
-            url: url.into(),
-            kind,
-        }
+        let url = url.into();
+        let url = match super::userinfo::redact(&url) {
+            Cow::Borrowed(_) => url,
+            Cow::Owned(shown) => shown,
+        };
+        Error { url, kind }
     }
 
-    /// The URL of the request that failed.
+    /// The URL of the request that failed, a password in it shown as `***`
+    /// (`http://alice:***@host/`).
     pub fn url(&self) -> &str {
         &self.url
     }

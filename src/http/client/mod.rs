@@ -3,7 +3,8 @@
 //! through a per-shard default client.
 //!
 //! One request, step by step:
-//! 1. the URL is parsed (`url`); `http` and `https` only;
+//! 1. the URL is parsed (`url`); `http` and `https` only; a user name and
+//!    password in it become `Authorization: Basic` (`userinfo.rs`);
 //! 2. a connection to the same scheme, host and port is taken from the
 //!    keep-alive pool (`pool.rs`) once hyper says it is ready, or a new one
 //!    made (`connect.rs`: DNS off the shard, TCP, TLS with ALPN, hyper's
@@ -32,6 +33,7 @@ mod pool;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+mod userinfo;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -56,6 +58,7 @@ use connect::Target;
 use deadline::Watch;
 use dns::Resolver;
 use pool::{Pool, Sender};
+use userinfo::Redacted;
 #[cfg(feature = "tls")]
 use tls::Tls;
 
@@ -246,7 +249,8 @@ impl Client {
     }
 
     /// Sends any request: any method, any header fields (the client adds
-    /// `Host`, and `User-Agent` and `Accept` unless given), a body in full
+    /// `Host`; `User-Agent` and `Accept` unless given; `Authorization:
+    /// Basic` for a URI with `user:password@`, unless given), a body in full
     /// or streamed ([`Body`]), and a time limit of its own ([`Timeout`] in
     /// its extensions). The URI must be absolute (`http://host/path`).
     ///
@@ -281,11 +285,16 @@ impl Client {
         &self,
         method: Method,
         url: &str,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Body,
         limit: Option<Duration>,
     ) -> Result<Response<Bytes>, Error> {
         let parsed = Url::parse(url).map_err(|e| Error::new(url, ErrorKind::BadUrl(e.to_string())))?;
+        if !headers.contains_key(header::AUTHORIZATION) {
+            if let Some(basic) = userinfo::basic(&parsed) {
+                headers.insert(header::AUTHORIZATION, basic);
+            }
+        }
         let limit = limit.unwrap_or(self.inner.settings.request_timeout);
         // One timer for the request's limit and its reads' idle limits.
         let watch = Watch::default();
@@ -350,6 +359,7 @@ impl Client {
             }
             let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
             let next = url.join(location.trim()).map_err(|e| {
+                let location = userinfo::redact(&location);
                 Error::new(
                     url.as_str(),
                     ErrorKind::Protocol(format!("bad redirect Location {location:?}: {e}")),
@@ -358,7 +368,7 @@ impl Client {
             if !matches!(next.scheme(), "http" | "https") {
                 return Err(Error::new(
                     url.as_str(),
-                    ErrorKind::Protocol(format!("redirect to a non-HTTP URL {next}")),
+                    ErrorKind::Protocol(format!("redirect to a non-HTTP URL {}", Redacted(&next))),
                 ));
             }
             match again {
@@ -375,7 +385,7 @@ impl Client {
                     headers.remove(name);
                 }
             }
-            tracing::debug!(target: "shardlet::http", from = %url, to = %next, %status, "redirect");
+            tracing::debug!(target: "shardlet::http", from = %Redacted(&url), to = %Redacted(&next), %status, "redirect");
             url = next;
         }
         unreachable!("the last hop returns")
@@ -388,7 +398,7 @@ impl Client {
         sender: Sender,
         target: &Target,
         method: &Method,
-        url: Url,
+        mut url: Url,
         watch: &Watch,
     ) -> Result<Response<Bytes>, Error> {
         let s = &self.inner.settings;
@@ -402,6 +412,8 @@ impl Client {
                 .map_err(|kind| Error::new(url.as_str(), kind))?
         };
         self.inner.pool.put(&target.key, sender);
+        // The credentials went in `Authorization`; the URL shown is without them.
+        userinfo::strip(&mut url);
         parts.extensions.insert(url);
         Ok(Response::from_parts(parts, body))
     }
@@ -435,7 +447,7 @@ impl Client {
             };
             if let Err(e) = ready {
                 if reused {
-                    tracing::debug!(target: "shardlet::http", %url, error = %e, "pooled connection not ready; dropped");
+                    tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "pooled connection not ready; dropped");
                     continue;
                 }
                 return Err(error::from_hyper(e));
@@ -479,7 +491,7 @@ impl Client {
                     let stale = error.is_incomplete_message() || error.is_canceled();
                     match again {
                         Some(again) if reused && idempotent && stale && !retried => {
-                            tracing::debug!(target: "shardlet::http", %url, %error, "kept-alive connection was closed; retrying");
+                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), %error, "kept-alive connection was closed; retrying");
                             retried = true;
                             body = again;
                         }
@@ -491,7 +503,8 @@ impl Client {
     }
 
     /// The request as hyper sends it: origin-form with `Host` for HTTP/1.1,
-    /// absolute for HTTP/2 (hyper turns it into `:authority`).
+    /// absolute for HTTP/2 (hyper turns it into `:authority`), never with
+    /// the URL's credentials.
     fn request(
         &self,
         method: &Method,
@@ -502,12 +515,14 @@ impl Client {
         h2: bool,
     ) -> Result<Request<Body>, ErrorKind> {
         let s = &self.inner.settings;
+        let path = &url[Position::BeforePath..Position::AfterQuery];
         let uri = if h2 {
-            &url[..Position::AfterQuery]
+            let authority = &url[Position::BeforeHost..Position::AfterPort];
+            Uri::try_from(format!("{}://{authority}{path}", url.scheme()))
         } else {
-            &url[Position::BeforePath..Position::AfterQuery]
+            Uri::try_from(path)
         };
-        let uri = Uri::try_from(uri).map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
+        let uri = uri.map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
@@ -540,7 +555,9 @@ impl fmt::Debug for Client {
 /// What the client adds to the `http` crate's response: the URL that gave
 /// it (the last one after redirects) and the body as text.
 pub trait ResponseExt {
-    /// The URL that gave this response (after redirects).
+    /// The URL that gave this response (after redirects), without the user
+    /// name and password it may have had (they were sent as
+    /// `Authorization: Basic`).
     ///
     /// # Panics
     ///
