@@ -270,6 +270,32 @@ fn slow_servers_hit_the_time_limits() {
     });
 }
 
+/// A request's time limit that passes after a redirect names the hop it
+/// passed on, as every other error does. Before: it named the first URL.
+#[test]
+fn a_request_time_out_after_a_redirect_names_the_hop() {
+    let server = TestServer::start(|req, out| {
+        if req.path == "/moved" {
+            return respond(out, 302, &[("Location", "/slow")], b"");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Next::Close)
+    });
+    let (moved, slow) = (server.url("/moved"), server.url("/slow"));
+    util::run1(move || {
+        let (moved, slow) = (moved.clone(), slow.clone());
+        async move {
+            let c = Client::builder()
+                .request_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            let err = c.get(&moved).await.unwrap_err();
+            assert_timed_out(&err, Phase::Request);
+            assert_eq!(err.url(), slow, "{err}");
+        }
+    });
+}
+
 /// The idle read limit counts from the last bytes, not from the request's
 /// start: a body that stops after 150 ms fails 200 ms later, as a read
 /// time-out, with the request's own (longer) limit not yet reached. (The

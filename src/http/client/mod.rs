@@ -299,18 +299,23 @@ impl Client {
         // One timer for the request's limit and its reads' idle limits.
         let watch = Watch::default();
         let idle = self.inner.settings.read_timeout;
+        // Where a redirect led: the URL a time-out names (none: `url`).
+        let led = Cell::new(None);
         // Boxed: the request's state lives on the heap, so the future a caller
         // holds (and may nest in its own) stays a few hundred bytes.
-        let request = Box::pin(self.follow(method, parsed, headers, body, &watch));
+        let request = Box::pin(self.follow(method, parsed, headers, body, &watch, &led));
         match watch.run(limit, idle, request).await {
             Ok(result) => result,
-            Err(_) => Err(Error::new(
-                url,
-                ErrorKind::Timeout {
-                    phase: Phase::Request,
-                    after: limit,
-                },
-            )),
+            Err(_) => {
+                let hop = led.take();
+                Err(Error::new(
+                    hop.as_ref().map_or(url, Url::as_str),
+                    ErrorKind::Timeout {
+                        phase: Phase::Request,
+                        after: limit,
+                    },
+                ))
+            }
         }
     }
 
@@ -321,6 +326,7 @@ impl Client {
         mut headers: HeaderMap,
         mut body: Body,
         watch: &Watch,
+        led: &Cell<Option<Url>>,
     ) -> Result<Response<Bytes>, Error> {
         let max = self.inner.settings.max_redirects;
         for hop in 0..=max {
@@ -386,6 +392,8 @@ impl Client {
                 }
             }
             tracing::debug!(target: "shardlet::http", from = %Redacted(&url), to = %Redacted(&next), %status, "redirect");
+            // A redirect is rare: its URL is copied for the error a time-out makes.
+            led.set(Some(next.clone()));
             url = next;
         }
         unreachable!("the last hop returns")
