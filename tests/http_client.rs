@@ -201,6 +201,44 @@ fn a_kept_alive_connection_closed_by_the_server_is_retried() {
     assert_eq!(server.accepted(), 5);
 }
 
+/// A server that closes each new connection at once: the error says so,
+/// names the URL, and comes after one connection or two, not a loop of
+/// them. Before: "malformed response: channel closed".
+#[test]
+fn a_connection_closed_before_the_request_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            for _ in 0..20 {
+                let err = util::bounded(c.get(&url)).await.unwrap_err();
+                assert_eq!(err.url(), url);
+                // Closed before the request went out, or after (the request
+                // written, then a reset, or the end before any response).
+                let text = err.to_string();
+                assert!(
+                    text.contains("the server closed the connection before the request was sent")
+                        || text.contains("Connection reset by peer")
+                        || text.contains("connection closed before message completed"),
+                    "{text}"
+                );
+            }
+        }
+    });
+    let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(accepted <= 40, "{accepted} connections for 20 requests");
+}
+
 #[test]
 fn head_and_interim_responses() {
     let server = TestServer::start(|req, out| {

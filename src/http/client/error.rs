@@ -73,7 +73,9 @@ pub enum ErrorKind {
         #[source]
         source: io::Error,
     },
-    /// The connection failed after it was made (reset, broken pipe).
+    /// The connection failed after it was made (reset, broken pipe), or a
+    /// new one was closed by the server before the request was sent
+    /// (`ConnectionAborted`).
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
     /// The response breaks HTTP: a malformed status line or header, a bad
@@ -189,6 +191,15 @@ pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
         Some(kind) if !error.is_parse() => ErrorKind::Io(io::Error::new(kind, text)),
         _ => ErrorKind::Protocol(text),
     }
+}
+
+/// A new connection that the server closed before the request was sent
+/// (hyper says only "channel closed"): an I/O error, `ConnectionAborted`.
+pub(crate) fn closed_before_sending() -> ErrorKind {
+    ErrorKind::Io(io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the server closed the connection before the request was sent",
+    ))
 }
 
 /// Why a [`ClientBuilder`](super::ClientBuilder) could not build a client.

@@ -20,6 +20,9 @@
 //! A request that hyper could not even start on a pooled connection (it
 //! closed meanwhile) is sent on another; one that a reused connection cut
 //! short before any response is retried once when it is `GET` or `HEAD`.
+//! A new connection that the server closes before the request goes out is
+//! an error that says so ([`ErrorKind::Io`], `ConnectionAborted`), not a
+//! loop of new ones.
 //! The whole of it, redirects included, runs under the request time limit
 //! (the client's, or the request's own [`Timeout`]).
 
@@ -458,7 +461,8 @@ impl Client {
                     tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "pooled connection not ready; dropped");
                     continue;
                 }
-                return Err(error::from_hyper(e));
+                tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "new connection closed before the request");
+                return Err(error::closed_before_sending());
             }
             let again = body.try_clone();
             let request = self.request(
@@ -491,6 +495,11 @@ impl Client {
                 Ok(response) => return Ok((response, sender)),
                 Err(mut failed) => {
                     if let Some(unsent) = failed.take_message() {
+                        if !reused {
+                            // A new connection failed too: no loop of them.
+                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %failed.into_error(), "new connection closed before the request");
+                            return Err(error::closed_before_sending());
+                        }
                         // Never written: safe to send on another connection.
                         body = unsent.into_body();
                         continue;
