@@ -239,6 +239,27 @@ fn a_connection_closed_before_the_request_is_a_clear_error() {
     assert!(accepted <= 40, "{accepted} connections for 20 requests");
 }
 
+/// A URL that `url` takes but `http::Uri` refuses (a path over 64 KiB) is
+/// a bad URL before any connection is made or taken. Before: it took the
+/// pooled connection (and dropped it).
+#[test]
+fn a_request_target_http_refuses_costs_no_connection() {
+    let server = TestServer::start(ok(b"fine"));
+    let (url, long) = (server.url("/ok"), server.url(&format!("/{}", "a".repeat(70_000))));
+    util::run1(move || {
+        let (url, long) = (url.clone(), long.clone());
+        async move {
+            let c = client();
+            assert_eq!(c.get(&url).await.unwrap().status(), 200);
+            let err = c.get(&long).await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
+            assert_eq!(c.get(&url).await.unwrap().status(), 200);
+            assert_eq!(c.stats().connections, 1, "the kept-alive connection was used again");
+        }
+    });
+    assert_eq!(server.accepted(), 1);
+}
+
 #[test]
 fn head_and_interim_responses() {
     let server = TestServer::start(|req, out| {

@@ -5,7 +5,8 @@
 //! One request, step by step:
 //! 1. the URL is parsed (`url`); `http` and `https` only; a user name and
 //!    password in it become `Authorization: Basic` (`userinfo.rs`);
-//! 2. a connection to the same scheme, host and port is taken from the
+//! 2. the request target is made and checked (`connect.rs`: an `http::Uri`);
+//!    then a connection to the same scheme, host and port is taken from the
 //!    keep-alive pool (`pool.rs`) once hyper says it is ready, or a new one
 //!    made (`connect.rs`: DNS off the shard, TCP, TLS with ALPN, hyper's
 //!    HTTP/1.1 or HTTP/2 handshake);
@@ -45,9 +46,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use url::{Position, Url};
+use url::Url;
 
 pub use body::Body;
 pub use builder::{
@@ -465,14 +466,7 @@ impl Client {
                 return Err(error::closed_before_sending());
             }
             let again = body.try_clone();
-            let request = self.request(
-                method,
-                url,
-                target,
-                headers,
-                body,
-                matches!(sender, Sender::H2(_)),
-            )?;
+            let request = self.request(method, target, headers, body, matches!(sender, Sender::H2(_)))?;
             let stats = &inner.stats;
             stats.requests.set(stats.requests.get() + 1);
             if reused {
@@ -525,24 +519,15 @@ impl Client {
     fn request(
         &self,
         method: &Method,
-        url: &Url,
         target: &Target,
         headers: &HeaderMap,
         body: Body,
         h2: bool,
     ) -> Result<Request<Body>, ErrorKind> {
         let s = &self.inner.settings;
-        let path = &url[Position::BeforePath..Position::AfterQuery];
-        let uri = if h2 {
-            let authority = &url[Position::BeforeHost..Position::AfterPort];
-            Uri::try_from(format!("{}://{authority}{path}", url.scheme()))
-        } else {
-            Uri::try_from(path)
-        };
-        let uri = uri.map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target.uri(h2);
         let fields = request.headers_mut();
         fields.clone_from(headers);
         if !h2 {
