@@ -618,6 +618,31 @@ fn credentials_in_a_url_are_sent_and_never_shown() {
     });
 }
 
+/// Names resolve on threads of their own: a `blocking()` pool kept busy
+/// (by the application, or by lookups a DNS server never answers) does not
+/// hold them up. Before: lookups queued behind every `blocking()` call, and
+/// timed out there.
+#[test]
+fn names_resolve_while_the_blocking_pool_is_busy() {
+    let server = TestServer::start(ok(b"by name"));
+    let url = format!("http://localhost:{}/", server.addr.port());
+    let config = util::config(1).with_blocking_threads(1);
+    util::run_with(config, move || {
+        let url = url.clone();
+        async move {
+            let busy = shardlet::spawn(shardlet::blocking(|| std::thread::sleep(Duration::from_secs(3))));
+            shardlet::sleep(Duration::from_millis(50)).await;
+            let c = Client::builder()
+                .dns_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap();
+            let r = c.get(&url).await.unwrap();
+            assert_eq!(r.body().as_ref(), b"by name");
+            drop(busy);
+        }
+    });
+}
+
 #[test]
 fn names_resolve_off_the_shard() {
     let server = TestServer::start(ok(b"by name"));

@@ -33,6 +33,7 @@ mod connect;
 mod deadline;
 mod dns;
 mod error;
+mod lookups;
 mod pool;
 #[cfg(feature = "tls")]
 mod tls;
