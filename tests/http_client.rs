@@ -254,7 +254,11 @@ fn a_request_target_http_refuses_costs_no_connection() {
             let err = c.get(&long).await.unwrap_err();
             assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
             assert_eq!(c.get(&url).await.unwrap().status(), 200);
-            assert_eq!(c.stats().connections, 1, "the kept-alive connection was used again");
+            assert_eq!(
+                c.stats().connections,
+                1,
+                "the kept-alive connection was used again"
+            );
         }
     });
     assert_eq!(server.accepted(), 1);
@@ -587,7 +591,12 @@ fn errors_name_the_url_and_the_kind() {
 #[test]
 fn credentials_in_a_url_are_sent_and_never_shown() {
     let server = TestServer::start(|req, out| {
-        respond(out, 200, &[], req.header("authorization").unwrap_or("none").as_bytes())
+        respond(
+            out,
+            200,
+            &[],
+            req.header("authorization").unwrap_or("none").as_bytes(),
+        )
     });
     let url = server.url("/private").replace("://", "://alice:s3cret@");
     let refused = refused_url().replace("://", "://alice:s3cret@");

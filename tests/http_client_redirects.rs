@@ -143,7 +143,11 @@ fn a_streamed_body_is_never_sent_again_without_its_bytes() {
             assert_eq!(r.text(), format!("PUT {:?}", b"hello".to_vec()));
         }
     });
-    assert_eq!(server.hits().get("/echo"), Some(&1), "only the full body was sent on");
+    assert_eq!(
+        server.hits().get("/echo"),
+        Some(&1),
+        "only the full body was sent on"
+    );
 }
 
 /// A `HEAD` answered 303 stays a `HEAD` (RFC 9110 §15.4.4; curl and
@@ -213,6 +217,10 @@ fn credentials_stay_with_their_origin() {
     let same = server.requests();
     let same = same.iter().find(|r| r.path == "/landed").unwrap();
     for name in FIELDS {
-        assert_eq!(same.header(name), Some("secret"), "{name} dropped on the same origin");
+        assert_eq!(
+            same.header(name),
+            Some("secret"),
+            "{name} dropped on the same origin"
+        );
     }
 }

@@ -63,9 +63,9 @@ use connect::Target;
 use deadline::Watch;
 use dns::Resolver;
 use pool::{Pool, Sender};
-use userinfo::Redacted;
 #[cfg(feature = "tls")]
 use tls::Tls;
+use userinfo::Redacted;
 
 /// Fields a redirect to another origin (scheme, host or port) does not
 /// carry: credentials and cookies meant for the first one (the list reqwest
