@@ -201,6 +201,69 @@ fn a_kept_alive_connection_closed_by_the_server_is_retried() {
     assert_eq!(server.accepted(), 5);
 }
 
+/// A server that closes each new connection at once: the error says so,
+/// names the URL, and comes after one connection or two, not a loop of
+/// them. Before: "malformed response: channel closed".
+#[test]
+fn a_connection_closed_before_the_request_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = client();
+            for _ in 0..20 {
+                let err = util::bounded(c.get(&url)).await.unwrap_err();
+                assert_eq!(err.url(), url);
+                // Closed before the request went out, or after (the request
+                // written, then a reset, or the end before any response).
+                let text = err.to_string();
+                assert!(
+                    text.contains("the server closed the connection before the request was sent")
+                        || text.contains("Connection reset by peer")
+                        || text.contains("connection closed before message completed"),
+                    "{text}"
+                );
+            }
+        }
+    });
+    let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(accepted <= 40, "{accepted} connections for 20 requests");
+}
+
+/// A URL that `url` takes but `http::Uri` refuses (a path over 64 KiB) is
+/// a bad URL before any connection is made or taken. Before: it took the
+/// pooled connection (and dropped it).
+#[test]
+fn a_request_target_http_refuses_costs_no_connection() {
+    let server = TestServer::start(ok(b"fine"));
+    let (url, long) = (server.url("/ok"), server.url(&format!("/{}", "a".repeat(70_000))));
+    util::run1(move || {
+        let (url, long) = (url.clone(), long.clone());
+        async move {
+            let c = client();
+            assert_eq!(c.get(&url).await.unwrap().status(), 200);
+            let err = c.get(&long).await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
+            assert_eq!(c.get(&url).await.unwrap().status(), 200);
+            assert_eq!(
+                c.stats().connections,
+                1,
+                "the kept-alive connection was used again"
+            );
+        }
+    });
+    assert_eq!(server.accepted(), 1);
+}
+
 #[test]
 fn head_and_interim_responses() {
     let server = TestServer::start(|req, out| {
@@ -266,6 +329,32 @@ fn slow_servers_hit_the_time_limits() {
                 took >= Duration::from_millis(550) && took < Duration::from_secs(2),
                 "{took:?}"
             );
+        }
+    });
+}
+
+/// A request's time limit that passes after a redirect names the hop it
+/// passed on, as every other error does. Before: it named the first URL.
+#[test]
+fn a_request_time_out_after_a_redirect_names_the_hop() {
+    let server = TestServer::start(|req, out| {
+        if req.path == "/moved" {
+            return respond(out, 302, &[("Location", "/slow")], b"");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Next::Close)
+    });
+    let (moved, slow) = (server.url("/moved"), server.url("/slow"));
+    util::run1(move || {
+        let (moved, slow) = (moved.clone(), slow.clone());
+        async move {
+            let c = Client::builder()
+                .request_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            let err = c.get(&moved).await.unwrap_err();
+            assert_timed_out(&err, Phase::Request);
+            assert_eq!(err.url(), slow, "{err}");
         }
     });
 }
@@ -491,6 +580,74 @@ fn errors_name_the_url_and_the_kind() {
                 err.to_string().starts_with("http://no-such-host.invalid/"),
                 "{err}"
             );
+        }
+    });
+}
+
+/// `user:password@` in a URL is sent as `Authorization: Basic` (unless the
+/// request has its own), and the password never shows: not in `url()`, not
+/// in an error. Before: the credentials were not sent, and the password was
+/// in both.
+#[test]
+fn credentials_in_a_url_are_sent_and_never_shown() {
+    let server = TestServer::start(|req, out| {
+        respond(
+            out,
+            200,
+            &[],
+            req.header("authorization").unwrap_or("none").as_bytes(),
+        )
+    });
+    let url = server.url("/private").replace("://", "://alice:s3cret@");
+    let refused = refused_url().replace("://", "://alice:s3cret@");
+    util::run1(move || {
+        let (url, refused) = (url.clone(), refused.clone());
+        async move {
+            let c = client();
+            let r = c.get(&url).await.unwrap();
+            // base64("alice:s3cret")
+            assert_eq!(r.text(), "Basic YWxpY2U6czNjcmV0");
+            assert!(!r.url().as_str().contains("alice"), "{}", r.url());
+            let own = ::http::Request::get(&url)
+                .header("authorization", "Bearer token")
+                .body(())
+                .unwrap();
+            assert_eq!(c.send(own).await.unwrap().text(), "Bearer token");
+
+            let err = c.get(&refused).await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Connect { .. }), "{err}");
+            assert!(err.url().starts_with("http://alice:***@127.0.0.1:"), "{err}");
+            let err = c.get("http://alice:s3cret@[::1/").await.unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::BadUrl(_)), "{err}");
+            assert_eq!(err.url(), "http://alice:***@[::1/");
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(!shown.contains("s3cret"), "{shown}");
+            }
+        }
+    });
+}
+
+/// Names resolve on threads of their own: a `blocking()` pool kept busy
+/// (by the application, or by lookups a DNS server never answers) does not
+/// hold them up. Before: lookups queued behind every `blocking()` call, and
+/// timed out there.
+#[test]
+fn names_resolve_while_the_blocking_pool_is_busy() {
+    let server = TestServer::start(ok(b"by name"));
+    let url = format!("http://localhost:{}/", server.addr.port());
+    let config = util::config(1).with_blocking_threads(1);
+    util::run_with(config, move || {
+        let url = url.clone();
+        async move {
+            let busy = shardlet::spawn(shardlet::blocking(|| std::thread::sleep(Duration::from_secs(3))));
+            shardlet::sleep(Duration::from_millis(50)).await;
+            let c = Client::builder()
+                .dns_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap();
+            let r = c.get(&url).await.unwrap();
+            assert_eq!(r.body().as_ref(), b"by name");
+            drop(busy);
         }
     });
 }

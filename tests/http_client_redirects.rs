@@ -1,5 +1,7 @@
 //! `http::Client` and redirects: followed up to the limit, loops, 303 and
-//! 307 with a `POST`, a missing or non-HTTP `Location`.
+//! 307 with a `POST`, a missing or non-HTTP `Location`, a streamed body
+//! (never sent again), `HEAD` after a 303, and the fields that stay with
+//! their origin.
 
 #[path = "util/origin.rs"]
 mod origin;
@@ -7,7 +9,10 @@ mod util;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use origin::{respond, TestServer};
+use shardlet::http::client::Body;
 use shardlet::http::{Client, ErrorKind, ResponseExt};
 
 fn client() -> Client {
@@ -98,4 +103,124 @@ fn redirects_are_followed_up_to_the_limit() {
     });
     // The loop went round exactly 6 times: the first request and 5 redirects.
     assert_eq!(server.hits()["/loop"], 6 + 1);
+}
+
+/// A redirect that keeps the method (301 and 302 for a `PUT` or `DELETE`,
+/// 307 and 308 for any) must send the body again; a streamed body cannot
+/// be, so the redirect is the answer. Before: a `PUT` streamed to a 302 was
+/// sent again with an empty body.
+#[test]
+fn a_streamed_body_is_never_sent_again_without_its_bytes() {
+    let server = TestServer::start(|req, out| match req.path.as_str() {
+        "/found" => respond(out, 302, &[("Location", "/echo")], b"moved"),
+        "/moved" => respond(out, 301, &[("Location", "/echo")], b"moved"),
+        _ => respond(out, 200, &[], format!("{} {:?}", req.method, req.body).as_bytes()),
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            let streamed = || Body::stream(Full::new(Bytes::from_static(b"hello")));
+            for (method, path, status) in [("PUT", "/found", 302), ("DELETE", "/moved", 301)] {
+                let request = ::http::Request::builder()
+                    .method(method)
+                    .uri(format!("{base}{path}"))
+                    .body(streamed())
+                    .unwrap();
+                let r = c.send(request).await.unwrap();
+                assert_eq!(
+                    (r.status().as_u16(), r.body().as_ref(), r.url().path()),
+                    (status, &b"moved"[..], path),
+                    "{method} {path}: the redirect is the answer"
+                );
+            }
+            // A body in full is sent again, with the method.
+            let request = ::http::Request::put(format!("{base}/found"))
+                .body(Bytes::from_static(b"hello"))
+                .unwrap();
+            let r = c.send(request).await.unwrap();
+            assert_eq!(r.text(), format!("PUT {:?}", b"hello".to_vec()));
+        }
+    });
+    assert_eq!(
+        server.hits().get("/echo"),
+        Some(&1),
+        "only the full body was sent on"
+    );
+}
+
+/// A `HEAD` answered 303 stays a `HEAD` (RFC 9110 §15.4.4; curl and
+/// reqwest keep it). Before: it became a `GET`, and the caller of `head()`
+/// got the body.
+#[test]
+fn head_stays_head_after_a_303() {
+    let server = TestServer::start(|req, out| match req.path.as_str() {
+        "/see-other" => respond(out, 303, &[("Location", "/target")], b""),
+        _ => respond(out, 200, &[("X-Method", &req.method)], req.method.as_bytes()),
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let r = client().head(&format!("{base}/see-other")).await.unwrap();
+            assert_eq!(
+                (r.status().as_u16(), r.url().path(), r.body().as_ref()),
+                (200, "/target", &b""[..])
+            );
+            assert_eq!(r.headers()["x-method"], "HEAD");
+        }
+    });
+    let methods: Vec<_> = server.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["HEAD", "HEAD"]);
+}
+
+/// A redirect to another origin must not carry the credentials or cookies
+/// meant for the first; one to the same origin keeps them. Before:
+/// `Proxy-Authorization` (and `Cookie2`, `WWW-Authenticate`) went on to the
+/// other origin.
+#[test]
+fn credentials_stay_with_their_origin() {
+    let other = TestServer::start(|_, out| respond(out, 200, &[], b"other"));
+    let elsewhere = other.url("/landed");
+    let server = TestServer::start(move |req, out| match req.path.as_str() {
+        "/away" => respond(out, 302, &[("Location", &elsewhere)], b""),
+        "/stay" => respond(out, 302, &[("Location", "/landed")], b""),
+        _ => respond(out, 200, &[], b"same"),
+    });
+    let base = server.url("");
+    const FIELDS: [&str; 5] = [
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "cookie",
+        "cookie2",
+    ];
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let c = client();
+            for path in ["/away", "/stay"] {
+                let mut request = ::http::Request::get(format!("{base}{path}"));
+                for name in FIELDS {
+                    request = request.header(name, "secret");
+                }
+                let r = c.send(request.body(()).unwrap()).await.unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+            }
+        }
+    });
+    let landed = &other.requests()[0];
+    for name in FIELDS {
+        assert_eq!(landed.header(name), None, "{name} went to another origin");
+    }
+    let same = server.requests();
+    let same = same.iter().find(|r| r.path == "/landed").unwrap();
+    for name in FIELDS {
+        assert_eq!(
+            same.header(name),
+            Some("secret"),
+            "{name} dropped on the same origin"
+        );
+    }
 }

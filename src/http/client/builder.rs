@@ -120,13 +120,16 @@ impl ClientBuilder {
         self
     }
 
-    /// The limit on one name lookup (default 5 s).
+    /// The limit on one name lookup (default 5 s). A lookup that runs out
+    /// of it is not stopped (`getaddrinfo` cannot be): the next lookup of
+    /// the name waits for that one rather than start another.
     pub fn dns_timeout(mut self, limit: Duration) -> Self {
         self.settings.dns_timeout = limit;
         self
     }
 
     /// How long a resolved name is cached (default 60 s; zero: not cached).
+    /// A failed or timed-out lookup is cached for 5 s at most.
     pub fn dns_ttl(mut self, ttl: Duration) -> Self {
         self.settings.dns_ttl = ttl;
         self

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use http::header::{HeaderValue, InvalidHeaderValue};
+use http::uri::{Parts, Uri};
 
 use hyper::client::conn::{http1, http2};
 use url::{Host, Position, Url};
@@ -34,6 +35,10 @@ pub(crate) struct Target {
     /// URL; an error (never seen: the URL parser's hosts are printable
     /// ASCII) fails an HTTP/1.1 request as a bad URL.
     pub(crate) host_field: Result<HeaderValue, InvalidHeaderValue>,
+    /// The request's URI, absolute and without the URL's credentials: made
+    /// (and so checked: `url` takes some that `http` refuses, such as one
+    /// over 64 KiB) before a connection is taken for it.
+    uri: Uri,
 }
 
 impl Target {
@@ -55,12 +60,29 @@ impl Target {
         let port = url
             .port_or_known_default()
             .ok_or_else(|| ErrorKind::BadUrl("no port".into()))?;
+        let authority = &url[Position::BeforeHost..Position::AfterPort];
+        let path = &url[Position::BeforePath..Position::AfterQuery];
+        let uri = Uri::try_from(format!("{}://{authority}{path}", url.scheme()))
+            .map_err(|e| ErrorKind::BadUrl(format!("not a valid request target: {e}")))?;
         Ok(Target {
             key: (https, host, port),
             ip,
             port,
-            host_field: HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort]),
+            host_field: HeaderValue::from_str(authority),
+            uri,
         })
+    }
+
+    /// The URI a request carries: absolute for HTTP/2 (hyper makes it
+    /// `:scheme`, `:authority` and `:path`), origin-form (path and query)
+    /// for HTTP/1.1. Shares the bytes made by [`Target::of`].
+    pub(crate) fn uri(&self, h2: bool) -> Uri {
+        if h2 {
+            return self.uri.clone();
+        }
+        let mut parts = Parts::default();
+        parts.path_and_query = self.uri.path_and_query().cloned();
+        Uri::from_parts(parts).expect("a path and query alone is a valid URI")
     }
 
     /// The host without brackets (a name, or an IP literal).

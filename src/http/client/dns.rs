@@ -1,20 +1,23 @@
 //! Name resolution that never blocks a shard (Eventlet #511, #560): the
-//! system resolver (`getaddrinfo`, through `ToSocketAddrs`) runs on the
-//! [`blocking`](crate::blocking) pool under a time limit, and answers are
-//! cached on the shard for a fixed time (`getaddrinfo` tells no TTL).
+//! system resolver (`getaddrinfo`) runs on resolver threads of its own
+//! (`lookups.rs`: not the [`blocking`](crate::blocking) pool, one call per
+//! name at a time) under a time limit, and answers are cached per client
+//! for a fixed time (`getaddrinfo` tells no TTL).
 //!
 //! Concurrent lookups of one name share a single call: the first caller
 //! resolves, the others wait for its answer (a crawler starting 200 fetches
 //! to one host makes one lookup, not 200). If that first caller is
-//! cancelled, a waiter takes over. Failures are cached for a short while
-//! ([`NEGATIVE_TTL`] at most) so that a dead name does not tie up the
-//! blocking pool; time-outs are not cached.
+//! cancelled, a waiter takes over. Failures and time-outs are cached for a
+//! short while ([`NEGATIVE_TTL`] at most), so that a dead name fails at once
+//! rather than costing each request the time limit again.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use super::lookups::Lookups;
 
 /// How long a failed lookup is remembered, at most.
 pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(5);
@@ -48,14 +51,21 @@ pub(crate) struct Resolver {
     ttl: Duration,
     timeout: Duration,
     cache: RefCell<HashMap<(String, u16), Entry>>,
+    lookups: &'static Lookups,
 }
 
 impl Resolver {
     pub(crate) fn new(ttl: Duration, timeout: Duration) -> Self {
+        Resolver::with(ttl, timeout, Lookups::global())
+    }
+
+    /// A resolver on `lookups` (a test's, with a stand-in system resolver).
+    fn with(ttl: Duration, timeout: Duration, lookups: &'static Lookups) -> Self {
         Resolver {
             ttl,
             timeout,
             cache: RefCell::new(HashMap::new()),
+            lookups,
         }
     }
 
@@ -97,20 +107,12 @@ impl Resolver {
             resolver: self,
             key: Some(key.clone()),
         };
-        let (host, port) = key;
-        let lookup = crate::blocking(move || -> Result<Vec<SocketAddr>, String> {
-            let addrs: Vec<SocketAddr> = (host.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|e| e.to_string())?
-                .collect();
-            if addrs.is_empty() {
-                return Err("no addresses".into());
-            }
-            Ok(addrs)
-        });
-        let answer = match crate::timeout(self.timeout, lookup).await {
+        // Giving up the wait (a time-out) leaves the call running: the next
+        // lookup of the name waits for it instead of starting another.
+        let found = self.lookups.ask(&key.0, key.1);
+        let answer = match crate::timeout(self.timeout, found.recv_async()).await {
             Err(_) => Err(DnsError::Timeout(self.timeout)),
-            Ok(Err(panicked)) => Err(DnsError::Failed(panicked.to_string())),
+            Ok(Err(_)) => Err(DnsError::Failed("the resolver thread ended".into())),
             Ok(Ok(Err(reason))) => Err(DnsError::Failed(reason)),
             Ok(Ok(Ok(addrs))) => Ok(Addrs::from(addrs)),
         };
@@ -118,11 +120,10 @@ impl Resolver {
         answer
     }
 
-    fn ttl_of(&self, answer: &Answer) -> Option<Duration> {
+    fn ttl_of(&self, answer: &Answer) -> Duration {
         match answer {
-            Ok(_) => Some(self.ttl),
-            Err(DnsError::Failed(_)) => Some(self.ttl.min(NEGATIVE_TTL)),
-            Err(DnsError::Timeout(_)) => None,
+            Ok(_) => self.ttl,
+            Err(_) => self.ttl.min(NEGATIVE_TTL),
         }
     }
 }
@@ -143,25 +144,24 @@ impl Owner<'_> {
                 let _ = waiter.send(answer.clone());
             }
         }
-        if let Some(ttl) = self.resolver.ttl_of(&answer) {
+        let ttl = self.resolver.ttl_of(&answer);
+        if cache.len() >= MAX_ENTRIES {
+            let now = Instant::now();
+            cache.retain(|_, e| {
+                matches!(e, Entry::Resolved { expires, .. } if *expires > now)
+                    || matches!(e, Entry::Pending(_))
+            });
             if cache.len() >= MAX_ENTRIES {
-                let now = Instant::now();
-                cache.retain(|_, e| {
-                    matches!(e, Entry::Resolved { expires, .. } if *expires > now)
-                        || matches!(e, Entry::Pending(_))
-                });
-                if cache.len() >= MAX_ENTRIES {
-                    cache.retain(|_, e| matches!(e, Entry::Pending(_)));
-                }
+                cache.retain(|_, e| matches!(e, Entry::Pending(_)));
             }
-            cache.insert(
-                key,
-                Entry::Resolved {
-                    answer,
-                    expires: crate::time::after(ttl),
-                },
-            );
         }
+        cache.insert(
+            key,
+            Entry::Resolved {
+                answer,
+                expires: crate::time::after(ttl),
+            },
+        );
     }
 }
 
@@ -179,6 +179,52 @@ impl Drop for Owner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calls of [`hanging`].
+    static HANGING_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A system resolver whose DNS server never answers (for 2 s).
+    fn hanging(_: &str, _: u16) -> super::super::lookups::Found {
+        HANGING_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(2));
+        Err("no answer".into())
+    }
+
+    /// A name that timed out fails at once for a while, then waits again
+    /// for the same call: asking again never starts another one.
+    #[test]
+    fn time_outs_are_cached_and_never_start_another_call() {
+        let out = crate::Runtime::new(crate::Config::default().with_shards(1).with_pin(false))
+            .unwrap()
+            .run(|| async {
+                let lookups: &'static Lookups = Box::leak(Box::new(Lookups::new(hanging)));
+                let limit = Duration::from_millis(200);
+                let resolver = Resolver::with(Duration::from_millis(300), limit, lookups);
+                let start = Instant::now();
+                assert_eq!(
+                    resolver.resolve("a.slow", 80).await,
+                    Err(DnsError::Timeout(limit))
+                );
+                assert!(start.elapsed() >= limit);
+                let again = Instant::now();
+                assert_eq!(
+                    resolver.resolve("a.slow", 80).await,
+                    Err(DnsError::Timeout(limit))
+                );
+                assert!(again.elapsed() < Duration::from_millis(100), "cached");
+                crate::sleep(Duration::from_millis(350)).await;
+                assert_eq!(
+                    resolver.resolve("a.slow", 80).await,
+                    Err(DnsError::Timeout(limit))
+                );
+                assert_eq!(
+                    HANGING_CALLS.load(std::sync::atomic::Ordering::SeqCst),
+                    1,
+                    "one call, however often asked"
+                );
+            });
+        out.unwrap();
+    }
 
     #[test]
     fn answers_are_cached_and_shared() {

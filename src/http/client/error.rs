@@ -1,5 +1,6 @@
 //! [`Error`]: why a request failed, always naming its URL.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use std::time::Duration;
 ///
 /// Its message starts with the URL (`http://host/a: connect to 10.0.0.1:80
 /// failed: Connection refused`). After a redirect, the URL is the one of
-/// the hop that failed.
+/// the hop that failed. A password in the URL is never shown: it reads
+/// `***` (`http://alice:***@host/a`).
 ///
 /// # Examples
 ///
@@ -71,7 +73,9 @@ pub enum ErrorKind {
         #[source]
         source: io::Error,
     },
-    /// The connection failed after it was made (reset, broken pipe).
+    /// The connection failed after it was made (reset, broken pipe), or a
+    /// new one was closed by the server before the request was sent
+    /// (`ConnectionAborted`).
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
     /// The response breaks HTTP: a malformed status line or header, a bad
@@ -120,14 +124,18 @@ impl fmt::Display for Phase {
 }
 
 impl Error {
+    /// An error for `url`, its password (if it has one) shown as `***`.
     pub(crate) fn new(url: impl Into<String>, kind: ErrorKind) -> Self {
-        Error {
-            url: url.into(),
-            kind,
-        }
+        let url = url.into();
+        let url = match super::userinfo::redact(&url) {
+            Cow::Borrowed(_) => url,
+            Cow::Owned(shown) => shown,
+        };
+        Error { url, kind }
     }
 
-    /// The URL of the request that failed.
+    /// The URL of the request that failed, a password in it shown as `***`
+    /// (`http://alice:***@host/`).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -183,6 +191,15 @@ pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
         Some(kind) if !error.is_parse() => ErrorKind::Io(io::Error::new(kind, text)),
         _ => ErrorKind::Protocol(text),
     }
+}
+
+/// A new connection that the server closed before the request was sent
+/// (hyper says only "channel closed"): an I/O error, `ConnectionAborted`.
+pub(crate) fn closed_before_sending() -> ErrorKind {
+    ErrorKind::Io(io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the server closed the connection before the request was sent",
+    ))
 }
 
 /// Why a [`ClientBuilder`](super::ClientBuilder) could not build a client.

@@ -3,8 +3,10 @@
 //! through a per-shard default client.
 //!
 //! One request, step by step:
-//! 1. the URL is parsed (`url`); `http` and `https` only;
-//! 2. a connection to the same scheme, host and port is taken from the
+//! 1. the URL is parsed (`url`); `http` and `https` only; a user name and
+//!    password in it become `Authorization: Basic` (`userinfo.rs`);
+//! 2. the request target is made and checked (`connect.rs`: an `http::Uri`);
+//!    then a connection to the same scheme, host and port is taken from the
 //!    keep-alive pool (`pool.rs`) once hyper says it is ready, or a new one
 //!    made (`connect.rs`: DNS off the shard, TCP, TLS with ALPN, hyper's
 //!    HTTP/1.1 or HTTP/2 handshake);
@@ -19,6 +21,9 @@
 //! A request that hyper could not even start on a pooled connection (it
 //! closed meanwhile) is sent on another; one that a reused connection cut
 //! short before any response is retried once when it is `GET` or `HEAD`.
+//! A new connection that the server closes before the request goes out is
+//! an error that says so ([`ErrorKind::Io`], `ConnectionAborted`), not a
+//! loop of new ones.
 //! The whole of it, redirects included, runs under the request time limit
 //! (the client's, or the request's own [`Timeout`]).
 
@@ -28,10 +33,12 @@ mod connect;
 mod deadline;
 mod dns;
 mod error;
+mod lookups;
 mod pool;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+mod userinfo;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -40,9 +47,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use url::{Position, Url};
+use url::Url;
 
 pub use body::Body;
 pub use builder::{
@@ -58,6 +65,18 @@ use dns::Resolver;
 use pool::{Pool, Sender};
 #[cfg(feature = "tls")]
 use tls::Tls;
+use userinfo::Redacted;
+
+/// Fields a redirect to another origin (scheme, host or port) does not
+/// carry: credentials and cookies meant for the first one (the list reqwest
+/// strips).
+const SENSITIVE: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::WWW_AUTHENTICATE,
+    header::COOKIE,
+    HeaderName::from_static("cookie2"),
+];
 
 /// Counts of a client's work, from [`Client::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -235,12 +254,15 @@ impl Client {
     }
 
     /// Sends any request: any method, any header fields (the client adds
-    /// `Host`, and `User-Agent` and `Accept` unless given), a body in full
+    /// `Host`; `User-Agent` and `Accept` unless given; `Authorization:
+    /// Basic` for a URI with `user:password@`, unless given), a body in full
     /// or streamed ([`Body`]), and a time limit of its own ([`Timeout`] in
     /// its extensions). The URI must be absolute (`http://host/path`).
     ///
-    /// A streamed body cannot be sent twice: a 307 or 308 redirect of such
-    /// a request comes back as the response.
+    /// A streamed body cannot be sent twice: a redirect that would repeat
+    /// the method, and so the body (307 and 308; 301 and 302 for any method
+    /// but `POST`), comes back as the response, as it is, rather than be
+    /// followed with the body missing.
     ///
     /// # Errors
     ///
@@ -268,27 +290,37 @@ impl Client {
         &self,
         method: Method,
         url: &str,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Body,
         limit: Option<Duration>,
     ) -> Result<Response<Bytes>, Error> {
         let parsed = Url::parse(url).map_err(|e| Error::new(url, ErrorKind::BadUrl(e.to_string())))?;
+        if !headers.contains_key(header::AUTHORIZATION) {
+            if let Some(basic) = userinfo::basic(&parsed) {
+                headers.insert(header::AUTHORIZATION, basic);
+            }
+        }
         let limit = limit.unwrap_or(self.inner.settings.request_timeout);
         // One timer for the request's limit and its reads' idle limits.
         let watch = Watch::default();
         let idle = self.inner.settings.read_timeout;
+        // Where a redirect led: the URL a time-out names (none: `url`).
+        let led = Cell::new(None);
         // Boxed: the request's state lives on the heap, so the future a caller
         // holds (and may nest in its own) stays a few hundred bytes.
-        let request = Box::pin(self.follow(method, parsed, headers, body, &watch));
+        let request = Box::pin(self.follow(method, parsed, headers, body, &watch, &led));
         match watch.run(limit, idle, request).await {
             Ok(result) => result,
-            Err(_) => Err(Error::new(
-                url,
-                ErrorKind::Timeout {
-                    phase: Phase::Request,
-                    after: limit,
-                },
-            )),
+            Err(_) => {
+                let hop = led.take();
+                Err(Error::new(
+                    hop.as_ref().map_or(url, Url::as_str),
+                    ErrorKind::Timeout {
+                        phase: Phase::Request,
+                        after: limit,
+                    },
+                ))
+            }
         }
     }
 
@@ -299,6 +331,7 @@ impl Client {
         mut headers: HeaderMap,
         mut body: Body,
         watch: &Watch,
+        led: &Cell<Option<Url>>,
     ) -> Result<Response<Bytes>, Error> {
         let max = self.inner.settings.max_redirects;
         for hop in 0..=max {
@@ -309,14 +342,20 @@ impl Client {
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?;
             let status = response.status();
-            let replay = matches!(status.as_u16(), 307 | 308);
+            // 303 asks for a retrieval: a `GET`, or a `HEAD` kept (RFC 9110
+            // §15.4.4, as curl and reqwest do); 301 and 302 turn a `POST`
+            // into a `GET`, as browsers do. Every other redirect repeats the
+            // method, and so the body.
+            let to_get = (status == StatusCode::SEE_OTHER && method != Method::HEAD)
+                || (method == Method::POST && matches!(status.as_u16(), 301 | 302));
             let location = if max > 0 && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
                 response.headers().get(header::LOCATION).cloned()
             } else {
                 None
             };
-            // A streamed body cannot be sent again: the 307/308 is the answer.
-            let Some(location) = location.filter(|_| !(replay && again.is_none())) else {
+            // A streamed body cannot be sent again: a redirect that would
+            // repeat it is the answer (never the request again without it).
+            let Some(location) = location.filter(|_| to_get || again.is_some()) else {
                 return self.finish(response, sender, &target, &method, url, watch).await;
             };
             // Read what came with the redirect, so its connection can serve the next.
@@ -331,6 +370,7 @@ impl Client {
             }
             let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
             let next = url.join(location.trim()).map_err(|e| {
+                let location = userinfo::redact(&location);
                 Error::new(
                     url.as_str(),
                     ErrorKind::Protocol(format!("bad redirect Location {location:?}: {e}")),
@@ -339,23 +379,26 @@ impl Client {
             if !matches!(next.scheme(), "http" | "https") {
                 return Err(Error::new(
                     url.as_str(),
-                    ErrorKind::Protocol(format!("redirect to a non-HTTP URL {next}")),
+                    ErrorKind::Protocol(format!("redirect to a non-HTTP URL {}", Redacted(&next))),
                 ));
             }
-            body = again.unwrap_or_default();
-            if status == StatusCode::SEE_OTHER
-                || (method == Method::POST && matches!(status.as_u16(), 301 | 302))
-            {
-                method = Method::GET;
-                body = Body::empty();
-                headers.remove(header::CONTENT_TYPE);
-                headers.remove(header::CONTENT_LENGTH);
+            match again {
+                Some(again) if !to_get => body = again,
+                _ => {
+                    method = Method::GET;
+                    body = Body::empty();
+                    headers.remove(header::CONTENT_TYPE);
+                    headers.remove(header::CONTENT_LENGTH);
+                }
             }
             if next.origin() != url.origin() {
-                headers.remove(header::AUTHORIZATION);
-                headers.remove(header::COOKIE);
+                for name in SENSITIVE {
+                    headers.remove(name);
+                }
             }
-            tracing::debug!(target: "shardlet::http", from = %url, to = %next, %status, "redirect");
+            tracing::debug!(target: "shardlet::http", from = %Redacted(&url), to = %Redacted(&next), %status, "redirect");
+            // A redirect is rare: its URL is copied for the error a time-out makes.
+            led.set(Some(next.clone()));
             url = next;
         }
         unreachable!("the last hop returns")
@@ -368,7 +411,7 @@ impl Client {
         sender: Sender,
         target: &Target,
         method: &Method,
-        url: Url,
+        mut url: Url,
         watch: &Watch,
     ) -> Result<Response<Bytes>, Error> {
         let s = &self.inner.settings;
@@ -382,6 +425,8 @@ impl Client {
                 .map_err(|kind| Error::new(url.as_str(), kind))?
         };
         self.inner.pool.put(&target.key, sender);
+        // The credentials went in `Authorization`; the URL shown is without them.
+        userinfo::strip(&mut url);
         parts.extensions.insert(url);
         Ok(Response::from_parts(parts, body))
     }
@@ -415,20 +460,14 @@ impl Client {
             };
             if let Err(e) = ready {
                 if reused {
-                    tracing::debug!(target: "shardlet::http", %url, error = %e, "pooled connection not ready; dropped");
+                    tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "pooled connection not ready; dropped");
                     continue;
                 }
-                return Err(error::from_hyper(e));
+                tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "new connection closed before the request");
+                return Err(error::closed_before_sending());
             }
             let again = body.try_clone();
-            let request = self.request(
-                method,
-                url,
-                target,
-                headers,
-                body,
-                matches!(sender, Sender::H2(_)),
-            )?;
+            let request = self.request(method, target, headers, body, matches!(sender, Sender::H2(_)))?;
             let stats = &inner.stats;
             stats.requests.set(stats.requests.get() + 1);
             if reused {
@@ -451,6 +490,11 @@ impl Client {
                 Ok(response) => return Ok((response, sender)),
                 Err(mut failed) => {
                     if let Some(unsent) = failed.take_message() {
+                        if !reused {
+                            // A new connection failed too: no loop of them.
+                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %failed.into_error(), "new connection closed before the request");
+                            return Err(error::closed_before_sending());
+                        }
                         // Never written: safe to send on another connection.
                         body = unsent.into_body();
                         continue;
@@ -459,7 +503,7 @@ impl Client {
                     let stale = error.is_incomplete_message() || error.is_canceled();
                     match again {
                         Some(again) if reused && idempotent && stale && !retried => {
-                            tracing::debug!(target: "shardlet::http", %url, %error, "kept-alive connection was closed; retrying");
+                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), %error, "kept-alive connection was closed; retrying");
                             retried = true;
                             body = again;
                         }
@@ -471,26 +515,20 @@ impl Client {
     }
 
     /// The request as hyper sends it: origin-form with `Host` for HTTP/1.1,
-    /// absolute for HTTP/2 (hyper turns it into `:authority`).
+    /// absolute for HTTP/2 (hyper turns it into `:authority`), never with
+    /// the URL's credentials.
     fn request(
         &self,
         method: &Method,
-        url: &Url,
         target: &Target,
         headers: &HeaderMap,
         body: Body,
         h2: bool,
     ) -> Result<Request<Body>, ErrorKind> {
         let s = &self.inner.settings;
-        let uri = if h2 {
-            &url[..Position::AfterQuery]
-        } else {
-            &url[Position::BeforePath..Position::AfterQuery]
-        };
-        let uri = Uri::try_from(uri).map_err(|e| ErrorKind::BadUrl(e.to_string()))?;
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target.uri(h2);
         let fields = request.headers_mut();
         fields.clone_from(headers);
         if !h2 {
@@ -520,7 +558,9 @@ impl fmt::Debug for Client {
 /// What the client adds to the `http` crate's response: the URL that gave
 /// it (the last one after redirects) and the body as text.
 pub trait ResponseExt {
-    /// The URL that gave this response (after redirects).
+    /// The URL that gave this response (after redirects), without the user
+    /// name and password it may have had (they were sent as
+    /// `Authorization: Basic`).
     ///
     /// # Panics
     ///
