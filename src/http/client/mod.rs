@@ -35,6 +35,7 @@ mod dns;
 mod error;
 mod lookups;
 mod pool;
+mod redirect;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
@@ -47,7 +48,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use url::Url;
 
@@ -66,17 +67,6 @@ use pool::{Pool, Sender};
 #[cfg(feature = "tls")]
 use tls::Tls;
 use userinfo::Redacted;
-
-/// Fields a redirect to another origin (scheme, host or port) does not
-/// carry: credentials and cookies meant for the first one (the list reqwest
-/// strips).
-const SENSITIVE: [HeaderName; 5] = [
-    header::AUTHORIZATION,
-    header::PROXY_AUTHORIZATION,
-    header::WWW_AUTHENTICATE,
-    header::COOKIE,
-    HeaderName::from_static("cookie2"),
-];
 
 /// Counts of a client's work, from [`Client::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -342,22 +332,11 @@ impl Client {
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?;
             let status = response.status();
-            // 303 asks for a retrieval: a `GET`, or a `HEAD` kept (RFC 9110
-            // §15.4.4, as curl and reqwest do); 301 and 302 turn a `POST`
-            // into a `GET`, as browsers do. Every other redirect repeats the
-            // method, and so the body.
-            let to_get = (status == StatusCode::SEE_OTHER && method != Method::HEAD)
-                || (method == Method::POST && matches!(status.as_u16(), 301 | 302));
-            let location = if max > 0 && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
-                response.headers().get(header::LOCATION).cloned()
-            } else {
-                None
-            };
-            // A streamed body cannot be sent again: a redirect that would
-            // repeat it is the answer (never the request again without it).
-            let Some(location) = location.filter(|_| to_get || again.is_some()) else {
+            let location = response.headers().get(header::LOCATION).filter(|_| max > 0);
+            let redirect = redirect::of(status, &method, location, &url, again.is_some());
+            if let Ok(None) = redirect {
                 return self.finish(response, sender, &target, &method, url, watch).await;
-            };
+            }
             // Read what came with the redirect, so its connection can serve the next.
             let _ = self
                 .finish(response, sender, &target, &method, url.clone(), watch)
@@ -368,34 +347,11 @@ impl Client {
                     ErrorKind::TooManyRedirects { limit: max },
                 ));
             }
-            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
-            let next = url.join(location.trim()).map_err(|e| {
-                let location = userinfo::redact(&location);
-                Error::new(
-                    url.as_str(),
-                    ErrorKind::Protocol(format!("bad redirect Location {location:?}: {e}")),
-                )
-            })?;
-            if !matches!(next.scheme(), "http" | "https") {
-                return Err(Error::new(
-                    url.as_str(),
-                    ErrorKind::Protocol(format!("redirect to a non-HTTP URL {}", Redacted(&next))),
-                ));
-            }
-            match again {
-                Some(again) if !to_get => body = again,
-                _ => {
-                    method = Method::GET;
-                    body = Body::empty();
-                    headers.remove(header::CONTENT_TYPE);
-                    headers.remove(header::CONTENT_LENGTH);
-                }
-            }
-            if next.origin() != url.origin() {
-                for name in SENSITIVE {
-                    headers.remove(name);
-                }
-            }
+            let redirect = redirect
+                .map_err(|kind| Error::new(url.as_str(), kind))?
+                .expect("no redirect returned above");
+            body = redirect.apply(&url, &mut method, &mut headers, again);
+            let next = redirect.next;
             tracing::debug!(target: "shardlet::http", from = %Redacted(&url), to = %Redacted(&next), %status, "redirect");
             // A redirect is rare: its URL is copied for the error a time-out makes.
             led.set(Some(next.clone()));
