@@ -127,8 +127,10 @@ fn unfinished_bodies_are_not_buffered() {
 /// hyper grew its buffer to 16 KiB to read the rest of the head, on every
 /// connection, for its whole life. 400 connections that each sent one
 /// request, answered and kept open: the server (measured in the child)
-/// grows by less than 16.5 KiB per connection (14-15 in a debug build).
-/// Before: 19-20 KiB.
+/// grows by less than 13.5 KiB per connection (11.2 in a debug build).
+/// Before: 19-20 KiB. A connection's task has room for its handler's
+/// future, and the feed scraper's handler holds the HTTP client's: with the
+/// client's request state inline in it (not boxed), 16.9 KiB.
 #[test]
 fn a_keep_alive_connection_holds_one_small_read_buffer() {
     let _heavy = net_util::heavy();
@@ -152,7 +154,7 @@ fn a_keep_alive_connection_holds_one_small_read_buffer() {
     std::thread::sleep(Duration::from_millis(200));
     let per_conn = scraper.rss_kib().saturating_sub(before) as f64 / CONNS as f64;
     eprintln!("RSS {before} KiB, +{per_conn:.1} KiB per kept-alive connection");
-    assert!(per_conn < 16.5, "{per_conn:.1} KiB per kept-alive connection");
+    assert!(per_conn < 13.5, "{per_conn:.1} KiB per kept-alive connection");
     drop(conns);
 }
 

@@ -44,6 +44,8 @@ mod userinfo;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -276,7 +278,21 @@ impl Client {
         }
     }
 
-    async fn fetch(
+    /// A request, redirects and all. Boxed whole: its state lives on the
+    /// heap, so the future a caller holds (and may nest in its own, as a
+    /// server's handler does, in every connection's task) stays small.
+    fn fetch<'a>(
+        &'a self,
+        method: Method,
+        url: &'a str,
+        headers: HeaderMap,
+        body: Body,
+        limit: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Bytes>, Error>> + 'a>> {
+        Box::pin(self.fetch_inner(method, url, headers, body, limit))
+    }
+
+    async fn fetch_inner(
         &self,
         method: Method,
         url: &str,
@@ -296,9 +312,7 @@ impl Client {
         let idle = self.inner.settings.read_timeout;
         // Where a redirect led: the URL a time-out names (none: `url`).
         let led = Cell::new(None);
-        // Boxed: the request's state lives on the heap, so the future a caller
-        // holds (and may nest in its own) stays a few hundred bytes.
-        let request = Box::pin(self.follow(method, parsed, headers, body, &watch, &led));
+        let request = self.follow(method, parsed, headers, body, &watch, &led);
         match watch.run(limit, idle, request).await {
             Ok(result) => result,
             Err(_) => {
