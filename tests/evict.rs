@@ -212,6 +212,54 @@ fn an_idle_connection_that_ignores_eviction_is_closed_after_the_grace() {
     roundtrip(&mut deaf_clients[1], b"still here").unwrap();
 }
 
+/// Asked to close, it takes one more request (busy for a moment) and goes
+/// idle again without closing: a new grace starts then, and when it runs
+/// out the connection is cancelled and the waiting client served. (The
+/// serving loop, waiting with no grace to time, was never woken for the new
+/// one: the newcomer waited for as long as the connection stayed.)
+async fn flips_when_evicted(mut stream: TcpStream, conn: Connection) -> io::Result<()> {
+    let mut buf = [0u8; 64];
+    loop {
+        conn.set_idle(true);
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if conn.is_evicted() {
+            conn.set_idle(false);
+            shardlet::sleep(Duration::from_millis(50)).await;
+        }
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+#[test]
+fn a_connection_that_goes_busy_and_idle_again_when_evicted_is_cancelled_after_a_new_grace() {
+    let server = start_with(1, config(AcceptMode::ReusePort, 1), || flips_when_evicted);
+    let mut old = idle_clients(&server, 1).pop().unwrap();
+    let mut newcomer = client(server.addr());
+    newcomer.write_all(b"newcomer").unwrap();
+    server.wait_for(
+        "the idle one to be asked to close",
+        Duration::from_secs(10),
+        |s| s.evicted() == 1,
+    );
+    let started = Instant::now();
+    roundtrip(&mut old, b"one more").expect("served while asked to close");
+    newcomer
+        .set_read_timeout(Some(shardlet::net::EVICTION_GRACE * 4))
+        .unwrap();
+    let mut back = [0u8; 8];
+    newcomer
+        .read_exact(&mut back)
+        .unwrap_or_else(|e| panic!("the newcomer was not served in {:?}: {e}", started.elapsed()));
+    assert_eq!(&back, b"newcomer");
+    assert!(
+        closed_by_server(&mut old),
+        "the flipping connection was cancelled"
+    );
+}
+
 #[test]
 fn a_stopping_server_closes_idle_connections_at_once() {
     let server = start_with(1, server_config(AcceptMode::ReusePort), || keepalive);

@@ -383,6 +383,9 @@ impl Conns {
                     t.closing += 1;
                     t.grace
                         .push_back((key, generation, Instant::now() + EVICTION_GRACE));
+                    // A new grace to watch: a serving loop that waits for room
+                    // saw none when it began to wait, and must wake to time it.
+                    news = true;
                 }
                 _ => return,
             }
