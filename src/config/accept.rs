@@ -21,7 +21,10 @@ pub enum AcceptMode {
     /// Every shard binds its own `SO_REUSEPORT` listener on the same address
     /// and accepts on it; the kernel spreads new connections by a hash of
     /// their addresses. No cross-shard traffic, but the spread can skew when
-    /// clients are few or long-lived.
+    /// clients are few or long-lived. The connection cap is per shard, and
+    /// the kernel does not know it: a client hashed to a full shard waits in
+    /// that shard's backlog (or is refused) while another shard has room.
+    /// Near the cap, prefer `Handoff`, which always picks a shard with room.
     #[default]
     ReusePort,
     /// One acceptor (beside shard 0, on its CPU) accepts every connection and
