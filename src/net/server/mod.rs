@@ -140,7 +140,12 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// The error of `socket(2)`, `bind(2)` or `listen(2)` (e.g. `AddrInUse`).
+    /// The error of `socket(2)`, `bind(2)` or `listen(2)`, with the address
+    /// in its message: `AddrInUse` when something listens on `addr`
+    /// already, in either accept mode. (In reuseport mode the port is
+    /// checked just before the bind; a program that binds it with
+    /// `SO_REUSEPORT` in between, or later without such a check, can still
+    /// share it.)
     ///
     /// # Examples
     ///
@@ -152,7 +157,7 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn bind(addr: impl Into<SocketAddr>, config: ServerConfig) -> io::Result<Server> {
-        let socket = bind::bind(addr.into(), &config.listen_options())?;
+        let socket = bind::bind_first(addr.into(), &config.listen_options())?;
         let addr = socket
             .local_addr()?
             .as_socket()
