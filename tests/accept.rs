@@ -78,6 +78,28 @@ fn handoff_sends_new_connections_where_old_ones_ended() {
     );
 }
 
+/// Connections one at a time (each closed before the next): every pick is
+/// a tie, and ties alternate between two shards (the acceptor's look for
+/// room before `accept` must not move the round-robin).
+#[test]
+fn handoff_ties_alternate_between_two_shards() {
+    let server = start(2, server_config(AcceptMode::Handoff), || which_shard);
+    let mut shards = Vec::new();
+    for i in 0..8 {
+        let mut c = client(server.addr());
+        shards.push(shard_of(&mut c));
+        roundtrip(&mut c, format!("client {i}").as_bytes()).unwrap();
+        drop(c);
+        server.wait_for("the connection to end", Duration::from_secs(10), |s| {
+            s.live() == 0
+        });
+    }
+    assert!(
+        shards.windows(2).all(|w| w[0] != w[1]),
+        "ties did not alternate: {shards:?}"
+    );
+}
+
 #[test]
 fn reuseport_gives_every_shard_its_own_listener() {
     let server = start_echo(2, server_config(AcceptMode::ReusePort));

@@ -128,18 +128,19 @@ impl Run {
         while if close_when_full {
             !stopping()
         } else {
-            self.handoff.wait_for_room(&stopping).is_some()
+            self.handoff.wait_for_room(&stopping)
         } {
             match self.listener.accept() {
                 Ok((stream, _peer)) => {
                     if let Some((failures, outage)) = backoff.recovered() {
                         tracing::info!(target: "shardlet::net", failures, ?outage, "accepting again");
                     }
-                    // Pick again: loads may have changed while accept waited.
+                    // Pick now, not before `accept`: loads may have changed
+                    // while it waited. (One pick per connection: ties rotate.)
                     let picked = if close_when_full {
                         self.handoff.pick()
                     } else {
-                        self.handoff.wait_for_room(&stopping)
+                        self.handoff.wait_and_pick(&stopping)
                     };
                     let Some(shard) = picked else {
                         if close_when_full && !stopping() {
