@@ -251,6 +251,27 @@ fn accepted_streams_have_nodelay_unless_turned_off() {
     }
 }
 
+/// An accepted stream has no receive timeout in either mode: the handoff
+/// acceptor's wait for connections must not leave one on the sockets it
+/// accepts (Linux copies a listener's `SO_RCVTIMEO` to them), or a handler
+/// that reads in blocking mode (e.g. after `into_std`) fails after it.
+#[test]
+fn accepted_streams_have_no_receive_timeout() {
+    for mode in [AcceptMode::Handoff, AcceptMode::ReusePort] {
+        let server = start(1, server_config(mode), || {
+            |mut stream: net::TcpStream| async move {
+                let timeout = socket2::SockRef::from(&stream).read_timeout()?;
+                let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, 255) as u8);
+                stream.write_all(&[millis]).await
+            }
+        });
+        let mut c = client(server.addr());
+        let mut millis = [9u8];
+        std::io::Read::read_exact(&mut c, &mut millis).unwrap();
+        assert_eq!(millis[0], 0, "{mode}: SO_RCVTIMEO of {} ms", millis[0]);
+    }
+}
+
 #[test]
 fn connect_with_a_timeout() {
     let server = start_echo(1, ServerConfig::default());

@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -229,10 +228,4 @@ pub(crate) fn bind(addr: SocketAddr, options: &ListenOptions) -> io::Result<Sock
         .listen(options.effective_backlog() as i32)
         .map_err(context)?;
     Ok(socket)
-}
-
-/// How long a blocking `accept` on a socket from [`bind`] waits before it
-/// returns `WouldBlock`, so that a thread blocked in it sees a stop request.
-pub(crate) fn set_accept_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    socket.set_read_timeout(Some(timeout))
 }
