@@ -26,14 +26,16 @@
 #   --server-cpus LIST    CPUs for the server (default: the first CPU; env SERVER_CPUS)
 #   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
-#   --results DIR         where the files go (default results)
+#   --results DIR         where the files go (default: results/ in the repository;
+#                         a relative DIR is taken from the current directory)
 #   --no-build            use the binaries already in target/release
 #   --repeat N            N rounds: every server once per round, the order rotated
 #                         each round (round 2 starts with the second server, ...);
 #                         then every run, and each server's medians with their range
 #                         and the ratios of the first server's medians to the others'
 #   --lock FILE           hold an exclusive flock on FILE during each run (server
-#                         start to stop) and release it between runs
+#                         start to stop) and release it between runs (a relative
+#                         FILE is taken from the current directory)
 #   --connections LIST    connection counts, comma-separated (default 10000). With
 #                         more than one, every server runs at every count (servers
 #                         interleaved, a fresh server process each run) and the end
@@ -67,12 +69,18 @@
 # per CPU of --client-cpus). The exit code is non-zero
 # when a server failed to start or any run had errors or failed connections.
 set -euo pipefail
+# The caller's directory: relative --results and --lock paths are taken from
+# it, not from the repository root the script works in.
+caller_dir="$PWD"
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() {
     echo "echo-bench: $*" >&2
     exit 2
+}
+from_caller() { # from_caller PATH: PATH made absolute, from the caller's directory
+    if [[ "$1" == /* ]]; then echo "$1"; else echo "$caller_dir/$1"; fi
 }
 
 # Step 1: options.
@@ -103,13 +111,13 @@ while (($#)); do
     --client-cpus=*) client_cpus="${1#*=}" ;;
     --addr) addr="${2:?--addr needs HOST:PORT}"; shift ;;
     --addr=*) addr="${1#*=}" ;;
-    --results) results="${2:?--results needs a folder}"; shift ;;
-    --results=*) results="${1#*=}" ;;
+    --results) results="$(from_caller "${2:?--results needs a folder}")"; shift ;;
+    --results=*) results="$(from_caller "${1#*=}")" ;;
     --no-build) build=0 ;;
     --repeat) repeat="${2:?--repeat needs a number}"; shift ;;
     --repeat=*) repeat="${1#*=}" ;;
-    --lock) lock="${2:?--lock needs a file}"; shift ;;
-    --lock=*) lock="${1#*=}" ;;
+    --lock) lock="$(from_caller "${2:?--lock needs a file}")"; shift ;;
+    --lock=*) lock="$(from_caller "${1#*=}")" ;;
     --rate-sweep) sweep=1 ;;
     --loads) loads="${2:?--loads needs a list}"; shift ;;
     --loads=*) loads="${1#*=}" ;;
@@ -281,7 +289,7 @@ echo "echo-bench: servers: ${labels[*]}; server cpus $server_cpus, client cpus $
 lock_fd=""
 if [[ -n "$lock" ]]; then exec {lock_fd}>>"$lock"; fi
 run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
-    local server="$1" label="$2" count="$3" example log rc ready i
+    local server="$1" label="$2" count="$3" example log rc ready i status
     example="$(example_of "$server")"
     port_busy && die "something already listens on $addr; stop it or pass --addr"
     log="$results/$label.server.log"
@@ -304,7 +312,13 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
         sleep 0.1
     done
     if ((!ready)); then
-        echo "echo-bench: [$label] the server did not print 'listening on' within 30 s; its log ($log):" >&2
+        if kill -0 "$server_pid" 2>/dev/null; then
+            echo "echo-bench: [$label] the server did not print 'listening on' within 30 s; its log ($log):" >&2
+        else
+            status=0
+            wait "$server_pid" || status=$?
+            echo "echo-bench: [$label] the server exited (status $status) before it printed 'listening on'; its log ($log):" >&2
+        fi
         tail -n 20 "$log" >&2
         stop_pid "$server_pid"
         server_pid=""

@@ -36,17 +36,24 @@
 #   --heavy-size BYTES    a heavy connection's message size (default 4096)
 #   --skew-rate N         the paced connections' total rate in the skew runs
 #   --no-skew             only the closed-loop steps
-#   --results DIR         where the files go (default results/scale)
-#   --lock FILE           hold an exclusive flock on FILE during each run
+#   --results DIR         where the files go (default: results/scale in the repository;
+#                         a relative DIR is taken from the current directory)
+#   --lock FILE           hold an exclusive flock on FILE during each run (a relative
+#                         FILE is taken from the current directory)
 #   --no-build            use the binaries already built
 #   -h, --help            this text
 set -euo pipefail
+# The caller's directory: relative --results and --lock paths are taken from it.
+caller_dir="$PWD"
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() {
     echo "scale-bench: $*" >&2
     exit 2
+}
+from_caller() { # from_caller PATH: PATH made absolute, from the caller's directory
+    if [[ "$1" == /* ]]; then echo "$1"; else echo "$caller_dir/$1"; fi
 }
 
 connections=10000
@@ -72,8 +79,8 @@ while (($#)); do
     --heavy-size) heavy_size="${2:?}"; shift ;;
     --skew-rate) skew_rate="${2:?}"; shift ;;
     --no-skew) skew=0 ;;
-    --results) results="${2:?}"; shift ;;
-    --lock) lock_args=(--lock "${2:?}"); shift ;;
+    --results) results="$(from_caller "${2:?}")"; shift ;;
+    --lock) lock_args=(--lock "$(from_caller "${2:?}")"); shift ;;
     --no-build) build=0 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;

@@ -78,6 +78,28 @@ fn handoff_sends_new_connections_where_old_ones_ended() {
     );
 }
 
+/// Connections one at a time (each closed before the next): every pick is
+/// a tie, and ties alternate between two shards (the acceptor's look for
+/// room before `accept` must not move the round-robin).
+#[test]
+fn handoff_ties_alternate_between_two_shards() {
+    let server = start(2, server_config(AcceptMode::Handoff), || which_shard);
+    let mut shards = Vec::new();
+    for i in 0..8 {
+        let mut c = client(server.addr());
+        shards.push(shard_of(&mut c));
+        roundtrip(&mut c, format!("client {i}").as_bytes()).unwrap();
+        drop(c);
+        server.wait_for("the connection to end", Duration::from_secs(10), |s| {
+            s.live() == 0
+        });
+    }
+    assert!(
+        shards.windows(2).all(|w| w[0] != w[1]),
+        "ties did not alternate: {shards:?}"
+    );
+}
+
 #[test]
 fn reuseport_gives_every_shard_its_own_listener() {
     let server = start_echo(2, server_config(AcceptMode::ReusePort));
@@ -102,18 +124,87 @@ fn accept_mode_comes_from_the_runtime_config() {
     assert_eq!(bad.unwrap_err().var, "SHARDLET_ACCEPT");
 }
 
+/// A second server on a port in use fails, in either accept mode: in
+/// reuseport mode `SO_REUSEPORT` alone would let it join the first one's
+/// listeners and silently take a share of its clients.
 #[test]
-fn handoff_server_owns_its_port_reuseport_shares_it() {
-    let handoff = Server::bind(([127, 0, 0, 1], 0), server_config(AcceptMode::Handoff)).unwrap();
-    let err = Server::bind(handoff.local_addr(), server_config(AcceptMode::Handoff)).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-    assert!(
-        err.to_string().contains(&handoff.local_addr().to_string()),
-        "{err}"
-    );
+fn a_second_server_on_a_port_in_use_fails_in_either_mode() {
+    for (first, second) in [
+        (AcceptMode::Handoff, AcceptMode::Handoff),
+        (AcceptMode::ReusePort, AcceptMode::ReusePort),
+        (AcceptMode::Handoff, AcceptMode::ReusePort),
+        (AcceptMode::ReusePort, AcceptMode::Handoff),
+    ] {
+        let server = Server::bind(([127, 0, 0, 1], 0), server_config(first)).unwrap();
+        let err = Server::bind(server.local_addr(), server_config(second)).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::AddrInUse,
+            "{first} then {second}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&server.local_addr().to_string()),
+            "{err}"
+        );
+    }
+}
 
-    let reuse = Server::bind(([127, 0, 0, 1], 0), server_config(AcceptMode::ReusePort)).unwrap();
-    Server::bind(reuse.local_addr(), server_config(AcceptMode::ReusePort)).expect("SO_REUSEPORT");
+/// The same against a serving reuseport server (every shard's listener
+/// bound), and against a listener of `net::listen_with` with
+/// `SO_REUSEPORT`; once the port is free again, it binds.
+#[test]
+fn a_reuseport_server_does_not_join_a_listener_already_there() {
+    let running = start_echo(2, server_config(AcceptMode::ReusePort));
+    let addr = running.addr();
+    let err = Server::bind(addr, server_config(AcceptMode::ReusePort)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    drop(running);
+
+    let [(addr, taken)] = Runtime::new(net_util::runtime(1))
+        .unwrap()
+        .run(|| async {
+            let options = ListenOptions::default().with_reuse_port(true);
+            let listener = net::listen_with(([127, 0, 0, 1], 0), &options).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let taken = Server::bind(addr, server_config(AcceptMode::ReusePort))
+                .map(|_| ())
+                .map_err(|e| e.kind());
+            (addr, taken)
+        })
+        .unwrap()[..]
+    else {
+        panic!("one shard")
+    };
+    assert_eq!(taken, Err(io::ErrorKind::AddrInUse));
+    Server::bind(addr, server_config(AcceptMode::ReusePort)).expect("the port is free again");
+}
+
+/// `net::listen_with` does as `ListenOptions::with_reuse_port` says: with
+/// it, sockets share a port (one per shard); without it, a port in use
+/// fails.
+#[test]
+fn listen_with_reuse_port_shares_the_port_and_without_it_fails() {
+    let results = Runtime::new(net_util::runtime(1))
+        .unwrap()
+        .run(|| async {
+            let plain = ListenOptions::default();
+            let shared = ListenOptions::default().with_reuse_port(true);
+            let a = net::listen_with(([127, 0, 0, 1], 0), &plain).unwrap();
+            let taken = net::listen_with(a.local_addr().unwrap(), &shared).map(|_| ());
+            let b = net::listen_with(([127, 0, 0, 1], 0), &shared).unwrap();
+            let c = net::listen_with(b.local_addr().unwrap(), &shared).unwrap();
+            let not_shared = net::listen_with(b.local_addr().unwrap(), &plain).map(|_| ());
+            (
+                taken.map_err(|e| e.kind()),
+                b.local_addr().unwrap() == c.local_addr().unwrap(),
+                not_shared.map_err(|e| e.kind()),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        results,
+        [(Err(io::ErrorKind::AddrInUse), true, Err(io::ErrorKind::AddrInUse))]
+    );
 }
 
 #[test]
@@ -157,6 +248,27 @@ fn accepted_streams_have_nodelay_unless_turned_off() {
         let mut flag = [9u8];
         std::io::Read::read_exact(&mut c, &mut flag).unwrap();
         assert_eq!(flag[0], nodelay as u8);
+    }
+}
+
+/// An accepted stream has no receive timeout in either mode: the handoff
+/// acceptor's wait for connections must not leave one on the sockets it
+/// accepts (Linux copies a listener's `SO_RCVTIMEO` to them), or a handler
+/// that reads in blocking mode (e.g. after `into_std`) fails after it.
+#[test]
+fn accepted_streams_have_no_receive_timeout() {
+    for mode in [AcceptMode::Handoff, AcceptMode::ReusePort] {
+        let server = start(1, server_config(mode), || {
+            |mut stream: net::TcpStream| async move {
+                let timeout = socket2::SockRef::from(&stream).read_timeout()?;
+                let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, 255) as u8);
+                stream.write_all(&[millis]).await
+            }
+        });
+        let mut c = client(server.addr());
+        let mut millis = [9u8];
+        std::io::Read::read_exact(&mut c, &mut millis).unwrap();
+        assert_eq!(millis[0], 0, "{mode}: SO_RCVTIMEO of {} ms", millis[0]);
     }
 }
 

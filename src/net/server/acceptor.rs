@@ -5,14 +5,19 @@
 //!
 //! Why a thread and not a task on shard 0: glommio's `shared_accept` gives a
 //! bare descriptor that nothing closes if it is dropped on its way (a
-//! leak on every stop), and its accept costs four system calls. A blocking
-//! `accept` on a thread costs one, yields an owned `std::net::TcpStream`
-//! that closes itself wherever it is dropped, and sleeps in the kernel while
-//! there is nothing to accept; it never delays shard 0's tasks.
+//! leak on every stop), and its accept costs four system calls. An `accept`
+//! on a thread costs one while connections keep coming, yields an owned
+//! `std::net::TcpStream` that closes itself wherever it is dropped, and
+//! sleeps in the kernel (`poll`) while there is nothing to accept; it never
+//! delays shard 0's tasks.
 //!
 //! Stopping: the thread checks its stop flags between accepts; a stop also
-//! shuts the listener down (`shutdown(SHUT_RD)` wakes a blocked `accept` on
-//! Linux), and an accept timeout bounds the wait if that does not.
+//! shuts the listener down (`shutdown(SHUT_RD)` wakes the `poll` on Linux),
+//! and the poll's timeout ([`ACCEPT_TICK`]) bounds the wait if that does
+//! not. The listener is non-blocking and the thread waits in `poll`, not in
+//! a blocking `accept` with a receive timeout (`SO_RCVTIMEO`): Linux copies
+//! that timeout to every accepted socket, whose blocking reads would then
+//! fail after it.
 
 use std::io;
 use std::net::TcpListener;
@@ -20,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags};
 use socket2::Socket;
 
 use crate::net::server::accept_errors::AcceptError;
@@ -27,10 +34,10 @@ use crate::net::server::backoff::{log_backoff, Backoff};
 use crate::net::server::mailboxes::Handoff;
 use crate::net::server::stats::Counters;
 use crate::net::server::stops::Stops;
-use crate::net::tcp::bind;
 use crate::net::WhenFull;
 
-/// The longest a blocked `accept` goes without looking at the stop flags.
+/// The longest the acceptor waits for a connection without looking at the
+/// stop flags.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
 
 /// Handle to a running acceptor thread; dropping it stops the thread.
@@ -57,7 +64,7 @@ impl Acceptor {
         cpu: Option<usize>,
         when_full: WhenFull,
     ) -> io::Result<Acceptor> {
-        bind::set_accept_timeout(&socket, ACCEPT_TICK)?;
+        socket.set_nonblocking(true)?;
         let handle = socket.try_clone()?;
         let quit = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = flume::bounded::<()>(0);
@@ -128,18 +135,19 @@ impl Run {
         while if close_when_full {
             !stopping()
         } else {
-            self.handoff.wait_for_room(&stopping).is_some()
+            self.handoff.wait_for_room(&stopping)
         } {
             match self.listener.accept() {
                 Ok((stream, _peer)) => {
                     if let Some((failures, outage)) = backoff.recovered() {
                         tracing::info!(target: "shardlet::net", failures, ?outage, "accepting again");
                     }
-                    // Pick again: loads may have changed while accept waited.
+                    // Pick now, not before `accept`: loads may have changed
+                    // while it waited. (One pick per connection: ties rotate.)
                     let picked = if close_when_full {
                         self.handoff.pick()
                     } else {
-                        self.handoff.wait_for_room(&stopping)
+                        self.handoff.wait_and_pick(&stopping)
                     };
                     let Some(shard) = picked else {
                         if close_when_full && !stopping() {
@@ -152,8 +160,9 @@ impl Run {
                         break;
                     }
                 }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait_readable(&stopping),
                 Err(err) => match AcceptError::classify(&err) {
-                    AcceptError::Transient => {} // includes the accept timeout tick
+                    AcceptError::Transient => {}
                     AcceptError::Fatal => {
                         if !stopping() {
                             tracing::error!(target: "shardlet::net", error = %err, "handoff acceptor: listener failed; no longer accepting");
@@ -170,6 +179,22 @@ impl Run {
             }
         }
         tracing::debug!(target: "shardlet::net", "handoff acceptor stopped");
+    }
+}
+
+impl Run {
+    /// Waits until the listener has a connection to accept (or is shut
+    /// down), at most [`ACCEPT_TICK`].
+    fn wait_readable(&self, stopping: &dyn Fn() -> bool) {
+        let mut fds = [PollFd::new(&self.listener, PollFlags::POLLIN)];
+        match poll(&mut fds, ACCEPT_TICK.as_millis() as i32) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            // Not expected on a valid descriptor; no spinning if it happens.
+            Err(err) => {
+                tracing::debug!(target: "shardlet::net", error = %err, "handoff acceptor: poll failed");
+                sleep_unless(ACCEPT_TICK, stopping);
+            }
+        }
     }
 }
 

@@ -43,8 +43,9 @@ pub(crate) struct Handoff {
     mail: Mailboxes<TcpStream>,
     inboxes: Vec<Mailbox<TcpStream>>,
     counters: Vec<Arc<Counters>>,
-    /// Where the next search for the least-loaded shard starts, so that ties
-    /// go round-robin instead of always to shard 0.
+    /// Where the next search for the least-loaded shard starts (after the
+    /// shard picked last), so that ties go round-robin instead of always to
+    /// shard 0.
     cursor: AtomicUsize,
     /// Set while the sender waits for room; [`Handoff::freed`] then wakes it.
     waiting: AtomicBool,
@@ -77,9 +78,26 @@ impl Handoff {
     /// more under its cap; else the full one with the most idle connections
     /// to spare (it evicts one to take the connection); `None` when every
     /// listening shard is full with nothing idle (or none listens).
+    ///
+    /// Ties go round-robin: the search starts after the shard picked last,
+    /// and only a pick that found a shard moves that start. Call it once per
+    /// connection; [`has_room`](Handoff::has_room) looks without moving it.
     pub(crate) fn pick(&self) -> Option<usize> {
         let n = self.counters.len();
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        let shard = self.find(self.cursor.load(Ordering::Relaxed) % n)?;
+        self.cursor.store((shard + 1) % n, Ordering::Relaxed);
+        Some(shard)
+    }
+
+    /// Whether [`pick`](Handoff::pick) would find a shard now; leaves the
+    /// round-robin where it is.
+    pub(crate) fn has_room(&self) -> bool {
+        self.find(0).is_some()
+    }
+
+    /// [`pick`](Handoff::pick)'s search, starting at shard `start`.
+    fn find(&self, start: usize) -> Option<usize> {
+        let n = self.counters.len();
         let mut best: Option<(usize, u64)> = None;
         let mut spare: Option<(usize, u64)> = None;
         for shard in (start..start + n).map(|i| i % n) {
@@ -104,18 +122,31 @@ impl Handoff {
     }
 
     /// Waits until some shard has room, or `stopping()` says to give up
-    /// (then `None`).
-    pub(crate) fn wait_for_room(&self, stopping: &dyn Fn() -> bool) -> Option<usize> {
+    /// (then `false`); picks none, so the round-robin of ties does not move
+    /// (the acceptor asks this before `accept`, and picks after it).
+    pub(crate) fn wait_for_room(&self, stopping: &dyn Fn() -> bool) -> bool {
+        self.wait(stopping, &|| self.has_room().then_some(0)).is_some()
+    }
+
+    /// Waits until some shard has room and [picks](Handoff::pick) it, or
+    /// `stopping()` says to give up (then `None`).
+    pub(crate) fn wait_and_pick(&self, stopping: &dyn Fn() -> bool) -> Option<usize> {
+        self.wait(stopping, &|| self.pick())
+    }
+
+    /// Calls `look` until it finds a shard, sleeping until [`freed`](Handoff::freed)
+    /// (or a tick) between tries; `None` once `stopping()`.
+    fn wait(&self, stopping: &dyn Fn() -> bool, look: &dyn Fn() -> Option<usize>) -> Option<usize> {
         loop {
             if stopping() {
                 return None;
             }
-            if let Some(shard) = self.pick() {
+            if let Some(shard) = look() {
                 return Some(shard);
             }
             self.waiting.store(true, Ordering::SeqCst);
             // Look again: a connection may have ended before the flag was up.
-            if let Some(shard) = self.pick() {
+            if let Some(shard) = look() {
                 self.waiting.store(false, Ordering::SeqCst);
                 return Some(shard);
             }
@@ -223,7 +254,8 @@ mod tests {
         counters[0].live.store(4, Relaxed);
         counters[2].live.store(4, Relaxed);
         assert_eq!(handoff.pick(), None, "all full or not listening");
-        assert_eq!(handoff.wait_for_room(&|| true), None);
+        assert_eq!(handoff.wait_and_pick(&|| true), None);
+        assert!(!handoff.wait_for_room(&|| true));
     }
 
     #[test]
@@ -247,6 +279,35 @@ mod tests {
         let handoff = Handoff::new(&counters, 8);
         let picks: Vec<_> = (0..4).map(|_| handoff.pick().unwrap()).collect();
         assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    /// The acceptor asks whether there is room before each `accept` and
+    /// picks after it: only the pick moves the round-robin, so ties still
+    /// alternate over two shards.
+    #[test]
+    fn looking_for_room_leaves_the_rotation_alone() {
+        let counters = shards(&[10, 10]);
+        let handoff = Handoff::new(&counters, 8);
+        let picks: Vec<_> = (0..4)
+            .map(|_| {
+                assert!(handoff.wait_for_room(&|| false));
+                handoff.wait_and_pick(&|| false).unwrap()
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    /// A tie after an uneven pick goes to the shard after the one picked.
+    #[test]
+    fn ties_go_to_the_shard_after_the_last_one_picked() {
+        let counters = shards(&[10, 10, 10]);
+        let handoff = Handoff::new(&counters, 8);
+        counters[0].live.store(1, Relaxed);
+        counters[1].live.store(1, Relaxed);
+        assert_eq!(handoff.pick(), Some(2));
+        counters[2].live.store(1, Relaxed);
+        assert_eq!(handoff.pick(), Some(0), "after shard 2 comes shard 0");
+        assert_eq!(handoff.pick(), Some(1));
     }
 
     #[test]

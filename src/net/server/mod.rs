@@ -140,7 +140,12 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// The error of `socket(2)`, `bind(2)` or `listen(2)` (e.g. `AddrInUse`).
+    /// The error of `socket(2)`, `bind(2)` or `listen(2)`, with the address
+    /// in its message: `AddrInUse` when something listens on `addr`
+    /// already, in either accept mode. (In reuseport mode the port is
+    /// checked just before the bind; a program that binds it with
+    /// `SO_REUSEPORT` in between, or later without such a check, can still
+    /// share it.)
     ///
     /// # Examples
     ///
@@ -152,7 +157,7 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn bind(addr: impl Into<SocketAddr>, config: ServerConfig) -> io::Result<Server> {
-        let socket = bind::bind(addr.into(), &config.listen_options())?;
+        let socket = bind::bind_first(addr.into(), &config.listen_options())?;
         let addr = socket
             .local_addr()?
             .as_socket()
@@ -473,32 +478,56 @@ impl Server {
     }
 }
 
-/// Logs the caps a server starts with, and warns when they add up to more
-/// than the descriptor limit leaves for connections: near the caps, accepts
-/// would then fail with `EMFILE` (and back off) instead of the cap being
-/// reached cleanly.
+/// Logs the caps a server starts with, and warns ([`caps_warning`]) when
+/// they add up to more than the descriptor limit leaves for connections.
 fn check_caps(addr: SocketAddr, cap: usize, shards: usize, origin: CapOrigin) {
     let limit = match origin {
         CapOrigin::Derived { fd_limit } => fd_limit,
         CapOrigin::Configured => fd_limit(),
     };
+    tracing::debug!(target: "shardlet::net", %addr, cap, shards, fd_limit = limit, ?origin, "connection cap per shard");
+    if let Some(warning) = caps_warning(cap, shards, limit, origin) {
+        tracing::warn!(target: "shardlet::net", %addr, cap, shards, fd_limit = limit, "{warning}");
+    }
+}
+
+/// Why caps of `cap` per shard over `shards` shards, under a descriptor
+/// limit of `limit`, are too high, and what to change; `None` when they
+/// fit. Near such caps, accepts fail with `EMFILE` (and back off) instead
+/// of the cap being reached cleanly.
+///
+/// A cap derived from the limit exceeds it only at its floor (1 per
+/// shard, the limit below the reserve): then only a higher `ulimit -n` (or
+/// fewer shards) helps. A configured cap can also be lowered, or left
+/// unset to follow the limit.
+fn caps_warning(cap: usize, shards: usize, limit: u64, origin: CapOrigin) -> Option<String> {
     let reserve = fd_reserve(limit, shards);
     let total = (cap as u64).saturating_mul(shards as u64);
-    tracing::debug!(target: "shardlet::net", %addr, cap, shards, fd_limit = limit, ?origin, "connection cap per shard");
-    if total.saturating_add(reserve) > limit {
-        tracing::warn!(
-            target: "shardlet::net",
-            %addr,
-            cap,
-            shards,
-            fd_limit = limit,
-            "the server's connection caps add up to {total} ({shards} shards x {cap}), more than the \
-             descriptor limit (RLIMIT_NOFILE {limit}) leaves after a reserve of {reserve} for the \
-             process: near the caps, accepts fail with EMFILE and back off. Raise `ulimit -n`, or \
-             lower ServerConfig::with_max_connections / SHARDLET_MAX_CONNECTIONS (or leave it unset \
-             to derive it)"
-        );
+    if total.saturating_add(reserve) <= limit {
+        return None;
     }
+    let over = format!(
+        "the server's connection caps add up to {total} ({shards} shards x {cap}), more than the \
+         descriptor limit (RLIMIT_NOFILE {limit}) leaves after a reserve of {reserve} for the \
+         process: near the caps, accepts fail with EMFILE and back off."
+    );
+    let advice = match origin {
+        CapOrigin::Derived { .. } => {
+            // The smallest limit that leaves `total` after its reserve.
+            let mut need = total.saturating_add(fd_reserve(0, shards));
+            while need.saturating_sub(fd_reserve(need, shards)) < total {
+                need += 1;
+            }
+            format!(
+                "The cap was derived from that limit and is at its floor: raise `ulimit -n` (to at \
+                 least {need}), or run fewer shards"
+            )
+        }
+        CapOrigin::Configured => "Raise `ulimit -n`, or lower ServerConfig::with_max_connections / \
+                                  SHARDLET_MAX_CONNECTIONS (or leave it unset to derive it from the limit)"
+            .to_owned(),
+    };
+    Some(format!("{over} {advice}"))
 }
 
 #[cfg(test)]
@@ -513,5 +542,33 @@ mod tests {
         send_sync::<ServerConfig>();
         send_sync::<ServerStats>();
         send_sync::<Stops>();
+    }
+
+    /// A derived cap over the limit is at its floor: the warning says to
+    /// raise `ulimit -n` (to a limit that fits), not to lower or unset a
+    /// setting nobody set; a configured one names the setting.
+    #[test]
+    fn the_caps_warning_fits_where_the_cap_came_from() {
+        assert_eq!(caps_warning(100, 2, 20_000, CapOrigin::Configured), None);
+        let derived = CapOrigin::Derived { fd_limit: 200 };
+        assert_eq!(max_connections_for(200, 1), 1);
+        let warning = caps_warning(1, 1, 200, derived).expect("1 + a reserve of 291 > 200");
+        assert!(
+            warning.contains("raise `ulimit -n` (to at least 293)"),
+            "{warning}"
+        );
+        assert!(!warning.contains("SHARDLET_MAX_CONNECTIONS"), "{warning}");
+        assert!(!warning.contains("unset"), "{warning}");
+        assert_eq!(max_connections_for(293, 1), 1);
+        assert_eq!(
+            caps_warning(1, 1, 293, CapOrigin::Derived { fd_limit: 293 }),
+            None
+        );
+        assert!(caps_warning(1, 1, 292, CapOrigin::Derived { fd_limit: 292 }).is_some());
+
+        let configured = caps_warning(10_000, 2, 20_000, CapOrigin::Configured).unwrap();
+        assert!(configured.contains("RLIMIT_NOFILE 20000"), "{configured}");
+        assert!(configured.contains("SHARDLET_MAX_CONNECTIONS"), "{configured}");
+        assert!(configured.contains("Raise `ulimit -n`"), "{configured}");
     }
 }

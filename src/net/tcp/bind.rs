@@ -4,11 +4,12 @@
 //! (glommio's own `TcpListener::bind` always sets `SO_REUSEPORT`, so a
 //! second server on the same port silently splits the traffic, and a
 //! backlog of 1024, too short for ten thousand clients connecting at once.
-//! Here both are explicit.)
+//! Here both are explicit, and a [`Server`](crate::net::Server) in
+//! reuseport mode checks that its port is free before it binds the first
+//! of its listeners: [`bind_first`].)
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -60,6 +61,12 @@ impl ListenOptions {
     /// Sets `SO_REUSEPORT`, so that several sockets (one per shard) can
     /// listen on the same address and the kernel spreads connections over
     /// them. Default: off, so binding a port already in use fails.
+    ///
+    /// With it, [`listen_with`] joins any listener on the address that set
+    /// `SO_REUSEPORT` too and belongs to the same user, in this process or
+    /// another: a second program on that port does not fail, it takes a
+    /// share of the connections. A [`Server`](crate::net::Server) in
+    /// reuseport mode checks that the port is free first.
     pub fn with_reuse_port(mut self, reuse_port: bool) -> Self {
         self.reuse_port = reuse_port;
         self
@@ -162,6 +169,47 @@ pub fn listen_with(addr: impl Into<SocketAddr>, options: &ListenOptions) -> io::
     TcpListener::from_std(bind(addr.into(), options)?.into())
 }
 
+/// [`bind`] for the first listener of a group that shares `addr` through
+/// `SO_REUSEPORT` (a [`Server`](crate::net::Server) in reuseport mode):
+/// first fails with `AddrInUse` if something already listens on `addr`,
+/// which `SO_REUSEPORT` alone would let this socket join. Port 0 needs no
+/// check (the kernel picks a port nobody uses), and neither does a socket
+/// without `SO_REUSEPORT` (its own bind fails).
+///
+/// The check and the bind are two steps: another program binding the same
+/// port with `SO_REUSEPORT` between them (microseconds) still joins, and so
+/// does one that binds it later without checking (glommio's
+/// `TcpListener::bind`, or [`listen_with`] with `SO_REUSEPORT`). A second
+/// `Server` started any time after the first one's bind fails.
+pub(crate) fn bind_first(addr: SocketAddr, options: &ListenOptions) -> io::Result<Socket> {
+    if options.reuse_port && addr.port() != 0 {
+        check_free(addr)?;
+    }
+    bind(addr, options)
+}
+
+/// Fails with `AddrInUse` when a socket listens on `addr`: binds a
+/// throwaway socket there with `SO_REUSEADDR` but without `SO_REUSEPORT`,
+/// which the kernel refuses next to any listener, whatever its options,
+/// and allows next to connections left in `TIME_WAIT` (as the real bind
+/// does). The throwaway socket never listens and is closed at once.
+fn check_free(addr: SocketAddr) -> io::Result<()> {
+    let context = |err: io::Error| io::Error::new(err.kind(), format!("listen on {addr}: {err}"));
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(context)?;
+    probe.set_reuse_address(true).map_err(context)?;
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            err.kind(),
+            format!(
+                "listen on {addr}: {err} (another socket listens there; with SO_REUSEPORT \
+                 this server would silently share its connections)"
+            ),
+        )),
+        Err(err) => Err(context(err)),
+    }
+}
+
 /// The socket behind [`listen_with`]; needs no executor, so a
 /// [`Server`](crate::net::Server) binds before its runtime starts.
 pub(crate) fn bind(addr: SocketAddr, options: &ListenOptions) -> io::Result<Socket> {
@@ -180,10 +228,4 @@ pub(crate) fn bind(addr: SocketAddr, options: &ListenOptions) -> io::Result<Sock
         .listen(options.effective_backlog() as i32)
         .map_err(context)?;
     Ok(socket)
-}
-
-/// How long a blocking `accept` on a socket from [`bind`] waits before it
-/// returns `WouldBlock`, so that a thread blocked in it sees a stop request.
-pub(crate) fn set_accept_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    socket.set_read_timeout(Some(timeout))
 }

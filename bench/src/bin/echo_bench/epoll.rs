@@ -622,10 +622,17 @@ fn connect(plan: &Plan, shared: &Shared, id: usize) -> Option<TcpStream> {
     None
 }
 
-/// Closes every connection still open: shut the write side, then expect
-/// the server's end of stream and nothing else, within the drain time.
+/// Closes every connection still open. One that finished its load (open
+/// and idle) shuts its write side, then expects the server's end of stream
+/// and nothing else, within the drain time. One still busy at the end of
+/// the load was counted as stalled then: it is shut down without a look,
+/// so that a late echo does not count it a second time (the errors count
+/// connections that broke, each once).
 fn close_all(conns: &[Conn], plan: &Plan, shared: &Shared, errors: &mut Errors) {
-    let open: Vec<&Conn> = conns.iter().filter(|c| !c.broken).collect();
+    let open: Vec<&Conn> = conns.iter().filter(|c| c.finished && !c.broken).collect();
+    for conn in conns.iter().filter(|c| !c.finished) {
+        let _ = conn.stream.shutdown(Shutdown::Both);
+    }
     for conn in &open {
         let _ = conn.stream.shutdown(Shutdown::Write);
     }
@@ -655,5 +662,76 @@ fn close_all(conns: &[Conn], plan: &Plan, shared: &Shared, errors: &mut Errors) 
             }
             Err(_) => {} // a reset after our FIN is the server's way to close too
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A client connection to a fresh loopback listener, and the server's end.
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    fn conn(stream: TcpStream, id: u64, finished: bool) -> Conn {
+        Conn {
+            stream,
+            id,
+            kind: Kind::Closed,
+            seq: 0,
+            out: vec![0u8; 8].into_boxed_slice(),
+            written: 8,
+            got: 0,
+            intended: Instant::now(),
+            want_write: false,
+            finished,
+            broken: false,
+        }
+    }
+
+    /// A connection counted as stalled at the end of the load, whose echo
+    /// comes late, is not counted again (as unexpected data) when the
+    /// client closes; an idle one that gets bytes after its FIN still is.
+    #[test]
+    fn a_stalled_connection_is_counted_once() {
+        let (stalled, mut stalled_server) = pair();
+        let (idle, mut idle_server) = pair();
+        stalled_server.write_all(b"late echo").unwrap();
+        idle_server.write_all(b"junk").unwrap();
+        let conns = [conn(stalled, 0, false), conn(idle, 1, true)];
+        let plan = Plan {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            connections: 2,
+            size: 8,
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+            connect_rate: 1.0,
+            connect_attempts: 1,
+            connect_timeout: Duration::from_secs(1),
+            drain: Duration::from_secs(5),
+            rate: None,
+            tick: None,
+            heavy: None,
+        };
+        let shared = Shared::default();
+        let mut errors = Errors::default();
+        close_all(&conns, &plan, &shared, &mut errors);
+        assert_eq!(
+            (errors.unexpected_data, errors.stalled, errors.total()),
+            (1, 0, 1),
+            "{errors:?}"
+        );
+        // The stalled connection was shut down: its server sees the end.
+        let mut rest = Vec::new();
+        stalled_server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(stalled_server.read_to_end(&mut rest).is_ok_and(|n| n == 0));
     }
 }

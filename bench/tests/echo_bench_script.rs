@@ -1,0 +1,136 @@
+//! `scripts/echo-bench.sh` around stand-in programs: `CARGO_TARGET_DIR`
+//! points at a scratch folder whose `release/` holds small shell scripts in
+//! place of the echo server and the load client, so that these tests check
+//! the script's own work (paths, messages, exit codes) in a second or two,
+//! without building or loading anything.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest one run of the script may take.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("echo-bench-script-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_program(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A target folder whose echo server runs `server` (a shell script body)
+/// and whose load client writes one file into its `--results` folder.
+fn stand_ins(dir: &Path, server: &str) -> PathBuf {
+    let target = dir.join("target");
+    write_program(
+        &target.join("release/examples/echo_server"),
+        &format!("#!/bin/sh\n{server}\n"),
+    );
+    write_program(
+        &target.join("release/echo_bench"),
+        "#!/bin/sh\n\
+         while [ $# -gt 0 ]; do [ \"$1\" = --results ] && results=\"$2\"; shift; done\n\
+         mkdir -p \"$results\" && : >\"$results/client.json\" && echo \"wrote $results/client.json\"\n",
+    );
+    target
+}
+
+/// A loopback address nothing listens on (a moment ago).
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Runs the script from `cwd` with `args`, the stand-ins in `target`.
+fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/echo-bench.sh");
+    let mut command = Command::new("bash");
+    command
+        .arg(script)
+        .args(["--no-build", "--connections", "10", "--addr", &free_addr()])
+        .args(args)
+        .current_dir(cwd)
+        .env("CARGO_TARGET_DIR", target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "ECHO_BENCH_SERVERS",
+        "SERVER_CPUS",
+        "CLIENT_CPUS",
+        "SHARDLET_MAX_CONNECTIONS",
+        "SHARDLET_SHARDS",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = command.spawn().unwrap();
+    let until = Instant::now() + LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the script ran longer than {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Relative `--results` and `--lock` paths are the caller's: the files go
+/// under the directory the script was started from, not under the
+/// repository root the script works in, and the paths it prints are those.
+#[test]
+fn relative_results_and_lock_are_taken_from_the_callers_directory() {
+    let dir = scratch("relative");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let name = format!("echo-bench-script-results-{}", std::process::id());
+    let lock = format!("{name}.lock");
+    let output = run_script(&cwd, &target, &["--results", &name, "--lock", &lock]);
+    // Where the old script put them: clean up before any assertion.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let misplaced = [repo.join(&name).exists(), repo.join(&lock).exists()];
+    let _ = std::fs::remove_dir_all(repo.join(&name));
+    let _ = std::fs::remove_file(repo.join(&lock));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(misplaced, [false, false], "written under the repository root");
+    let results = cwd.join(&name);
+    assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
+    assert!(results.join("shardlet.server.log").is_file());
+    assert!(cwd.join(&lock).is_file());
+    assert!(
+        stdout.contains(&format!("wrote {}", results.join("client.json").display())),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server that exits at once is reported as such, with its status, and
+/// not as one that did not start listening within 30 s.
+#[test]
+fn a_server_that_exits_at_once_is_reported_with_its_status() {
+    let dir = scratch("exits");
+    let target = stand_ins(&dir, "echo 'cannot bind' >&2\nexit 3");
+    let results = dir.join("results");
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the server exited (status 3) before it printed 'listening on'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot bind"), "its log is shown: {stderr}");
+    assert!(!stderr.contains("within 30 s"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
