@@ -193,9 +193,20 @@ pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
     }
 }
 
+/// What a new connection's failure before its request was sent means: the
+/// server closed it (hyper saw it closed, or its task ended), or any other
+/// failure, as hyper tells it (a protocol error, a reset, ...).
+pub(crate) fn before_sending(error: hyper::Error) -> ErrorKind {
+    if error.is_closed() || error.is_canceled() {
+        closed_before_sending()
+    } else {
+        from_hyper(error)
+    }
+}
+
 /// A new connection that the server closed before the request was sent
 /// (hyper says only "channel closed"): an I/O error, `ConnectionAborted`.
-pub(crate) fn closed_before_sending() -> ErrorKind {
+fn closed_before_sending() -> ErrorKind {
     ErrorKind::Io(io::Error::new(
         io::ErrorKind::ConnectionAborted,
         "the server closed the connection before the request was sent",

@@ -433,8 +433,8 @@ impl Client {
                     tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "pooled connection not ready; dropped");
                     continue;
                 }
-                tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "new connection closed before the request");
-                return Err(error::closed_before_sending());
+                tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "new connection failed before the request");
+                return Err(error::before_sending(e));
             }
             let again = body.try_clone();
             let request = self.request(method, target, headers, body, matches!(sender, Sender::H2(_)))?;
@@ -462,8 +462,7 @@ impl Client {
                     if let Some(unsent) = failed.take_message() {
                         if !reused {
                             // A new connection failed too: no loop of them.
-                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %failed.into_error(), "new connection closed before the request");
-                            return Err(error::closed_before_sending());
+                            return Err(error::before_sending(failed.into_error()));
                         }
                         // Never written: safe to send on another connection.
                         body = unsent.into_body();

@@ -53,7 +53,13 @@ pub(crate) fn redact(url: &str) -> Cow<'_, str> {
         return Cow::Borrowed(url);
     };
     let rest = &url[start..];
-    let authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
+    let mut authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
+    if !authority.contains('@') && Url::parse(url).is_err() {
+        // Not a URL, and its password may hold a '/' (`http://user:pa/ss@host/`,
+        // which the parser refuses): up to the last '@' before any query
+        // or fragment.
+        authority = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    }
     let Some(at) = authority.rfind('@') else {
         return Cow::Borrowed(url);
     };
@@ -94,6 +100,10 @@ mod tests {
             ("http://host/path?u=a:b@c", "http://host/path?u=a:b@c"),
             ("http://alice:@host/", "http://alice:***@host/"),
             ("not a url", "not a url"),
+            // Refused by the parser (a '/' in the password): still hidden.
+            ("http://alice:pa/ss@host/x", "http://alice:***@host/x"),
+            // A valid URL with '@' in its path keeps it.
+            ("http://host:8080/a@b", "http://host:8080/a@b"),
         ] {
             assert_eq!(redact(url), shown, "{url}");
         }
