@@ -139,7 +139,8 @@ fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetri
         (s, 0) => now.saturating_sub(s),
         (s, e) => e.saturating_sub(s),
     };
-    let poll_started = c.poll_started.load(Relaxed);
+    // Before `busy_nanos`: pairs with the Release in `poll_ends`.
+    let poll_started = c.poll_started.load(std::sync::atomic::Ordering::Acquire);
     let polling_for = match poll_started {
         0 => 0,
         at => now.saturating_sub(at),

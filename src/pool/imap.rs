@@ -80,10 +80,11 @@ where
         }
     }
 
-    /// Starts calls while the window has room and slots are free.
-    fn fill(&mut self, cx: &mut Context<'_>) {
+    /// Starts calls while the window has room and slots are free; with
+    /// `cx`, queues for a slot when none is (its waker registered).
+    fn fill(&mut self, mut cx: Option<&mut Context<'_>>) {
         while self.iter.is_some() && self.window.len() < self.pool.size() {
-            match self.next_permit(cx) {
+            match self.next_permit(cx.as_deref_mut()) {
                 Some(permit) => match self.next_item() {
                     Some(Ok(fut)) => self.crewed(fut, permit),
                     Some(Err(failed)) => self.window.push_back(Call::Failed(Some(failed))),
@@ -123,13 +124,15 @@ where
         self.window.push_back(Call::Crewed);
     }
 
-    /// A free slot, or `None` with this task queued (and its waker registered).
-    fn next_permit(&mut self, cx: &mut Context<'_>) -> Option<Permit> {
+    /// A free slot, or `None` with this task queued (and its waker
+    /// registered) when there is a `cx`.
+    fn next_permit(&mut self, cx: Option<&mut Context<'_>>) -> Option<Permit> {
         if self.acquire.is_none() {
             if let Some(permit) = self.pool.try_slot() {
                 return Some(permit);
             }
         }
+        let cx = cx?;
         let acquire = self.acquire.get_or_insert_with(|| self.pool.acquire());
         match Pin::new(acquire).poll(cx) {
             Poll::Ready(permit) => {
@@ -169,7 +172,7 @@ where
     #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.fill(cx);
+        this.fill(Some(cx));
         let Some(head) = this.window.front_mut() else {
             // Empty window: done, or queued for a slot (waker registered in fill).
             return if this.iter.is_none() {
@@ -189,14 +192,14 @@ where
         match polled {
             Poll::Ready(result) => {
                 this.window.pop_front();
-                this.fill(cx);
                 // The consumer goes away with this result, and may wait on
                 // the pool itself (spawning into it): a slot request left
                 // queued would be granted to a stream nobody polls, and the
                 // consumer's own spawn would wait for it forever. Dropped,
                 // it leaves the queue (or passes on a slot granted already);
-                // the next poll queues again.
+                // the next poll queues again. Free slots are still taken.
                 this.acquire = None;
+                this.fill(None);
                 Poll::Ready(Some(result))
             }
             Poll::Pending => Poll::Pending,

@@ -68,12 +68,19 @@ pub(crate) struct Mailbox<T> {
 
 struct Receiving<T> {
     rx: flume::Receiver<T>,
-    room: super::Arc<Room>,
+    /// Declared after `rx`, so dropped after it: the channel is
+    /// disconnected before the waiting senders are woken, and a sender that
+    /// runs at once cannot find it still full and wait again, with nobody
+    /// left to wake it.
+    closer: CloseOnDrop,
 }
 
-impl<T> Drop for Receiving<T> {
+/// Wakes a mailbox's waiting senders when the receiving end goes.
+struct CloseOnDrop(super::Arc<Room>);
+
+impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.room.close();
+        self.0.close();
     }
 }
 
@@ -86,14 +93,14 @@ impl<T> Mailbox<T> {
     /// Takes a value if one waits.
     pub(crate) fn try_recv(&self) -> Option<T> {
         let value = self.shared.rx.try_recv().ok()?;
-        self.shared.room.room_made();
+        self.shared.closer.0.room_made();
         Some(value)
     }
 
     /// Waits for a value; an error once every sender is gone.
     pub(crate) async fn recv(&self) -> Result<T, flume::RecvError> {
         let value = self.shared.rx.recv_async().await?;
-        self.shared.room.room_made();
+        self.shared.closer.0.room_made();
         Ok(value)
     }
 }
@@ -127,7 +134,10 @@ impl<T> Mailboxes<T> {
                 (
                     slot,
                     Mailbox {
-                        shared: Arc::new(Receiving { rx, room }),
+                        shared: Arc::new(Receiving {
+                            rx,
+                            closer: CloseOnDrop(room),
+                        }),
                     },
                 )
             })

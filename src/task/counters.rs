@@ -32,7 +32,7 @@
 //! counts its pollers.
 
 use std::cell::{Cell, OnceCell};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::Release};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,14 +217,17 @@ pub(crate) fn poll_ends(started: Option<u64>) {
     let (idle, tick) = LOCAL.with(|l| (l.idle.replace(false), l.tick.get()));
     with_sink(|c| {
         let took = now().saturating_sub(started);
-        c.poll_started.store(0, Relaxed);
         bump(&c.polls, 1);
         if idle {
             // shardlet's own looking for work: idle time, and no stall (a
             // long one means the OS took the CPU, not that a task kept it).
+            c.poll_started.store(0, Release);
             return;
         }
         bump(&c.busy_nanos, took);
+        // After the busy time: a reader that sees no poll running (Acquire)
+        // sees this poll's time in `busy_nanos` (so never counts it idle).
+        c.poll_started.store(0, Release);
         // At least this long (see the module docs).
         let at_least = took.saturating_sub(tick);
         if at_least > c.longest_nanos.load(Relaxed) {

@@ -391,6 +391,11 @@ impl<I: Item + ?Sized> Future for Driver<I> {
             }
             let mut batch = batch.into_iter();
             for index in batch.by_ref() {
+                if shared.gone.get() == Some(OnDrop::Cancel) {
+                    // Dropped by one of its own items: the rest are cancelled
+                    // (with the crew's state), never polled again.
+                    return Poll::Ready(());
+                }
                 shared.poll_slot(index);
                 polls += 1;
                 if polls == POLLS_PER_TURN {
