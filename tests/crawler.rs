@@ -404,6 +404,11 @@ fn a_line_too_long_fails_in_its_place_unfetched_and_the_input_goes_on() {
     assert!(
         matches!(&urls(io::Cursor::new(edge.clone())).collect::<Vec<_>>()[..], [Line::Url(u)] if *u == edge)
     );
+    // A comment is skipped however long.
+    let comment = format!("#{}\nhttp://h/after", "c".repeat(MAX_LINE * 2));
+    assert!(
+        matches!(&urls(io::Cursor::new(comment)).collect::<Vec<_>>()[..], [Line::Url(u)] if u == "http://h/after")
+    );
     let over = format!("{edge}a\nhttp://h/next");
     assert!(
         matches!(&urls(io::Cursor::new(over)).collect::<Vec<_>>()[..], [Line::Unfetched { .. }, Line::Url(u)] if u == "http://h/next")

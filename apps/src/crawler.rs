@@ -162,15 +162,16 @@ pub fn urls(mut input: impl BufRead) -> impl Iterator<Item = Line> {
         };
         let text = String::from_utf8_lossy(&line);
         let url = text.trim();
+        // A comment or blank line is skipped however long (only its start is kept).
+        if url.starts_with('#') || (url.is_empty() && line.len() == length) {
+            continue;
+        }
         if length > MAX_LINE {
             let cut = url.char_indices().nth(SHOWN).map_or(url.len(), |(i, _)| i);
             return Some(Line::Unfetched {
                 shown: format!("{}... ({length} bytes)", &url[..cut]),
                 why: TOO_LONG,
             });
-        }
-        if url.is_empty() || url.starts_with('#') {
-            continue;
         }
         return Some(match text {
             std::borrow::Cow::Borrowed(_) => Line::Url(url.to_string()),

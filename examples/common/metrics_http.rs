@@ -53,22 +53,36 @@ pub fn serve_metrics(addr: SocketAddr, exporter: Exporter) -> io::Result<SocketA
     Ok(bound)
 }
 
+/// A stream whose every read waits at most what is left until `deadline`
+/// (a client sending a byte now and then cannot hold its thread).
+struct Before {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Before {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request too slow"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
 fn answer(stream: TcpStream, exporter: &Exporter) -> io::Result<()> {
-    let start = Instant::now();
     stream.set_write_timeout(Some(DEADLINE))?;
-    let mut reader = BufReader::new(stream.try_clone()?.take(MAX_REQUEST));
-    // Each read waits at most what is left of the deadline.
-    let mut read_line = |line: &mut String| -> io::Result<usize> {
-        let left = DEADLINE.checked_sub(start.elapsed()).filter(|d| !d.is_zero());
-        let left = left.ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "request too slow"))?;
-        reader.get_ref().get_ref().set_read_timeout(Some(left))?;
-        reader.read_line(line)
+    let before = Before {
+        stream: stream.try_clone()?,
+        deadline: Instant::now() + DEADLINE,
     };
+    let mut reader = BufReader::new(before.take(MAX_REQUEST));
     let mut request_line = String::new();
-    read_line(&mut request_line)?;
+    reader.read_line(&mut request_line)?;
     // Skip the header fields, up to the blank line.
     let mut line = String::new();
-    while read_line(&mut line)? > 2 {
+    while reader.read_line(&mut line)? > 2 {
         line.clear();
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
