@@ -242,6 +242,7 @@ where
     /// Runs an item in the crew; its result comes at its position. `make`
     /// gets the free slot's finished item, if it has one (to refill in
     /// place), and returns the item to run.
+    #[inline]
     pub(crate) fn add(&self, make: impl FnOnce(Option<Pin<Box<I>>>) -> Pin<Box<I>>) {
         let shared = &self.shared;
         let seq = shared.base.get() + shared.results.borrow().len() as u64;
