@@ -53,7 +53,7 @@
 //!   [`spawn_n`], a pool's or pile's task, a cross-shard job) or in a
 //!   shard's entry (the closure or its future) is caught, counted
 //!   ([`shard::panics`]) and logged through `tracing`; it comes back as
-//!   [`JoinError::Panicked`] or [`RuntimeError::ShardPanicked`]. A
+//!   [`JoinError`] (a panic) or [`RuntimeError::ShardPanicked`]. A
 //!   destructor that panics while a task is dropped (cancelled, ended with
 //!   its shard, dropped with an [`Imap`]) is caught the same way.
 //! - **shardlet installs a process-wide panic hook.** The first

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardlet::{blocking, spawn, timeout, JoinError};
+use shardlet::{blocking, spawn, timeout};
 use util::{config, run1, run_with, wait_until, Ticker};
 
 #[test]
@@ -48,11 +48,9 @@ fn a_panic_comes_back_as_an_err() {
         )
         .await
         .expect("the caller hung on a panicking closure");
-        let Err(JoinError::Panicked { message, location }) = got else {
-            panic!("expected a panic, got {got:?}")
-        };
-        assert_eq!(message, "legacy library exploded");
-        assert!(location.unwrap_or_default().contains("blocking.rs"));
+        let err = got.expect_err("expected a panic");
+        assert_eq!(err.panic_message(), Some("legacy library exploded"));
+        assert!(err.panic_location().unwrap_or_default().contains("blocking.rs"));
     });
 }
 

@@ -337,7 +337,8 @@ fn a_panic_is_an_err_at_its_position() {
         for (i, r) in got.into_iter().enumerate() {
             match r {
                 Ok(v) => assert_eq!(v as usize, i),
-                Err(JoinError::Panicked { message, .. }) => {
+                Err(e) if e.is_panic() => {
+                    let message = e.panic_message().unwrap_or_default();
                     assert_eq!(i % 5, 3, "unexpected panic at {i}: {message}");
                     assert_eq!(message, format!("item {i} failed"));
                 }

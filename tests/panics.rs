@@ -50,10 +50,7 @@ fn shard_panic(message: &'static str) -> JoinError {
 }
 
 fn location(err: &JoinError) -> Option<String> {
-    match err {
-        JoinError::Panicked { location, .. } => location.clone(),
-        JoinError::Cancelled => None,
-    }
+    err.panic_location().map(str::to_owned)
 }
 
 fn saw(message: &str) -> bool {

@@ -6,7 +6,7 @@ mod util;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use shardlet::{blocking, shard, spawn, spawn_n, Config, GreenPile, GreenPool, JoinError, Runtime};
+use shardlet::{blocking, shard, spawn, spawn_n, Config, GreenPile, GreenPool, Runtime};
 
 #[test]
 fn every_piece_once() {
@@ -21,7 +21,7 @@ fn every_piece_once() {
                 // A green thread, and one that panics without taking the shard down.
                 assert_eq!(spawn(async { 6 * 7 }).await, Ok(42));
                 let err = spawn(async { panic!("smoke boom") }).await.unwrap_err();
-                assert!(matches!(&err, JoinError::Panicked { message, .. } if message == "smoke boom"));
+                assert_eq!(err.panic_message(), Some("smoke boom"));
 
                 // Fire and forget.
                 let (tx, rx) = flume::bounded(1);

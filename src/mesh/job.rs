@@ -94,7 +94,7 @@ where
 /// through glibc's `memalign` path, which costs more than it saves.
 #[repr(C)]
 pub(super) struct Call<F, T> {
-    answer: AnswerSlot<Result<T, Box<JoinError>>>,
+    answer: AnswerSlot<Result<T, JoinError>>,
     f: Mutex<Option<F>>,
 }
 
@@ -108,11 +108,10 @@ impl<F, T> Call<F, T> {
 
     fn fill(&self, result: Result<T, JoinError>) {
         // Only the end of the shard cancels a call's future: its result is lost with it.
-        if let Err(JoinError::Cancelled) = result {
+        if matches!(&result, Err(e) if e.is_cancelled()) {
             return self.answer.abandon();
         }
-        // (The error is boxed to keep the slot small: errors are rare.)
-        self.answer.fill(result.map_err(Box::new));
+        self.answer.fill(result);
     }
 }
 
@@ -155,11 +154,11 @@ where
 
 /// The caller's view of a call, whatever the closure's type.
 trait Answers<T>: Send + Sync {
-    fn slot(&self) -> &AnswerSlot<Result<T, Box<JoinError>>>;
+    fn slot(&self) -> &AnswerSlot<Result<T, JoinError>>;
 }
 
 impl<F: Send, T: Send> Answers<T> for Call<F, T> {
-    fn slot(&self) -> &AnswerSlot<Result<T, Box<JoinError>>> {
+    fn slot(&self) -> &AnswerSlot<Result<T, JoinError>> {
         &self.answer
     }
 }
@@ -204,10 +203,10 @@ impl<T> Future for Reply<T> {
 }
 
 /// What an answer from `shard` means for the caller.
-fn finish<T>(shard: usize, answer: Option<Result<T, Box<JoinError>>>) -> Result<T, MeshError> {
+fn finish<T>(shard: usize, answer: Option<Result<T, JoinError>>) -> Result<T, MeshError> {
     match answer {
         Some(Ok(value)) => Ok(value),
-        Some(Err(error)) => Err(MeshError::Task { shard, error: *error }),
+        Some(Err(error)) => Err(MeshError::Task { shard, error }),
         None => Err(MeshError::ShardGone { shard }),
     }
 }

@@ -530,13 +530,16 @@ impl Drop for CloseOnExit {
 fn outcome_of<T>(shard: usize, outcome: Option<Result<T, JoinError>>) -> Result<T, RuntimeError> {
     match outcome {
         Some(Ok(value)) => Ok(value),
-        Some(Err(JoinError::Panicked { message, location })) => Err(RuntimeError::ShardPanicked {
-            shard,
-            message: match location {
-                Some(at) => format!("{message} (at {at})"),
-                None => message,
-            },
-        }),
-        Some(Err(JoinError::Cancelled)) | None => Err(RuntimeError::ShardCancelled { shard }),
+        Some(Err(err)) => match err.into_panic() {
+            Some((message, location)) => Err(RuntimeError::ShardPanicked {
+                shard,
+                message: match location {
+                    Some(at) => format!("{message} (at {at})"),
+                    None => message,
+                },
+            }),
+            None => Err(RuntimeError::ShardCancelled { shard }),
+        },
+        None => Err(RuntimeError::ShardCancelled { shard }),
     }
 }

@@ -3,7 +3,7 @@
 //! A small pool of plain threads takes closures from a bounded queue. The
 //! shard awaits the result without stalling: other green threads keep
 //! running. A full queue makes callers wait (back-pressure), and a panic in
-//! the closure comes back as [`JoinError::Panicked`] instead of hanging the
+//! the closure comes back as [`JoinError`] (a panic) instead of hanging the
 //! caller (glommio's own `spawn_blocking` hangs on a panic).
 //!
 //! Each [`Runtime`](crate::Runtime) owns one pool of
@@ -167,7 +167,7 @@ pub(crate) fn enter(pool: Arc<BlockingPool>) -> Installed<Arc<BlockingPool>> {
 ///
 /// # Errors
 ///
-/// [`JoinError::Panicked`] when `f` panics (the pool thread survives).
+/// [`JoinError`] (a panic) when `f` panics (the pool thread survives).
 ///
 /// # Examples
 ///
@@ -189,9 +189,9 @@ where
         let _ = tx.send(guard::guard_sync(f));
     });
     if pool.jobs.send_async(job).await.is_err() {
-        return Err(JoinError::Cancelled);
+        return Err(JoinError::CANCELLED);
     }
-    rx.recv_async().await.unwrap_or(Err(JoinError::Cancelled))
+    rx.recv_async().await.unwrap_or(Err(JoinError::CANCELLED))
 }
 
 impl std::fmt::Debug for BlockingPool {

@@ -38,9 +38,7 @@ pub struct GreenThread<T> {
 }
 
 enum State<T> {
-    /// The task's output keeps its error boxed: glommio moves the output
-    /// through the task, and a `JoinError` is 48 bytes.
-    Running(JoinHandle<Result<T, Box<JoinError>>>),
+    Running(JoinHandle<Result<T, JoinError>>),
     Done(Option<Result<T, JoinError>>),
 }
 
@@ -59,7 +57,7 @@ impl<T> GreenThread<T> {
 
     /// Cancels the task: it is dropped at its next scheduling point (its
     /// destructors run, a pool slot it holds is freed). Awaiting the handle
-    /// afterwards gives [`JoinError::Cancelled`], unless it had already finished.
+    /// afterwards gives [`JoinError`] (cancelled), unless it had already finished.
     ///
     /// glommio may run a new task's first step right away, inside `spawn`, so
     /// a cancel issued just after `spawn` can come after the task's code up to
@@ -81,8 +79,8 @@ impl<T> Future for GreenThread<T> {
         match &mut self.state {
             State::Running(handle) => Pin::new(handle).poll(cx).map(|out| match out {
                 Some(Ok(value)) => Ok(value),
-                Some(Err(err)) => Err(*err),
-                None => Err(JoinError::Cancelled),
+                Some(Err(err)) => Err(err),
+                None => Err(JoinError::CANCELLED),
             }),
             State::Done(result) => Poll::Ready(result.take().expect("GreenThread polled after completion")),
         }
@@ -101,7 +99,7 @@ impl<T> fmt::Debug for GreenThread<T> {
 
 /// Starts `fut` as a green thread on the current shard and returns its handle.
 ///
-/// A panic inside `fut` is caught: the handle yields [`JoinError::Panicked`]
+/// A panic inside `fut` is caught: the handle yields [`JoinError`] (a panic)
 /// and the shard keeps running.
 ///
 /// # Panics
@@ -132,7 +130,7 @@ where
     F::Output: 'static,
 {
     GreenThread {
-        state: State::Running(start::<F, Boxed>(fut, pool)),
+        state: State::Running(start::<F, Joined>(fut, pool)),
     }
 }
 
@@ -233,15 +231,15 @@ where
     start::<F, Logged>(fut, pool);
 }
 
-/// A [`GreenThread`]'s task: its error boxed (see [`State::Running`]).
-enum Boxed {}
+/// A [`GreenThread`]'s task: its result as it is.
+enum Joined {}
 
-impl<T> Finish<T> for Boxed {
-    type Output = Result<T, Box<JoinError>>;
+impl<T> Finish<T> for Joined {
+    type Output = Result<T, JoinError>;
 
     #[inline]
     fn finish(result: Result<T, JoinError>) -> Self::Output {
-        result.map_err(Box::new)
+        result
     }
 }
 

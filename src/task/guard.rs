@@ -1,7 +1,7 @@
 //! The wrapper every shardlet task runs inside.
 //!
 //! [`Guarded`] polls a future under `catch_unwind`, so a panicking task ends
-//! as a [`JoinError::Panicked`] value instead of unwinding through glommio's
+//! as a [`JoinError`] (a panic) value instead of unwinding through glommio's
 //! run loop (which would take the whole shard down). While it polls, it also
 //! records which [`GreenPool`](crate::GreenPool) the task belongs to, so a
 //! pool can tell that a spawn comes from one of its own tasks.
@@ -12,7 +12,7 @@
 //! task that returns `Pending` keeps its waker in this thread's registry,
 //! and [`end_tasks`] (run by the runtime while the executor still runs) marks
 //! the shard as ending and wakes them all: each then completes at once as
-//! [`JoinError::Cancelled`], and its future is dropped normally. A task that
+//! [`JoinError`] (cancelled), and its future is dropped normally. A task that
 //! finishes on its first poll never touches the registry.
 //!
 //! Panics inside guarded tasks are reported by the process-wide panic hook
@@ -81,7 +81,7 @@ pub(crate) async fn end_tasks() {
 
 pin_project_lite::pin_project! {
     /// A future that cannot unwind, polled as a member of its pool: a panic
-    /// becomes `Err(JoinError::Panicked)`.
+    /// becomes `Err(JoinError)` (a panic).
     ///
     /// The inner future is also *dropped* under the guard, on every path:
     /// as soon as it finishes or panics (inside the poll's own guard), or
@@ -142,7 +142,7 @@ fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
 impl<F: Future> Isolated<F> {
     /// Polls under the guard, as [`Future::poll`] does; when
     /// `unless_ending` is set and the shard is ending its tasks, drops the
-    /// future instead and ends as [`JoinError::Cancelled`].
+    /// future instead and ends as [`JoinError`] (cancelled).
     #[inline]
     fn poll_guarded(
         self: Pin<&mut Self>,
@@ -152,7 +152,7 @@ impl<F: Future> Isolated<F> {
         let mut this = self.project();
         let Some(enter) = Enter::new(*this.pool, unless_ending) else {
             drop_inner(this.fut, *this.pool);
-            return Poll::Ready(Err(JoinError::Cancelled));
+            return Poll::Ready(Err(JoinError::CANCELLED));
         };
         // Times polls made by the executor itself (metrics: busy, stalls).
         let timed = if enter.outer {
@@ -176,7 +176,7 @@ impl<F: Future> Isolated<F> {
             Ok(Some(Poll::Ready(value))) => Poll::Ready(Ok(value)),
             Ok(Some(Poll::Pending)) => Poll::Pending,
             // Polled after it finished (or was cancelled).
-            Ok(None) => Poll::Ready(Err(JoinError::Cancelled)),
+            Ok(None) => Poll::Ready(Err(JoinError::CANCELLED)),
             Err(payload) => {
                 let err = caught(&*payload);
                 drop_inner(this.fut, *this.pool);
@@ -303,10 +303,7 @@ pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
 #[cold]
 fn caught(payload: &(dyn Any + Send)) -> JoinError {
     HERE.with(|h| h.panics.set(h.panics.get() + 1));
-    JoinError::Panicked {
-        message: panic_message(payload),
-        location: hook::take_location(),
-    }
+    JoinError::panicked(panic_message(payload), hook::take_location())
 }
 
 /// Marks the thread as inside a guarded poll; restores on drop (even while unwinding).

@@ -2,7 +2,7 @@
 //! [`blocking`](crate::blocking) closure) is reported, so that none is lost.
 //!
 //! A panic in a guarded task is caught and becomes a value
-//! ([`JoinError::Panicked`](crate::JoinError::Panicked), with the location
+//! (a [`JoinError`](crate::JoinError) that is a panic, with the location
 //! this hook records). What else happens to it:
 //!
 //! - **A host's hook sees it.** The hook in place when shardlet installs
