@@ -5,13 +5,15 @@
 //! adding one more; dropping the future gives the key back. Used by the
 //! registry of waiting tasks (`task/guard.rs`) and by a pool's idle watchers.
 
-use std::num::NonZeroU32;
+use std::num::NonZeroUsize;
 use std::task::Waker;
 
-/// A waiter's key in a [`WakerSet`] (4 bytes: `Option<WakerKey>` is too,
-/// which keeps every task's guard small).
+/// A waiter's key in a [`WakerSet`]. A full word, as `Option<WakerKey>` is:
+/// a task's guard is built field by field and then copied into glommio's
+/// allocation in whole words, and a 4-byte field beside 4 bytes of padding
+/// made that copy wait for a store it could not forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WakerKey(NonZeroU32);
+pub(crate) struct WakerKey(NonZeroUsize);
 
 impl WakerKey {
     fn index(self) -> usize {
@@ -19,8 +21,7 @@ impl WakerKey {
     }
 
     fn of(index: usize) -> Self {
-        let key = u32::try_from(index + 1).expect("fewer than 2^32 waiters");
-        WakerKey(NonZeroU32::new(key).expect("index + 1 is never zero"))
+        WakerKey(NonZeroUsize::new(index + 1).expect("index + 1 is never zero"))
     }
 }
 
