@@ -130,7 +130,7 @@ where
     F::Output: 'static,
 {
     GreenThread {
-        state: State::Running(start::<F, Joined>(fut, pool)),
+        state: State::Running(start::<F, Keep>(fut, pool)),
     }
 }
 
@@ -229,18 +229,6 @@ where
     F: Future<Output = ()> + 'static,
 {
     start::<F, Logged>(fut, pool);
-}
-
-/// A [`GreenThread`]'s task: its result as it is.
-enum Joined {}
-
-impl<T> Finish<T> for Joined {
-    type Output = Result<T, JoinError>;
-
-    #[inline]
-    fn finish(result: Result<T, JoinError>) -> Self::Output {
-        result
-    }
 }
 
 /// A task nobody waits for: its panic is logged.

@@ -195,8 +195,8 @@ impl<F: Future> Future for Isolated<F> {
 }
 
 /// How a task's result is handed to glommio when the task ends: as it is
-/// ([`Keep`]), or mapped (a boxed error for a [`GreenThread`]'s smaller
-/// output, a log line for a task nobody waits for). A type parameter rather
+/// ([`Keep`], a [`GreenThread`]'s task), or mapped (a log line for a task
+/// nobody waits for). A type parameter rather
 /// than a wrapper future around [`Guarded`], so that a task is one future:
 /// built, moved into glommio's allocation and dropped once.
 ///
