@@ -17,7 +17,7 @@ pub(crate) struct WakerKey(NonZeroUsize);
 
 impl WakerKey {
     fn index(self) -> usize {
-        self.0.get() as usize - 1
+        self.0.get() - 1
     }
 
     fn of(index: usize) -> Self {
