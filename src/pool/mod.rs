@@ -26,7 +26,7 @@ use std::fmt;
 use std::future::Future;
 
 use crate::pool::imap::{Imap, StarFn};
-use crate::sync::slots::{with_permit, Permit, Slots};
+use crate::sync::slots::{Permit, Slots};
 use crate::task::guard;
 use crate::task::{self, GreenThread};
 
@@ -151,7 +151,7 @@ impl GreenPool {
             None => self.slot().await,
         };
         match permit {
-            Some(permit) => task::spawn_in(with_permit(fut, permit), Some(self.id)),
+            Some(permit) => task::spawn_in(fut, Some(self.id), permit),
             None => GreenThread::ready(task::run_inline(fut, Some(self.id)).await),
         }
     }
@@ -167,7 +167,7 @@ impl GreenPool {
             None => self.slot().await,
         };
         match permit {
-            Some(permit) => task::spawn_n_in(with_permit(fut, permit), Some(self.id)),
+            Some(permit) => task::spawn_n_in(fut, Some(self.id), permit),
             None => task::log_panic(task::run_inline(fut, Some(self.id)).await),
         }
     }

@@ -120,17 +120,18 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    spawn_in(fut, None)
+    spawn_in(fut, None, ())
 }
 
+/// Spawns `fut` as a member of `pool`, holding `held` (its slot) until it ends.
 #[inline]
-pub(crate) fn spawn_in<F>(fut: F, pool: Option<u64>) -> GreenThread<F::Output>
+pub(crate) fn spawn_in<F, H: 'static>(fut: F, pool: Option<u64>, held: H) -> GreenThread<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
     GreenThread {
-        state: State::Running(start::<F, Keep>(fut, pool)),
+        state: State::Running(start::<F, Keep, H>(fut, pool, held)),
     }
 }
 
@@ -158,7 +159,7 @@ pub(crate) fn too_deep() -> bool {
 /// mapped by `K`: its first step runs right away (glommio's way), unless
 /// the stack is already [`MAX_DEPTH`] tasks deep.
 #[inline]
-fn start<F, K>(fut: F, pool: Option<u64>) -> JoinHandle<K::Output>
+fn start<F, K, H: 'static>(fut: F, pool: Option<u64>, held: H) -> JoinHandle<K::Output>
 where
     F: Future + 'static,
     K: Finish<F::Output> + 'static,
@@ -168,10 +169,10 @@ where
     // once before the branch, it was copied once more.
     let task = if too_deep() {
         let queue = glommio::executor().current_task_queue();
-        glommio::spawn_local_into(Guarded::<F, K>::new(fut, pool), queue)
+        glommio::spawn_local_into(Guarded::<F, K, H>::new(fut, pool, held), queue)
             .expect("the current task queue exists")
     } else {
-        glommio::spawn_local(Guarded::<F, K>::new(fut, pool))
+        glommio::spawn_local(Guarded::<F, K, H>::new(fut, pool, held))
     };
     task.detach()
 }
@@ -193,7 +194,7 @@ pub(crate) fn spawn_cancellable<F>(fut: F) -> TaskHandle
 where
     F: Future<Output = ()> + 'static,
 {
-    TaskHandle(start::<F, Keep>(fut, None))
+    TaskHandle(start::<F, Keep, ()>(fut, None, ()))
 }
 
 /// Starts `fut` as a green thread and forgets it (Eventlet's `spawn_n`).
@@ -220,15 +221,16 @@ pub fn spawn_n<F>(fut: F)
 where
     F: Future<Output = ()> + 'static,
 {
-    spawn_n_in(fut, None)
+    spawn_n_in(fut, None, ())
 }
 
+/// [`spawn_n`] as a member of `pool`, holding `held` (its slot) until it ends.
 #[inline]
-pub(crate) fn spawn_n_in<F>(fut: F, pool: Option<u64>)
+pub(crate) fn spawn_n_in<F, H: 'static>(fut: F, pool: Option<u64>, held: H)
 where
     F: Future<Output = ()> + 'static,
 {
-    start::<F, Logged>(fut, pool);
+    start::<F, Logged, H>(fut, pool, held);
 }
 
 /// A task nobody waits for: its panic is logged.

@@ -231,17 +231,20 @@ pin_project_lite::pin_project! {
     /// another task (inline in a pool, a stream's calls, a handler inside
     /// its connection's task, the shard's entry) is [`Isolated`] instead:
     /// its task's own `Guarded` ends it with the task.
-    pub(crate) struct Guarded<F, K> {
+    pub(crate) struct Guarded<F, K, H = ()> {
         #[pin]
         inner: Isolated<F>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<WakerKey>,
+        // Held while the task lives (a pool task's slot): glommio drops a
+        // task's future as soon as it is done, before its result is handed on.
+        held: H,
         finish: PhantomData<fn() -> K>,
     }
 
     // A thread that counted the spawn counts the end (its counters are set
     // before its first task and never unset); any other thread neither.
-    impl<F, K> PinnedDrop for Guarded<F, K> {
+    impl<F, K, H> PinnedDrop for Guarded<F, K, H> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(slot) = *this.project().slot {
                 let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
@@ -251,11 +254,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future, K> Guarded<F, K> {
-    /// Guards `fut`; `pool` marks it as a member of that pool while it runs.
-    /// Counts a task spawned on this shard.
+impl<F: Future, K, H> Guarded<F, K, H> {
+    /// Guards `fut`; `pool` marks it as a member of that pool while it runs,
+    /// and the task holds `held` until it ends. Counts a task spawned on this shard.
     #[inline]
-    pub(crate) fn new(fut: F, pool: Option<u64>) -> Self {
+    pub(crate) fn new(fut: F, pool: Option<u64>, held: H) -> Self {
         install_hook();
         crate::task::counters::task_spawned();
         // Built in one piece, after the calls above, rather than through
@@ -267,12 +270,13 @@ impl<F: Future, K> Guarded<F, K> {
                 pool: pool.and_then(NonZeroU64::new),
             },
             slot: None,
+            held,
             finish: PhantomData,
         }
     }
 }
 
-impl<F: Future, K: Finish<F::Output>> Future for Guarded<F, K> {
+impl<F: Future, K: Finish<F::Output>, H> Future for Guarded<F, K, H> {
     type Output = K::Output;
 
     #[inline]
