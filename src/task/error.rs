@@ -110,6 +110,17 @@ mod tests {
     }
 
     #[test]
+    fn travels_between_threads_and_into_boxed_errors() {
+        fn boxable<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+        let err = JoinError::panicked("boom".into(), None);
+        boxable(&err);
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err.clone());
+        assert_eq!(boxed.to_string(), err.to_string());
+        let sent = std::thread::spawn(move || err).join().expect("the thread ran");
+        assert_eq!(sent.panic_message(), Some("boom"));
+    }
+
+    #[test]
     fn says_what_happened() {
         let at = JoinError::panicked("boom".into(), Some("src/x.rs:1:2".into()));
         assert_eq!(at.to_string(), "task panicked at src/x.rs:1:2: boom");
