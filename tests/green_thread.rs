@@ -133,8 +133,7 @@ fn cancel_gives_cancelled_and_runs_destructors() {
         wait_until("the task started", || started.get() == 1).await;
         t.cancel();
         let err = t.await.unwrap_err();
-        assert!(err.is_cancelled());
-        assert!(err.is_cancelled() && !err.is_panic());
+        assert!(err.is_cancelled() && !err.is_panic(), "{err:?}");
         assert_eq!(err.to_string(), "task was cancelled");
         assert_eq!((dropped.get(), finished.get()), (1, 0));
     });
@@ -154,7 +153,8 @@ fn cancel_right_after_spawn() {
             }
         });
         t.cancel();
-        assert!(t.await.unwrap_err().is_cancelled());
+        let err = t.await.unwrap_err();
+        assert!(err.is_cancelled(), "{err:?}");
         settle().await;
         assert_eq!(after.get(), 0);
     });
@@ -189,7 +189,8 @@ fn cancel_frees_the_pool_slot() {
         });
         wait_until("the spawner queues", || pool.waiting() == 1).await;
         t.cancel();
-        assert!(t.await.unwrap_err().is_cancelled());
+        let err = t.await.unwrap_err();
+        assert!(err.is_cancelled(), "{err:?}");
         assert_eq!(next.await.unwrap(), Ok("next ran"));
         wait_until("the slot is free", || pool.running() == 0).await;
         assert_eq!((pool.free(), pool.waiting()), (1, 0));

@@ -166,7 +166,8 @@ fn free_is_restored_after_cancels() {
             t.cancel();
         }
         for (_, t) in held {
-            assert!(t.await.unwrap_err().is_cancelled());
+            let err = t.await.unwrap_err();
+            assert!(err.is_cancelled(), "{err:?}");
         }
         wait_until("the cancelled tasks give their slots back", || {
             pool.running() == 0
@@ -523,5 +524,78 @@ fn waitall_from_a_plain_green_thread_started_by_a_pool_task() {
         let waiter = parent.await.unwrap();
         assert_eq!(waiter.await, Ok(()), "waitall from a non-member panicked");
         assert_eq!(done.get(), 1);
+    });
+}
+
+#[test]
+fn the_slot_is_free_when_a_panicked_or_cancelled_handle_resolves() {
+    run1(|| async {
+        let pool = GreenPool::new(2);
+        let t = pool
+            .spawn(async {
+                sleep(Duration::from_millis(1)).await;
+                panic!("late boom")
+            })
+            .await;
+        let e = t.await.unwrap_err();
+        assert!(e.is_panic(), "{e:?}");
+        assert_eq!(pool.running(), 0);
+
+        let never = Gate::new();
+        let t = pool
+            .spawn({
+                let never = never.clone();
+                async move { never.wait().await }
+            })
+            .await;
+        settle().await;
+        t.cancel();
+        let e = t.await.unwrap_err();
+        assert!(e.is_cancelled(), "{e:?}");
+        assert_eq!(pool.running(), 0);
+    });
+}
+
+/// A waker that panics when woken.
+struct Boom;
+
+impl std::task::Wake for Boom {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("bad waker")
+    }
+}
+
+#[test]
+fn a_queued_spawner_whose_waker_panics_takes_nothing_down() {
+    // The slot a finished task gives back goes to the queued spawner and
+    // wakes it; its waker panics. That panic is caught (the task's result
+    // kept, the shard and the process alive), and the spawner, polled again
+    // with a sound waker, starts its work in the slot it was granted.
+    run1(|| async {
+        let pool = GreenPool::new(1);
+        let before = shard::panics();
+        let gate = Gate::new();
+        let holder = pool
+            .spawn({
+                let gate = gate.clone();
+                async move {
+                    gate.wait().await;
+                    7
+                }
+            })
+            .await;
+        let mut queued = Box::pin(pool.spawn(async { 8 }));
+        let bad = std::task::Waker::from(std::sync::Arc::new(Boom));
+        let polled = queued.as_mut().poll(&mut std::task::Context::from_waker(&bad));
+        assert!(polled.is_pending());
+        assert_eq!(pool.waiting(), 1);
+        gate.open();
+        assert_eq!(holder.await, Ok(7));
+        assert_eq!(shard::panics(), before + 1);
+        let t = timeout(Duration::from_secs(5), queued)
+            .await
+            .expect("the granted spawner hung");
+        assert_eq!(t.await, Ok(8));
+        assert_eq!((pool.running(), pool.waiting()), (0, 0));
     });
 }

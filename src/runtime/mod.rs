@@ -528,18 +528,15 @@ impl Drop for CloseOnExit {
 
 /// What the end of a shard's entry means for the host.
 fn outcome_of<T>(shard: usize, outcome: Option<Result<T, JoinError>>) -> Result<T, RuntimeError> {
-    match outcome {
+    match outcome.map(|result| result.map_err(JoinError::into_panic)) {
         Some(Ok(value)) => Ok(value),
-        Some(Err(err)) => match err.into_panic() {
-            Some((message, location)) => Err(RuntimeError::ShardPanicked {
-                shard,
-                message: match location {
-                    Some(at) => format!("{message} (at {at})"),
-                    None => message,
-                },
-            }),
-            None => Err(RuntimeError::ShardCancelled { shard }),
-        },
-        None => Err(RuntimeError::ShardCancelled { shard }),
+        Some(Err(Some((message, location)))) => Err(RuntimeError::ShardPanicked {
+            shard,
+            message: match location {
+                Some(at) => format!("{message} (at {at})"),
+                None => message,
+            },
+        }),
+        Some(Err(None)) | None => Err(RuntimeError::ShardCancelled { shard }),
     }
 }

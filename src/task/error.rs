@@ -59,8 +59,9 @@ impl JoinError {
         self.0.as_deref().and_then(|p| p.location.as_deref())
     }
 
-    /// The panic's message and location, if the task panicked.
-    pub(crate) fn into_panic(self) -> Option<(String, Option<String>)> {
+    /// The panic's message and location (`file:line:column`, when known),
+    /// taken out of the error, if the task panicked.
+    pub fn into_panic(self) -> Option<(String, Option<String>)> {
         self.0.map(|p| (p.message, p.location))
     }
 }
@@ -85,11 +86,11 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.as_deref() {
             Some(p) => f
-                .debug_struct("JoinError::Panicked")
+                .debug_struct("Panicked")
                 .field("message", &p.message)
                 .field("location", &p.location)
                 .finish(),
-            None => f.write_str("JoinError::Cancelled"),
+            None => f.write_str("Cancelled"),
         }
     }
 }
@@ -135,7 +136,16 @@ mod tests {
         let gone = JoinError::CANCELLED;
         assert_eq!(gone.to_string(), "task was cancelled");
         assert!(gone.is_cancelled() && !gone.is_panic() && gone.panic_message().is_none());
-        assert_eq!(format!("{gone:?}"), "JoinError::Cancelled");
-        assert!(format!("{at:?}").contains("boom"));
+        // The `Debug` of the enum it was.
+        assert_eq!(format!("{gone:?}"), "Cancelled");
+        assert_eq!(
+            format!("{at:?}"),
+            r#"Panicked { message: "boom", location: Some("src/x.rs:1:2") }"#
+        );
+        assert_eq!(
+            at.into_panic(),
+            Some(("boom".into(), Some("src/x.rs:1:2".into())))
+        );
+        assert_eq!(gone.into_panic(), None);
     }
 }

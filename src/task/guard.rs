@@ -231,13 +231,14 @@ pin_project_lite::pin_project! {
     /// another task (inline in a pool, a stream's calls, a handler inside
     /// its connection's task, the shard's entry) is [`Isolated`] instead:
     /// its task's own `Guarded` ends it with the task.
-    pub(crate) struct Guarded<F, K, H = ()> {
+    pub(crate) struct Guarded<F, K, H> {
         #[pin]
         inner: Isolated<F>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<WakerKey>,
-        // Held while the task lives (a pool task's slot): glommio drops a
-        // task's future as soon as it is done, before its result is handed on.
+        // Held while the task lives (a pool task's slot, in a `GiveBack`):
+        // glommio drops a task's future as soon as it is done, before its
+        // result is handed on.
         held: H,
         finish: PhantomData<fn() -> K>,
     }
@@ -246,10 +247,34 @@ pin_project_lite::pin_project! {
     // before its first task and never unset); any other thread neither.
     impl<F, K, H> PinnedDrop for Guarded<F, K, H> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(slot) = *this.project().slot {
+            let this = this.project();
+            if let Some(slot) = *this.slot {
                 let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
             }
             crate::task::counters::task_ended();
+        }
+    }
+}
+
+/// Something a task holds until it ends (a pool slot), given back under the
+/// guard. Giving a slot back wakes whoever waits for one, and a waker may
+/// run anything: a panic there is caught, counted and logged, and must not
+/// unwind into glommio, which drops a finished task's future inside
+/// `abort_on_panic` (the process would abort).
+pub(crate) struct GiveBack<H>(Option<H>);
+
+impl<H> GiveBack<H> {
+    pub(crate) fn new(held: H) -> Self {
+        GiveBack(Some(held))
+    }
+}
+
+impl<H> Drop for GiveBack<H> {
+    fn drop(&mut self) {
+        let held = self.0.take();
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(held))) {
+            let err = caught(&*payload);
+            tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while a task gave back what it held: {err}");
         }
     }
 }
