@@ -541,13 +541,7 @@ fn the_slot_is_free_when_a_panicked_or_cancelled_handle_resolves() {
         assert!(e.is_panic(), "{e:?}");
         assert_eq!(pool.running(), 0);
 
-        let never = Gate::new();
-        let t = pool
-            .spawn({
-                let never = never.clone();
-                async move { never.wait().await }
-            })
-            .await;
+        let (_never, t) = hold(&pool, 1).await.pop().expect("one held");
         settle().await;
         t.cancel();
         let e = t.await.unwrap_err();
