@@ -728,3 +728,64 @@ fn limits_of_duration_max_mean_none() {
         }
     });
 }
+
+/// A server whose keep-alive ended as the next request arrived: it reads
+/// that request and closes without an answer. An idempotent request (RFC
+/// 9110 §9.2.2: GET, HEAD, PUT, DELETE, OPTIONS, TRACE) is sent again on a
+/// new connection; a POST is not (the server may have acted on it), and
+/// its error says the connection closed. Before: PUT and DELETE failed.
+#[test]
+fn a_request_cut_off_by_a_keep_alive_close_is_sent_again_only_if_idempotent() {
+    let server = TestServer::start(|req, out| {
+        if req.nth_on_conn > 0 {
+            return Ok(Next::Close);
+        }
+        let echo = format!("{} {}", req.method, String::from_utf8_lossy(&req.body));
+        respond(out, 200, &[], echo.as_bytes())
+    });
+    let url = server.url("/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let request = |method: &str, body: &'static str| {
+                let request = ::http::Request::builder().method(method).uri(url.as_str());
+                request.body(body).unwrap()
+            };
+            // Each pair, on a client of its own: the first request makes a
+            // connection and leaves it pooled, the second reuses it and is
+            // cut off.
+            for (method, body) in [("GET", ""), ("PUT", "put"), ("DELETE", ""), ("OPTIONS", "")] {
+                let c = client();
+                for _ in 0..2 {
+                    let answer = util::bounded(c.send(request(method, body))).await;
+                    let answer = answer.unwrap_or_else(|e| panic!("{method}: {e}"));
+                    assert_eq!(answer.body().as_ref(), format!("{method} {body}").as_bytes());
+                }
+                assert_eq!(c.stats().connections, 2, "{method}: {:?}", c.stats());
+            }
+            let c = client();
+            assert_eq!(
+                util::bounded(c.send(request("POST", "once")))
+                    .await
+                    .unwrap()
+                    .body()
+                    .as_ref(),
+                b"POST once"
+            );
+            let err = util::bounded(c.send(request("POST", "once"))).await.unwrap_err();
+            assert_eq!(err.url(), url);
+            assert!(
+                err.to_string()
+                    .contains("connection closed before message completed"),
+                "{err}"
+            );
+        }
+    });
+    let requests = server.requests();
+    let posts = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 2, "the cut-off POST was not sent again");
+    for method in ["GET", "PUT", "DELETE", "OPTIONS"] {
+        let sent = requests.iter().filter(|r| r.method == method).count();
+        assert_eq!(sent, 3, "{method}: two answered, one cut off and sent again");
+    }
+}

@@ -20,7 +20,9 @@
 //!
 //! A request that hyper could not even start on a pooled connection (it
 //! closed meanwhile) is sent on another; one that a reused connection cut
-//! short before any response is retried once when it is `GET` or `HEAD`.
+//! short before any response is retried once when its method is idempotent
+//! (RFC 9110 §9.2.2: `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`)
+//! and its body can be sent again (not a stream).
 //! A new connection that the server closes before the request goes out is
 //! an error that says so ([`ErrorKind::Io`], `ConnectionAborted`), not a
 //! loop of new ones.
@@ -412,7 +414,10 @@ impl Client {
         watch: &Watch,
     ) -> Result<(Response<Incoming>, Sender), ErrorKind> {
         let inner = &*self.inner;
-        let idempotent = matches!(*method, Method::GET | Method::HEAD);
+        // RFC 9110 §9.2.2: a request with an idempotent method (GET, HEAD,
+        // PUT, DELETE, OPTIONS, TRACE) may be sent again after the connection
+        // failed before its answer; a POST or PATCH may not.
+        let idempotent = method.is_idempotent();
         let mut retried = false;
         loop {
             let (mut sender, reused) = match inner.pool.take(&target.key) {
