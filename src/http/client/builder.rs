@@ -129,7 +129,9 @@ impl ClientBuilder {
     }
 
     /// How long a resolved name is cached (default 60 s; zero: not cached).
-    /// A failed or timed-out lookup is cached for 5 s at most.
+    /// A failed or timed-out lookup is cached for 5 s at most; a request
+    /// that meets a cached time-out fails at once with [`ErrorKind::Dns`](super::ErrorKind::Dns)
+    /// (saying when the lookup timed out), not [`ErrorKind::Timeout`](super::ErrorKind::Timeout).
     pub fn dns_ttl(mut self, ttl: Duration) -> Self {
         self.settings.dns_ttl = ttl;
         self
