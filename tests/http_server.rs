@@ -65,6 +65,20 @@ async fn route(request: Request<Body>, started: Arc<AtomicUsize>) -> Answer {
             Response::new(Box::pin(StreamBody::new(pieces)))
         }
         "/big" => text(200, vec![b'x'; 200_000]),
+        "/busy-reader" => {
+            // Reads a first piece, works for 1.5 s (a wait for a slot, a
+            // fetch), then reads the rest.
+            let mut body = request.into_body();
+            let first = match body.frame().await {
+                Some(Ok(frame)) => frame.into_data().map_or(0, |d| d.len()),
+                other => return text(500, format!("{other:?}")),
+            };
+            shardlet::sleep(Duration::from_millis(1500)).await;
+            match body.collect().await {
+                Ok(rest) => text(200, format!("{first} + {}", rest.to_bytes().len())),
+                Err(e) => text(500, e.to_string()),
+            }
+        }
         "/slow" => {
             started.fetch_add(1, Ordering::SeqCst);
             shardlet::sleep(Duration::from_millis(400)).await;
@@ -485,6 +499,80 @@ fn slow_heads_get_408_and_idle_connections_close() {
     assert!(
         waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
         "{waited:?}"
+    );
+}
+
+/// The body timeout counts the time the handler waits for the client, not
+/// the handler's own work between reads. Before: a handler that worked
+/// longer than the timeout between two reads, then waited a moment for a
+/// client that was never slow, answered 408.
+#[test]
+fn a_handler_that_works_between_reads_does_not_time_the_client_out() {
+    let limits = Limits::default().with_body_timeout(Duration::from_secs(1));
+    let (server, _) = start_with(1, limits);
+    let mut conn = Conn::open(server.addr());
+    conn.send(b"POST /busy-reader HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+        .unwrap();
+    // The handler waits 0.3 s for "ab" (its timer set for 1 s from the
+    // start of that wait), works 1.5 s, then waits 0.2 s for the rest:
+    // 0.5 s of waiting in all, the timer re-armed when it fired early.
+    std::thread::sleep(Duration::from_millis(300));
+    conn.send(b"ab").unwrap();
+    std::thread::sleep(Duration::from_millis(1700));
+    conn.send(b"cdef").unwrap();
+    let reply = conn.read().unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "2 + 4"), "{reply:?}");
+    assert!(!reply.closes());
+
+    // The same, and the rest never comes: 408 once the waits reach 1 s, at
+    // 0.3 + 1.5 + 0.7 s.
+    let mut conn = Conn::open(server.addr());
+    let started = Instant::now();
+    conn.send(b"POST /busy-reader HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    conn.send(b"ab").unwrap();
+    let reply = conn.read().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(
+        waited >= Duration::from_millis(2300) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}
+
+/// A body trickled a byte at a time, each one well inside the body
+/// timeout, still runs out of it: the waits add up (a timeout per read, as
+/// nginx's, would let it hold its handler forever).
+#[test]
+fn a_trickled_body_runs_out_of_its_timeout() {
+    let limits = Limits::default().with_body_timeout(Duration::from_millis(600));
+    let (server, _) = start_with(1, limits);
+    let mut conn = Conn::open(server.addr());
+    let started = Instant::now();
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+        .unwrap();
+    let mut sent = 0;
+    let reply = loop {
+        std::thread::sleep(Duration::from_millis(150));
+        if conn.send(b"x").is_err() || sent == 100 {
+            break conn.read().unwrap();
+        }
+        sent += 1;
+        if started.elapsed() > Duration::from_secs(10) {
+            panic!("still taking the body after {sent} bytes");
+        }
+        // The answer comes while the client still sends.
+        if conn.poll_readable() {
+            break conn.read().unwrap();
+        }
+    };
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(sent < 20, "408 after {sent} bytes");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
     );
 }
 

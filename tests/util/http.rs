@@ -166,6 +166,19 @@ impl Conn {
         self.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
     }
 
+    /// Whether the server has sent something (an answer, or its close)
+    /// that is not read yet; does not wait.
+    pub fn poll_readable(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = self.reader.get_ref();
+        stream.set_nonblocking(true).unwrap();
+        let ready = !matches!(stream.peek(&mut [0]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        stream.set_nonblocking(false).unwrap();
+        ready
+    }
+
     /// Whether the server closed the connection (EOF or reset), reading
     /// nothing else first.
     pub fn is_closed(&mut self) -> bool {

@@ -2,6 +2,13 @@
 //! stream under the server's body limit and body timeout, both enforced
 //! while the handler reads (nothing is buffered by the server).
 //!
+//! The body timeout is a budget of time spent waiting for the client: it
+//! runs while a read of the handler finds nothing yet, and stands still
+//! while the handler does other work between reads (waits for a pool slot,
+//! a fetch). A client that trickles its body still runs out of it (the
+//! waits add up, unlike a timeout per read), and a handler that reads
+//! slowly does not turn its own pace into the client's 408.
+//!
 //! A body that passes a limit gives the handler an error ([`BodyError`]),
 //! and whatever the handler answers then, the server answers `413` (too
 //! large) or `408` (too slow) instead and closes the connection: the
@@ -20,6 +27,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::http::rt::ShardSleep;
+use crate::time::FOREVER;
 
 /// Why a request body stopped short of its end.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +40,9 @@ pub enum BodyError {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// The body did not arrive within [`Limits::body_timeout`](super::Limits::body_timeout);
-    /// the server answers 408.
+    /// The handler waited for the body's bytes for longer than
+    /// [`Limits::body_timeout`](super::Limits::body_timeout) in all; the
+    /// server answers 408.
     #[error("request body not complete within {after:?}")]
     TimedOut {
         /// The limit.
@@ -107,7 +116,12 @@ pub struct Body {
     left: u64,
     limit: u64,
     timeout: Duration,
-    deadline: Option<Instant>,
+    /// Time spent waiting for the client, before the current wait.
+    waited: Duration,
+    /// Since when a read has found nothing (the current wait), if one has.
+    waiting_since: Option<Instant>,
+    /// Armed at the first wait, for when the budget would be spent if the
+    /// waits had no gaps; it may fire early, never late (then re-armed).
     sleep: Option<Pin<Box<ShardSleep>>>,
     verdict: Option<Told>,
     done: bool,
@@ -132,7 +146,8 @@ impl Body {
             left: limit,
             limit,
             timeout,
-            deadline: None,
+            waited: Duration::ZERO,
+            waiting_since: None,
             sleep: None,
             verdict: verdict.map(Told),
             done: false,
@@ -165,9 +180,7 @@ impl http_body::Body for Body {
         if this.done {
             return Poll::Ready(None);
         }
-        let timeout = this.timeout;
-        let deadline = *this.deadline.get_or_insert_with(|| crate::time::after(timeout));
-        let polled = this.poll_inner(cx, deadline);
+        let polled = this.poll_inner(cx);
         // Waiting for the client only while nothing came back (a time-out
         // or an error is an answer too).
         if let Some(Told(verdict)) = &this.verdict {
@@ -186,15 +199,16 @@ impl http_body::Body for Body {
 }
 
 impl Body {
-    /// One read of hyper's body under the limits (`deadline`: the body's).
-    fn poll_inner(
-        &mut self,
-        cx: &mut Context<'_>,
-        deadline: Instant,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    /// One read of hyper's body under the limits.
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self;
-        let timeout = this.timeout;
-        match http_body::Body::poll_frame(Pin::new(&mut this.inner), cx) {
+        let polled = http_body::Body::poll_frame(Pin::new(&mut this.inner), cx);
+        if polled.is_ready() {
+            if let Some(since) = this.waiting_since.take() {
+                this.waited += since.elapsed();
+            }
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.left {
@@ -214,14 +228,37 @@ impl Body {
                 this.done = true;
                 Poll::Ready(None)
             }
-            Poll::Pending => {
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(ShardSleep::until(deadline)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => this.fail(TIMED_OUT, BodyError::TimedOut { after: timeout }),
-                    Poll::Pending => Poll::Pending,
-                }
+            Poll::Pending => this.wait(cx),
+        }
+    }
+
+    /// A read found nothing: the budget runs until the next read finds
+    /// something. Pending, or the time-out once the budget is spent.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let left = self.timeout.saturating_sub(self.waited);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(ShardSleep::until(since + left.min(FOREVER))));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The sleep was armed for a wait without gaps; with gaps, some
+        // budget is left: sleep on for the rest.
+        let now = Instant::now();
+        let left = left.saturating_sub(now - since);
+        if left.is_zero() {
+            let after = self.timeout;
+            return self.fail(TIMED_OUT, BodyError::TimedOut { after });
+        }
+        let sleep = self
+            .sleep
+            .insert(Box::pin(ShardSleep::until(now + left.min(FOREVER))));
+        match sleep.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                let after = self.timeout;
+                self.fail(TIMED_OUT, BodyError::TimedOut { after })
             }
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// | [`max_head`](Limits::with_max_head), [`max_headers`](Limits::with_max_headers) | header section too large, too many fields | `431 Request Header Fields Too Large` |
 /// | [`max_body`](Limits::with_max_body) | `Content-Length` too large (at once), or a streamed body past it (while the handler reads) | `413 Content Too Large` |
 /// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (from the accept, for a connection's first request; slowloris) | `408 Request Timeout` |
-/// | [`body_timeout`](Limits::with_body_timeout) | request body not complete in time, from the handler's first read | `408 Request Timeout` |
+/// | [`body_timeout`](Limits::with_body_timeout) | the handler waited this long in all for request body bytes (its own work between reads does not count) | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
 /// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked) | closed, the answer cut short |
 ///
@@ -103,8 +103,11 @@ impl Limits {
         self
     }
 
-    /// Sets how long a client has to send a whole request body, from the
-    /// handler's first read of it. Default: 30 s.
+    /// Sets how long, in all, the handler may wait for the client's request
+    /// body bytes: the clock runs while a read of the body finds nothing
+    /// yet, and stands still while the handler works between reads (a slot
+    /// wait, a fetch). A body trickled in small pieces still runs out of
+    /// it: the waits add up. Default: 30 s.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
