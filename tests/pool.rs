@@ -559,6 +559,54 @@ impl std::task::Wake for Boom {
     }
 }
 
+/// A growth grants several queued spawners at once; the first one's waker
+/// panics. The panic comes out of `resize`, and the spawners after it are
+/// woken all the same. Before: they were granted their slots and never
+/// woken, and hung holding them.
+#[test]
+fn a_waker_that_panics_in_a_growth_leaves_no_granted_spawner_unwoken() {
+    run1(|| async {
+        let pool = GreenPool::new(1);
+        let gate = Gate::new();
+        let holder = pool
+            .spawn({
+                let gate = gate.clone();
+                async move { gate.wait().await }
+            })
+            .await;
+        let mut first = Box::pin(pool.spawn(async { 0 }));
+        let bad = std::task::Waker::from(std::sync::Arc::new(Boom));
+        assert!(first
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&bad))
+            .is_pending());
+        let others: Vec<_> = (1..=3)
+            .map(|i| {
+                let pool = pool.clone();
+                spawn(async move { pool.spawn(async move { i }).await.await })
+            })
+            .collect();
+        settle().await;
+        assert_eq!(pool.waiting(), 4);
+        let grown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.resize(5)));
+        assert!(grown.is_err(), "the waker's panic comes out of resize");
+        assert_eq!((pool.running(), pool.waiting()), (5, 0));
+        for (i, other) in others.into_iter().enumerate() {
+            let done = timeout(Duration::from_secs(5), other).await;
+            let done =
+                done.unwrap_or_else(|_| panic!("spawner {} was granted a slot and never woken", i + 1));
+            assert_eq!(done.unwrap(), Ok(i + 1));
+        }
+        let t = timeout(Duration::from_secs(5), first)
+            .await
+            .expect("the first spawner hung");
+        assert_eq!(t.await, Ok(0));
+        gate.open();
+        holder.await.unwrap();
+        assert_eq!((pool.running(), pool.waiting()), (0, 0));
+    });
+}
+
 #[test]
 fn a_queued_spawner_whose_waker_panics_takes_nothing_down() {
     // The slot a finished task gives back goes to the queued spawner and

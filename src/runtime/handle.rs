@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ impl Lifecycle {
             state.wakers.take_all()
         };
         self.changed.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
+        crate::sync::wakers::wake_all(wakers);
     }
 
     /// Shard `shard`'s entry is over, with `failure` if it failed.

@@ -103,9 +103,7 @@ impl Room {
 
     fn wake_all(&self) {
         let woken = std::mem::take(&mut lock(&self.waiters).wakers);
-        for (_, waker) in woken {
-            waker.wake();
-        }
+        super::wakers::wake_all(woken.into_iter().map(|(_, waker)| waker));
     }
 
     /// Senders registered and not yet woken.

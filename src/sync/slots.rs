@@ -133,7 +133,7 @@ impl Slots {
             }
         }
         // Wake outside the borrow: a waker may run code that touches the pool.
-        wake.into_iter().for_each(Waker::wake);
+        super::wakers::wake_all(wake);
     }
 }
 

@@ -141,7 +141,7 @@ impl Stopper {
         // Pairs with the fence in `Stopped::poll`.
         fence(Ordering::SeqCst);
         let waiters = lock(&self.inner.waiters).take_all();
-        waiters.into_iter().for_each(Waker::wake);
+        super::wakers::wake_all(waiters);
     }
 
     /// Whether a stop was requested.

@@ -4,9 +4,28 @@
 //! (a `timeout` or `select` around it does) replaces its waker instead of
 //! adding one more; dropping the future gives the key back. Used by the
 //! registry of waiting tasks (`task/guard.rs`) and by a pool's idle watchers.
+//!
+//! [`wake_all`] wakes a batch of wakers taken out of any such set.
 
 use std::num::NonZeroUsize;
+use std::panic::{self, AssertUnwindSafe};
 use std::task::Waker;
+
+/// Wakes every waker of `wakers`, even when one of them panics (a waker is
+/// someone else's code: a test's, another executor's): the waiters after
+/// it are not left unwoken with what was granted to them. The first panic
+/// goes on to the caller once all are woken.
+pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    let mut first = None;
+    for waker in wakers {
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            first.get_or_insert(panic);
+        }
+    }
+    if let Some(panic) = first {
+        panic::resume_unwind(panic);
+    }
+}
 
 /// A waiter's key in a [`WakerSet`]. A full word, as `Option<WakerKey>` is:
 /// a task's guard is built field by field and then copied into glommio's
@@ -122,7 +141,27 @@ mod tests {
         let mut key = None;
         set.register(&mut key, &Waker::from(first.clone()));
         set.register(&mut key, &Waker::from(second.clone()));
-        set.take_all().into_iter().for_each(Waker::wake);
+        wake_all(set.take_all());
         assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 1));
+    }
+
+    #[test]
+    fn wake_all_wakes_the_others_when_one_panics() {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                if self.0.fetch_add(1, SeqCst) == 0 {
+                    panic!("bad waker {:p}", Arc::as_ptr(&self));
+                }
+            }
+        }
+        let counts: Vec<_> = (0..4).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(c.clone())).collect();
+        let first = format!("bad waker {:p}", Arc::as_ptr(&counts[0]));
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| wake_all(wakers)));
+        let panic = caught.expect_err("the first panic goes on");
+        assert_eq!(panic.downcast_ref::<String>(), Some(&first));
+        let woken: Vec<usize> = counts.iter().map(|c| c.0.load(SeqCst)).collect();
+        assert_eq!(woken, [1, 1, 1, 1], "every waker woken once");
     }
 }

@@ -26,7 +26,7 @@ use std::num::NonZeroU64;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Once;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use crate::sync::wakers::{WakerKey, WakerSet};
 use crate::task::error::JoinError;
@@ -66,7 +66,7 @@ pub(crate) async fn end_tasks() {
     HERE.with(|h| h.ending.set(true));
     for _ in 0..1000 {
         let wakers = WAITING.with(|w| w.borrow_mut().take_all());
-        wakers.into_iter().for_each(Waker::wake);
+        crate::sync::wakers::wake_all(wakers);
         if WAITING.with(|w| w.borrow().len()) == 0 {
             break;
         }

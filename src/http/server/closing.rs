@@ -42,7 +42,7 @@ impl Closing {
             .iter_mut()
             .filter_map(Option::take)
             .collect();
-        wakers.into_iter().for_each(Waker::wake);
+        crate::sync::wakers::wake_all(wakers);
     }
 
     pub(crate) fn is_set(&self) -> bool {

@@ -24,7 +24,7 @@ impl Watchers {
     /// Wakes every watcher (after the change was made).
     pub(crate) fn wake_all(&self) {
         let wakers = self.lock().take_all();
-        wakers.into_iter().for_each(Waker::wake);
+        crate::sync::wakers::wake_all(wakers);
     }
 
     /// Keeps `waker` under `key` until the next change (register first,

@@ -470,7 +470,7 @@ impl Conns {
             t.grace.clear();
             self.counters.idle.store(t.idle_gauge(), Ordering::Relaxed);
         }
-        wake.into_iter().for_each(Waker::wake);
+        crate::sync::wakers::wake_all(wake);
     }
 
     /// Cancels every connection task; returns how many.
