@@ -16,6 +16,12 @@
 //!   `try_` variants hand the closure back. Nothing queues without bound.
 //! - Order: messages from one shard to another run in the order they were
 //!   sent, and so do messages from one thread through the mailbox.
+//! - Waiting for room is first come, first served: a shard's senders to one
+//!   full lane queue, and only the first of them waits on the receiver,
+//!   passing the turn on once it has sent (or been dropped). So a sending
+//!   future that was woken must be polled again or dropped: one that its
+//!   owner keeps without polling it holds up the later sends of its shard
+//!   to that shard until it is polled or dropped.
 //! - Each shard drains its lanes and mailbox in one green thread that takes
 //!   every queued message per wake-up (batching). A message whose future
 //!   finishes on its first poll costs no task at all.
