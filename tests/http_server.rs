@@ -510,14 +510,19 @@ fn slow_heads_get_408_and_idle_connections_close() {
 fn a_handler_that_works_between_reads_does_not_time_the_client_out() {
     let limits = Limits::default().with_body_timeout(Duration::from_secs(1));
     let (server, _) = start_with(1, limits);
-    let mut conn = Conn::open(server.addr());
-    conn.send(b"POST /busy-reader HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
-        .unwrap();
     // The handler waits 0.3 s for "ab" (its timer set for 1 s from the
-    // start of that wait), works 1.5 s, then waits 0.2 s for the rest:
-    // 0.5 s of waiting in all, the timer re-armed when it fired early.
-    std::thread::sleep(Duration::from_millis(300));
-    conn.send(b"ab").unwrap();
+    // start of that wait), then works 1.5 s.
+    let first_part = || {
+        let mut conn = Conn::open(server.addr());
+        conn.send(b"POST /busy-reader HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        conn.send(b"ab").unwrap();
+        conn
+    };
+    // Then it waits 0.2 s for the rest: 0.5 s of waiting in all, the timer
+    // re-armed when it fired early.
+    let mut conn = first_part();
     std::thread::sleep(Duration::from_millis(1700));
     conn.send(b"cdef").unwrap();
     let reply = conn.read().unwrap();
@@ -526,13 +531,8 @@ fn a_handler_that_works_between_reads_does_not_time_the_client_out() {
 
     // The same, and the rest never comes: 408 once the waits reach 1 s, at
     // 0.3 + 1.5 + 0.7 s.
-    let mut conn = Conn::open(server.addr());
     let started = Instant::now();
-    conn.send(b"POST /busy-reader HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    conn.send(b"ab").unwrap();
-    let reply = conn.read().unwrap();
+    let reply = first_part().read().unwrap();
     let waited = started.elapsed();
     assert_eq!(reply.status, 408, "{reply:?}");
     assert!(
