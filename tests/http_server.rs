@@ -79,6 +79,11 @@ async fn route(request: Request<Body>, started: Arc<AtomicUsize>) -> Answer {
                 Err(e) => text(500, e.to_string()),
             }
         }
+        "/hold" => {
+            // Holds its pool slot for 2 s.
+            shardlet::sleep(Duration::from_millis(2000)).await;
+            text(200, "held\n")
+        }
         "/slow" => {
             started.fetch_add(1, Ordering::SeqCst);
             shardlet::sleep(Duration::from_millis(400)).await;
@@ -539,6 +544,45 @@ fn a_handler_that_works_between_reads_does_not_time_the_client_out() {
         waited >= Duration::from_millis(2300) && waited < Duration::from_secs(6),
         "{waited:?}"
     );
+}
+
+/// The handler gives its pool slot back while its body waits; when the
+/// client's bytes come, it queues for a slot again. That queue is the
+/// server's time, not the client's. Before: a pool of 1 held 2 s by another
+/// request made a client that sent at once (0.3 s of waiting in all) get 408.
+#[test]
+fn time_queued_for_a_slot_after_the_bytes_came_is_not_the_clients() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = started.clone();
+    let server = start_http_on(
+        net_util::runtime(1).with_pool_size(1),
+        Limits::default().with_body_timeout(Duration::from_secs(1)),
+        |c| c,
+        move || {
+            let started = counter.clone();
+            move |request| route(request, started.clone())
+        },
+    );
+    let addr = server.addr();
+    let mut conn = Conn::open(addr);
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+        .unwrap();
+    // Its handler waits for the body, without its slot; /hold takes the slot.
+    std::thread::sleep(Duration::from_millis(100));
+    let hold = std::thread::spawn(move || Conn::open(addr).get("/hold").unwrap());
+    std::thread::sleep(Duration::from_millis(100));
+    // The bytes come 0.2 s in; the handler gets the slot 2 s in, then waits
+    // 0.2 s for the rest.
+    conn.send(b"ab").unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    conn.send(b"cdef").unwrap();
+    let reply = conn.read().unwrap();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "abcdef"),
+        "{reply:?}"
+    );
+    assert_eq!(hold.join().unwrap().status, 200);
 }
 
 /// A body trickled a byte at a time, each one well inside the body

@@ -7,7 +7,10 @@
 //! while the handler does other work between reads (waits for a pool slot,
 //! a fetch). A client that trickles its body still runs out of it (the
 //! waits add up, unlike a timeout per read), and a handler that reads
-//! slowly does not turn its own pace into the client's 408.
+//! slowly does not turn its own pace into the client's 408. A wait ends
+//! when the client's bytes wake the handler ([`Stamp`]), not when the
+//! handler next runs: the time it then spends queued for a pool slot (the
+//! server gives the slot back while the body waits) is the server's.
 //!
 //! A body that passes a limit gives the handler an error ([`BodyError`]),
 //! and whatever the handler answers then, the server answers `413` (too
@@ -17,9 +20,9 @@
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +30,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::http::rt::ShardSleep;
+use crate::sync::AtomicWaker;
 use crate::time::FOREVER;
 
 /// Why a request body stopped short of its end.
@@ -123,8 +127,45 @@ pub struct Body {
     /// Armed at the first wait, for when the budget would be spent if the
     /// waits had no gaps; it may fire early, never late (then re-armed).
     sleep: Option<Pin<Box<ShardSleep>>>,
+    /// Made at the first wait; from then on hyper wakes the task through it.
+    stamp: Option<(Arc<Stamp>, Waker)>,
     verdict: Option<Told>,
     done: bool,
+}
+
+/// The waker hyper is given for a body that has waited once: it notes
+/// when it was woken (the client's bytes came, or hyper's connection
+/// ended), then wakes the task.
+struct Stamp {
+    task: AtomicWaker,
+    base: Instant,
+    /// The first wake since the last look: nanoseconds after `base`, plus
+    /// one; zero if none.
+    woken: AtomicU64,
+}
+
+impl Stamp {
+    /// When it was woken since the last look, if it was.
+    fn take_woken(&self) -> Option<Instant> {
+        match self.woken.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n - 1)),
+        }
+    }
+}
+
+impl std::task::Wake for Stamp {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let at = u64::try_from(self.base.elapsed().as_nanos()).map_or(u64::MAX, |n| n.saturating_add(1));
+        let _ = self
+            .woken
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        self.task.wake();
+    }
 }
 
 /// The body's [`Verdict`]; a body dropped while it waited for its client
@@ -149,6 +190,7 @@ impl Body {
             waited: Duration::ZERO,
             waiting_since: None,
             sleep: None,
+            stamp: None,
             verdict: verdict.map(Told),
             done: false,
         }
@@ -202,10 +244,22 @@ impl Body {
     /// One read of hyper's body under the limits.
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self;
-        let polled = http_body::Body::poll_frame(Pin::new(&mut this.inner), cx);
-        if polled.is_ready() {
-            if let Some(since) = this.waiting_since.take() {
-                this.waited += since.elapsed();
+        let polled = match &this.stamp {
+            Some((stamp, waker)) => {
+                stamp.task.register(cx.waker());
+                http_body::Body::poll_frame(Pin::new(&mut this.inner), &mut Context::from_waker(waker))
+            }
+            None => http_body::Body::poll_frame(Pin::new(&mut this.inner), cx),
+        };
+        if let Some(since) = this.waiting_since {
+            // The wait ended when hyper woke the task, if it did: what came
+            // after (a slot wait, the handler's other work) is not the client's.
+            let woken = this.stamp.as_ref().and_then(|(stamp, _)| stamp.take_woken());
+            if polled.is_ready() || woken.is_some() {
+                let now = Instant::now();
+                let end = woken.map_or(now, |at| at.min(now));
+                this.waited += end.saturating_duration_since(since);
+                this.waiting_since = None;
             }
         }
         match polled {
@@ -235,6 +289,18 @@ impl Body {
     /// A read found nothing: the budget runs until the next read finds
     /// something. Pending, or the time-out once the budget is spent.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.stamp.is_none() {
+            let stamp = Arc::new(Stamp {
+                task: AtomicWaker::new(),
+                base: Instant::now(),
+                woken: AtomicU64::new(0),
+            });
+            let waker = Waker::from(stamp.clone());
+            self.stamp = Some((stamp, waker));
+            // hyper holds the task's own waker from the read just made:
+            // read again to hand it the stamp.
+            return self.poll_inner(cx);
+        }
         let since = *self.waiting_since.get_or_insert_with(Instant::now);
         let left = self.timeout.saturating_sub(self.waited);
         let sleep = self
