@@ -5,6 +5,7 @@
 
 mod util;
 
+use std::future::Future;
 use std::io;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -309,4 +310,36 @@ fn the_host_side_futures_are_send() {
     send(&handle.finished());
     handle.stop(Duration::from_secs(1));
     future::block_on(handle.finished()).unwrap();
+}
+
+/// A waker that panics when woken.
+struct Boom;
+
+impl std::task::Wake for Boom {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("the host's waker panics")
+    }
+}
+
+/// A host future watching the runtime was polled with a waker that
+/// panics. The shard that tells it its outcome still hands that outcome
+/// to the handle. Before: the panic came out first, and the outcome was lost.
+#[test]
+fn a_watchers_panicking_waker_loses_no_outcome() {
+    let runtime = Runtime::new(config(1)).unwrap();
+    let mut handle = runtime
+        .start(|| async {
+            shard::stopped().await;
+            7
+        })
+        .unwrap();
+    let bad = std::task::Waker::from(std::sync::Arc::new(Boom));
+    let mut watching = Box::pin(handle.finished());
+    let polled = watching.as_mut().poll(&mut std::task::Context::from_waker(&bad));
+    assert!(polled.is_pending());
+    // Kept registered with its waker, and never polled again.
+    std::mem::forget(watching);
+    handle.stop(Duration::from_secs(1));
+    let outcome = handle.join();
+    assert_eq!(outcome, Ok(vec![7]));
 }

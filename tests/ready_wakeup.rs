@@ -82,3 +82,57 @@ fn only_the_stream_that_got_data_wakes() {
     });
     assert_eq!(woke, [("b", b"to b".to_vec()), ("a", b"to a".to_vec())]);
 }
+
+/// A waker that panics when woken.
+struct Boom;
+
+impl std::task::Wake for Boom {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("a socket reader's waker panics")
+    }
+}
+
+/// A read polled with a waker that panics: when its data comes, the
+/// driver's wake-up panics. The other readers woken in the same round are
+/// woken all the same, and the shard's driver goes on (logged). Before: the
+/// panic ended the driver's task, and with it the shard.
+#[test]
+fn a_panicking_waker_takes_down_neither_the_driver_nor_the_other_readers() {
+    let got = run1(|| async {
+        let (mut bad, mut peer_bad) = ready_util::std_pair();
+        let (mut good, mut peer_good) = ready_util::std_pair();
+        let mut buf = [0u8; 8];
+        let boom = std::task::Waker::from(std::sync::Arc::new(Boom));
+        {
+            let read = bad.read(&mut buf);
+            futures_lite::pin!(read);
+            let polled = read.as_mut().poll(&mut std::task::Context::from_waker(&boom));
+            assert!(polled.is_pending());
+        }
+        let other = shardlet::spawn(async move {
+            let mut buf = [0u8; 8];
+            let n = good.read(&mut buf).await.unwrap();
+            (buf[..n].to_vec(), good)
+        });
+        settle().await;
+        peer_bad.write_all(b"bad").unwrap();
+        peer_good.write_all(b"good").unwrap();
+        let (first, mut good) = shardlet::timeout(Duration::from_secs(5), other)
+            .await
+            .expect("the other reader was never woken")
+            .unwrap();
+        // The driver still runs: the next read of each socket is served.
+        peer_good.write_all(b"again").unwrap();
+        let mut again = [0u8; 8];
+        let n = shardlet::timeout(Duration::from_secs(5), good.read(&mut again))
+            .await
+            .expect("the driver stopped")
+            .unwrap();
+        let n_bad = shardlet::timeout(Duration::from_secs(5), bad.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        (first, again[..n].to_vec(), buf[..n_bad].to_vec())
+    });
+    assert_eq!(got, (b"good".to_vec(), b"again".to_vec(), b"bad".to_vec()));
+}

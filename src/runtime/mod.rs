@@ -381,12 +381,19 @@ impl<T> Reporter<T> {
     fn report(&mut self, outcome: Result<T, RuntimeError>) {
         let Some(tx) = self.tx.take() else { return };
         // Known to watchers before the stop it causes ends other shards'
-        // entries: what they see first is this failure.
-        self.lifecycle.report(self.id, outcome.as_ref().err());
+        // entries: what they see first is this failure. A watcher's waker
+        // that panics does not keep the outcome from the handle: the stop
+        // and the send happen first, then the panic goes on.
+        let told = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.lifecycle.report(self.id, outcome.as_ref().err());
+        }));
         if outcome.is_err() {
             self.stopper.stop(FAILURE_GRACE);
         }
         let _ = tx.send((self.id, outcome));
+        if let Err(panic) = told {
+            panic::resume_unwind(panic);
+        }
     }
 }
 

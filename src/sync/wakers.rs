@@ -13,16 +13,21 @@ use std::task::Waker;
 
 /// Wakes every waker of `wakers`, even when one of them panics (a waker is
 /// someone else's code: a test's, another executor's): the waiters after
-/// it are not left unwoken with what was granted to them. The first panic
-/// goes on to the caller once all are woken.
+/// it are not left unwoken with what was granted to them. Once all are
+/// woken, the last panic goes on to the caller (the panic hook's record of
+/// where a panic happened is the last one's), and any earlier ones are
+/// logged, so that none is lost.
 pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
-    let mut first = None;
+    let mut last = None;
     for waker in wakers {
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-            first.get_or_insert(panic);
+            if let Some(earlier) = last.replace(panic) {
+                let message = super::panic_message(&*earlier);
+                tracing::error!(target: "shardlet::task", "a waker panicked (another one's panic goes on): {message}");
+            }
         }
     }
-    if let Some(panic) = first {
+    if let Some(panic) = last {
         panic::resume_unwind(panic);
     }
 }
@@ -147,20 +152,28 @@ mod tests {
 
     #[test]
     fn wake_all_wakes_the_others_when_one_panics() {
-        struct Count(AtomicUsize);
+        /// Counts its wakes; panics when woken if `panics`.
+        struct Count(AtomicUsize, bool);
         impl std::task::Wake for Count {
             fn wake(self: Arc<Self>) {
-                if self.0.fetch_add(1, SeqCst) == 0 {
+                self.0.fetch_add(1, SeqCst);
+                if self.1 {
                     panic!("bad waker {:p}", Arc::as_ptr(&self));
                 }
             }
         }
-        let counts: Vec<_> = (0..4).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        // The first and the third panic.
+        let counts: Vec<_> = (0..4)
+            .map(|i| Arc::new(Count(AtomicUsize::new(0), i % 2 == 0)))
+            .collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(c.clone())).collect();
-        let first = format!("bad waker {:p}", Arc::as_ptr(&counts[0]));
         let caught = std::panic::catch_unwind(AssertUnwindSafe(|| wake_all(wakers)));
-        let panic = caught.expect_err("the first panic goes on");
-        assert_eq!(panic.downcast_ref::<String>(), Some(&first));
+        let panic = caught.expect_err("a panic goes on");
+        assert_eq!(
+            panic.downcast_ref::<String>(),
+            Some(&format!("bad waker {:p}", Arc::as_ptr(&counts[2]))),
+            "the last one's"
+        );
         let woken: Vec<usize> = counts.iter().map(|c| c.0.load(SeqCst)).collect();
         assert_eq!(woken, [1, 1, 1, 1], "every waker woken once");
     }

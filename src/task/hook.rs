@@ -31,8 +31,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use std::any::Any;
 use std::cell::RefCell;
+
+pub(crate) use crate::sync::panic_message;
 
 /// How many guarded polls are on this thread's stack (the guard's
 /// `depth`, passed in so that the hook needs nothing from the guard).
@@ -118,17 +119,6 @@ fn line(info: &PanicHookInfo<'_>) -> String {
 /// Where the guarded panic just caught happened (taken once, by the guard).
 pub(crate) fn take_location() -> Option<String> {
     LOCATION.try_with(|l| l.borrow_mut().take()).ok().flatten()
-}
-
-/// The text of a panic payload (`&str` or `String`; anything else is named as such).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
 }
 
 struct Rate {

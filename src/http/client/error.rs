@@ -150,7 +150,9 @@ impl Error {
         self.kind
     }
 
-    /// Whether a time limit passed ([`ErrorKind::Timeout`]).
+    /// Whether a time limit passed ([`ErrorKind::Timeout`]). A name whose
+    /// lookup timed out within the last few seconds fails at once, as
+    /// [`ErrorKind::Dns`] (it did not wait): not a time-out.
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind, ErrorKind::Timeout { .. })
     }

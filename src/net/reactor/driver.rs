@@ -367,8 +367,14 @@ impl Reactor {
             }
         }
         drop(events);
-        for waker in wake.drain(..) {
-            waker.wake();
+        // Every waker is woken even if one panics; nothing above the
+        // driver could handle that panic (it would end the shard): logged.
+        let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::sync::wakers::wake_all(wake.drain(..));
+        }));
+        if let Err(panic) = woken {
+            let message = crate::sync::panic_message(&*panic);
+            tracing::error!(target: "shardlet::net", "a waker of a socket's task panicked: {message}");
         }
         *self.wake.borrow_mut() = wake;
         n
