@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,4 +245,109 @@ fn spawn_on_jobs_cut_off_by_the_end_of_their_shard_are_counted() {
     handle.join().unwrap();
     assert_eq!(mesh.cancelled(), 3);
     assert_eq!(mesh.dropped(), 0, "they ran: not dropped");
+}
+
+/// Drops set `true`.
+struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One shard whose entry blocks its thread until `release` fires (so its
+/// inbox is never drained), returned once it is blocked.
+fn blocked_shard() -> (shardlet::RuntimeHandle<()>, std::sync::mpsc::Sender<()>) {
+    let (started, is_started) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let handle = Runtime::new(config(1))
+        .unwrap()
+        .start(move || {
+            started.send(()).unwrap();
+            let _ = released.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            async {}
+        })
+        .unwrap();
+    is_started.recv_timeout(Duration::from_secs(10)).unwrap();
+    (handle, release)
+}
+
+/// A `submit_to` its shard drops unrun (stopped first): the shard drops its
+/// closure as it closes, and with it what the closure holds (a
+/// `GlobalLimit` permit here), before the caller is told. Before: the
+/// closure lived, holding the permit, until the caller dropped its reply.
+#[test]
+fn a_call_dropped_unrun_releases_what_its_closure_holds() {
+    let (handle, release) = blocked_shard();
+    let mesh = handle.mesh();
+    let limit = shardlet::GlobalLimit::new(1);
+    let permit = limit.try_acquire().unwrap();
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Flag(dropped.clone());
+    let mut call = Box::pin(mesh.submit_to(0, move || {
+        let _held = (&permit, &flag);
+        async {}
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        call.as_mut().poll(&mut cx).is_pending(),
+        "sent, waiting for the answer"
+    );
+    handle.stop(Duration::ZERO);
+    release.send(()).unwrap();
+    let _ = util::join_within(handle, Duration::from_secs(10));
+    assert_eq!(mesh.dropped(), 1, "dropped unrun, and counted");
+    // The caller still holds its reply, unanswered.
+    assert!(dropped.load(Ordering::SeqCst), "the closure is still alive");
+    assert_eq!(limit.available(), 1, "its permit is still held");
+    let answer = call.as_mut().poll(&mut cx);
+    assert!(
+        matches!(
+            answer,
+            std::task::Poll::Ready(Err(MeshError::ShardGone { shard: 0 }))
+        ),
+        "{answer:?}"
+    );
+}
+
+/// A dropped call's closure whose drop panics: the shard counts and logs
+/// it as it closes, the caller is still told, and dropping the caller's
+/// reply does not panic. Before: the closure was dropped with the reply, on
+/// the caller's thread, and its panic unwound there.
+#[test]
+fn a_dropped_calls_closure_that_panics_on_drop_panics_on_its_shard_not_the_caller() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("this closure's drop panics");
+        }
+    }
+    let (handle, release) = blocked_shard();
+    let mesh = handle.mesh();
+    let boom = Boom;
+    let mut call = Box::pin(mesh.submit_to(0, move || {
+        let _held = &boom;
+        async {}
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(call.as_mut().poll(&mut cx).is_pending());
+    handle.stop(Duration::ZERO);
+    release.send(()).unwrap();
+    let _ = util::join_within(handle, Duration::from_secs(10));
+    assert_eq!(mesh.dropped(), 1);
+    let answer = call.as_mut().poll(&mut cx);
+    assert!(
+        matches!(
+            answer,
+            std::task::Poll::Ready(Err(MeshError::ShardGone { shard: 0 }))
+        ),
+        "{answer:?}"
+    );
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(call)));
+    assert!(
+        dropped.is_ok(),
+        "dropping the reply ran the closure's drop on the caller"
+    );
 }

@@ -143,12 +143,27 @@ where
         );
     }
 
+    /// Dropped unrun: the closure (with what it holds, a permit say) is
+    /// dropped here, where the envelope is (on the shard as it closes,
+    /// under its panic guard), not later by the caller with its `Reply`,
+    /// which shares this allocation. The caller is told after, even if
+    /// that drop panics.
     fn abandon(&self) {
-        self.answer.abandon();
+        let _tell = Tell(&self.answer);
+        drop(take(&self.f));
     }
 
     fn take_closure(&self) -> Option<Box<dyn Any + Send>> {
         take(&self.f).map(|f| Box::new(f) as Box<dyn Any + Send>)
+    }
+}
+
+/// Gives up `answer` when dropped (also when a panic unwinds).
+struct Tell<'a, T>(&'a AnswerSlot<T>);
+
+impl<T> Drop for Tell<'_, T> {
+    fn drop(&mut self) {
+        self.0.abandon();
     }
 }
 
