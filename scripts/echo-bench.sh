@@ -212,6 +212,11 @@ if [[ "$fd_soft" != unlimited ]]; then
         die "$max_count connections need about $need descriptors per process, but the limit is $fd_soft (hard: $fd_hard). Raise the hard limit ('ulimit -Hn $need' in a root shell, nofile in /etc/security/limits.conf, or LimitNOFILE= for a systemd unit) or use fewer connections"
     fi
     server_shards="${SHARDLET_SHARDS:-$(wc -w <<<"$(expand_cpus "$server_cpus")")}"
+    # Checked before any arithmetic: bash evaluates a variable's text there.
+    server_shards="${server_shards//[[:space:]]/}"
+    [[ "$server_shards" =~ ^[0-9]+$ ]] && ((10#$server_shards > 0)) ||
+        die "SHARDLET_SHARDS=$server_shards: not a whole number of shards (at least 1)"
+    server_shards=$((10#$server_shards))
     if [[ -z "${SHARDLET_MAX_CONNECTIONS:-}" && ",$servers," == *,shardlet* ]]; then
         cap=$(((fd_soft - (256 + 32 * server_shards + fd_soft / 64)) / server_shards))
         if ((cap * server_shards < max_count)); then

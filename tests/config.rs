@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shardlet::{
     Config, ConfigError, Runtime, RuntimeError, ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX,
-    ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
+    ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
 };
 
 /// A lookup over the given `(variable, value)` pairs only.
@@ -254,6 +254,11 @@ fn zero_sizes_from_the_builder() {
     assert_names(&err, ENV_POOL_SIZE, "0");
     let err = Config::default().with_blocking_threads(0).validate().unwrap_err();
     assert_names(&err, ENV_BLOCKING_THREADS, "0");
+    // A cap of no connection at all: refused, not a server that serves
+    // nobody (before: accepted, and the server never accepted anyone).
+    let err = Config::default().with_max_connections(0).validate().unwrap_err();
+    assert_names(&err, ENV_MAX_CONNECTIONS, "0");
+    assert!(err.to_string().contains("must be at least 1"), "{err}");
 }
 
 #[test]

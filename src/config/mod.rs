@@ -477,6 +477,7 @@ impl Config {
             (ENV_POOL_SIZE, self.pool_size),
             (ENV_BLOCKING_THREADS, self.blocking_threads),
             (ENV_MAILBOX, self.mailbox),
+            (ENV_MAX_CONNECTIONS, self.max_connections.unwrap_or(1)),
         ] {
             if value == 0 {
                 return Err(self.error(var, value, "must be at least 1"));

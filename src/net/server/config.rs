@@ -126,11 +126,17 @@ impl Default for ServerConfig {
 
 /// Takes the accept mode (`SHARDLET_ACCEPT`) and the connection cap
 /// (`SHARDLET_MAX_CONNECTIONS`) from a runtime [`Config`].
+///
+/// # Panics
+///
+/// If the config's connection cap is zero (which
+/// [`Config::validate`] and [`Runtime::new`](crate::Runtime::new) refuse).
 impl From<&Config> for ServerConfig {
     fn from(config: &Config) -> Self {
-        ServerConfig {
-            max_connections: config.max_connections(),
-            ..ServerConfig::default().with_accept(config.accept())
+        let server = ServerConfig::default().with_accept(config.accept());
+        match config.max_connections() {
+            Some(max) => server.with_max_connections(max),
+            None => server,
         }
     }
 }
