@@ -151,6 +151,17 @@ fn child() {
             let err = Runtime::new(Config::default().with_shards(1).with_pin(false)).unwrap_err();
             println!("ERROR: {err}");
         }
+        "nofile-held" => {
+            // A host holding most of its descriptors already.
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, 64, 64).unwrap();
+            let held: Vec<std::fs::File> = (0..50)
+                .map(|_| std::fs::File::open("/dev/null").unwrap())
+                .collect();
+            let err = Runtime::new(Config::default().with_shards(1).with_pin(false)).unwrap_err();
+            println!("ERROR: {err}");
+            drop(held);
+        }
         "typo" => {
             // No tracing subscriber here: the warning goes to stderr.
             std::env::set_var("SHARDLET_SHARDSS", "2");
@@ -195,6 +206,17 @@ fn memlock_below_glommios_floor_is_an_error_with_what_to_raise() {
 fn a_descriptor_limit_too_low_to_start_is_an_error_with_what_to_raise() {
     let line = child_error(run_child("nofile", false));
     assert!(line.contains("RLIMIT_NOFILE is 20 descriptors"), "{line}");
+    assert!(line.contains("ulimit -n"), "{line}");
+}
+
+/// Descriptors the process holds already count: 50 of 64 held leave too
+/// few for a shard, and the error says so before any shard starts. Before:
+/// the check passed, and the shard failed inside glommio.
+#[test]
+fn descriptors_held_already_count_against_the_limit() {
+    let line = child_error(run_child("nofile-held", false));
+    assert!(line.contains("RLIMIT_NOFILE is 64 descriptors ("), "{line}");
+    assert!(line.contains(" open already)"), "{line}");
     assert!(line.contains("ulimit -n"), "{line}");
 }
 

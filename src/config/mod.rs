@@ -494,8 +494,13 @@ impl Config {
         let placement = (0..shards)
             .map(|i| self.pin.then(|| cpus.as_slice()[i]))
             .collect();
+        // Unpinned shards still keep to the CPUs given them, when the
+        // configuration narrows them (a list, a reserve for the host).
+        let narrowed = self.cpus.is_some() || self.reserve_cpus > 0;
+        let fence = (!self.pin && narrowed).then(|| cpus.as_slice().to_vec());
         Ok(ShardPlan {
             cpus: placement,
+            fence,
             host_cpus: host,
         })
     }
@@ -505,6 +510,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardPlan {
     cpus: Vec<Option<usize>>,
+    fence: Option<Vec<usize>>,
     host_cpus: Vec<usize>,
 }
 
@@ -521,6 +527,23 @@ impl ShardPlan {
     /// If `shard` is not below [`shards`](ShardPlan::shards).
     pub fn cpu(&self, shard: usize) -> Option<usize> {
         self.cpus[shard]
+    }
+
+    /// The CPUs unpinned shards may run on (each may move among them), when
+    /// `SHARDLET_CPUS` or `SHARDLET_RESERVE_CPUS` narrows them; `None`:
+    /// pinned shards, or wherever the process may run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardlet::Config;
+    ///
+    /// let plan = Config::default().with_pin(false).with_cpus([0]).validate().unwrap();
+    /// assert_eq!((plan.cpu(0), plan.fence()), (None, Some(&[0][..])));
+    /// assert_eq!(Config::default().with_pin(false).validate().unwrap().fence(), None);
+    /// ```
+    pub fn fence(&self) -> Option<&[usize]> {
+        self.fence.as_deref()
     }
 
     /// The CPUs left to the host (`SHARDLET_RESERVE_CPUS`): pin the host's

@@ -4,26 +4,32 @@
 //! io_uring rings and its event descriptors, the shard's epoll driver and
 //! its wake-up descriptor): 7 on Linux 6.x, measured. Below that, a shard
 //! fails deep inside glommio (an `unwrap` of `EMFILE` in its placement
-//! code, a panic); this check says up front what to raise.
+//! code, a panic); this check says up front what to raise. Descriptors the
+//! process holds already (a host's files and sockets) count against the
+//! same limit.
 
 use nix::sys::resource::{getrlimit, Resource};
 
 /// Descriptors the process needs besides its shards: stdio, the blocking
 /// pool's and the signal thread's, a listener and a few connections.
 const BASE: u64 = 16;
+/// Of [`BASE`], those a process has open from its start (stdio).
+const STDIO: u64 = 3;
 /// Descriptors one shard opens to start (7 measured), with room for one more.
 const PER_SHARD: u64 = 8;
 
 /// `RLIMIT_NOFILE` is too low to start the shards asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "RLIMIT_NOFILE is {limit} descriptors, but {shards} shard(s) need at least {need} to start; \
+    "RLIMIT_NOFILE is {limit} descriptors ({open} open already), but {shards} shard(s) need at least {need} to start; \
      raise it (`ulimit -n`, LimitNOFILE= in a systemd unit, `nofile` in /etc/security/limits.conf, \
      `--ulimit nofile=` for docker) or lower SHARDLET_SHARDS"
 )]
 pub struct DescriptorError {
     /// The soft limit.
     pub limit: u64,
+    /// Descriptors the process held when it checked.
+    pub open: u64,
     /// Descriptors the shards need to start.
     pub need: u64,
     /// Shards asked for.
@@ -51,15 +57,27 @@ pub(crate) fn soft_limit() -> u64 {
     }
 }
 
-/// Checks that `shards` shards can start under the current soft limit.
+/// Checks that `shards` shards can start under the current soft limit,
+/// beside the descriptors open now.
 pub(crate) fn check(shards: usize) -> Result<(), DescriptorError> {
-    check_with(soft_limit(), shards)
+    check_with(soft_limit(), open_now(), shards)
 }
 
-fn check_with(limit: u64, shards: usize) -> Result<(), DescriptorError> {
-    let need = BASE + PER_SHARD * shards as u64;
+/// Descriptors this process holds now (`/proc/self/fd`, less the one that
+/// reads it); stdio only if that cannot be read.
+pub(crate) fn open_now() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(STDIO, |dir| (dir.count() as u64).saturating_sub(1))
+}
+
+fn check_with(limit: u64, open: u64, shards: usize) -> Result<(), DescriptorError> {
+    let need = BASE + open.saturating_sub(STDIO) + PER_SHARD * shards as u64;
     if limit < need {
-        return Err(DescriptorError { limit, need, shards });
+        return Err(DescriptorError {
+            limit,
+            open,
+            need,
+            shards,
+        });
     }
     Ok(())
 }
@@ -70,13 +88,28 @@ mod tests {
 
     #[test]
     fn the_limit_at_its_edge_names_what_to_raise() {
-        assert!(check_with(24, 1).is_ok());
-        let err = check_with(23, 1).unwrap_err();
+        assert!(check_with(24, 3, 1).is_ok());
+        let err = check_with(23, 3, 1).unwrap_err();
         assert_eq!((err.limit, err.need, err.shards), (23, 24, 1));
         let text = err.to_string();
-        assert!(text.contains("RLIMIT_NOFILE is 23"), "{text}");
+        assert!(
+            text.contains("RLIMIT_NOFILE is 23 descriptors (3 open already)"),
+            "{text}"
+        );
         assert!(text.contains("ulimit -n"), "{text}");
-        assert!(check_with(1024, 64).is_ok());
-        assert!(check_with(1024, 1024).is_err());
+        assert!(check_with(1024, 3, 64).is_ok());
+        assert!(check_with(1024, 3, 1024).is_err());
+    }
+
+    /// Descriptors a host holds already leave fewer for the shards. Before:
+    /// a process holding 59 of 64 passed the check, and a shard failed
+    /// inside glommio (a panic on `EMFILE`).
+    #[test]
+    fn descriptors_open_already_count() {
+        assert!(check_with(64, 3, 1).is_ok());
+        let err = check_with(64, 59, 1).unwrap_err();
+        assert_eq!((err.open, err.need), (59, 80));
+        assert!(err.to_string().contains("(59 open already)"), "{err}");
+        assert!(open_now() >= STDIO, "{}", open_now());
     }
 }
