@@ -213,3 +213,46 @@ fn closures_still_queued_when_the_runtime_is_joined_never_run() {
         "no queued closure ran after join"
     );
 }
+
+/// The thread's own affinity mask.
+fn affinity() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// With CPUs reserved for the host, the blocking pool's threads keep to
+/// them, off the shards' CPUs; with none reserved, they run anywhere.
+/// Before: they ran on every CPU, the shards' included.
+#[test]
+fn blocking_threads_keep_to_the_cpus_reserved_for_the_host() {
+    let cpus = affinity();
+    if cpus.len() < 2 {
+        eprintln!("one CPU: none to reserve");
+        return;
+    }
+    let runtime = shardlet::Runtime::new(config(1).with_reserve_cpus(1)).unwrap();
+    let host = runtime.plan().host_cpus().to_vec();
+    assert_eq!(host.len(), 1);
+    let masks = runtime
+        .run(|| async {
+            let mut masks = Vec::new();
+            for _ in 0..4 {
+                masks.push(blocking(affinity).await.unwrap());
+            }
+            masks
+        })
+        .unwrap();
+    assert!(
+        masks[0].iter().all(|m| *m == host),
+        "{masks:?} against the host's {host:?}"
+    );
+
+    let masks = shardlet::Runtime::new(config(1))
+        .unwrap()
+        .run(|| async { blocking(affinity).await.unwrap() })
+        .unwrap();
+    assert_eq!(masks, [cpus]);
+}

@@ -207,9 +207,11 @@ impl Runtime {
         let shards = self.plan.shards();
         let entry = Arc::new(entry);
         let threads = self.config.blocking_threads();
-        let blocking = BlockingPool::new(threads).map_err(|err| RuntimeError::BlockingThreads {
-            threads,
-            reason: err.to_string(),
+        let blocking = BlockingPool::new(threads, self.plan.host_cpus()).map_err(|err| {
+            RuntimeError::BlockingThreads {
+                threads,
+                reason: err.to_string(),
+            }
         })?;
         let stopper = Stopper::new();
         let (report, outcomes) = flume::bounded(shards);

@@ -12,10 +12,15 @@
 //! the threads end once the closures they are running return (a closure
 //! that never returns keeps its thread; `join` does not wait for it). On an
 //! executor not started by a shardlet runtime, a process-wide pool of that
-//! size is created on first use.
+//! size is created on first use. With CPUs reserved for the host
+//! (`SHARDLET_RESERVE_CPUS`), the pool's threads keep to those CPUs, off
+//! the shards' own.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 
 use crate::sync::local::{self, Installed};
 use crate::task::guard;
@@ -37,13 +42,14 @@ pub(crate) struct BlockingPool {
 }
 
 impl BlockingPool {
-    /// Starts `threads` threads.
+    /// Starts `threads` threads, kept to `cpus` unless it is empty.
     ///
     /// # Errors
     ///
     /// The OS refused a thread (the ones started already end, as the
     /// pool's queue closes).
-    pub(crate) fn new(threads: usize) -> std::io::Result<Arc<BlockingPool>> {
+    pub(crate) fn new(threads: usize, cpus: &[usize]) -> std::io::Result<Arc<BlockingPool>> {
+        let fence = fence(cpus);
         let (jobs, queue) = flume::bounded::<Job>(threads.saturating_mul(QUEUE_PER_THREAD));
         let closed = Arc::new(AtomicBool::new(false));
         let busy = Arc::new(AtomicUsize::new(0));
@@ -54,6 +60,11 @@ impl BlockingPool {
             std::thread::Builder::new()
                 .name(format!("shardlet-blocking-{i}"))
                 .spawn(move || {
+                    if let Some(set) = fence {
+                        if let Err(errno) = sched_setaffinity(Pid::from_raw(0), &set) {
+                            tracing::warn!(target: "shardlet::blocking", %errno, "cannot keep a blocking thread to the host's CPUs");
+                        }
+                    }
                     while let Ok(job) = queue.recv() {
                         if closed.load(Ordering::Acquire) {
                             // Dropped unrun (its caller gets `Cancelled`);
@@ -103,11 +114,11 @@ impl BlockingPool {
         GLOBAL
             .get_or_init(|| {
                 let threads = threads_outside_a_runtime();
-                BlockingPool::new(threads).unwrap_or_else(|err| {
+                BlockingPool::new(threads, &[]).unwrap_or_else(|err| {
                     // Unreachable in practice (a process that cannot start
                     // one thread has bigger problems); retried once with one.
                     tracing::error!(target: "shardlet::blocking", threads, %err, "cannot start the blocking pool's threads; using one");
-                    BlockingPool::new(1).expect("cannot start a shardlet blocking thread")
+                    BlockingPool::new(1, &[]).expect("cannot start a shardlet blocking thread")
                 })
             })
             .clone()
@@ -201,4 +212,16 @@ impl std::fmt::Debug for BlockingPool {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
     }
+}
+
+/// The affinity mask of `cpus`; `None` for no CPU (or none it can hold).
+fn fence(cpus: &[usize]) -> Option<CpuSet> {
+    if cpus.is_empty() {
+        return None;
+    }
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).ok()?;
+    }
+    Some(set)
 }
