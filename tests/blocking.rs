@@ -214,21 +214,12 @@ fn closures_still_queued_when_the_runtime_is_joined_never_run() {
     );
 }
 
-/// The thread's own affinity mask.
-fn affinity() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
-}
-
 /// With CPUs reserved for the host, the blocking pool's threads keep to
 /// them, off the shards' CPUs; with none reserved, they run anywhere.
 /// Before: they ran on every CPU, the shards' included.
 #[test]
 fn blocking_threads_keep_to_the_cpus_reserved_for_the_host() {
-    let cpus = affinity();
+    let cpus = util::affinity();
     if cpus.len() < 2 {
         eprintln!("one CPU: none to reserve");
         return;
@@ -240,7 +231,7 @@ fn blocking_threads_keep_to_the_cpus_reserved_for_the_host() {
         .run(|| async {
             let mut masks = Vec::new();
             for _ in 0..4 {
-                masks.push(blocking(affinity).await.unwrap());
+                masks.push(blocking(util::affinity).await.unwrap());
             }
             masks
         })
@@ -252,7 +243,7 @@ fn blocking_threads_keep_to_the_cpus_reserved_for_the_host() {
 
     let masks = shardlet::Runtime::new(config(1))
         .unwrap()
-        .run(|| async { blocking(affinity).await.unwrap() })
+        .run(|| async { blocking(util::affinity).await.unwrap() })
         .unwrap();
     assert_eq!(masks, [cpus]);
 }

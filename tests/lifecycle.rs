@@ -312,15 +312,6 @@ fn the_host_side_futures_are_send() {
     future::block_on(handle.finished()).unwrap();
 }
 
-/// A waker that panics when woken.
-struct Boom;
-
-impl std::task::Wake for Boom {
-    fn wake(self: std::sync::Arc<Self>) {
-        panic!("the host's waker panics")
-    }
-}
-
 /// A host future watching the runtime was polled with a waker that
 /// panics. The shard that tells it its outcome still hands that outcome
 /// to the handle. Before: the panic came out first, and the outcome was lost.
@@ -333,7 +324,7 @@ fn a_watchers_panicking_waker_loses_no_outcome() {
             7
         })
         .unwrap();
-    let bad = std::task::Waker::from(std::sync::Arc::new(Boom));
+    let bad = util::panicking_waker();
     let mut watching = Box::pin(handle.finished());
     let polled = watching.as_mut().poll(&mut std::task::Context::from_waker(&bad));
     assert!(polled.is_pending());

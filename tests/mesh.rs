@@ -4,8 +4,10 @@
 mod util;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::future::block_on;
@@ -274,23 +276,22 @@ fn blocked_shard() -> (shardlet::RuntimeHandle<()>, std::sync::mpsc::Sender<()>)
     (handle, release)
 }
 
-/// A `submit_to` its shard drops unrun (stopped first): the shard drops its
-/// closure as it closes, and with it what the closure holds (a
-/// `GlobalLimit` permit here), before the caller is told. Before: the
-/// closure lived, holding the permit, until the caller dropped its reply.
-#[test]
-fn a_call_dropped_unrun_releases_what_its_closure_holds() {
+/// A `submit_to` whose closure holds `held`, sent to a shard that never
+/// drains its inbox and is then stopped: the shard drops it unrun (and
+/// counts it). Returns the caller's reply, unpolled since it was sent.
+fn a_call_dropped_unrun<H: Send + 'static>(held: H) -> Pin<Box<dyn Future<Output = Result<(), MeshError>>>> {
     let (handle, release) = blocked_shard();
     let mesh = handle.mesh();
-    let limit = shardlet::GlobalLimit::new(1);
-    let permit = limit.try_acquire().unwrap();
-    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Flag(dropped.clone());
-    let mut call = Box::pin(mesh.submit_to(0, move || {
-        let _held = (&permit, &flag);
-        async {}
-    }));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let sender = mesh.clone();
+    let mut call: Pin<Box<dyn Future<Output = Result<(), MeshError>>>> = Box::pin(async move {
+        sender
+            .submit_to(0, move || {
+                let _held = &held;
+                async {}
+            })
+            .await
+    });
+    let mut cx = Context::from_waker(Waker::noop());
     assert!(
         call.as_mut().poll(&mut cx).is_pending(),
         "sent, waiting for the answer"
@@ -299,17 +300,33 @@ fn a_call_dropped_unrun_releases_what_its_closure_holds() {
     release.send(()).unwrap();
     let _ = util::join_within(handle, Duration::from_secs(10));
     assert_eq!(mesh.dropped(), 1, "dropped unrun, and counted");
+    call
+}
+
+/// The reply to a call dropped unrun says its shard is gone.
+#[track_caller]
+fn assert_shard_gone(call: Pin<&mut dyn Future<Output = Result<(), MeshError>>>) {
+    let answer = call.poll(&mut Context::from_waker(Waker::noop()));
+    assert!(
+        matches!(answer, Poll::Ready(Err(MeshError::ShardGone { shard: 0 }))),
+        "{answer:?}"
+    );
+}
+
+/// A `submit_to` its shard drops unrun (stopped first): the shard drops its
+/// closure as it closes, and with it what the closure holds (a
+/// `GlobalLimit` permit here), before the caller is told. Before: the
+/// closure lived, holding the permit, until the caller dropped its reply.
+#[test]
+fn a_call_dropped_unrun_releases_what_its_closure_holds() {
+    let limit = shardlet::GlobalLimit::new(1);
+    let permit = limit.try_acquire().unwrap();
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut call = a_call_dropped_unrun((permit, Flag(dropped.clone())));
     // The caller still holds its reply, unanswered.
     assert!(dropped.load(Ordering::SeqCst), "the closure is still alive");
     assert_eq!(limit.available(), 1, "its permit is still held");
-    let answer = call.as_mut().poll(&mut cx);
-    assert!(
-        matches!(
-            answer,
-            std::task::Poll::Ready(Err(MeshError::ShardGone { shard: 0 }))
-        ),
-        "{answer:?}"
-    );
+    assert_shard_gone(call.as_mut());
 }
 
 /// A dropped call's closure whose drop panics: the shard counts and logs
@@ -324,27 +341,8 @@ fn a_dropped_calls_closure_that_panics_on_drop_panics_on_its_shard_not_the_calle
             panic!("this closure's drop panics");
         }
     }
-    let (handle, release) = blocked_shard();
-    let mesh = handle.mesh();
-    let boom = Boom;
-    let mut call = Box::pin(mesh.submit_to(0, move || {
-        let _held = &boom;
-        async {}
-    }));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(call.as_mut().poll(&mut cx).is_pending());
-    handle.stop(Duration::ZERO);
-    release.send(()).unwrap();
-    let _ = util::join_within(handle, Duration::from_secs(10));
-    assert_eq!(mesh.dropped(), 1);
-    let answer = call.as_mut().poll(&mut cx);
-    assert!(
-        matches!(
-            answer,
-            std::task::Poll::Ready(Err(MeshError::ShardGone { shard: 0 }))
-        ),
-        "{answer:?}"
-    );
+    let mut call = a_call_dropped_unrun(Boom);
+    assert_shard_gone(call.as_mut());
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(call)));
     assert!(
         dropped.is_ok(),

@@ -550,15 +550,6 @@ fn the_slot_is_free_when_a_panicked_or_cancelled_handle_resolves() {
     });
 }
 
-/// A waker that panics when woken.
-struct Boom;
-
-impl std::task::Wake for Boom {
-    fn wake(self: std::sync::Arc<Self>) {
-        panic!("bad waker")
-    }
-}
-
 /// A growth grants several queued spawners at once; the first one's waker
 /// panics. The panic comes out of `resize`, and the spawners after it are
 /// woken all the same. Before: they were granted their slots and never
@@ -575,7 +566,7 @@ fn a_waker_that_panics_in_a_growth_leaves_no_granted_spawner_unwoken() {
             })
             .await;
         let mut first = Box::pin(pool.spawn(async { 0 }));
-        let bad = std::task::Waker::from(std::sync::Arc::new(Boom));
+        let bad = util::panicking_waker();
         assert!(first
             .as_mut()
             .poll(&mut std::task::Context::from_waker(&bad))
@@ -627,7 +618,7 @@ fn a_queued_spawner_whose_waker_panics_takes_nothing_down() {
             })
             .await;
         let mut queued = Box::pin(pool.spawn(async { 8 }));
-        let bad = std::task::Waker::from(std::sync::Arc::new(Boom));
+        let bad = util::panicking_waker();
         let polled = queued.as_mut().poll(&mut std::task::Context::from_waker(&bad));
         assert!(polled.is_pending());
         assert_eq!(pool.waiting(), 1);

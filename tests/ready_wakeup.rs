@@ -83,15 +83,6 @@ fn only_the_stream_that_got_data_wakes() {
     assert_eq!(woke, [("b", b"to b".to_vec()), ("a", b"to a".to_vec())]);
 }
 
-/// A waker that panics when woken.
-struct Boom;
-
-impl std::task::Wake for Boom {
-    fn wake(self: std::sync::Arc<Self>) {
-        panic!("a socket reader's waker panics")
-    }
-}
-
 /// A read polled with a waker that panics: when its data comes, the
 /// driver's wake-up panics. The other readers woken in the same round are
 /// woken all the same, and the shard's driver goes on (logged). Before: the
@@ -102,7 +93,7 @@ fn a_panicking_waker_takes_down_neither_the_driver_nor_the_other_readers() {
         let (mut bad, mut peer_bad) = ready_util::std_pair();
         let (mut good, mut peer_good) = ready_util::std_pair();
         let mut buf = [0u8; 8];
-        let boom = std::task::Waker::from(std::sync::Arc::new(Boom));
+        let boom = util::panicking_waker();
         {
             let read = bad.read(&mut buf);
             futures_lite::pin!(read);

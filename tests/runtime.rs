@@ -63,12 +63,7 @@ fn pinned_shards_run_on_their_cpu() {
     let out = runtime
         .run(|| async {
             // The thread's own affinity mask: exactly the one CPU.
-            let mask: Vec<usize> = core_affinity::get_core_ids()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            (shard::cpu(), mask)
+            (shard::cpu(), util::affinity())
         })
         .unwrap();
     for (i, (cpu, mask)) in out.into_iter().enumerate() {
@@ -78,21 +73,12 @@ fn pinned_shards_run_on_their_cpu() {
     }
 }
 
-/// The thread's own affinity mask.
-fn affinity() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
-}
-
 /// Unpinned shards keep to the CPUs the configuration gives them: a list
 /// (`SHARDLET_CPUS`) or what a reserve for the host leaves. Before: with
 /// pinning off, both were ignored and the shards ran anywhere.
 #[test]
 fn unpinned_shards_keep_to_the_cpus_given_them() {
-    let cpus = affinity();
+    let cpus = util::affinity();
     if cpus.len() < 2 {
         eprintln!("one CPU: nothing to narrow");
         return;
@@ -100,12 +86,12 @@ fn unpinned_shards_keep_to_the_cpus_given_them() {
     let last = *cpus.last().unwrap();
     let runtime = Runtime::new(config(2).with_cpus([last])).unwrap();
     assert_eq!(runtime.plan().fence(), Some(&[last][..]));
-    let masks = runtime.run(|| async { affinity() }).unwrap();
+    let masks = runtime.run(|| async { util::affinity() }).unwrap();
     assert_eq!(masks, [vec![last], vec![last]], "SHARDLET_CPUS={last}, unpinned");
 
     let runtime = Runtime::new(config(1).with_reserve_cpus(1)).unwrap();
     let host = runtime.plan().host_cpus().to_vec();
-    let masks = runtime.run(|| async { affinity() }).unwrap();
+    let masks = runtime.run(|| async { util::affinity() }).unwrap();
     assert!(
         !masks[0].iter().any(|c| host.contains(c)),
         "the shard runs on the host's {host:?}: {masks:?}"
@@ -115,7 +101,7 @@ fn unpinned_shards_keep_to_the_cpus_given_them() {
     // Not narrowed: wherever the process may run.
     let runtime = Runtime::new(config(1)).unwrap();
     assert_eq!(runtime.plan().fence(), None);
-    assert_eq!(runtime.run(|| async { affinity() }).unwrap(), [cpus]);
+    assert_eq!(runtime.run(|| async { util::affinity() }).unwrap(), [cpus]);
 }
 
 #[test]

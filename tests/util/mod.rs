@@ -325,3 +325,23 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     assert!(built.success(), "cargo build --example {name} failed");
     bin
 }
+
+/// The calling thread's affinity mask: the CPUs it may run on.
+pub fn affinity() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// A waker that panics when woken (someone else's broken waker).
+pub fn panicking_waker() -> std::task::Waker {
+    struct Boom;
+    impl std::task::Wake for Boom {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("this waker panics when woken")
+        }
+    }
+    std::task::Waker::from(std::sync::Arc::new(Boom))
+}
