@@ -15,11 +15,13 @@ pub(crate) mod knobs;
 pub(crate) mod memlock;
 mod names;
 pub(crate) mod nofile;
+mod plan;
 
 use given::Given;
 
 pub use accept::AcceptMode;
 pub use names::*;
+pub use plan::ShardPlan;
 
 use std::time::Duration;
 
@@ -503,53 +505,6 @@ impl Config {
             fence,
             host_cpus: host,
         })
-    }
-}
-
-/// Where each shard runs: the outcome of [`Config::validate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardPlan {
-    cpus: Vec<Option<usize>>,
-    fence: Option<Vec<usize>>,
-    host_cpus: Vec<usize>,
-}
-
-impl ShardPlan {
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.cpus.len()
-    }
-
-    /// The CPU shard `shard` is pinned to, or `None` when unpinned.
-    ///
-    /// # Panics
-    ///
-    /// If `shard` is not below [`shards`](ShardPlan::shards).
-    pub fn cpu(&self, shard: usize) -> Option<usize> {
-        self.cpus[shard]
-    }
-
-    /// The CPUs unpinned shards may run on (each may move among them), when
-    /// `SHARDLET_CPUS` or `SHARDLET_RESERVE_CPUS` narrows them; `None`:
-    /// pinned shards, or wherever the process may run.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shardlet::Config;
-    ///
-    /// let plan = Config::default().with_pin(false).with_cpus([0]).validate().unwrap();
-    /// assert_eq!((plan.cpu(0), plan.fence()), (None, Some(&[0][..])));
-    /// assert_eq!(Config::default().with_pin(false).validate().unwrap().fence(), None);
-    /// ```
-    pub fn fence(&self) -> Option<&[usize]> {
-        self.fence.as_deref()
-    }
-
-    /// The CPUs left to the host (`SHARDLET_RESERVE_CPUS`): pin the host's
-    /// own threads here to keep them off the shards' CPUs.
-    pub fn host_cpus(&self) -> &[usize] {
-        &self.host_cpus
     }
 }
 

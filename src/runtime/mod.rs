@@ -15,6 +15,7 @@
 
 pub(crate) mod handle;
 pub(crate) mod ready;
+mod start_failure;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -458,11 +459,16 @@ impl ShardSpec {
         let executor = match made {
             Ok(Ok(executor)) => executor,
             Ok(Err(err)) => {
-                return reporter.report(Err(self::start_error(id, cpu, err.to_string(), io_memory)))
+                return reporter.report(Err(start_failure::start_error(
+                    id,
+                    cpu,
+                    err.to_string(),
+                    io_memory,
+                )))
             }
             Err(payload) => {
                 let reason = format!("glommio panicked: {}", panic_message(&*payload));
-                return reporter.report(Err(self::start_error(id, cpu, reason, io_memory)));
+                return reporter.report(Err(start_failure::start_error(id, cpu, reason, io_memory)));
             }
         };
         tracing::debug!(target: "shardlet::runtime", shard = id, cpu, "shard started");
@@ -518,51 +524,6 @@ async fn publish_stats(mesh: Mesh) {
     }
 }
 
-/// A shard's start failure, with what to change when glommio could not
-/// set up its io_uring memory.
-fn start_error(shard: usize, cpu: Option<usize>, reason: String, io_memory: usize) -> RuntimeError {
-    let reason = match start_hint(&reason, io_memory) {
-        Some(hint) => format!("{reason} ({hint})"),
-        None => reason,
-    };
-    RuntimeError::ShardStart { shard, cpu, reason }
-}
-
-/// What to change, for the ways a shard fails to start that its checks
-/// could not foresee (limits shared with other processes, or used up by
-/// the host meanwhile).
-fn start_hint(reason: &str, io_memory: usize) -> Option<String> {
-    let lower = reason.to_lowercase();
-    if lower.contains("too many open files") {
-        return Some(format!(
-            "{} descriptors open now: raise the descriptor limit (`ulimit -n`, RLIMIT_NOFILE)",
-            crate::config::nofile::open_now()
-        ));
-    }
-    if lower.contains("failed to spawn thread") || lower.contains("resource temporarily unavailable") {
-        return Some(format!(
-            "no thread could be started: raise the limit on processes and threads (`ulimit -u`, \
-             RLIMIT_NPROC, a container's pids limit), or lower {} / {}",
-            crate::config::ENV_SHARDS,
-            crate::config::ENV_BLOCKING_THREADS
-        ));
-    }
-    if lower.contains("poisoned") {
-        return Some(
-            "glommio's io_uring setup failed at an earlier start in this process and cannot be \
-             tried again in it: restart the process, after fixing what the first error said"
-                .to_string(),
-        );
-    }
-    (lower.contains("glommio panicked") || lower.contains("memory")).then(|| {
-        format!(
-            "with {} = {io_memory} bytes of io_uring memory per shard: lower it, or raise \
-             RLIMIT_MEMLOCK, which the kernel counts for all of this user's processes together",
-            crate::config::ENV_IO_MEMORY
-        )
-    })
-}
-
 /// Closes a shard's lanes and mailbox when it ends, whatever the way.
 struct CloseOnExit {
     mesh: Mesh,
@@ -588,38 +549,5 @@ fn outcome_of<T>(shard: usize, outcome: Option<Result<T, JoinError>>) -> Result<
             },
         }),
         Some(Err(None)) | None => Err(RuntimeError::ShardCancelled { shard }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::start_hint;
-
-    /// Each way a shard fails to start that its checks cannot foresee gets
-    /// the hint for it (before: every glommio panic got the memlock hint,
-    /// an EMFILE or a thread limit none).
-    #[test]
-    fn a_start_failure_names_what_to_change() {
-        let hint = |reason: &str| start_hint(reason, 1 << 20).unwrap_or_default();
-        let emfile = hint("glommio panicked: called `Result::unwrap()` on an `Err` value: Too many open files (os error 24)");
-        assert!(
-            emfile.contains("ulimit -n") && emfile.contains("descriptors open now"),
-            "{emfile}"
-        );
-        assert!(!emfile.contains("MEMLOCK"), "{emfile}");
-        let threads = hint("glommio panicked: failed to spawn thread: Os { code: 11, kind: WouldBlock }");
-        assert!(
-            threads.contains("ulimit -u") && threads.contains("SHARDLET_SHARDS"),
-            "{threads}"
-        );
-        let poisoned = hint("glommio panicked: Once instance has previously been poisoned");
-        assert!(poisoned.contains("restart the process"), "{poisoned}");
-        let memlock = hint("glommio panicked: Failed to register a probe. The most likely reason is that your kernel witnessed Romulus killing Remus (too old!!)");
-        assert!(
-            memlock.contains("SHARDLET_IO_MEMORY = 1048576") && memlock.contains("RLIMIT_MEMLOCK"),
-            "{memlock}"
-        );
-        assert!(memlock.contains("all of this user's processes"), "{memlock}");
-        assert_eq!(start_hint("Invalid CPU 7", 1 << 20), None);
     }
 }
