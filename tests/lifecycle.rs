@@ -334,3 +334,37 @@ fn a_watchers_panicking_waker_loses_no_outcome() {
     let outcome = handle.join();
     assert_eq!(outcome, Ok(vec![7]));
 }
+
+/// The same with a host future waiting on the runtime's stop signal: a
+/// shard that fails stops the others, which wakes that waker. The failure
+/// still reaches the handle. Before: "shard thread ended without reporting".
+#[test]
+fn a_stop_waiters_panicking_waker_loses_no_failure() {
+    let runtime = Runtime::new(config(1)).unwrap();
+    let (go, started) = std::sync::mpsc::channel::<()>();
+    let started = std::sync::Mutex::new(started);
+    let handle = runtime
+        .start(move || {
+            let started = started.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            async move {
+                started.unwrap();
+                panic!("this shard fails");
+            }
+        })
+        .unwrap();
+    let stopper = handle.stopper();
+    let bad = util::panicking_waker();
+    let mut waiting = Box::pin(stopper.stopped());
+    assert!(waiting
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&bad))
+        .is_pending());
+    std::mem::forget(waiting);
+    go.send(()).unwrap();
+    match handle.join() {
+        Err(RuntimeError::ShardPanicked { shard: 0, message }) => {
+            assert!(message.contains("this shard fails"), "{message}");
+        }
+        other => panic!("expected the shard's panic, got {other:?}"),
+    }
+}

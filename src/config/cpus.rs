@@ -15,6 +15,9 @@
 
 use std::path::Path;
 
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+
 use crate::config::cpulist::CpuList;
 
 /// The CPUs this process may run on (its affinity mask).
@@ -27,6 +30,22 @@ pub(crate) fn allowed_cpus() -> CpuList {
         CpuList::from((0..n).collect::<Vec<_>>())
     } else {
         list
+    }
+}
+
+/// Keeps the calling thread to `cpus` (its affinity mask): a blocking
+/// thread to the host's reserved CPUs, an unpinned shard to its own. A
+/// failure (a CPU gone offline since) is logged, and the thread runs on
+/// where it may.
+pub(crate) fn keep_to(cpus: &[usize]) {
+    let mut set = CpuSet::new();
+    let kept = cpus
+        .iter()
+        .try_for_each(|&cpu| set.set(cpu))
+        .and_then(|()| sched_setaffinity(Pid::from_raw(0), &set));
+    if let Err(errno) = kept {
+        let thread = std::thread::current();
+        tracing::warn!(target: "shardlet::runtime", thread = thread.name(), ?cpus, %errno, "cannot keep this thread to its CPUs");
     }
 }
 

@@ -144,10 +144,10 @@ where
     }
 
     /// Dropped unrun: the closure (with what it holds, a permit say) is
-    /// dropped here, where the envelope is (on the shard as it closes,
-    /// under its panic guard), not later by the caller with its `Reply`,
-    /// which shares this allocation. The caller is told after, even if
-    /// that drop panics.
+    /// dropped here, where the envelope is (by the shard as it closes,
+    /// under its panic guard; by the sender when it could not be sent), not
+    /// later by the caller with its `Reply`, which shares this allocation.
+    /// The caller is told after, even if that drop panics.
     fn abandon(&self) {
         let _tell = Tell(&self.answer);
         drop(take(&self.f));

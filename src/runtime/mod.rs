@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_lite::future;
-use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::current::{self as place, Place};
 use crate::config::memlock::{Memlock, MemlockError};
@@ -387,19 +387,13 @@ impl<T> Reporter<T> {
     fn report(&mut self, outcome: Result<T, RuntimeError>) {
         let Some(tx) = self.tx.take() else { return };
         // Known to watchers before the stop it causes ends other shards'
-        // entries: what they see first is this failure. A watcher's waker
-        // that panics does not keep the outcome from the handle: the stop
-        // and the send happen first, then the panic goes on.
-        let told = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.lifecycle.report(self.id, outcome.as_ref().err());
-        }));
+        // entries: what they see first is this failure. (A watcher's waker
+        // that panics is logged by the wake: the outcome is sent all the same.)
+        self.lifecycle.report(self.id, outcome.as_ref().err());
         if outcome.is_err() {
             self.stopper.stop(FAILURE_GRACE);
         }
         let _ = tx.send((self.id, outcome));
-        if let Err(panic) = told {
-            panic::resume_unwind(panic);
-        }
     }
 }
 
@@ -442,12 +436,14 @@ impl ShardSpec {
         // glommio panics (an `unwrap` deep in its ring setup or its
         // placement code) for some settings and limits it cannot meet,
         // instead of returning an error: all of the building is guarded.
+        // An unpinned shard keeps to its CPUs by its thread's mask, which
+        // glommio leaves alone (an `Unbound` executor reads no topology and
+        // does not spin; a `Fenced` one would do both).
+        if let (None, Some(cpus)) = (cpu, &fence) {
+            crate::config::cpus::keep_to(cpus);
+        }
         let made = panic::catch_unwind(AssertUnwindSafe(|| {
-            let placement = match (cpu, &fence) {
-                (Some(cpu), _) => Placement::Fixed(cpu),
-                (None, Some(cpus)) => Placement::Fenced(CpuSet::online()?.filter(|l| cpus.contains(&l.cpu))),
-                (None, None) => Placement::Unbound,
-            };
+            let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
             let mut builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shardlet-{id}"))
                 .io_memory(io_memory);

@@ -23,9 +23,10 @@ pub(super) fn start_error(
 fn start_hint(reason: &str, io_memory: usize) -> Option<String> {
     let lower = reason.to_lowercase();
     if lower.contains("too many open files") {
+        let open = crate::config::nofile::open_now().map(|n| format!("{n} descriptors open now: "));
         return Some(format!(
-            "{} descriptors open now: raise the descriptor limit (`ulimit -n`, RLIMIT_NOFILE)",
-            crate::config::nofile::open_now()
+            "{}raise the descriptor limit (`ulimit -n`, RLIMIT_NOFILE)",
+            open.unwrap_or_default()
         ));
     }
     if lower.contains("failed to spawn thread") || lower.contains("resource temporarily unavailable") {
@@ -64,7 +65,7 @@ mod tests {
         let hint = |reason: &str| start_hint(reason, 1 << 20).unwrap_or_default();
         let emfile = hint("glommio panicked: called `Result::unwrap()` on an `Err` value: Too many open files (os error 24)");
         assert!(
-            emfile.contains("ulimit -n") && emfile.contains("descriptors open now"),
+            emfile.contains("ulimit -n") && emfile.contains("descriptors open now: raise"),
             "{emfile}"
         );
         assert!(!emfile.contains("MEMLOCK"), "{emfile}");

@@ -133,7 +133,7 @@ impl Slots {
             }
         }
         // Wake outside the borrow: a waker may run code that touches the pool.
-        super::wakers::wake_all(wake);
+        super::wakers::wake_all_then_panic(wake);
     }
 }
 

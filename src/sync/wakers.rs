@@ -5,31 +5,51 @@
 //! adding one more; dropping the future gives the key back. Used by the
 //! registry of waiting tasks (`task/guard.rs`) and by a pool's idle watchers.
 //!
-//! [`wake_all`] wakes a batch of wakers taken out of any such set.
+//! [`wake_all`] and [`wake_all_then_panic`] wake a batch of wakers taken
+//! out of any such set.
 
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::task::Waker;
 
 /// Wakes every waker of `wakers`, even when one of them panics (a waker is
-/// someone else's code: a test's, another executor's): the waiters after
-/// it are not left unwoken with what was granted to them. Once all are
-/// woken, the last panic goes on to the caller (the panic hook's record of
-/// where a panic happened is the last one's), and any earlier ones are
-/// logged, so that none is lost.
+/// someone else's code: a test's, another executor's), so that the waiters
+/// after it are not left unwoken with what was granted to them. A waker's
+/// panic is logged and goes no further: the caller (a stop, a shard's
+/// outcome, the readiness driver, a connection's close) could do nothing
+/// with it, and some are destructors.
 pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    if let Some(panic) = wake_each(wakers) {
+        log(&*panic);
+    }
+}
+
+/// [`wake_all`], and then the last panic goes on to the caller (the panic
+/// hook's record of where a panic happened is the last one's; earlier ones
+/// are logged): for a pool's slots, whose callers catch, count and log it
+/// as a task's panic, or hand it to the user who resized the pool.
+pub(crate) fn wake_all_then_panic(wakers: impl IntoIterator<Item = Waker>) {
+    if let Some(panic) = wake_each(wakers) {
+        panic::resume_unwind(panic);
+    }
+}
+
+/// Wakes each waker; the last panic, if any (earlier ones logged).
+fn wake_each(wakers: impl IntoIterator<Item = Waker>) -> Option<Box<dyn std::any::Any + Send>> {
     let mut last = None;
     for waker in wakers {
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
             if let Some(earlier) = last.replace(panic) {
-                let message = super::panic_message(&*earlier);
-                tracing::error!(target: "shardlet::task", "a waker panicked (another one's panic goes on): {message}");
+                log(&*earlier);
             }
         }
     }
-    if let Some(panic) = last {
-        panic::resume_unwind(panic);
-    }
+    last
+}
+
+fn log(panic: &(dyn std::any::Any + Send)) {
+    let message = super::panic_message(panic);
+    tracing::error!(target: "shardlet::task", "a waker panicked when woken: {message}");
 }
 
 /// A waiter's key in a [`WakerSet`]. A full word, as `Option<WakerKey>` is:
@@ -167,7 +187,7 @@ mod tests {
             .map(|i| Arc::new(Count(AtomicUsize::new(0), i % 2 == 0)))
             .collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(c.clone())).collect();
-        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| wake_all(wakers)));
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| wake_all_then_panic(wakers)));
         let panic = caught.expect_err("a panic goes on");
         assert_eq!(
             panic.downcast_ref::<String>(),
@@ -176,5 +196,20 @@ mod tests {
         );
         let woken: Vec<usize> = counts.iter().map(|c| c.0.load(SeqCst)).collect();
         assert_eq!(woken, [1, 1, 1, 1], "every waker woken once");
+    }
+
+    #[test]
+    fn wake_all_logs_a_panic_and_goes_on() {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+                panic!("bad waker");
+            }
+        }
+        let counts: Vec<_> = (0..3).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        wake_all(counts.iter().map(|c| Waker::from(c.clone())));
+        let woken: Vec<usize> = counts.iter().map(|c| c.0.load(SeqCst)).collect();
+        assert_eq!(woken, [1, 1, 1], "every waker woken once, and no panic came out");
     }
 }

@@ -19,9 +19,6 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use nix::sched::{sched_setaffinity, CpuSet};
-use nix::unistd::Pid;
-
 use crate::sync::local::{self, Installed};
 use crate::task::guard;
 use crate::task::JoinError;
@@ -49,7 +46,7 @@ impl BlockingPool {
     /// The OS refused a thread (the ones started already end, as the
     /// pool's queue closes).
     pub(crate) fn new(threads: usize, cpus: &[usize]) -> std::io::Result<Arc<BlockingPool>> {
-        let fence = fence(cpus);
+        let fence: Arc<[usize]> = cpus.into();
         let (jobs, queue) = flume::bounded::<Job>(threads.saturating_mul(QUEUE_PER_THREAD));
         let closed = Arc::new(AtomicBool::new(false));
         let busy = Arc::new(AtomicUsize::new(0));
@@ -57,13 +54,12 @@ impl BlockingPool {
             let queue = queue.clone();
             let closed = closed.clone();
             let busy = busy.clone();
+            let fence = fence.clone();
             std::thread::Builder::new()
                 .name(format!("shardlet-blocking-{i}"))
                 .spawn(move || {
-                    if let Some(set) = fence {
-                        if let Err(errno) = sched_setaffinity(Pid::from_raw(0), &set) {
-                            tracing::warn!(target: "shardlet::blocking", %errno, "cannot keep a blocking thread to the host's CPUs");
-                        }
+                    if !fence.is_empty() {
+                        crate::config::cpus::keep_to(&fence);
                     }
                     while let Ok(job) = queue.recv() {
                         if closed.load(Ordering::Acquire) {
@@ -212,16 +208,4 @@ impl std::fmt::Debug for BlockingPool {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
     }
-}
-
-/// The affinity mask of `cpus`; `None` for no CPU (or none it can hold).
-fn fence(cpus: &[usize]) -> Option<CpuSet> {
-    if cpus.is_empty() {
-        return None;
-    }
-    let mut set = CpuSet::new();
-    for &cpu in cpus {
-        set.set(cpu).ok()?;
-    }
-    Some(set)
 }

@@ -301,7 +301,16 @@ impl Body {
             // read again to hand it the stamp.
             return self.poll_inner(cx);
         }
-        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let since = match self.waiting_since {
+            Some(since) => since,
+            None => {
+                // A wake from before this wait says nothing about it.
+                if let Some((stamp, _)) = &self.stamp {
+                    stamp.take_woken();
+                }
+                *self.waiting_since.insert(Instant::now())
+            }
+        };
         let left = self.timeout.saturating_sub(self.waited);
         let sleep = self
             .sleep

@@ -369,13 +369,7 @@ impl Reactor {
         drop(events);
         // Every waker is woken even if one panics; nothing above the
         // driver could handle that panic (it would end the shard): logged.
-        let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::sync::wakers::wake_all(wake.drain(..));
-        }));
-        if let Err(panic) = woken {
-            let message = crate::sync::panic_message(&*panic);
-            tracing::error!(target: "shardlet::net", "a waker of a socket's task panicked: {message}");
-        }
+        crate::sync::wakers::wake_all(wake.drain(..));
         *self.wake.borrow_mut() = wake;
         n
     }
