@@ -176,16 +176,12 @@ impl std::error::Error for Error {
 pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(&error);
-    let mut io_kind = None;
     while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            io_kind.get_or_insert(io.kind());
-        }
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    match io_kind {
+    match io_kind(&error) {
         // hyper's decoders say "malformed" and "cut short" as these kinds.
         Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
             ErrorKind::Protocol(text)
@@ -193,6 +189,33 @@ pub(crate) fn from_hyper(error: hyper::Error) -> ErrorKind {
         Some(kind) if !error.is_parse() => ErrorKind::Io(io::Error::new(kind, text)),
         _ => ErrorKind::Protocol(text),
     }
+}
+
+/// The kind of the first I/O error among `error`'s causes, if any.
+fn io_kind(error: &hyper::Error) -> Option<io::ErrorKind> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// Whether a request failed, with no response, because its connection was
+/// closed under it: cut short, closed before hyper could send it, or reset
+/// (the server closed a kept-alive connection as the request arrived, and
+/// its unread request made the close a reset: RFC 9112 §9.3.1).
+pub(crate) fn closed_under(error: &hyper::Error) -> bool {
+    error.is_incomplete_message()
+        || error.is_canceled()
+        || matches!(
+            io_kind(error),
+            Some(
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+            )
+        )
 }
 
 /// What a new connection's failure before its request was sent means: the

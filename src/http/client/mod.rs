@@ -20,7 +20,7 @@
 //!
 //! A request that hyper could not even start on a pooled connection (it
 //! closed meanwhile) is sent on another; one that a reused connection cut
-//! short before any response is retried once when its method is idempotent
+//! short or reset before any response is retried once when its method is idempotent
 //! (RFC 9110 §9.2.2: `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`)
 //! and its body can be sent again (not a stream).
 //! A new connection that the server closes before the request goes out is
@@ -474,7 +474,7 @@ impl Client {
                         continue;
                     }
                     let error = failed.into_error();
-                    let stale = error.is_incomplete_message() || error.is_canceled();
+                    let stale = error::closed_under(&error);
                     match again {
                         Some(again) if reused && idempotent && stale && !retried => {
                             tracing::debug!(target: "shardlet::http", url = %Redacted(url), %error, "kept-alive connection was closed; retrying");
