@@ -112,6 +112,7 @@ async fn feed(request: Request<Body>, meter: Arc<Meter>) -> Response<Full<Bytes>
 /// A scraper and a feed server, both on every shard of one 2-shard runtime.
 struct Fixture {
     scraper: SocketAddr,
+    scraper_server: shttp::Server,
     feeds: SocketAddr,
     meter: Arc<Meter>,
     limit: GlobalLimit,
@@ -132,7 +133,10 @@ fn fixture(max_fetches: usize, settings: Settings) -> Fixture {
                 (feeds.clone(), scraper.clone(), limit.clone(), meter.clone());
             move || {
                 let (feeds, server, meter) = (feeds.clone(), scraper.clone(), meter.clone());
-                let app = Scraper::new(limit.clone(), settings.clone());
+                let app = Scraper::new(limit.clone(), settings.clone()).with_stopping({
+                    let server = server.clone();
+                    move || server.is_stopped()
+                });
                 async move {
                     let serving_feeds = feeds.serve(move |request| feed(request, meter.clone()));
                     let serving_scraper = server.serve(move |request| {
@@ -151,6 +155,7 @@ fn fixture(max_fetches: usize, settings: Settings) -> Fixture {
         .expect("scraper ready");
     Fixture {
         scraper: scraper.local_addr(),
+        scraper_server: scraper,
         feeds: feeds.local_addr(),
         meter,
         limit,
@@ -189,6 +194,41 @@ fn settings() -> Settings {
         fetch_timeout: Duration::from_millis(400),
         ..Settings::default()
     }
+}
+
+/// A request with more URLs than fetch slots, in flight when its server
+/// stops: the URLs still waiting for a slot are answered "not fetched",
+/// so the request ends within the fetch timeout and the drain covers it.
+/// Before: each round of slots took its own fetch time (here 3 x 1.5 s,
+/// past a drain of fetch timeout plus 2 s at the scraper's defaults).
+#[test]
+fn a_request_in_flight_at_a_stop_ends_within_the_fetch_timeout() {
+    let settings = Settings {
+        fetch_timeout: Duration::from_secs(3),
+        ..settings()
+    };
+    let f = fixture(1, settings);
+    let urls: Vec<String> = (0..3).map(|_| f.url("/slow.xml")).collect();
+    let started = std::time::Instant::now();
+    let reply = std::thread::scope(|s| {
+        let posting = s.spawn(|| f.post(&urls, "text/plain"));
+        std::thread::sleep(Duration::from_millis(300));
+        f.scraper_server.stop(Duration::from_secs(10));
+        posting.join().unwrap()
+    });
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let text = reply.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0], "RSS Two",
+        "the fetch running at the stop finishes: {text}"
+    );
+    for line in &lines[1..] {
+        assert!(line.ends_with("not fetched: the server is stopping"), "{text}");
+    }
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
 }
 
 #[test]

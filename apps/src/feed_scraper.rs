@@ -34,6 +34,10 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_FEED_BYTES: usize = 4 << 20;
 /// The longest line (one URL) of a request, by default.
 pub const DEFAULT_MAX_LINE: usize = 8 << 10;
+/// The longest title kept, in bytes (then cut, with `…`): a request's
+/// answer holds one per URL until the last fetch ends, so a feed whose
+/// title is most of its 4 MiB must not cost that much per URL.
+pub const MAX_TITLE: usize = 1 << 10;
 
 /// What limits one scraper's work besides the global limit.
 #[derive(Debug, Clone)]
@@ -69,7 +73,15 @@ pub struct Scraper {
     limit: GlobalLimit,
     client: shttp::Client,
     settings: Rc<Settings>,
+    /// Whether the server is stopping (see [`Scraper::with_stopping`]).
+    stopping: Rc<dyn Fn() -> bool>,
 }
+
+/// How often a URL waiting for a fetch slot looks whether the server stops.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// The outcome of a URL not fetched because the server is stopping.
+pub const STOPPING: &str = "not fetched: the server is stopping";
 
 /// The answer: a whole body.
 pub type Answer = Response<Full<Bytes>>;
@@ -95,6 +107,27 @@ impl Scraper {
             limit,
             client: fetch::client(settings.max_feed_bytes, settings.fetch_timeout),
             settings: Rc::new(settings),
+            stopping: Rc::new(|| false),
+        }
+    }
+
+    /// Tells the scraper how to know that its server is stopping (say,
+    /// `move || server.is_stopped()`): from then on, a request's URLs that
+    /// have no fetch slot yet are answered [`STOPPING`] instead of waiting
+    /// for one, so that a request in flight ends within the fetch timeout
+    /// (its fetches running) and the server's drain can cover it. Without
+    /// it, a request with more URLs than free slots needs a fetch timeout
+    /// per round of slots, and a drain cuts it off.
+    #[must_use]
+    pub fn with_stopping(mut self, stopping: impl Fn() -> bool + 'static) -> Self {
+        self.stopping = Rc::new(stopping);
+        self
+    }
+
+    /// Resolves once the server is stopping.
+    async fn stopped(&self) {
+        while !(self.stopping)() {
+            shardlet::sleep(STOP_POLL).await;
         }
     }
 
@@ -121,6 +154,9 @@ impl Scraper {
         let (_alive, gone) = flume::bounded::<()>(0);
         let mut pile = GreenPile::new(&self.limit);
         let mut urls = Vec::new();
+        // Per URL, whether it went into the pile (or was not fetched: the
+        // server is stopping).
+        let mut fetched = Vec::new();
         let mut lines = Lines::new(request.into_body(), self.settings.max_line);
         loop {
             let url = match lines.next().await {
@@ -149,22 +185,37 @@ impl Scraper {
             let (client, timeout, gone) = (self.client.clone(), self.settings.fetch_timeout, gone.clone());
             let fetching = url.clone();
             // Waits for a permit when `limit.size()` fetches already run,
-            // on this shard or any other.
-            pile.spawn(async move {
-                let fetch = fetch_title(&client, &fetching, timeout);
-                let abandoned = async {
-                    let _ = gone.recv_async().await;
-                    Err("the client went away".to_string())
-                };
-                future::or(fetch, abandoned).await
-            })
-            .await;
+            // on this shard or any other; not once the server stops.
+            let spawn = async {
+                pile.spawn(async move {
+                    let fetch = fetch_title(&client, &fetching, timeout);
+                    let abandoned = async {
+                        let _ = gone.recv_async().await;
+                        Err("the client went away".to_string())
+                    };
+                    future::or(fetch, abandoned).await
+                })
+                .await;
+                true
+            };
+            let stopping = async {
+                self.stopped().await;
+                false
+            };
+            fetched.push(!(self.stopping)() && future::or(spawn, stopping).await);
             urls.push(url);
         }
-        let outcomes: Vec<Outcome> = pile
-            .map(|joined| joined.unwrap_or_else(|e| Err(format!("fetch failed: {e}"))))
-            .collect()
-            .await;
+        let mut results = pile.map(|joined| joined.unwrap_or_else(|e| Err(format!("fetch failed: {e}"))));
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(urls.len());
+        for went in fetched {
+            outcomes.push(match went {
+                true => results
+                    .next()
+                    .await
+                    .unwrap_or_else(|| Err("fetch lost".to_string())),
+                false => Err(STOPPING.to_string()),
+            });
+        }
         if json {
             answer(StatusCode::OK, "application/json", to_json(&urls, &outcomes))
         } else {
@@ -286,14 +337,35 @@ pub async fn fetch_title(client: &shttp::Client, url: &str, timeout: Duration) -
     parse_title(&document)
 }
 
-/// The title of an RSS 0.9x/1.0/2.0, Atom or JSON Feed document, on one line.
+/// The title of an RSS 0.9x/1.0/2.0, Atom or JSON Feed document, on one
+/// line, cut to [`MAX_TITLE`] bytes.
 ///
 /// # Errors
 ///
 /// The parser's complaint, when `document` is not a feed.
+///
+/// # Examples
+///
+/// ```
+/// use shardlet_apps::feed_scraper::{parse_title, MAX_TITLE};
+///
+/// let rss = |title: &str| format!("<rss version=\"2.0\"><channel><title>{title}</title></channel></rss>");
+/// assert_eq!(parse_title(rss("Two\n  lines").as_bytes()), Ok("Two lines".to_string()));
+/// let long = parse_title(rss(&"é".repeat(1 << 20)).as_bytes()).unwrap();
+/// assert!(long.len() <= MAX_TITLE + '…'.len_utf8() && long.ends_with('…'));
+/// ```
 pub fn parse_title(document: &[u8]) -> Outcome {
     let feed = feed_rs::parser::parse(document).map_err(|e| format!("not a feed ({e})"))?;
-    Ok(feed.title.map(|t| one_line(&t.content)).unwrap_or_default())
+    let mut title = feed.title.map(|t| one_line(&t.content)).unwrap_or_default();
+    if title.len() > MAX_TITLE {
+        let mut end = MAX_TITLE;
+        while !title.is_char_boundary(end) {
+            end -= 1;
+        }
+        title.truncate(end);
+        title.push('…');
+    }
+    Ok(title)
 }
 
 /// `text` with every run of whitespace or control characters as one space:

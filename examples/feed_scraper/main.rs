@@ -33,7 +33,9 @@ use shardlet_apps::feed_scraper::{self as scraper, Scraper, Settings};
 
 /// How long requests in flight get to finish after Ctrl-C, beyond the
 /// fetch timeout: every fetch of a request in flight ends within the fetch
-/// timeout, and the answer is written within this margin.
+/// timeout (URLs still waiting for a fetch slot at the stop are answered
+/// "not fetched: the server is stopping"), and the answer is written
+/// within this margin.
 const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// The feed scraper: POST feed URLs, get their titles.
@@ -107,7 +109,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let server = server.clone();
         move || {
             let server = server.clone();
-            let scraper = Scraper::new(limit.clone(), settings.clone());
+            // Once stopping, URLs still waiting for a fetch slot are not
+            // fetched: a request in flight ends within the fetch timeout.
+            let scraper = Scraper::new(limit.clone(), settings.clone()).with_stopping({
+                let server = server.clone();
+                move || server.is_stopped()
+            });
             async move {
                 server
                     .serve(move |request| {
