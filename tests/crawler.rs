@@ -133,6 +133,49 @@ impl Write for Probe {
     }
 }
 
+/// A writer whose reader is gone: every write fails as a closed pipe does.
+struct ClosedPipe;
+
+impl Write for ClosedPipe {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+/// Once the output fails (`crawler urls | head`), the crawl stops: it ends
+/// with the output's error and fetches no more than what was running.
+/// Before: it fetched the whole input (and every link, with --follow),
+/// writing nothing.
+#[test]
+fn a_crawl_whose_output_fails_stops() {
+    let server = site(200);
+    let list = server.url("/page/0");
+    let fetched = |extra: &'static [&'static str]| {
+        let (input, before) = (format!("{}\n", list).repeat(100), server.requests().len());
+        let args = args(extra);
+        let err = util::run1(move || {
+            let (args, input) = (args.clone(), input.clone());
+            async move {
+                let failed = crawl(&args, urls(io::Cursor::new(input)), ClosedPipe).await;
+                failed.err().map(|e| e.kind())
+            }
+        });
+        assert_eq!(err, Some(io::ErrorKind::BrokenPipe));
+        server.requests().len() - before
+    };
+    let listed = fetched(&["--pool", "4"]);
+    assert!(listed <= 4 + 1, "{listed} of 100 fetched after the output failed");
+    let followed = fetched(&["--pool", "4", "--follow", "--depth", "10"]);
+    assert!(
+        followed <= 4 + 1,
+        "{followed} pages of the site fetched after the output failed"
+    );
+}
+
 /// A generated site: `pages` pages; page i links to a few others (relative,
 /// absolute, with fragments and repeats), to itself, to another host, and to
 /// a non-HTML file. Depth of page i from page 0 is known: page i links to 2i+1, 2i+2.

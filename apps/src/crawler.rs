@@ -351,7 +351,12 @@ async fn list<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<Item
             (url, outcome, start.elapsed())
         }
     });
+    // Until the output fails (its reader is gone: `crawler urls | head`):
+    // then the fetches still running are dropped with the stream.
     while let Some(result) = results.next().await {
+        if crawl.error.borrow().is_some() {
+            break;
+        }
         match result {
             Ok((url, outcome, took)) => crawl.report(
                 &url,
@@ -382,7 +387,8 @@ async fn follow<W: Write + 'static>(crawl: &Rc<Crawl<W>>, urls: impl Iterator<It
     });
     let c = crawl.clone();
     let mut visits = crawl.pool.imap(seeds, move |url| visit(c.clone(), url, 0));
-    while visits.next().await.is_some() {}
+    while visits.next().await.is_some() && crawl.error.borrow().is_none() {}
+    drop(visits);
     // Seeds are done; links they spawned may still run. Each was spawned by a
     // running task of the pool, so the pool is idle only when all are done.
     crawl.pool.waitall().await;
@@ -404,6 +410,10 @@ fn visit<W: Write + 'static>(
             .map_err(|e| e.kind() as &dyn std::fmt::Display);
         crawl.report(&url, outcome, start.elapsed(), Some(depth));
         let Ok(response) = result else { return };
+        // The output failed: no more links.
+        if crawl.error.borrow().is_some() {
+            return;
+        }
         if depth >= crawl.depth || !is_html(&response) {
             return;
         }
