@@ -129,6 +129,34 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::sync::Arc;
 
+    /// A waker that counts its wakes, and panics when woken if `panics`.
+    struct Count {
+        woken: AtomicUsize,
+        panics: bool,
+    }
+
+    impl Count {
+        fn new(panics: bool) -> Arc<Count> {
+            Arc::new(Count {
+                woken: AtomicUsize::new(0),
+                panics,
+            })
+        }
+
+        fn woken(&self) -> usize {
+            self.woken.load(SeqCst)
+        }
+    }
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.woken.fetch_add(1, SeqCst);
+            if self.panics {
+                panic!("bad waker {:p}", Arc::as_ptr(&self));
+            }
+        }
+    }
+
     #[test]
     fn polling_again_replaces_the_waker_and_removing_frees_the_key() {
         let mut set = WakerSet::new();
@@ -152,40 +180,19 @@ mod tests {
 
     #[test]
     fn a_new_waker_replaces_the_old_one() {
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, SeqCst);
-            }
-        }
-        let (first, second) = (
-            Arc::new(Count(AtomicUsize::new(0))),
-            Arc::new(Count(AtomicUsize::new(0))),
-        );
+        let (first, second) = (Count::new(false), Count::new(false));
         let mut set = WakerSet::new();
         let mut key = None;
         set.register(&mut key, &Waker::from(first.clone()));
         set.register(&mut key, &Waker::from(second.clone()));
         wake_all(set.take_all());
-        assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 1));
+        assert_eq!((first.woken(), second.woken()), (0, 1));
     }
 
     #[test]
     fn wake_all_wakes_the_others_when_one_panics() {
-        /// Counts its wakes; panics when woken if `panics`.
-        struct Count(AtomicUsize, bool);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, SeqCst);
-                if self.1 {
-                    panic!("bad waker {:p}", Arc::as_ptr(&self));
-                }
-            }
-        }
         // The first and the third panic.
-        let counts: Vec<_> = (0..4)
-            .map(|i| Arc::new(Count(AtomicUsize::new(0), i % 2 == 0)))
-            .collect();
+        let counts: Vec<_> = (0..4).map(|i| Count::new(i % 2 == 0)).collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(c.clone())).collect();
         let caught = std::panic::catch_unwind(AssertUnwindSafe(|| wake_all_then_panic(wakers)));
         let panic = caught.expect_err("a panic goes on");
@@ -194,22 +201,15 @@ mod tests {
             Some(&format!("bad waker {:p}", Arc::as_ptr(&counts[2]))),
             "the last one's"
         );
-        let woken: Vec<usize> = counts.iter().map(|c| c.0.load(SeqCst)).collect();
+        let woken: Vec<usize> = counts.iter().map(|c| c.woken()).collect();
         assert_eq!(woken, [1, 1, 1, 1], "every waker woken once");
     }
 
     #[test]
     fn wake_all_logs_a_panic_and_goes_on() {
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, SeqCst);
-                panic!("bad waker");
-            }
-        }
-        let counts: Vec<_> = (0..3).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        let counts: Vec<_> = (0..3).map(|_| Count::new(true)).collect();
         wake_all(counts.iter().map(|c| Waker::from(c.clone())));
-        let woken: Vec<usize> = counts.iter().map(|c| c.0.load(SeqCst)).collect();
+        let woken: Vec<usize> = counts.iter().map(|c| c.woken()).collect();
         assert_eq!(woken, [1, 1, 1], "every waker woken once, and no panic came out");
     }
 }

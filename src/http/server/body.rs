@@ -311,30 +311,22 @@ impl Body {
                 *self.waiting_since.insert(Instant::now())
             }
         };
-        let left = self.timeout.saturating_sub(self.waited);
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(ShardSleep::until(since + left.min(FOREVER))));
-        if sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        // The sleep was armed for a wait without gaps; with gaps, some
-        // budget is left: sleep on for the rest.
-        let now = Instant::now();
-        let left = left.saturating_sub(now - since);
-        if left.is_zero() {
-            let after = self.timeout;
-            return self.fail(TIMED_OUT, BodyError::TimedOut { after });
-        }
-        let sleep = self
-            .sleep
-            .insert(Box::pin(ShardSleep::until(now + left.min(FOREVER))));
-        match sleep.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                let after = self.timeout;
-                self.fail(TIMED_OUT, BodyError::TimedOut { after })
+        // When this wait spends the budget.
+        let deadline = since + self.timeout.saturating_sub(self.waited).min(FOREVER);
+        loop {
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(ShardSleep::until(deadline)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
+            if Instant::now() >= deadline {
+                let after = self.timeout;
+                return self.fail(TIMED_OUT, BodyError::TimedOut { after });
+            }
+            // Armed at an earlier wait, as if the waits had no gaps: fired
+            // early. Sleep on to this wait's deadline.
+            self.sleep = None;
         }
     }
 }
