@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Keep the build small enough for a CI machine's disk: with full debug info and
+# incremental caches, the ~70 test binaries took 13 GB of target/ (a CI run ran
+# out of space); line tables keep file:line in panics and backtraces.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -31,7 +37,7 @@ step "loom models of the cross-shard primitives (RUSTFLAGS=--cfg loom)"
 # senders waiting for room, the close gate, the answer slot, GlobalLimit and
 # the stop signal (src/sync/loom_tests.rs).
 # A release build of its own: loom is slow unoptimised.
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib --release sync::loom_tests -- --nocapture
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom CARGO_PROFILE_RELEASE_DEBUG=false cargo test --lib --release sync::loom_tests -- --nocapture
 
 step "cargo doc (warnings are errors), private items included"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
