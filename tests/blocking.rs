@@ -135,6 +135,42 @@ fn one_pool_per_runtime_shared_by_its_shards() {
     );
 }
 
+/// A result whose `Drop` panics, dropped by the pool because its caller
+/// gave up, must not end the pool's thread. Before: the panic unwound out
+/// of the thread's loop, so the thread ended with `busy` still counting it,
+/// and with one thread every later call waited forever.
+#[test]
+fn a_result_that_panics_when_dropped_unclaimed_keeps_the_thread() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("dropped unclaimed");
+        }
+    }
+    let handle = shardlet::Runtime::new(config(1).with_blocking_threads(1))
+        .unwrap()
+        .start(|| {
+            util::bounded(async {
+                let gave_up = timeout(
+                    Duration::from_millis(10),
+                    blocking(|| {
+                        std::thread::sleep(Duration::from_millis(100));
+                        Bomb
+                    }),
+                )
+                .await;
+                assert!(gave_up.is_err());
+                let next = timeout(Duration::from_secs(5), blocking(|| "alive")).await;
+                assert_eq!(next, Ok(Ok("alive")), "the only blocking thread died");
+            })
+        })
+        .unwrap();
+    let metrics = handle.metrics();
+    let (result, _) = util::join_within(handle, Duration::from_secs(30));
+    result.unwrap();
+    assert_eq!(metrics.stats().blocking.busy, 0, "{}", metrics.stats());
+}
+
 #[test]
 fn a_call_whose_caller_gave_up_still_runs_to_completion() {
     let finished = Arc::new(AtomicBool::new(false));

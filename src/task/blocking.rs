@@ -68,7 +68,11 @@ impl BlockingPool {
                             let _ = guard::guard_sync(move || drop(job));
                         } else {
                             busy.fetch_add(1, Ordering::Relaxed);
-                            job();
+                            // The closure's own panic is caught inside the
+                            // job; this catches one from dropping a result
+                            // nobody waits for any more (a panicking `Drop`),
+                            // which would end the thread with `busy` counting it.
+                            let _ = guard::guard_sync(job);
                             busy.fetch_sub(1, Ordering::Relaxed);
                         }
                     }
