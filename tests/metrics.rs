@@ -290,6 +290,51 @@ fn lanes_and_mailbox_depths() {
     );
 }
 
+/// Messages left in the lanes to a shard when it ends are dropped with it:
+/// its `lanes_queued` is 0 after the end. Before: the sender's last sample
+/// (taken as the sender ended, before the receiver did) stayed for good.
+/// Shard 1 never gets to run them: it is stuck while they are sent, and
+/// ends slowly (a task whose drop takes 300 ms), so shard 0 ends first.
+#[test]
+fn lanes_queued_is_zero_once_the_shard_has_ended() {
+    struct SlowDrop;
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let (stuck, is_stuck) = flume::bounded::<()>(1);
+    let handle = Runtime::new(config(2))
+        .unwrap()
+        .start(move || {
+            let (stuck, is_stuck) = (stuck.clone(), is_stuck.clone());
+            async move {
+                if shard::id() == 1 {
+                    shardlet::spawn_n(async {
+                        let _slow = SlowDrop;
+                        futures_lite::future::pending::<()>().await;
+                    });
+                    stuck.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(300)); // stuck
+                    return;
+                }
+                is_stuck.recv_async().await.unwrap();
+                for _ in 0..10 {
+                    assert!(shard::mesh().try_spawn_on(1, || async {}).is_ok());
+                }
+                // Sampled at least once while shard 1 is stuck.
+                shardlet::sleep(Duration::from_millis(150)).await;
+            }
+        })
+        .unwrap();
+    let metrics = handle.metrics();
+    let (result, _) = util::join_within(handle, Duration::from_secs(20));
+    result.unwrap();
+    let end = metrics.stats();
+    assert_eq!(end.mesh_dropped, 10, "shard 1 ran some: {end}");
+    assert_eq!(end.shards[1].lanes_queued, 0, "{end}");
+}
+
 /// Shard 0 waits a little so that shard 1 is stuck first.
 async fn is_stuck_wait() {
     shardlet::sleep(Duration::from_millis(200)).await;

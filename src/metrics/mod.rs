@@ -163,7 +163,9 @@ fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetri
         longest_poll: nanos(c.longest_nanos.load(Relaxed)),
         stalls: c.stalls.load(Relaxed),
         polling_for: nanos(polling_for),
-        lanes_queued: lanes,
+        // A shard's lanes are emptied as it ends (what waits there is
+        // dropped unrun): a sender's last sample, taken before, is stale.
+        lanes_queued: if ended == 0 { lanes } else { 0 },
         mailbox_queued: mailbox,
         ready: ReadyStats {
             registrations: c.registrations.load(Relaxed) as usize,
@@ -208,7 +210,8 @@ pub struct ShardMetrics {
     /// shard stuck in one task shows it here while it is stuck.
     pub polling_for: Duration,
     /// Cross-shard messages waiting in the lanes to this shard (sampled by
-    /// the sending shards every 100 ms).
+    /// the sending shards every 100 ms); 0 once the shard has ended (they
+    /// are dropped unrun then, counted in [`RuntimeStats::mesh_dropped`]).
     pub lanes_queued: u64,
     /// Messages from other threads waiting in this shard's mailbox.
     pub mailbox_queued: u64,
