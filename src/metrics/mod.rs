@@ -50,7 +50,7 @@
 mod export;
 
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +140,7 @@ fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetri
         (s, e) => e.saturating_sub(s),
     };
     // Before `busy_nanos`: pairs with the Release in `poll_ends`.
-    let poll_started = c.poll_started.load(std::sync::atomic::Ordering::Acquire);
+    let poll_started = c.poll_started.load(Acquire);
     let polling_for = match poll_started {
         0 => 0,
         at => now.saturating_sub(at),
@@ -150,7 +150,10 @@ fn snapshot(c: &ShardCounters, now: u64, lanes: u64, mailbox: u64) -> ShardMetri
     // than reported before (see the module docs).
     let idle = uptime.saturating_sub(busy).saturating_sub(polling_for);
     let idle = c.idle_reported.fetch_max(idle, Relaxed).max(idle);
-    let (spawned, ended_tasks) = (c.spawned.load(Relaxed), c.ended.load(Relaxed));
+    // Ended first (Acquire, against the shard's Release): tasks that end
+    // meanwhile then make the live count high for a moment, never low.
+    let ended_tasks = c.ended.load(Acquire);
+    let spawned = c.spawned.load(Relaxed);
     ShardMetrics {
         running: c.running.load(Relaxed),
         tasks_spawned: spawned,

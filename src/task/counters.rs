@@ -288,5 +288,7 @@ pub(crate) fn task_spawned() {
 /// its shard.
 #[inline]
 pub(crate) fn task_ended() {
-    with_sink(|c| bump(&c.ended, 1));
+    // Release, read with Acquire before `spawned`: a reader that sees this
+    // end also sees the spawn before it, so its live count is never too low.
+    with_sink(|c| c.ended.store(c.ended.load(Relaxed).wrapping_add(1), Release));
 }
