@@ -151,15 +151,17 @@ fn a_result_that_panics_when_dropped_unclaimed_keeps_the_thread() {
         .unwrap()
         .start(|| {
             util::bounded(async {
+                let (release, released) = std::sync::mpsc::channel::<()>();
                 let gave_up = timeout(
                     Duration::from_millis(10),
-                    blocking(|| {
-                        std::thread::sleep(Duration::from_millis(100));
+                    blocking(move || {
+                        let _ = released.recv();
                         Bomb
                     }),
                 )
                 .await;
                 assert!(gave_up.is_err());
+                release.send(()).unwrap();
                 let next = timeout(Duration::from_secs(5), blocking(|| "alive")).await;
                 assert_eq!(next, Ok(Ok("alive")), "the only blocking thread died");
             })
@@ -169,6 +171,7 @@ fn a_result_that_panics_when_dropped_unclaimed_keeps_the_thread() {
     let (result, _) = util::join_within(handle, Duration::from_secs(30));
     result.unwrap();
     assert_eq!(metrics.stats().blocking.busy, 0, "{}", metrics.stats());
+    assert_eq!(metrics.stats().blocking.panics, 1, "{}", metrics.stats());
 }
 
 #[test]
@@ -179,15 +182,19 @@ fn a_call_whose_caller_gave_up_still_runs_to_completion() {
         let flag = flag.clone();
         async move {
             let f = flag.clone();
+            // The closure goes on only once its caller has given up, however
+            // slow the machine: a fixed sleep lost that race under load.
+            let (release, released) = std::sync::mpsc::channel::<()>();
             let gave_up = timeout(
                 Duration::from_millis(10),
                 blocking(move || {
-                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = released.recv();
                     f.store(true, Ordering::SeqCst);
                 }),
             )
             .await;
             assert!(gave_up.is_err());
+            release.send(()).unwrap();
             wait_until("the abandoned call finishes", || flag.load(Ordering::SeqCst)).await;
         }
     });

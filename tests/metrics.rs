@@ -364,6 +364,33 @@ fn blocking_pool_queue_and_busy_threads() {
     assert_eq!(metrics.stats().blocking.busy, 0);
 }
 
+#[test]
+fn blocking_panics_are_counted_and_exported() {
+    let handle = Runtime::new(config(1).with_blocking_threads(2))
+        .unwrap()
+        .start(|| async {
+            for i in 0..3 {
+                let out = shardlet::blocking(move || {
+                    assert!(i != 1, "closure {i} panics");
+                    i
+                })
+                .await;
+                assert_eq!(out.is_err(), i == 1, "{out:?}");
+            }
+        })
+        .unwrap();
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    assert_eq!(metrics.stats().blocking.panics, 1, "{}", metrics.stats());
+    let text = Exporter::new().with_runtime(metrics).encode();
+    for line in [
+        "# TYPE shardlet_blocking_panics counter",
+        "shardlet_blocking_panics_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}
+
 /// The echo handler, recording each echoed chunk as a "request": status 200
 /// for data, 400 for a chunk starting with `!`, and a panic for `?`.
 async fn recording_echo(mut stream: TcpStream, conn: Connection) -> std::io::Result<()> {

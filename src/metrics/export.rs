@@ -13,8 +13,8 @@
 //! `shardlet_driver_registrations`, `shardlet_driver_rounds_total`,
 //! `shardlet_driver_events_total`, `shardlet_driver_parks_total`; and once per
 //! runtime `shardlet_blocking_threads`, `shardlet_blocking_busy`,
-//! `shardlet_blocking_queued`, `shardlet_mesh_dropped_total`,
-//! `shardlet_mesh_cancelled_total`. A server's:
+//! `shardlet_blocking_queued`, `shardlet_blocking_panics_total`,
+//! `shardlet_mesh_dropped_total`, `shardlet_mesh_cancelled_total`. A server's:
 //! `shardlet_connections_accepted_total`, `shardlet_connections_live`,
 //! `shardlet_connections_failed_total`, `shardlet_handler_panics_total`,
 //! `shardlet_accept_errors_total`, `shardlet_connection_cap`,
@@ -315,7 +315,7 @@ impl Exporter {
         for (name, help, kind, get) in times {
             encode_f64(encoder, &per_shard(name, help, kind, &stats.shards, get))?;
         }
-        let whole: [(&'static str, &'static str, MetricType, u64); 5] = [
+        let whole: [(&'static str, &'static str, MetricType, u64); 6] = [
             (
                 "shardlet_blocking_threads",
                 "Threads behind blocking().",
@@ -333,6 +333,12 @@ impl Exporter {
                 "blocking() closures waiting for a thread.",
                 Gauge,
                 stats.blocking.queued as u64,
+            ),
+            (
+                "shardlet_blocking_panics",
+                "Panics caught on blocking() threads.",
+                Counter,
+                stats.blocking.panics,
             ),
             (
                 "shardlet_mesh_dropped",

@@ -302,10 +302,11 @@ impl fmt::Display for RuntimeStats {
         }
         write!(
             f,
-            "blocking: threads={} busy={} queued={}; mesh: dropped={} cancelled={}",
+            "blocking: threads={} busy={} queued={} panics={}; mesh: dropped={} cancelled={}",
             self.blocking.threads,
             self.blocking.busy,
             self.blocking.queued,
+            self.blocking.panics,
             self.mesh_dropped,
             self.mesh_cancelled
         )

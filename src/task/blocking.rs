@@ -16,7 +16,7 @@
 //! (`SHARDLET_RESERVE_CPUS`), the pool's threads keep to those CPUs, off
 //! the shards' own.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::sync::local::{self, Installed};
@@ -36,6 +36,8 @@ pub(crate) struct BlockingPool {
     threads: usize,
     /// Closures running now.
     busy: Arc<AtomicUsize>,
+    /// Panics caught on the pool's threads.
+    panics: Arc<AtomicU64>,
 }
 
 impl BlockingPool {
@@ -50,10 +52,12 @@ impl BlockingPool {
         let (jobs, queue) = flume::bounded::<Job>(threads.saturating_mul(QUEUE_PER_THREAD));
         let closed = Arc::new(AtomicBool::new(false));
         let busy = Arc::new(AtomicUsize::new(0));
+        let panics = Arc::new(AtomicU64::new(0));
         for i in 0..threads {
             let queue = queue.clone();
             let closed = closed.clone();
             let busy = busy.clone();
+            let panics = panics.clone();
             let fence = fence.clone();
             std::thread::Builder::new()
                 .name(format!("shardlet-blocking-{i}"))
@@ -72,7 +76,9 @@ impl BlockingPool {
                             // job; this catches one from dropping a result
                             // nobody waits for any more (a panicking `Drop`),
                             // which would end the thread with `busy` counting it.
-                            let _ = guard::guard_sync(job);
+                            if guard::guard_sync(job).is_err() {
+                                panics.fetch_add(1, Ordering::Relaxed);
+                            }
                             busy.fetch_sub(1, Ordering::Relaxed);
                         }
                     }
@@ -84,6 +90,7 @@ impl BlockingPool {
             closed,
             threads,
             busy,
+            panics,
         }))
     }
 
@@ -93,6 +100,7 @@ impl BlockingPool {
             threads: self.threads,
             busy: self.busy.load(Ordering::Relaxed),
             queued: self.queued(),
+            panics: self.panics.load(Ordering::Relaxed),
         }
     }
 
@@ -157,6 +165,10 @@ pub struct BlockingStats {
     pub busy: usize,
     /// Closures waiting for a thread.
     pub queued: usize,
+    /// Panics caught on the pool's threads since it started: closures that
+    /// panicked (their callers got a [`JoinError`]), and results whose drop
+    /// panicked after their caller had gone.
+    pub panics: u64,
 }
 
 thread_local! {
@@ -195,9 +207,14 @@ where
 {
     let pool = local::with(&CURRENT, Arc::clone).unwrap_or_else(BlockingPool::global);
     let (tx, rx) = flume::bounded(1);
+    let panics = pool.panics.clone();
     let job: Job = Box::new(move || {
+        let result = guard::guard_sync(f);
+        if result.is_err() {
+            panics.fetch_add(1, Ordering::Relaxed);
+        }
         // The caller may have gone away; then the result is dropped.
-        let _ = tx.send(guard::guard_sync(f));
+        let _ = tx.send(result);
     });
     if pool.jobs.send_async(job).await.is_err() {
         return Err(JoinError::CANCELLED);
