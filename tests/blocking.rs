@@ -290,3 +290,92 @@ fn blocking_threads_keep_to_the_cpus_reserved_for_the_host() {
         .unwrap();
     assert_eq!(masks, [cpus]);
 }
+
+thread_local! {
+    /// Dropped when its thread ends: the receiver then sees the sender gone.
+    static ON_EXIT: std::cell::RefCell<Option<std::sync::mpsc::Sender<()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A closure that makes its pool thread report its own end.
+fn report_thread_end(tx: std::sync::mpsc::Sender<()>) -> impl FnOnce() + Send {
+    move || ON_EXIT.with(|slot| *slot.borrow_mut() = Some(tx))
+}
+
+/// The pool's threads end with the runtime, although a metrics handle
+/// (which holds the pool's queue open) outlives it. Before: they waited for
+/// work until the last such handle was dropped, one idle set per runtime.
+#[test]
+fn the_pools_threads_end_with_the_runtime_while_a_metrics_handle_lives() {
+    let (tx, ended) = std::sync::mpsc::channel::<()>();
+    let handle = shardlet::Runtime::new(config(1).with_blocking_threads(1))
+        .unwrap()
+        .start(move || {
+            let tx = tx.clone();
+            async move { blocking(report_thread_end(tx)).await.unwrap() }
+        })
+        .unwrap();
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    assert_eq!(
+        ended.recv_timeout(Duration::from_secs(10)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+        "the blocking thread is still alive after the join"
+    );
+    drop(metrics);
+}
+
+/// A handle that is never joined: once its shards have ended, closures still
+/// queued are dropped unrun and the pool's threads end. Before: the pool
+/// closed only in `join`, so the queued closures ran later, for nobody.
+#[test]
+fn queued_closures_are_dropped_once_the_shards_end_without_a_join() {
+    let ran_late = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let (occupied_tx, occupied_rx) = std::sync::mpsc::channel::<()>();
+    let (tx, ended) = std::sync::mpsc::channel::<()>();
+    let late = ran_late.clone();
+    let handle = shardlet::Runtime::new(config(1).with_blocking_threads(1))
+        .unwrap()
+        .start(move || {
+            let (release_rx, late, occupied_tx, tx) =
+                (release_rx.clone(), late.clone(), occupied_tx.clone(), tx.clone());
+            async move {
+                // Occupy the only thread until after the shard has ended...
+                let busy = spawn(blocking(move || {
+                    report_thread_end(tx)();
+                    occupied_tx.send(()).unwrap();
+                    let _ = release_rx.lock().unwrap().recv();
+                }));
+                // ...so that these wait in the queue.
+                let queued: Vec<_> = (0..3)
+                    .map(|_| {
+                        let late = late.clone();
+                        spawn(blocking(move || late.fetch_add(1, Ordering::SeqCst)))
+                    })
+                    .collect();
+                shardlet::sleep(Duration::from_millis(20)).await;
+                drop((busy, queued)); // detached: the shard ends without them
+            }
+        })
+        .unwrap();
+    occupied_rx.recv().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "the shard did not end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    release_tx.send(()).unwrap();
+    assert_eq!(
+        ended.recv_timeout(Duration::from_secs(10)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+        "the blocking thread is still alive after its runtime's shards ended"
+    );
+    assert_eq!(
+        ran_late.load(Ordering::SeqCst),
+        0,
+        "queued closures ran after the shards ended"
+    );
+    drop(handle);
+}
