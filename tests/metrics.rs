@@ -384,7 +384,7 @@ fn blocking_panics_are_counted_and_exported() {
     assert_eq!(metrics.stats().blocking.panics, 1, "{}", metrics.stats());
     let text = Exporter::new().with_runtime(metrics).encode();
     for line in [
-        "# TYPE shardlet_blocking_panics counter",
+        "# TYPE shardlet_blocking_panics_total counter",
         "shardlet_blocking_panics_total 1",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
