@@ -182,10 +182,13 @@ pub(crate) fn bytes(var: &'static str, value: &str) -> Result<usize, ConfigError
         Some('G') => (&text[..text.len() - 1], 30),
         _ => (text, 0),
     };
-    let n: usize = digits.trim().parse().map_err(|err: ParseIntError| match err.kind() {
-        IntErrorKind::PosOverflow => ConfigError::new(var, value, too_large(var)),
-        _ => bad(),
-    })?;
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|err: ParseIntError| match err.kind() {
+            IntErrorKind::PosOverflow => ConfigError::new(var, value, too_large(var)),
+            _ => bad(),
+        })?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| ConfigError::new(var, value, too_large(var)))
 }
