@@ -210,7 +210,8 @@ impl Config {
     }
 
     /// Sets the number of shards (`SHARDLET_SHARDS`). Default: one per CPU in
-    /// [`cpus`](Config::cpus).
+    /// [`cpus`](Config::cpus), within the cgroup CPU quota, less
+    /// [`reserve_cpus`](Config::reserve_cpus).
     pub fn with_shards(mut self, shards: usize) -> Self {
         self.given.forget(ENV_SHARDS);
         self.shards = Some(shards);
@@ -403,7 +404,8 @@ impl Config {
     ///
     /// A [`ConfigError`] for zero sizes, sizes above their bounds
     /// ([`MAX_SHARDS`], [`MAX_BLOCKING_THREADS`], [`MAX_SPIN`],
-    /// [`MAX_MAILBOX`], [`MAX_IO_MEMORY`]), a CPU this process may not use,
+    /// [`MAX_MAILBOX`], [`MAX_IO_MEMORY`]), io memory under 64 KiB,
+    /// a CPU this process may not use,
     /// no CPU left after the reserve, or more pinned shards than CPUs.
     ///
     /// # Examples
