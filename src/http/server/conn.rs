@@ -310,6 +310,7 @@ impl Drive<'_> {
     fn shut_down(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
+            self.state.shutting_down();
             self.conn.as_mut().graceful_shutdown();
         }
     }

@@ -269,7 +269,9 @@ impl Server {
     ///
     /// On a stop: no new connections; idle keep-alive connections close at
     /// once; requests in flight are finished and answered with
-    /// `Connection: close`; connections still open when
+    /// `Connection: close` (on HTTP/2, a GOAWAY: streams the client opens
+    /// more than [`EVICTION_GRACE`](crate::net::EVICTION_GRACE) later are
+    /// refused with `REFUSED_STREAM`); connections still open when
     /// [`ServerConfig::drain_timeout`] or the stop's grace period ends are
     /// closed. Then it returns.
     ///

@@ -11,6 +11,9 @@
 //!   body bytes (else clients that send a head and no body would take
 //!   every slot: five HTTP/2 connections of 200 such streams did);
 //! - a panic or an error of the handler answered with 500;
+//! - an HTTP/2 stream opened after its client had its time to heed the
+//!   connection's shutdown refused with `REFUSED_STREAM`, no handler run
+//!   ([`ConnState::refuses_streams`]);
 //! - the connection's phase ([`ConnState`]): Busy from the parsed head
 //!   until the answer's body has been handed over whole ([`Sending`]), so
 //!   a long answer to a slow reader is neither idle nor evicted;
@@ -21,7 +24,6 @@
 //! Dropping the future (the client went away, or a drain ran out) drops
 //! the handler's future with it.
 
-use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
@@ -66,10 +68,15 @@ where
     B: HttpBody + 'static,
 {
     type Response = Response<Sending<Answer<B>>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>>>>;
+    /// Only a stream refused (hyper resets it with the error's reason).
+    type Error = h2::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, h2::Error>>>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
+        if self.state.refuses_streams() {
+            tracing::debug!(target: "shardlet::http", "stream opened after the shutdown's grace; refusing it");
+            return Box::pin(async { Err(h2::Error::from(h2::Reason::REFUSED_STREAM)) });
+        }
         let started = Instant::now();
         let served = self.state.begin();
         let handling = Handling(self.state.clone());

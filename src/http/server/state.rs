@@ -23,7 +23,14 @@
 //!   the net layer: a connection sending a head is never evicted.
 //!
 //! An HTTP/2 connection has no Head phase after its preface: it is Busy
-//! while streams run and Idle otherwise.
+//! while streams run and Idle otherwise. Once it is asked to shut down
+//! (a stop, an eviction, its idle timeout), hyper's first GOAWAY tells
+//! the client to open no more streams, but the final one waits for the
+//! client to answer a PING: a client that never does could go on opening
+//! streams for good. So the client has [`EVICTION_GRACE`] (a round trip,
+//! generously) to stop; after it, new streams are refused
+//! (`REFUSED_STREAM`, safe to retry) and the connection closes as soon as
+//! it is Idle.
 //!
 //! Across the phases, a write of an answer that would block (the client
 //! does not read) makes the connection **stalled**: it is not idle then
@@ -44,7 +51,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::Limits;
-use crate::net::Connection;
+use crate::net::{Connection, EVICTION_GRACE};
 use crate::time::after;
 
 /// What a connection is doing.
@@ -76,6 +83,9 @@ pub(crate) struct ConnState {
     /// progress count to compare with then.
     held_check: Cell<Option<(Instant, u64)>>,
     h2: Cell<bool>,
+    /// An HTTP/2 connection asked to shut down: when its client's time to
+    /// stop opening streams ends.
+    goaway_by: Cell<Option<Instant>>,
     served: Cell<u64>,
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -96,6 +106,7 @@ impl ConnState {
             progress: Cell::new(0),
             held_check: Cell::new(None),
             h2: Cell::new(false),
+            goaway_by: Cell::new(None),
             served: Cell::new(0),
             header_timeout: limits.header_timeout(),
             idle_timeout: limits.idle_timeout(),
@@ -126,6 +137,10 @@ impl ConnState {
         // write goes through.
         let phase = match self.phase.get() {
             Phase::Idle if stalled.is_some() => None,
+            Phase::Idle => [self.deadline.get(), self.goaway_by.get()]
+                .into_iter()
+                .flatten()
+                .min(),
             _ => self.deadline.get(),
         };
         let held = (self.held.get() > 0).then(|| match self.held_check.get() {
@@ -223,6 +238,21 @@ impl ConnState {
             self.phase.set(Phase::Head);
             self.deadline.set(Some(after(self.header_timeout)));
         }
+    }
+
+    /// The connection was asked to shut down gracefully: an HTTP/2 client
+    /// has [`EVICTION_GRACE`] to stop opening streams.
+    pub(crate) fn shutting_down(&self) {
+        if self.h2.get() && self.goaway_by.get().is_none() {
+            self.goaway_by.set(Some(after(EVICTION_GRACE)));
+        }
+    }
+
+    /// Whether a new HTTP/2 stream is refused: its client was told to open
+    /// no more, and had its time to hear it.
+    #[inline]
+    pub(crate) fn refuses_streams(&self) -> bool {
+        self.goaway_by.get().is_some_and(|at| Instant::now() >= at)
     }
 
     /// The connection speaks HTTP/2 (its preface came).

@@ -1,0 +1,297 @@
+//! `http::Server` over HTTP/2 (h2c, prior knowledge) against hostile
+//! clients written frame by frame: clients that ignore a GOAWAY (and the
+//! PING hyper sends with it) while a stop or an eviction waits for them,
+//! and the stream-reset floods hyper and h2 are configured against.
+
+#[path = "util/http.rs"]
+mod http_util;
+#[path = "util/net.rs"]
+mod net_util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_util::{start_http_with, HttpRunning};
+use shardlet::http::server::{Body, Limits};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+const REFUSED_STREAM: u32 = 7;
+const ENHANCE_YOUR_CALM: u32 = 11;
+
+/// `/slow` answers after this long; anything else at once.
+const SLOW: Duration = Duration::from_secs(4);
+
+/// Handlers started for `/reset`.
+static RESET_HANDLERS: AtomicUsize = AtomicUsize::new(0);
+
+async fn route(request: Request<Body>) -> Response<String> {
+    match request.uri().path() {
+        "/slow" => shardlet::sleep(SLOW).await,
+        "/reset" => {
+            RESET_HANDLERS.fetch_add(1, Ordering::SeqCst);
+            shardlet::sleep(SLOW).await;
+        }
+        _ => {}
+    }
+    Response::new("hello\n".into())
+}
+
+fn start(max_connections: usize) -> HttpRunning {
+    start_http_with(
+        1,
+        Limits::default(),
+        |c| c.with_max_connections(max_connections),
+        || route,
+    )
+}
+
+/// An HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// A GET of `path` (HPACK literals that touch no dynamic table).
+fn get(stream: u32, path: &str) -> Vec<u8> {
+    // :method GET, :scheme http, :authority "x", :path.
+    let mut block = vec![0x82, 0x86, 0x01, 1, b'x', 0x04, path.len() as u8];
+    block.extend(path.as_bytes());
+    frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
+}
+
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The error code of a RST_STREAM or GOAWAY.
+    fn code(&self) -> u32 {
+        let at = if self.kind == GOAWAY { 4 } else { 0 };
+        u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
+    }
+
+    /// Whether a HEADERS frame is a `:status 200` (HPACK static entry 8).
+    fn is_200(&self) -> bool {
+        self.kind == HEADERS && self.payload.first() == Some(&0x88)
+    }
+}
+
+/// A raw HTTP/2 client that acknowledges the server's SETTINGS and nothing
+/// else: it never answers a PING.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    next: u32,
+    closed: bool,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        stream.write_all(PREFACE).unwrap();
+        stream.write_all(&frame(SETTINGS, 0, 0, &[])).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+            next: 1,
+            closed: false,
+        }
+    }
+
+    /// Opens a stream asking for `path`; its id, or None once the
+    /// connection is closed.
+    fn open(&mut self, path: &str) -> Option<u32> {
+        let id = self.next;
+        self.next += 2;
+        if self.closed || self.stream.write_all(&get(id, path)).is_err() {
+            self.closed = true;
+            return None;
+        }
+        Some(id)
+    }
+
+    /// The frames that came within `wait` (less if the connection closes).
+    fn frames(&mut self, wait: Duration) -> Vec<Frame> {
+        let until = Instant::now() + wait;
+        let mut frames = Vec::new();
+        let mut data = [0u8; 16 << 10];
+        while !self.closed && Instant::now() < until {
+            match self.stream.read(&mut data) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.buf.extend_from_slice(&data[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => self.closed = true,
+            }
+            while self.buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
+                if self.buf.len() < 9 + len {
+                    break;
+                }
+                let (kind, flags) = (self.buf[3], self.buf[4]);
+                let stream = u32::from_be_bytes(self.buf[5..9].try_into().unwrap()) & 0x7fff_ffff;
+                if kind == SETTINGS && flags & 1 == 0 {
+                    let _ = self.stream.write_all(&frame(SETTINGS, 1, 0, &[]));
+                }
+                frames.push(Frame {
+                    kind,
+                    stream,
+                    payload: self.buf[9..9 + len].to_vec(),
+                });
+                self.buf.drain(..9 + len);
+            }
+        }
+        frames
+    }
+}
+
+/// On a stop, a client that never answers the PING of hyper's graceful
+/// shutdown (whose final GOAWAY waits for it) and goes on opening streams
+/// after the first GOAWAY has [`shardlet::net::EVICTION_GRACE`] to stop:
+/// later streams are refused with `REFUSED_STREAM`, the stream in flight
+/// still finishes, and the connection closes. Every new stream was served
+/// until the drain deadline.
+#[test]
+fn a_stopping_http2_connection_refuses_streams_its_client_opens_after_the_goaway() {
+    let server = start(1000);
+    let mut client = Client::connect(server.addr());
+    let slow = client.open("/slow").unwrap();
+    client.frames(Duration::from_millis(200));
+    server.server.stop(Duration::from_secs(30));
+
+    let started = Instant::now();
+    let mut goaway = None;
+    let mut opened = Vec::new();
+    let mut answered = Vec::new();
+    let mut refused = Vec::new();
+    while !client.closed && started.elapsed() < Duration::from_secs(15) {
+        if let Some(id) = client.open("/") {
+            opened.push((id, started.elapsed()));
+        }
+        for frame in client.frames(Duration::from_millis(100)) {
+            match frame.kind {
+                GOAWAY if goaway.is_none() => goaway = Some(started.elapsed()),
+                HEADERS if frame.is_200() => answered.push(frame.stream),
+                RST_STREAM if frame.code() == REFUSED_STREAM => refused.push(frame.stream),
+                _ => {}
+            }
+        }
+    }
+    let goaway = goaway.expect("a GOAWAY came");
+    let closed = started.elapsed();
+    assert!(
+        client.closed,
+        "the connection still serves {closed:?} after the stop"
+    );
+    assert!(answered.contains(&slow), "the stream in flight was answered");
+    // A stream opened well after the grace is not served (the connection
+    // stays busy with /slow meanwhile, so some are refused).
+    let late = Duration::from_secs(2);
+    for (id, at) in &opened {
+        if *at > goaway + late {
+            assert!(
+                !answered.contains(id),
+                "stream {id}, opened {at:?} after the stop ({goaway:?} the GOAWAY), was served"
+            );
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "streams refused: {refused:?}; opened {opened:?}"
+    );
+    assert!(closed < goaway + SLOW + late, "closed {closed:?} after the stop");
+}
+
+/// At the connection cap, connections whose clients ignore the GOAWAY of
+/// their eviction and go on making requests (never answering the PING)
+/// are closed all the same, and a new client gets in: it waited for as
+/// long as they kept at it.
+#[test]
+fn at_the_connection_cap_http2_clients_that_ignore_the_goaway_are_evicted() {
+    let server = start(2);
+    let addr = server.addr();
+    let mut attackers: Vec<Client> = (0..2).map(|_| Client::connect(addr)).collect();
+    for attacker in &mut attackers {
+        attacker.open("/").unwrap();
+        assert!(attacker
+            .frames(Duration::from_millis(200))
+            .iter()
+            .any(Frame::is_200));
+    }
+    let victim = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        (started.elapsed(), answer)
+    });
+    let started = Instant::now();
+    while !victim.is_finished() && started.elapsed() < Duration::from_secs(10) {
+        for attacker in &mut attackers {
+            attacker.open("/");
+            attacker.frames(Duration::from_millis(50));
+        }
+    }
+    let (waited, answer) = victim.join().unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "the new client waited {waited:?}"
+    );
+    assert!(attackers.iter().any(|a| a.closed), "an attacker was closed");
+}
+
+/// Rapid reset (CVE-2023-44487): streams opened and reset at once, by the
+/// thousand, end in a GOAWAY `ENHANCE_YOUR_CALM` (h2's bound on streams
+/// reset before they are accepted, which hyper keeps), not in a handler
+/// started for each.
+#[test]
+fn rapid_reset_ends_in_goaway() {
+    let server = start(1000);
+    let mut client = Client::connect(server.addr());
+    client.frames(Duration::from_millis(100));
+    let mut burst = Vec::new();
+    let cancel = 8u32.to_be_bytes();
+    for i in 0..1000u32 {
+        let id = 1 + 2 * i;
+        burst.extend(get(id, "/reset"));
+        burst.extend(frame(RST_STREAM, 0, id, &cancel));
+    }
+    let _ = client.stream.write_all(&burst);
+    let mut goaway = None;
+    let started = Instant::now();
+    while !client.closed && started.elapsed() < Duration::from_secs(10) {
+        goaway = goaway.or(client
+            .frames(Duration::from_millis(100))
+            .into_iter()
+            .find(|f| f.kind == GOAWAY));
+    }
+    let goaway = goaway.expect("a GOAWAY");
+    assert_eq!(goaway.code(), ENHANCE_YOUR_CALM);
+    assert!(client.closed);
+    let started = RESET_HANDLERS.load(Ordering::SeqCst);
+    assert!(started < 100, "{started} handlers started for 1000 streams reset");
+}
