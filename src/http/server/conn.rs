@@ -29,6 +29,12 @@ use crate::net::{Connection, Evicted, TcpStream};
 /// How many header fields hyper's HTTP/1 parser takes when given no bound.
 const HYPER_MAX_HEADERS: usize = 100;
 
+/// How much of each HTTP/2 answer hyper buffers ahead of the socket: four
+/// frames of 16 KiB. hyper's default, 400 KiB, is per stream: a client
+/// granting a large window and reading nothing had 200 streams (hyper's
+/// most) buffer about 100 MB on one connection.
+const H2_SEND_BUF: usize = 64 << 10;
+
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -65,7 +71,8 @@ impl Builders {
         let mut http2 = http2::Builder::new(ShardExecutor::new());
         http2
             .timer(ShardTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_head()).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(limits.max_head()).unwrap_or(u32::MAX))
+            .max_send_buf_size(H2_SEND_BUF);
         Builders { http1, http2 }
     }
 }
