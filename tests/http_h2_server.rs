@@ -332,6 +332,50 @@ fn a_client_that_reads_nothing_gets_little_of_each_answer_buffered() {
     );
 }
 
+/// A request past a limit is answered with its 4xx and ends its stream
+/// only: the connection serves the next one.
+#[test]
+fn a_4xx_ends_only_its_stream() {
+    let server = start_http_with(1, Limits::default().with_max_body(1000), |c| c, || route);
+    let mut client = Client::connect(server.addr());
+    // POST / with `content-length: 5000` (HPACK: :method POST, then
+    // content-length, static entry 28, as a literal), no body yet.
+    let mut block = vec![0x83, 0x86, 0x84, 0x01, 1, b'x', 0x0f, 0x0d, 4];
+    block.extend(b"5000");
+    client
+        .stream
+        .write_all(&frame(HEADERS, END_HEADERS, 1, &block))
+        .unwrap();
+    let mut status = None;
+    let started = Instant::now();
+    while status.is_none() && started.elapsed() < Duration::from_secs(10) {
+        status = client
+            .frames(Duration::from_millis(50))
+            .into_iter()
+            .find(|f| f.kind == HEADERS && f.stream == 1)
+            .map(|f| f.payload);
+    }
+    // :status 413: a literal of static entry 8 (indexed or not), its value
+    // Huffman-coded (hyper's way: `4` 011010, `1` 00001, `3` 011001, then
+    // EOS padding) or plain.
+    let status = status.expect("an answer");
+    assert!(
+        [0x48, 0x08].contains(&status[0])
+            && [&[0x83, 0x68, 0x2c, 0xff][..], &[3, b'4', b'1', b'3'][..]].contains(&&status[1..5]),
+        "{status:x?}"
+    );
+    client.next = 3;
+    let next = client.open("/").unwrap();
+    let mut answered = false;
+    while !answered && !client.closed && started.elapsed() < Duration::from_secs(10) {
+        answered = client
+            .frames(Duration::from_millis(50))
+            .iter()
+            .any(|f| f.stream == next && f.is_200());
+    }
+    assert!(answered, "the connection serves on");
+}
+
 /// Rapid reset (CVE-2023-44487): streams opened and reset at once, by the
 /// thousand, end in a GOAWAY `ENHANCE_YOUR_CALM` (h2's bound on streams
 /// reset before they are accepted, which hyper keeps), not in a handler

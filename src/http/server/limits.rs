@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Size limits and timeouts of an [`http::Server`](crate::http::Server).
 ///
 /// Each limit has the answer RFC 9110 gives it; every one of them but the
-/// idle timeout closes the connection after answering:
+/// idle timeout closes the connection after answering (on HTTP/2, a 4xx
+/// ends only its request's stream: the connection goes on):
 ///
 /// | limit | exceeded | answer |
 /// |---|---|---|
