@@ -376,6 +376,41 @@ fn a_4xx_ends_only_its_stream() {
     assert!(answered, "the connection serves on");
 }
 
+/// `Limits::max_requests` holds on HTTP/2 too: the connection's last
+/// request is followed by a GOAWAY, and streams beyond it are refused
+/// (`REFUSED_STREAM`, to retry elsewhere), not served. (hyper drops the
+/// `Connection: close` that ends an HTTP/1 connection: every stream was
+/// served.)
+#[test]
+fn max_requests_holds_on_http2() {
+    let limits = Limits::default().with_max_requests(3);
+    let server = start_http_with(1, limits, |c| c, || route);
+    let mut client = Client::connect(server.addr());
+    let mut answered = Vec::new();
+    let mut refused = Vec::new();
+    let mut goaway = false;
+    for _ in 0..6 {
+        let Some(id) = client.open("/") else { break };
+        let started = Instant::now();
+        while !client.closed
+            && started.elapsed() < Duration::from_secs(5)
+            && !answered.contains(&id)
+            && !refused.contains(&id)
+        {
+            for frame in client.frames(Duration::from_millis(20)) {
+                match frame.kind {
+                    GOAWAY => goaway = true,
+                    HEADERS if frame.is_200() => answered.push(frame.stream),
+                    RST_STREAM if frame.code() == REFUSED_STREAM => refused.push(frame.stream),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(answered, [1, 3, 5], "refused: {refused:?}");
+    assert!(goaway, "a GOAWAY after the last request");
+}
+
 /// Rapid reset (CVE-2023-44487): streams opened and reset at once, by the
 /// thousand, end in a GOAWAY `ENHANCE_YOUR_CALM` (h2's bound on streams
 /// reset before they are accepted, which hyper keeps), not in a handler

@@ -335,6 +335,11 @@ impl Future for Drive<'_> {
             if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(Driven::Closed(result));
             }
+            if !this.shutting_down && this.state.last_begun() {
+                tracing::debug!(target: "shardlet::http", "the connection's last request (max_requests) began; shutting it down");
+                this.shut_down();
+                continue;
+            }
             if !this.shutting_down
                 && this.state.phase() == Phase::Idle
                 && Pin::new(&mut this.evicted).poll(cx).is_ready()

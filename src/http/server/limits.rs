@@ -132,8 +132,9 @@ impl Limits {
     }
 
     /// Sets how many requests one connection may make before the server
-    /// closes it (answering the last with `Connection: close`). Default: no
-    /// limit.
+    /// closes it (answering the last with `Connection: close`; on HTTP/2,
+    /// sending a GOAWAY and refusing later streams with `REFUSED_STREAM`).
+    /// Default: no limit.
     pub fn with_max_requests(mut self, requests: u64) -> Self {
         self.max_requests = Some(requests.max(1));
         self

@@ -30,7 +30,9 @@
 //! streams for good. So the client has [`EVICTION_GRACE`] (a round trip,
 //! generously) to stop; after it, new streams are refused
 //! (`REFUSED_STREAM`, safe to retry) and the connection closes as soon as
-//! it is Idle.
+//! it is Idle. Its last request under `max_requests` shuts it down the
+//! same way (HTTP/1 answers it with `Connection: close`), and streams
+//! beyond it are refused at once.
 //!
 //! Across the phases, a write of an answer that would block (the client
 //! does not read) makes the connection **stalled**: it is not idle then
@@ -86,7 +88,11 @@ pub(crate) struct ConnState {
     /// An HTTP/2 connection asked to shut down: when its client's time to
     /// stop opening streams ends.
     goaway_by: Cell<Option<Instant>>,
+    /// An HTTP/2 connection's last request has begun: the driver is to
+    /// shut it down.
+    last_begun: Cell<bool>,
     served: Cell<u64>,
+    max_requests: Option<u64>,
     header_timeout: Duration,
     idle_timeout: Duration,
     send_timeout: Duration,
@@ -107,7 +113,9 @@ impl ConnState {
             held_check: Cell::new(None),
             h2: Cell::new(false),
             goaway_by: Cell::new(None),
+            last_begun: Cell::new(false),
             served: Cell::new(0),
+            max_requests: limits.max_requests(),
             header_timeout: limits.header_timeout(),
             idle_timeout: limits.idle_timeout(),
             send_timeout: limits.send_timeout(),
@@ -249,10 +257,18 @@ impl ConnState {
     }
 
     /// Whether a new HTTP/2 stream is refused: its client was told to open
-    /// no more, and had its time to hear it.
+    /// no more, and had its time to hear it, or the connection's last
+    /// request has begun.
     #[inline]
     pub(crate) fn refuses_streams(&self) -> bool {
-        self.goaway_by.get().is_some_and(|at| Instant::now() >= at)
+        self.last_begun.get() || self.goaway_by.get().is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Whether an HTTP/2 connection's last request has begun (the driver
+    /// shuts it down).
+    #[inline]
+    pub(crate) fn last_begun(&self) -> bool {
+        self.last_begun.get()
     }
 
     /// The connection speaks HTTP/2 (its preface came).
@@ -268,6 +284,9 @@ impl ConnState {
     pub(crate) fn begin(&self) -> u64 {
         let served = self.served.get() + 1;
         self.served.set(served);
+        if self.h2.get() && self.max_requests.is_some_and(|max| served >= max) {
+            self.last_begun.set(true);
+        }
         if self.phase.get() == Phase::Idle {
             self.conn.set_idle(false);
         }
