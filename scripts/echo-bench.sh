@@ -28,7 +28,7 @@
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
 #   --results DIR         where the files go (default: results/ in the repository;
 #                         a relative DIR is taken from the current directory)
-#   --no-build            use the binaries already in target/release
+#   --no-build            use the binaries already built (in cargo's target/release)
 #   --repeat N            N rounds: every server once per round, the order rotated
 #                         each round (round 2 starts with the second server, ...);
 #                         then every run, and each server's medians with their range
@@ -168,7 +168,7 @@ elif [[ -n "$rate_base" ]]; then
     die "--rate-base goes with --rate-sweep"
 fi
 
-# A server's binary, under target/release: shardlet's is the echo_server
+# A server's binary, under cargo's target/release: shardlet's is the echo_server
 # example, the baselines are binaries of the bench/ member (shardlet-bench).
 example_of() {
     case "$1" in
@@ -253,7 +253,9 @@ if ((build)); then
     echo "echo-bench: building ${examples[*]}" >&2
     cargo build --release --quiet "${examples[@]}"
 fi
-bin="${CARGO_TARGET_DIR:-target}/release"
+# shellcheck source=scripts/release-dir.sh
+. scripts/release-dir.sh
+bin="$(release_dir)"
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.

@@ -52,6 +52,12 @@ fn free_addr() -> String {
 
 /// Runs the script from `cwd` with `args`, the stand-ins in `target`.
 fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
+    run_script_with(cwd, &[("CARGO_TARGET_DIR", target.to_str().unwrap())], args)
+}
+
+/// Runs the script from `cwd` with `args` and the variables `env` (the
+/// target folder's among them), with no `CARGO_*TARGET_DIR` of the caller's.
+fn run_script_with(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/echo-bench.sh");
     let mut command = Command::new("bash");
     command
@@ -59,7 +65,6 @@ fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
         .args(["--no-build", "--connections", "10", "--addr", &free_addr()])
         .args(args)
         .current_dir(cwd)
-        .env("CARGO_TARGET_DIR", target)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -69,9 +74,12 @@ fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
         "CLIENT_CPUS",
         "SHARDLET_MAX_CONNECTIONS",
         "SHARDLET_SHARDS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
     ] {
         command.env_remove(var);
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().unwrap();
     let until = Instant::now() + LIMIT;
     while child.try_wait().unwrap().is_none() {
@@ -132,5 +140,27 @@ fn a_server_that_exits_at_once_is_reported_with_its_status() {
     );
     assert!(stderr.contains("cannot bind"), "its log is shown: {stderr}");
     assert!(!stderr.contains("within 30 s"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The binaries are run from where cargo builds them: a target folder set
+/// by `CARGO_BUILD_TARGET_DIR` (or `build.target-dir` in a
+/// `.cargo/config.toml`) rather than `CARGO_TARGET_DIR` is found, not
+/// missed for `target/` in the repository (where an old build would have
+/// been benchmarked in its place).
+#[test]
+fn the_binaries_are_run_from_cargos_target_folder() {
+    let dir = scratch("build-target-dir");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_BUILD_TARGET_DIR", target.to_str().unwrap())],
+        &["--results", results.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
