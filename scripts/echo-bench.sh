@@ -301,6 +301,9 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     port_busy && die "something already listens on $addr; stop it or pass --addr"
     log="$results/$label.server.log"
     : >"$log"
+    # An earlier run's files under this label would pass for this run's
+    # figures (in the comparison, the medians, the sweep's rates) if it fails.
+    rm -f "$results/$label.json" "$results/$label.hgrm" "$results/$label.svg"
     server_args=(--addr "$addr")
     [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
     [[ "$server" == shardlet-acks ]] && server_args+=(--acks-with-answers)

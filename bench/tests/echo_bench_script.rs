@@ -164,3 +164,29 @@ fn the_binaries_are_run_from_cargos_target_folder() {
     assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run whose client fails before it writes its results leaves no files
+/// of an earlier run under its label: the comparison, the medians and the
+/// rate sweep read them as this run's figures.
+#[test]
+fn a_failed_run_leaves_no_earlier_results_under_its_label() {
+    let dir = scratch("stale");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    for ext in ["json", "hgrm", "svg"] {
+        std::fs::write(results.join(format!("shardlet.{ext}")), "an earlier run's").unwrap();
+    }
+    write_program(
+        &target.join("release/echo_bench"),
+        "#!/bin/sh\necho 'echo_bench: cannot start its shards' >&2\nexit 2\n",
+    );
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for ext in ["json", "hgrm", "svg"] {
+        let path = results.join(format!("shardlet.{ext}"));
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
