@@ -52,17 +52,19 @@ fn free_addr() -> String {
 
 /// Runs the script from `cwd` with `args`, the stand-ins in `target`.
 fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
-    run_script_with(cwd, &[("CARGO_TARGET_DIR", target.to_str().unwrap())], args)
+    let args = [&["--no-build"], args].concat();
+    run_script_with(cwd, &[("CARGO_TARGET_DIR", target.to_str().unwrap())], &args)
 }
 
-/// Runs the script from `cwd` with `args` and the variables `env` (the
-/// target folder's among them), with no `CARGO_*TARGET_DIR` of the caller's.
+/// Runs the script from `cwd` with `args` (`--no-build` not among them
+/// unless given) and the variables `env` (the target folder's among them),
+/// with no `CARGO_*TARGET_DIR` of the caller's.
 fn run_script_with(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/echo-bench.sh");
     let mut command = Command::new("bash");
     command
         .arg(script)
-        .args(["--no-build", "--connections", "10", "--addr", &free_addr()])
+        .args(["--connections", "10", "--addr", &free_addr()])
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -156,7 +158,7 @@ fn the_binaries_are_run_from_cargos_target_folder() {
     let output = run_script_with(
         &dir,
         &[("CARGO_BUILD_TARGET_DIR", target.to_str().unwrap())],
-        &["--results", results.to_str().unwrap()],
+        &["--no-build", "--results", results.to_str().unwrap()],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -188,5 +190,33 @@ fn a_failed_run_leaves_no_earlier_results_under_its_label() {
         let path = results.join(format!("shardlet.{ext}"));
         assert!(!path.exists(), "{} is still there", path.display());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without cargo on the PATH (rustup's `~/.cargo/bin` not in it yet, as in
+/// a fresh shell after installing), the build step says what to do, not
+/// bash's `cargo: command not found`.
+#[test]
+fn without_cargo_the_script_says_how_to_get_it() {
+    let dir = scratch("no-cargo");
+    // Every program the script runs before it builds, but cargo.
+    let tools = dir.join("bin");
+    std::fs::create_dir_all(&tools).unwrap();
+    let path = std::env::var_os("PATH").unwrap();
+    for tool in [
+        "bash", "dirname", "sed", "grep", "wc", "tr", "cat", "uname", "taskset", "nproc", "ss", "mkdir", "basename",
+    ] {
+        if let Some(found) = std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file()) {
+            std::os::unix::fs::symlink(found, tools.join(tool)).unwrap();
+        }
+    }
+    let output = run_script_with(&dir, &[("PATH", tools.to_str().unwrap())], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("command not found"), "{stderr}");
+    assert!(
+        stderr.contains("echo-bench: cargo is not on the PATH") && stderr.contains("rustup"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
