@@ -194,6 +194,16 @@ if [[ -z "$client_cpus" ]]; then
         echo "echo-bench: only one CPU: the server and the client share CPU ${cpus[0]}" >&2
     fi
 fi
+for side in server client; do
+    list_var="${side}_cpus"
+    list="${!list_var}"
+    what="--$side-cpus (${side^^}_CPUS) '$list'"
+    [[ "$list" =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] ||
+        die "$what: expected CPU numbers and ranges, e.g. 1 or 1-3,5"
+    for c in $(expand_cpus "$list"); do
+        [[ " ${cpus[*]} " == *" $c "* ]] || die "$what: CPU $c is not one this process may use (${cpus[*]})"
+    done
+done
 pin() { # pin CPUS: the command prefix that runs a program on CPUS
     if command -v taskset >/dev/null; then echo "taskset -c $1"; fi
 }

@@ -220,3 +220,24 @@ fn without_cargo_the_script_says_how_to_get_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A CPU list the process may not use (or that is not a list) is named
+/// before anything runs, not left to taskset's "Invalid argument" (or to
+/// bash's arithmetic on the text).
+#[test]
+fn a_cpu_list_outside_the_allowed_cpus_is_named() {
+    let dir = scratch("cpus");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    for (option, list, expected) in [
+        ("--server-cpus", "4095", "echo-bench: --server-cpus (SERVER_CPUS) '4095': CPU 4095 is not one"),
+        ("--client-cpus", "0-x", "echo-bench: --client-cpus (CLIENT_CPUS) '0-x': expected CPU numbers"),
+    ] {
+        let output = run_script(&dir, &target, &["--results", results.to_str().unwrap(), option, list]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{option} {list}: {stderr}");
+        assert!(stderr.contains(expected), "{option} {list}: {stderr}");
+        assert!(!results.join("shardlet.server.log").exists(), "{option} {list}: a server was started");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
