@@ -204,9 +204,13 @@ fn without_cargo_the_script_says_how_to_get_it() {
     std::fs::create_dir_all(&tools).unwrap();
     let path = std::env::var_os("PATH").unwrap();
     for tool in [
-        "bash", "dirname", "sed", "grep", "wc", "tr", "cat", "uname", "taskset", "nproc", "ss", "mkdir", "basename",
+        "bash", "dirname", "sed", "grep", "wc", "tr", "cat", "uname", "taskset", "nproc", "ss", "mkdir",
+        "basename",
     ] {
-        if let Some(found) = std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file()) {
+        if let Some(found) = std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+        {
             std::os::unix::fs::symlink(found, tools.join(tool)).unwrap();
         }
     }
@@ -230,14 +234,29 @@ fn a_cpu_list_outside_the_allowed_cpus_is_named() {
     let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
     let results = dir.join("results");
     for (option, list, expected) in [
-        ("--server-cpus", "4095", "echo-bench: --server-cpus (SERVER_CPUS) '4095': CPU 4095 is not one"),
-        ("--client-cpus", "0-x", "echo-bench: --client-cpus (CLIENT_CPUS) '0-x': expected CPU numbers"),
+        (
+            "--server-cpus",
+            "4095",
+            "echo-bench: --server-cpus (SERVER_CPUS) '4095': CPU 4095 is not one",
+        ),
+        (
+            "--client-cpus",
+            "0-x",
+            "echo-bench: --client-cpus (CLIENT_CPUS) '0-x': expected CPU numbers",
+        ),
     ] {
-        let output = run_script(&dir, &target, &["--results", results.to_str().unwrap(), option, list]);
+        let output = run_script(
+            &dir,
+            &target,
+            &["--results", results.to_str().unwrap(), option, list],
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{option} {list}: {stderr}");
         assert!(stderr.contains(expected), "{option} {list}: {stderr}");
-        assert!(!results.join("shardlet.server.log").exists(), "{option} {list}: a server was started");
+        assert!(
+            !results.join("shardlet.server.log").exists(),
+            "{option} {list}: a server was started"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
