@@ -17,6 +17,10 @@ pub(crate) fn after(duration: Duration) -> Instant {
 
 /// Suspends the current green thread for `duration`; other tasks run meanwhile.
 ///
+/// # Panics
+///
+/// When awaited outside a shard (a glommio executor).
+///
 /// # Examples
 ///
 /// ```
@@ -39,6 +43,11 @@ pub struct Elapsed(pub Duration);
 /// # Errors
 ///
 /// [`Elapsed`] when the deadline passes first.
+///
+/// # Panics
+///
+/// When awaited outside a shard (a glommio executor) and `fut` is not
+/// ready at once.
 ///
 /// # Examples
 ///

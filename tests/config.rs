@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shardlet::{
     Config, ConfigError, Runtime, RuntimeError, ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX,
-    ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE, ENV_SHARDS, ENV_SPIN_US,
+    ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE, ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US,
 };
 
 /// A lookup over the given `(variable, value)` pairs only.
@@ -67,12 +67,23 @@ rejected_at_parse! {
     pool_size_garbage: ENV_POOL_SIZE => "lots", reason contains "positive integer";
     io_memory_garbage: ENV_IO_MEMORY => "plenty", reason contains "4M";
     io_memory_unknown_suffix: ENV_IO_MEMORY => "4X", reason contains "4M";
-    io_memory_overflow: ENV_IO_MEMORY => "18446744073709551615K", reason contains "4M";
+    io_memory_overflow: ENV_IO_MEMORY => "18446744073709551615K", reason contains "too large: must be at most 1G";
+    io_memory_digits_overflow: ENV_IO_MEMORY => "99999999999999999999", reason contains "too large: must be at most 1G";
     spin_negative: ENV_SPIN_US => "-5", reason contains "microseconds";
     spin_with_unit: ENV_SPIN_US => "50us", reason contains "microseconds";
     blocking_threads_zero: ENV_BLOCKING_THREADS => "0", reason contains "at least 1";
     blocking_threads_garbage: ENV_BLOCKING_THREADS => "four", reason contains "positive integer";
     mailbox_zero: ENV_MAILBOX => "0", reason contains "at least 1";
+    // A number too large to hold is a positive integer, only too large:
+    // the error says so, with the bound where there is one.
+    shards_overflow: ENV_SHARDS => "99999999999999999999", reason contains "too large: must be at most 1024";
+    pool_size_overflow: ENV_POOL_SIZE => "99999999999999999999", reason contains "too large: must be at most 18446744073709551615";
+    max_connections_overflow: ENV_MAX_CONNECTIONS => "99999999999999999999", reason contains "too large";
+    blocking_threads_overflow: ENV_BLOCKING_THREADS => "99999999999999999999", reason contains "too large: must be at most 1024";
+    mailbox_overflow: ENV_MAILBOX => "99999999999999999999", reason contains "too large: must be at most 65536";
+    spin_overflow: ENV_SPIN_US => "99999999999999999999", reason contains "too large: must be at most 1000";
+    reserve_cpus_overflow: ENV_RESERVE_CPUS => "99999999999999999999", reason contains "too large";
+    reserve_cpus_negative: ENV_RESERVE_CPUS => "-1", reason contains "whole number of CPUs";
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! warning for one that does not), how their values parse, and the upper
 //! bounds that keep any value from aborting the process.
 
+use std::num::{IntErrorKind, ParseIntError};
+
 use crate::config::{
     Config, ConfigError, ENV_ACCEPT, ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX,
     ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE, ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US,
@@ -120,11 +122,37 @@ pub(crate) fn check_bounds(config: &Config) -> Result<(), ConfigError> {
 
 /// A positive integer.
 pub(crate) fn positive(var: &'static str, value: &str) -> Result<usize, ConfigError> {
-    match value.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        Ok(_) => Err(ConfigError::new(var, value, "must be at least 1")),
-        Err(_) => Err(ConfigError::new(var, value, "not a positive integer")),
+    match whole(var, value, "not a positive integer")? {
+        0 => Err(ConfigError::new(var, value, "must be at least 1")),
+        n => Ok(n),
     }
+}
+
+/// A whole number, or `not_one` as the reason. A number too large to hold
+/// is an error that says so, with the variable's bound where it has one
+/// (`99999999999999999999` is a positive integer, only too large).
+pub(crate) fn whole(var: &'static str, value: &str, not_one: &str) -> Result<usize, ConfigError> {
+    value.trim().parse::<usize>().map_err(|err| {
+        let reason = match err.kind() {
+            IntErrorKind::PosOverflow => too_large(var),
+            _ => not_one.to_string(),
+        };
+        ConfigError::new(var, value, reason)
+    })
+}
+
+/// The reason for a value too large to hold: the variable's bound where it
+/// has one, else the largest number there is.
+fn too_large(var: &str) -> String {
+    let max = match var {
+        ENV_SHARDS => MAX_SHARDS.to_string(),
+        ENV_BLOCKING_THREADS => MAX_BLOCKING_THREADS.to_string(),
+        ENV_MAILBOX => MAX_MAILBOX.to_string(),
+        ENV_SPIN_US => format!("{} (1 ms)", MAX_SPIN.as_micros()),
+        ENV_IO_MEMORY => "1G per shard".to_string(),
+        _ => usize::MAX.to_string(),
+    };
+    format!("too large: must be at most {max}")
 }
 
 /// `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
@@ -154,8 +182,15 @@ pub(crate) fn bytes(var: &'static str, value: &str) -> Result<usize, ConfigError
         Some('G') => (&text[..text.len() - 1], 30),
         _ => (text, 0),
     };
-    let n: usize = digits.trim().parse().map_err(|_| bad())?;
-    n.checked_mul(1 << shift).ok_or_else(bad)
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|err: ParseIntError| match err.kind() {
+            IntErrorKind::PosOverflow => ConfigError::new(var, value, too_large(var)),
+            _ => bad(),
+        })?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| ConfigError::new(var, value, too_large(var)))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub use plan::ShardPlan;
 use std::time::Duration;
 
 use crate::config::cpulist::CpuList;
-use crate::config::knobs::{boolean, bytes, positive};
+use crate::config::knobs::{boolean, bytes, positive, whole};
 
 /// A setting that cannot be used, with the variable it came from and why.
 ///
@@ -171,11 +171,8 @@ impl Config {
             config.io_memory = Some(bytes(ENV_IO_MEMORY, &v)?);
         }
         if let Some(v) = get(ENV_SPIN_US) {
-            let us: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError::new(ENV_SPIN_US, &v, "not a whole number of microseconds"))?;
-            config.spin = Duration::from_micros(us);
+            let us = whole(ENV_SPIN_US, &v, "not a whole number of microseconds")?;
+            config.spin = Duration::from_micros(us as u64);
         }
         if let Some(v) = get(ENV_BLOCKING_THREADS) {
             config.blocking_threads = positive(ENV_BLOCKING_THREADS, &v)?;
@@ -192,10 +189,7 @@ impl Config {
             config.mailbox = positive(ENV_MAILBOX, &v)?;
         }
         if let Some(v) = get(ENV_RESERVE_CPUS) {
-            config.reserve_cpus = v
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError::new(ENV_RESERVE_CPUS, &v, "not a whole number of CPUs"))?;
+            config.reserve_cpus = whole(ENV_RESERVE_CPUS, &v, "not a whole number of CPUs")?;
         }
         config.given = Given::from(given);
         Ok(config)
@@ -216,7 +210,8 @@ impl Config {
     }
 
     /// Sets the number of shards (`SHARDLET_SHARDS`). Default: one per CPU in
-    /// [`cpus`](Config::cpus).
+    /// [`cpus`](Config::cpus), within the cgroup CPU quota, less
+    /// [`reserve_cpus`](Config::reserve_cpus).
     pub fn with_shards(mut self, shards: usize) -> Self {
         self.given.forget(ENV_SHARDS);
         self.shards = Some(shards);
@@ -409,7 +404,8 @@ impl Config {
     ///
     /// A [`ConfigError`] for zero sizes, sizes above their bounds
     /// ([`MAX_SHARDS`], [`MAX_BLOCKING_THREADS`], [`MAX_SPIN`],
-    /// [`MAX_MAILBOX`], [`MAX_IO_MEMORY`]), a CPU this process may not use,
+    /// [`MAX_MAILBOX`], [`MAX_IO_MEMORY`]), io memory under 64 KiB,
+    /// a CPU this process may not use,
     /// no CPU left after the reserve, or more pinned shards than CPUs.
     ///
     /// # Examples

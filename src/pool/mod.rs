@@ -131,6 +131,10 @@ impl GreenPool {
     /// first. See the module docs for a spawn from one of the pool's own tasks
     /// when the pool is full (it runs inline).
     ///
+    /// # Panics
+    ///
+    /// When awaited outside a shard (a glommio executor).
+    ///
     /// # Examples
     ///
     /// ```
@@ -158,6 +162,10 @@ impl GreenPool {
 
     /// Like [`spawn`](GreenPool::spawn) without a handle (Eventlet's
     /// `spawn_n`): a panic is caught, counted and logged.
+    ///
+    /// # Panics
+    ///
+    /// When awaited outside a shard (a glommio executor).
     pub async fn spawn_n<F>(&self, fut: F)
     where
         F: Future<Output = ()> + 'static,

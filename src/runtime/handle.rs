@@ -44,6 +44,8 @@ struct LifeState {
     failure: Option<RuntimeError>,
     /// Shard threads that have ended.
     exited: usize,
+    /// Shard threads that are ending ([`Lifecycle::last_to_leave`]).
+    leaving: usize,
     /// Async waiters, woken on every change.
     wakers: WakerSet,
 }
@@ -55,6 +57,7 @@ impl Lifecycle {
                 reported: vec![false; shards],
                 failure: None,
                 exited: 0,
+                leaving: 0,
                 wakers: WakerSet::new(),
             }),
             changed: Condvar::new(),
@@ -86,6 +89,15 @@ impl Lifecycle {
                 state.failure = Some(err.clone());
             }
         });
+    }
+
+    /// A shard thread is ending: true for the last of them. Counted apart
+    /// from [`exit`](Self::exit), so that the last one's clean-up is done
+    /// before anyone is told that every shard has ended.
+    fn last_to_leave(&self) -> bool {
+        let mut state = self.lock();
+        state.leaving += 1;
+        state.leaving == state.reported.len()
     }
 
     /// A shard thread has ended.
@@ -163,11 +175,20 @@ impl LifecycleView<'_> {
 }
 
 /// Marks a shard thread as ended when dropped: the last thing its thread does.
-pub(crate) struct Exit(pub(crate) Arc<Lifecycle>);
+/// The last shard to end closes the runtime's blocking pool (only its shards
+/// use it), whether or not the handle is joined: closures still queued are
+/// dropped unrun, and the pool's threads end.
+pub(crate) struct Exit {
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) blocking: Arc<BlockingPool>,
+}
 
 impl Drop for Exit {
     fn drop(&mut self) {
-        self.0.exit();
+        if self.lifecycle.last_to_leave() {
+            self.blocking.close();
+        }
+        self.lifecycle.exit();
     }
 }
 

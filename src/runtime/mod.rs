@@ -254,7 +254,10 @@ impl Runtime {
                 stopper: stopper.clone(),
                 lifecycle: lifecycle.clone(),
             };
-            let exit = Exit(lifecycle.clone());
+            let exit = Exit {
+                lifecycle: lifecycle.clone(),
+                blocking: blocking.clone(),
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("shardlet-{id}"))
                 .spawn(move || {

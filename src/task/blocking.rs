@@ -68,8 +68,10 @@ impl BlockingPool {
                     while let Ok(job) = queue.recv() {
                         if closed.load(Ordering::Acquire) {
                             // Dropped unrun (its caller gets `Cancelled`);
-                            // a closure whose drop panics must not end the thread.
+                            // a closure whose drop panics must not end the
+                            // thread early. A closed pool's threads end.
                             let _ = guard::guard_sync(move || drop(job));
+                            break;
                         } else {
                             busy.fetch_add(1, Ordering::Relaxed);
                             // The closure's own panic is caught inside the
@@ -109,11 +111,19 @@ impl BlockingPool {
         self.jobs.len()
     }
 
-    /// Closes the pool: closures not started yet are dropped unrun.
+    /// Closes the pool: closures not started yet are dropped unrun, and its
+    /// threads end (those running a closure once it returns), even while a
+    /// metrics handle keeps the pool's queue open.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for job in self.queued.drain() {
             let _ = guard::guard_sync(move || drop(job));
+        }
+        // One empty job per thread, to wake those waiting for work: each
+        // sees the pool closed and ends. The queue, just emptied, holds
+        // `threads` times more than that; a second close finds them ended.
+        for _ in 0..self.threads {
+            let _ = self.jobs.try_send(Box::new(|| ()));
         }
     }
 

@@ -131,6 +131,8 @@ pub(crate) struct Inner {
 ///
 /// `Client` is a cheap handle: clones share the keep-alive pool and the DNS
 /// cache. It is `!Send`: make one per shard (or use [`get`], which does).
+/// It can be made anywhere, but its requests panic when awaited outside a
+/// shard (a glommio executor).
 ///
 /// ```compile_fail
 /// fn send<T: Send>(_: T) {}
@@ -567,6 +569,11 @@ thread_local! {
 /// # Errors
 ///
 /// An [`Error`] naming the URL.
+///
+/// # Panics
+///
+/// When awaited outside a shard (a glommio executor), as every request of
+/// a [`Client`] does.
 ///
 /// # Examples
 ///

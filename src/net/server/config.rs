@@ -197,7 +197,8 @@ impl ServerConfig {
     }
 
     /// Sets how many accepted connections may wait in one shard's handoff
-    /// mailbox before the acceptor waits. Default: [`DEFAULT_HANDOFF_CAPACITY`].
+    /// mailbox before the acceptor waits (zero counts as one). Default:
+    /// [`DEFAULT_HANDOFF_CAPACITY`].
     pub fn with_handoff_capacity(mut self, capacity: usize) -> Self {
         self.handoff_capacity = capacity.max(1);
         self
