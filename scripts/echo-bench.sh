@@ -28,7 +28,7 @@
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
 #   --results DIR         where the files go (default: results/ in the repository;
 #                         a relative DIR is taken from the current directory)
-#   --no-build            use the binaries already in target/release
+#   --no-build            use the binaries already built (in cargo's target/release)
 #   --repeat N            N rounds: every server once per round, the order rotated
 #                         each round (round 2 starts with the second server, ...);
 #                         then every run, and each server's medians with their range
@@ -168,7 +168,7 @@ elif [[ -n "$rate_base" ]]; then
     die "--rate-base goes with --rate-sweep"
 fi
 
-# A server's binary, under target/release: shardlet's is the echo_server
+# A server's binary, under cargo's target/release: shardlet's is the echo_server
 # example, the baselines are binaries of the bench/ member (shardlet-bench).
 example_of() {
     case "$1" in
@@ -194,6 +194,16 @@ if [[ -z "$client_cpus" ]]; then
         echo "echo-bench: only one CPU: the server and the client share CPU ${cpus[0]}" >&2
     fi
 fi
+for side in server client; do
+    list_var="${side}_cpus"
+    list="${!list_var}"
+    what="--$side-cpus (${side^^}_CPUS) '$list'"
+    [[ "$list" =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] ||
+        die "$what: expected CPU numbers and ranges, e.g. 1 or 1-3,5"
+    for c in $(expand_cpus "$list"); do
+        [[ " ${cpus[*]} " == *" $c "* ]] || die "$what: CPU $c is not one this process may use (${cpus[*]})"
+    done
+done
 pin() { # pin CPUS: the command prefix that runs a program on CPUS
     if command -v taskset >/dev/null; then echo "taskset -c $1"; fi
 }
@@ -243,6 +253,8 @@ fi
 
 # Step 4: build.
 if ((build)); then
+    command -v cargo >/dev/null ||
+        die "cargo is not on the PATH: install Rust 1.95 or later (https://rustup.rs), then open a new shell or run '. \"\$HOME/.cargo/env\"'; or pass --no-build to run binaries built before"
     examples=(-p shardlet-bench --bin echo_bench)
     for label in "${labels[@]}"; do
         case "$(example_of "$label")" in
@@ -253,7 +265,9 @@ if ((build)); then
     echo "echo-bench: building ${examples[*]}" >&2
     cargo build --release --quiet "${examples[@]}"
 fi
-bin="${CARGO_TARGET_DIR:-target}/release"
+# shellcheck source=scripts/release-dir.sh
+. scripts/release-dir.sh
+bin="$(release_dir)"
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.
@@ -299,6 +313,9 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     port_busy && die "something already listens on $addr; stop it or pass --addr"
     log="$results/$label.server.log"
     : >"$log"
+    # An earlier run's files under this label would pass for this run's
+    # figures (in the comparison, the medians, the sweep's rates) if it fails.
+    rm -f "$results/$label.json" "$results/$label.hgrm" "$results/$label.svg"
     server_args=(--addr "$addr")
     [[ "$server" == shardlet-glommio ]] && server_args+=(--glommio-streams)
     [[ "$server" == shardlet-acks ]] && server_args+=(--acks-with-answers)

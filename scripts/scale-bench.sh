@@ -122,7 +122,9 @@ if ((build)); then
     echo "scale-bench: building" >&2
     cargo build --release --quiet -p shardlet-bench --bin echo_bench -p shardlet --example echo_server
 fi
-bin="${CARGO_TARGET_DIR:-target}/release"
+# shellcheck source=scripts/release-dir.sh
+. scripts/release-dir.sh
+bin="$(release_dir)"
 echo "scale-bench: $ncpu CPUs (${cpus[*]}): server on the first $half, client on $client_cpus; steps ${steps[*]} shard(s)$( ((shared_step)) && echo " (2 shares CPU ${cpus[1]} with the client)"); modes ${mode_list[*]}" >&2
 
 failed=0

@@ -170,6 +170,11 @@ fn a_result_that_panics_when_dropped_unclaimed_keeps_the_thread() {
     let metrics = handle.metrics();
     let (result, _) = util::join_within(handle, Duration::from_secs(30));
     result.unwrap();
+    // The thread counts "alive" done just after its caller has the answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metrics.stats().blocking.busy != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(metrics.stats().blocking.busy, 0, "{}", metrics.stats());
     assert_eq!(metrics.stats().blocking.panics, 1, "{}", metrics.stats());
 }
@@ -223,20 +228,56 @@ fn works_on_a_plain_glommio_executor() {
 fn closures_still_queued_when_the_runtime_is_joined_never_run() {
     // Issue 16: queued closures ran after `join` returned, although the
     // pool is documented as stopped with the runtime.
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (queued, entry) = occupy_and_queue();
+    run_with(config(1).with_blocking_threads(1), entry);
+    queued.occupied.recv().unwrap();
+    queued.release.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        queued.ran.load(Ordering::SeqCst),
+        0,
+        "no queued closure ran after join"
+    );
+}
+
+/// What [`occupy_and_queue`]'s entry leaves behind.
+struct Queued {
+    /// Lets the closure that occupies the only blocking thread return.
+    release: std::sync::mpsc::Sender<()>,
+    /// Told once that closure runs.
+    occupied: std::sync::mpsc::Receiver<()>,
+    /// Counts the closures queued behind it that ran.
+    ran: Arc<AtomicUsize>,
+    /// Disconnected once the blocking thread has ended.
+    ended: std::sync::mpsc::Receiver<()>,
+}
+
+/// A shard entry that occupies the only blocking thread until
+/// [`Queued::release`], queues three closures behind it, and ends without
+/// waiting for any of them.
+fn occupy_and_queue() -> (
+    Queued,
+    impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync,
+) {
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
     let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
-    let ran_late = Arc::new(AtomicUsize::new(0));
-    let (occupied_tx, occupied_rx) = std::sync::mpsc::channel::<()>();
-    let late = ran_late.clone();
-    run_with(config(1).with_blocking_threads(1), move || {
-        let (release_rx, late, occupied_tx) = (release_rx.clone(), late.clone(), occupied_tx.clone());
-        async move {
-            // Occupy the only thread until after the join...
+    let (occupied_tx, occupied) = std::sync::mpsc::channel::<()>();
+    let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let late = ran.clone();
+    let entry = move || {
+        let (release_rx, late, occupied_tx, ended_tx) = (
+            release_rx.clone(),
+            late.clone(),
+            occupied_tx.clone(),
+            ended_tx.clone(),
+        );
+        Box::pin(async move {
             let busy = spawn(blocking(move || {
+                report_thread_end(ended_tx)();
                 occupied_tx.send(()).unwrap();
                 let _ = release_rx.lock().unwrap().recv();
             }));
-            // ...so that these wait in the queue.
             let queued: Vec<_> = (0..3)
                 .map(|_| {
                     let late = late.clone();
@@ -245,16 +286,15 @@ fn closures_still_queued_when_the_runtime_is_joined_never_run() {
                 .collect();
             shardlet::sleep(Duration::from_millis(20)).await;
             drop((busy, queued)); // detached: the shard ends without them
-        }
-    });
-    occupied_rx.recv().unwrap();
-    release_tx.send(()).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        ran_late.load(Ordering::SeqCst),
-        0,
-        "no queued closure ran after join"
-    );
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+    };
+    let queued = Queued {
+        release,
+        occupied,
+        ran,
+        ended,
+    };
+    (queued, entry)
 }
 
 /// With CPUs reserved for the host, the blocking pool's threads keep to
@@ -330,50 +370,25 @@ fn the_pools_threads_end_with_the_runtime_while_a_metrics_handle_lives() {
 /// closed only in `join`, so the queued closures ran later, for nobody.
 #[test]
 fn queued_closures_are_dropped_once_the_shards_end_without_a_join() {
-    let ran_late = Arc::new(AtomicUsize::new(0));
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
-    let (occupied_tx, occupied_rx) = std::sync::mpsc::channel::<()>();
-    let (tx, ended) = std::sync::mpsc::channel::<()>();
-    let late = ran_late.clone();
+    let (queued, entry) = occupy_and_queue();
     let handle = shardlet::Runtime::new(config(1).with_blocking_threads(1))
         .unwrap()
-        .start(move || {
-            let (release_rx, late, occupied_tx, tx) =
-                (release_rx.clone(), late.clone(), occupied_tx.clone(), tx.clone());
-            async move {
-                // Occupy the only thread until after the shard has ended...
-                let busy = spawn(blocking(move || {
-                    report_thread_end(tx)();
-                    occupied_tx.send(()).unwrap();
-                    let _ = release_rx.lock().unwrap().recv();
-                }));
-                // ...so that these wait in the queue.
-                let queued: Vec<_> = (0..3)
-                    .map(|_| {
-                        let late = late.clone();
-                        spawn(blocking(move || late.fetch_add(1, Ordering::SeqCst)))
-                    })
-                    .collect();
-                shardlet::sleep(Duration::from_millis(20)).await;
-                drop((busy, queued)); // detached: the shard ends without them
-            }
-        })
+        .start(entry)
         .unwrap();
-    occupied_rx.recv().unwrap();
+    queued.occupied.recv().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !handle.is_finished() {
         assert!(Instant::now() < deadline, "the shard did not end");
         std::thread::sleep(Duration::from_millis(5));
     }
-    release_tx.send(()).unwrap();
+    queued.release.send(()).unwrap();
     assert_eq!(
-        ended.recv_timeout(Duration::from_secs(10)),
+        queued.ended.recv_timeout(Duration::from_secs(10)),
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
         "the blocking thread is still alive after its runtime's shards ended"
     );
     assert_eq!(
-        ran_late.load(Ordering::SeqCst),
+        queued.ran.load(Ordering::SeqCst),
         0,
         "queued closures ran after the shards ended"
     );

@@ -361,6 +361,11 @@ fn blocking_pool_queue_and_busy_threads() {
     assert_eq!(stats.blocking.threads, 1);
     let metrics = handle.metrics();
     handle.join().unwrap();
+    // A thread counts its closure done just after the caller has the answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while metrics.stats().blocking.busy != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(metrics.stats().blocking.busy, 0);
 }
 
@@ -411,6 +416,72 @@ async fn recording_echo(mut stream: TcpStream, conn: Connection) -> std::io::Res
         }
         stream.write_all(&buf[..n]).await?;
     }
+}
+
+/// Records each message as a request that took the microseconds it names.
+async fn recording_named_latencies(mut stream: TcpStream, conn: Connection) -> std::io::Result<()> {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 64];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        let micros: u64 = text.trim().parse().unwrap();
+        conn.record_request(200, Duration::from_micros(micros));
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+/// The histogram's buckets hold what their `le` says, exactly, and its sum is
+/// the latencies' sum. Before: the buckets, already cumulative, were added up
+/// again by the encoder (these four requests made `le="+Inf"` 36, against a
+/// `_count` of 4), and they came from the HdrHistogram (2 digits): a request
+/// of 1,003 µs counted under `le="0.001"`.
+#[test]
+fn the_latency_buckets_and_sum_are_exact() {
+    let runtime = Runtime::new(config(1)).unwrap();
+    let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
+    let handle = runtime
+        .start({
+            let server = server.clone();
+            move || {
+                let server = server.clone();
+                async move { server.serve_with(recording_named_latencies).await }
+            }
+        })
+        .unwrap();
+    futures_lite::future::block_on(server.ready(&handle)).unwrap();
+    let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // At a bound, just past it (HdrHistogram's bucket of 1,000 µs spans
+    // 1,000-1,003), and past the last bound.
+    for micros in ["1000", "1003", "5023", "20000000"] {
+        client.write_all(micros.as_bytes()).unwrap();
+        let mut echo = vec![0; micros.len()];
+        client.read_exact(&mut echo).unwrap();
+    }
+    let text = Exporter::new().with_server("h", &server).encode();
+    let series =
+        |le: &str| format!(r#"shardlet_request_duration_seconds_bucket{{server="h",shard="0",le="{le}"}}"#);
+    for (le, count) in [
+        ("0.0005", 0),
+        ("0.001", 1),
+        ("0.0025", 2),
+        ("0.005", 2),
+        ("0.01", 3),
+        ("10", 3),
+        ("+Inf", 4),
+    ] {
+        let line = format!("{} {count}", series(le));
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    let sum = r#"shardlet_request_duration_seconds_sum{server="h",shard="0"} 20.007026"#;
+    assert!(text.lines().any(|l| l == sum), "no {sum:?} in\n{text}");
+    drop(client);
+    server.stop(Duration::from_secs(1));
+    handle.join().unwrap();
 }
 
 #[test]

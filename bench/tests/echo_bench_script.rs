@@ -52,14 +52,21 @@ fn free_addr() -> String {
 
 /// Runs the script from `cwd` with `args`, the stand-ins in `target`.
 fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
+    let args = [&["--no-build"], args].concat();
+    run_script_with(cwd, &[("CARGO_TARGET_DIR", target.to_str().unwrap())], &args)
+}
+
+/// Runs the script from `cwd` with `args` (`--no-build` not among them
+/// unless given) and the variables `env` (the target folder's among them),
+/// with no `CARGO_*TARGET_DIR` of the caller's.
+fn run_script_with(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/echo-bench.sh");
     let mut command = Command::new("bash");
     command
         .arg(script)
-        .args(["--no-build", "--connections", "10", "--addr", &free_addr()])
+        .args(["--connections", "10", "--addr", &free_addr()])
         .args(args)
         .current_dir(cwd)
-        .env("CARGO_TARGET_DIR", target)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -69,9 +76,12 @@ fn run_script(cwd: &Path, target: &Path, args: &[&str]) -> Output {
         "CLIENT_CPUS",
         "SHARDLET_MAX_CONNECTIONS",
         "SHARDLET_SHARDS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
     ] {
         command.env_remove(var);
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().unwrap();
     let until = Instant::now() + LIMIT;
     while child.try_wait().unwrap().is_none() {
@@ -132,5 +142,121 @@ fn a_server_that_exits_at_once_is_reported_with_its_status() {
     );
     assert!(stderr.contains("cannot bind"), "its log is shown: {stderr}");
     assert!(!stderr.contains("within 30 s"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The binaries are run from where cargo builds them: a target folder set
+/// by `CARGO_BUILD_TARGET_DIR` (or `build.target-dir` in a
+/// `.cargo/config.toml`) rather than `CARGO_TARGET_DIR` is found, not
+/// missed for `target/` in the repository (where an old build would have
+/// been benchmarked in its place).
+#[test]
+fn the_binaries_are_run_from_cargos_target_folder() {
+    let dir = scratch("build-target-dir");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_BUILD_TARGET_DIR", target.to_str().unwrap())],
+        &["--no-build", "--results", results.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run whose client fails before it writes its results leaves no files
+/// of an earlier run under its label: the comparison, the medians and the
+/// rate sweep read them as this run's figures.
+#[test]
+fn a_failed_run_leaves_no_earlier_results_under_its_label() {
+    let dir = scratch("stale");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    for ext in ["json", "hgrm", "svg"] {
+        std::fs::write(results.join(format!("shardlet.{ext}")), "an earlier run's").unwrap();
+    }
+    write_program(
+        &target.join("release/echo_bench"),
+        "#!/bin/sh\necho 'echo_bench: cannot start its shards' >&2\nexit 2\n",
+    );
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for ext in ["json", "hgrm", "svg"] {
+        let path = results.join(format!("shardlet.{ext}"));
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without cargo on the PATH (rustup's `~/.cargo/bin` not in it yet, as in
+/// a fresh shell after installing), the build step says what to do, not
+/// bash's `cargo: command not found`.
+#[test]
+fn without_cargo_the_script_says_how_to_get_it() {
+    let dir = scratch("no-cargo");
+    // Every program the script runs before it builds, but cargo.
+    let tools = dir.join("bin");
+    std::fs::create_dir_all(&tools).unwrap();
+    let path = std::env::var_os("PATH").unwrap();
+    for tool in [
+        "bash", "dirname", "sed", "grep", "wc", "tr", "cat", "uname", "taskset", "nproc", "ss", "mkdir",
+        "basename",
+    ] {
+        if let Some(found) = std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+        {
+            std::os::unix::fs::symlink(found, tools.join(tool)).unwrap();
+        }
+    }
+    let output = run_script_with(&dir, &[("PATH", tools.to_str().unwrap())], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("command not found"), "{stderr}");
+    assert!(
+        stderr.contains("echo-bench: cargo is not on the PATH") && stderr.contains("rustup"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A CPU list the process may not use (or that is not a list) is named
+/// before anything runs, not left to taskset's "Invalid argument" (or to
+/// bash's arithmetic on the text).
+#[test]
+fn a_cpu_list_outside_the_allowed_cpus_is_named() {
+    let dir = scratch("cpus");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    for (option, list, expected) in [
+        (
+            "--server-cpus",
+            "4095",
+            "echo-bench: --server-cpus (SERVER_CPUS) '4095': CPU 4095 is not one",
+        ),
+        (
+            "--client-cpus",
+            "0-x",
+            "echo-bench: --client-cpus (CLIENT_CPUS) '0-x': expected CPU numbers",
+        ),
+    ] {
+        let output = run_script(
+            &dir,
+            &target,
+            &["--results", results.to_str().unwrap(), option, list],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{option} {list}: {stderr}");
+        assert!(stderr.contains(expected), "{option} {list}: {stderr}");
+        assert!(
+            !results.join("shardlet.server.log").exists(),
+            "{option} {list}: a server was started"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

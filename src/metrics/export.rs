@@ -34,13 +34,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::{Metrics, RuntimeStats, ShardMetrics};
-use crate::net::{RequestStats, Server, ServerStats, ShardStats};
-
-/// Bucket bounds of `shardlet_request_duration_seconds`, in seconds.
-const BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    10.0,
-];
+use crate::net::{RequestStats, Server, ServerStats, ShardStats, LATENCY_BUCKETS};
 
 /// The Prometheus exporter: a runtime's [`Metrics`] and any number of named
 /// [`Server`]s. `Clone + Send + Sync`.
@@ -481,21 +475,17 @@ impl Exporter {
     }
 }
 
-/// A shard's latency histogram in Prometheus's cumulative buckets
-/// (seconds): sum, count, and `(upper bound, count up to it)`.
+/// A shard's latency histogram from its exact counts: sum (seconds), count,
+/// and `(upper bound, count in the bucket)`. Each bucket's own count: the
+/// encoder adds them up into Prometheus's cumulative ones.
 fn histogram(requests: &RequestStats) -> (f64, u64, Vec<(f64, u64)>) {
-    let h = &requests.latency;
-    let count = h.len();
-    let sum = h.mean() * count as f64 / 1e6;
-    let mut buckets: Vec<(f64, u64)> = BUCKETS
+    let bounds = LATENCY_BUCKETS
         .iter()
-        .map(|&bound| {
-            let micros = (bound * 1e6) as u64;
-            (bound, h.count_between(0, micros))
-        })
-        .collect();
-    buckets.push((f64::INFINITY, count));
-    (sum, count, buckets)
+        .map(Duration::as_secs_f64)
+        .chain([f64::INFINITY]);
+    let buckets: Vec<(f64, u64)> = bounds.zip(requests.buckets).collect();
+    let count = requests.buckets.iter().sum();
+    (requests.latency_sum.as_secs_f64(), count, buckets)
 }
 
 impl Collector for Exporter {

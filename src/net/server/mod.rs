@@ -24,7 +24,7 @@ pub use descriptors::{
     FD_RESERVE_PER_SHARD,
 };
 pub use readiness::Ready;
-pub use requests::{latency_histogram, RequestStats};
+pub use requests::{latency_histogram, LatencyBuckets, RequestStats, LATENCY_BUCKETS};
 pub use serving::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
 pub use stats::{ServerStats, ShardStats};
 pub use table::EVICTION_GRACE;

@@ -8,6 +8,9 @@
 //! microseconds (2 significant digits, 1 µs to an hour): shards' histograms
 //! merge without losing anything ([`RequestStats::merge`]), so a p99 over
 //! the whole server is a true p99, not an average of the shards' ones.
+//! Beside it, exact counts in [`LATENCY_BUCKETS`] and the exact sum, for
+//! Prometheus's histogram: the HdrHistogram's 2 digits would count a request
+//! of up to 1% over a bucket's bound in that bucket.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +27,30 @@ const STATUSES: usize = 1000;
 const MAX_MICROS: u64 = 3_600_000_000;
 const SIGFIG: u8 = 2;
 
+/// The upper bounds of the latency buckets counted exactly
+/// ([`RequestStats::buckets`]): `shardlet_request_duration_seconds`'s `le`.
+pub const LATENCY_BUCKETS: [Duration; 16] = [
+    Duration::from_micros(50),
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2_500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(2_500),
+    Duration::from_secs(10),
+];
+
+/// [`RequestStats::buckets`]: one count per bound, and one past the last.
+pub type LatencyBuckets = [u64; LATENCY_BUCKETS.len() + 1];
+
 /// An empty latency histogram of the kind [`RequestStats::latency`] holds.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, SIGFIG).expect("valid histogram bounds")
@@ -33,6 +60,8 @@ pub fn latency_histogram() -> Histogram<u64> {
 pub(crate) struct Requests {
     statuses: Box<[AtomicU64]>,
     latency: Mutex<Histogram<u64>>,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
 }
 
 impl Default for Requests {
@@ -40,6 +69,8 @@ impl Default for Requests {
         Requests {
             statuses: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
             latency: Mutex::new(latency_histogram()),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 }
@@ -55,6 +86,10 @@ impl Requests {
     pub(crate) fn record(&self, status: u16, latency: Duration) {
         let at = usize::from(status).min(STATUSES - 1);
         self.statuses[at].fetch_add(1, Relaxed);
+        let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < latency);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
         self.latency
             .lock()
@@ -75,6 +110,8 @@ impl Requests {
         RequestStats {
             statuses,
             latency: self.latency.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            latency_sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
         }
     }
 }
@@ -101,6 +138,12 @@ pub struct RequestStats {
     pub statuses: BTreeMap<u16, u64>,
     /// Request latencies in microseconds.
     pub latency: Histogram<u64>,
+    /// Requests by latency, counted exactly: `buckets[i]` took at most
+    /// [`LATENCY_BUCKETS`]`[i]` and more than the bound before it; the last,
+    /// more than every bound.
+    pub buckets: LatencyBuckets,
+    /// The requests' latencies added up, exactly.
+    pub latency_sum: Duration,
 }
 
 impl Default for RequestStats {
@@ -108,6 +151,8 @@ impl Default for RequestStats {
         RequestStats {
             statuses: BTreeMap::new(),
             latency: latency_histogram(),
+            buckets: [0; LATENCY_BUCKETS.len() + 1],
+            latency_sum: Duration::ZERO,
         }
     }
 }
@@ -126,5 +171,40 @@ impl RequestStats {
         }
         // Same bounds on both sides: nothing is out of range.
         let _ = self.latency.add(&other.latency);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.latency_sum += other.latency_sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_latency_counts_in_the_first_bucket_whose_bound_it_does_not_pass() {
+        let requests = Requests::default();
+        let at_bound = LATENCY_BUCKETS[0];
+        for latency in [
+            Duration::ZERO,
+            at_bound,
+            at_bound + Duration::from_nanos(1),
+            Duration::from_secs(3600),
+        ] {
+            requests.record(200, latency);
+        }
+        let one = requests.snapshot();
+        let mut expected: LatencyBuckets = [0; LATENCY_BUCKETS.len() + 1];
+        expected[0] = 2;
+        expected[1] = 1;
+        expected[LATENCY_BUCKETS.len()] = 1;
+        assert_eq!(one.buckets, expected);
+        assert_eq!(one.latency_sum, Duration::from_nanos(3_600_000_100_001));
+
+        let mut both = one.clone();
+        both.merge(&one);
+        assert_eq!(both.buckets, expected.map(|n| 2 * n));
+        assert_eq!(both.latency_sum, 2 * one.latency_sum);
     }
 }
