@@ -418,6 +418,38 @@ async fn recording_echo(mut stream: TcpStream, conn: Connection) -> std::io::Res
     }
 }
 
+/// Starts `shards` shards serving `handler`, and has one client send each
+/// of `messages` and read its echo; the client stays connected.
+fn echoed<Fut>(
+    shards: usize,
+    handler: fn(TcpStream, Connection) -> Fut,
+    messages: &[&str],
+) -> (Server, RuntimeHandle<std::io::Result<()>>, std::net::TcpStream)
+where
+    Fut: std::future::Future<Output = std::io::Result<()>> + 'static,
+{
+    let runtime = Runtime::new(config(shards)).unwrap();
+    let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
+    let handle = runtime
+        .start({
+            let server = server.clone();
+            move || {
+                let server = server.clone();
+                async move { server.serve_with(handler).await }
+            }
+        })
+        .unwrap();
+    futures_lite::future::block_on(server.ready(&handle)).unwrap();
+    let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    for message in messages {
+        client.write_all(message.as_bytes()).unwrap();
+        let mut echo = vec![0; message.len()];
+        client.read_exact(&mut echo).unwrap();
+    }
+    (server, handle, client)
+}
+
 /// Records each message as a request that took the microseconds it names.
 async fn recording_named_latencies(mut stream: TcpStream, conn: Connection) -> std::io::Result<()> {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -441,27 +473,10 @@ async fn recording_named_latencies(mut stream: TcpStream, conn: Connection) -> s
 /// of 1,003 µs counted under `le="0.001"`.
 #[test]
 fn the_latency_buckets_and_sum_are_exact() {
-    let runtime = Runtime::new(config(1)).unwrap();
-    let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
-    let handle = runtime
-        .start({
-            let server = server.clone();
-            move || {
-                let server = server.clone();
-                async move { server.serve_with(recording_named_latencies).await }
-            }
-        })
-        .unwrap();
-    futures_lite::future::block_on(server.ready(&handle)).unwrap();
-    let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     // At a bound, just past it (HdrHistogram's bucket of 1,000 µs spans
     // 1,000-1,003), and past the last bound.
-    for micros in ["1000", "1003", "5023", "20000000"] {
-        client.write_all(micros.as_bytes()).unwrap();
-        let mut echo = vec![0; micros.len()];
-        client.read_exact(&mut echo).unwrap();
-    }
+    let micros = ["1000", "1003", "5023", "20000000"];
+    let (server, handle, client) = echoed(1, recording_named_latencies, &micros);
     let text = Exporter::new().with_server("h", &server).encode();
     let series =
         |le: &str| format!(r#"shardlet_request_duration_seconds_bucket{{server="h",shard="0",le="{le}"}}"#);
@@ -486,25 +501,7 @@ fn the_latency_buckets_and_sum_are_exact() {
 
 #[test]
 fn server_stats_and_prometheus_text() {
-    let runtime = Runtime::new(config(2)).unwrap();
-    let server = Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).unwrap();
-    let handle = runtime
-        .start({
-            let server = server.clone();
-            move || {
-                let server = server.clone();
-                async move { server.serve_with(recording_echo).await }
-            }
-        })
-        .unwrap();
-    futures_lite::future::block_on(server.ready(&handle)).unwrap();
-    let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    for message in ["hello", "!bad", "?boom", "again"] {
-        client.write_all(message.as_bytes()).unwrap();
-        let mut echo = vec![0; message.len()];
-        client.read_exact(&mut echo).unwrap();
-    }
+    let (server, handle, client) = echoed(2, recording_echo, &["hello", "!bad", "?boom", "again"]);
     let stats = server.stats();
     let all = stats.all_requests();
     assert_eq!(all.requests(), 4);
