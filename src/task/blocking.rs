@@ -114,14 +114,17 @@ impl BlockingPool {
     /// Closes the pool: closures not started yet are dropped unrun, and its
     /// threads end (those running a closure once it returns), even while a
     /// metrics handle keeps the pool's queue open.
+    /// Closing again does nothing.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         for job in self.queued.drain() {
             let _ = guard::guard_sync(move || drop(job));
         }
         // One empty job per thread, to wake those waiting for work: each
-        // sees the pool closed and ends. The queue, just emptied, holds
-        // `threads` times more than that; a second close finds them ended.
+        // takes one, sees the pool closed and ends. The queue, just emptied,
+        // holds `threads` times more than that.
         for _ in 0..self.threads {
             let _ = self.jobs.try_send(Box::new(|| ()));
         }
