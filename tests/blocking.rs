@@ -396,3 +396,36 @@ fn queued_closures_are_dropped_once_the_shards_end_without_a_join() {
     );
     drop(handle);
 }
+
+/// Once the pool is closed, no closure waits for a thread: `queued` is 0,
+/// also while a thread still runs a closure its caller gave up on. Before:
+/// the wake-up that close queues for that thread counted as a closure
+/// waiting (`queued=1` after the join, until the closure returned).
+#[test]
+fn nothing_is_queued_once_the_pool_is_closed_while_a_thread_is_busy() {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(std::sync::Mutex::new(released));
+    let (occupied_tx, occupied) = std::sync::mpsc::channel::<()>();
+    let handle = shardlet::Runtime::new(config(1).with_blocking_threads(2))
+        .unwrap()
+        .start(move || {
+            let (released, occupied_tx) = (released.clone(), occupied_tx.clone());
+            async move {
+                // Detached: the shard ends while the closure runs.
+                drop(spawn(blocking(move || {
+                    occupied_tx.send(()).unwrap();
+                    let _ = released.lock().unwrap().recv();
+                })));
+                shardlet::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .unwrap();
+    occupied.recv_timeout(Duration::from_secs(10)).unwrap();
+    let metrics = handle.metrics();
+    handle.join().unwrap();
+    // Give the idle thread its time to take its wake-up and end.
+    std::thread::sleep(Duration::from_millis(100));
+    let queued = metrics.stats().blocking.queued;
+    release.send(()).unwrap();
+    assert_eq!(queued, 0, "{}", metrics.stats());
+}

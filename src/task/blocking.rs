@@ -8,11 +8,11 @@
 //!
 //! Each [`Runtime`](crate::Runtime) owns one pool of
 //! `SHARDLET_BLOCKING_THREADS` threads, shared by its shards and closed when
-//! the runtime is joined: closures still queued then are dropped unrun, and
-//! the threads end once the closures they are running return (a closure
-//! that never returns keeps its thread; `join` does not wait for it). On an
-//! executor not started by a shardlet runtime, a process-wide pool of that
-//! size is created on first use. With CPUs reserved for the host
+//! the last of them ends (joined or not): closures still queued then are
+//! dropped unrun, and the threads end once the closures they are running
+//! return (a closure that never returns keeps its thread; `join` does not
+//! wait for it). On an executor not started by a shardlet runtime, a
+//! process-wide pool of that size is created on first use. With CPUs reserved for the host
 //! (`SHARDLET_RESERVE_CPUS`), the pool's threads keep to those CPUs, off
 //! the shards' own.
 
@@ -106,8 +106,13 @@ impl BlockingPool {
         }
     }
 
-    /// Closures queued and not started yet.
+    /// Closures queued and not started yet: none once the pool is closed
+    /// (what its queue still holds then is dropped unrun, or is a wake-up
+    /// for a thread that is still running a closure).
     pub(crate) fn queued(&self) -> usize {
+        if self.closed.load(Ordering::Acquire) {
+            return 0;
+        }
         self.jobs.len()
     }
 
@@ -241,5 +246,25 @@ impl std::fmt::Debug for BlockingPool {
             .field("queued", &self.queued())
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Closing twice queues one wake-up per thread once: each thread takes
+    /// one and ends, and the queue is left empty (the second close's would
+    /// stay there for good, with no thread left to take them).
+    #[test]
+    fn closing_again_queues_no_more_wake_ups() {
+        let pool = BlockingPool::new(2, &[]).unwrap();
+        pool.close();
+        pool.close();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !pool.jobs.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(pool.jobs.len(), 0, "wake-ups left queued");
     }
 }
