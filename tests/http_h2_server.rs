@@ -461,13 +461,11 @@ fn rapid_reset_ends_in_goaway() {
 /// reach the client once it grants more window. The client here answers
 /// every PING, as a well-behaved one does.
 ///
-/// Known defect, not fixed yet: an HTTP/2 connection is Idle once hyper has
-/// taken each answer whole, though h2 may still hold its tail for the
-/// client's window; `EVICTION_GRACE` after the GOAWAY an Idle connection is
-/// closed, cutting that tail off (65,535 of 102,400 bytes arrive). A stop
-/// or an eviction does the same.
+/// Before: an HTTP/2 connection is Idle once hyper has taken each answer
+/// whole, though h2 may still hold its tail for the client's window, and an
+/// Idle connection was closed `EVICTION_GRACE` after its GOAWAY, cutting
+/// that tail off (65,535 of 102,400 bytes arrived).
 #[test]
-#[ignore = "known defect: an Idle HTTP/2 connection is closed EVICTION_GRACE after its GOAWAY with answers still in h2's send buffer"]
 fn the_last_answer_under_max_requests_reaches_a_slow_reader_whole() {
     let limits = Limits::default().with_max_requests(1);
     let server = start_http_with(1, limits, |c| c, || route);

@@ -29,10 +29,12 @@
 //! client to answer a PING: a client that never does could go on opening
 //! streams for good. So the client has [`EVICTION_GRACE`] (a round trip,
 //! generously) to stop; after it, new streams are refused
-//! (`REFUSED_STREAM`, safe to retry) and the connection closes as soon as
-//! it is Idle. Its last request under `max_requests` shuts it down the
-//! same way (HTTP/1 answers it with `Connection: close`), and streams
-//! beyond it are refused at once.
+//! (`REFUSED_STREAM`, safe to retry, no handler run), so the connection
+//! stays Idle and ends as any Idle one does (its idle timeout, an
+//! eviction, a drain). It is not closed at once: h2 may still hold the
+//! tail of an answer for the client's flow-control window. Its last
+//! request under `max_requests` shuts it down the same way (HTTP/1 answers
+//! it with `Connection: close`), and streams beyond it are refused at once.
 //!
 //! Across the phases, a write of an answer that would block (the client
 //! does not read) makes the connection **stalled**: it is not idle then
@@ -145,10 +147,6 @@ impl ConnState {
         // write goes through.
         let phase = match self.phase.get() {
             Phase::Idle if stalled.is_some() => None,
-            Phase::Idle => [self.deadline.get(), self.goaway_by.get()]
-                .into_iter()
-                .flatten()
-                .min(),
             _ => self.deadline.get(),
         };
         let held = (self.held.get() > 0).then(|| match self.held_check.get() {
