@@ -9,8 +9,6 @@
 mod h2raw;
 mod util;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
@@ -45,10 +43,6 @@ fn serve_all(c: &mut H2Conn, body: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// RFC 9113 §6.8: a GOAWAY whose last stream id is below a request's says
-/// the server never processed it; the request can be sent again on another
-/// connection (the first connection answers its first request, then goes
-/// RFC 9113 §8.7: a stream reset with REFUSED_STREAM was not processed;
 /// DATA past the body limit, and on: a TooLarge error, soon.
 #[test]
 fn endless_data_stops_at_the_body_limit() {
@@ -130,7 +124,10 @@ fn max_head_holds_on_http2() {
                 .max_head(64 << 10)
                 .build()
                 .unwrap();
-            let r = roomy.get(&url).await.unwrap_or_else(|e| panic!("64 KiB allowed: {e}"));
+            let r = roomy
+                .get(&url)
+                .await
+                .unwrap_or_else(|e| panic!("64 KiB allowed: {e}"));
             assert_eq!(r.headers()["x-big"].len(), 30_000);
             let tight = Client::builder()
                 .webpki_roots(false)
@@ -218,7 +215,9 @@ fn an_upload_into_a_closed_window_ends_by_the_time_limit() {
         async move {
             let c = client(cert);
             let mut request = http::Request::put(&url).body(vec![b'u'; 1 << 20]).unwrap();
-            request.extensions_mut().insert(Timeout(Duration::from_millis(500)));
+            request
+                .extensions_mut()
+                .insert(Timeout(Duration::from_millis(500)));
             let err = c.send(request).await.unwrap_err();
             assert!(err.is_timeout(), "{err}");
         }
@@ -299,7 +298,6 @@ fn a_pooled_connection_closed_while_idle_is_replaced() {
     });
 }
 
-/// A pooled HTTP/2 connection closed (no GOAWAY) just as the next request
 /// A TLS handshake that stalls (the server accepts and says nothing): the
 /// request's own limit ends it.
 #[test]
@@ -325,4 +323,114 @@ fn a_stalled_tls_handshake_ends_by_the_request_limit() {
         }
     });
     hold.join().unwrap();
+}
+
+/// RFC 9113 §6.8: a GOAWAY whose last stream id is below a request's says
+/// the server never processed it; the request can be sent again on another
+/// connection (the first connection answers its first request, then goes
+/// away under the second).
+#[test]
+fn a_request_beyond_a_goaway_is_sent_again_on_a_new_connection() {
+    let server = H2Server::start(|c| {
+        c.preface(&[])?;
+        if c.conn == 1 {
+            let first = c.request()?;
+            c.respond(first.stream, 200, b"first")?;
+            let second = c.request()?;
+            c.goaway(second.stream - 2, NO_ERROR)?;
+            c.drain();
+            return Ok(());
+        }
+        serve_all(c, b"again")
+    });
+    let (url, cert) = (server.url("/"), server.cert.clone());
+    util::run1(move || {
+        let (url, cert) = (url.clone(), cert.clone());
+        async move {
+            let c = client(cert);
+            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+            let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+            assert_eq!(r.body().as_ref(), b"again");
+        }
+    });
+    assert_eq!(server.accepted(), 2);
+}
+
+/// RFC 9113 §8.7: a stream reset with REFUSED_STREAM was not processed;
+/// the request can be sent again, whatever its method.
+#[test]
+fn a_refused_stream_is_sent_again() {
+    let server = H2Server::start(|c| {
+        c.preface(&[])?;
+        if c.conn == 1 {
+            let first = c.request()?;
+            c.respond(first.stream, 200, b"first")?;
+            let second = c.request()?;
+            c.reset(second.stream, REFUSED_STREAM)?;
+        }
+        serve_all(c, b"again")
+    });
+    let (url, cert) = (server.url("/"), server.cert.clone());
+    util::run1(move || {
+        let (url, cert) = (url.clone(), cert.clone());
+        async move {
+            let c = client(cert);
+            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+            let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+            assert_eq!(r.body().as_ref(), b"again");
+            // Whatever the method: the server says it did not process it.
+            let r = c.post(&url, "text/plain", "once").await;
+            let r = r.unwrap_or_else(|e| panic!("POST not retried: {e}"));
+            assert_eq!(r.body().as_ref(), b"again");
+        }
+    });
+}
+
+/// A pooled HTTP/2 connection closed (no GOAWAY, no TLS close_notify) just
+/// as the next request arrives: an idempotent request is sent again.
+#[test]
+fn a_pooled_connection_cut_under_a_request_is_retried() {
+    let server = H2Server::start(|c| {
+        c.preface(&[])?;
+        if c.conn == 1 {
+            let req = c.request()?;
+            c.respond(req.stream, 200, b"first")?;
+            c.request()?;
+            return Ok(()); // dropped: a TLS close and a FIN, no answer
+        }
+        serve_all(c, b"second")
+    });
+    let (url, cert) = (server.url("/"), server.cert.clone());
+    util::run1(move || {
+        let (url, cert) = (url.clone(), cert.clone());
+        async move {
+            let c = client(cert);
+            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+            let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+            assert_eq!(r.body().as_ref(), b"second");
+        }
+    });
+}
+
+/// A POST the server did process (its stream within the GOAWAY's last one),
+/// cut off with no answer: an error, never sent twice.
+#[test]
+fn a_post_within_a_goaway_is_not_sent_again() {
+    let server = H2Server::start(|c| {
+        c.preface(&[])?;
+        let req = c.request()?;
+        c.body(req.stream)?;
+        c.goaway(req.stream, NO_ERROR)?;
+        Ok(())
+    });
+    let (url, cert) = (server.url("/"), server.cert.clone());
+    util::run1(move || {
+        let (url, cert) = (url.clone(), cert.clone());
+        async move {
+            let c = client(cert);
+            assert!(c.post(&url, "text/plain", "once").await.is_err());
+            assert_eq!(c.stats().requests, 1, "{:?}", c.stats());
+        }
+    });
+    assert_eq!(server.accepted(), 1);
 }

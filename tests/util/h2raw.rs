@@ -272,7 +272,9 @@ impl H2Server {
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                         let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
                         let _ = stream.set_nodelay(true);
-                        let Ok(tls) = rustls::ServerConnection::new(config) else { return };
+                        let Ok(tls) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
                         let mut conn = H2Conn {
                             io: rustls::StreamOwned::new(tls, stream),
                             conn,
