@@ -224,3 +224,26 @@ fn credentials_stay_with_their_origin() {
         );
     }
 }
+
+/// A `Location` with bytes that are not UTF-8 (a Latin-1 `é`) is followed
+/// to those bytes, percent-encoded, as curl does. Before: each was replaced
+/// by U+FFFD, and the redirect went to `/caf%EF%BF%BD`.
+#[test]
+fn a_location_that_is_not_utf8_keeps_its_bytes() {
+    let server = TestServer::start(|req, out| match req.path.as_str() {
+        "/latin" => origin::raw(
+            out,
+            b"HTTP/1.1 302 Found\r\nLocation: /caf\xe9?q=\xff\r\nContent-Length: 0\r\n\r\n",
+        )
+        .map(|()| origin::Next::KeepOpen),
+        path => respond(out, 200, &[], path.as_bytes()),
+    });
+    let base = server.url("");
+    util::run1(move || {
+        let base = base.clone();
+        async move {
+            let r = client().get(&format!("{base}/latin")).await.unwrap();
+            assert_eq!(r.body().as_ref(), b"/caf%E9?q=%FF");
+        }
+    });
+}

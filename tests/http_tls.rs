@@ -8,12 +8,20 @@ mod util;
 
 use std::sync::Arc;
 
-use origin::{respond, ReadWrite, TestServer};
+use origin::{respond, Next, ReadWrite, TestServer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use shardlet::http::{Client, ErrorKind};
 
 /// A TLS test server for `localhost` and `127.0.0.1`; returns it and the certificate (DER).
 fn tls_server() -> (TestServer, Vec<u8>) {
+    tls_server_with(|req, out| respond(out, 200, &[], format!("secure {}", req.path).as_bytes()))
+}
+
+/// [`tls_server`] answering with `handler`.
+fn tls_server_with<H>(handler: H) -> (TestServer, Vec<u8>)
+where
+    H: Fn(&origin::Request, &mut dyn std::io::Write) -> std::io::Result<Next> + Send + Sync + 'static,
+{
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert_der = certified.cert.der().to_vec();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
@@ -30,7 +38,7 @@ fn tls_server() -> (TestServer, Vec<u8>) {
             let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
             Ok(Box::new(rustls::StreamOwned::new(conn, stream)) as Box<dyn ReadWrite>)
         }),
-        |req, out| respond(out, 200, &[], format!("secure {}", req.path).as_bytes()),
+        handler,
     );
     (server, cert_der)
 }
@@ -90,4 +98,34 @@ fn a_bad_root_certificate_fails_the_build() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("root certificate #0"), "{err}");
+}
+
+/// A kept-alive TLS connection that the server closes (no `close_notify`)
+/// as the next request arrives: a `GET` is sent again (rustls tells the
+/// close as `UnexpectedEof`, which was not taken as a close).
+#[test]
+fn a_kept_alive_tls_connection_closed_under_a_get_is_retried() {
+    let (server, cert) = tls_server_with(|req, out| {
+        if req.conn == 1 && req.nth_on_conn == 1 {
+            return Ok(Next::Close); // no answer, no close_notify
+        }
+        respond(out, 200, &[], format!("secure {}", req.path).as_bytes())
+    });
+    let port = server.addr.port();
+    util::run1(move || {
+        let cert = cert.clone();
+        async move {
+            let client = Client::builder()
+                .webpki_roots(false)
+                .add_root_certificate(cert)
+                .build()
+                .unwrap();
+            for path in ["/one", "/two"] {
+                let r = client.get(&format!("https://localhost:{port}{path}")).await;
+                let r = r.unwrap_or_else(|e| panic!("{path}: {e}"));
+                assert_eq!(r.body().as_ref(), format!("secure {path}").as_bytes());
+            }
+        }
+    });
+    assert_eq!(server.accepted(), 2);
 }

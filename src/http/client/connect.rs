@@ -106,6 +106,9 @@ impl Inner {
             if h2 {
                 let mut builder = http2::Builder::new(ShardExecutor::new());
                 builder.timer(ShardTimer::new());
+                // The head limit, as on HTTP/1.1 (hyper's own is 16 KiB).
+                let max_head = u32::try_from(self.settings.max_head).unwrap_or(u32::MAX);
+                builder.max_header_list_size(max_head);
                 let (sender, conn) = builder.handshake(transport).await?;
                 crate::spawn_n(async move {
                     if let Err(e) = conn.await {

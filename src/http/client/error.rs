@@ -204,18 +204,39 @@ fn io_kind(error: &hyper::Error) -> Option<io::ErrorKind> {
 }
 
 /// Whether a request failed, with no response, because its connection was
-/// closed under it: cut short, closed before hyper could send it, or reset
+/// closed under it: cut short, closed before hyper could send it, reset
 /// (the server closed a kept-alive connection as the request arrived, and
-/// its unread request made the close a reset: RFC 9112 §9.3.1).
+/// its unread request made the close a reset: RFC 9112 §9.3.1), or closed
+/// without TLS's `close_notify` (rustls says `UnexpectedEof`; HTTP/2 over
+/// TLS sees the close so).
 pub(crate) fn closed_under(error: &hyper::Error) -> bool {
     error.is_incomplete_message()
         || error.is_canceled()
         || matches!(
             io_kind(error),
             Some(
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
             )
         )
+}
+
+/// Whether the server said it never processed the request (RFC 9113 §8.7),
+/// so that it can be sent again whatever its method: its HTTP/2 stream was
+/// refused (`REFUSED_STREAM`), or lay beyond the last stream a GOAWAY let
+/// through (or was opened after it; hyper then ends the connection, and the
+/// pool drops it).
+pub(crate) fn unprocessed(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// What a new connection's failure before its request was sent means: the

@@ -22,7 +22,9 @@
 //! closed meanwhile) is sent on another; one that a reused connection cut
 //! short or reset before any response is retried once when its method is idempotent
 //! (RFC 9110 §9.2.2: `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`)
-//! and its body can be sent again (not a stream).
+//! and its body can be sent again (not a stream); whatever its method, once
+//! the server says it never processed it (an HTTP/2 stream refused, or past
+//! a GOAWAY's last stream: RFC 9113 §8.7).
 //! A new connection that the server closes before the request goes out is
 //! an error that says so ([`ErrorKind::Io`], `ConnectionAborted`), not a
 //! loop of new ones.
@@ -431,11 +433,7 @@ impl Client {
             };
             // hyper says whether the connection can take a request: a closed
             // one, or one that got bytes nobody asked for, cannot.
-            let ready = match &mut sender {
-                Sender::H1(s) => s.ready().await,
-                Sender::H2(s) => s.ready().await,
-            };
-            if let Err(e) = ready {
+            if let Err(e) = sender.ready().await {
                 if reused {
                     tracing::debug!(target: "shardlet::http", url = %Redacted(url), error = %e, "pooled connection not ready; dropped");
                     continue;
@@ -450,12 +448,7 @@ impl Client {
             if reused {
                 stats.reused.set(stats.reused.get() + 1);
             }
-            let sending = async {
-                match &mut sender {
-                    Sender::H1(s) => s.try_send_request(request).await,
-                    Sender::H2(s) => s.try_send_request(request).await,
-                }
-            };
+            let sending = sender.try_send(request);
             let idle = inner.settings.read_timeout;
             let Ok(sent) = watch.within(idle, sending).await else {
                 return Err(ErrorKind::Timeout {
@@ -476,10 +469,10 @@ impl Client {
                         continue;
                     }
                     let error = failed.into_error();
-                    let stale = error::closed_under(&error);
+                    let stale = reused && idempotent && error::closed_under(&error);
                     match again {
-                        Some(again) if reused && idempotent && stale && !retried => {
-                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), %error, "kept-alive connection was closed; retrying");
+                        Some(again) if (stale || error::unprocessed(&error)) && !retried => {
+                            tracing::debug!(target: "shardlet::http", url = %Redacted(url), %error, "request not answered on a closed or refusing connection; retrying");
                             retried = true;
                             body = again;
                         }

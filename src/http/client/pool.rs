@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::{http1, http2};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2, TrySendError};
 
 use super::body::Body;
 
@@ -24,6 +26,29 @@ pub(crate) type Key = (bool, Rc<str>, u16);
 pub(crate) enum Sender {
     H1(http1::SendRequest<Body>),
     H2(http2::SendRequest<Body>),
+}
+
+impl Sender {
+    /// Waits until hyper says the connection can take a request (an error:
+    /// it never will).
+    pub(crate) async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends `request`; its response head, or the error (and the request,
+    /// when it was never written).
+    pub(crate) async fn try_send(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+        match self {
+            Sender::H1(s) => s.try_send_request(request).await,
+            Sender::H2(s) => s.try_send_request(request).await,
+        }
+    }
 }
 
 struct Idle {

@@ -3,6 +3,7 @@
 //! behind.
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use percent_encoding::{percent_encode, CONTROLS};
 use url::Url;
 
 use super::body::Body;
@@ -55,8 +56,11 @@ pub(super) fn of(
     let Some(location) = location.filter(|_| to_get || replayable) else {
         return Ok(None);
     };
-    let location = String::from_utf8_lossy(location.as_bytes());
-    let next = url.join(location.trim()).map_err(|e| {
+    // Bytes that are not ASCII (UTF-8 or not) and controls, percent-encoded
+    // as they are (as curl does), not replaced: the URL parser encodes UTF-8
+    // in a path or query the same way.
+    let location = percent_encode(location.as_bytes().trim_ascii(), CONTROLS).to_string();
+    let next = url.join(&location).map_err(|e| {
         let location = userinfo::redact(&location);
         ErrorKind::Protocol(format!("bad redirect Location {location:?}: {e}"))
     })?;
