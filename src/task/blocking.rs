@@ -17,7 +17,7 @@
 //! the shards' own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sync::local::{self, Installed};
 use crate::task::guard;
@@ -29,7 +29,10 @@ type Job = Box<dyn FnOnce() + Send>;
 const QUEUE_PER_THREAD: usize = 64;
 
 pub(crate) struct BlockingPool {
-    jobs: flume::Sender<Job>,
+    /// The queue's sending end; taken out on close. Callers send through a
+    /// clone, so the queue ends (and with it the threads) once the pool is
+    /// closed and no caller is still sending into it.
+    jobs: Mutex<Option<flume::Sender<Job>>>,
     /// The threads' end of `jobs`, to empty it on close.
     queued: flume::Receiver<Job>,
     closed: Arc<AtomicBool>,
@@ -65,13 +68,13 @@ impl BlockingPool {
                     if !fence.is_empty() {
                         crate::config::cpus::keep_to(&fence);
                     }
+                    // Ends once the pool is closed and its queue empty.
                     while let Ok(job) = queue.recv() {
                         if closed.load(Ordering::Acquire) {
                             // Dropped unrun (its caller gets `Cancelled`);
                             // a closure whose drop panics must not end the
-                            // thread early. A closed pool's threads end.
+                            // thread early.
                             let _ = guard::guard_sync(move || drop(job));
-                            break;
                         } else {
                             busy.fetch_add(1, Ordering::Relaxed);
                             // The closure's own panic is caught inside the
@@ -87,7 +90,7 @@ impl BlockingPool {
                 })?;
         }
         Ok(Arc::new(BlockingPool {
-            jobs,
+            jobs: Mutex::new(Some(jobs)),
             queued: queue,
             closed,
             threads,
@@ -106,32 +109,25 @@ impl BlockingPool {
         }
     }
 
-    /// Closures queued and not started yet: none once the pool is closed
-    /// (what its queue still holds then is dropped unrun, or is a wake-up
-    /// for a thread that is still running a closure).
+    /// Closures queued and not started yet.
     pub(crate) fn queued(&self) -> usize {
-        if self.closed.load(Ordering::Acquire) {
-            return 0;
-        }
-        self.jobs.len()
+        self.queued.len()
     }
 
-    /// Closes the pool: closures not started yet are dropped unrun, and its
-    /// threads end (those running a closure once it returns), even while a
-    /// metrics handle keeps the pool's queue open.
-    /// Closing again does nothing.
+    /// The queue's sending end while the pool is open.
+    fn sender(&self) -> Option<flume::Sender<Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Closes the pool: closures not started yet are dropped unrun (their
+    /// callers get `Cancelled`), and its threads end once the closures they
+    /// run return and no caller is still sending (even while a metrics
+    /// handle keeps the pool). Closing again does nothing.
     pub(crate) fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        self.closed.store(true, Ordering::Release);
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
         for job in self.queued.drain() {
             let _ = guard::guard_sync(move || drop(job));
-        }
-        // One empty job per thread, to wake those waiting for work: each
-        // takes one, sees the pool closed and ends. The queue, just emptied,
-        // holds `threads` times more than that.
-        for _ in 0..self.threads {
-            let _ = self.jobs.try_send(Box::new(|| ()));
         }
     }
 
@@ -224,6 +220,15 @@ where
     R: Send + 'static,
 {
     let pool = local::with(&CURRENT, Arc::clone).unwrap_or_else(BlockingPool::global);
+    blocking_on(&pool, f).await
+}
+
+/// [`blocking`] on `pool`.
+async fn blocking_on<F, R>(pool: &BlockingPool, f: F) -> Result<R, JoinError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     let (tx, rx) = flume::bounded(1);
     let panics = pool.panics.clone();
     let job: Job = Box::new(move || {
@@ -234,9 +239,15 @@ where
         // The caller may have gone away; then the result is dropped.
         let _ = tx.send(result);
     });
-    if pool.jobs.send_async(job).await.is_err() {
+    // A closure sent while the pool closes is dropped by a thread, which
+    // ends only once this sender is gone.
+    let Some(jobs) = pool.sender() else {
+        return Err(JoinError::CANCELLED);
+    };
+    if jobs.send_async(job).await.is_err() {
         return Err(JoinError::CANCELLED);
     }
+    drop(jobs);
     rx.recv_async().await.unwrap_or(Err(JoinError::CANCELLED))
 }
 
@@ -253,18 +264,38 @@ impl std::fmt::Debug for BlockingPool {
 mod tests {
     use super::*;
 
-    /// Closing twice queues one wake-up per thread once: each thread takes
-    /// one and ends, and the queue is left empty (the second close's would
-    /// stay there for good, with no thread left to take them).
+    /// A closure whose caller was still waiting for room in the full queue
+    /// as the pool closed is dropped, not left queued for threads that have
+    /// ended: its caller gets `Cancelled` (the future can be polled on any
+    /// thread, so it may outlive the shards). Before, close woke each thread
+    /// with one empty job: they ended, the closure sent after them stayed
+    /// queued, and its caller waited for good.
     #[test]
-    fn closing_again_queues_no_more_wake_ups() {
-        let pool = BlockingPool::new(2, &[]).unwrap();
+    fn a_caller_waiting_for_room_as_the_pool_closes_is_cancelled() {
+        let pool = BlockingPool::new(1, &[]).unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let sender = pool.sender().unwrap();
+        sender
+            .send(Box::new(move || {
+                started_tx.send(()).unwrap();
+                let _ = released.recv();
+            }))
+            .unwrap();
+        started.recv().unwrap();
+        while sender.try_send(Box::new(|| ())).is_ok() {}
+        drop(sender);
+        // The queue is full: this caller waits for room.
+        let waiting = std::thread::spawn({
+            let pool = pool.clone();
+            move || futures_lite::future::block_on(blocking_on(&pool, || 7))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
         pool.close();
-        pool.close();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !pool.jobs.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert_eq!(pool.jobs.len(), 0, "wake-ups left queued");
+        release.send(()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(waiting.join().unwrap()));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got, Ok(Err(JoinError::CANCELLED)), "the caller waited for good");
     }
 }

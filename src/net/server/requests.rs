@@ -8,7 +8,7 @@
 //! microseconds (2 significant digits, 1 µs to an hour): shards' histograms
 //! merge without losing anything ([`RequestStats::merge`]), so a p99 over
 //! the whole server is a true p99, not an average of the shards' ones.
-//! Beside it, exact counts in [`LATENCY_BUCKETS`] and the exact sum, for
+//! Beside it, exact counts in [`LATENCY_BUCKETS`] and the sum (to the microsecond), for
 //! Prometheus's histogram: the HdrHistogram's 2 digits would count a request
 //! of up to 1% over a bucket's bound in that bucket.
 
@@ -61,7 +61,10 @@ pub(crate) struct Requests {
     statuses: Box<[AtomicU64]>,
     latency: Mutex<Histogram<u64>>,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
+    /// In microseconds: a u64 of them holds 584,000 years of latency (of
+    /// nanoseconds, 584: 10,000 hour-long requests at once every hour
+    /// would wrap it in 21 days, a counter reset to Prometheus).
+    sum_micros: AtomicU64,
 }
 
 impl Default for Requests {
@@ -70,7 +73,7 @@ impl Default for Requests {
             statuses: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
             latency: Mutex::new(latency_histogram()),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
         }
     }
 }
@@ -88,9 +91,9 @@ impl Requests {
         self.statuses[at].fetch_add(1, Relaxed);
         let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < latency);
         self.buckets[bucket].fetch_add(1, Relaxed);
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Relaxed);
+        let micros = micros.max(1);
         self.latency
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -111,7 +114,7 @@ impl Requests {
             statuses,
             latency: self.latency.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
-            latency_sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
+            latency_sum: Duration::from_micros(self.sum_micros.load(Relaxed)),
         }
     }
 }
@@ -142,7 +145,7 @@ pub struct RequestStats {
     /// [`LATENCY_BUCKETS`]`[i]` and more than the bound before it; the last,
     /// more than every bound.
     pub buckets: LatencyBuckets,
-    /// The requests' latencies added up, exactly.
+    /// The requests' latencies added up, each to the microsecond.
     pub latency_sum: Duration,
 }
 
@@ -200,7 +203,7 @@ mod tests {
         expected[1] = 1;
         expected[LATENCY_BUCKETS.len()] = 1;
         assert_eq!(one.buckets, expected);
-        assert_eq!(one.latency_sum, Duration::from_nanos(3_600_000_100_001));
+        assert_eq!(one.latency_sum, Duration::from_micros(3_600_000_100));
 
         let mut both = one.clone();
         both.merge(&one);
