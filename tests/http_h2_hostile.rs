@@ -26,6 +26,17 @@ fn client(cert: Vec<u8>) -> Client {
 }
 
 /// A request with a time limit of its own.
+/// Runs `test` on one shard with a client that trusts `server`, and the
+/// URL of `path` on it.
+fn with_client<F, Fut>(server: &H2Server, path: &str, test: F)
+where
+    F: Fn(Client, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (url, cert) = (server.url(path), server.cert.clone());
+    util::run1(move || test(client(cert.clone()), url.clone()));
+}
+
 fn get_within(url: &str, limit: Duration) -> http::Request<()> {
     let mut request = http::Request::get(url).body(()).unwrap();
     request.extensions_mut().insert(Timeout(limit));
@@ -89,17 +100,12 @@ fn an_endless_header_block_is_an_error() {
         }
         Ok(())
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            let err = c
-                .send(get_within(&url, Duration::from_secs(5)))
-                .await
-                .unwrap_err();
-            assert!(!err.is_timeout(), "{err}");
-        }
+    with_client(&server, "/", |c, url| async move {
+        let err = c
+            .send(get_within(&url, Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert!(!err.is_timeout(), "{err}");
     });
 }
 
@@ -152,25 +158,20 @@ fn one_stream_at_a_time_serves_every_request() {
             c.respond(req.stream, 200, b"turn")?;
         }
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"turn");
-            let pool = GreenPool::new(16);
-            let (c2, u2) = (c.clone(), url.clone());
-            let ok = pool
-                .imap(0..32, move |_| {
-                    let (c, u) = (c2.clone(), u2.clone());
-                    async move { c.get(&u).await.is_ok() }
-                })
-                .map(Result::unwrap)
-                .filter(|ok| *ok)
-                .count()
-                .await;
-            assert_eq!(ok, 32);
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"turn");
+        let pool = GreenPool::new(16);
+        let (c2, u2) = (c.clone(), url.clone());
+        let ok = pool
+            .imap(0..32, move |_| {
+                let (c, u) = (c2.clone(), u2.clone());
+                async move { c.get(&u).await.is_ok() }
+            })
+            .map(Result::unwrap)
+            .filter(|ok| *ok)
+            .count()
+            .await;
+        assert_eq!(ok, 32);
     });
     assert_eq!(server.accepted(), 1);
 }
@@ -184,19 +185,14 @@ fn no_streams_allowed_ends_by_the_time_limit() {
         c.drain();
         Ok(())
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            let start = Instant::now();
-            let err = c
-                .send(get_within(&url, Duration::from_millis(500)))
-                .await
-                .unwrap_err();
-            assert!(err.is_timeout(), "{err}");
-            assert!(start.elapsed() < Duration::from_secs(5));
-        }
+    with_client(&server, "/", |c, url| async move {
+        let start = Instant::now();
+        let err = c
+            .send(get_within(&url, Duration::from_millis(500)))
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
     });
 }
 
@@ -209,18 +205,13 @@ fn an_upload_into_a_closed_window_ends_by_the_time_limit() {
         c.drain();
         Ok(())
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            let mut request = http::Request::put(&url).body(vec![b'u'; 1 << 20]).unwrap();
-            request
-                .extensions_mut()
-                .insert(Timeout(Duration::from_millis(500)));
-            let err = c.send(request).await.unwrap_err();
-            assert!(err.is_timeout(), "{err}");
-        }
+    with_client(&server, "/", |c, url| async move {
+        let mut request = http::Request::put(&url).body(vec![b'u'; 1 << 20]).unwrap();
+        request
+            .extensions_mut()
+            .insert(Timeout(Duration::from_millis(500)));
+        let err = c.send(request).await.unwrap_err();
+        assert!(err.is_timeout(), "{err}");
     });
 }
 
@@ -237,13 +228,8 @@ fn a_ping_flood_does_not_stop_the_answer() {
         c.drain();
         Ok(())
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"pong");
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"pong");
     });
 }
 
@@ -256,17 +242,12 @@ fn no_settings_ends_by_the_time_limit() {
         c.drain();
         Ok(())
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            let err = c
-                .send(get_within(&url, Duration::from_millis(500)))
-                .await
-                .unwrap_err();
-            assert!(err.is_timeout(), "{err}");
-        }
+    with_client(&server, "/", |c, url| async move {
+        let err = c
+            .send(get_within(&url, Duration::from_millis(500)))
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
     });
 }
 
@@ -285,16 +266,11 @@ fn a_pooled_connection_closed_while_idle_is_replaced() {
         }
         serve_all(c, b"second")
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
-            shardlet::sleep(Duration::from_millis(300)).await;
-            let r = c.get(&url).await.unwrap();
-            assert_eq!(r.body().as_ref(), b"second");
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+        shardlet::sleep(Duration::from_millis(300)).await;
+        let r = c.get(&url).await.unwrap();
+        assert_eq!(r.body().as_ref(), b"second");
     });
 }
 
@@ -343,15 +319,10 @@ fn a_request_beyond_a_goaway_is_sent_again_on_a_new_connection() {
         }
         serve_all(c, b"again")
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
-            let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
-            assert_eq!(r.body().as_ref(), b"again");
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+        let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+        assert_eq!(r.body().as_ref(), b"again");
     });
     assert_eq!(server.accepted(), 2);
 }
@@ -370,19 +341,14 @@ fn a_refused_stream_is_sent_again() {
         }
         serve_all(c, b"again")
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
-            let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
-            assert_eq!(r.body().as_ref(), b"again");
-            // Whatever the method: the server says it did not process it.
-            let r = c.post(&url, "text/plain", "once").await;
-            let r = r.unwrap_or_else(|e| panic!("POST not retried: {e}"));
-            assert_eq!(r.body().as_ref(), b"again");
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+        let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+        assert_eq!(r.body().as_ref(), b"again");
+        // Whatever the method: the server says it did not process it.
+        let r = c.post(&url, "text/plain", "once").await;
+        let r = r.unwrap_or_else(|e| panic!("POST not retried: {e}"));
+        assert_eq!(r.body().as_ref(), b"again");
     });
 }
 
@@ -400,15 +366,10 @@ fn a_pooled_connection_cut_under_a_request_is_retried() {
         }
         serve_all(c, b"second")
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
-            let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
-            assert_eq!(r.body().as_ref(), b"second");
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"first");
+        let r = c.get(&url).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+        assert_eq!(r.body().as_ref(), b"second");
     });
 }
 
@@ -423,14 +384,9 @@ fn a_post_within_a_goaway_is_not_sent_again() {
         c.goaway(req.stream, NO_ERROR)?;
         Ok(())
     });
-    let (url, cert) = (server.url("/"), server.cert.clone());
-    util::run1(move || {
-        let (url, cert) = (url.clone(), cert.clone());
-        async move {
-            let c = client(cert);
-            assert!(c.post(&url, "text/plain", "once").await.is_err());
-            assert_eq!(c.stats().requests, 1, "{:?}", c.stats());
-        }
+    with_client(&server, "/", |c, url| async move {
+        assert!(c.post(&url, "text/plain", "once").await.is_err());
+        assert_eq!(c.stats().requests, 1, "{:?}", c.stats());
     });
     assert_eq!(server.accepted(), 1);
 }
