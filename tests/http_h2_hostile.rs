@@ -25,7 +25,6 @@ fn client(cert: Vec<u8>) -> Client {
         .unwrap()
 }
 
-/// A request with a time limit of its own.
 /// Runs `test` on one shard with a client that trusts `server`, and the
 /// URL of `path` on it.
 fn with_client<F, Fut>(server: &H2Server, path: &str, test: F)
@@ -37,6 +36,7 @@ where
     util::run1(move || test(client(cert.clone()), url.clone()));
 }
 
+/// A request with a time limit of its own.
 fn get_within(url: &str, limit: Duration) -> http::Request<()> {
     let mut request = http::Request::get(url).body(()).unwrap();
     request.extensions_mut().insert(Timeout(limit));
