@@ -362,8 +362,7 @@ fn the_pools_threads_end_with_the_runtime_while_a_metrics_handle_lives() {
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
         "the blocking thread is still alive after the join"
     );
-    // Nothing left queued: no wake-up for threads that are gone (join
-    // closed the pool a second time, sending one for each, and they stayed).
+    // Nothing left queued once the threads are gone.
     assert_eq!(metrics.stats().blocking.queued, 0, "{}", metrics.stats());
 }
 
