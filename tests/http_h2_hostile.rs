@@ -7,6 +7,8 @@
 
 #[path = "util/h2raw.rs"]
 mod h2raw;
+#[path = "util/tls.rs"]
+mod tls;
 mod util;
 
 use std::time::{Duration, Instant};
@@ -17,9 +19,7 @@ use shardlet::http::{Client, ErrorKind, Timeout};
 use shardlet::GreenPool;
 
 fn client(cert: Vec<u8>) -> Client {
-    Client::builder()
-        .webpki_roots(false)
-        .add_root_certificate(cert)
+    tls::trusting(cert)
         .request_timeout(Duration::from_secs(10))
         .build()
         .unwrap()

@@ -4,12 +4,13 @@
 
 #[path = "util/origin.rs"]
 mod origin;
+#[path = "util/tls.rs"]
+mod tls;
 mod util;
 
 use std::sync::Arc;
 
 use origin::{respond, Next, ReadWrite, TestServer};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use shardlet::http::{Client, ErrorKind};
 
 /// A TLS test server for `localhost` and `127.0.0.1`; returns it and the certificate (DER).
@@ -22,17 +23,7 @@ fn tls_server_with<H>(handler: H) -> (TestServer, Vec<u8>)
 where
     H: Fn(&origin::Request, &mut dyn std::io::Write) -> std::io::Result<Next> + Send + Sync + 'static,
 {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert_der = certified.cert.der().to_vec();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(cert_der.clone())], key)
-            .unwrap();
-    let config = Arc::new(config);
+    let (config, cert_der) = tls::self_signed(&[]);
     let server = TestServer::start_wrapped(
         Arc::new(move |stream| {
             let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
@@ -50,11 +41,7 @@ fn https_with_a_trusted_self_signed_certificate() {
     util::run1(move || {
         let cert = cert.clone();
         async move {
-            let client = Client::builder()
-                .webpki_roots(false)
-                .add_root_certificate(cert)
-                .build()
-                .unwrap();
+            let client = tls::trusting(cert).build().unwrap();
             // By name (SNI and the certificate's DNS name) and by IP literal.
             for i in 0..3 {
                 let r = client
@@ -115,11 +102,7 @@ fn a_kept_alive_tls_connection_closed_under_a_get_is_retried() {
     util::run1(move || {
         let cert = cert.clone();
         async move {
-            let client = Client::builder()
-                .webpki_roots(false)
-                .add_root_certificate(cert)
-                .build()
-                .unwrap();
+            let client = tls::trusting(cert).build().unwrap();
             for path in ["/one", "/two"] {
                 let r = client.get(&format!("https://localhost:{port}{path}")).await;
                 let r = r.unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -3,21 +3,21 @@
 //! requests over the one connection it negotiates.
 #![cfg(feature = "tls")]
 
+#[path = "util/tls.rs"]
+mod tls;
 mod util;
 
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 use http_body_util::Full;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use shardlet::http::rt::ShardExecutor;
-use shardlet::http::{Client, ResponseExt};
+use shardlet::http::ResponseExt;
 use shardlet::{net, GreenPool, Runtime};
 
 /// futures-io as hyper's I/O, for the test server's TLS stream (a copy
@@ -59,18 +59,8 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for Compat<T> {
 
 #[test]
 fn https_negotiates_http2_and_multiplexes_one_connection() {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert = certified.cert.der().to_vec();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(cert.clone())], key)
-            .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = futures_rustls::TlsAcceptor::from(Arc::new(config));
+    let (config, cert) = tls::self_signed(&[b"h2"]);
+    let acceptor = futures_rustls::TlsAcceptor::from(config);
 
     // The server: its own one-shard runtime, accepting one connection at a time.
     let (tell, port) = flume::bounded(1);
@@ -111,11 +101,7 @@ fn https_negotiates_http2_and_multiplexes_one_connection() {
     util::run1(move || {
         let cert = cert.clone();
         async move {
-            let client = Client::builder()
-                .webpki_roots(false)
-                .add_root_certificate(cert)
-                .build()
-                .unwrap();
+            let client = tls::trusting(cert).build().unwrap();
             // Prime the connection, then many requests at once on it.
             let first = client
                 .get(&format!("https://localhost:{port}/first"))

@@ -1,6 +1,6 @@
 //! A hostile HTTP/2 server for the client tests (`#[path = "util/h2raw.rs"]
-//! mod h2raw;`): TLS (rustls, ALPN `h2`, a self-signed certificate for
-//! `localhost` made by rcgen) on plain threads, one per connection, and a
+//! mod h2raw;`, beside `util/tls.rs` as `mod tls;`): TLS (rustls, ALPN `h2`,
+//! `tls::self_signed`) on plain threads, one per connection, and a
 //! handler that writes HTTP/2 frames by hand, as a broken or hostile server
 //! would (GOAWAY mid-request, resets, endless DATA or CONTINUATION, no
 //! SETTINGS, ...). It does not decode HPACK: requests are told apart by
@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub const DATA: u8 = 0;
 pub const HEADERS: u8 = 1;
@@ -241,18 +239,7 @@ impl H2Server {
     where
         H: Fn(&mut H2Conn) -> io::Result<()> + Send + Sync + 'static,
     {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = certified.cert.der().to_vec();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![CertificateDer::from(cert.clone())], key)
-                .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let config = Arc::new(config);
+        let (config, cert) = crate::tls::self_signed(&[b"h2"]);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
