@@ -7,7 +7,7 @@ use std::num::{IntErrorKind, ParseIntError};
 use crate::config::{
     Config, ConfigError, ENV_ACCEPT, ENV_BLOCKING_THREADS, ENV_CPUS, ENV_IO_MEMORY, ENV_MAILBOX,
     ENV_MAX_CONNECTIONS, ENV_PIN, ENV_POOL_SIZE, ENV_RESERVE_CPUS, ENV_SHARDS, ENV_SPIN_US,
-    MAX_BLOCKING_THREADS, MAX_MAILBOX, MAX_SHARDS, MAX_SPIN,
+    MAX_BLOCKING_THREADS, MAX_IO_MEMORY, MAX_MAILBOX, MAX_SHARDS, MAX_SPIN,
 };
 
 /// Every variable shardlet reads.
@@ -149,7 +149,7 @@ fn too_large(var: &str) -> String {
         ENV_BLOCKING_THREADS => MAX_BLOCKING_THREADS.to_string(),
         ENV_MAILBOX => MAX_MAILBOX.to_string(),
         ENV_SPIN_US => format!("{} (1 ms)", MAX_SPIN.as_micros()),
-        ENV_IO_MEMORY => "1G per shard".to_string(),
+        ENV_IO_MEMORY => format!("{}G per shard", MAX_IO_MEMORY >> 30),
         _ => usize::MAX.to_string(),
     };
     format!("too large: must be at most {max}")
