@@ -632,3 +632,48 @@ fn a_queued_spawner_whose_waker_panics_takes_nothing_down() {
         assert_eq!((pool.running(), pool.waiting()), (0, 0));
     });
 }
+
+#[test]
+fn an_imap_call_that_frees_a_slot_for_a_spawner_whose_waker_panics_keeps_its_result() {
+    // The slot an imap call gives back as it finishes goes to a queued
+    // spawner, whose waker panics. Before: that panic came out of the
+    // permit's drop inside the call's guard, and the finished call's value
+    // was turned into a panic error. Now the call keeps its value, the
+    // panic is counted and logged, and the spawner gets the slot.
+    use futures_lite::StreamExt;
+    run1(|| async {
+        let pool = GreenPool::new(1);
+        let before = shard::panics();
+        let gate = Gate::new();
+        let g = gate.clone();
+        let mut results = Box::pin(pool.imap([5u32], move |n| {
+            let g = g.clone();
+            async move {
+                g.wait().await;
+                n * 2
+            }
+        }));
+        let first = spawn(async move { results.next().await });
+        settle().await;
+        assert_eq!(pool.running(), 1, "the imap call holds the only slot");
+        let mut queued = Box::pin(pool.spawn(async { 8 }));
+        let bad = util::panicking_waker();
+        assert!(queued
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&bad))
+            .is_pending());
+        assert_eq!(pool.waiting(), 1);
+        gate.open();
+        let got = timeout(Duration::from_secs(5), first)
+            .await
+            .expect("the imap consumer hung")
+            .unwrap();
+        assert_eq!(got, Some(Ok(10)), "the call's value, not the waker's panic");
+        assert_eq!(shard::panics(), before + 1, "the waker's panic is counted");
+        let t = timeout(Duration::from_secs(5), queued)
+            .await
+            .expect("the granted spawner hung");
+        assert_eq!(t.await, Ok(8));
+        assert_eq!((pool.running(), pool.waiting()), (0, 0));
+    });
+}

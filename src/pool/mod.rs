@@ -27,7 +27,7 @@ use std::future::Future;
 
 use crate::pool::imap::{Imap, StarFn};
 use crate::sync::slots::{Permit, Slots};
-use crate::task::guard::{self, GiveBack};
+use crate::task::guard;
 use crate::task::{self, GreenThread};
 
 thread_local! {
@@ -155,7 +155,7 @@ impl GreenPool {
             None => self.slot().await,
         };
         match permit {
-            Some(permit) => task::spawn_in(fut, Some(self.id), GiveBack::new(permit)),
+            Some(permit) => task::spawn_in(fut, Some(self.id), permit),
             None => GreenThread::ready(task::run_inline(fut, Some(self.id)).await),
         }
     }
@@ -175,7 +175,7 @@ impl GreenPool {
             None => self.slot().await,
         };
         match permit {
-            Some(permit) => task::spawn_n_in(fut, Some(self.id), GiveBack::new(permit)),
+            Some(permit) => task::spawn_n_in(fut, Some(self.id), permit),
             None => task::log_panic(task::run_inline(fut, Some(self.id)).await),
         }
     }

@@ -22,15 +22,34 @@ use super::wakers::{WakerKey, WakerSet};
 
 #[derive(Clone)]
 pub(crate) struct Slots {
-    inner: Rc<RefCell<Inner>>,
+    inner: Rc<Inner>,
 }
 
+/// The counts a spawn and a task's end read are plain cells, outside the
+/// queues' `RefCell`: taking and giving back a slot when nobody waits
+/// touches no borrow flag.
 struct Inner {
-    size: usize,
-    running: usize,
+    size: Cell<usize>,
+    running: Cell<usize>,
+    /// `queues.waiters.len()`, kept beside it.
+    waiting: Cell<usize>,
+    /// `queues.idle.len()`, kept beside it.
+    watchers: Cell<usize>,
+    queues: RefCell<Queues>,
+}
+
+struct Queues {
     waiters: VecDeque<Rc<Waiter>>,
     /// `waitall` callers, woken when no slot is held.
     idle: WakerSet,
+}
+
+impl Inner {
+    /// Updates the counts kept beside the queues.
+    fn recount(&self, queues: &Queues) {
+        self.waiting.set(queues.waiters.len());
+        self.watchers.set(queues.idle.len());
+    }
 }
 
 #[derive(Default)]
@@ -42,32 +61,37 @@ struct Waiter {
 impl Slots {
     pub(crate) fn new(size: usize) -> Self {
         Slots {
-            inner: Rc::new(RefCell::new(Inner {
-                size,
-                running: 0,
-                waiters: VecDeque::new(),
-                idle: WakerSet::new(),
-            })),
+            inner: Rc::new(Inner {
+                size: Cell::new(size),
+                running: Cell::new(0),
+                waiting: Cell::new(0),
+                watchers: Cell::new(0),
+                queues: RefCell::new(Queues {
+                    waiters: VecDeque::new(),
+                    idle: WakerSet::new(),
+                }),
+            }),
         }
     }
 
     pub(crate) fn size(&self) -> usize {
-        self.inner.borrow().size
+        self.inner.size.get()
     }
 
     pub(crate) fn running(&self) -> usize {
-        self.inner.borrow().running
+        self.inner.running.get()
     }
 
     pub(crate) fn waiting(&self) -> usize {
-        self.inner.borrow().waiters.len()
+        self.inner.waiting.get()
     }
 
     /// Takes a slot now if one is free and nobody is queued ahead.
     pub(crate) fn try_acquire(&self) -> Option<Permit> {
-        let mut inner = self.inner.borrow_mut();
-        if inner.waiters.is_empty() && inner.running < inner.size {
-            inner.running += 1;
+        let inner = &*self.inner;
+        let running = inner.running.get();
+        if inner.waiting.get() == 0 && running < inner.size.get() {
+            inner.running.set(running + 1);
             Some(Permit { slots: self.clone() })
         } else {
             None
@@ -77,7 +101,7 @@ impl Slots {
     /// Takes a slot now even beyond the size (work that must not wait and
     /// must not run inline); it counts in `running` like any other.
     pub(crate) fn acquire_beyond(&self) -> Permit {
-        self.inner.borrow_mut().running += 1;
+        self.inner.running.set(self.inner.running.get() + 1);
         Permit { slots: self.clone() }
     }
 
@@ -90,7 +114,7 @@ impl Slots {
     }
 
     pub(crate) fn resize(&self, size: usize) {
-        self.inner.borrow_mut().size = size;
+        self.inner.size.set(size);
         self.dispatch();
     }
 
@@ -102,53 +126,72 @@ impl Slots {
         }
     }
 
+    /// Frees a slot. Never unwinds: a permit is dropped inside a task's
+    /// destructor, where glommio aborts the process on a panic (see
+    /// [`given_back`](Slots::given_back)).
+    #[inline]
     fn release(&self) {
-        {
-            let mut inner = self.inner.borrow_mut();
-            inner.running -= 1;
-            // The common case: nobody to hand the slot to, nobody to tell.
-            if inner.waiters.is_empty() && (inner.running > 0 || inner.idle.len() == 0) {
-                return;
-            }
+        let inner = &*self.inner;
+        let running = inner.running.get() - 1;
+        inner.running.set(running);
+        // The common case: nobody to hand the slot to, nobody to tell.
+        if inner.waiting.get() == 0 && (running > 0 || inner.watchers.get() == 0) {
+            return;
         }
-        self.dispatch();
+        self.given_back();
     }
 
-    /// Grants free slots to queued waiters; wakes idle watchers when none is held.
+    /// A freed slot goes to the next waiter. A waker may run anything: its
+    /// panic is caught, counted with the shard's panics and logged; the
+    /// other waiters are woken all the same.
+    #[cold]
+    #[inline(never)]
+    fn given_back(&self) {
+        super::wakers::wake_all_counted(self.grant());
+    }
+
+    /// Grants free slots to queued waiters, and wakes them and the idle
+    /// watchers (when none is held); a waker's panic goes on to the caller,
+    /// after every waker has been woken.
     fn dispatch(&self) {
+        super::wakers::wake_all_then_panic(self.grant());
+    }
+
+    /// Grants free slots to queued waiters; their wakers, and the idle
+    /// watchers' when no slot is held, to wake outside the borrow (a waker
+    /// may run code that touches the pool).
+    fn grant(&self) -> Vec<Waker> {
         let mut wake = Vec::new();
-        {
-            let mut inner = self.inner.borrow_mut();
-            while inner.running < inner.size {
-                let Some(waiter) = inner.waiters.pop_front() else {
-                    break;
-                };
-                inner.running += 1;
-                waiter.granted.set(true);
-                let waker = waiter.waker.borrow_mut().take();
-                wake.extend(waker);
-            }
-            if inner.running == 0 {
-                wake.append(&mut inner.idle.take_all());
-            }
+        let inner = &*self.inner;
+        let mut queues = inner.queues.borrow_mut();
+        while inner.running.get() < inner.size.get() {
+            let Some(waiter) = queues.waiters.pop_front() else {
+                break;
+            };
+            inner.running.set(inner.running.get() + 1);
+            waiter.granted.set(true);
+            let waker = waiter.waker.borrow_mut().take();
+            wake.extend(waker);
         }
-        // Wake outside the borrow: a waker may run code that touches the pool.
-        super::wakers::wake_all_then_panic(wake);
+        if inner.running.get() == 0 {
+            wake.append(&mut queues.idle.take_all());
+        }
+        inner.recount(&queues);
+        wake
     }
 }
 
 impl fmt::Debug for Slots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.inner.borrow();
         f.debug_struct("Slots")
-            .field("size", &inner.size)
-            .field("running", &inner.running)
-            .field("waiting", &inner.waiters.len())
+            .field("size", &self.size())
+            .field("running", &self.running())
+            .field("waiting", &self.waiting())
             .finish()
     }
 }
 
-/// A held slot; dropping it frees the slot.
+/// A held slot; dropping it frees the slot, and never unwinds.
 pub(crate) struct Permit {
     slots: Slots,
 }
@@ -183,7 +226,10 @@ impl Future for Acquire {
                 }
                 let waiter = Rc::new(Waiter::default());
                 *waiter.waker.borrow_mut() = Some(cx.waker().clone());
-                this.slots.inner.borrow_mut().waiters.push_back(waiter.clone());
+                let inner = &*this.slots.inner;
+                let mut queues = inner.queues.borrow_mut();
+                queues.waiters.push_back(waiter.clone());
+                inner.recount(&queues);
                 this.waiter = Some(waiter);
                 Poll::Pending
             }
@@ -208,11 +254,10 @@ impl Drop for Acquire {
             // Granted but never picked up: pass the slot on.
             self.slots.release();
         } else {
-            self.slots
-                .inner
-                .borrow_mut()
-                .waiters
-                .retain(|w| !Rc::ptr_eq(w, &waiter));
+            let inner = &*self.slots.inner;
+            let mut queues = inner.queues.borrow_mut();
+            queues.waiters.retain(|w| !Rc::ptr_eq(w, &waiter));
+            inner.recount(&queues);
         }
     }
 }
@@ -228,11 +273,13 @@ impl Future for Idle {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let mut inner = this.slots.inner.borrow_mut();
-        if inner.running == 0 {
+        let inner = &*this.slots.inner;
+        if inner.running.get() == 0 {
             Poll::Ready(())
         } else {
-            inner.idle.register(&mut this.key, cx.waker());
+            let mut queues = inner.queues.borrow_mut();
+            queues.idle.register(&mut this.key, cx.waker());
+            inner.recount(&queues);
             Poll::Pending
         }
     }
@@ -241,7 +288,10 @@ impl Future for Idle {
 impl Drop for Idle {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.slots.inner.borrow_mut().idle.remove(key);
+            let inner = &*self.slots.inner;
+            let mut queues = inner.queues.borrow_mut();
+            queues.idle.remove(key);
+            inner.recount(&queues);
         }
     }
 }
@@ -316,11 +366,15 @@ mod tests {
         for _ in 0..100_000 {
             assert!(poll(&mut idle).is_pending());
         }
-        assert_eq!(slots.inner.borrow().idle.len(), 1);
+        assert_eq!(slots.inner.queues.borrow().idle.len(), 1);
         let mut other = slots.idle();
         assert!(poll(&mut other).is_pending());
         drop(other);
-        assert_eq!(slots.inner.borrow().idle.len(), 1, "a dropped watcher leaves");
+        assert_eq!(
+            slots.inner.queues.borrow().idle.len(),
+            1,
+            "a dropped watcher leaves"
+        );
         drop(held);
         assert!(poll(&mut idle).is_ready());
     }

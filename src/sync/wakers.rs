@@ -5,7 +5,7 @@
 //! adding one more; dropping the future gives the key back. Used by the
 //! registry of waiting tasks (`task/guard.rs`) and by a pool's idle watchers.
 //!
-//! [`wake_all`] and [`wake_all_then_panic`] wake a batch of wakers taken
+//! [`wake_all`], [`wake_all_counted`] and [`wake_all_then_panic`] wake a batch of wakers taken
 //! out of any such set.
 
 use std::num::NonZeroUsize;
@@ -24,10 +24,21 @@ pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
     }
 }
 
+/// [`wake_all`], each panic also counted with the shard's caught panics
+/// ([`shard::panics`](crate::shard::panics)): for a pool slot given back,
+/// inside a task's destructor or a stream's, where nobody could catch it.
+pub(crate) fn wake_all_counted(wakers: impl IntoIterator<Item = Waker>) {
+    for waker in wakers {
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            crate::task::guard::count_panic();
+            log(&*panic);
+        }
+    }
+}
+
 /// [`wake_all`], and then the last panic goes on to the caller (the panic
 /// hook's record of where a panic happened is the last one's; earlier ones
-/// are logged): for a pool's slots, whose callers catch, count and log it
-/// as a task's panic, or hand it to the user who resized the pool.
+/// are logged): for the user who resized a pool.
 pub(crate) fn wake_all_then_panic(wakers: impl IntoIterator<Item = Waker>) {
     if let Some(panic) = wake_each(wakers) {
         panic::resume_unwind(panic);

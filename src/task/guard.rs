@@ -236,9 +236,10 @@ pin_project_lite::pin_project! {
         inner: Isolated<F>,
         // This task's slot in the registry of waiting tasks, once it has waited.
         slot: Option<WakerKey>,
-        // Held while the task lives (a pool task's slot, in a `GiveBack`):
-        // glommio drops a task's future as soon as it is done, before its
-        // result is handed on.
+        // Held while the task lives (a pool task's slot): glommio drops a
+        // task's future as soon as it is done, before its result is handed
+        // on. Dropped outside the guard, inside glommio's `abort_on_panic`:
+        // its `Drop` must not unwind (a slot's `Permit` does not).
         held: H,
         finish: PhantomData<fn() -> K>,
     }
@@ -252,29 +253,6 @@ pin_project_lite::pin_project! {
                 let _ = WAITING.try_with(|w| w.borrow_mut().remove(slot));
             }
             crate::task::counters::task_ended();
-        }
-    }
-}
-
-/// Something a task holds until it ends (a pool slot), given back under the
-/// guard. Giving a slot back wakes whoever waits for one, and a waker may
-/// run anything: a panic there is caught, counted and logged, and must not
-/// unwind into glommio, which drops a finished task's future inside
-/// `abort_on_panic` (the process would abort).
-pub(crate) struct GiveBack<H>(Option<H>);
-
-impl<H> GiveBack<H> {
-    pub(crate) fn new(held: H) -> Self {
-        GiveBack(Some(held))
-    }
-}
-
-impl<H> Drop for GiveBack<H> {
-    fn drop(&mut self) {
-        let held = self.0.take();
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(held))) {
-            let err = caught(&*payload);
-            tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while a task gave back what it held: {err}");
         }
     }
 }
@@ -331,7 +309,7 @@ pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
 
 #[cold]
 fn caught(payload: &(dyn Any + Send)) -> JoinError {
-    HERE.with(|h| h.panics.set(h.panics.get() + 1));
+    count_panic();
     JoinError::panicked(panic_message(payload), hook::take_location())
 }
 
@@ -385,6 +363,13 @@ pub(crate) fn depth() -> u32 {
 #[inline]
 pub(crate) fn current_pool() -> Option<u64> {
     HERE.with(|h| h.pool.get()).map(NonZeroU64::get)
+}
+
+/// Counts a panic caught on this thread outside a guarded poll (a waker's,
+/// when a pool slot is given back).
+#[cold]
+pub(crate) fn count_panic() {
+    HERE.with(|h| h.panics.set(h.panics.get() + 1));
 }
 
 /// Panics caught in shardlet tasks on this thread so far.
