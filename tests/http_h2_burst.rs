@@ -105,17 +105,18 @@ fn start(alpn: &[&[u8]], mode: Mode) -> (Server, Vec<u8>) {
                                 }
                                 waiting.fetch_sub(1, Ordering::SeqCst);
                             }
-                            let Ok(tls) = acceptor.accept(stream).await else { return };
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
                             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let service = hyper::service::service_fn(
-                                |request: http::Request<hyper::body::Incoming>| async move {
-                                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
-                                        "{:?} {}",
-                                        request.version(),
-                                        request.uri().path()
-                                    )))))
-                                },
-                            );
+                            let service =
+                                hyper::service::service_fn(
+                                    |request: http::Request<hyper::body::Incoming>| async move {
+                                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
+                                            format!("{:?} {}", request.version(), request.uri().path()),
+                                        ))))
+                                    },
+                                );
                             let io = tls::Compat(tls);
                             let _ = if h2 {
                                 hyper::server::conn::http2::Builder::new(ShardExecutor::new())
@@ -199,7 +200,10 @@ fn when_the_first_connect_fails_the_waiters_connect_on_their_own() {
             failed
         }
     });
-    assert!(failed <= 1, "{failed} requests failed; only the first connect was refused");
+    assert!(
+        failed <= 1,
+        "{failed} requests failed; only the first connect was refused"
+    );
     assert!(server.accepted.load(Ordering::SeqCst) >= 2);
     server.stop();
 }
@@ -261,7 +265,9 @@ fn a_waiter_ends_at_its_own_time_limit() {
             };
             let second = async {
                 let mut request = http::Request::get(&waiter).body(()).unwrap();
-                request.extensions_mut().insert(Timeout(Duration::from_millis(300)));
+                request
+                    .extensions_mut()
+                    .insert(Timeout(Duration::from_millis(300)));
                 let start = Instant::now();
                 let error = client.send(request).await.unwrap_err();
                 (error, start.elapsed())
@@ -270,7 +276,13 @@ fn a_waiter_ends_at_its_own_time_limit() {
         }
     });
     assert!(
-        matches!(error.kind(), ErrorKind::Timeout { phase: Phase::Request, .. }),
+        matches!(
+            error.kind(),
+            ErrorKind::Timeout {
+                phase: Phase::Request,
+                ..
+            }
+        ),
         "{error}"
     );
     assert_eq!(error.url(), server.url("/waiter"));

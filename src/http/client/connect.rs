@@ -13,9 +13,9 @@ use http::uri::{Parts, Uri};
 use hyper::client::conn::{http1, http2};
 use url::{Host, Position, Url};
 
+use super::connecting::{Claim, Outcome};
 use super::dns::DnsError;
 use super::error::{ErrorKind, Phase};
-use super::connecting::{Claim, Outcome};
 use super::pool::{Key, Sender};
 use super::transport::Transport;
 use super::Inner;

@@ -213,8 +213,12 @@ mod tests {
     fn waiters_get_the_outcome_and_the_host_is_free_again() {
         for outcome in [Outcome::Shared, Outcome::Own] {
             let c = Connecting::default();
-            let Claim::Lead(lock) = c.claim(&key(true)) else { panic!("first claim leads") };
-            let Claim::Wait(mut wait) = c.claim(&key(true)) else { panic!("second claim waits") };
+            let Claim::Lead(lock) = c.claim(&key(true)) else {
+                panic!("first claim leads")
+            };
+            let Claim::Wait(mut wait) = c.claim(&key(true)) else {
+                panic!("second claim waits")
+            };
             assert_eq!(poll(&mut wait), Poll::Pending);
             lock.done(outcome);
             assert_eq!(poll(&mut wait), Poll::Ready(outcome));
@@ -227,7 +231,9 @@ mod tests {
     fn a_dropped_lock_says_again() {
         let c = Connecting::default();
         let lock = c.claim(&key(true));
-        let Claim::Wait(mut wait) = c.claim(&key(true)) else { panic!("second claim waits") };
+        let Claim::Wait(mut wait) = c.claim(&key(true)) else {
+            panic!("second claim waits")
+        };
         drop(lock);
         assert_eq!(poll(&mut wait), Poll::Ready(Outcome::Again));
     }
