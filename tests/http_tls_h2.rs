@@ -8,54 +8,14 @@ mod tls;
 mod util;
 
 use std::convert::Infallible;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
+use futures_lite::StreamExt;
 use http_body_util::Full;
 use shardlet::http::rt::ShardExecutor;
 use shardlet::http::ResponseExt;
 use shardlet::{net, GreenPool, Runtime};
-
-/// futures-io as hyper's I/O, for the test server's TLS stream (a copy
-/// per read; fine for a test).
-struct Compat<T>(T);
-
-impl<T: AsyncRead + Unpin> hyper::rt::Read for Compat<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let mut bounce = [0u8; 8192];
-        let room = buf.remaining().min(bounce.len());
-        match Pin::new(&mut self.0).poll_read(cx, &mut bounce[..room]) {
-            Poll::Ready(Ok(n)) => {
-                buf.put_slice(&bounce[..n]);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> hyper::rt::Write for Compat<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
 
 #[test]
 fn https_negotiates_http2_and_multiplexes_one_connection() {
@@ -87,7 +47,7 @@ fn https_negotiates_http2_and_multiplexes_one_connection() {
                         );
                         shardlet::spawn_n(async move {
                             let _ = hyper::server::conn::http2::Builder::new(ShardExecutor::new())
-                                .serve_connection(Compat(tls), service)
+                                .serve_connection(tls::Compat(tls), service)
                                 .await;
                         });
                     }

@@ -13,6 +13,7 @@ use http::uri::{Parts, Uri};
 use hyper::client::conn::{http1, http2};
 use url::{Host, Position, Url};
 
+use super::connecting::{Claim, Outcome};
 use super::dns::DnsError;
 use super::error::{ErrorKind, Phase};
 use super::pool::{Key, Sender};
@@ -92,6 +93,49 @@ impl Target {
 }
 
 impl Inner {
+    /// A connection for a request to `target` that found none in the pool,
+    /// and whether it is shared: a new one, or for `https`, the HTTP/2
+    /// connection another request to the host was making meanwhile (see
+    /// `connecting.rs`). A wait here is part of the request, under its time
+    /// limit.
+    pub(crate) async fn open(&self, target: &Target) -> Result<(Sender, bool), ErrorKind> {
+        let key = &target.key;
+        loop {
+            let lock = match self.pool.claim(key) {
+                Claim::Free => None,
+                Claim::Lead(lock) => Some(lock),
+                Claim::Wait(wait) => match wait.await {
+                    Outcome::Shared => match self.pool.take(key) {
+                        Some(sender) => return Ok((sender, true)),
+                        // Closed already: claim the host again.
+                        None => continue,
+                    },
+                    Outcome::Own => None,
+                    Outcome::Again => continue,
+                },
+            };
+            // Boxed: a connection is made once and used many times; its
+            // state (TCP, TLS, handshakes) would otherwise add some 2.5 KB
+            // to every request's future, copied into its box.
+            let made = Box::pin(self.connect(target)).await;
+            if let Ok(sender) = &made {
+                let h2 = matches!(sender, Sender::H2(_));
+                if key.0 {
+                    self.pool.spoke(key, h2);
+                }
+                if let (Sender::H2(shared), Some(_)) = (sender, &lock) {
+                    // Shared now, so the waiters find it.
+                    self.pool.put(key, Sender::H2(shared.clone()));
+                }
+            }
+            if let Some(lock) = lock {
+                let shared = matches!(made, Ok(Sender::H2(_)));
+                lock.done(if shared { Outcome::Shared } else { Outcome::Own });
+            }
+            return made.map(|sender| (sender, false));
+        }
+    }
+
     /// A new connection to `target`, ready for a request.
     pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ErrorKind> {
         let limit = self.settings.connect_timeout;

@@ -9,7 +9,9 @@
 //!    then a connection to the same scheme, host and port is taken from the
 //!    keep-alive pool (`pool.rs`) once hyper says it is ready, or a new one
 //!    made (`connect.rs`: DNS off the shard, TCP, TLS with ALPN, hyper's
-//!    HTTP/1.1 or HTTP/2 handshake);
+//!    HTTP/1.1 or HTTP/2 handshake); for `https`, one connect to a host at a
+//!    time, the others waiting to share it should it be HTTP/2
+//!    (`connecting.rs`);
 //! 3. hyper sends the request and reads the response head (under the idle
 //!    read limit); the body is read to its end under the body limit
 //!    (`body.rs`);
@@ -34,6 +36,7 @@
 mod body;
 mod builder;
 mod connect;
+mod connecting;
 mod deadline;
 mod dns;
 mod error;
@@ -426,10 +429,9 @@ impl Client {
         loop {
             let (mut sender, reused) = match inner.pool.take(&target.key) {
                 Some(sender) => (sender, true),
-                // Boxed: a connection is made once and used many times; its
-                // state (TCP, TLS, handshakes) would otherwise add some 2.5 KB
-                // to every request's future, copied into its box.
-                None => (Box::pin(inner.connect(target)).await?, false),
+                // A new connection, or the HTTP/2 one that another request
+                // to the host was making meanwhile (then `reused`).
+                None => inner.open(target).await?,
             };
             // hyper says whether the connection can take a request: a closed
             // one, or one that got bytes nobody asked for, cannot.

@@ -7,6 +7,10 @@
 //! request ([`Client`](super::Client) waits on `ready()`): a connection
 //! whose server closed it, or sent bytes nobody asked for while it sat
 //! idle, has been ended by hyper's connection task by then, and is dropped.
+//!
+//! A request that finds nothing here for an `https` host claims the host
+//! first ([`Pool::claim`], `connecting.rs`): while one request connects to
+//! it, the others wait to share its connection should it be HTTP/2.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 
 use super::body::Body;
+use super::connecting::{Claim, Connecting};
 
 /// Which connections can serve a request: `(https, host, port)`.
 pub(crate) type Key = (bool, Rc<str>, u16);
@@ -63,6 +68,7 @@ pub(crate) struct Pool {
     h1: RefCell<HashMap<Key, Vec<Idle>>>,
     h2: RefCell<HashMap<Key, http2::SendRequest<Body>>>,
     count: Cell<usize>,
+    connecting: Connecting,
 }
 
 impl Pool {
@@ -74,6 +80,7 @@ impl Pool {
             h1: RefCell::new(HashMap::new()),
             h2: RefCell::new(HashMap::new()),
             count: Cell::new(0),
+            connecting: Connecting::default(),
         }
     }
 
@@ -109,6 +116,23 @@ impl Pool {
         }
         self.count.set(self.count.get() - (held - left));
         found
+    }
+
+    /// What a request to `key` that found nothing to [`take`](Pool::take)
+    /// does: connect, connect holding the host's lock, or wait for the
+    /// connect in progress (`connecting.rs`). With no pool, nothing is
+    /// shared, so nobody waits.
+    pub(crate) fn claim(&self, key: &Key) -> Claim<'_> {
+        if self.per_host == 0 || self.total == 0 {
+            return Claim::Free;
+        }
+        self.connecting.claim(key)
+    }
+
+    /// `key`'s host answered a new connection with HTTP/2 (`h2`) or
+    /// HTTP/1.1: from now on its connects take the lock, or do not.
+    pub(crate) fn spoke(&self, key: &Key, h2: bool) {
+        self.connecting.spoke(key, h2);
     }
 
     /// Keeps `sender` for the next request to `key`: an HTTP/2 connection
