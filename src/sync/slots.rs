@@ -197,6 +197,7 @@ pub(crate) struct Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         self.slots.release();
     }
