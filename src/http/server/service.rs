@@ -86,7 +86,7 @@ where
         };
         let shared = self.shared.clone();
         Box::pin(async move {
-            let (response, panicked) = answer(request, &shared, served).await;
+            let (response, panicked) = answer(request, &shared, &answering.state, served).await;
             drop(handling);
             let connection = answering.state.connection();
             if panicked {
@@ -107,6 +107,7 @@ where
 async fn answer<S, B>(
     request: Request<Incoming>,
     shared: &Shared<S>,
+    state: &ConnState,
     served: u64,
 ) -> (Response<Answer<B>>, bool)
 where
@@ -117,6 +118,9 @@ where
     let limits = &shared.limits;
     if let Some(status) = precheck(&request, limits) {
         tracing::debug!(target: "shardlet::http", %status, uri = %request.uri(), "rejecting request");
+        if !request.body().is_end_stream() {
+            state.body_left_unread();
+        }
         return (reject(status), false);
     }
     let request_version = request.version();
@@ -137,6 +141,7 @@ where
     }
     .await;
     if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
+        state.body_left_unread();
         return (reject(status), false);
     }
     // The last request of the connection (a limit, or HTTP/1.0
