@@ -12,12 +12,13 @@ mod net_util;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_util::{start_http, HttpRunning};
+use http_util::{request, start_http, Conn, HttpRunning};
 use shardlet::http::server::{Body, Limits};
 
 type Answer = Response<Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error>>>>;
@@ -95,6 +96,138 @@ fn a_client_still_sending_when_refused_gets_the_answer_not_a_reset() {
             "{what}: {answer:?}"
         );
         assert!(sent.is_ok(), "{what}: the upload was cut: {sent:?}");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// README's size limits at their edges, the target in origin form (the
+/// absolute form is in `http_server`): a request line of `max_request_line`
+/// bytes passes, one more is a 414; a head of `max_head` bytes (its final
+/// empty line included) passes, one more is a 431.
+#[test]
+fn the_request_line_and_head_limits_at_their_edges() {
+    let server = start(Limits::default().with_max_request_line(200).with_max_head(1024));
+    let addr = server.addr();
+    for (line_len, status) in [(200, 200), (201, 414)] {
+        // "GET /" and " HTTP/1.1": 14 bytes around the path.
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(line_len - 14));
+        assert_eq!(line.len(), line_len);
+        let reply = request(addr, format!("{line}\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(reply.status, status, "a request line of {line_len} bytes");
+    }
+    let bare = "GET / HTTP/1.1\r\nHost: t\r\nX: \r\n\r\n".len();
+    for (head_len, status) in [(1024, 200), (1025, 431)] {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+            "v".repeat(head_len - bare)
+        );
+        assert_eq!(head.len(), head_len);
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(head.as_bytes()).unwrap();
+        assert_eq!(reply.status, status, "a head of {head_len} bytes");
+        if status == 431 {
+            assert!(reply.closes() && conn.is_closed(), "431 left the connection open");
+        }
+    }
+}
+
+/// Header sections that break RFC 9112's syntax are a 400 that closes the
+/// connection (§5.2: obs-fold refused; §5.1: no space before the colon;
+/// §5.5: no NUL or bare CR in a value; RFC 9110 §8.6: a list of lengths),
+/// never read another way (request smuggling).
+#[test]
+fn malformed_header_fields_are_400() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    let cases: [(&str, &[u8]); 5] = [
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"),
+        (
+            "NUL in a value",
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n",
+        ),
+        ("CR in a value", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n"),
+        ("space before the colon", b"GET / HTTP/1.1\r\nHost : t\r\n\r\n"),
+        (
+            "Content-Length as a list",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 3\r\n\r\nabc",
+        ),
+    ];
+    for (what, raw) in cases {
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(raw).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reply.status, 400, "{what}: {reply:?}");
+        assert!(conn.is_closed(), "{what}: connection left open");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// Two thousand requests pipelined in one write are answered in order; a
+/// `HEAD` of a never-ending answer gets its head alone; nothing after a
+/// `Connection: close` request is answered.
+#[test]
+fn many_requests_pipelined_in_one_packet() {
+    let server = start(Limits::default());
+    let mut raw = b"HEAD /forever HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    for i in 0..2000 {
+        raw.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    raw.extend_from_slice(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut conn = Conn::open(server.addr());
+    conn.send(&raw).unwrap();
+    let head = http_util::read_response(&mut conn.reader, true).unwrap();
+    assert_eq!(head.status, 200);
+    for i in 0..2000 {
+        let reply = conn.read().unwrap();
+        assert_eq!(reply.text(), format!("/{i}\n"));
+    }
+    let last = conn.read().unwrap();
+    assert_eq!(last.text(), "/last\n");
+    assert!(last.closes());
+    assert!(conn.is_closed(), "a request after Connection: close was answered");
+}
+
+/// Clients that read nothing: one pipelining requests without end, one
+/// taking an answer that never ends. Each is closed once no write has gone
+/// through for `send_timeout`, and holds nothing after.
+#[test]
+fn clients_that_read_nothing_are_closed_after_the_send_timeout() {
+    let server = start(Limits::default().with_send_timeout(Duration::from_millis(300)));
+    let addr = server.addr();
+    for (what, request) in [
+        ("pipelined flood", &b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"[..]),
+        (
+            "never-ending answer",
+            &b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        ),
+    ] {
+        let mut stream = net_util::client(addr);
+        stream.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+        let burst = request.repeat(256);
+        let started = Instant::now();
+        // Sends until the server closes (a write fails); never reads.
+        let failed = loop {
+            if let Err(e) = stream.write_all(&burst) {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{what}: still open after 20 s"
+            );
+        };
+        assert!(
+            matches!(
+                failed.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
+            "{what}: {failed}"
+        );
+        net_util::wait_for(
+            server.server.net(),
+            "no live connection",
+            Duration::from_secs(10),
+            |s| s.shards[0].live == 0,
+        );
     }
     assert_eq!(http_util::get(addr, "/").status, 200);
 }
