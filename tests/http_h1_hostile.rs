@@ -102,13 +102,14 @@ fn a_client_still_sending_when_refused_gets_the_answer_not_a_reset() {
 
 /// README's size limits at their edges, the target in origin form (the
 /// absolute form is in `http_server`): a request line of `max_request_line`
-/// bytes passes, one more is a 414; a head of `max_head` bytes (its final
+/// bytes passes, one more is a 414 (431 once it passes `max_head` too); a head of `max_head` bytes (its final
 /// empty line included) passes, one more is a 431.
 #[test]
 fn the_request_line_and_head_limits_at_their_edges() {
     let server = start(Limits::default().with_max_request_line(200).with_max_head(1024));
     let addr = server.addr();
-    for (line_len, status) in [(200, 200), (201, 414)] {
+    // Past `max_head` as well, hyper refuses the head first: 431.
+    for (line_len, status) in [(200, 200), (201, 414), (2000, 431)] {
         // "GET /" and " HTTP/1.1": 14 bytes around the path.
         let line = format!("GET /{} HTTP/1.1", "a".repeat(line_len - 14));
         assert_eq!(line.len(), line_len);
@@ -230,4 +231,43 @@ fn clients_that_read_nothing_are_closed_after_the_send_timeout() {
         );
     }
     assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// A handler's pool slot is its own only while it runs: clients that take
+/// a never-ending answer, or pipeline requests, and read nothing (their
+/// writes stalled, well within the send timeout) leave the one slot of a
+/// pool of 1 free for the next client.
+#[test]
+fn clients_that_read_nothing_hold_no_handler_slot() {
+    let server = http_util::start_http_on(
+        net_util::runtime(1).with_pool_size(1),
+        Limits::default(),
+        |c| c,
+        || route,
+    );
+    let addr = server.addr();
+    let stalled: Vec<_> = (0..4)
+        .map(|i| {
+            let mut stream = net_util::client(addr);
+            let request: &[u8] = if i % 2 == 0 {
+                b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n"
+            } else {
+                b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"
+            };
+            stream.write_all(&request.repeat(2000)).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    assert_eq!(http_util::get(addr, "/next").text(), "/next\n");
+    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    // The four are still there (and the one answered gone).
+    net_util::wait_for(
+        server.server.net(),
+        "4 live connections",
+        Duration::from_secs(5),
+        |s| s.shards[0].live == 4,
+    );
+    drop(stalled);
 }
