@@ -102,8 +102,9 @@ fn a_client_still_sending_when_refused_gets_the_answer_not_a_reset() {
 
 /// README's size limits at their edges, the target in origin form (the
 /// absolute form is in `http_server`): a request line of `max_request_line`
-/// bytes passes, one more is a 414 (431 once it passes `max_head` too); a head of `max_head` bytes (its final
-/// empty line included) passes, one more is a 431.
+/// bytes passes, one more is a 414 (431 once it passes `max_head` too); a
+/// head of `max_head` bytes (its final empty line included) passes, one
+/// more is a 431.
 #[test]
 fn the_request_line_and_head_limits_at_their_edges() {
     let server = start(Limits::default().with_max_request_line(200).with_max_head(1024));
