@@ -37,6 +37,12 @@ async fn route(request: Request<Body>) -> Answer {
             let pieces = futures_lite::stream::repeat_with(move || Ok(Frame::data(piece.clone())));
             Response::new(Box::pin(StreamBody::new(pieces)))
         }
+        "/host" => {
+            let host = request.headers().get("host").map(|h| h.as_bytes().to_vec());
+            Response::new(Box::pin(
+                Full::new(Bytes::from(host.unwrap_or_default())).map_err(|e| match e {}),
+            ))
+        }
         path => {
             let path = Bytes::from(format!("{path}\n"));
             Response::new(Box::pin(Full::new(path).map_err(|e| match e {})))
@@ -271,4 +277,31 @@ fn clients_that_read_nothing_hold_no_handler_slot() {
         |s| s.shards[0].live == 4,
     );
     drop(stalled);
+}
+
+/// RFC 9112 §3.2.2: for a target in absolute form, the origin server MUST
+/// ignore the `Host` field and use the target's host: the handler finds
+/// that host in `Host` (as nginx's `$host` and Go's `Request.Host` give
+/// it), whatever the client put there. Before: the client's `Host`, so a
+/// handler routing by it and a proxy routing by the target disagreed.
+#[test]
+fn a_target_in_absolute_form_is_the_host() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    for (target, host, seen) in [
+        ("http://a.example/host", "b.example", "a.example"),
+        ("http://a.example:8080/host?q", "b.example", "a.example:8080"),
+        ("http://user@a.example/host", "", "a.example"),
+        ("/host", "b.example", "b.example"),
+    ] {
+        let reply = request(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, seen),
+            "GET {target}, Host: {host}"
+        );
+    }
 }
