@@ -2,7 +2,9 @@
 //! from its first bytes, hand it to hyper's connection for that version,
 //! and drive it with what hyper leaves to its runtime: the header and idle
 //! timeouts ([`ConnState`]'s deadlines, on one timer), the 408 for a head
-//! that comes too slowly, and graceful shutdown on a stop.
+//! that comes too slowly, graceful shutdown on a stop, and a lingering
+//! close after a refused request, so that a client still sending gets its
+//! answer rather than a reset.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -41,10 +43,15 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The answer to a head that took too long.
 const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
-/// How long a connection closed after a 408 keeps reading (and dropping)
-/// what the client still sends, so that its close does not reset the
-/// connection and destroy the answer before the client reads it.
+/// How long a connection the server closes with the client still sending
+/// (after a 408, a 413 or a 431) keeps reading (and dropping) what comes,
+/// so that its close does not reset the connection, cutting the client's
+/// upload short and destroying the answer before the client reads it
+/// (nginx's lingering close).
 const LINGER: Duration = Duration::from_secs(1);
+
+/// The most a lingering connection reads and drops.
+const LINGER_BYTES: usize = 16 << 20;
 
 /// The builders of one shard's connections.
 pub(crate) struct Builders {
@@ -274,22 +281,34 @@ where
         conn,
         evicted: state.connection().evicted(),
         stream: stream.clone(),
-        state,
+        state: state.clone(),
         closing: closing.wait(),
         shutting_down: false,
         timer: None,
     }
     .await;
     match driven {
-        Driven::Closed(Ok(())) => Ok(()),
-        Driven::Closed(Err(e)) => Err(io::Error::other(e)),
+        Driven::Closed(result, unread) => {
+            // hyper answered and closed with the client maybe still
+            // sending: a request it could not parse (400, 431), a body
+            // refused (413) or left unread.
+            if unread || result.as_ref().is_err_and(hyper::Error::is_parse) || has_unread(&stream) {
+                Box::pin(linger(stream)).await;
+            }
+            result.map_err(io::Error::other)
+        }
+        Driven::Dropped => Ok(()),
         Driven::HeadTimedOut => Box::pin(answer_408(stream)).await,
     }
 }
 
 /// How a driven connection ended.
 enum Driven {
-    Closed(Result<(), hyper::Error>),
+    /// hyper closed it; whether a request's body was left unread.
+    Closed(Result<(), hyper::Error>, bool),
+    /// The server dropped it: its client left, read nothing for the send
+    /// timeout, or hyper did not close it after a graceful shutdown.
+    Dropped,
     HeadTimedOut,
 }
 
@@ -333,7 +352,7 @@ impl Future for Drive<'_> {
         }
         loop {
             if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
-                return Poll::Ready(Driven::Closed(result));
+                return Poll::Ready(Driven::Closed(result, this.state.left_body_unread()));
             }
             if !this.shutting_down && this.state.last_begun() {
                 tracing::debug!(target: "shardlet::http", "the connection's last request (max_requests) began; shutting it down");
@@ -350,7 +369,7 @@ impl Future for Drive<'_> {
             }
             if this.client_left(cx) {
                 tracing::debug!(target: "shardlet::http", "client went away mid-request; dropping its handler");
-                return Poll::Ready(Driven::Closed(Ok(())));
+                return Poll::Ready(Driven::Dropped);
             }
             let Some(deadline) = this.state.deadline() else {
                 return Poll::Pending;
@@ -387,7 +406,7 @@ impl Future for Drive<'_> {
             }
             if this.state.send_timed_out(now) {
                 tracing::debug!(target: "shardlet::http", "client read nothing of its answer for the send timeout; closing");
-                return Poll::Ready(Driven::Closed(Ok(())));
+                return Poll::Ready(Driven::Dropped);
             }
             match this.state.phase() {
                 Phase::Busy => continue,
@@ -396,7 +415,7 @@ impl Future for Drive<'_> {
                     if this.shutting_down {
                         // hyper did not close after a graceful shutdown and
                         // a whole phase more: close now.
-                        return Poll::Ready(Driven::Closed(Ok(())));
+                        return Poll::Ready(Driven::Dropped);
                     }
                     this.shut_down();
                 }
@@ -407,18 +426,34 @@ impl Future for Drive<'_> {
 
 /// Answers 408 on a connection whose head did not come in time, then
 /// closes it, lingering so that the answer reaches the client.
-async fn answer_408(mut stream: Rc<TcpStream>) -> io::Result<()> {
+async fn answer_408(stream: Rc<TcpStream>) -> io::Result<()> {
     tracing::debug!(target: "shardlet::http", peer = ?stream.peer_addr().ok(), "request head timed out; answering 408");
     let written = futures_lite::future::poll_fn(|cx| stream.poll_write_ref(cx, TIMED_OUT));
     let _ = crate::timeout(Duration::from_secs(1), written).await;
+    linger(stream).await;
+    Ok(())
+}
+
+/// Whether the client sent bytes the server has not read (closing on them
+/// would reset the connection); does not wait.
+fn has_unread(stream: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::uninit()];
+    // The socket does not block: nothing there is `WouldBlock`.
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(1))
+}
+
+/// Closes the connection's sending side (the client reads the end of the
+/// answer), then reads and drops what the client still sends, for
+/// [`LINGER`] and [`LINGER_BYTES`] at most, before the close.
+async fn linger(mut stream: Rc<TcpStream>) {
     let _ = stream.shutdown_write();
     let Some(stream) = Rc::get_mut(&mut stream) else {
-        return Ok(());
+        return;
     };
     let _ = crate::timeout(LINGER, async {
-        let mut sink = [0u8; 4096];
+        let mut sink = [0u8; 16 << 10];
         let mut dropped = 0usize;
-        while dropped < 1 << 20 {
+        while dropped < LINGER_BYTES {
             match stream.read(&mut sink).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => dropped += n,
@@ -426,5 +461,4 @@ async fn answer_408(mut stream: Rc<TcpStream>) -> io::Result<()> {
         }
     })
     .await;
-    Ok(())
 }

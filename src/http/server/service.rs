@@ -1,6 +1,8 @@
 //! [`ConnService`]: what hyper calls for each request of a connection. It
 //! wraps the user's service with what shardlet adds:
 //!
+//! - for an HTTP/1 target in absolute form, its host as the `Host` field
+//!   (RFC 9112 §3.2.2);
 //! - the limits hyper does not check itself: the request line (414) and a
 //!   `Content-Length` past the body limit (413, before the handler runs);
 //! - the request body under the body limit and timeout ([`Body`]), and the
@@ -86,7 +88,7 @@ where
         };
         let shared = self.shared.clone();
         Box::pin(async move {
-            let (response, panicked) = answer(request, &shared, served).await;
+            let (response, panicked) = answer(request, &shared, &answering.state, served).await;
             drop(handling);
             let connection = answering.state.connection();
             if panicked {
@@ -105,8 +107,9 @@ where
 /// a handler that failed, else the handler's), and whether the handler
 /// panicked.
 async fn answer<S, B>(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     shared: &Shared<S>,
+    state: &ConnState,
     served: u64,
 ) -> (Response<Answer<B>>, bool)
 where
@@ -117,8 +120,12 @@ where
     let limits = &shared.limits;
     if let Some(status) = precheck(&request, limits) {
         tracing::debug!(target: "shardlet::http", %status, uri = %request.uri(), "rejecting request");
+        if !request.body().is_end_stream() {
+            state.body_left_unread();
+        }
         return (reject(status), false);
     }
+    host_from_target(&mut request);
     let request_version = request.version();
     let close_10 = request.version() == Version::HTTP_10
         && !request
@@ -137,6 +144,7 @@ where
     }
     .await;
     if let Some(status) = verdict.as_deref().and_then(Verdict::status) {
+        state.body_left_unread();
         return (reject(status), false);
     }
     // The last request of the connection (a limit, or HTTP/1.0
@@ -343,6 +351,26 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         return Some(StatusCode::PAYLOAD_TOO_LARGE);
     }
     None
+}
+
+/// RFC 9112 §3.2.2: for an HTTP/1 target in absolute form
+/// (`GET http://a.example/ HTTP/1.1`) the server MUST ignore the `Host`
+/// field and use the target's host: it replaces the field's value (still
+/// checked by [`precheck`]), so that a handler reading `Host` sees the host
+/// nginx's `$host` and Go's `Request.Host` give, whatever the client sent
+/// there. A target in origin form has no authority: nothing to do.
+fn host_from_target(request: &mut Request<Incoming>) {
+    if request.version() > Version::HTTP_11 || request.method() == http::Method::CONNECT {
+        return;
+    }
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    // `host[:port]`, without the userinfo.
+    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    if let Ok(host) = HeaderValue::from_str(host) {
+        request.headers_mut().insert(header::HOST, host);
+    }
 }
 
 /// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC

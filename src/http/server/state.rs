@@ -93,6 +93,8 @@ pub(crate) struct ConnState {
     /// An HTTP/2 connection's last request has begun: the driver is to
     /// shut it down.
     last_begun: Cell<bool>,
+    /// A request was answered with its body left unread (refused).
+    body_unread: Cell<bool>,
     served: Cell<u64>,
     max_requests: Option<u64>,
     header_timeout: Duration,
@@ -116,6 +118,7 @@ impl ConnState {
             h2: Cell::new(false),
             goaway_by: Cell::new(None),
             last_begun: Cell::new(false),
+            body_unread: Cell::new(false),
             served: Cell::new(0),
             max_requests: limits.max_requests(),
             header_timeout: limits.header_timeout(),
@@ -196,6 +199,17 @@ impl ConnState {
         if held == 0 {
             self.held_check.set(None);
         }
+    }
+
+    /// A request is answered with its body left unread: the client may
+    /// still be sending it when the connection closes.
+    pub(crate) fn body_left_unread(&self) {
+        self.body_unread.set(true);
+    }
+
+    /// Whether a request was answered with its body left unread.
+    pub(crate) fn left_body_unread(&self) -> bool {
+        self.body_unread.get()
     }
 
     /// Whether a handler runs (not only an answer being sent).

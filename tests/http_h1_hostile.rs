@@ -1,0 +1,307 @@
+//! `http::Server` against hostile HTTP/1.1 clients, over raw loopback
+//! sockets: uploads that go on after the server refused them, heads at
+//! and past the size limits, header fields that break the syntax, many
+//! requests pipelined in one packet, and clients that send requests (or
+//! take a never-ending answer) but read nothing.
+
+#[path = "util/http.rs"]
+mod http_util;
+#[path = "util/net.rs"]
+mod net_util;
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
+use http_util::{request, start_http, Conn, HttpRunning};
+use shardlet::http::server::{Body, Limits};
+
+type Answer = Response<Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error>>>>;
+
+async fn route(request: Request<Body>) -> Answer {
+    match request.uri().path() {
+        "/echo" => match request.into_body().collect().await {
+            Ok(body) => Response::new(Box::pin(Full::new(body.to_bytes()).map_err(|e| match e {}))),
+            Err(e) => Response::new(Box::pin(
+                Full::new(Bytes::from(e.to_string())).map_err(|e| match e {}),
+            )),
+        },
+        // An answer that never ends.
+        "/forever" => {
+            let piece = Bytes::from(vec![b'f'; 16 << 10]);
+            let pieces = futures_lite::stream::repeat_with(move || Ok(Frame::data(piece.clone())));
+            Response::new(Box::pin(StreamBody::new(pieces)))
+        }
+        "/host" => {
+            let host = request.headers().get("host").map(|h| h.as_bytes().to_vec());
+            Response::new(Box::pin(
+                Full::new(Bytes::from(host.unwrap_or_default())).map_err(|e| match e {}),
+            ))
+        }
+        path => {
+            let path = Bytes::from(format!("{path}\n"));
+            Response::new(Box::pin(Full::new(path).map_err(|e| match e {})))
+        }
+    }
+}
+
+fn start(limits: Limits) -> HttpRunning {
+    start_http(1, limits, || route)
+}
+
+/// Sends `raw` whole from a thread of its own while this one reads
+/// everything the server sends: whether the sending went through (no
+/// reset), and what came.
+fn upload(addr: SocketAddr, raw: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    let stream = net_util::client(addr);
+    let mut writer = stream.try_clone().unwrap();
+    let sending = std::thread::spawn(move || writer.write_all(&raw));
+    let mut answer = Vec::new();
+    let mut reader = stream;
+    let _ = reader.read_to_end(&mut answer);
+    (sending.join().unwrap(), answer)
+}
+
+/// A client that sends its whole request before it reads (a body past the
+/// limit, a head past it) gets the server's 4xx, not a reset that cuts its
+/// upload and may destroy the answer: the server reads and drops what the
+/// client still sends for a while after answering, as it did only after a
+/// 408 (nginx's lingering close). Before: the upload failed with "broken
+/// pipe" (the server closed on unread bytes, which resets).
+#[test]
+fn a_client_still_sending_when_refused_gets_the_answer_not_a_reset() {
+    const SIZE: usize = 4 << 20;
+    let server = start(Limits::default().with_max_body(1000).with_max_head(1024));
+    let addr = server.addr();
+    let mut sized = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+    sized.resize(sized.len() + SIZE, b'z');
+    let mut chunked = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let chunk = format!("1000\r\n{}\r\n", "c".repeat(4096));
+    for _ in 0..SIZE / 4096 {
+        chunked.extend_from_slice(chunk.as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut head = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
+    while head.len() < SIZE {
+        head.extend_from_slice(format!("X-Pad: {}\r\n", "v".repeat(100)).as_bytes());
+    }
+    for (what, raw, status) in [
+        ("Content-Length over the limit", sized, "413"),
+        ("chunked body over the limit", chunked, "413"),
+        ("head over the limit", head, "431"),
+    ] {
+        let (sent, answer) = upload(addr, raw);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {answer:?}"
+        );
+        assert!(sent.is_ok(), "{what}: the upload was cut: {sent:?}");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// README's size limits at their edges, the target in origin form (the
+/// absolute form is in `http_server`): a request line of `max_request_line`
+/// bytes passes, one more is a 414 (431 once it passes `max_head` too); a
+/// head of `max_head` bytes (its final empty line included) passes, one
+/// more is a 431.
+#[test]
+fn the_request_line_and_head_limits_at_their_edges() {
+    let server = start(Limits::default().with_max_request_line(200).with_max_head(1024));
+    let addr = server.addr();
+    // Past `max_head` as well, hyper refuses the head first: 431.
+    for (line_len, status) in [(200, 200), (201, 414), (2000, 431)] {
+        // "GET /" and " HTTP/1.1": 14 bytes around the path.
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(line_len - 14));
+        assert_eq!(line.len(), line_len);
+        let reply = request(addr, format!("{line}\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(reply.status, status, "a request line of {line_len} bytes");
+    }
+    let bare = "GET / HTTP/1.1\r\nHost: t\r\nX: \r\n\r\n".len();
+    for (head_len, status) in [(1024, 200), (1025, 431)] {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+            "v".repeat(head_len - bare)
+        );
+        assert_eq!(head.len(), head_len);
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(head.as_bytes()).unwrap();
+        assert_eq!(reply.status, status, "a head of {head_len} bytes");
+        if status == 431 {
+            assert!(reply.closes() && conn.is_closed(), "431 left the connection open");
+        }
+    }
+}
+
+/// Header sections that break RFC 9112's syntax are a 400 that closes the
+/// connection (§5.2: obs-fold refused; §5.1: no space before the colon;
+/// §5.5: no NUL or bare CR in a value; RFC 9110 §8.6: a list of lengths),
+/// never read another way (request smuggling).
+#[test]
+fn malformed_header_fields_are_400() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    let cases: [(&str, &[u8]); 5] = [
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"),
+        (
+            "NUL in a value",
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n",
+        ),
+        ("CR in a value", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n"),
+        ("space before the colon", b"GET / HTTP/1.1\r\nHost : t\r\n\r\n"),
+        (
+            "Content-Length as a list",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 3\r\n\r\nabc",
+        ),
+    ];
+    for (what, raw) in cases {
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(raw).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reply.status, 400, "{what}: {reply:?}");
+        assert!(conn.is_closed(), "{what}: connection left open");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// Two thousand requests pipelined in one write are answered in order; a
+/// `HEAD` of a never-ending answer gets its head alone; nothing after a
+/// `Connection: close` request is answered.
+#[test]
+fn many_requests_pipelined_in_one_packet() {
+    let server = start(Limits::default());
+    let mut raw = b"HEAD /forever HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    for i in 0..2000 {
+        raw.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    raw.extend_from_slice(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut conn = Conn::open(server.addr());
+    conn.send(&raw).unwrap();
+    let head = http_util::read_response(&mut conn.reader, true).unwrap();
+    assert_eq!(head.status, 200);
+    for i in 0..2000 {
+        let reply = conn.read().unwrap();
+        assert_eq!(reply.text(), format!("/{i}\n"));
+    }
+    let last = conn.read().unwrap();
+    assert_eq!(last.text(), "/last\n");
+    assert!(last.closes());
+    assert!(conn.is_closed(), "a request after Connection: close was answered");
+}
+
+/// Clients that read nothing: one pipelining requests without end, one
+/// taking an answer that never ends. Each is closed once no write has gone
+/// through for `send_timeout`, and holds nothing after.
+#[test]
+fn clients_that_read_nothing_are_closed_after_the_send_timeout() {
+    let server = start(Limits::default().with_send_timeout(Duration::from_millis(300)));
+    let addr = server.addr();
+    for (what, request) in [
+        ("pipelined flood", &b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"[..]),
+        (
+            "never-ending answer",
+            &b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        ),
+    ] {
+        let mut stream = net_util::client(addr);
+        stream.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+        let burst = request.repeat(256);
+        let started = Instant::now();
+        // Sends until the server closes (a write fails); never reads.
+        let failed = loop {
+            if let Err(e) = stream.write_all(&burst) {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{what}: still open after 20 s"
+            );
+        };
+        assert!(
+            matches!(
+                failed.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
+            "{what}: {failed}"
+        );
+        net_util::wait_for(
+            server.server.net(),
+            "no live connection",
+            Duration::from_secs(10),
+            |s| s.shards[0].live == 0,
+        );
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// A handler's pool slot is its own only while it runs: clients that take
+/// a never-ending answer, or pipeline requests, and read nothing (their
+/// writes stalled, well within the send timeout) leave the one slot of a
+/// pool of 1 free for the next client.
+#[test]
+fn clients_that_read_nothing_hold_no_handler_slot() {
+    let server = http_util::start_http_on(
+        net_util::runtime(1).with_pool_size(1),
+        Limits::default(),
+        |c| c,
+        || route,
+    );
+    let addr = server.addr();
+    let stalled: Vec<_> = (0..4)
+        .map(|i| {
+            let mut stream = net_util::client(addr);
+            let request: &[u8] = if i % 2 == 0 {
+                b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n"
+            } else {
+                b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"
+            };
+            stream.write_all(&request.repeat(2000)).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    assert_eq!(http_util::get(addr, "/next").text(), "/next\n");
+    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    // The four are still there (and the one answered gone).
+    net_util::wait_for(
+        server.server.net(),
+        "4 live connections",
+        Duration::from_secs(5),
+        |s| s.shards[0].live == 4,
+    );
+    drop(stalled);
+}
+
+/// RFC 9112 §3.2.2: for a target in absolute form, the origin server MUST
+/// ignore the `Host` field and use the target's host: the handler finds
+/// that host in `Host` (as nginx's `$host` and Go's `Request.Host` give
+/// it), whatever the client put there. Before: the client's `Host`, so a
+/// handler routing by it and a proxy routing by the target disagreed.
+#[test]
+fn a_target_in_absolute_form_is_the_host() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    for (target, host, seen) in [
+        ("http://a.example/host", "b.example", "a.example"),
+        ("http://a.example:8080/host?q", "b.example", "a.example:8080"),
+        ("http://user@a.example/host", "", "a.example"),
+        ("/host", "b.example", "b.example"),
+    ] {
+        let reply = request(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, seen),
+            "GET {target}, Host: {host}"
+        );
+    }
+}
