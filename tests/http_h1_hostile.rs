@@ -305,3 +305,37 @@ fn a_target_in_absolute_form_is_the_host() {
         );
     }
 }
+
+/// RFC 9112 §3.2.3-4: a target in authority form (`host:port`) is for
+/// CONNECT only, and the asterisk form for OPTIONS only; anything else is a
+/// 400 (as nginx answers), never the handler's to guess at. The forms the
+/// RFC allows still reach the handler.
+#[test]
+fn a_target_form_that_does_not_fit_its_method_is_400() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    let cases: [(&str, &[u8], u16); 4] = [
+        ("asterisk form for GET", b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (
+            "authority form for GET",
+            b"GET t:80 HTTP/1.1\r\nHost: t:80\r\n\r\n",
+            400,
+        ),
+        (
+            "asterisk form for OPTIONS",
+            b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+            200,
+        ),
+        (
+            "origin form for OPTIONS",
+            b"OPTIONS / HTTP/1.1\r\nHost: t\r\n\r\n",
+            200,
+        ),
+    ];
+    for (what, raw, status) in cases {
+        let mut conn = Conn::open(addr);
+        let reply = conn.roundtrip(raw).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reply.status, status, "{what}: {reply:?}");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}

@@ -346,6 +346,14 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         if request.method().as_str().len() + target + 10 > limits.max_request_line() {
             return Some(StatusCode::URI_TOO_LONG);
         }
+        // RFC 9112 §3.2.3-4: the authority form (`host:port`) is for
+        // CONNECT only, the asterisk form for OPTIONS only (nginx: 400).
+        let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+        if authority_form != (request.method() == http::Method::CONNECT)
+            || (uri == "*" && request.method() != http::Method::OPTIONS)
+        {
+            return Some(StatusCode::BAD_REQUEST);
+        }
     }
     if request.body().size_hint().lower() > limits.max_body() {
         return Some(StatusCode::PAYLOAD_TOO_LARGE);
