@@ -115,12 +115,29 @@ impl<F, T> Call<F, T> {
     }
 }
 
-/// Gives up the answer should the call's future be dropped unfinished.
-struct Abandon<F, T>(Arc<Call<F, T>>);
+/// The target's hold on a call while it runs: gives up the answer should
+/// the call's future be dropped unfinished, then lets go of the call.
+struct Abandon<F, T>(Option<Arc<Call<F, T>>>);
+
+impl<F, T> Abandon<F, T> {
+    fn call(&self) -> &Call<F, T> {
+        self.0.as_deref().expect("held until dropped")
+    }
+}
 
 impl<F, T> Drop for Abandon<F, T> {
     fn drop(&mut self) {
-        self.0.answer.abandon();
+        let Some(call) = self.0.take() else { return };
+        call.answer.abandon();
+        // The caller gave up first: the answer (and what it holds) is
+        // dropped here, maybe inside the inbox loop, which no task guard
+        // covers, so under a guard of its own: a drop that panics must not
+        // end the loop (and with it the shard's cross-shard service).
+        if let Some(call) = Arc::into_inner(call) {
+            if let Err(err) = crate::task::guard::guard_sync(|| drop(call)) {
+                tracing::error!(target: "shardlet::mesh", "dropping an answer nobody waits for: {err}");
+            }
+        }
     }
 }
 
@@ -132,12 +149,12 @@ where
 {
     fn run(self: Arc<Self>, cx: &mut Context<'_>) {
         let Some(f) = take(&self.f) else { return };
-        let call = Abandon(self);
+        let call = Abandon(Some(self));
         let job = Isolated::new(async move { f().await }, None);
         start(
             async move {
                 let result = job.await;
-                call.0.fill(result);
+                call.call().fill(result);
             },
             cx,
         );
