@@ -101,3 +101,273 @@ fn an_answer_that_panics_on_drop_after_its_caller_gave_up_leaves_the_shard_servi
         result.unwrap();
     }
 }
+
+/// The same answer, made after a wait (so the call runs as a task of its
+/// own on the target, not inside the inbox loop), and a closure that panics
+/// before it makes a future: the target serves on either way.
+#[test]
+fn a_job_that_panics_anywhere_leaves_the_shard_serving() {
+    for shards in [1, 2] {
+        let (handle, target, release) = held_target(shards);
+        let mesh = handle.mesh();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut call = {
+            let drops = drops.clone();
+            Box::pin(mesh.submit_to(target, move || async move {
+                shardlet::sleep(Duration::from_millis(5)).await;
+                Boom(drops)
+            }))
+        };
+        assert!(poll_once(call.as_mut()).is_pending(), "sent, not yet run");
+        drop(call);
+        release.send(()).unwrap();
+        let panicked = submit_within(&mesh, target, || -> std::future::Ready<()> {
+            panic!("this closure panics before it makes a future")
+        });
+        assert!(
+            matches!(&panicked, Err(MeshError::Task { shard, error }) if *shard == target && error.is_panic()),
+            "{panicked:?}"
+        );
+        let spawned = block_on(mesh.spawn_on(target, || -> std::future::Ready<()> {
+            panic!("spawn_on closure panics")
+        }));
+        assert_eq!(spawned, Ok(()));
+        for _ in 0..2 {
+            assert_eq!(submit_within(&mesh, target, || async { shard::id() }), Ok(target));
+        }
+        let deadline = std::time::Instant::now() + ANSWER_WITHIN;
+        while drops.load(SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the answer was never dropped"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        handle.stop(Duration::from_secs(1));
+        let (result, _) = util::join_within(handle, ANSWER_WITHIN);
+        result.unwrap();
+        assert_eq!(drops.load(SeqCst), 1);
+    }
+}
+
+/// Lanes of one message each, full both ways: both shards send to each
+/// other at once, and every message sends one back from inside the
+/// target's inbox loop (its first poll). Nothing deadlocks, every message
+/// arrives, and the lanes end empty.
+#[test]
+fn full_lanes_both_ways_with_senders_on_both_sides_do_not_deadlock() {
+    const N: usize = 300;
+    for shards in [1, 2] {
+        let echoes = Arc::new(AtomicUsize::new(0));
+        let answers = Arc::new(AtomicUsize::new(0));
+        let (e, a) = (echoes.clone(), answers.clone());
+        let queued = util::run_with(config(shards).with_mailbox(2), move || {
+            let (echoes, answers) = (e.clone(), a.clone());
+            async move {
+                let other = (shard::id() + 1) % shard::count();
+                for i in 0..N {
+                    let echoes = echoes.clone();
+                    if i % 3 == 0 {
+                        // A call whose job calls back and waits for that answer.
+                        let got = shardlet::submit_to(other, move || async move {
+                            let back = (shard::id() + 1) % shard::count();
+                            shardlet::submit_to(back, || async { shard::id() }).await
+                        })
+                        .await;
+                        assert_eq!(got, Ok(Ok(shard::id())));
+                        answers.fetch_add(1, SeqCst);
+                    } else {
+                        shardlet::spawn_on(other, move || async move {
+                            let back = (shard::id() + 1) % shard::count();
+                            let sent = shardlet::spawn_on(back, move || async move {
+                                echoes.fetch_add(1, SeqCst);
+                            });
+                            sent.await.unwrap();
+                        })
+                        .await
+                        .unwrap();
+                    }
+                }
+                let count = shard::count();
+                util::wait_until("every echo came back", || {
+                    echoes.load(SeqCst) == (N - N.div_ceil(3)) * count
+                })
+                .await;
+                let mesh = shard::mesh();
+                util::wait_until("the lanes are empty", || (0..count).all(|s| mesh.queued(s) == 0)).await;
+                (0..count).map(|s| mesh.queued(s)).sum::<usize>()
+            }
+        });
+        assert_eq!(queued, vec![0; shards]);
+        assert_eq!(answers.load(SeqCst), N.div_ceil(3) * shards);
+    }
+}
+
+/// A cross-shard operation dropped after 0, 1, 2, ... polls (with the
+/// shard's other tasks run in between), so at every await point there is:
+/// waiting for a permit, for room in a full lane, for an answer. Nothing
+/// leaks: every permit comes back, no waiter stays queued, the lanes
+/// empty, and the mesh still answers.
+#[test]
+fn a_caller_that_gives_up_at_any_await_point_leaks_nothing() {
+    use futures_lite::StreamExt;
+    use shardlet::{FanoutPile, GlobalLimit};
+    const SIZE: usize = 2;
+    for shards in [1, 2] {
+        let limit = GlobalLimit::new(SIZE);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (l, r) = (limit.clone(), ran.clone());
+        util::run_with(config(shards).with_mailbox(2), move || {
+            let (limit, ran) = (l.clone(), r.clone());
+            async move {
+                if shard::id() != 0 {
+                    shard::stopped().await;
+                    return;
+                }
+                let target = shard::count() - 1;
+                let mesh = shard::mesh();
+                for k in 0..80 {
+                    let (limit, ran) = (limit.clone(), ran.clone());
+                    let mut op: Pin<Box<dyn Future<Output = ()>>> = match k % 4 {
+                        0 => Box::pin(async move {
+                            let mut pile = FanoutPile::with_limit(&limit);
+                            for _ in 0..5 {
+                                let ran = ran.clone();
+                                pile.spawn(move || async move {
+                                    shardlet::sleep(Duration::from_micros(300)).await;
+                                    ran.fetch_add(1, SeqCst);
+                                })
+                                .await;
+                            }
+                            let _: Vec<_> = pile.collect().await;
+                        }),
+                        1 => Box::pin(async move {
+                            for _ in 0..4 {
+                                let permit = limit.acquire().await;
+                                let ran = ran.clone();
+                                let _ = shardlet::submit_to(target, move || async move {
+                                    let _permit = permit;
+                                    futures_lite::future::yield_now().await;
+                                    ran.fetch_add(1, SeqCst);
+                                })
+                                .await;
+                            }
+                        }),
+                        2 => Box::pin(async move {
+                            for _ in 0..6 {
+                                let ran = ran.clone();
+                                let _ = shardlet::spawn_on(target, move || async move {
+                                    ran.fetch_add(1, SeqCst);
+                                })
+                                .await;
+                            }
+                        }),
+                        _ => Box::pin(async move {
+                            let _ = shardlet::map_reduce(|| async { shard::id() }, 0, |a, b| a + b).await;
+                        }),
+                    };
+                    for _ in 0..k / 4 {
+                        if futures_lite::future::poll_once(op.as_mut()).await.is_some() {
+                            break;
+                        }
+                        futures_lite::future::yield_now().await;
+                    }
+                    drop(op);
+                }
+                let count = shard::count();
+                util::wait_until("every permit is back", || limit.available() == SIZE).await;
+                assert_eq!(limit.waiting(), 0, "no waiter left queued");
+                util::wait_until("the lanes are empty", || (0..count).all(|s| mesh.queued(s) == 0)).await;
+                let after = shardlet::timeout(
+                    ANSWER_WITHIN,
+                    shardlet::submit_to(target, || async { shard::id() }),
+                )
+                .await;
+                assert_eq!(after.expect("the mesh still answers"), Ok(target));
+                shard::stopper().stop(Duration::from_secs(1));
+            }
+        });
+        assert_eq!(limit.available(), SIZE);
+        assert!(ran.load(SeqCst) > 0, "some work ran before its caller gave up");
+    }
+}
+
+/// A `FanoutPile` dropped after its first result: the tasks already sent
+/// run to the end on their shards and give their permits back.
+#[test]
+fn a_fanout_pile_dropped_mid_drain_gives_every_permit_back() {
+    use futures_lite::StreamExt;
+    use shardlet::{FanoutPile, GlobalLimit};
+    for shards in [1, 2] {
+        let limit = GlobalLimit::new(2);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (l, r) = (limit.clone(), ran.clone());
+        util::run_with(config(shards), move || {
+            let (limit, ran) = (l.clone(), r.clone());
+            async move {
+                if shard::id() != 0 {
+                    shard::stopped().await;
+                    return;
+                }
+                let mut pile = FanoutPile::with_limit(&limit);
+                for i in 0..6u64 {
+                    let ran = ran.clone();
+                    pile.spawn(move || async move {
+                        shardlet::sleep(Duration::from_millis(1 + i)).await;
+                        ran.fetch_add(1, SeqCst);
+                    })
+                    .await;
+                }
+                assert!(pile.next().await.unwrap().is_ok());
+                drop(pile);
+                util::wait_until("every task ran", || ran.load(SeqCst) == 6).await;
+                util::wait_until("every permit is back", || limit.available() == 2).await;
+                shard::stopper().stop(Duration::from_secs(1));
+            }
+        });
+        assert_eq!(limit.available(), 2);
+        assert_eq!(limit.waiting(), 0);
+    }
+}
+
+/// A shard that does not exist is a clear error naming it, from a shard
+/// and from a host thread, for every way in.
+#[test]
+fn a_target_that_does_not_exist_is_an_error_naming_it() {
+    for shards in [1, 2] {
+        let errors = util::run_with(config(shards), move || async move {
+            let count = shard::count();
+            let mesh = shard::mesh();
+            let spawned = shardlet::spawn_on(count, || async {}).await;
+            let submitted = shardlet::submit_to(usize::MAX, || async {}).await;
+            let tried = mesh
+                .try_spawn_on(count + 1, || async {})
+                .map_err(|e| e.to_string());
+            assert_eq!(mesh.queued(count), 0);
+            (spawned, submitted, tried)
+        });
+        for (spawned, submitted, tried) in errors {
+            assert_eq!(
+                spawned,
+                Err(MeshError::NoSuchShard {
+                    shard: shards,
+                    count: shards
+                })
+            );
+            assert_eq!(
+                submitted,
+                Err(MeshError::NoSuchShard {
+                    shard: usize::MAX,
+                    count: shards
+                })
+            );
+            assert_eq!(
+                tried,
+                Err(format!(
+                    "no shard {}: the runtime has {shards} shard(s)",
+                    shards + 1
+                ))
+            );
+        }
+    }
+}
