@@ -15,6 +15,15 @@ use futures_lite::future::block_on;
 use shardlet::{shard, Mesh, MeshError, Runtime, RuntimeHandle};
 use util::config;
 
+/// Shard counts, each with the default spin window and with none (a
+/// shard parks as soon as it runs out of messages: the wake-up paths).
+const SHAPES: [(usize, Duration); 4] = [
+    (1, shardlet::DEFAULT_SPIN),
+    (2, shardlet::DEFAULT_SPIN),
+    (1, Duration::ZERO),
+    (2, Duration::ZERO),
+];
+
 /// How long a call that should answer may take before the test calls it a hang.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
@@ -157,11 +166,11 @@ fn a_job_that_panics_anywhere_leaves_the_shard_serving() {
 #[test]
 fn full_lanes_both_ways_with_senders_on_both_sides_do_not_deadlock() {
     const N: usize = 300;
-    for shards in [1, 2] {
+    for (shards, spin) in SHAPES {
         let echoes = Arc::new(AtomicUsize::new(0));
         let answers = Arc::new(AtomicUsize::new(0));
         let (e, a) = (echoes.clone(), answers.clone());
-        let queued = util::run_with(config(shards).with_mailbox(2), move || {
+        let queued = util::run_with(config(shards).with_mailbox(2).with_spin(spin), move || {
             let (echoes, answers) = (e.clone(), a.clone());
             async move {
                 let other = (shard::id() + 1) % shard::count();
@@ -213,11 +222,11 @@ fn a_caller_that_gives_up_at_any_await_point_leaks_nothing() {
     use futures_lite::StreamExt;
     use shardlet::{FanoutPile, GlobalLimit};
     const SIZE: usize = 2;
-    for shards in [1, 2] {
+    for (shards, spin) in SHAPES {
         let limit = GlobalLimit::new(SIZE);
         let ran = Arc::new(AtomicUsize::new(0));
         let (l, r) = (limit.clone(), ran.clone());
-        util::run_with(config(shards).with_mailbox(2), move || {
+        util::run_with(config(shards).with_mailbox(2).with_spin(spin), move || {
             let (limit, ran) = (l.clone(), r.clone());
             async move {
                 if shard::id() != 0 {
@@ -369,5 +378,61 @@ fn a_target_that_does_not_exist_is_an_error_naming_it() {
                 ))
             );
         }
+    }
+}
+
+/// Waiters for a `GlobalLimit` on every shard, half of them giving up
+/// while they wait, while holders on every shard release, and clones of
+/// the limit made and dropped on both sides: no permit is lost or made up,
+/// no waiter stays queued, the limit is never exceeded.
+#[test]
+fn global_limit_waiters_that_give_up_across_shards_lose_no_permit() {
+    use shardlet::GlobalLimit;
+    const SIZE: usize = 3;
+    for (shards, spin) in SHAPES {
+        let limit = GlobalLimit::new(SIZE);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (l, i, m) = (limit.clone(), inside.clone(), most.clone());
+        let served = util::run_with(config(shards).with_mailbox(4).with_spin(spin), move || {
+            let (limit, inside, most) = (l.clone(), i.clone(), m.clone());
+            async move {
+                let mut served = 0usize;
+                for round in 0..200u64 {
+                    // A waiter that gives up after a few polls, on a clone made here.
+                    let clone = limit.clone();
+                    let mut quitter = Box::pin(async move { clone.acquire().await });
+                    for _ in 0..round % 4 {
+                        if let Some(permit) = futures_lite::future::poll_once(quitter.as_mut()).await {
+                            drop(permit);
+                            break;
+                        }
+                        futures_lite::future::yield_now().await;
+                    }
+                    drop(quitter);
+                    // A holder, handing its permit to the other shard to drop there.
+                    let permit = limit.acquire().await;
+                    let now = inside.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    let inside = inside.clone();
+                    let other = (shard::id() + 1) % shard::count();
+                    let sent = shardlet::spawn_on(other, move || async move {
+                        if round % 2 == 0 {
+                            futures_lite::future::yield_now().await;
+                        }
+                        inside.fetch_sub(1, SeqCst);
+                        drop(permit);
+                    });
+                    sent.await.unwrap();
+                    served += 1;
+                }
+                util::wait_until("every permit is back", || limit.available() == SIZE).await;
+                served
+            }
+        });
+        assert_eq!(served, vec![200; shards]);
+        assert_eq!(limit.available(), SIZE, "{shards} shard(s), spin {spin:?}");
+        assert_eq!(limit.waiting(), 0);
+        assert!(most.load(SeqCst) <= SIZE, "the limit held: at most {SIZE} inside");
     }
 }
