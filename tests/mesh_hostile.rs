@@ -436,3 +436,34 @@ fn global_limit_waiters_that_give_up_across_shards_lose_no_permit() {
         assert!(most.load(SeqCst) <= SIZE, "the limit held: at most {SIZE} inside");
     }
 }
+
+/// A host thread waits for a `submit_to` with a waker that panics when
+/// woken (a foreign executor's): the target answers, the panic is the
+/// target's to catch, the caller still finds its answer, and the target
+/// serves on. Before: the wake ran inside the target's inbox loop, outside
+/// any task guard, so the panic ended the loop and every later message to
+/// that shard hung.
+#[test]
+fn a_callers_panicking_waker_leaves_the_target_serving() {
+    for shards in [1, 2] {
+        let (handle, target, release) = held_target(shards);
+        let mesh = handle.mesh();
+        let bad = util::panicking_waker();
+        let mut call = Box::pin(mesh.submit_to(target, || async { 42 }));
+        assert!(call.as_mut().poll(&mut Context::from_waker(&bad)).is_pending());
+        release.send(()).unwrap();
+        assert_eq!(
+            submit_within(&mesh, target, || async { shard::id() }),
+            Ok(target),
+            "{shards} shard(s): the target serves on after the caller's waker panicked"
+        );
+        assert_eq!(
+            poll_once(call.as_mut()),
+            Poll::Ready(Ok(42)),
+            "the answer still came"
+        );
+        handle.stop(Duration::from_secs(1));
+        let (result, _) = util::join_within(handle, ANSWER_WITHIN);
+        result.unwrap();
+    }
+}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use super::error::MeshError;
 use crate::sync::answer::AnswerSlot;
-use crate::task::guard::Isolated;
+use crate::task::guard::{self, Isolated};
 use crate::task::{self, JoinError};
 
 /// A closure in flight to another shard.
@@ -36,10 +36,29 @@ pub(super) fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
 
 /// Polls a job's future once with `cx`; spawns it as a green thread if it
 /// has to wait (glommio polls it again at once, with the task's own waker).
+///
+/// The first poll runs inside the shard's inbox loop, one task for every
+/// message, so it runs under a guard of its own, as a task's poll does: the
+/// job's own guard covers only the user's future, not what runs around it
+/// (waking the caller, whose waker may panic; dropping an answer nobody
+/// waits for, whose drop may panic). Such a panic is caught, counted and
+/// logged, and the loop serves on.
 fn start<Fut: Future<Output = ()> + 'static>(fut: Fut, cx: &mut Context<'_>) {
     let mut job = Box::pin(fut);
-    if job.as_mut().poll(cx).is_pending() {
-        task::spawn_n(job);
+    match guard::guard_sync(|| job.as_mut().poll(cx)) {
+        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Pending) => task::spawn_n(job),
+        Err(err) => failed(job, &err),
+    }
+}
+
+/// A job's first poll panicked: logs it and drops the job (under the guard too).
+#[cold]
+fn failed<Fut>(job: Pin<Box<Fut>>, err: &JoinError) {
+    let shard = crate::config::current::try_id();
+    tracing::error!(target: "shardlet::mesh", shard, "running a cross-shard message: {err}");
+    if let Err(err) = guard::guard_sync(|| drop(job)) {
+        tracing::error!(target: "shardlet::mesh", shard, "dropping a cross-shard message: {err}");
     }
 }
 
@@ -115,29 +134,12 @@ impl<F, T> Call<F, T> {
     }
 }
 
-/// The target's hold on a call while it runs: gives up the answer should
-/// the call's future be dropped unfinished, then lets go of the call.
-struct Abandon<F, T>(Option<Arc<Call<F, T>>>);
-
-impl<F, T> Abandon<F, T> {
-    fn call(&self) -> &Call<F, T> {
-        self.0.as_deref().expect("held until dropped")
-    }
-}
+/// Gives up the answer should the call's future be dropped unfinished.
+struct Abandon<F, T>(Arc<Call<F, T>>);
 
 impl<F, T> Drop for Abandon<F, T> {
     fn drop(&mut self) {
-        let Some(call) = self.0.take() else { return };
-        call.answer.abandon();
-        // The caller gave up first: the answer (and what it holds) is
-        // dropped here, maybe inside the inbox loop, which no task guard
-        // covers, so under a guard of its own: a drop that panics must not
-        // end the loop (and with it the shard's cross-shard service).
-        if let Some(call) = Arc::into_inner(call) {
-            if let Err(err) = crate::task::guard::guard_sync(|| drop(call)) {
-                tracing::error!(target: "shardlet::mesh", "dropping an answer nobody waits for: {err}");
-            }
-        }
+        self.0.answer.abandon();
     }
 }
 
@@ -149,12 +151,12 @@ where
 {
     fn run(self: Arc<Self>, cx: &mut Context<'_>) {
         let Some(f) = take(&self.f) else { return };
-        let call = Abandon(Some(self));
+        let call = Abandon(self);
         let job = Isolated::new(async move { f().await }, None);
         start(
             async move {
                 let result = job.await;
-                call.call().fill(result);
+                call.0.fill(result);
             },
             cx,
         );
