@@ -467,3 +467,62 @@ fn a_callers_panicking_waker_leaves_the_target_serving() {
         result.unwrap();
     }
 }
+
+/// A `GlobalLimit` waiter polled with a waker that panics when woken: the
+/// release that grants it a permit does not panic (on any shard), the
+/// waker's shard serves on, and the waiter finds its permit. Before: with
+/// the waiter on another shard, the wake ran inside that shard's inbox
+/// loop and the panic ended the loop (every later message hung); on the
+/// same shard, it came out of the `GlobalPermit`'s drop.
+#[test]
+fn a_global_limit_waiters_panicking_waker_breaks_neither_releaser_nor_shard() {
+    use shardlet::GlobalLimit;
+    for shards in [1, 2] {
+        let limit = GlobalLimit::new(1);
+        let l = limit.clone();
+        let got = util::run_with(config(shards), move || {
+            let limit = l.clone();
+            async move {
+                if shard::id() != 0 {
+                    shard::stopped().await;
+                    return None;
+                }
+                let target = shard::count() - 1;
+                let permit = limit.acquire().await;
+                // The waiter is polled on the target shard, so a grant wakes it there.
+                let l = limit.clone();
+                let mut waiter = shardlet::submit_to(target, move || async move {
+                    let mut waiter = Box::pin(l.acquire());
+                    let bad = util::panicking_waker();
+                    assert!(waiter.as_mut().poll(&mut Context::from_waker(&bad)).is_pending());
+                    waiter
+                })
+                .await
+                .unwrap();
+                assert_eq!(limit.waiting(), 1);
+                let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(permit)));
+                let after = shardlet::timeout(
+                    ANSWER_WITHIN,
+                    shardlet::submit_to(target, || async { shard::id() }),
+                )
+                .await;
+                let granted = poll_once(waiter.as_mut()).map(drop).is_ready();
+                drop(waiter);
+                shard::stopper().stop(Duration::from_secs(1));
+                Some((released.is_ok(), after.map_err(|e| e.to_string()), granted))
+            }
+        });
+        let (released, after, granted) = got[0].clone().unwrap();
+        assert!(
+            released,
+            "{shards} shard(s): the release panicked with the waiter's waker"
+        );
+        assert_eq!(
+            after,
+            Ok(Ok(shards - 1)),
+            "{shards} shard(s): the waiter's shard serves on"
+        );
+        assert!(granted, "the waiter got its permit");
+        assert_eq!(limit.available(), 1);
+    }
+}

@@ -30,14 +30,14 @@ struct WakeJob(Mutex<Option<Waker>>);
 impl Job for WakeJob {
     fn run(self: Arc<Self>, _cx: &mut Context<'_>) {
         if let Some(waker) = take(&self.0) {
-            waker.wake();
+            wake_here(waker);
         }
     }
 
     /// Not delivered (a full lane, a shard that ended): wake it directly.
     fn abandon(&self) {
         if let Some(waker) = take(&self.0) {
-            waker.wake();
+            wake_here(waker);
         }
     }
 
@@ -57,7 +57,8 @@ impl Job for WakeJob {
 /// (a local wake there), instead of glommio's cross-thread wake (an eventfd
 /// write that the home shard reads back through io_uring, much slower even
 /// when both shards are busy). If the lane is full,
-/// or from anywhere else, it wakes directly.
+/// or from anywhere else, it wakes directly. Either way a waker that
+/// panics is caught (see [`wake_here`]).
 pub(crate) fn wake(home: Option<Home>, waker: Waker) {
     if let (Some(home), Some(here)) = (home, super::here::here()) {
         if here.mesh.id() == home.mesh && here.id != home.shard {
@@ -67,7 +68,15 @@ pub(crate) fn wake(home: Option<Home>, waker: Waker) {
             return;
         }
     }
-    waker.wake();
+    wake_here(waker);
+}
+
+/// Wakes `waker` from this thread. A waker is someone else's code (a
+/// foreign executor's, a test's) and may panic; its panic is caught,
+/// counted and logged here, so it neither ends the inbox loop that runs a
+/// wake from another shard nor comes out of the permit's drop that granted it.
+fn wake_here(waker: Waker) {
+    crate::sync::wakers::wake_all_counted(std::iter::once(waker));
 }
 
 #[cfg(test)]
