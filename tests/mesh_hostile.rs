@@ -526,3 +526,92 @@ fn a_global_limit_waiters_panicking_waker_breaks_neither_releaser_nor_shard() {
         assert_eq!(limit.available(), 1);
     }
 }
+
+/// A `spawn_on` polled (on a shard) with a waker that panics, waiting for
+/// room in a full lane: the target's inbox loop, which wakes it when it
+/// takes a message from that lane, catches the panic and serves on, and the
+/// send goes through when polled again. Before: the panic ended the loop
+/// (every later message to that shard hung).
+#[test]
+fn a_senders_panicking_waker_leaves_the_target_serving() {
+    use std::sync::atomic::AtomicBool;
+    for shards in [1, 2] {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let got = util::run_with(config(shards).with_mailbox(2), move || {
+            let ran = r.clone();
+            async move {
+                if shard::id() != 0 {
+                    shard::stopped().await;
+                    return None;
+                }
+                let target = shard::count() - 1;
+                let mesh = shard::mesh();
+                let busy = Arc::new(AtomicBool::new(true));
+                if target != 0 {
+                    // Hold the target's thread while this shard fills its lane.
+                    let (b, started) = (busy.clone(), Arc::new(AtomicBool::new(false)));
+                    let s = started.clone();
+                    shardlet::spawn_on(target, move || {
+                        s.store(true, SeqCst);
+                        while b.load(SeqCst) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        async {}
+                    })
+                    .await
+                    .unwrap();
+                    util::wait_until("the target is held", || started.load(SeqCst)).await;
+                }
+                let (sent, mut waiting) = fill_and_wait_with_a_bad_waker(&mesh, target, &ran);
+                busy.store(false, SeqCst);
+                // The target takes what waits in the lane, waking the bad waker.
+                util::wait_until("the target took a message", || ran.load(SeqCst) > 0).await;
+                let resent = shardlet::timeout(ANSWER_WITHIN, waiting.as_mut()).await;
+                assert_eq!(
+                    resent.map_err(|e| e.to_string()),
+                    Ok(Ok(())),
+                    "the waiting send went through"
+                );
+                util::wait_until("every message ran", || ran.load(SeqCst) == sent + 1).await;
+                let after = shardlet::timeout(
+                    ANSWER_WITHIN,
+                    shardlet::submit_to(target, || async { shard::id() }),
+                )
+                .await;
+                shard::stopper().stop(Duration::from_secs(1));
+                Some(after.map_err(|e| e.to_string()))
+            }
+        });
+        assert_eq!(
+            got[0].clone().unwrap(),
+            Ok(Ok(shards - 1)),
+            "{shards} shard(s): the target serves on"
+        );
+    }
+
+    /// Fills this shard's lane to `target` (returns how many it sent), then
+    /// leaves a sender waiting for room, polled with a waker that panics.
+    fn fill_and_wait_with_a_bad_waker(
+        mesh: &Mesh,
+        target: usize,
+        ran: &Arc<AtomicUsize>,
+    ) -> (usize, Pin<Box<dyn Future<Output = Result<(), MeshError>>>>) {
+        let job = |ran: Arc<AtomicUsize>| {
+            move || async move {
+                ran.fetch_add(1, SeqCst);
+            }
+        };
+        let mut sent = 0;
+        while mesh.try_spawn_on(target, job(ran.clone())).is_ok() {
+            sent += 1;
+        }
+        let mesh = mesh.clone();
+        let job = job(ran.clone());
+        let mut waiting: Pin<Box<dyn Future<Output = _>>> =
+            Box::pin(async move { mesh.spawn_on(target, job).await });
+        let bad = util::panicking_waker();
+        assert!(waiting.as_mut().poll(&mut Context::from_waker(&bad)).is_pending());
+        (sent, waiting)
+    }
+}

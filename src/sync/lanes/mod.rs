@@ -34,6 +34,8 @@
 //! - Closing: when the receiving shard ends, [`Inlanes::close`] closes each
 //!   lane's [`Gate`] and drains it, handing each value to its caller; then
 //!   it wakes the lane's waiting senders, which find it closed.
+//! - A sender's waker is woken by the receiving shard (room made, closed)
+//!   under a catch: its panic is counted and logged, and goes no further.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -405,7 +407,7 @@ impl<T> Inlanes<T> {
         fence(SeqCst);
         let lane = self.shared.lane(from, self.me);
         if lane.receiver.blocked.load(Relaxed) && lane.receiver.blocked.swap(false, SeqCst) {
-            lane.receiver.room.wake();
+            wake_sender(&lane.receiver.room);
         }
     }
 
@@ -461,8 +463,18 @@ impl<T> Inlanes<T> {
                 }
             });
             lane.receiver.blocked.store(false, SeqCst);
-            lane.receiver.room.wake();
+            wake_sender(&lane.receiver.room);
         }
+    }
+}
+
+/// Wakes a lane's head waiter from the receiving shard. Its waker is the
+/// sender's (any code that polled a send on that shard) and may panic: the
+/// panic is caught, counted and logged, so it does not end the receiver's
+/// inbox loop, which calls this.
+fn wake_sender(room: &AtomicWaker) {
+    if let Some(waker) = room.take() {
+        super::wakers::wake_all_counted(std::iter::once(waker));
     }
 }
 
