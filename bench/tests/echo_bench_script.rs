@@ -74,6 +74,7 @@ fn run_script_with(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         "ECHO_BENCH_SERVERS",
         "SERVER_CPUS",
         "CLIENT_CPUS",
+        "SHARDLET_CPUS",
         "SHARDLET_MAX_CONNECTIONS",
         "SHARDLET_SHARDS",
         "CARGO_TARGET_DIR",
@@ -256,6 +257,86 @@ fn a_cpu_list_outside_the_allowed_cpus_is_named() {
         assert!(
             !results.join("shardlet.server.log").exists(),
             "{option} {list}: a server was started"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `SHARDLET_CPUS` in the environment is the server's CPUs: given alone, the
+/// server runs there (and the client on the other CPUs); given with a
+/// `--server-cpus` that names other CPUs, the script stops, naming both,
+/// rather than overriding it without a word.
+#[test]
+fn shardlet_cpus_is_the_servers_unless_server_cpus_differs() {
+    let dir = scratch("shardlet-cpus");
+    let target = stand_ins(
+        &dir,
+        "echo \"SHARDLET_CPUS=$SHARDLET_CPUS\"\necho \"listening on $2\"\nexec sleep 30",
+    );
+    let results = dir.join("results");
+    let results_arg = results.to_str().unwrap();
+    let target_dir = target.to_str().unwrap();
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let last = allowed.iter().max().unwrap().to_string();
+
+    // Different CPUs: an error naming both, before any server starts.
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_TARGET_DIR", target_dir), ("SHARDLET_CPUS", "4095")],
+        &["--no-build", "--results", results_arg, "--server-cpus", &last],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "echo-bench: --server-cpus '{last}' and SHARDLET_CPUS '4095' name different CPUs"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !results.join("shardlet.server.log").exists(),
+        "a server was started"
+    );
+
+    // The same CPUs, spelt otherwise: agreed.
+    let output = run_script_with(
+        &dir,
+        &[
+            ("CARGO_TARGET_DIR", target_dir),
+            ("SHARDLET_CPUS", &format!("{last}-{last}")),
+        ],
+        &["--no-build", "--results", results_arg, "--server-cpus", &last],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    // SHARDLET_CPUS alone: the server's CPUs, said so; the client's are the others.
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_TARGET_DIR", target_dir), ("SHARDLET_CPUS", &last)],
+        &["--no-build", "--results", results_arg],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let log = std::fs::read_to_string(results.join("shardlet.server.log")).unwrap();
+    assert!(log.contains(&format!("SHARDLET_CPUS={last}\n")), "{log}");
+    assert!(
+        stderr.contains(&format!("server cpus {last} (from SHARDLET_CPUS), client cpus ")),
+        "{stderr}"
+    );
+    if allowed.len() > 1 {
+        let others: Vec<String> = allowed
+            .iter()
+            .filter(|&&c| c.to_string() != last)
+            .map(|c| c.to_string())
+            .collect();
+        assert!(
+            stderr.contains(&format!("client cpus {};", others.join(","))),
+            "{stderr}"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
