@@ -339,7 +339,18 @@ host="${addr%:*}"
 host="${host#[}"
 host="${host%]}"
 port="${addr##*:}"
-port_busy() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+# port_busy: whether something accepts connections on --addr. Bounded: a
+# connection to an address that is not this machine's (or to a listener that
+# never accepts) can wait minutes for an answer; one that does not come within
+# 3 s is an error, where a free local port refuses at once.
+port_busy() {
+    local rc=0
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null || rc=$?
+    if ((rc == 124)); then
+        die "no answer from $addr within 3 s (neither accepted nor refused): it is not an address of this machine, or something there listens without accepting; pass --addr with a free local address, e.g. 127.0.0.1:6000"
+    fi
+    ((rc == 0))
+}
 
 # Step 6: one run per server, connection count and round (servers
 # interleaved; with --repeat, the order rotates each round).

@@ -262,6 +262,59 @@ fn a_cpu_list_outside_the_allowed_cpus_is_named() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The check that nothing listens on `--addr` is bounded in time: a
+/// connection that is neither accepted nor refused (an address that is not
+/// this machine's; here, a listener whose accept queue is full, so that the
+/// kernel drops the SYNs) is an error naming the address within seconds, not
+/// a wait of minutes for the kernel to give up.
+#[test]
+fn an_address_that_does_not_answer_is_named_within_seconds() {
+    let dir = scratch("no-answer");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    // A backlog of 0 queues one connection; fill it until connects hang.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    let mut full = false;
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    assert!(full, "the accept queue did not fill ({} queued)", queued.len());
+    let addr = addr.to_string();
+    let started = Instant::now();
+    let output = run_script(
+        &dir,
+        &target,
+        &["--results", results.to_str().unwrap(), "--addr", &addr],
+    );
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("echo-bench: no answer from {addr} within 3 s")),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        !results.join("shardlet.server.log").exists(),
+        "a server was started"
+    );
+    drop(queued);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `SHARDLET_CPUS` in the environment is the server's CPUs: given alone, the
 /// server runs there (and the client on the other CPUs); given with a
 /// `--server-cpus` that names other CPUs, the script stops, naming both,
