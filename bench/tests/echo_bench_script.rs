@@ -394,3 +394,40 @@ fn shardlet_cpus_is_the_servers_unless_server_cpus_differs() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `release_dir` (scripts/release-dir.sh) reads the target folder from
+/// `cargo metadata`'s JSON whatever its path holds: spaces, quotes and
+/// backslashes (escaped in the JSON) included.
+#[test]
+fn release_dir_reads_a_target_folder_with_spaces_quotes_and_backslashes() {
+    let dir = scratch("release-dir");
+    let target = dir.join("my target \"quoted\" back\\slash");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new("bash");
+    command
+        .args(["-c", ". scripts/release-dir.sh && release_dir"])
+        .current_dir(&repo)
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env("CARGO_TARGET_DIR", &target);
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout, format!("{}\n", target.join("release").display()));
+
+    // And the script runs the binaries it finds there.
+    let target = stand_ins(
+        &dir.join("a \"spaced\" \\ folder"),
+        "echo \"listening on $2\"\nexec sleep 30",
+    );
+    let results = dir.join("results");
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
