@@ -311,6 +311,13 @@ fi
 # shellcheck source=scripts/release-dir.sh
 . scripts/release-dir.sh
 bin="$(release_dir)"
+# Every program this run needs, there before any server starts (not a
+# server that "exited (status 127)" with taskset's complaint in its log).
+for program in echo_bench $(for label in "${labels[@]}"; do example_of "$label"; done); do
+    [[ -x "$bin/$program" ]] && continue
+    ((build)) && die "cargo built, but there is no $bin/$program"
+    die "no $bin/$program: run without --no-build to build it (release binaries are looked for in cargo's target folder: CARGO_TARGET_DIR, or target/)"
+done
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.

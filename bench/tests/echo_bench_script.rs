@@ -431,3 +431,29 @@ fn release_dir_reads_a_target_folder_with_spaces_quotes_and_backslashes() {
     assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With `--no-build` and no binaries built, the script says which program
+/// is missing and how to build it, before any server starts; not a server
+/// that "exited (status 127)" with taskset's complaint in its log.
+#[test]
+fn a_missing_binary_is_named_before_any_server_starts() {
+    let dir = scratch("missing");
+    let target = dir.join("target");
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    let results = dir.join("results");
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "echo-bench: no {}: run without --no-build to build it",
+            target.join("release/echo_bench").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !results.join("shardlet.server.log").exists(),
+        "a server was started"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
