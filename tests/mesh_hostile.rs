@@ -495,10 +495,12 @@ fn a_global_limit_waiters_panicking_waker_breaks_neither_releaser_nor_shard() {
                     let mut waiter = Box::pin(l.acquire());
                     let bad = util::panicking_waker();
                     assert!(waiter.as_mut().poll(&mut Context::from_waker(&bad)).is_pending());
-                    waiter
+                    // Handed back to be polled here later, not awaited there.
+                    (waiter,)
                 })
                 .await
-                .unwrap();
+                .unwrap()
+                .0;
                 assert_eq!(limit.waiting(), 1);
                 let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(permit)));
                 let after = shardlet::timeout(
@@ -590,13 +592,16 @@ fn a_senders_panicking_waker_leaves_the_target_serving() {
         );
     }
 
+    /// A `spawn_on` in progress.
+    type Sending = Pin<Box<dyn Future<Output = Result<(), MeshError>>>>;
+
     /// Fills this shard's lane to `target` (returns how many it sent), then
     /// leaves a sender waiting for room, polled with a waker that panics.
     fn fill_and_wait_with_a_bad_waker(
         mesh: &Mesh,
         target: usize,
         ran: &Arc<AtomicUsize>,
-    ) -> (usize, Pin<Box<dyn Future<Output = Result<(), MeshError>>>>) {
+    ) -> (usize, Sending) {
         let job = |ran: Arc<AtomicUsize>| {
             move || async move {
                 ran.fetch_add(1, SeqCst);
