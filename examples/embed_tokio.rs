@@ -9,7 +9,8 @@
 //! - **Admin** (tokio): `GET /stats` shows `RuntimeHandle::stats()` and the
 //!   server's counters, `GET /metrics` the same in the Prometheus format,
 //!   `GET /work?shard=1&n=1000` sends work *into* a shard from a tokio task
-//!   (`Mesh::submit_to`, a `Send` future) and answers with its result.
+//!   (`Mesh::submit_to`, a `Send` future) and answers with its result
+//!   (`n` at most `MAX_WORK`, 10 000 000; more, or not a number, is a 400 naming the limit).
 //! - **Lifecycle**: `Server::ready(&handle).await` before announcing the
 //!   service (a shard that fails to start is an error at once, with its
 //!   reason); on SIGTERM or Ctrl-C: stop accepting, stop the shards, and
@@ -37,6 +38,11 @@ use shardlet::{shard, Mesh, Runtime, Server, ServerConfig};
 
 /// How long connections get to finish after SIGTERM.
 const GRACE: Duration = Duration::from_secs(3);
+
+/// The largest `n` that `/work?n=` accepts: a client must not be able to
+/// keep a shard busy for as long as it likes (about 10 ms of a shard's time,
+/// unoptimised, and the sum of `0..n` stays far below `u64::MAX`).
+const MAX_WORK: u64 = 10_000_000;
 
 /// A tokio service with shardlet as its data plane.
 #[derive(Parser, Debug)]
@@ -95,7 +101,7 @@ impl Admin {
             .expect("a valid response"))
     }
 
-    /// Sums `0..n` on shard `shard`: work sent into the data plane from a
+    /// Sums `0..n` (`n <= MAX_WORK`) on shard `shard`: work sent into the data plane from a
     /// tokio task. `Mesh::submit_to` is a `Send` future; the closure is
     /// `Send`, the future it makes on the shard need not be.
     async fn work(&self, query: &str) -> (u16, String) {
@@ -103,16 +109,23 @@ impl Admin {
             query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .and_then(|v| v.parse::<u64>().ok())
         };
         let (Some(target), Some(n)) = (arg("shard"), arg("n")) else {
             return (400, "expected /work?shard=N&n=COUNT\n".into());
         };
+        let Ok(target) = target.parse::<usize>() else {
+            return (400, format!("shard must be a shard number, got {target:?}\n"));
+        };
+        // Bounded: the work is done on a data-plane shard, on a client's say.
+        let Some(n) = n.parse::<u64>().ok().filter(|&n| n <= MAX_WORK) else {
+            return (
+                400,
+                format!("n must be a whole number from 0 to {MAX_WORK}, got {n:?}\n"),
+            );
+        };
         let answer = self
             .mesh
-            .submit_to(target as usize, move || async move {
-                (shard::id(), (0..n).sum::<u64>())
-            })
+            .submit_to(target, move || async move { (shard::id(), (0..n).sum::<u64>()) })
             .await;
         match answer {
             Ok((on, sum)) => (200, format!("shard {on}: {sum}\n")),

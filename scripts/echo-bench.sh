@@ -23,8 +23,11 @@
 #                         shardlet, shardlet-glommio (shardlet's server on glommio's streams),
 #                         shardlet-acks (shardlet's server with --acks-with-answers),
 #                         raw-glommio, tokio (default: shardlet; env ECHO_BENCH_SERVERS)
-#   --server-cpus LIST    CPUs for the server (default: the first CPU; env SERVER_CPUS)
-#   --client-cpus LIST    CPUs for the client (default: the other CPUs; env CLIENT_CPUS)
+#   --server-cpus LIST    CPUs for the server (default: SHARDLET_CPUS if set, else the
+#                         first CPU; env SERVER_CPUS). Given with a SHARDLET_CPUS that
+#                         names other CPUs, it is an error
+#   --client-cpus LIST    CPUs for the client (default: the CPUs the server does not use,
+#                         or the server's if it has them all; env CLIENT_CPUS)
 #   --addr HOST:PORT      where the server listens (default 127.0.0.1:6000)
 #   --results DIR         where the files go (default: results/ in the repository;
 #                         a relative DIR is taken from the current directory)
@@ -65,8 +68,9 @@
 # raise when it does not.
 #
 # Environment: SHARDLET_SHARDS / SHARDLET_ACCEPT / SHARDLET_* reach shardlet's
-# server (SHARDLET_CPUS is set from --server-cpus; the client gets one shard
-# per CPU of --client-cpus). The exit code is non-zero
+# server (SHARDLET_CPUS is the server's CPUs, as --server-cpus, which must then
+# agree with it; the client gets one shard per CPU of --client-cpus, whatever
+# SHARDLET_CPUS says). The exit code is non-zero
 # when a server failed to start or any run had errors or failed connections.
 set -euo pipefail
 # The caller's directory: relative --results and --lock paths are taken from
@@ -86,6 +90,7 @@ from_caller() { # from_caller PATH: PATH made absolute, from the caller's direct
 # Step 1: options.
 servers="${ECHO_BENCH_SERVERS:-shardlet}"
 server_cpus="${SERVER_CPUS:-}"
+server_from="${SERVER_CPUS:+SERVER_CPUS}" # where server_cpus came from, for the messages
 client_cpus="${CLIENT_CPUS:-}"
 addr="127.0.0.1:6000"
 results="results"
@@ -105,8 +110,8 @@ while (($#)); do
     --compare) compare=1 ;;
     --servers) servers="${2:?--servers needs a list}"; shift ;;
     --servers=*) servers="${1#*=}" ;;
-    --server-cpus) server_cpus="${2:?--server-cpus needs a list}"; shift ;;
-    --server-cpus=*) server_cpus="${1#*=}" ;;
+    --server-cpus) server_cpus="${2:?--server-cpus needs a list}"; server_from="--server-cpus"; shift ;;
+    --server-cpus=*) server_cpus="${1#*=}"; server_from="--server-cpus" ;;
     --client-cpus) client_cpus="${2:?--client-cpus needs a list}"; shift ;;
     --client-cpus=*) client_cpus="${1#*=}" ;;
     --addr) addr="${2:?--addr needs HOST:PORT}"; shift ;;
@@ -182,28 +187,66 @@ for label in "${labels[@]}"; do example_of "$label" >/dev/null; done
 
 # Step 2: CPUs. The server gets the first allowed CPU, the client the rest;
 # on one CPU they share it (and the figures then measure both together).
+# SHARDLET_CPUS in the environment names the server's CPUs too: alone, it is
+# used; beside --server-cpus (or SERVER_CPUS) it must say the same, since a
+# silent choice between two explicit settings would measure on CPUs the user
+# did not expect.
 # shellcheck source=scripts/cpus.sh
 . scripts/cpus.sh
 read -r -a cpus <<<"$(allowed_cpus)"
-if [[ -z "$server_cpus" ]]; then server_cpus="${cpus[0]}"; fi
-if [[ -z "$client_cpus" ]]; then
-    if ((${#cpus[@]} > 1)); then
-        client_cpus="$(IFS=','; echo "${cpus[*]:1}")"
-    else
-        client_cpus="${cpus[0]}"
-        echo "echo-bench: only one CPU: the server and the client share CPU ${cpus[0]}" >&2
-    fi
-fi
-for side in server client; do
-    list_var="${side}_cpus"
-    list="${!list_var}"
-    what="--$side-cpus (${side^^}_CPUS) '$list'"
-    [[ "$list" =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] ||
-        die "$what: expected CPU numbers and ranges, e.g. 1 or 1-3,5"
-    for c in $(expand_cpus "$list"); do
+cpu_list() { # cpu_list WHAT LIST: dies unless LIST is a CPU list (checked before any arithmetic on it)
+    [[ "$2" =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] ||
+        die "$1 '$2': expected CPU numbers and ranges, e.g. 1 or 1-3,5"
+}
+check_cpus() { # check_cpus WHAT LIST: dies unless LIST is a CPU list of allowed CPUs
+    local what="$1 '$2'" c
+    cpu_list "$1" "$2"
+    for c in $(expand_cpus "$2"); do
         [[ " ${cpus[*]} " == *" $c "* ]] || die "$what: CPU $c is not one this process may use (${cpus[*]})"
     done
-done
+}
+in_cpus() { # in_cpus CPU LIST: whether LIST names CPU
+    [[ " $(expand_cpus "$2") " == *" $1 "* ]]
+}
+same_cpus() { # same_cpus LIST LIST: whether the two name the same CPUs
+    local c
+    for c in $(expand_cpus "$1"); do in_cpus "$c" "$2" || return 1; done
+    for c in $(expand_cpus "$2"); do in_cpus "$c" "$1" || return 1; done
+}
+if [[ -n "${SHARDLET_CPUS:-}" ]]; then
+    if [[ -z "$server_cpus" ]]; then
+        server_cpus="$SHARDLET_CPUS"
+        server_from="SHARDLET_CPUS"
+    else
+        cpu_list "--server-cpus (SERVER_CPUS)" "$server_cpus"
+        cpu_list SHARDLET_CPUS "$SHARDLET_CPUS"
+        same_cpus "$server_cpus" "$SHARDLET_CPUS" ||
+            die "$server_from '$server_cpus' and SHARDLET_CPUS '$SHARDLET_CPUS' name different CPUs for the server: unset SHARDLET_CPUS, or leave out $server_from, or make them the same"
+    fi
+fi
+if [[ -z "$server_cpus" ]]; then
+    server_cpus="${cpus[0]}"
+    server_from="the first allowed CPU"
+fi
+if [[ "$server_from" == SHARDLET_CPUS ]]; then
+    check_cpus SHARDLET_CPUS "$server_cpus"
+else
+    check_cpus "--server-cpus (SERVER_CPUS)" "$server_cpus"
+fi
+if [[ -z "$client_cpus" ]]; then
+    # The allowed CPUs the server does not use.
+    rest=()
+    for c in "${cpus[@]}"; do
+        in_cpus "$c" "$server_cpus" || rest+=("$c")
+    done
+    if ((${#rest[@]})); then
+        client_cpus="$(IFS=','; echo "${rest[*]}")"
+    else
+        client_cpus="$server_cpus"
+        echo "echo-bench: no CPU left for the client: it shares the server's CPU(s) $server_cpus" >&2
+    fi
+fi
+check_cpus "--client-cpus (CLIENT_CPUS)" "$client_cpus"
 pin() { # pin CPUS: the command prefix that runs a program on CPUS
     if command -v taskset >/dev/null; then echo "taskset -c $1"; fi
 }
@@ -268,6 +311,13 @@ fi
 # shellcheck source=scripts/release-dir.sh
 . scripts/release-dir.sh
 bin="$(release_dir)"
+# Every program this run needs, there before any server starts (not a
+# server that "exited (status 127)" with taskset's complaint in its log).
+for program in echo_bench $(for label in "${labels[@]}"; do example_of "$label"; done); do
+    [[ -x "$bin/$program" ]] && continue
+    ((build)) && die "cargo built, but there is no $bin/$program"
+    die "no $bin/$program: run without --no-build to build it (release binaries are looked for in cargo's target folder: CARGO_TARGET_DIR, or target/)"
+done
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.
@@ -296,13 +346,24 @@ host="${addr%:*}"
 host="${host#[}"
 host="${host%]}"
 port="${addr##*:}"
-port_busy() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+# port_busy: whether something accepts connections on --addr. Bounded: a
+# connection to an address that is not this machine's (or to a listener that
+# never accepts) can wait minutes for an answer; one that does not come within
+# 3 s is an error, where a free local port refuses at once.
+port_busy() {
+    local rc=0
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null || rc=$?
+    if ((rc == 124)); then
+        die "no answer from $addr within 3 s (neither accepted nor refused): it is not an address of this machine, or something there listens without accepting; pass --addr with a free local address, e.g. 127.0.0.1:6000"
+    fi
+    ((rc == 0))
+}
 
 # Step 6: one run per server, connection count and round (servers
 # interleaved; with --repeat, the order rotates each round).
 failed=0
 ran=()
-echo "echo-bench: servers: ${labels[*]}; server cpus $server_cpus, client cpus $client_cpus;" \
+echo "echo-bench: servers: ${labels[*]}; server cpus $server_cpus (from $server_from), client cpus $client_cpus;" \
     "kernel $(uname -r); somaxconn $(cat /proc/sys/net/core/somaxconn);" \
     "ephemeral ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)" >&2
 lock_fd=""

@@ -97,6 +97,9 @@ done
 . scripts/cpus.sh
 read -r -a cpus <<<"$(allowed_cpus)"
 ncpu=${#cpus[@]}
+# Each step sets the server's CPUs; echo-bench.sh would stop at a SHARDLET_CPUS
+# that names others (run scale-bench under taskset to narrow the CPUs instead).
+[[ -z "${SHARDLET_CPUS:-}" ]] || die "SHARDLET_CPUS='$SHARDLET_CPUS': each step chooses the server's CPUs itself; unset it (to use fewer CPUs, run this script under taskset -c LIST)"
 ((ncpu >= 2)) || die "needs at least 2 CPUs (one for the server, one for the client); this process may use $ncpu"
 half=$((ncpu / 2))
 client_cpus="$(IFS=','; echo "${cpus[*]:half}")"

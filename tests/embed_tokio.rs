@@ -78,6 +78,21 @@ fn tokio_host_with_a_shardlet_data_plane() {
     }
     assert!(http_get(&admin, "/work?shard=7&n=1").starts_with("HTTP/1.1 503"));
 
+    // `n` is bounded: too large, or not a number, is a 400 that names the
+    // limit, and the endpoint keeps serving.
+    for n in ["10000001", "18446744073709551615", "lots", "-1"] {
+        let answer = http_get(&admin, &format!("/work?shard=0&n={n}"));
+        assert!(answer.starts_with("HTTP/1.1 400"), "n={n}: {answer}");
+        assert!(
+            answer.ends_with(&format!(
+                "n must be a whole number from 0 to 10000000, got \"{n}\"\n"
+            )),
+            "n={n}: {answer}"
+        );
+    }
+    let answer = http_get(&admin, "/work?shard=1&n=10000000");
+    assert!(answer.ends_with("shard 1: 49999995000000\n"), "{answer}");
+
     // The stats, read from tokio.
     let stats = http_get(&admin, "/stats");
     assert!(

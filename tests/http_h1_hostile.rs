@@ -37,6 +37,15 @@ async fn route(request: Request<Body>) -> Answer {
             let pieces = futures_lite::stream::repeat_with(move || Ok(Frame::data(piece.clone())));
             Response::new(Box::pin(StreamBody::new(pieces)))
         }
+        // A handler that answers with a protocol switch.
+        "/switch" => {
+            let mut answer: Answer = Response::new(Box::pin(Full::new(Bytes::new()).map_err(|e| match e {})));
+            *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            answer
+                .headers_mut()
+                .insert("upgrade", http::HeaderValue::from_static("websocket"));
+            answer
+        }
         "/host" => {
             let host = request.headers().get("host").map(|h| h.as_bytes().to_vec());
             Response::new(Box::pin(
@@ -338,4 +347,20 @@ fn a_target_form_that_does_not_fit_its_method_is_400() {
         assert_eq!(reply.status, status, "{what}: {reply:?}");
     }
     assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
+/// shardlet's server carries out no protocol switch (hyper's upgrades need
+/// a `Send` connection), so a handler's 101 would tell the client a switch
+/// happened that never does (RFC 9110 §15.2.2): it is a 500, logged, and
+/// the connection goes on serving. Before: the 101 went out and the
+/// connection closed.
+#[test]
+fn a_handlers_101_is_a_500() {
+    let server = start(Limits::default());
+    let mut conn = Conn::open(server.addr());
+    let raw = b"GET /switch HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let reply = conn.roundtrip(raw).unwrap();
+    assert_eq!(reply.status, 500, "{reply:?}");
+    let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(again.status, 200, "{again:?}");
 }

@@ -74,6 +74,7 @@ fn run_script_with(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         "ECHO_BENCH_SERVERS",
         "SERVER_CPUS",
         "CLIENT_CPUS",
+        "SHARDLET_CPUS",
         "SHARDLET_MAX_CONNECTIONS",
         "SHARDLET_SHARDS",
         "CARGO_TARGET_DIR",
@@ -258,5 +259,201 @@ fn a_cpu_list_outside_the_allowed_cpus_is_named() {
             "{option} {list}: a server was started"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The check that nothing listens on `--addr` is bounded in time: a
+/// connection that is neither accepted nor refused (an address that is not
+/// this machine's; here, a listener whose accept queue is full, so that the
+/// kernel drops the SYNs) is an error naming the address within seconds, not
+/// a wait of minutes for the kernel to give up.
+#[test]
+fn an_address_that_does_not_answer_is_named_within_seconds() {
+    let dir = scratch("no-answer");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    // A backlog of 0 queues one connection; fill it until connects hang.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    let mut full = false;
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    assert!(full, "the accept queue did not fill ({} queued)", queued.len());
+    let addr = addr.to_string();
+    let started = Instant::now();
+    let output = run_script(
+        &dir,
+        &target,
+        &["--results", results.to_str().unwrap(), "--addr", &addr],
+    );
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("echo-bench: no answer from {addr} within 3 s")),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        !results.join("shardlet.server.log").exists(),
+        "a server was started"
+    );
+    drop(queued);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `SHARDLET_CPUS` in the environment is the server's CPUs: given alone, the
+/// server runs there (and the client on the other CPUs); given with a
+/// `--server-cpus` that names other CPUs, the script stops, naming both,
+/// rather than overriding it without a word.
+#[test]
+fn shardlet_cpus_is_the_servers_unless_server_cpus_differs() {
+    let dir = scratch("shardlet-cpus");
+    let target = stand_ins(
+        &dir,
+        "echo \"SHARDLET_CPUS=$SHARDLET_CPUS\"\necho \"listening on $2\"\nexec sleep 30",
+    );
+    let results = dir.join("results");
+    let results_arg = results.to_str().unwrap();
+    let target_dir = target.to_str().unwrap();
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let last = allowed.iter().max().unwrap().to_string();
+
+    // Different CPUs: an error naming both, before any server starts.
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_TARGET_DIR", target_dir), ("SHARDLET_CPUS", "4095")],
+        &["--no-build", "--results", results_arg, "--server-cpus", &last],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "echo-bench: --server-cpus '{last}' and SHARDLET_CPUS '4095' name different CPUs"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !results.join("shardlet.server.log").exists(),
+        "a server was started"
+    );
+
+    // The same CPUs, spelt otherwise: agreed.
+    let output = run_script_with(
+        &dir,
+        &[
+            ("CARGO_TARGET_DIR", target_dir),
+            ("SHARDLET_CPUS", &format!("{last}-{last}")),
+        ],
+        &["--no-build", "--results", results_arg, "--server-cpus", &last],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    // SHARDLET_CPUS alone: the server's CPUs, said so; the client's are the others.
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_TARGET_DIR", target_dir), ("SHARDLET_CPUS", &last)],
+        &["--no-build", "--results", results_arg],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let log = std::fs::read_to_string(results.join("shardlet.server.log")).unwrap();
+    assert!(log.contains(&format!("SHARDLET_CPUS={last}\n")), "{log}");
+    assert!(
+        stderr.contains(&format!("server cpus {last} (from SHARDLET_CPUS), client cpus ")),
+        "{stderr}"
+    );
+    if allowed.len() > 1 {
+        let others: Vec<String> = allowed
+            .iter()
+            .filter(|&&c| c.to_string() != last)
+            .map(|c| c.to_string())
+            .collect();
+        assert!(
+            stderr.contains(&format!("client cpus {};", others.join(","))),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `release_dir` (scripts/release-dir.sh) reads the target folder from
+/// `cargo metadata`'s JSON whatever its path holds: spaces, quotes and
+/// backslashes (escaped in the JSON) included.
+#[test]
+fn release_dir_reads_a_target_folder_with_spaces_quotes_and_backslashes() {
+    let dir = scratch("release-dir");
+    let target = dir.join("my target \"quoted\" back\\slash");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new("bash");
+    command
+        .args(["-c", ". scripts/release-dir.sh && release_dir"])
+        .current_dir(&repo)
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env("CARGO_TARGET_DIR", &target);
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout, format!("{}\n", target.join("release").display()));
+
+    // And the script runs the binaries it finds there.
+    let target = stand_ins(
+        &dir.join("a \"spaced\" \\ folder"),
+        "echo \"listening on $2\"\nexec sleep 30",
+    );
+    let results = dir.join("results");
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(results.join("client.json").is_file(), "{stdout}\n{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `--no-build` and no binaries built, the script says which program
+/// is missing and how to build it, before any server starts; not a server
+/// that "exited (status 127)" with taskset's complaint in its log.
+#[test]
+fn a_missing_binary_is_named_before_any_server_starts() {
+    let dir = scratch("missing");
+    let target = dir.join("target");
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    let results = dir.join("results");
+    let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "echo-bench: no {}: run without --no-build to build it",
+            target.join("release/echo_bench").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !results.join("shardlet.server.log").exists(),
+        "a server was started"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

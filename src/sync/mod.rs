@@ -70,6 +70,23 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    /// Panics caught on this thread: in shardlet tasks (`task::guard`) and
+    /// in wakers woken as a pool slot is given back ([`wakers`]).
+    static PANICS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a panic caught on this thread (see [`panics`]).
+#[cold]
+pub(crate) fn count_panic() {
+    PANICS.with(|n| n.set(n.get() + 1));
+}
+
+/// Panics caught on this thread so far (`shard::panics`).
+pub(crate) fn panics() -> u64 {
+    PANICS.with(std::cell::Cell::get)
+}
+
 /// Lets another thread run (a closer waiting for a sender mid-send).
 pub(crate) fn yield_thread() {
     #[cfg(loom)]

@@ -30,7 +30,7 @@ pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
 pub(crate) fn wake_all_counted(wakers: impl IntoIterator<Item = Waker>) {
     for waker in wakers {
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-            crate::task::guard::count_panic();
+            super::count_panic();
             log(&*panic);
         }
     }

@@ -42,8 +42,6 @@ struct Here {
     pool: Cell<Option<NonZeroU64>>,
     /// Set by [`end_tasks`]: every guarded task ends at its next poll.
     ending: Cell<bool>,
-    /// Panics caught on this thread.
-    panics: Cell<u64>,
 }
 
 thread_local! {
@@ -52,7 +50,6 @@ thread_local! {
             depth: Cell::new(0),
             pool: Cell::new(None),
             ending: Cell::new(false),
-            panics: Cell::new(0),
         }
     };
     /// Wakers of the guarded tasks that are waiting, by slot.
@@ -309,7 +306,7 @@ pub(crate) fn guard_sync<R>(f: impl FnOnce() -> R) -> Result<R, JoinError> {
 
 #[cold]
 fn caught(payload: &(dyn Any + Send)) -> JoinError {
-    count_panic();
+    crate::sync::count_panic();
     JoinError::panicked(panic_message(payload), hook::take_location())
 }
 
@@ -365,16 +362,9 @@ pub(crate) fn current_pool() -> Option<u64> {
     HERE.with(|h| h.pool.get()).map(NonZeroU64::get)
 }
 
-/// Counts a panic caught on this thread outside a guarded poll (a waker's,
-/// when a pool slot is given back).
-#[cold]
-pub(crate) fn count_panic() {
-    HERE.with(|h| h.panics.set(h.panics.get() + 1));
-}
-
 /// Panics caught in shardlet tasks on this thread so far.
 pub(crate) fn panics() -> u64 {
-    HERE.with(|h| h.panics.get())
+    crate::sync::panics()
 }
 
 /// Installs the process-wide panic hook (`hook.rs`), once.

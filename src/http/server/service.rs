@@ -153,6 +153,13 @@ where
     let is_10 = request_version == Version::HTTP_10;
     let panicked = outcome.is_err();
     let response = match outcome {
+        // No protocol switch can follow (hyper's upgrades need a `Send`
+        // connection; RFC 9113 §8.6 has no 101 in HTTP/2): a 101 would
+        // tell the client that one did (RFC 9110 §15.2.2).
+        Ok(Ok(response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            tracing::warn!(target: "shardlet::http", "request handler answered 101 Switching Protocols, which this server cannot carry out (no upgrades); answering 500");
+            status_only(StatusCode::INTERNAL_SERVER_ERROR)
+        }
         // An HTTP/1.0 client learns where a body of unknown length
         // ends by the close.
         Ok(Ok(response)) if last || (is_10 && response.body().size_hint().exact().is_none()) => {
