@@ -139,3 +139,103 @@ fn out_of_descriptors_the_driver_still_parks() {
         "{rounds} epoll_wait calls in a second, every client idle"
     );
 }
+
+const OUTAGE: &str = "SHARDLET_TEST_EMFILE_OUTAGE";
+/// Clients beyond what the outage child has descriptors for.
+const PENDING: u64 = SPARE_FDS * 3;
+
+/// The child of [`an_outage_serves_the_live_client_without_spinning`]:
+/// serves on the shards and in the mode named in [`OUTAGE`] with only a
+/// few descriptors to spare; once accepts fail, reports the CPU time the
+/// whole process used over one second, then every client's end.
+#[test]
+fn outage_child() {
+    let Ok(setup) = std::env::var(OUTAGE) else {
+        return;
+    };
+    let (mode, shards) = setup.split_once(' ').unwrap();
+    let (mode, shards): (AcceptMode, usize) = (mode.parse().unwrap(), shards.parse().unwrap());
+    let server = start_echo(shards, server_config(mode));
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, open + SPARE_FDS, hard).unwrap();
+    println!("\nADDR {}", server.addr());
+    server.wait_for("running out", Duration::from_secs(60), |s| s.accept_errors() > 0);
+    // Let the back-off reach its longest delay, then measure.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu = || {
+        let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+        let t = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
+        t(usage.user_time()) + t(usage.system_time())
+    };
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(1));
+    println!("\nCPU_MS {}", (cpu() - before).as_millis());
+    server.wait_for("every client", Duration::from_secs(60), |s| {
+        s.accepted() == 1 + PENDING && s.live() == 0
+    });
+    println!("\nDONE {}", server.stats().accept_errors());
+}
+
+/// Out of descriptors for a while, with clients waiting in the backlog:
+/// a client served before the outage keeps being served during it, the
+/// process does not spin (its CPU time over a second of the outage), and
+/// every waiting client is served once descriptors free up; one shard and
+/// two, both accept modes.
+#[test]
+fn an_outage_serves_the_live_client_without_spinning() {
+    for (mode, shards) in [
+        (AcceptMode::ReusePort, 1),
+        (AcceptMode::Handoff, 1),
+        (AcceptMode::ReusePort, 2),
+        (AcceptMode::Handoff, 2),
+    ] {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["outage_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(OUTAGE, format!("{mode} {shards}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map(Result::unwrap);
+        let addr: SocketAddr = lines
+            .by_ref()
+            .find_map(|l| l.split_once("ADDR ").map(|(_, a)| a.trim().parse().unwrap()))
+            .expect("the child reports its address");
+        let mut live = client(addr);
+        roundtrip(&mut live, b"before the outage").unwrap();
+        // More clients than descriptors: they connect (the kernel's
+        // backlog), the child runs out accepting them.
+        let pending: Vec<_> = (0..PENDING).map(|_| client(addr)).collect();
+        let cpu_ms: u64 = lines
+            .by_ref()
+            .find_map(|l| l.split_once("CPU_MS ").map(|(_, n)| n.trim().parse().unwrap()))
+            .expect("the child reports its CPU time");
+        for i in 0..50 {
+            roundtrip(&mut live, format!("during the outage {i}").as_bytes()).unwrap();
+        }
+        drop(live);
+        // Each client is served once another one's descriptor is free.
+        let served: Vec<_> = pending
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                std::thread::spawn(move || roundtrip(&mut c, format!("pending {i}").as_bytes()).unwrap())
+            })
+            .collect();
+        for s in served {
+            s.join().expect("every pending client is served in the end");
+        }
+        let errors: u64 = lines
+            .find_map(|l| l.split_once("DONE ").map(|(_, n)| n.trim().parse().unwrap()))
+            .expect("the child reports its end");
+        assert!(child.wait().unwrap().success());
+        assert!(errors > 0, "{mode} {shards}: never out of descriptors");
+        assert!(
+            cpu_ms < 300,
+            "{mode}, {shards} shards: {cpu_ms} ms of CPU in one second of the outage"
+        );
+        eprintln!("{mode}, {shards} shards: {cpu_ms} ms CPU/s during the outage, {errors} back-offs");
+    }
+}

@@ -2,8 +2,9 @@
 //! keep only what the socket did not take (`TcpStream::write_or_keep`):
 //! the bytes arrive whole and in order, end of stream and errors reach the
 //! caller, a read that fills the shard's buffer reads on, a short write
-//! keeps exactly the unsent bytes (and frees them once sent), and an echo
-//! to a slow reader keeps at most one read's worth.
+//! keeps exactly the unsent bytes (and frees them once sent, also before a
+//! shutdown of the write half), and an echo to a slow reader keeps at most
+//! one read's worth.
 
 #[path = "util/ready.rs"]
 mod ready_util;
@@ -162,6 +163,32 @@ fn a_short_write_keeps_exactly_the_unsent_bytes_and_frees_them_once_sent() {
         received[PAYLOAD..] == pattern(1000, 3)[..],
         "the tail came out of order"
     );
+}
+
+/// `shutdown(Write)` with bytes kept: they go out before the EOF, as
+/// `close` sends them (it used to send the EOF at once and drop them).
+#[test]
+fn shutdown_of_the_write_half_sends_the_kept_bytes_first() {
+    const PAYLOAD: usize = 16 << 20;
+    let (kept, received) = run1(|| async {
+        let (mine, mut peer) = ready_util::std_pair();
+        mine.write_or_keep(&pattern(PAYLOAD, 4)).unwrap();
+        let kept = mine.kept_len();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::with_capacity(PAYLOAD);
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        shardlet::timeout(Duration::from_secs(20), mine.shutdown(Shutdown::Write))
+            .await
+            .expect("shutdown hung")
+            .unwrap();
+        assert_eq!(mine.kept_len(), 0);
+        (kept, reader.join().unwrap())
+    });
+    assert!(kept > 0, "the write was not short: nothing kept, nothing tested");
+    assert_eq!(received.len(), PAYLOAD, "{kept} bytes were kept");
+    assert!(received == pattern(PAYLOAD, 4), "payload differs");
 }
 
 #[test]

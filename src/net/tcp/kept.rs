@@ -73,6 +73,10 @@ impl TcpStream {
             return Ok(());
         }
         if let Some(mut kept) = self.kept.take() {
+            // Drop what a partial flush already sent before adding more:
+            // the buffer holds the unsent bytes, not all that went through.
+            kept.bytes.drain(..kept.sent);
+            kept.sent = 0;
             kept.bytes.extend_from_slice(bytes);
             self.kept.set(Some(kept));
             return Ok(());

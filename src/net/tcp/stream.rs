@@ -198,13 +198,20 @@ impl TcpStream {
     }
 
     /// Shuts down the read half, the write half (the peer reads EOF), or
-    /// both. It completes at once; it is `async` so that code written for
-    /// glommio's stream (`stream.shutdown(how).await`) works unchanged.
+    /// both. Shutting down the write half first sends the bytes
+    /// [`write_or_keep`](TcpStream::write_or_keep) kept, waiting for room
+    /// as a flush does, so that the peer gets them before EOF; otherwise it
+    /// completes at once. (It is `async` also so that code written for
+    /// glommio's stream, `stream.shutdown(how).await`, works unchanged.)
     ///
     /// # Errors
     ///
+    /// Sending the kept bytes failed (nothing was shut down then), or
     /// `shutdown(2)` failed (e.g. `ENOTCONN` after a reset).
     pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        if how != Shutdown::Read {
+            std::future::poll_fn(|cx| self.poll_flush_kept(cx)).await?;
+        }
         self.io.shutdown(how)
     }
 }
