@@ -73,10 +73,14 @@ impl TcpStream {
             return Ok(());
         }
         if let Some(mut kept) = self.kept.take() {
-            // Drop what a partial flush already sent before adding more:
-            // the buffer holds the unsent bytes, not all that went through.
-            kept.bytes.drain(..kept.sent);
-            kept.sent = 0;
+            // Drop what partial flushes already sent before adding more, once
+            // it is as large as what is left: the buffer holds at most twice
+            // the unsent bytes, not all that went through, and each byte is
+            // moved down at most once per halving (not once per call).
+            if kept.sent > 0 && kept.sent >= kept.bytes.len() - kept.sent {
+                kept.bytes.drain(..kept.sent);
+                kept.sent = 0;
+            }
             kept.bytes.extend_from_slice(bytes);
             self.kept.set(Some(kept));
             return Ok(());
