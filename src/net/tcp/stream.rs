@@ -38,7 +38,10 @@ use crate::net::tcp::kept::Kept;
 /// count only the first 1024 slices (what one `readv`/`writev` takes).
 ///
 /// Bound to the shard that made it (`!Send`); dropping it deregisters and
-/// closes the socket. [`TcpStream::into_glommio`] hands the socket to
+/// closes the socket, and discards bytes `write_or_keep` still keeps: send
+/// them first with [`flush`](futures_lite::AsyncWriteExt::flush),
+/// [`close`](futures_lite::AsyncWriteExt::close) or
+/// [`shutdown`](TcpStream::shutdown) (a drop cannot wait for the peer). [`TcpStream::into_glommio`] hands the socket to
 /// glommio's own stream type instead, for code that needs one.
 ///
 /// # Examples
