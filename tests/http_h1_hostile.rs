@@ -46,6 +46,12 @@ async fn route(request: Request<Body>) -> Answer {
                 .insert("upgrade", http::HeaderValue::from_static("websocket"));
             answer
         }
+        // A handler that answers with an interim status as its final one.
+        "/early" => {
+            let mut answer: Answer = Response::new(Box::pin(Full::new(Bytes::new()).map_err(|e| match e {})));
+            *answer.status_mut() = http::StatusCode::EARLY_HINTS;
+            answer
+        }
         "/host" => {
             let host = request.headers().get("host").map(|h| h.as_bytes().to_vec());
             Response::new(Box::pin(
@@ -363,4 +369,22 @@ fn a_handlers_101_is_a_500() {
     assert_eq!(reply.status, 500, "{reply:?}");
     let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(again.status, 200, "{again:?}");
+}
+
+/// Any other 1xx as a handler's final answer (here 103 Early Hints) is a
+/// 500 too, and the connection serves on, as after a 101 (RFC 9110 §15.2:
+/// a 1xx is interim). Before: hyper turned it into a 500 but failed the
+/// connection and closed it (and over HTTP/2 the 103 went out as if final).
+#[test]
+fn a_handlers_other_1xx_is_a_500_and_the_connection_serves_on() {
+    let server = start(Limits::default());
+    let mut conn = Conn::open(server.addr());
+    let reply = conn.roundtrip(b"GET /early HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(reply.status, 500, "{reply:?}");
+    let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        again.map(|r| r.status).ok(),
+        Some(200),
+        "the connection serves on"
+    );
 }
