@@ -52,6 +52,12 @@ async fn route(request: Request<Body>) -> Answer {
             *answer.status_mut() = http::StatusCode::EARLY_HINTS;
             answer
         }
+        // CONNECT refused by its handler.
+        _ if request.method() == http::Method::CONNECT && request.uri().host() == Some("refuse") => {
+            let mut answer: Answer = Response::new(Box::pin(Full::new(Bytes::new()).map_err(|e| match e {})));
+            *answer.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+            answer
+        }
         "/host" => {
             let host = request.headers().get("host").map(|h| h.as_bytes().to_vec());
             Response::new(Box::pin(
@@ -369,6 +375,33 @@ fn a_handlers_101_is_a_500() {
     assert_eq!(reply.status, 500, "{reply:?}");
     let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(again.status, 200, "{again:?}");
+}
+
+/// A 2xx to CONNECT says the tunnel is open: the connection carries the
+/// client's bytes to the target from then on (RFC 9110 §9.3.6), which
+/// shardlet's server cannot do (no upgrades, as for a 101). A handler's 2xx
+/// to CONNECT is a 500, logged, and the connection goes on; its other
+/// answers (a 405 here) go out as they are. Before: the 200 went out with no
+/// length, the handler's body after it as if from the tunnel, then a close.
+#[test]
+fn a_handlers_2xx_to_connect_is_a_500() {
+    let server = start(Limits::default());
+    let mut conn = Conn::open(server.addr());
+    let reply = conn
+        .roundtrip(b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n")
+        .unwrap();
+    assert_eq!(reply.status, 500, "{reply:?}");
+    let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        again.map(|r| r.status).ok(),
+        Some(200),
+        "the connection serves on"
+    );
+    let mut conn = Conn::open(server.addr());
+    let reply = conn
+        .roundtrip(b"CONNECT refuse:443 HTTP/1.1\r\nHost: refuse:443\r\n\r\n")
+        .unwrap();
+    assert_eq!(reply.status, 405, "{reply:?}");
 }
 
 /// Any other 1xx as a handler's final answer (here 103 Early Hints) is a

@@ -127,6 +127,7 @@ where
     }
     host_from_target(&mut request);
     let request_version = request.version();
+    let connect = request.method() == http::Method::CONNECT;
     let close_10 = request.version() == Version::HTTP_10
         && !request
             .headers()
@@ -162,6 +163,13 @@ where
         Ok(Ok(response)) if response.status().is_informational() => {
             let status = response.status();
             tracing::warn!(target: "shardlet::http", %status, "request handler answered with an interim (1xx) status, which cannot end a request here (no upgrades, no interim answers); answering 500");
+            status_only(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        // A 2xx to CONNECT says the tunnel is open (RFC 9110 §9.3.6): the
+        // same switch that cannot follow here.
+        Ok(Ok(response)) if connect && response.status().is_success() => {
+            let status = response.status();
+            tracing::warn!(target: "shardlet::http", %status, "request handler accepted a CONNECT, whose tunnel this server cannot carry (no upgrades); answering 500");
             status_only(StatusCode::INTERNAL_SERVER_ERROR)
         }
         // An HTTP/1.0 client learns where a body of unknown length
