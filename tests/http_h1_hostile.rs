@@ -327,6 +327,23 @@ fn a_target_in_absolute_form_is_the_host() {
     }
 }
 
+/// RFC 9110 §4.2.1: an `http` URI with an empty host is invalid, and a
+/// recipient MUST reject it: a target in absolute form with no host is a
+/// 400 (as nginx answers), not a handler's request with an empty `Host`.
+#[test]
+fn a_target_in_absolute_form_with_an_empty_host_is_400() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    for target in ["http://:8080/host", "http://user@/host", "https://:443/host"] {
+        let reply = request(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(reply.status, 400, "GET {target}: {reply:?}");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
 /// RFC 9112 §3.2.3-4: a target in authority form (`host:port`) is for
 /// CONNECT only, and the asterisk form for OPTIONS only; anything else is a
 /// 400 (as nginx answers), never the handler's to guess at. The forms the

@@ -373,6 +373,12 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         {
             return Some(StatusCode::BAD_REQUEST);
         }
+        // RFC 9110 §4.2.1-2: an `http(s)` URI with an empty host is
+        // invalid, and its recipient MUST reject it (nginx: 400); its host
+        // would be the handler's `Host` (`host_from_target`).
+        if uri.scheme().is_some() && uri.host().is_none_or(str::is_empty) {
+            return Some(StatusCode::BAD_REQUEST);
+        }
     }
     if request.body().size_hint().lower() > limits.max_body() {
         return Some(StatusCode::PAYLOAD_TOO_LARGE);
