@@ -6,9 +6,10 @@ expand_cpus() {
     IFS=',' read -r -a parts <<<"$1"
     for part in "${parts[@]}"; do
         if [[ "$part" == *-* ]]; then
-            for ((c = ${part%-*}; c <= ${part#*-}; c++)); do out+=("$c"); done
+            # 10#: a leading zero is not octal (08 is CPU 8).
+            for ((c = 10#${part%-*}; c <= 10#${part#*-}; c++)); do out+=("$c"); done
         else
-            out+=("$part")
+            out+=("$((10#$part))")
         fi
     done
     echo "${out[@]}"

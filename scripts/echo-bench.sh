@@ -197,6 +197,17 @@ read -r -a cpus <<<"$(allowed_cpus)"
 cpu_list() { # cpu_list WHAT LIST: dies unless LIST is a CPU list (checked before any arithmetic on it)
     [[ "$2" =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] ||
         die "$1 '$2': expected CPU numbers and ranges, e.g. 1 or 1-3,5"
+    # A range that runs backwards would expand to nothing, and a long one
+    # would be counted out CPU by CPU (for minutes); Linux numbers CPUs below
+    # 8192 (NR_CPUS at most). Whether they are allowed is check_cpus's.
+    local part lo hi
+    IFS=',' read -r -a parts <<<"$2"
+    for part in "${parts[@]}"; do
+        # 10#: a leading zero is not octal.
+        lo=$((10#${part%-*})) hi=$((10#${part#*-}))
+        ((lo <= hi)) || die "$1 '$2': the range $part runs backwards"
+        ((hi < 8192)) || die "$1 '$2': CPU $hi is past any CPU number Linux has (below 8192)"
+    done
 }
 check_cpus() { # check_cpus WHAT LIST: dies unless LIST is a CPU list of allowed CPUs
     local what="$1 '$2'" c

@@ -46,6 +46,18 @@ async fn route(request: Request<Body>) -> Answer {
                 .insert("upgrade", http::HeaderValue::from_static("websocket"));
             answer
         }
+        // A handler that answers with an interim status as its final one.
+        "/early" => {
+            let mut answer: Answer = Response::new(Box::pin(Full::new(Bytes::new()).map_err(|e| match e {})));
+            *answer.status_mut() = http::StatusCode::EARLY_HINTS;
+            answer
+        }
+        // CONNECT refused by its handler.
+        _ if request.method() == http::Method::CONNECT && request.uri().host() == Some("refuse") => {
+            let mut answer: Answer = Response::new(Box::pin(Full::new(Bytes::new()).map_err(|e| match e {})));
+            *answer.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+            answer
+        }
         "/host" => {
             let host = request.headers().get("host").map(|h| h.as_bytes().to_vec());
             Response::new(Box::pin(
@@ -315,6 +327,23 @@ fn a_target_in_absolute_form_is_the_host() {
     }
 }
 
+/// RFC 9110 §4.2.1: an `http` URI with an empty host is invalid, and a
+/// recipient MUST reject it: a target in absolute form with no host is a
+/// 400 (as nginx answers), not a handler's request with an empty `Host`.
+#[test]
+fn a_target_in_absolute_form_with_an_empty_host_is_400() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    for target in ["http://:8080/host", "http://user@/host", "https://:443/host"] {
+        let reply = request(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(reply.status, 400, "GET {target}: {reply:?}");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
+}
+
 /// RFC 9112 §3.2.3-4: a target in authority form (`host:port`) is for
 /// CONNECT only, and the asterisk form for OPTIONS only; anything else is a
 /// 400 (as nginx answers), never the handler's to guess at. The forms the
@@ -363,4 +392,49 @@ fn a_handlers_101_is_a_500() {
     assert_eq!(reply.status, 500, "{reply:?}");
     let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(again.status, 200, "{again:?}");
+}
+
+/// A 2xx to CONNECT says the tunnel is open: the connection carries the
+/// client's bytes to the target from then on (RFC 9110 §9.3.6), which
+/// shardlet's server cannot do (no upgrades, as for a 101). A handler's 2xx
+/// to CONNECT is a 500, logged, and the connection goes on; its other
+/// answers (a 405 here) go out as they are. Before: the 200 went out with no
+/// length, the handler's body after it as if from the tunnel, then a close.
+#[test]
+fn a_handlers_2xx_to_connect_is_a_500() {
+    let server = start(Limits::default());
+    let mut conn = Conn::open(server.addr());
+    let reply = conn
+        .roundtrip(b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n")
+        .unwrap();
+    assert_eq!(reply.status, 500, "{reply:?}");
+    let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        again.map(|r| r.status).ok(),
+        Some(200),
+        "the connection serves on"
+    );
+    let mut conn = Conn::open(server.addr());
+    let reply = conn
+        .roundtrip(b"CONNECT refuse:443 HTTP/1.1\r\nHost: refuse:443\r\n\r\n")
+        .unwrap();
+    assert_eq!(reply.status, 405, "{reply:?}");
+}
+
+/// Any other 1xx as a handler's final answer (here 103 Early Hints) is a
+/// 500 too, and the connection serves on, as after a 101 (RFC 9110 §15.2:
+/// a 1xx is interim). Before: hyper turned it into a 500 but failed the
+/// connection and closed it (and over HTTP/2 the 103 went out as if final).
+#[test]
+fn a_handlers_other_1xx_is_a_500_and_the_connection_serves_on() {
+    let server = start(Limits::default());
+    let mut conn = Conn::open(server.addr());
+    let reply = conn.roundtrip(b"GET /early HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(reply.status, 500, "{reply:?}");
+    let again = conn.roundtrip(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        again.map(|r| r.status).ok(),
+        Some(200),
+        "the connection serves on"
+    );
 }

@@ -65,6 +65,16 @@ async fn route(request: Request<Body>) -> Answer {
             });
             return Response::new(StreamBody::new(pieces).boxed_unsync());
         }
+        // A handler that answers with an interim status as its final one.
+        "/early" => {
+            let mut answer = Response::new(
+                Full::new(Bytes::from_static(b"early\n"))
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            );
+            *answer.status_mut() = http::StatusCode::EARLY_HINTS;
+            return answer;
+        }
         "/big" => {
             return Response::new(
                 Full::new(Bytes::from(vec![b'b'; BIG]))
@@ -377,6 +387,46 @@ fn a_4xx_ends_only_its_stream() {
         "{status:x?}"
     );
     client.next = 3;
+    let next = client.open("/").unwrap();
+    let mut answered = false;
+    while !answered && !client.closed && started.elapsed() < Duration::from_secs(10) {
+        answered = client
+            .frames(Duration::from_millis(50))
+            .iter()
+            .any(|f| f.stream == next && f.is_200());
+    }
+    assert!(answered, "the connection serves on");
+}
+
+/// A handler's 1xx (here 103 Early Hints) cannot be a final answer (RFC
+/// 9110 §15.2: a 1xx is interim, the final answer still to come; RFC 9113
+/// §8.1): it is a 500, as a 101 is, and the connection serves on. Before:
+/// the 103 went out as the stream's only HEADERS, then its body, and the
+/// client never got a final answer.
+#[test]
+fn a_handlers_1xx_is_a_500_on_http2() {
+    let server = start(100);
+    let mut client = Client::connect(server.addr());
+    let early = client.open("/early").unwrap();
+    let started = Instant::now();
+    let mut heads = Vec::new();
+    let mut reset = false;
+    while heads.is_empty() && !reset && !client.closed && started.elapsed() < Duration::from_secs(10) {
+        for f in client.frames(Duration::from_millis(50)) {
+            if f.stream == early {
+                reset |= f.kind == RST_STREAM;
+                if f.kind == HEADERS {
+                    heads.push(f.payload);
+                }
+            }
+        }
+    }
+    // `:status 500`: HPACK static entry 14, indexed.
+    assert_eq!(
+        heads.first().and_then(|h| h.first()),
+        Some(&0x8e),
+        "the first answer head: {heads:x?}"
+    );
     let next = client.open("/").unwrap();
     let mut answered = false;
     while !answered && !client.closed && started.elapsed() < Duration::from_secs(10) {

@@ -395,6 +395,65 @@ fn shardlet_cpus_is_the_servers_unless_server_cpus_differs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A CPU range that runs backwards (`1-0`) is an error naming it, not an
+/// empty list (which reached the server as `SHARDLET_SHARDS=0`, or a client
+/// on none of the CPUs asked for), and a range past any CPU number is
+/// refused before it is counted out CPU by CPU (`0-100000000` ran for
+/// minutes). A leading zero is decimal.
+#[test]
+fn a_cpu_range_backwards_or_past_any_cpu_is_named_and_leading_zeros_are_decimal() {
+    let dir = scratch("cpu-ranges");
+    let target = stand_ins(&dir, "echo \"listening on $2\"\nexec sleep 30");
+    let results = dir.join("results");
+    let results_arg = results.to_str().unwrap();
+    let target_dir = target.to_str().unwrap();
+    for (what, list, says) in [
+        ("SHARDLET_CPUS", "1-0", "the range 1-0 runs backwards"),
+        ("--server-cpus", "1-0", "the range 1-0 runs backwards"),
+        ("--client-cpus", "0,3-2", "the range 3-2 runs backwards"),
+        (
+            "--server-cpus",
+            "0-100000000",
+            "CPU 100000000 is past any CPU number",
+        ),
+    ] {
+        let mut env = vec![("CARGO_TARGET_DIR", target_dir)];
+        let mut args = vec!["--no-build", "--results", results_arg];
+        if what == "SHARDLET_CPUS" {
+            env.push((what, list));
+        } else {
+            args.extend([what, list]);
+        }
+        let started = Instant::now();
+        let output = run_script_with(&dir, &env, &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{what} {list}: {stderr}");
+        assert!(
+            stderr.contains(&format!("'{list}': {says}")),
+            "{what} {list}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} {list}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !results.join("shardlet.server.log").exists(),
+            "{what} {list}: a server was started"
+        );
+    }
+    // A leading zero is no octal number, nor another CPU: `00` is CPU 0
+    // (it was "not one this process may use", and `08-09` a bash error).
+    let output = run_script_with(
+        &dir,
+        &[("CARGO_TARGET_DIR", target_dir)],
+        &["--no-build", "--results", results_arg, "--server-cpus", "00"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "--server-cpus 00: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `release_dir` (scripts/release-dir.sh) reads the target folder from
 /// `cargo metadata`'s JSON whatever its path holds: spaces, quotes and
 /// backslashes (escaped in the JSON) included.

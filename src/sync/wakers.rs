@@ -26,7 +26,8 @@ pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
 
 /// [`wake_all`], each panic also counted with the shard's caught panics
 /// ([`shard::panics`](crate::shard::panics)): for a pool slot given back,
-/// inside a task's destructor or a stream's, where nobody could catch it.
+/// or an HTTP client's per-host connecting lock let go, inside a task's
+/// destructor or a stream's, where nobody could catch it.
 pub(crate) fn wake_all_counted(wakers: impl IntoIterator<Item = Waker>) {
     for waker in wakers {
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {

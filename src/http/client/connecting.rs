@@ -118,7 +118,8 @@ impl Connecting {
 }
 
 /// A host's connect in progress. Dropped without [`Lock::done`] (its request
-/// was given up), its waiters are told [`Outcome::Again`].
+/// was given up), its waiters are told [`Outcome::Again`]. Its drop never
+/// unwinds.
 pub(crate) struct Lock<'a> {
     connecting: &'a Connecting,
     key: Key,
@@ -141,9 +142,12 @@ impl Drop for Lock<'_> {
         }
         drop(slots);
         self.slot.outcome.set(Some(self.outcome));
-        for waker in self.slot.wakers.take().into_iter().flatten() {
-            waker.wake();
-        }
+        // Dropped inside a request's future, so inside a task's destructor
+        // when the task is cancelled (where glommio aborts on a panic): a
+        // waker's panic is caught, counted and logged, and the other
+        // waiters are woken all the same.
+        let wakers = self.slot.wakers.take();
+        crate::sync::wakers::wake_all_counted(wakers.into_iter().flatten());
     }
 }
 
@@ -236,6 +240,45 @@ mod tests {
         };
         drop(lock);
         assert_eq!(poll(&mut wait), Poll::Ready(Outcome::Again));
+    }
+
+    /// A waker that panics when woken (a foreign executor's, a test's).
+    struct Panics;
+
+    impl std::task::Wake for Panics {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("a waker that panics");
+        }
+    }
+
+    /// The lock is dropped inside a request's future, and so inside a
+    /// task's destructor when that task is cancelled, where glommio aborts
+    /// the process on a panic: a waiter's panicking waker is caught,
+    /// counted and logged there, and the other waiters are still woken with
+    /// the outcome. Before: the panic came out of the lock's drop.
+    #[test]
+    fn a_waiters_panicking_waker_does_not_unwind_out_of_the_lock() {
+        let c = Connecting::default();
+        let Claim::Lead(lock) = c.claim(&key(true)) else {
+            panic!("first claim leads")
+        };
+        let Claim::Wait(mut bad) = c.claim(&key(true)) else {
+            panic!("second claim waits")
+        };
+        let Claim::Wait(mut good) = c.claim(&key(true)) else {
+            panic!("third claim waits")
+        };
+        let panicking = Waker::from(std::sync::Arc::new(Panics));
+        assert!(Pin::new(&mut bad)
+            .poll(&mut Context::from_waker(&panicking))
+            .is_pending());
+        assert_eq!(poll(&mut good), Poll::Pending);
+        let panics = crate::sync::panics();
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(lock)));
+        assert!(dropped.is_ok(), "a waker's panic came out of the lock's drop");
+        assert_eq!(crate::sync::panics(), panics + 1, "the panic is counted");
+        assert_eq!(poll(&mut good), Poll::Ready(Outcome::Again));
+        assert_eq!(poll(&mut bad), Poll::Ready(Outcome::Again));
     }
 
     #[test]

@@ -127,6 +127,7 @@ where
     }
     host_from_target(&mut request);
     let request_version = request.version();
+    let connect = request.method() == http::Method::CONNECT;
     let close_10 = request.version() == Version::HTTP_10
         && !request
             .headers()
@@ -153,11 +154,22 @@ where
     let is_10 = request_version == Version::HTTP_10;
     let panicked = outcome.is_err();
     let response = match outcome {
-        // No protocol switch can follow (hyper's upgrades need a `Send`
-        // connection; RFC 9113 §8.6 has no 101 in HTTP/2): a 101 would
-        // tell the client that one did (RFC 9110 §15.2.2).
-        Ok(Ok(response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            tracing::warn!(target: "shardlet::http", "request handler answered 101 Switching Protocols, which this server cannot carry out (no upgrades); answering 500");
+        // A 1xx is interim, never an answer of its own (RFC 9110 §15.2):
+        // the client would wait on for the final one (HTTP/2 sent it as
+        // the stream's head, its body after; hyper's HTTP/1 fails the
+        // connection). And no protocol switch can follow (hyper's upgrades
+        // need a `Send` connection; RFC 9113 §8.6 has no 101 in HTTP/2): a
+        // 101 would tell the client that one did (RFC 9110 §15.2.2).
+        Ok(Ok(response)) if response.status().is_informational() => {
+            let status = response.status();
+            tracing::warn!(target: "shardlet::http", %status, "request handler answered with an interim (1xx) status, which cannot end a request here (no upgrades, no interim answers); answering 500");
+            status_only(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        // A 2xx to CONNECT says the tunnel is open (RFC 9110 §9.3.6): the
+        // same switch that cannot follow here.
+        Ok(Ok(response)) if connect && response.status().is_success() => {
+            let status = response.status();
+            tracing::warn!(target: "shardlet::http", %status, "request handler accepted a CONNECT, whose tunnel this server cannot carry (no upgrades); answering 500");
             status_only(StatusCode::INTERNAL_SERVER_ERROR)
         }
         // An HTTP/1.0 client learns where a body of unknown length
@@ -359,6 +371,12 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         if authority_form != (request.method() == http::Method::CONNECT)
             || (uri == "*" && request.method() != http::Method::OPTIONS)
         {
+            return Some(StatusCode::BAD_REQUEST);
+        }
+        // RFC 9110 §4.2.1-2: an `http(s)` URI with an empty host is
+        // invalid, and its recipient MUST reject it (nginx: 400); its host
+        // would be the handler's `Host` (`host_from_target`).
+        if uri.scheme().is_some() && uri.host().is_none_or(str::is_empty) {
             return Some(StatusCode::BAD_REQUEST);
         }
     }
