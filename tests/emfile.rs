@@ -61,9 +61,15 @@ fn emfile_child() {
 
 /// Starts the child in `mode`: it, its output's lines, and its address.
 fn spawn_child(mode: &str) -> (Child, impl Iterator<Item = String>, SocketAddr) {
+    spawn_test_child("emfile_child", CHILD, mode)
+}
+
+/// Runs this binary's test `test` alone as a child, with `var` set to
+/// `value`: it, its output's lines, and the address it reports.
+fn spawn_test_child(test: &str, var: &str, value: &str) -> (Child, impl Iterator<Item = String>, SocketAddr) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["emfile_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, mode)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, value)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -190,19 +196,8 @@ fn an_outage_serves_the_live_client_without_spinning() {
         (AcceptMode::ReusePort, 2),
         (AcceptMode::Handoff, 2),
     ] {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["outage_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(OUTAGE, format!("{mode} {shards}"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .map(Result::unwrap);
-        let addr: SocketAddr = lines
-            .by_ref()
-            .find_map(|l| l.split_once("ADDR ").map(|(_, a)| a.trim().parse().unwrap()))
-            .expect("the child reports its address");
+        let (mut child, mut lines, addr) =
+            spawn_test_child("outage_child", OUTAGE, &format!("{mode} {shards}"));
         let mut live = client(addr);
         roundtrip(&mut live, b"before the outage").unwrap();
         // More clients than descriptors: they connect (the kernel's

@@ -217,17 +217,22 @@ fn a_stop_with_many_connections_closes_them_all_in_bounded_time() {
         }
         assert!(took < Duration::from_secs(15), "the stop took {took:?}");
         for (i, peer) in peers.iter_mut().enumerate() {
-            peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut buf = vec![0u8; 1 << 20];
-            // Whatever echo was in flight, then EOF or a reset.
-            loop {
-                match peer.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset) => break,
-                    Err(e) => panic!("client {i} ({shards} shards, {mode}): {e}"),
-                }
-            }
+            read_to_close(peer, &format!("client {i} ({shards} shards, {mode})"));
+        }
+    }
+}
+
+/// Reads whatever echo was in flight on `peer`, then its EOF or reset,
+/// within 10 s; anything else fails the test, naming `who`.
+fn read_to_close(peer: &mut std::net::TcpStream, who: &str) {
+    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match peer.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("{who}: {e}"),
         }
     }
 }
@@ -310,16 +315,7 @@ fn the_echo_example_stops_on_sigterm_with_many_clients() {
             );
         }
         for (i, peer) in peers.iter_mut().enumerate() {
-            peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                match peer.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
-                    Err(e) => panic!("client {i} ({shards} shards, {accept}): {e}"),
-                }
-            }
+            read_to_close(peer, &format!("client {i} ({shards} shards, {accept})"));
         }
     }
 }
