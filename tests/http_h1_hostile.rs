@@ -312,7 +312,6 @@ fn a_target_in_absolute_form_is_the_host() {
     for (target, host, seen) in [
         ("http://a.example/host", "b.example", "a.example"),
         ("http://a.example:8080/host?q", "b.example", "a.example:8080"),
-        ("http://user@a.example/host", "", "a.example"),
         ("/host", "b.example", "b.example"),
     ] {
         let reply = request(
@@ -437,4 +436,26 @@ fn a_handlers_other_1xx_is_a_500_and_the_connection_serves_on() {
         Some(200),
         "the connection serves on"
     );
+}
+
+/// RFC 9110 §4.2.4: userinfo (`user:password@`) in a received target is
+/// treated as an error, as nginx does (400): no request target carries it,
+/// and a handler must not be left to route by a host that follows one.
+/// Before: the userinfo was stripped and the request served.
+#[test]
+fn a_target_with_userinfo_is_400() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    for (method, target) in [
+        ("GET", "http://user@a.example/host"),
+        ("GET", "http://user:secret@a.example:8080/host"),
+        ("CONNECT", "user@a.example:443"),
+    ] {
+        let reply = request(
+            addr,
+            format!("{method} {target} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(reply.status, 400, "{method} {target}: {reply:?}");
+    }
+    assert_eq!(http_util::get(addr, "/").status, 200);
 }

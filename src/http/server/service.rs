@@ -379,6 +379,11 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         if uri.scheme().is_some() && uri.host().is_none_or(str::is_empty) {
             return Some(StatusCode::BAD_REQUEST);
         }
+        // RFC 9110 §4.2.4: userinfo in a received URI is to be treated as
+        // an error (nginx: 400); no target form carries it in a request.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Some(StatusCode::BAD_REQUEST);
+        }
     }
     if request.body().size_hint().lower() > limits.max_body() {
         return Some(StatusCode::PAYLOAD_TOO_LARGE);
@@ -399,9 +404,8 @@ fn host_from_target(request: &mut Request<Incoming>) {
     let Some(authority) = request.uri().authority() else {
         return;
     };
-    // `host[:port]`, without the userinfo.
-    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-    if let Ok(host) = HeaderValue::from_str(host) {
+    // `host[:port]` (a target with userinfo is a 400 in `precheck`).
+    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
         request.headers_mut().insert(header::HOST, host);
     }
 }
