@@ -157,21 +157,27 @@ async fn burst(client: &shardlet::http::Client, base: &str) -> Vec<Result<String
     .await
 }
 
-#[test]
-fn a_burst_of_first_requests_shares_one_http2_connection() {
-    let (server, cert) = start(&[b"h2", b"http/1.1"], Mode::Serve);
+/// A [`burst`] from a client trusting `cert`, every answer served over
+/// `version`; the client's stats after it.
+fn burst_served(server: &Server, cert: Vec<u8>, version: &'static str) -> shardlet::http::ClientStats {
     let base = server.url("/n");
-    let stats = util::run1(move || {
+    util::run1(move || {
         let (cert, base) = (cert.clone(), base.clone());
         async move {
             let client = tls::trusting(cert).build().unwrap();
             let bodies = burst(&client, &base).await;
             for (i, body) in bodies.into_iter().enumerate() {
-                assert_eq!(body.unwrap(), format!("HTTP/2.0 /n/{i}"));
+                assert_eq!(body.unwrap(), format!("{version} /n/{i}"));
             }
             client.stats()
         }
-    });
+    })
+}
+
+#[test]
+fn a_burst_of_first_requests_shares_one_http2_connection() {
+    let (server, cert) = start(&[b"h2", b"http/1.1"], Mode::Serve);
+    let stats = burst_served(&server, cert, "HTTP/2.0");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1, "{stats:?}");
     assert_eq!(stats.connections, 1, "{stats:?}");
     assert_eq!(stats.reused, BURST as u64 - 1, "{stats:?}");
@@ -231,18 +237,7 @@ fn when_every_connect_fails_every_request_says_so_with_its_url() {
 #[test]
 fn http1_by_alpn_still_connects_in_parallel() {
     let (server, cert) = start(&[b"http/1.1"], Mode::Gate);
-    let base = server.url("/n");
-    let stats = util::run1(move || {
-        let (cert, base) = (cert.clone(), base.clone());
-        async move {
-            let client = tls::trusting(cert).build().unwrap();
-            let bodies = burst(&client, &base).await;
-            for (i, body) in bodies.into_iter().enumerate() {
-                assert_eq!(body.unwrap(), format!("HTTP/1.1 /n/{i}"));
-            }
-            client.stats()
-        }
-    });
+    let stats = burst_served(&server, cert, "HTTP/1.1");
     assert!(stats.connections > 1, "{stats:?}");
     // After the first connection, others were being made at the same time.
     let most = server.most.load(Ordering::SeqCst);
