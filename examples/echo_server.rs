@@ -20,13 +20,18 @@
 //! It holds as many clients per shard as the descriptor limit allows: it
 //! raises its soft `RLIMIT_NOFILE` to the hard one, and the server derives
 //! its per-shard cap from that (`--max-conns` or `SHARDLET_MAX_CONNECTIONS`
-//! set it instead); the `listening on` line says what the cap is. Shards,
-//! CPUs and the accept mode come from the `SHARDLET_*` variables (see the
-//! README); `RUST_LOG=shardlet=debug` shows what the server does.
-//! Ctrl-C (or SIGTERM) stops it: it stops accepting, gives live clients a
-//! few seconds, and prints each shard's counters. A setting it cannot run
-//! with (a bad `SHARDLET_*` value, too little locked memory, a shard that
-//! fails to start) ends it at once with the reason and a non-zero status.
+//! set it instead); the `listening on` line says what the cap is. Idle
+//! clients cannot lock others out: a connection waiting for bytes to echo is
+//! idle (`Connection::set_idle`), and a full shard closes the one idle the
+//! longest to admit a new client; a client that takes none of its echo for
+//! `--send-timeout` seconds (60) is closed. Shards, CPUs and the accept mode
+//! come from the `SHARDLET_*` variables (see the README);
+//! `RUST_LOG=shardlet=debug` shows what the server does. Ctrl-C (or SIGTERM)
+//! stops it: it stops accepting, closes idle clients at once, gives an echo
+//! under way a few seconds, and prints each shard's counters. A setting it
+//! cannot run with (a bad `SHARDLET_*` value, too little locked memory, a
+//! shard that fails to start) ends it at once with the reason and a non-zero
+//! status.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -37,8 +42,8 @@ use std::time::Duration;
 mod metrics_http;
 
 use clap::Parser;
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use shardlet::net::TcpStream;
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use shardlet::net::{Connection, TcpStream};
 use shardlet::{Runtime, Server, ServerConfig, WhenFull};
 
 /// How long live clients get to leave after Ctrl-C.
@@ -74,36 +79,71 @@ struct Args {
     /// at http://HOST:PORT/metrics.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<SocketAddr>,
+    /// Seconds a client may take nothing of its echo before it is closed
+    /// (nginx's `send_timeout`).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    send_timeout: u64,
 }
 
 /// The handler: one green thread per client, holding no buffer while it
 /// waits. Each read's bytes are written back at once; what the socket does
 /// not take is kept and sent before the next read, so a client that does
 /// not read holds at most one read's worth of the server's memory.
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+/// Echoes until the client closes, or until the server asks this
+/// connection to close, giving the client at most `send_timeout` to take
+/// each echo.
+///
+/// The connection is idle while it waits for bytes to echo: when the shard
+/// holds its connection cap and a new client waits, the server closes the
+/// connection idle the longest to admit it, as nginx closes idle keep-alive
+/// connections, and a stop closes idle ones at once. It is busy while its
+/// client takes an echo; a client that takes nothing for `send_timeout`
+/// (nginx's `send_timeout`) is closed, so it cannot hold its place for ever.
+async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -> io::Result<()> {
+    conn.set_idle(true);
     loop {
-        let read = stream
-            .read_with(|bytes| stream.write_or_keep(bytes).map(|()| bytes.len()))
-            .await;
+        let echo = stream.read_with(|bytes| {
+            conn.set_idle(false);
+            stream.write_or_keep(bytes).map(|()| bytes.len())
+        });
+        let read = future::or(echo, async {
+            conn.evicted().await;
+            Ok(Ok(0)) // asked to close: as if the client had
+        })
+        .await;
         match read.and_then(|written| written) {
             Ok(0) => return Ok(()), // the client closed
             Ok(_) => {}
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
-        match stream.flush().await {
-            Ok(()) => {}
-            Err(e) if gone(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        // Mostly done at once; a wait gets its timer in a box of its own, so
+        // that an idle connection's task does not carry one.
+        let mut flush = stream.flush();
+        let flushed = match future::poll_once(&mut flush).await {
+            Some(flushed) => Ok(flushed),
+            None => Box::pin(shardlet::timeout(send_timeout, flush)).await,
+        };
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if gone(&e) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(elapsed) => {
+                tracing::debug!(target: "echo_server", peer = ?stream.peer_addr().ok(), "the client took nothing for {:?}: closed", elapsed.0);
+                return Ok(());
+            }
         }
+        conn.set_idle(true);
     }
 }
 
-/// [`echo`] with each echo carrying the ACK of what it answers
-/// (`--acks-with-answers`).
-async fn echo_acks_with_answers(stream: TcpStream) -> io::Result<()> {
+async fn echo_acks_with_answers(
+    stream: TcpStream,
+    conn: Connection,
+    send_timeout: Duration,
+) -> io::Result<()> {
     stream.set_acks_with_answers(true);
-    echo(stream).await
+    echo(stream, conn, send_timeout).await
 }
 
 /// The handler on glommio's stream type.
@@ -193,15 +233,16 @@ fn main() -> ExitCode {
     let handle = match runtime.start({
         let server = server.clone();
         let (glommio_streams, acks) = (args.glommio_streams, args.acks_with_answers);
+        let send_timeout = Duration::from_secs(args.send_timeout);
         move || {
             let server = server.clone();
             async move {
                 let result = if glommio_streams {
                     server.serve(echo_glommio).await
                 } else if acks {
-                    server.serve(echo_acks_with_answers).await
+                    server.serve_with(move |s, c| echo_acks_with_answers(s, c, send_timeout)).await
                 } else {
-                    server.serve(echo).await
+                    server.serve_with(move |s, c| echo(s, c, send_timeout)).await
                 };
                 tracing::debug!(target: "echo_server", stats = ?shardlet::net::ready_stats(), "readiness driver");
                 result
@@ -296,45 +337,192 @@ fn main() -> ExitCode {
 mod tests {
     use std::io::{Read, Write};
     use std::net::Shutdown;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    use shardlet::{net, Config, Runtime};
+    use shardlet::{Config, Runtime, RuntimeHandle, Server, ServerConfig};
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
-    /// Serves one connection with [`super::echo`] on a one-shard runtime
-    /// while `peer` runs against it on this thread; `peer`'s result.
-    fn with_echo<T>(peer: impl FnOnce(std::net::TcpStream) -> T) -> T {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let served = std::thread::spawn(move || {
+    /// [`super::echo`] served on a one-shard runtime, at most `max_conns`
+    /// clients at once.
+    struct Echo {
+        server: Server,
+        handle: Option<RuntimeHandle<std::io::Result<()>>>,
+    }
+
+    impl Echo {
+        fn start(max_conns: usize, send_timeout: Duration) -> Echo {
             let config = Config::default()
                 .with_shards(1)
                 .with_pin(false)
                 .with_io_memory(256 << 10);
-            Runtime::new(config)
+            let server = Server::bind(
+                ([127, 0, 0, 1], 0),
+                ServerConfig::default().with_max_connections(max_conns),
+            )
+            .unwrap();
+            let serving = server.clone();
+            let handle = Runtime::new(config)
                 .unwrap()
-                .run(move || {
-                    let listener = listener.try_clone().unwrap();
+                .start(move || {
+                    let server = serving.clone();
                     async move {
-                        let (stream, _) = listener.accept().unwrap();
-                        let stream = net::TcpStream::from_std(stream)?;
-                        shardlet::timeout(Duration::from_secs(30), super::echo(stream))
+                        server
+                            .serve_with(move |s, c| super::echo(s, c, send_timeout))
                             .await
-                            .map_err(std::io::Error::other)?
                     }
                 })
-                .unwrap()
-        });
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let result = peer(stream);
-        for served in served.join().unwrap() {
-            served.expect("the handler ends cleanly");
+                .unwrap();
+            server.wait_ready(Duration::from_secs(20)).unwrap();
+            Echo {
+                server,
+                handle: Some(handle),
+            }
         }
+
+        /// Waits until `n` connections are open and none of them is idle.
+        fn wait_until_busy(&self, n: u64) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !self
+                .server
+                .stats()
+                .shards
+                .iter()
+                .all(|s| s.live == n && s.idle == 0)
+            {
+                assert!(Instant::now() < deadline, "never busy: {:?}", self.server.stats());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        fn client(&self) -> std::net::TcpStream {
+            let stream = std::net::TcpStream::connect(self.server.local_addr()).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            stream
+        }
+
+        /// Stops the server with `grace`; how long until every shard's
+        /// `serve` returned, each of which must have ended cleanly.
+        fn stop(mut self, grace: Duration) -> Duration {
+            let started = Instant::now();
+            self.server.stop(grace);
+            for served in self.handle.take().unwrap().join().unwrap() {
+                served.expect("the server ends cleanly");
+            }
+            started.elapsed()
+        }
+    }
+
+    impl Drop for Echo {
+        fn drop(&mut self) {
+            if let Some(handle) = self.handle.take() {
+                self.server.stop(Duration::ZERO);
+                let _ = handle.join();
+            }
+        }
+    }
+
+    /// Runs `peer` against the echo on this thread; `peer`'s result.
+    fn with_echo<T>(peer: impl FnOnce(std::net::TcpStream) -> T) -> T {
+        let echo = Echo::start(16, Duration::from_secs(60));
+        let result = peer(echo.client());
+        echo.stop(Duration::from_secs(30));
         result
+    }
+
+    fn roundtrip(client: &mut std::net::TcpStream, message: &[u8]) -> std::io::Result<()> {
+        client.write_all(message)?;
+        let mut back = vec![0u8; message.len()];
+        client.read_exact(&mut back)?;
+        assert_eq!(back, message);
+        Ok(())
+    }
+
+    /// Whether the server closed `client` (EOF or a reset), within 30 s.
+    fn closed_by_server(client: &mut std::net::TcpStream) -> bool {
+        let mut buf = [0u8; 1];
+        match client.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+
+    #[test]
+    fn an_idle_client_makes_room_for_a_new_one_when_the_shard_is_full() {
+        let echo = Echo::start(1, Duration::from_secs(60));
+        let mut idle = echo.client();
+        roundtrip(&mut idle, b"first").unwrap();
+        // Without eviction the newcomer would wait in the backlog for ever.
+        let mut newcomer = echo.client();
+        roundtrip(&mut newcomer, b"newcomer").expect("the new client is served");
+        assert!(
+            closed_by_server(&mut idle),
+            "the idle client was closed to make room"
+        );
+        assert_eq!(echo.server.stats().evicted(), 1);
+        roundtrip(&mut newcomer, b"still served").unwrap();
+    }
+
+    #[test]
+    fn a_client_that_takes_nothing_is_closed_after_the_send_timeout() {
+        let echo = Echo::start(1, Duration::from_secs(1));
+        let deaf = echo.client();
+        let mut writer = deaf.try_clone().unwrap();
+        // Far more than loopback's buffers hold, never read: the echo waits
+        // in `flush`, busy, so it is not evicted; the send timeout ends it.
+        let writing = std::thread::spawn(move || writer.write_all(&pattern(64 << 20)));
+        echo.wait_until_busy(1);
+        let started = Instant::now();
+        let mut next = echo.client();
+        roundtrip(&mut next, b"after the deaf one").expect("served once the deaf client is gone");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "served after {waited:?}: the deaf client was evicted while busy"
+        );
+        assert!(waited < Duration::from_secs(20), "served only after {waited:?}");
+        assert!(
+            writing.join().unwrap().is_err(),
+            "the deaf client's connection was closed"
+        );
+        assert_eq!(
+            echo.server.stats().evicted(),
+            0,
+            "busy connections are never evicted"
+        );
+    }
+
+    #[test]
+    fn a_stop_closes_idle_clients_at_once_and_busy_ones_after_their_echo() {
+        let echo = Echo::start(16, Duration::from_secs(60));
+        let mut idle = echo.client();
+        roundtrip(&mut idle, b"then idle").unwrap();
+        // A client slow to take its echo: the echo waits in `flush`, busy.
+        let slow = echo.client();
+        let mut writer = slow.try_clone().unwrap();
+        let writing = std::thread::spawn(move || writer.write_all(&pattern(64 << 20)));
+        std::thread::sleep(Duration::from_millis(200));
+        let stopping = std::thread::spawn(move || echo.stop(Duration::from_secs(30)));
+        assert!(closed_by_server(&mut idle), "the idle client is closed at once");
+        // The busy one gets what the echo had read, unchanged, then is closed
+        // (with a reset, as its own bytes are still coming).
+        let (mut got, mut chunk) = (Vec::new(), vec![0u8; 64 << 10]);
+        loop {
+            match (&slow).read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        assert!(got == pattern(got.len()), "the echo differs");
+        assert!(writing.join().unwrap().is_err(), "the slow client was closed");
+        let took = stopping.join().unwrap();
+        assert!(
+            took < Duration::from_secs(20),
+            "the stop took {took:?}: it waited out its grace"
+        );
     }
 
     #[test]
