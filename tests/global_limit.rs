@@ -128,3 +128,69 @@ fn a_cancelled_holder_gives_its_permit_back() {
         util::wait_until("the permit came back", || limit.available() == 1).await;
     });
 }
+
+/// A waker is someone else's code, and may touch the limit itself: here the
+/// waker of the granted waiter drops another waiter's pending acquire, which
+/// takes the limit's queue lock. Woken under that lock, it deadlocked.
+#[test]
+fn a_waker_that_touches_the_limit_is_woken_outside_its_lock() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use shardlet::AcquireGlobal;
+
+    struct DropsAnother {
+        other: Mutex<Option<AcquireGlobal>>,
+        woken: AtomicBool,
+    }
+    impl Wake for DropsAnother {
+        fn wake(self: Arc<Self>) {
+            self.other.lock().unwrap().take();
+            self.woken.store(true, Ordering::SeqCst);
+        }
+    }
+    fn poll(acquire: &mut AcquireGlobal, waker: &Waker) -> Option<shardlet::GlobalPermit> {
+        match std::pin::Pin::new(acquire).poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(permit) => Some(permit),
+            Poll::Pending => None,
+        }
+    }
+    use std::future::Future;
+
+    let limit = GlobalLimit::new(1);
+    let held = limit.try_acquire().expect("a free permit");
+    let waking = Arc::new(DropsAnother {
+        other: Mutex::new(None),
+        woken: AtomicBool::new(false),
+    });
+    let waker = Waker::from(waking.clone());
+    let mut first = limit.acquire();
+    assert!(poll(&mut first, &waker).is_none(), "the permit is held");
+    let mut second = limit.acquire();
+    assert!(poll(&mut second, Waker::noop()).is_none());
+    *waking.other.lock().unwrap() = Some(second);
+    assert_eq!(limit.waiting(), 2);
+
+    // The release grants `first` and wakes it; in another thread, so that a
+    // deadlock fails the test instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(held);
+        let _ = done.send(());
+    });
+    if finished.recv_timeout(Duration::from_secs(10)).is_err() {
+        // Deadlocked: dropping `first` would wait for the lock too.
+        std::mem::forget(first);
+        panic!("the release never returned: its waker ran under the limit's lock");
+    }
+    assert!(waking.woken.load(Ordering::SeqCst));
+    let permit = poll(&mut first, &waker).expect("the first waiter was granted the permit");
+    assert_eq!(
+        (limit.waiting(), limit.available()),
+        (0, 0),
+        "the second waiter left the queue"
+    );
+    drop(permit);
+    assert_eq!(limit.available(), 1);
+}

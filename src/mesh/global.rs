@@ -141,7 +141,10 @@ impl GlobalLimit {
         // accesses would do; the fences make it explicit, and checkable by loom).
         fence(SeqCst);
         if self.inner.waiters.load(SeqCst) > 0 {
-            self.inner.dispatch(&mut self.inner.queue());
+            let mut queue = self.inner.queue();
+            let granted = self.inner.dispatch(&mut queue);
+            drop(queue);
+            granted.wake();
         }
     }
 }
@@ -158,16 +161,34 @@ impl Inner {
         lock(&self.queue)
     }
 
-    /// Hands free permits to queued waiters, head first.
-    fn dispatch(&self, queue: &mut VecDeque<Arc<Waiter>>) {
+    /// Hands free permits to queued waiters, head first. Their wakers are
+    /// for the caller to wake once it has let go of the queue's lock: a
+    /// waker is someone else's code, and one that touches this limit (drops
+    /// or polls another acquire) would deadlock under it.
+    fn dispatch(&self, queue: &mut VecDeque<Arc<Waiter>>) -> Granted {
+        let mut granted = Granted(Vec::new());
         while !queue.is_empty() && self.take() {
             let waiter = queue.pop_front().expect("queue is not empty");
             self.waiters.fetch_sub(1, SeqCst);
             waiter.granted.store(true, SeqCst);
             let waker = lock(&waiter.waker).take();
             if let Some(waker) = waker {
-                crate::mesh::wake(waiter.home, waker);
+                granted.0.push((waiter.home, waker));
             }
+        }
+        granted
+    }
+}
+
+/// The wakers of waiters just granted a permit, with their shards.
+#[must_use = "the granted waiters sleep until woken"]
+struct Granted(Vec<(Option<Home>, Waker)>);
+
+impl Granted {
+    /// Wakes each on its own shard (see `mesh::wake`), panics caught there.
+    fn wake(self) {
+        for (home, waker) in self.0 {
+            crate::mesh::wake(home, waker);
         }
     }
 }
@@ -239,8 +260,9 @@ impl Future for AcquireGlobal {
         let waiter = Arc::new(Waiter::new(cx.waker()));
         queue.push_back(waiter.clone());
         // A permit freed before we queued: serve the queue (maybe us) now.
-        inner.dispatch(&mut queue);
+        let granted = inner.dispatch(&mut queue);
         drop(queue);
+        granted.wake();
         if waiter.granted.load(SeqCst) {
             return Poll::Ready(this.limit.permit());
         }
