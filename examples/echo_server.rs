@@ -88,10 +88,9 @@ struct Args {
 /// The handler: one green thread per client, holding no buffer while it
 /// waits. Each read's bytes are written back at once; what the socket does
 /// not take is kept and sent before the next read, so a client that does
-/// not read holds at most one read's worth of the server's memory.
-/// Echoes until the client closes, or until the server asks this
-/// connection to close, giving the client at most `send_timeout` to take
-/// each echo.
+/// not read holds at most one read's worth of the server's memory. It echoes
+/// until the client closes, or until the server asks this connection to
+/// close, giving the client at most `send_timeout` to take each echo.
 ///
 /// The connection is idle while it waits for bytes to echo: when the shard
 /// holds its connection cap and a new client waits, the server closes the
@@ -137,6 +136,8 @@ async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -
     }
 }
 
+/// [`echo`] with each echo carrying the ACK of what it answers
+/// (`--acks-with-answers`).
 async fn echo_acks_with_answers(
     stream: TcpStream,
     conn: Connection,
@@ -404,14 +405,19 @@ mod tests {
         }
 
         /// Stops the server with `grace`; how long until every shard's
-        /// `serve` returned, each of which must have ended cleanly.
+        /// `serve` returned. The server and every connection's handler must
+        /// have ended cleanly (a handler's error or panic is counted).
         fn stop(mut self, grace: Duration) -> Duration {
             let started = Instant::now();
             self.server.stop(grace);
             for served in self.handle.take().unwrap().join().unwrap() {
                 served.expect("the server ends cleanly");
             }
-            started.elapsed()
+            let took = started.elapsed();
+            let stats = self.server.stats();
+            let unclean: u64 = stats.shards.iter().map(|s| s.failed + s.panicked).sum();
+            assert_eq!(unclean, 0, "every handler ends cleanly: {:?}", stats.shards);
+            took
         }
     }
 
