@@ -9,6 +9,7 @@
 //! ```text
 //! cargo bench --bench http                                   # 64 and 1000 connections, 3 rounds of 5 s
 //! cargo bench --bench http -- --connections 64,256 --rounds 5 --seconds 10
+//! SHARDLET_SPIN_US=0 cargo bench --bench http                # shardlet's knobs apply
 //! ```
 //!
 //! Load comes from `wrk` when it is installed (Debian package `wrk`), else
@@ -314,8 +315,12 @@ fn serve(name: &str) {
 }
 
 /// shardlet's `http::Server` on one shard, the trivial handler as a closure.
+/// `SHARDLET_*` variables apply (`SHARDLET_SPIN_US=0`, for one), except
+/// the shard count and pinning: one unpinned shard, on the CPU the bench
+/// pinned the process to.
 fn serve_shardlet() -> SocketAddr {
-    let runtime = Runtime::new(Config::default().with_shards(1).with_pin(false)).expect("runtime");
+    let config = Config::from_env().expect("SHARDLET_* settings");
+    let runtime = Runtime::new(config.with_shards(1).with_pin(false)).expect("runtime");
     let server =
         shttp::Server::bind(([127, 0, 0, 1], 0), ServerConfig::from(runtime.config())).expect("bind");
     let handle = runtime
