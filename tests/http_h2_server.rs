@@ -75,6 +75,20 @@ async fn route(request: Request<Body>) -> Answer {
             *answer.status_mut() = http::StatusCode::EARLY_HINTS;
             return answer;
         }
+        // Reads nothing of its body for a while.
+        "/hold" => shardlet::sleep(SLOW).await,
+        // Reads its whole body and answers its length.
+        "/upload" => {
+            let length = match request.into_body().collect().await {
+                Ok(body) => body.to_bytes().len().to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            return Response::new(
+                Full::new(Bytes::from(length))
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            );
+        }
         "/big" => {
             return Response::new(
                 Full::new(Bytes::from(vec![b'b'; BIG]))
@@ -115,6 +129,14 @@ fn get(stream: u32, path: &str) -> Vec<u8> {
     let mut block = vec![0x82, 0x86, 0x01, 1, b'x', 0x04, path.len() as u8];
     block.extend(path.as_bytes());
     frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
+}
+
+/// A POST of `path` whose body follows in DATA frames.
+fn post(stream: u32, path: &str) -> Vec<u8> {
+    // :method POST, :scheme http, :authority "x", :path.
+    let mut block = vec![0x83, 0x86, 0x01, 1, b'x', 0x04, path.len() as u8];
+    block.extend(path.as_bytes());
+    frame(HEADERS, END_HEADERS, stream, &block)
 }
 
 #[derive(Debug)]
@@ -548,5 +570,156 @@ fn the_last_answer_under_max_requests_reaches_a_slow_reader_whole() {
         BIG,
         "bytes of the answer received before the connection closed ({:?})",
         started.elapsed()
+    );
+}
+
+/// The flow-control windows a client may send DATA into, as the server
+/// opens them (SETTINGS_INITIAL_WINDOW_SIZE and WINDOW_UPDATE frames).
+struct Windows {
+    connection: i64,
+    /// A new stream's window.
+    initial: i64,
+    /// The window of the stream being sent on.
+    stream: i64,
+}
+
+impl Windows {
+    fn new() -> Windows {
+        Windows {
+            connection: 65_535,
+            initial: 65_535,
+            stream: 65_535,
+        }
+    }
+
+    /// Takes in what `frames` open for `stream`.
+    fn update(&mut self, frames: &[Frame], stream: u32) {
+        for frame in frames {
+            match frame.kind {
+                SETTINGS => {
+                    for setting in frame.payload.chunks_exact(6) {
+                        if setting[..2] == [0, 4] {
+                            let initial = u32::from_be_bytes(setting[2..].try_into().unwrap()) as i64;
+                            self.stream += initial - self.initial;
+                            self.initial = initial;
+                        }
+                    }
+                }
+                WINDOW_UPDATE => {
+                    let more =
+                        (u32::from_be_bytes(frame.payload[..4].try_into().unwrap()) & 0x7fff_ffff) as i64;
+                    if frame.stream == 0 {
+                        self.connection += more;
+                    } else if frame.stream == stream {
+                        self.stream += more;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Sends up to `bytes` of body on `stream` (ending it with the last piece)
+/// as fast as the server's `windows` let it, for `within` at most; returns
+/// how much went, and the frames read meanwhile.
+fn upload(
+    client: &mut Client,
+    windows: &mut Windows,
+    stream: u32,
+    bytes: usize,
+    within: Duration,
+) -> (usize, Vec<Frame>) {
+    let started = Instant::now();
+    windows.stream = windows.initial;
+    let mut seen = Vec::new();
+    let mut sent = 0;
+    while sent < bytes && !client.closed && started.elapsed() < within {
+        let frames = client.frames(Duration::from_millis(20));
+        windows.update(&frames, stream);
+        seen.extend(frames);
+        let room = windows.connection.min(windows.stream).max(0) as usize;
+        let piece = room.min(16 << 10).min(bytes - sent);
+        if piece == 0 {
+            continue;
+        }
+        let flags = if sent + piece == bytes { END_STREAM } else { 0 };
+        if client
+            .stream
+            .write_all(&frame(DATA, flags, stream, &vec![b'u'; piece]))
+            .is_err()
+        {
+            client.closed = true;
+            break;
+        }
+        sent += piece;
+        windows.connection -= piece as i64;
+        windows.stream -= piece as i64;
+    }
+    (sent, seen)
+}
+
+/// A handler that has not read its body yet gets at most the protocol's
+/// initial window of it (64 KiB) buffered in the server, for the stream and
+/// for the connection: hyper's default windows (1 MiB each) let a client
+/// park 1 MiB per connection (1,000 connections: a shard past 1 GiB),
+/// where HTTP/1 leaves the bytes in the socket.
+#[test]
+fn a_handler_that_reads_no_body_yet_gets_little_of_it_buffered() {
+    let server = start(1000);
+    let mut client = Client::connect(server.addr());
+    let mut windows = Windows::new();
+    client.stream.write_all(&post(1, "/hold")).unwrap();
+    let (sent, _) = upload(&mut client, &mut windows, 1, 1 << 20, Duration::from_millis(1500));
+    assert!(sent > 0, "no window at all");
+    assert!(
+        sent <= 65_535,
+        "{sent} bytes of body taken for a handler that reads none yet"
+    );
+    // A second stream gets no more: the connection's window is shared.
+    client.stream.write_all(&post(3, "/hold")).unwrap();
+    let (more, _) = upload(&mut client, &mut windows, 3, 1 << 20, Duration::from_millis(500));
+    assert!(
+        sent + more <= 65_535,
+        "{} bytes of body taken on one connection whose handlers read none yet",
+        sent + more
+    );
+}
+
+/// An HTTP/2 upload far larger than the window arrives whole: the window
+/// opens again as the handler reads.
+#[test]
+fn an_http2_upload_larger_than_the_window_arrives_whole() {
+    let server = start(1000);
+    let mut client = Client::connect(server.addr());
+    client.stream.write_all(&post(1, "/upload")).unwrap();
+    let bytes = 600 << 10;
+    let (sent, mut frames) = upload(
+        &mut client,
+        &mut Windows::new(),
+        1,
+        bytes,
+        Duration::from_secs(10),
+    );
+    assert_eq!(sent, bytes, "the server stopped opening its window");
+    let started = Instant::now();
+    let expected = bytes.to_string().into_bytes();
+    while !frames
+        .iter()
+        .any(|f| f.kind == DATA && f.stream == 1 && f.payload == expected)
+        && !client.closed
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        frames.extend(client.frames(Duration::from_millis(50)));
+    }
+    assert!(
+        frames.iter().any(|f| f.stream == 1 && f.is_200()),
+        "no 200 for the upload: {frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == DATA && f.stream == 1 && f.payload == expected),
+        "the handler did not read {bytes} bytes"
     );
 }

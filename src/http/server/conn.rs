@@ -37,6 +37,16 @@ const HYPER_MAX_HEADERS: usize = 100;
 /// most) buffer about 100 MB on one connection.
 const H2_SEND_BUF: usize = 64 << 10;
 
+/// How much request body an HTTP/2 client may send ahead of its handler,
+/// per stream and per connection: the protocol's initial window. hyper's
+/// default, 1 MiB for each, let a connection whose handlers read nothing
+/// yet (waiting for a permit, say) park 1 MiB in the server: 1,000 such
+/// connections took a shard past 1 GiB, where HTTP/1 leaves the bytes in
+/// the socket. A handler that reads gets the window back as it reads
+/// (nginx's `http2_body_preread_size` is 64 KiB too). The cost: one
+/// connection's uploads go at most this much per round trip.
+const H2_RECV_WINDOW: u32 = 65_535;
+
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -79,7 +89,9 @@ impl Builders {
         http2
             .timer(ShardTimer::new())
             .max_header_list_size(u32::try_from(limits.max_head()).unwrap_or(u32::MAX))
-            .max_send_buf_size(H2_SEND_BUF);
+            .max_send_buf_size(H2_SEND_BUF)
+            .initial_stream_window_size(H2_RECV_WINDOW)
+            .initial_connection_window_size(H2_RECV_WINDOW);
         Builders { http1, http2 }
     }
 }
