@@ -721,6 +721,55 @@ fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
     assert!(server.server.stats().shards[0].evicted >= 1);
 }
 
+/// At the cap, a connection that has sent nothing yet makes room too, the
+/// one silent the longest first (nginx's "reusable" connections); one that
+/// has begun its head keeps its place. Before: nothing could be evicted,
+/// and a new client waited for the silent ones' header timeout (10 s).
+#[test]
+fn at_the_connection_cap_a_connection_that_sent_nothing_makes_room() {
+    let server = start_http_with(
+        1,
+        Limits::default(),
+        |c| c.with_max_connections(4),
+        || {
+            let started = Arc::new(AtomicUsize::new(0));
+            move |request| route(request, started.clone())
+        },
+    );
+    let addr = server.addr();
+    let mut started_head = Conn::open(addr);
+    started_head.send(b"GET / HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut silent: Vec<Conn> = (0..3)
+        .map(|_| {
+            let conn = Conn::open(addr);
+            std::thread::sleep(Duration::from_millis(20));
+            conn
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    let mut fresh = Conn::open(addr);
+    assert_eq!(fresh.get("/").unwrap().status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert!(
+        silent[0].is_closed(),
+        "the longest silent connection was not closed"
+    );
+    assert_eq!(
+        silent[2].get("/").unwrap().status,
+        200,
+        "a newer silent connection was closed"
+    );
+    started_head.send(b"Host: t\r\n\r\n").unwrap();
+    assert_eq!(
+        started_head.read().unwrap().status,
+        200,
+        "a connection sending its head was closed"
+    );
+    assert!(server.server.stats().shards[0].evicted >= 1);
+}
+
 #[test]
 fn requests_waiting_for_their_bodies_hold_no_handler_slot() {
     // A handler pool of 2, and more clients than that which send a head

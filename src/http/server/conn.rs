@@ -239,6 +239,13 @@ where
     let mut stream = Rc::new(stream);
     let deadline = state.deadline().expect("a new connection has a deadline");
 
+    // Until its first byte comes, a connection is idle (nginx's "reusable"
+    // connections): at the cap it is closed to make room for a new client,
+    // the one silent the longest first, as an idle keep-alive one is.
+    // Connections that never send a byte would otherwise fill the cap
+    // until their header timeout.
+    let connection = state.connection().clone();
+    connection.set_idle(true);
     // Which version: HTTP/2's preface, or anything else (HTTP/1.x).
     let mut prefix = Vec::new();
     let sniffed = async {
@@ -249,13 +256,16 @@ where
             if n == 0 {
                 return Ok(false);
             }
+            if prefix.is_empty() {
+                connection.set_idle(false);
+            }
             prefix.extend_from_slice(&buf[..n]);
         }
         io::Result::Ok(true)
     };
     let wait = deadline.saturating_duration_since(Instant::now());
     let closed = futures_lite::future::or(async { Some(sniffed.await) }, async {
-        closing.wait().await;
+        futures_lite::future::or(closing.wait(), connection.evicted()).await;
         None
     });
     // Boxed, here and for the 408 below: the connection's future lives as
