@@ -394,6 +394,169 @@ fn the_read_limit_counts_from_the_last_bytes() {
     });
 }
 
+/// The idle read limit still holds for a wait that begins after the
+/// request's timer fired with no wait in progress (here during a connect
+/// that takes about 1 s: the listener's accept queue is full until 0.5 s,
+/// so the first SYN is dropped and the kernel sends it again at 1 s). The
+/// server then never answers. Before: the timer, armed again for the
+/// request's limit when it fired during the connect, never looked at the
+/// later read deadline, and the request failed only at its own limit.
+#[test]
+fn the_read_limit_holds_after_a_slow_connect() {
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<_> = (0..2)
+        .map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            s
+        })
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let silent = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            // Accepts everything from 0.5 s on and answers nothing.
+            std::thread::sleep(Duration::from_millis(500));
+            listener.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let url = format!("http://{addr}/");
+    util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = Client::builder()
+                .read_timeout(Duration::from_millis(300))
+                .request_timeout(Duration::from_secs(8))
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let err = c.get(&url).await.unwrap_err();
+            let took = start.elapsed();
+            assert_timed_out(&err, Phase::Read);
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        }
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    silent.join().unwrap();
+    drop(fillers);
+}
+
+/// A server that takes one request and reads its body `per_tick` bytes
+/// every 20 ms (none: it reads nothing and never answers), then answers
+/// 200 with the number of body bytes it read.
+fn paced_reader(per_tick: Option<usize>) -> std::net::SocketAddr {
+    use std::io::Read;
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // A small receive buffer: the pace is the server's, not the kernel's.
+    listener.set_recv_buffer_size(64 << 10).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(8).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    std::thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        let mut conn = std::net::TcpStream::from(socket);
+        conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let Some(per_tick) = per_tick else {
+            std::thread::sleep(Duration::from_secs(10));
+            return;
+        };
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; per_tick];
+        let (mut body, mut length) = (0, None);
+        let mut this_tick = 0;
+        while length.is_none_or(|length| body < length) {
+            if this_tick >= per_tick {
+                std::thread::sleep(Duration::from_millis(20));
+                this_tick = 0;
+            }
+            let Ok(n) = conn.read(&mut buf[..per_tick - this_tick]) else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            this_tick += n;
+            match length {
+                Some(_) => body += n,
+                None => {
+                    seen.extend_from_slice(&buf[..n]);
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                        let field = head.lines().find_map(|l| l.strip_prefix("content-length:"));
+                        length = Some(field.unwrap().trim().parse::<usize>().unwrap());
+                        body = seen.len() - end - 4;
+                    }
+                }
+            }
+        }
+        let text = body.to_string();
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len());
+        let _ = conn.write_all(answer.as_bytes());
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    addr
+}
+
+/// An upload that takes longer than the idle read limit arrives whole while
+/// the server keeps reading it: the connection taking the body is progress
+/// (which the kernel reports in bursts: a full send buffer is writable
+/// again once half of it is free). One the server stops reading still ends
+/// by the idle limit. Before: the idle limit ran from the request's start,
+/// so any upload longer than it (10 s by default) failed as "read timed
+/// out".
+#[test]
+fn an_upload_slower_than_the_read_limit_goes_through_while_the_server_reads() {
+    let paced = paced_reader(Some(128 << 10));
+    let deaf = paced_reader(None);
+    util::run1(move || async move {
+        let c = Client::builder()
+            .read_timeout(Duration::from_secs(1))
+            .request_timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let upload = vec![b'u'; 16 << 20];
+        let start = Instant::now();
+        let answer = c
+            .post(
+                &format!("http://{paced}/"),
+                "application/octet-stream",
+                upload.clone(),
+            )
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(answer.text(), (16 << 20).to_string(), "after {took:?}");
+        assert!(
+            took > Duration::from_millis(1500),
+            "the upload was not paced: {took:?}"
+        );
+
+        let start = Instant::now();
+        let err = c
+            .post(&format!("http://{deaf}/"), "application/octet-stream", upload)
+            .await
+            .unwrap_err();
+        assert_timed_out(&err, Phase::Read);
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    });
+}
+
 #[test]
 fn connect_timeout_fires_on_a_full_backlog() {
     // A listener that never accepts, its accept queue filled: the kernel

@@ -12,7 +12,7 @@ use http_body::Body as _;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::deadline::Watch;
+use super::deadline::{Sent, Watch};
 use super::error::{ErrorKind, Phase};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -31,7 +31,13 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// ```
 pub struct Body {
     kind: Kind,
+    /// Counts the pieces taken, for the request's timer (see `deadline.rs`).
+    sent: Option<Sent>,
 }
+
+/// The most of a full body handed over as one piece: the request's timer
+/// sees an upload's progress piece by piece.
+const PIECE: usize = 64 << 10;
 
 enum Kind {
     Empty,
@@ -42,7 +48,10 @@ enum Kind {
 impl Body {
     /// No body.
     pub fn empty() -> Self {
-        Body { kind: Kind::Empty }
+        Body {
+            kind: Kind::Empty,
+            sent: None,
+        }
     }
 
     /// Any [`http_body::Body`], sent as it comes (chunked over HTTP/1.1
@@ -54,6 +63,7 @@ impl Body {
     {
         Body {
             kind: Kind::Stream(Box::pin(body.map_err(Into::into))),
+            sent: None,
         }
     }
 
@@ -63,9 +73,16 @@ impl Body {
             Kind::Empty => Some(Body::empty()),
             Kind::Full(bytes) => Some(Body {
                 kind: Kind::Full(bytes.clone()),
+                sent: None,
             }),
             Kind::Stream(_) => None,
         }
+    }
+
+    /// Has each piece taken counted in `sent`.
+    pub(crate) fn counted(mut self, sent: Sent) -> Body {
+        self.sent = Some(sent);
+        self
     }
 }
 
@@ -82,6 +99,7 @@ impl From<Bytes> for Body {
         }
         Body {
             kind: Kind::Full(Some(bytes)),
+            sent: None,
         }
     }
 }
@@ -121,14 +139,22 @@ impl http_body::Body for Body {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.kind {
+        let this = self.get_mut();
+        let frame = match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Full(bytes) => Poll::Ready(match bytes {
+                Some(rest) if rest.len() > PIECE => Some(Ok(Frame::data(rest.split_to(PIECE)))),
+                _ => bytes.take().map(|b| Ok(Frame::data(b))),
+            }),
             Kind::Stream(stream) => stream.as_mut().poll_frame(cx),
+        };
+        if let (Poll::Ready(Some(Ok(_))), Some(sent)) = (&frame, &this.sent) {
+            sent.bump();
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

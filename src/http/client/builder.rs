@@ -114,7 +114,9 @@ impl ClientBuilder {
         self
     }
 
-    /// The longest wait for the next bytes of a response (default 10 s).
+    /// The longest wait on the server: for the next bytes of a response,
+    /// or, while the request's body is being sent, for it to take more
+    /// (default 10 s).
     pub fn read_timeout(mut self, limit: Duration) -> Self {
         self.settings.read_timeout = limit;
         self

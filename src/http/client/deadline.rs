@@ -14,11 +14,21 @@
 //! timer. When the timer fires it looks at the deadlines as they are now: a
 //! passed read deadline ends that wait with [`Elapsed`] (the request reports
 //! a read time-out, as before), a passed request deadline ends the request;
-//! otherwise it is armed again for the next one.
+//! otherwise it is armed again for the next one. A wait that begins while
+//! the timer is armed for a later moment (it fired between waits, during a
+//! slow connect, and was armed again for the request's deadline) arms it
+//! again for the wait's own deadline.
+//!
+//! While a request's body is being sent, the server taking a piece of it is
+//! progress too: a wait whose deadline passes with pieces taken since it
+//! began (or was last put off) is put off by the idle limit, so a long
+//! upload to a server that keeps reading it is not cut short, and one the
+//! server stops reading still ends.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -34,9 +44,35 @@ pub(crate) struct Watch {
     read: Cell<Option<Instant>>,
     /// Set by the timer once `read` has passed: the wait ends.
     expired: Cell<bool>,
+    /// Pieces of the request's body the connection has taken so far.
+    sent: Sent,
+    /// `sent` when the wait in progress began or was last put off.
+    mark: Cell<u64>,
+}
+
+/// A count of the request body's pieces taken, kept by the body (which
+/// hyper owns) and read by the request's timer.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Sent(Rc<Cell<u64>>);
+
+impl Sent {
+    /// One more piece was taken.
+    #[inline]
+    pub(crate) fn bump(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.get()
+    }
 }
 
 impl Watch {
+    /// The counter a request body bumps for each piece taken.
+    pub(crate) fn sent(&self) -> Sent {
+        self.sent.clone()
+    }
+
     /// Runs `fut`, a wait on the server, for at most `idle`. A future ready
     /// at its first poll (a body piece read with the head) sets no deadline.
     ///
@@ -52,6 +88,7 @@ impl Watch {
             if !waiting {
                 waiting = true;
                 self.expired.set(false);
+                self.mark.set(self.sent.get());
                 self.read.set(Some(crate::time::after(idle)));
             } else if self.expired.get() {
                 return Poll::Ready(Err(Elapsed(idle)));
@@ -74,15 +111,32 @@ impl Watch {
         fut: F,
     ) -> Result<F::Output, Elapsed> {
         let (limit, idle) = (limit.min(FOREVER), idle.min(FOREVER));
-        let deadline = Instant::now() + limit;
+        let start = Instant::now();
+        let deadline = start + limit;
         let mut fut = pin!(fut);
-        let mut timer: Option<Timer> = None;
+        // The timer, and the moment it is armed for.
+        let mut timer: Option<(Timer, Instant)> = None;
         poll_fn(|cx| loop {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
-            // The earliest moment a limit can pass: no wait starts before the request.
-            let timer = timer.get_or_insert_with(|| Timer::new(limit.min(idle)));
+            let (timer, armed) = match &mut timer {
+                Some((timer, armed)) => {
+                    // A wait that began after the timer was armed again for
+                    // a later moment (it fired between waits: during a
+                    // connect, a redirect) ends before that moment.
+                    if let Some(read) = self.read.get().filter(|read| read < armed) {
+                        *timer = Timer::new(read.saturating_duration_since(Instant::now()));
+                        *armed = read;
+                    }
+                    (timer, armed)
+                }
+                // The earliest moment a limit can pass: no wait starts before the request.
+                None => {
+                    let (t, a) = timer.insert((Timer::new(limit.min(idle)), start + limit.min(idle)));
+                    (t, a)
+                }
+            };
             if Pin::new(&mut *timer).poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -91,6 +145,13 @@ impl Watch {
                 return Poll::Ready(Err(Elapsed(limit)));
             }
             let next = match self.read.get() {
+                Some(read) if now >= read && self.sent.get() != self.mark.get() => {
+                    // Pieces of the body went meanwhile: put the wait off.
+                    self.mark.set(self.sent.get());
+                    let read = now + idle;
+                    self.read.set(Some(read));
+                    read.min(deadline)
+                }
                 Some(read) if now >= read => {
                     // The wait in progress ends with `Elapsed` when polled.
                     self.expired.set(true);
@@ -100,6 +161,7 @@ impl Watch {
                 None => deadline,
             };
             *timer = Timer::new(next - now);
+            *armed = next;
         })
         .await
     }

@@ -444,7 +444,8 @@ impl Client {
                 return Err(error::before_sending(e));
             }
             let again = body.try_clone();
-            let request = self.request(method, target, headers, body, matches!(sender, Sender::H2(_)))?;
+            let h2 = matches!(sender, Sender::H2(_));
+            let request = self.request(method, target, headers, body.counted(watch.sent()), h2)?;
             let stats = &inner.stats;
             stats.requests.set(stats.requests.get() + 1);
             if reused {
