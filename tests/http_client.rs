@@ -557,6 +557,58 @@ fn an_upload_slower_than_the_read_limit_goes_through_while_the_server_reads() {
     });
 }
 
+/// A server that answers each connection's first request (kept alive) and
+/// closes it at the second without a word, as a server or a balancer that
+/// closes its idle connections as a request arrives does.
+fn answers_once_per_connection() -> std::net::SocketAddr {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                // The next request's first byte: then close, unanswered.
+                let _ = conn.read(&mut byte);
+            });
+        }
+    });
+    addr
+}
+
+/// A request cut short on a reused connection is retried on a new one:
+/// with two stale pooled connections, the retry used to take the second
+/// and fail the same way ("connection closed before message completed").
+#[test]
+fn a_retry_after_a_stale_pooled_connection_goes_on_a_new_one() {
+    let addr = answers_once_per_connection();
+    util::run1(move || async move {
+        let c = client();
+        let url = format!("http://{addr}/");
+        // Two connections at once, both pooled after their answer.
+        let (a, b) = futures_lite::future::zip(c.get(&url), c.get(&url)).await;
+        assert_eq!((a.unwrap().text(), b.unwrap().text()), ("ok".into(), "ok".into()));
+        let answer = c.get(&url).await.unwrap();
+        assert_eq!(answer.text(), "ok");
+        let stats = c.stats();
+        assert_eq!(
+            (stats.requests, stats.connections),
+            (4, 3),
+            "two, then one cut short and its retry on a new connection"
+        );
+    });
+}
+
 #[test]
 fn connect_timeout_fires_on_a_full_backlog() {
     // A listener that never accepts, its accept queue filled: the kernel

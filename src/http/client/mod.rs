@@ -22,7 +22,8 @@
 //!
 //! A request that hyper could not even start on a pooled connection (it
 //! closed meanwhile) is sent on another; one that a reused connection cut
-//! short or reset before any response is retried once when its method is idempotent
+//! short or reset before any response is retried once, on a new connection
+//! (the other pooled ones may be as stale), when its method is idempotent
 //! (RFC 9110 §9.2.2: `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`)
 //! and its body can be sent again (not a stream); whatever its method, once
 //! the server says it never processed it (an HTTP/2 stream refused, or past
@@ -426,8 +427,13 @@ impl Client {
         // failed before its answer; a POST or PATCH may not.
         let idempotent = method.is_idempotent();
         let mut retried = false;
+        // The retry goes on a new connection: a pooled one may be as stale
+        // as the one that failed (a server or balancer that closed all of
+        // its idle connections at once).
+        let mut fresh = false;
         loop {
-            let (mut sender, reused) = match inner.pool.take(&target.key) {
+            let pooled = if fresh { None } else { inner.pool.take(&target.key) };
+            let (mut sender, reused) = match pooled {
                 Some(sender) => (sender, true),
                 // A new connection, or the HTTP/2 one that another request
                 // to the host was making meanwhile (then `reused`).
@@ -477,6 +483,7 @@ impl Client {
                         Some(again) if (stale || error::unprocessed(&error)) && !retried => {
                             tracing::debug!(target: "shardlet::http", url = %Redacted(url), %error, "request not answered on a closed or refusing connection; retrying");
                             retried = true;
+                            fresh = true;
                             body = again;
                         }
                         _ => return Err(error::from_hyper(error)),
