@@ -308,7 +308,7 @@ fi
 # Step 4: build.
 if ((build)); then
     command -v cargo >/dev/null ||
-        die "cargo is not on the PATH: install Rust 1.95 or later (https://rustup.rs), then open a new shell or run '. \"\$HOME/.cargo/env\"'; or pass --no-build to run binaries built before"
+        die "cargo is not on the PATH: install Rust 1.89 or later (https://rustup.rs), then open a new shell or run '. \"\$HOME/.cargo/env\"'; or pass --no-build to run binaries built before"
     examples=(-p shardlet-bench --bin echo_bench)
     for label in "${labels[@]}"; do
         case "$(example_of "$label")" in
