@@ -15,8 +15,10 @@
 //! small crate that the tests and the crawl benchmark import too.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use clap::Parser;
@@ -29,7 +31,11 @@ fn main() -> ExitCode {
     let input: Box<dyn BufRead + Send> = match &args.input {
         None => Box::new(BufReader::new(io::stdin())),
         Some(p) if p.as_os_str() == "-" => Box::new(BufReader::new(io::stdin())),
-        Some(path) => match File::open(path) {
+        Some(path) => match File::open(path).and_then(|file| match file.metadata()?.is_dir() {
+            // Opening a directory works; reading it does not.
+            true => Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory")),
+            false => Ok(file),
+        }) {
             Ok(file) => Box::new(BufReader::new(file)),
             Err(err) => {
                 eprintln!("crawler: cannot read {}: {err}", path.display());
@@ -37,6 +43,13 @@ fn main() -> ExitCode {
             }
         },
     };
+    // A read error ends the input (the crawl reports it on stderr and goes
+    // on with what it has); the exit status says so too.
+    let failed = Arc::new(AtomicBool::new(false));
+    let input: Box<dyn BufRead + Send> = Box::new(Watched {
+        inner: input,
+        failed: failed.clone(),
+    });
     let runtime = match Runtime::from_env() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -71,11 +84,46 @@ fn main() -> ExitCode {
                 eprintln!("crawler: {err}");
                 ExitCode::from(1)
             }
+            _ if failed.load(Ordering::Relaxed) => ExitCode::from(1),
             _ => ExitCode::SUCCESS,
         },
         Err(err) => {
             eprintln!("crawler: {err}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The input, remembering whether a read of it failed.
+struct Watched {
+    inner: Box<dyn BufRead + Send>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Watched {
+    /// Remembers a failed read (an interrupted one is tried again).
+    fn note(failed: &AtomicBool, error: &io::Error) {
+        if error.kind() != io::ErrorKind::Interrupted {
+            failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .read(buf)
+            .inspect_err(|e| Watched::note(&self.failed, e))
+    }
+}
+
+impl BufRead for Watched {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let failed = &self.failed;
+        self.inner.fill_buf().inspect_err(|e| Watched::note(failed, e))
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
     }
 }

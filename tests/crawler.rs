@@ -347,11 +347,12 @@ fn binary_end_to_end() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
 
-    // Bad invocations.
+    // Bad invocations (a directory opens, but cannot be read).
     for bad in [
         &["--pool", "0"][..],
         &["--no-such-flag"],
         &[dir.join("missing.txt").to_str().unwrap()],
+        &[dir.to_str().unwrap()],
     ] {
         let out = Command::new(crawler_binary()).args(bad).output().unwrap();
         assert_eq!(
@@ -361,6 +362,17 @@ fn binary_end_to_end() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // An input that fails to read (standard input a directory): what was
+    // read is crawled, the error is shown, and the exit status is 1.
+    let out = Command::new(crawler_binary())
+        .env("SHARDLET_SHARDS", "1")
+        .env("SHARDLET_PIN", "0")
+        .stdin(std::fs::File::open(&dir).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped reading the input"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -39,7 +39,9 @@
 //!
 //! Progress (URLs done, failed, rate) goes to stderr when it is a terminal.
 //! The exit status is 0 whatever the URLs gave; 2 for a bad invocation
-//! (bad option, unreadable file), 1 if the runtime cannot start.
+//! (bad option, a file that cannot be opened, or a directory), 1 if the
+//! runtime cannot start, the output cannot be written, or reading the
+//! input failed partway (the URLs read before it are crawled).
 //!
 //! **Shards.** The runtime comes from `SHARDLET_*` (`Runtime::from_env`),
 //! but the crawl runs on shard 0 only, and the other shards return at once.
