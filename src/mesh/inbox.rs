@@ -52,7 +52,7 @@ pub(crate) async fn drain(inbox: Rc<RefCell<Inbox>>) {
         // it) every few rounds; the lanes every round. (The inbox is
         // borrowed only inside each poll, never across a wait.)
         round = round.wrapping_add(1);
-        let with_mail = round % MAIL_EVERY == 0;
+        let with_mail = round.is_multiple_of(MAIL_EVERY);
         let ran = poll_fn(|cx| {
             let mut ran = 0;
             if let Some(first) = woken_by.take() {
@@ -129,7 +129,7 @@ impl Idle {
             return true;
         }
         self.polls += 1;
-        if self.polls % Self::CHECK_EVERY != 0 {
+        if !self.polls.is_multiple_of(Self::CHECK_EVERY) {
             return false;
         }
         self.since.get_or_insert_with(Instant::now).elapsed() >= self.window
