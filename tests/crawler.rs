@@ -82,6 +82,24 @@ fn smoke_lines_in_input_order_with_errors_inline() {
     assert!(lines[60].starts_with("# ok 54, failed 6, "), "{}", lines[60]);
 }
 
+/// `--read-timeout` sets how long a server may take to answer within
+/// `--timeout`: a server 1 s slow to answer is read with the default
+/// (10 s), and fails as a read time-out with `--read-timeout 0.3`. Before:
+/// the read limit was the client's 10 s whatever `--timeout` said.
+#[test]
+fn read_timeout_sets_the_wait_for_a_slow_server() {
+    let server = TestServer::start(|req, out| {
+        std::thread::sleep(Duration::from_secs(1));
+        respond(out, 200, &[], req.path.as_bytes())
+    });
+    let url = server.url("/slow");
+    let (summary, lines) = run_crawl(&[], format!("{url}\n"));
+    assert_eq!(summary.ok, 1, "{lines:?}");
+    let (summary, lines) = run_crawl(&["--read-timeout", "0.3"], format!("{url}\n"));
+    assert_eq!(summary.failed, 1, "{lines:?}");
+    assert!(lines[0].contains("read timed out after 300ms"), "{lines:?}");
+}
+
 #[test]
 fn input_is_read_lazily() {
     // Count lines pulled from the input against lines written: the crawler may

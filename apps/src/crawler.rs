@@ -82,6 +82,11 @@ pub struct Args {
     /// Time limit for each URL (redirects included), in seconds (0.001 to 86400).
     #[arg(long, default_value_t = 30.0, value_parser = crate::seconds)]
     pub timeout: f64,
+    /// Longest wait for a server's next bytes (or, while sending, for it to
+    /// take more), in seconds (0.001 to 86400): a server slower than this to
+    /// answer fails as "read timed out" within --timeout.
+    #[arg(long, default_value_t = 10.0, value_parser = crate::seconds)]
+    pub read_timeout: f64,
     /// Largest body accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub max_body: u64,
@@ -224,6 +229,7 @@ pub async fn crawl<W: Write + 'static, L: Into<Line>>(
     let urls = urls.map(Into::into);
     let client = Client::builder()
         .request_timeout(Duration::from_secs_f64(args.timeout.max(0.001)))
+        .read_timeout(Duration::from_secs_f64(args.read_timeout.max(0.001)))
         .max_body(args.max_body)
         // Keep a connection per green thread: a crawl of one host reuses them all.
         .max_idle_per_host(args.pool as usize)

@@ -140,6 +140,7 @@ fn shardlet_round(args: &Args, urls: &[String], cpu: Option<usize>) -> Round {
         follow: false,
         depth: 0,
         timeout: 30.0,
+        read_timeout: 10.0,
         max_body: 1 << 20,
         progress: crawler::Progress::Never,
     };
