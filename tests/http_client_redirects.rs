@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use origin::{respond, TestServer};
+use origin::{raw, respond, Next, TestServer};
 use shardlet::http::client::Body;
 use shardlet::http::{Client, ErrorKind, ResponseExt};
 
@@ -244,6 +244,49 @@ fn a_location_that_is_not_utf8_keeps_its_bytes() {
         async move {
             let r = client().get(&format!("{base}/latin")).await.unwrap();
             assert_eq!(r.body().as_ref(), b"/caf%E9?q=%FF");
+        }
+    });
+}
+
+/// A redirect whose body is still on its way (a stalled chunked body) is
+/// followed at once: its body is not read, its connection not kept, and a
+/// small body that came with the head leaves the connection to serve the
+/// next hop. Before: the redirect's body was read whole first, so a
+/// stalled one held the request until its limit.
+#[test]
+fn a_redirect_is_followed_without_waiting_for_its_body() {
+    let server = TestServer::start(|req, out| match req.path.as_str() {
+        "/stalls" => {
+            raw(
+                out,
+                b"HTTP/1.1 302 Found\r\nLocation: /there\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n",
+            )?;
+            std::thread::sleep(Duration::from_secs(5));
+            Ok(Next::Close)
+        }
+        "/small" => respond(out, 302, &[("Location", "/there")], b"moved there"),
+        _ => respond(out, 200, &[], b"there"),
+    });
+    let (stalls, small) = (server.url("/stalls"), server.url("/small"));
+    util::run1(move || {
+        let (stalls, small) = (stalls.clone(), small.clone());
+        async move {
+            let c = Client::builder()
+                .request_timeout(Duration::from_secs(3))
+                .build()
+                .unwrap();
+            let start = std::time::Instant::now();
+            let answer = c.get(&stalls).await.unwrap();
+            assert_eq!(answer.text(), "there");
+            assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+            let before = c.stats();
+            assert_eq!(c.get(&small).await.unwrap().text(), "there");
+            let after = c.stats();
+            assert_eq!(
+                after.connections - before.connections,
+                0,
+                "the small redirect's connection (or the one before) served its next hop"
+            );
         }
     });
 }

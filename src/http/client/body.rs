@@ -228,3 +228,22 @@ pub(crate) async fn collect(
     }
     Ok(first.unwrap_or_else(|| more.freeze()))
 }
+
+/// Reads what of `body` is there already, up to `limit` bytes, without
+/// waiting: whether that was all of it (then its connection can serve
+/// another request). A body still on its way, or a larger one, is dropped.
+pub(crate) async fn drain_ready(mut body: hyper::body::Incoming, limit: usize) -> bool {
+    let mut total = 0;
+    loop {
+        match futures_lite::future::poll_once(body.frame()).await {
+            Some(None) => return true,
+            Some(Some(Ok(frame))) => {
+                total += frame.data_ref().map_or(0, Bytes::len);
+                if total > limit {
+                    return false;
+                }
+            }
+            Some(Some(Err(_))) | None => return false,
+        }
+    }
+}

@@ -78,6 +78,10 @@ use pool::{Pool, Sender};
 use tls::Tls;
 use userinfo::Redacted;
 
+/// The most of a redirect's body read so that its connection can serve the
+/// next request (only what is there already).
+const REDIRECT_BODY: usize = 64 << 10;
+
 /// Counts of a client's work, from [`Client::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -361,10 +365,16 @@ impl Client {
             if let Ok(None) = redirect {
                 return self.finish(response, sender, &target, &method, url, watch).await;
             }
-            // Read what came with the redirect, so its connection can serve the next.
-            let _ = self
-                .finish(response, sender, &target, &method, url.clone(), watch)
-                .await;
+            // What came with the redirect, if it is all there already, so
+            // its connection can serve the next request. A body still on
+            // its way costs the connection instead (as in hyper's own
+            // client): read whole, a stalled or endless one held the
+            // redirect up to the read or the request limit.
+            let (_, incoming) = response.into_parts();
+            let drained = body::drain_ready(incoming, REDIRECT_BODY).await;
+            if drained || matches!(sender, Sender::H2(_)) {
+                self.inner.pool.put(&target.key, sender);
+            }
             if hop == max {
                 return Err(Error::new(
                     url.as_str(),
