@@ -723,3 +723,58 @@ fn an_http2_upload_larger_than_the_window_arrives_whole() {
         "the handler did not read {bytes} bytes"
     );
 }
+
+/// RFC 9113 §8.3.1: a `Host` that names another authority than
+/// `:authority`, or userinfo in `:authority`, makes a request malformed: a
+/// 400 on its stream, the connection going on. Before: both were served
+/// (a handler reading `Host` saw the other name).
+#[test]
+fn a_host_other_than_the_authority_is_400_on_http2() {
+    let server = start(1000);
+    let mut client = Client::connect(server.addr());
+    let started = Instant::now();
+    // :method GET, :scheme http, :authority AUTHORITY, :path /, then a
+    // literal field without indexing: host: HOST.
+    let request = |stream: u32, authority: &str, host: Option<&str>| {
+        let mut block = vec![0x82, 0x86, 0x01, authority.len() as u8];
+        block.extend(authority.as_bytes());
+        block.push(0x84);
+        if let Some(host) = host {
+            block.extend([0x00, 4]);
+            block.extend(b"host");
+            block.push(host.len() as u8);
+            block.extend(host.as_bytes());
+        }
+        frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
+    };
+    // `:status 400` is HPACK static entry 12.
+    let status_of = |frames: &[Frame], stream: u32| {
+        frames
+            .iter()
+            .find(|f| f.kind == HEADERS && f.stream == stream)
+            .and_then(|f| f.payload.first().copied())
+    };
+    for (stream, authority, host, status) in [
+        (1, "x", Some("evil"), 0x8c),
+        (3, "u@x", None, 0x8c),
+        (5, "x", Some("X"), 0x88),
+        (7, "x", None, 0x88),
+    ] {
+        client
+            .stream
+            .write_all(&request(stream, authority, host))
+            .unwrap();
+        let mut frames = Vec::new();
+        while status_of(&frames, stream).is_none()
+            && !client.closed
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            frames.extend(client.frames(Duration::from_millis(50)));
+        }
+        assert_eq!(
+            status_of(&frames, stream),
+            Some(status),
+            "{authority:?} with Host {host:?}: {frames:?}"
+        );
+    }
+}

@@ -321,6 +321,11 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
             b"GET / HTTP/1.1\r\nHost: t\r\nExpect: something\r\n\r\n".to_vec(),
             417,
         ),
+        (
+            "unknown expectation in a second field",
+            b"GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nExpect: something\r\n\r\n".to_vec(),
+            417,
+        ),
     ];
     for (what, raw, status) in cases {
         let mut conn = Conn::open(addr);

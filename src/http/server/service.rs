@@ -329,13 +329,33 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
     {
         return Some(StatusCode::BAD_REQUEST);
     }
-    if let Some(expect) = fields.get(header::EXPECT) {
-        if !expect
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"100-continue")
-        {
+    // Every expectation, in every `Expect` field (one list, RFC 9110 §5.3).
+    for expect in fields.get_all(header::EXPECT) {
+        let mut expectations = expect.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii);
+        if expectations.any(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"100-continue")) {
             return Some(StatusCode::EXPECTATION_FAILED);
+        }
+    }
+    // RFC 9110 §4.2.4: userinfo in a received URI is to be treated as an
+    // error (nginx: 400); no target form carries it in a request, nor may
+    // HTTP/2's `:authority` (RFC 9113 §8.3.1).
+    if request
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    // RFC 9113 §8.3.1: an HTTP/2 request whose `Host` names another
+    // authority than its `:authority` is malformed.
+    if request.version() == Version::HTTP_2 {
+        if let (Some(host), Some(authority)) = (fields.get(header::HOST), request.uri().authority()) {
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            {
+                return Some(StatusCode::BAD_REQUEST);
+            }
         }
     }
     // hyper decodes `chunked` (last, as it must be) once and passes other
@@ -377,11 +397,6 @@ fn precheck(request: &Request<Incoming>, limits: &Limits) -> Option<StatusCode> 
         // invalid, and its recipient MUST reject it (nginx: 400); its host
         // would be the handler's `Host` (`host_from_target`).
         if uri.scheme().is_some() && uri.host().is_none_or(str::is_empty) {
-            return Some(StatusCode::BAD_REQUEST);
-        }
-        // RFC 9110 §4.2.4: userinfo in a received URI is to be treated as
-        // an error (nginx: 400); no target form carries it in a request.
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Some(StatusCode::BAD_REQUEST);
         }
     }
