@@ -33,6 +33,8 @@
 //! shard that fails to start) ends it at once with the reason and a non-zero
 //! status.
 
+#[path = "common/logging.rs"]
+mod logging;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -195,13 +197,7 @@ fn gone(e: &io::Error) -> bool {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .init();
+    logging::init();
     let args = Args::parse();
     raise_fd_limit();
 

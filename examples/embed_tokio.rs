@@ -19,6 +19,8 @@
 //! Shards, CPUs and the rest come from `SHARDLET_*` (see the README);
 //! `SHARDLET_RESERVE_CPUS=1` leaves the first CPU to tokio's threads.
 
+#[path = "common/logging.rs"]
+mod logging;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -169,13 +171,7 @@ async fn terminated() -> io::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .init();
+    logging::init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -20,6 +20,8 @@
 #[path = "../common/metrics_http.rs"]
 mod metrics_http;
 
+#[path = "../common/logging.rs"]
+mod logging;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -63,13 +65,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .init();
+    logging::init();
     let args = Args::parse();
     if args.max_fetches == 0 || args.max_urls == 0 {
         eprintln!("feed_scraper: --max-fetches and --max-urls must be positive");
