@@ -609,6 +609,40 @@ fn a_retry_after_a_stale_pooled_connection_goes_on_a_new_one() {
     });
 }
 
+/// `max_head` holds exactly on HTTP/1: a head just under it is read, one
+/// just over it refused. Before: hyper bounds only its read buffer, and
+/// heads up to about 110 KiB passed a 64 KiB limit.
+#[test]
+fn max_head_holds_exactly_on_http1() {
+    let server = TestServer::start(|req, out| {
+        let fields: usize = req.path.trim_start_matches('/').parse().unwrap();
+        let mut head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n".to_vec();
+        for i in 0..fields {
+            head.extend(format!("x-field-{i:04}: {}\r\n", "v".repeat(1000)).as_bytes());
+        }
+        head.extend(b"\r\nok");
+        raw(out, &head)?;
+        Ok(Next::Close)
+    });
+    // Each field is 1,016 bytes with its line end: 60 fit 64 KiB, 70 do not.
+    let (under, over) = (server.url("/60"), server.url("/70"));
+    util::run1(move || {
+        let (under, over) = (under.clone(), over.clone());
+        async move {
+            let c = Client::builder().max_head(64 << 10).build().unwrap();
+            assert_eq!(c.get(&under).await.unwrap().text(), "ok");
+            let err = match c.get(&over).await {
+                Ok(answer) => panic!("a head of {} fields was accepted", answer.headers().len()),
+                Err(err) => err,
+            };
+            assert!(
+                matches!(err.kind(), ErrorKind::Protocol(text) if text.contains("too large")),
+                "{err}"
+            );
+        }
+    });
+}
+
 #[test]
 fn connect_timeout_fires_on_a_full_backlog() {
     // A listener that never accepts, its accept queue filled: the kernel

@@ -154,8 +154,10 @@ impl ClientBuilder {
     }
 
     /// The longest response head (status line and fields) accepted, in bytes
-    /// (default 64 KiB). On HTTP/2, the field list as that counts it (names
-    /// and values, decoded, and 32 bytes a field).
+    /// (default 64 KiB); a longer one is a
+    /// [`ErrorKind::Protocol`](super::ErrorKind::Protocol) error. On HTTP/2,
+    /// the field list as that counts it (names and values, decoded, and 32
+    /// bytes a field).
     pub fn max_head(mut self, limit: usize) -> Self {
         self.settings.max_head = limit;
         self

@@ -78,6 +78,20 @@ use pool::{Pool, Sender};
 use tls::Tls;
 use userinfo::Redacted;
 
+/// The size of an HTTP/1 response head as it came (status line, fields,
+/// the empty line), the reason phrase taken as the status's own. hyper
+/// bounds only its read buffer, which a head up to about twice
+/// `max_head` could pass through (it reads in growing steps).
+fn head_size(response: &Response<Incoming>) -> usize {
+    let status = "HTTP/1.1 200 \r\n".len() + response.status().canonical_reason().map_or(0, str::len);
+    let fields: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    status + fields + 2
+}
+
 /// The most of a redirect's body read so that its connection can serve the
 /// next request (only what is there already).
 const REDIRECT_BODY: usize = 64 << 10;
@@ -476,6 +490,12 @@ impl Client {
                 });
             };
             match sent {
+                Ok(response) if !h2 && head_size(&response) > inner.settings.max_head => {
+                    return Err(ErrorKind::Protocol(format!(
+                        "message head is too large (over the limit of {} bytes)",
+                        inner.settings.max_head
+                    )));
+                }
                 Ok(response) => return Ok((response, sender)),
                 Err(mut failed) => {
                     if let Some(unsent) = failed.take_message() {
