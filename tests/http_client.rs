@@ -373,25 +373,57 @@ fn the_read_limit_counts_from_the_last_bytes() {
         std::thread::sleep(Duration::from_secs(4));
         Ok(Next::Close)
     });
-    let url = stalls.url("/stalls");
+    let took = read_times_out(
+        stalls.url("/stalls"),
+        Duration::from_millis(200),
+        Duration::from_secs(3),
+    );
+    assert!(
+        took >= Duration::from_millis(340) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// GETs `url` on one shard with these read and request limits: it must
+/// fail as a read time-out. How long that took.
+fn read_times_out(url: String, read: Duration, request: Duration) -> Duration {
     util::run1(move || {
         let url = url.clone();
         async move {
             let c = Client::builder()
-                .read_timeout(Duration::from_millis(200))
-                .request_timeout(Duration::from_secs(3))
+                .read_timeout(read)
+                .request_timeout(request)
                 .build()
                 .unwrap();
             let start = Instant::now();
             let err = c.get(&url).await.unwrap_err();
             let took = start.elapsed();
             assert_timed_out(&err, Phase::Read);
-            assert!(
-                took >= Duration::from_millis(340) && took < Duration::from_secs(3),
-                "{took:?}"
-            );
+            took
         }
-    });
+    })
+}
+
+/// A listener that never accepts, its accept queue filled by `fillers`
+/// connections: the kernel drops further SYNs (and the client sends its
+/// SYN again after 1 s, then 3 s).
+fn full_listener(fillers: usize) -> (socket2::Socket, std::net::SocketAddr, Vec<socket2::Socket>) {
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let fillers = (0..fillers)
+        .map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    (listener, addr, fillers)
 }
 
 /// The idle read limit still holds for a wait that begins after the
@@ -403,20 +435,7 @@ fn the_read_limit_counts_from_the_last_bytes() {
 /// later read deadline, and the request failed only at its own limit.
 #[test]
 fn the_read_limit_holds_after_a_slow_connect() {
-    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let fillers: Vec<_> = (0..2)
-        .map(|_| {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            s.set_nonblocking(true).unwrap();
-            let _ = s.connect(&addr.into());
-            s
-        })
-        .collect();
+    let (listener, addr, fillers) = full_listener(2);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let silent = std::thread::spawn({
         let done = done.clone();
@@ -433,23 +452,12 @@ fn the_read_limit_holds_after_a_slow_connect() {
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(50));
-    let url = format!("http://{addr}/");
-    util::run1(move || {
-        let url = url.clone();
-        async move {
-            let c = Client::builder()
-                .read_timeout(Duration::from_millis(300))
-                .request_timeout(Duration::from_secs(8))
-                .build()
-                .unwrap();
-            let start = Instant::now();
-            let err = c.get(&url).await.unwrap_err();
-            let took = start.elapsed();
-            assert_timed_out(&err, Phase::Read);
-            assert!(took < Duration::from_secs(5), "{took:?}");
-        }
-    });
+    let took = read_times_out(
+        format!("http://{addr}/"),
+        Duration::from_millis(300),
+        Duration::from_secs(8),
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     silent.join().unwrap();
     drop(fillers);
@@ -645,22 +653,8 @@ fn max_head_holds_exactly_on_http1() {
 
 #[test]
 fn connect_timeout_fires_on_a_full_backlog() {
-    // A listener that never accepts, its accept queue filled: the kernel
-    // drops further SYNs, so a connect hangs until the client gives up.
-    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&addr.into());
-        fillers.push(s);
-    }
-    std::thread::sleep(Duration::from_millis(50));
+    // A connect hangs until the client gives up.
+    let (listener, addr, fillers) = full_listener(4);
     let url = format!("http://{addr}/");
     util::run1(move || {
         let url = url.clone();
