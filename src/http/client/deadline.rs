@@ -25,7 +25,7 @@
 //! upload to a server that keeps reading it is not cut short, and one the
 //! server stops reading still ends.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
@@ -45,7 +45,8 @@ pub(crate) struct Watch {
     /// Set by the timer once `read` has passed: the wait ends.
     expired: Cell<bool>,
     /// Pieces of the request's body the connection has taken so far.
-    sent: Sent,
+    /// Made when a body is sent (a request without one allocates nothing).
+    sent: OnceCell<Sent>,
     /// `sent` when the wait in progress began or was last put off.
     mark: Cell<u64>,
 }
@@ -70,7 +71,12 @@ impl Sent {
 impl Watch {
     /// The counter a request body bumps for each piece taken.
     pub(crate) fn sent(&self) -> Sent {
-        self.sent.clone()
+        self.sent.get_or_init(Sent::default).clone()
+    }
+
+    /// Pieces of the body taken so far.
+    fn pieces(&self) -> u64 {
+        self.sent.get().map_or(0, Sent::get)
     }
 
     /// Runs `fut`, a wait on the server, for at most `idle`. A future ready
@@ -88,7 +94,7 @@ impl Watch {
             if !waiting {
                 waiting = true;
                 self.expired.set(false);
-                self.mark.set(self.sent.get());
+                self.mark.set(self.pieces());
                 self.read.set(Some(crate::time::after(idle)));
             } else if self.expired.get() {
                 return Poll::Ready(Err(Elapsed(idle)));
@@ -145,9 +151,9 @@ impl Watch {
                 return Poll::Ready(Err(Elapsed(limit)));
             }
             let next = match self.read.get() {
-                Some(read) if now >= read && self.sent.get() != self.mark.get() => {
+                Some(read) if now >= read && self.pieces() != self.mark.get() => {
                     // Pieces of the body went meanwhile: put the wait off.
-                    self.mark.set(self.sent.get());
+                    self.mark.set(self.pieces());
                     let read = now + idle;
                     self.read.set(Some(read));
                     read.min(deadline)

@@ -475,7 +475,11 @@ impl Client {
             }
             let again = body.try_clone();
             let h2 = matches!(sender, Sender::H2(_));
-            let request = self.request(method, target, headers, body.counted(watch.sent()), h2)?;
+            // The body's pieces count as progress for the read limit.
+            if !http_body::Body::is_end_stream(&body) {
+                body = body.counted(watch.sent());
+            }
+            let request = self.request(method, target, headers, body, h2)?;
             let stats = &inner.stats;
             stats.requests.set(stats.requests.get() + 1);
             if reused {
