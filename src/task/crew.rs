@@ -316,7 +316,9 @@ impl<I: Item + ?Sized> Drop for Crew<I> {
     fn drop(&mut self) {
         let shared = &self.shared;
         shared.gone.set(Some(self.on_drop));
-        shared.results.borrow_mut().clear();
+        // Dropped last, under the guard: a result whose destructor panics
+        // must not skip the cancelling and the driver's wake below.
+        let results = std::mem::take(&mut *shared.results.borrow_mut());
         if self.on_drop == OnDrop::Cancel {
             // Cancel now: each item is dropped under its guard, and gives its
             // pool slot back before this returns. (Outside the borrow: a
@@ -335,6 +337,9 @@ impl<I: Item + ?Sized> Drop for Crew<I> {
             }
         }
         shared.bells.borrow().bell.driver.wake();
+        for result in results {
+            crate::task::guard::drop_guarded(result);
+        }
     }
 }
 
@@ -481,7 +486,11 @@ impl<I: Item + ?Sized> Shared<I> {
         self.free.borrow_mut().push(index);
         self.running.set(self.running.get() - 1);
         if self.gone.get().is_some() {
-            return; // detached: nobody takes results any more
+            // Detached: nobody takes results any more. Dropped under the
+            // guard: a destructor's panic must not end the driver (and
+            // cancel the other items with it).
+            crate::task::guard::drop_guarded(result);
+            return;
         }
         let base = self.base.get();
         let mut results = self.results.borrow_mut();

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use glommio::task::JoinHandle;
 
 use crate::task::error::JoinError;
-use crate::task::guard::{Finish, Guarded, Isolated, Keep};
+use crate::task::guard::{Finish, Guarded, Isolated, Keep, Landed};
 
 /// Handle to a spawned green thread; await it (or [`join`](GreenThread::join))
 /// for the task's result.
@@ -38,7 +38,7 @@ pub struct GreenThread<T> {
 }
 
 enum State<T> {
-    Running(JoinHandle<Result<T, JoinError>>),
+    Running(JoinHandle<Landed<T>>),
     Done(Option<Result<T, JoinError>>),
 }
 
@@ -78,8 +78,7 @@ impl<T> Future for GreenThread<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
             State::Running(handle) => Pin::new(handle).poll(cx).map(|out| match out {
-                Some(Ok(value)) => Ok(value),
-                Some(Err(err)) => Err(err),
+                Some(landed) => landed.take(),
                 None => Err(JoinError::CANCELLED),
             }),
             State::Done(result) => Poll::Ready(result.take().expect("GreenThread polled after completion")),
@@ -179,7 +178,7 @@ where
 
 /// A bare handle on a guarded task, kept only to cancel it: one pointer,
 /// where a [`GreenThread`] keeps room for the task's result.
-pub(crate) struct TaskHandle(JoinHandle<Result<(), JoinError>>);
+pub(crate) struct TaskHandle(JoinHandle<Landed<()>>);
 
 impl TaskHandle {
     /// Cancels the task (see [`GreenThread::cancel`]).

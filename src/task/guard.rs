@@ -203,15 +203,61 @@ pub(crate) trait Finish<T> {
     fn finish(result: Result<T, JoinError>) -> Self::Output;
 }
 
-/// The result as it is.
+/// The result as it is, in a [`Landed`]: glommio drops the result of a
+/// task whose handle is gone itself, outside any guard.
 pub(crate) enum Keep {}
 
 impl<T> Finish<T> for Keep {
-    type Output = Result<T, JoinError>;
+    type Output = Landed<T>;
 
     #[inline]
     fn finish(result: Result<T, JoinError>) -> Self::Output {
-        result
+        Landed(Some(result))
+    }
+}
+
+/// A task's result, waiting for its handle: dropped unclaimed (the handle
+/// was dropped, the task detached), it is dropped under the guard, so a
+/// result whose destructor panics does not unwind through glommio's run
+/// loop and end the shard.
+pub(crate) struct Landed<T>(Option<Result<T, JoinError>>);
+
+impl<T> Landed<T> {
+    /// The result, for its handle.
+    #[inline]
+    pub(crate) fn take(mut self) -> Result<T, JoinError> {
+        self.0.take().expect("a landed result is taken once")
+    }
+}
+
+impl<T> Drop for Landed<T> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(result) = self.0.take() {
+            drop_guarded(result);
+        }
+    }
+}
+
+/// Drops `value` under the guard: a destructor that panics is caught,
+/// counted and logged, instead of unwinding into whoever drops it (glommio's
+/// run loop, a crew's driver). For values nobody claimed: a detached task's
+/// result, the results of a dropped pile or `imap`.
+#[inline]
+pub(crate) fn drop_guarded<T>(value: T) {
+    if std::mem::needs_drop::<T>() {
+        drop_unclaimed(value);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_unclaimed<T>(value: T) {
+    install_hook();
+    let _enter = Enter::new(None, false);
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
+        let err = caught(&*payload);
+        tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping a result nobody took: {err}");
     }
 }
 
