@@ -561,6 +561,16 @@ fn http_get(addr: &str, path: &str) -> String {
     answer
 }
 
+/// Sends `raw` to `addr`: the whole answer (lossy UTF-8).
+fn http_request(addr: &str, raw: &[u8]) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Starts an example with `--metrics-addr`, makes one connection to it,
 /// and checks its `/metrics` counts it on shard 0.
 fn example_serves_metrics(name: &str, server_label: &str, ready_prefix: &str, poke: impl Fn(&str)) {
@@ -603,6 +613,21 @@ fn example_serves_metrics(name: &str, server_label: &str, ready_prefix: &str, po
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
+    // A scrape job's query, `HEAD` without a body, other methods, a field
+    // value that is not UTF-8 (obs-text), a head past the limit.
+    assert!(http_get(&metrics, "/metrics?job=x").starts_with("HTTP/1.1 200"));
+    let head = http_request(&metrics, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    let post = http_request(&metrics, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let latin1 = http_request(&metrics, b"GET /metrics HTTP/1.1\r\nX-Name: caf\xe9\r\n\r\n");
+    assert!(latin1.starts_with("HTTP/1.1 200"), "{latin1}");
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+    huge.resize(20 << 10, b'p');
+    assert!(http_request(&metrics, &huge).starts_with("HTTP/1.1 431"));
     drop(guard);
     let _ = child.wait();
 }

@@ -1,13 +1,16 @@
 //! `--metrics-addr HOST:PORT` for the examples: plain threads that answer
-//! `GET /metrics` with the exporter's Prometheus text (and 404 otherwise),
-//! one short request per connection. A host with an HTTP stack of its own
+//! `GET /metrics` (and `HEAD`; a query is ignored) with the exporter's
+//! Prometheus text, 404 for other paths, 405 for other methods, 431 for a
+//! head past [`MAX_REQUEST`]; one short request per connection. A host with an HTTP stack of its own
 //! would serve `Exporter::encode()` (or register the exporter in its
 //! registry) there instead.
 //!
-//! A slow or idle client cannot keep scrapes out: each connection has a
-//! thread of its own (at most [`MAX_CLIENTS`] at once; beyond that a
-//! connection is closed at once), a request of at most [`MAX_REQUEST`]
-//! bytes, and [`DEADLINE`] to send it.
+//! A slow client cannot hold its thread: each connection has a thread of
+//! its own, a request of at most [`MAX_REQUEST`] bytes, and [`DEADLINE`] to
+//! send it. At most [`MAX_CLIENTS`] are answered at once (beyond that a
+//! connection is closed at once), so that many clients holding their
+//! connections open keep scrapes out for up to [`DEADLINE`] each: bind the
+//! endpoint where only the scraper reaches it.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -78,24 +81,54 @@ fn answer(stream: TcpStream, exporter: &Exporter) -> io::Result<()> {
         deadline: Instant::now() + DEADLINE,
     };
     let mut reader = BufReader::new(before.take(MAX_REQUEST));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the header fields, up to the blank line.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
+    // Lines as bytes: a field value may hold any octet (obs-text).
+    let mut request_line = Vec::new();
+    reader.read_until(b'\n', &mut request_line)?;
+    // Skip the header fields, up to the blank line (or the size limit).
+    let mut line = Vec::new();
+    let mut complete = false;
+    while reader.read_until(b'\n', &mut line)? > 0 {
+        if line.trim_ascii().is_empty() {
+            complete = true;
+            break;
+        }
         line.clear();
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let (status, kind, body) = if path == "/metrics" {
-        ("200 OK", CONTENT_TYPE, exporter.encode())
-    } else {
+    let request_line = String::from_utf8_lossy(&request_line);
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // The path, without a query (a scrape job's `params`).
+    let path = target.split('?').next().unwrap_or("");
+    let (status, kind, body) = if !complete {
+        ("431 Request Header Fields Too Large", "text/plain", String::new())
+    } else if path != "/metrics" {
         ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+    } else if method != "GET" && method != "HEAD" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET or HEAD\n".to_string(),
+        )
+    } else {
+        ("200 OK", CONTENT_TYPE, exporter.encode())
     };
     let mut stream = stream;
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
-    stream.flush()
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()?;
+    if !complete {
+        // The client may still be sending: read on for a moment before the
+        // close, which would otherwise reset the connection and lose the
+        // answer (a lingering close).
+        stream.shutdown(std::net::Shutdown::Write)?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let _ = io::copy(&mut (&stream).take(1 << 20), &mut io::sink());
+    }
+    Ok(())
 }
