@@ -44,12 +44,12 @@ mod error;
 mod lookups;
 mod pool;
 mod redirect;
+mod response;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
 mod userinfo;
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
@@ -68,29 +68,17 @@ pub use builder::{
     DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{BuildError, Error, ErrorKind, Phase};
+pub use response::ResponseExt;
 
 use builder::Settings;
 use connect::Target;
 use deadline::Watch;
 use dns::Resolver;
 use pool::{Pool, Sender};
+use response::head_size;
 #[cfg(feature = "tls")]
 use tls::Tls;
 use userinfo::Redacted;
-
-/// The size of an HTTP/1 response head as it came (status line, fields,
-/// the empty line), the reason phrase taken as the status's own. hyper
-/// bounds only its read buffer, which a head up to about twice
-/// `max_head` could pass through (it reads in growing steps).
-fn head_size(response: &Response<Incoming>) -> usize {
-    let status = "HTTP/1.1 200 \r\n".len() + response.status().canonical_reason().map_or(0, str::len);
-    let fields: usize = response
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    status + fields + 2
-}
 
 /// The most of a redirect's body read so that its connection can serve the
 /// next request (only what is there already).
@@ -565,34 +553,6 @@ impl fmt::Debug for Client {
             .field("settings", &self.inner.settings)
             .field("stats", &self.stats())
             .finish()
-    }
-}
-
-/// What the client adds to the `http` crate's response: the URL that gave
-/// it (the last one after redirects) and the body as text.
-pub trait ResponseExt {
-    /// The URL that gave this response (after redirects), without the user
-    /// name and password it may have had (they were sent as
-    /// `Authorization: Basic`).
-    ///
-    /// # Panics
-    ///
-    /// For a response that did not come from [`Client`].
-    fn url(&self) -> &Url;
-
-    /// The body as text, invalid UTF-8 replaced.
-    fn text(&self) -> Cow<'_, str>;
-}
-
-impl ResponseExt for Response<Bytes> {
-    fn url(&self) -> &Url {
-        self.extensions()
-            .get::<Url>()
-            .expect("a response from shardlet's http::Client")
-    }
-
-    fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.body())
     }
 }
 
