@@ -371,7 +371,7 @@ impl Exporter {
             ),
             (
                 "shardlet_connections_live",
-                "Connections open on the shard.",
+                "Connections open on the shard, and those queued for it (handoff mode); above the cap while evicted ones close.",
                 Gauge,
                 |s| s.live,
             ),

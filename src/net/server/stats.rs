@@ -140,7 +140,8 @@ pub struct ShardStats {
     /// Connections given to this shard so far (the refused ones too).
     pub accepted: u64,
     /// Connections open on this shard now (in handoff mode, also those
-    /// queued for it).
+    /// queued for it). Above the cap while connections asked to close
+    /// for newcomers (evicted) are still closing.
     pub live: u64,
     /// Connections whose handler returned an error.
     pub failed: u64,
