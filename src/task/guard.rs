@@ -129,10 +129,16 @@ impl<F> Isolated<F> {
 /// Drops a guarded future in place, under the guard (see [`Isolated`]).
 #[cold]
 fn drop_inner<F>(mut fut: Pin<&mut Option<F>>, pool: Option<NonZeroU64>) {
+    drop_caught(pool, "a task", || fut.set(None));
+}
+
+/// Runs `drop` (a destructor) under the guard, as a member of `pool`: its
+/// panic is caught, counted and logged as one while dropping `what`.
+fn drop_caught(pool: Option<NonZeroU64>, what: &str, drop: impl FnOnce()) {
     let _enter = Enter::new(pool, false);
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(drop)) {
         let err = caught(&*payload);
-        tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping a task: {err}");
+        tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping {what}: {err}");
     }
 }
 
@@ -254,11 +260,7 @@ pub(crate) fn drop_guarded<T>(value: T) {
 #[inline(never)]
 fn drop_unclaimed<T>(value: T) {
     install_hook();
-    let _enter = Enter::new(None, false);
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
-        let err = caught(&*payload);
-        tracing::error!(target: "shardlet::task", shard = crate::config::current::try_id(), "while dropping a result nobody took: {err}");
-    }
+    drop_caught(None, "a result nobody took", || drop(value));
 }
 
 pin_project_lite::pin_project! {
