@@ -22,8 +22,8 @@
 //! its per-shard cap from that (`--max-conns` or `SHARDLET_MAX_CONNECTIONS`
 //! set it instead); the `listening on` line says what the cap is. Idle
 //! clients cannot lock others out: a connection waiting for bytes to echo is
-//! idle (`Connection::set_idle`), and a full shard closes the one idle the
-//! longest to admit a new client; a client that takes none of its echo for
+//! idle (`Connection::set_idle`; a new one after a second of silence), and a
+//! full shard closes the one idle the longest to admit a new client; a client that takes none of its echo for
 //! `--send-timeout` seconds (60) is closed. Shards, CPUs and the accept mode
 //! come from the `SHARDLET_*` variables (see the README);
 //! `RUST_LOG=shardlet=debug` shows what the server does. Ctrl-C (or SIGTERM)
@@ -94,14 +94,15 @@ struct Args {
 /// until the client closes, or until the server asks this connection to
 /// close, giving the client at most `send_timeout` to take each echo.
 ///
-/// The connection is idle while it waits for bytes to echo: when the shard
+/// The connection is idle while it waits for bytes to echo (a new client's
+/// only once it has been silent for [`QUIET`]): when the shard
 /// holds its connection cap and a new client waits, the server closes the
 /// connection idle the longest to admit it, as nginx closes idle keep-alive
 /// connections, and a stop closes idle ones at once. It is busy while its
 /// client takes an echo; a client that takes nothing for `send_timeout`
 /// (nginx's `send_timeout`) is closed, so it cannot hold its place for ever.
 async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -> io::Result<()> {
-    conn.set_idle(true);
+    let mut first = true;
     loop {
         let echo = stream.read_with(|bytes| {
             conn.set_idle(false);
@@ -110,8 +111,23 @@ async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -
         let read = future::or(echo, async {
             conn.evicted().await;
             Ok(Ok(0)) // asked to close: as if the client had
-        })
-        .await;
+        });
+        let read = if std::mem::take(&mut first) {
+            // Boxed, so that the timer's room is given back with it.
+            let quiet = async {
+                shardlet::sleep(QUIET).await;
+                None
+            };
+            match Box::pin(future::or(async { Some(read.await) }, quiet)).await {
+                Some(read) => read,
+                None => {
+                    conn.set_idle(true); // nothing read: a fresh read below
+                    continue;
+                }
+            }
+        } else {
+            read.await
+        };
         match read.and_then(|written| written) {
             Ok(0) => return Ok(()), // the client closed
             Ok(_) => {}
@@ -137,6 +153,12 @@ async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -
         conn.set_idle(true);
     }
 }
+
+/// How long a new client may stay silent before its connection counts as
+/// idle (and can be closed at the cap for a newcomer), as the HTTP server
+/// does: idle at once, every newcomer of an overloaded shard evicted the one
+/// before it ahead of its first message.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// [`echo`] with each echo carrying the ACK of what it answers
 /// (`--acks-with-answers`).
@@ -417,9 +439,51 @@ mod tests {
     }
 
     #[test]
+    fn a_new_client_keeps_its_place_until_its_first_message() {
+        let echo = start(1, Duration::from_secs(60));
+        let mut first = client(echo.addr());
+        echo.wait_for("the first client's connection", Duration::from_secs(20), |s| {
+            s.live() == 1
+        });
+        // A newcomer waits at the cap: an overloaded shard's clients must
+        // not evict each other before their first message.
+        let mut newcomer = client(echo.addr());
+        std::thread::sleep(Duration::from_millis(500)); // QUIET is 1 s
+        assert_eq!(echo.stats().evicted(), 0);
+        roundtrip(&mut first, b"still here").expect("the new client kept its place");
+        // Idle after its echo, the first one now makes room.
+        roundtrip(&mut newcomer, b"then me").expect("served once the first one was idle");
+    }
+
+    #[test]
+    fn a_new_client_silent_for_the_quiet_period_makes_room() {
+        let echo = start(1, Duration::from_secs(60));
+        let mut silent = client(echo.addr());
+        echo.wait_for("the silent client's connection", Duration::from_secs(20), |s| {
+            s.live() == 1
+        });
+        let started = Instant::now();
+        let mut newcomer = client(echo.addr());
+        roundtrip(&mut newcomer, b"newcomer").expect("the new client is served");
+        let waited = started.elapsed();
+        assert!(
+            waited < super::QUIET + shardlet::net::EVICTION_GRACE,
+            "served after {waited:?}: the silent client was not evicted"
+        );
+        assert!(
+            closed_by_server(&mut silent),
+            "the silent client was closed to make room"
+        );
+        assert_eq!(echo.stats().evicted(), 1);
+    }
+
+    #[test]
     fn a_client_that_takes_nothing_is_closed_after_the_send_timeout() {
         let echo = start(1, Duration::from_secs(1));
-        let deaf = client(echo.addr());
+        let mut deaf = client(echo.addr());
+        // Past its first message, so that "busy" below means an echo under
+        // way (a new connection is busy until its first second of silence).
+        roundtrip(&mut deaf, b"hello").unwrap();
         let mut writer = deaf.try_clone().unwrap();
         // Far more than loopback's buffers hold, never read: the echo waits
         // in `flush`, busy, so it is not evicted; the send timeout ends it.
