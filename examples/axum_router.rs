@@ -18,6 +18,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[path = "common/stop_signals.rs"]
+mod stop_signals;
+
 use axum::extract::Path;
 use axum::routing::get;
 use clap::Parser;
@@ -62,16 +65,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             async move { server.serve_tower(app()).await }
         }
     })?;
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    std::thread::spawn({
+    stop_signals::on_stop("axum_router", {
         let server = server.clone();
-        move || {
-            if signals.forever().next().is_some() {
-                server.stop(Duration::from_secs(10));
-            }
-        }
-    });
+        move || server.stop(Duration::from_secs(10))
+    })?;
     server.wait_ready(Duration::from_secs(30))?;
     println!(
         "axum Router on http://{} ({} shards)",

@@ -42,6 +42,8 @@ use std::time::Duration;
 
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
+#[path = "common/stop_signals.rs"]
+mod stop_signals;
 
 use clap::Parser;
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -276,23 +278,11 @@ fn main() -> ExitCode {
     };
 
     // 4. Ctrl-C / SIGTERM: stop accepting and drain; a second signal exits at once.
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
-        Ok(mut signals) => {
-            let server = server.clone();
-            std::thread::spawn(move || {
-                let mut signals = signals.forever();
-                if signals.next().is_some() {
-                    // Stop first: a closed stderr must not keep it from
-                    // stopping (eprintln! panics on EPIPE).
-                    server.stop(GRACE);
-                    let _ = writeln!(io::stderr(), "echo_server: stopping (again to quit at once)");
-                }
-                if signals.next().is_some() {
-                    std::process::exit(130);
-                }
-            });
-        }
-        Err(e) => eprintln!("echo_server: no signal handling ({e}); stop it with SIGKILL"),
+    if let Err(e) = stop_signals::on_stop("echo_server", {
+        let server = server.clone();
+        move || server.stop(GRACE)
+    }) {
+        eprintln!("echo_server: no signal handling ({e}); stop it with SIGKILL");
     }
 
     // Ready, or the real reason a shard is not (it failed to start, panicked).

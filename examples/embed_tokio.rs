@@ -21,6 +21,8 @@
 
 #[path = "common/logging.rs"]
 mod logging;
+#[path = "common/stop_signals.rs"]
+mod stop_signals;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -172,6 +174,10 @@ async fn terminated() -> io::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     logging::init();
+    // tokio's signal handling sees only signals the process does not block.
+    if let Err(e) = stop_signals::unblock() {
+        eprintln!("embed_tokio: {e}");
+    }
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

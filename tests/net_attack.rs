@@ -320,6 +320,64 @@ fn the_echo_example_stops_on_sigterm_with_many_clients() {
     }
 }
 
+/// `examples/echo_server.rs` started with SIGINT and SIGTERM blocked (a
+/// mask its parent left it, as some supervisors do) still stops on SIGTERM:
+/// before, it never saw the signal and ran on.
+#[test]
+fn the_echo_example_stops_on_sigterm_when_started_with_it_blocked() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = util::example_binary("echo_server");
+    // A child inherits the mask of the thread that starts it.
+    let mut child = std::thread::spawn(move || {
+        let mut both = SigSet::empty();
+        both.add(Signal::SIGINT);
+        both.add(Signal::SIGTERM);
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&both), None).unwrap();
+        Command::new(&bin)
+            .args(["--addr", "127.0.0.1:0"])
+            .env("SHARDLET_SHARDS", "1")
+            .env("SHARDLET_PIN", "0")
+            .env("SHARDLET_IO_MEMORY", "256K")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = lines
+        .by_ref()
+        .find_map(|l| {
+            l.unwrap()
+                .strip_prefix("listening on ")
+                .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        })
+        .expect("the example says where it listens");
+    let mut peer = client(addr);
+    roundtrip(&mut peer, b"hello").unwrap();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("still running 15 s after SIGTERM: the blocked signal was never seen");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    read_to_close(&mut peer, "the idle client");
+}
+
 /// A stop while every shard is at its cap, with clients waiting in the
 /// kernel backlog: bounded, and the waiting clients see their connection
 /// closed instead of hanging.

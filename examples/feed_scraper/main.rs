@@ -22,6 +22,8 @@ mod metrics_http;
 
 #[path = "../common/logging.rs"]
 mod logging;
+#[path = "../common/stop_signals.rs"]
+mod stop_signals;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -123,23 +125,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     })?;
 
     // 4. Ctrl-C / SIGTERM: stop and drain; a second signal exits at once.
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    std::thread::spawn({
+    stop_signals::on_stop("feed_scraper", {
         let server = server.clone();
-        move || {
-            let mut signals = signals.forever();
-            if signals.next().is_some() {
-                // Stop first: a closed stderr must not keep it from
-                // stopping (eprintln! panics on EPIPE).
-                server.stop(drain + DRAIN_MARGIN);
-                let _ = writeln!(io::stderr(), "feed_scraper: stopping (again to quit at once)");
-            }
-            if signals.next().is_some() {
-                std::process::exit(130);
-            }
-        }
-    });
+        move || server.stop(drain + DRAIN_MARGIN)
+    })?;
 
     // Ready, or the real reason a shard is not (it failed to start, panicked).
     if let Err(e) = futures_lite::future::block_on(server.net().ready(&handle)) {
