@@ -31,18 +31,28 @@ const UNCHECKED: &str = "SHARDLET_TEST_";
 /// Each `SHARDLET_*` name in `names` that shardlet does not read, with the
 /// known name nearest to it, in the order given: one that extends it or
 /// that it extends (`SHARDLET_SPIN` for `SHARDLET_SPIN_US`) if any, else
-/// the one fewest edits away.
+/// the one fewest edits away. Names are exact: `shardlet_shards` is not
+/// read, so it is reported (nearest `SHARDLET_SHARDS`).
 pub(crate) fn unknown(names: impl IntoIterator<Item = String>) -> Vec<(String, &'static str)> {
     names
         .into_iter()
-        .filter(|n| n.starts_with("SHARDLET_") && !n.starts_with(UNCHECKED) && !KNOWN.contains(&n.as_str()))
-        .map(|n| {
+        .filter_map(|n| {
+            let upper = n.to_ascii_uppercase();
+            if !upper.starts_with("SHARDLET_") || upper.starts_with(UNCHECKED) || KNOWN.contains(&n.as_str())
+            {
+                return None;
+            }
             let nearest = KNOWN
                 .iter()
-                .min_by_key(|k| (!(k.starts_with(n.as_str()) || n.starts_with(*k)), edits(&n, k)))
+                .min_by_key(|k| {
+                    (
+                        !(k.starts_with(upper.as_str()) || upper.starts_with(*k)),
+                        edits(&upper, k),
+                    )
+                })
                 .copied()
                 .unwrap_or(ENV_SHARDS);
-            (n, nearest)
+            Some((n, nearest))
         })
         .collect()
 }
@@ -215,13 +225,17 @@ mod tests {
             "PATH",
             "SHARDLET_SPIN",
             "SHARDLET_TEST_FAULT",
+            "shardlet_shards",
+            "Shardlet_Spin",
         ];
         let found = unknown(names.iter().map(|s| s.to_string()));
         assert_eq!(
             found,
             [
                 ("SHARDLET_SHARDSS".to_string(), ENV_SHARDS),
-                ("SHARDLET_SPIN".to_string(), ENV_SPIN_US)
+                ("SHARDLET_SPIN".to_string(), ENV_SPIN_US),
+                ("shardlet_shards".to_string(), ENV_SHARDS),
+                ("Shardlet_Spin".to_string(), ENV_SPIN_US),
             ]
         );
         assert_eq!(edits("kitten", "sitting"), 3);

@@ -44,8 +44,9 @@ pub const MEMLOCK_FLOOR: u64 = 512 << 10;
 /// `RLIMIT_MEMLOCK` is too low for the requested shards.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "RLIMIT_MEMLOCK is {limit} bytes, but {what}; raise the limit (`ulimit -l`, LimitMEMLOCK= in a \
+    "RLIMIT_MEMLOCK is {limit} bytes ({} KiB in `ulimit -l`), but {what}; raise the limit (`ulimit -l`, LimitMEMLOCK= in a \
      systemd unit, `memlock` in /etc/security/limits.conf, `--ulimit memlock=-1` for docker){}",
+    .limit / 1024,
     if *.floor { String::new() } else { format!(" or lower {ENV_SHARDS} / {ENV_IO_MEMORY}") }
 )]
 pub struct MemlockError {
@@ -114,8 +115,9 @@ impl Memlock {
                 need,
                 shards,
                 what: format!(
-                    "{shards} shard(s) need {need} bytes of locked memory for io_uring ({what}, \
-                     registered with each of a shard's {REGISTRATIONS} rings)"
+                    "{shards} shard(s) need {need} bytes ({} KiB) of locked memory for io_uring ({what}, \
+                     registered with each of a shard's {REGISTRATIONS} rings)",
+                    need.div_ceil(1024)
                 ),
                 floor: false,
             }
@@ -127,7 +129,9 @@ impl Memlock {
             ));
         }
         match requested {
-            Some(io) if charge(io) > limit => Err(fail(io, format!("{ENV_IO_MEMORY}={io} per shard"))),
+            Some(io) if charge(io) > limit => {
+                Err(fail(io, format!("{ENV_IO_MEMORY}={} per shard", size_text(io))))
+            }
             Some(io) => Ok(io),
             None => {
                 let share = (limit / 2 / n) as usize;
@@ -143,6 +147,17 @@ impl Memlock {
                 Ok(io.max(MIN_IO_MEMORY))
             }
         }
+    }
+}
+
+/// `bytes` as `SHARDLET_IO_MEMORY` takes it: `10M`, `512K`, or bytes.
+fn size_text(bytes: usize) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        b => b.to_string(),
     }
 }
 
@@ -204,9 +219,20 @@ mod tests {
     fn explicit_size_over_the_limit_names_what_to_raise() {
         let err = limited(8 << 20, false).io_memory(2, Some(10 << 20)).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("RLIMIT_MEMLOCK is 8388608 bytes"), "{text}");
+        assert!(
+            text.contains("RLIMIT_MEMLOCK is 8388608 bytes (8192 KiB in `ulimit -l`)"),
+            "{text}"
+        );
         assert!(text.contains("ulimit -l"), "{text}");
-        assert!(text.contains("SHARDLET_IO_MEMORY=10485760"), "{text}");
+        assert!(text.contains("SHARDLET_IO_MEMORY=10M per shard"), "{text}");
+        assert!(text.contains("need 63045632 bytes (61568 KiB)"), "{text}");
+        let odd = limited(8 << 20, false)
+            .io_memory(1, Some(3 << 20 | 512))
+            .unwrap_err();
+        assert!(
+            odd.to_string().contains("SHARDLET_IO_MEMORY=3146240 per shard"),
+            "{odd}"
+        );
         // At the edge: three registrations and the slack per shard fit
         // exactly; a page more of io memory does not (before the slack,
         // 2720K per shard passed under 8192K and glommio could not
