@@ -6,7 +6,7 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn example() -> std::path::PathBuf {
     util::example_binary("embed_tokio")
@@ -109,23 +109,8 @@ fn tokio_host_with_a_shardlet_data_plane() {
 
     // SIGTERM: a clean stop, through the async join.
     let mut child = reap.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    util::sigterm(&child);
+    let (status, _) = util::exit_within(&mut child, Duration::from_secs(15), "embed_tokio, after SIGTERM");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();

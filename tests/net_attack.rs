@@ -260,16 +260,8 @@ fn the_echo_example_stops_on_sigterm_with_many_clients() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pid = child.id().to_string();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr: SocketAddr = lines
-            .by_ref()
-            .find_map(|l| {
-                l.unwrap()
-                    .strip_prefix("listening on ")
-                    .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
-            })
-            .expect("the example says where it listens");
+        let addr = util::listening_on(&mut lines);
         let mut peers = Vec::with_capacity(CLIENTS);
         for i in 0..CLIENTS {
             let mut peer = client(addr);
@@ -285,23 +277,12 @@ fn the_echo_example_stops_on_sigterm_with_many_clients() {
             }
             peers.push(peer);
         }
-        let started = Instant::now();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                panic!("{shards} shards, {accept}: still running 20 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let took = started.elapsed();
+        util::sigterm(&child);
+        let (status, took) = util::exit_within(
+            &mut child,
+            Duration::from_secs(20),
+            &format!("{shards} shards, {accept}, after SIGTERM"),
+        );
         assert!(status.success(), "{shards} shards, {accept}: {status}");
         assert!(
             took < Duration::from_secs(10),
@@ -348,32 +329,14 @@ fn the_echo_example_stops_on_sigterm_when_started_with_it_blocked() {
     .join()
     .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr: SocketAddr = lines
-        .by_ref()
-        .find_map(|l| {
-            l.unwrap()
-                .strip_prefix("listening on ")
-                .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
-        })
-        .expect("the example says where it listens");
-    let mut peer = client(addr);
+    let mut peer = client(util::listening_on(&mut lines));
     roundtrip(&mut peer, b"hello").unwrap();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("still running 15 s after SIGTERM: the blocked signal was never seen");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    util::sigterm(&child);
+    let (status, _) = util::exit_within(
+        &mut child,
+        Duration::from_secs(15),
+        "the echo example, after SIGTERM (the blocked signal was never seen)",
+    );
     assert!(status.success(), "{status}");
     read_to_close(&mut peer, "the idle client");
 }

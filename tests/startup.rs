@@ -8,7 +8,7 @@ mod util;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shardlet::{
     Config, ConfigError, Runtime, RuntimeError, ENV_BLOCKING_THREADS, ENV_MAILBOX, ENV_RESERVE_CPUS,
@@ -259,19 +259,12 @@ fn run_example(name: &str, env: &[(&str, &str)], memlock: bool) -> (Option<i32>,
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let started = Instant::now();
     let mut child = cmd.spawn().unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("{name} with {env:?} (memlock: {memlock}) still runs after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = started.elapsed();
+    let (status, took) = util::exit_within(
+        &mut child,
+        Duration::from_secs(10),
+        &format!("{name} with {env:?} (memlock: {memlock})"),
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (status.code(), stderr, took)

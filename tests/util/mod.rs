@@ -345,3 +345,46 @@ pub fn panicking_waker() -> std::task::Waker {
     }
     std::task::Waker::from(std::sync::Arc::new(Boom))
 }
+
+/// Sends SIGTERM to `child` (through `kill(1)`: no unsafe code here).
+pub fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {}", child.id());
+}
+
+/// Waits for `child` to exit: its status and how long that took. Past
+/// `limit` it is killed and the test fails, saying that `what` did not end.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The address an example names on its `listening on ADDR ...` line, the
+/// first such line of `lines` (its stdout); the lines before it are read.
+pub fn listening_on(lines: impl Iterator<Item = std::io::Result<String>>) -> std::net::SocketAddr {
+    let mut lines = lines;
+    lines
+        .find_map(|l| {
+            l.unwrap()
+                .strip_prefix("listening on ")
+                .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        })
+        .expect("the example says where it listens")
+}
