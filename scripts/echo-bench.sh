@@ -101,6 +101,7 @@ lock=""
 connections=10000
 sweep=0
 loads="25,50,75,90"
+loads_given=0
 rate_base=""
 server_metrics=""
 label_name=""
@@ -124,8 +125,8 @@ while (($#)); do
     --lock) lock="$(from_caller "${2:?--lock needs a file}")"; shift ;;
     --lock=*) lock="$(from_caller "${1#*=}")" ;;
     --rate-sweep) sweep=1 ;;
-    --loads) loads="${2:?--loads needs a list}"; shift ;;
-    --loads=*) loads="${1#*=}" ;;
+    --loads) loads="${2:?--loads needs a list}"; loads_given=1; shift ;;
+    --loads=*) loads="${1#*=}"; loads_given=1 ;;
     --rate-base) rate_base="${2:?--rate-base needs a server}"; shift ;;
     --rate-base=*) rate_base="${1#*=}" ;;
     --label) label_name="${2:?--label needs a name}"; shift ;;
@@ -171,6 +172,8 @@ if ((sweep)); then
     fi
 elif [[ -n "$rate_base" ]]; then
     die "--rate-base goes with --rate-sweep"
+elif ((loads_given)); then
+    die "--loads goes with --rate-sweep"
 fi
 
 # A server's binary, under cargo's target/release: shardlet's is the echo_server
@@ -336,6 +339,11 @@ for program in echo_bench $(for label in "${labels[@]}"; do example_of "$label";
     ((build)) && die "cargo built, but there is no $bin/$program"
     die "no $bin/$program: run without --no-build to build it (release binaries are looked for in cargo's target folder: CARGO_TARGET_DIR, or target/)"
 done
+# Options this script does not know go to the load client: checked now,
+# before any server starts, not reported as a failed run.
+if ! check="$("$bin/echo_bench" --check ${client_args[@]+"${client_args[@]}"} 2>&1)"; then
+    die "$(grep -m1 '^error:' <<<"$check" | sed 's/^error: //') (options this script does not know go to the load client, echo_bench; see --help)"
+fi
 mkdir -p "$results"
 
 # Step 5: clean up whatever is still running on any exit.

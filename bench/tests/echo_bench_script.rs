@@ -38,6 +38,7 @@ fn stand_ins(dir: &Path, server: &str) -> PathBuf {
     write_program(
         &target.join("release/echo_bench"),
         "#!/bin/sh\n\
+         [ \"$1\" = --check ] && exit 0\n\
          while [ $# -gt 0 ]; do [ \"$1\" = --results ] && results=\"$2\"; shift; done\n\
          mkdir -p \"$results\" && : >\"$results/client.json\" && echo \"wrote $results/client.json\"\n",
     );
@@ -182,7 +183,7 @@ fn a_failed_run_leaves_no_earlier_results_under_its_label() {
     }
     write_program(
         &target.join("release/echo_bench"),
-        "#!/bin/sh\necho 'echo_bench: cannot start its shards' >&2\nexit 2\n",
+        "#!/bin/sh\n[ \"$1\" = --check ] && exit 0\necho 'echo_bench: cannot start its shards' >&2\nexit 2\n",
     );
     let output = run_script(&dir, &target, &["--results", results.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -513,6 +514,47 @@ fn a_missing_binary_is_named_before_any_server_starts() {
     assert!(
         !results.join("shardlet.server.log").exists(),
         "a server was started"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An option the script passes on to the load client and the client
+/// refuses is named before any server starts, with exit status 2. Before,
+/// the server started, the client printed its usage, and the run was
+/// reported as failed with errors.
+#[test]
+fn a_client_option_it_refuses_is_named_before_any_server_starts() {
+    let dir = scratch("client-option");
+    let target = stand_ins(&dir, &format!("touch {}/started; sleep 30", dir.display()));
+    // The real client, to parse the options.
+    std::fs::remove_file(target.join("release/echo_bench")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_echo_bench"),
+        target.join("release/echo_bench"),
+    )
+    .unwrap();
+    for (args, says) in [
+        (
+            &["--bogus", "1"][..],
+            "echo-bench: unexpected argument '--bogus' found",
+        ),
+        (
+            &["--size", "100000"][..],
+            "echo-bench: invalid value '100000' for '--size <SIZE>'",
+        ),
+    ] {
+        let output = run_script(&dir, &target, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!dir.join("started").exists(), "{args:?}: a server was started");
+    }
+    let output = run_script(&dir, &target, &["--loads", "50"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("echo-bench: --loads goes with --rate-sweep"),
+        "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -183,6 +183,10 @@ struct Args {
     /// runs `<label>` listed (comma-separated) in --results.
     #[arg(long, value_delimiter = ',')]
     scale: Vec<String>,
+    /// Run nothing: only check the options (`scripts/echo-bench.sh` checks
+    /// the ones it passes on before it starts a server).
+    #[arg(long)]
+    check: bool,
 }
 
 /// The load engines.
@@ -197,6 +201,9 @@ pub enum Engine {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.check {
+        return ExitCode::SUCCESS;
+    }
     if let Err(err) = std::fs::create_dir_all(&args.results) {
         eprintln!("echo_bench: cannot create {}: {err}", args.results.display());
         return ExitCode::from(2);
