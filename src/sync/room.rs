@@ -21,6 +21,7 @@
 //! - [`Room::close`], after the gate is closed, wakes every waiter; each
 //!   finds the gate closed and gets its value back.
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::task::Waker;
 
 use super::atomic::fence;
@@ -37,8 +38,10 @@ pub(crate) struct Room {
 
 #[derive(Default)]
 struct Waiters {
-    /// Registered wakers, by waiter id.
-    wakers: Vec<(u64, Waker)>,
+    /// Registered wakers, by waiter id (woken in that order):
+    /// registering, re-registering and leaving are O(log n) (a list
+    /// searched each time made thousands of waiting senders quadratic).
+    wakers: BTreeMap<u64, Waker>,
     next_id: u64,
 }
 
@@ -75,10 +78,12 @@ impl Room {
                     id
                 }
             };
-            match waiters.wakers.iter_mut().find(|(i, _)| *i == id) {
-                Some((_, w)) if w.will_wake(waker) => {}
-                Some((_, w)) => *w = waker.clone(),
-                None => waiters.wakers.push((id, waker.clone())),
+            match waiters.wakers.entry(id) {
+                Entry::Occupied(w) if w.get().will_wake(waker) => {}
+                Entry::Occupied(mut w) => *w.get_mut() = waker.clone(),
+                Entry::Vacant(w) => {
+                    w.insert(waker.clone());
+                }
             }
         }
         room.blocked.store(true, SeqCst);
@@ -103,7 +108,7 @@ impl Room {
 
     fn wake_all(&self) {
         let woken = std::mem::take(&mut lock(&self.waiters).wakers);
-        super::wakers::wake_all(woken.into_iter().map(|(_, waker)| waker));
+        super::wakers::wake_all(woken.into_values());
     }
 
     /// Senders registered and not yet woken.
@@ -115,6 +120,6 @@ impl Room {
 
 impl Drop for RoomWait {
     fn drop(&mut self) {
-        lock(&self.room.waiters).wakers.retain(|(i, _)| *i != self.id);
+        lock(&self.room.waiters).wakers.remove(&self.id);
     }
 }

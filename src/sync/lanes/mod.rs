@@ -89,21 +89,41 @@ struct Door {
     waker: AtomicWaker,
 }
 
-/// Senders waiting for room in one lane, by ticket, oldest first.
+/// Senders waiting for room in one lane, by ticket, oldest first. Tickets
+/// only grow, so the queue is sorted by them and a sender finds its entry
+/// by binary search; one that leaves from the middle (dropped unsent)
+/// leaves a gap (`None`), swept once gaps are half the queue. Every step is
+/// O(log n) amortised: tens of thousands of tasks waiting on one lane cost
+/// each of them no more than a few (a linear search made them quadratic).
 #[derive(Default)]
 struct RoomQueue {
-    waiting: VecDeque<(u64, Waker)>,
+    waiting: VecDeque<(u64, Option<Waker>)>,
+    /// Gaps in `waiting`; the front is never one.
+    gaps: usize,
     next_ticket: u64,
 }
 
 impl RoomQueue {
+    /// Queues a new sender; its ticket.
+    fn join(&mut self, waker: &Waker) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.waiting.push_back((ticket, Some(waker.clone())));
+        ticket
+    }
+
     fn is_head(&self, ticket: u64) -> bool {
         self.waiting.front().is_some_and(|(t, _)| *t == ticket)
     }
 
+    fn find(&self, ticket: u64) -> Option<usize> {
+        self.waiting.binary_search_by_key(&ticket, |(t, _)| *t).ok()
+    }
+
     /// Stores `waker` as `ticket`'s.
     fn update(&mut self, ticket: u64, waker: &Waker) {
-        if let Some((_, w)) = self.waiting.iter_mut().find(|(t, _)| *t == ticket) {
+        let Some(at) = self.find(ticket) else { return };
+        if let (_, Some(w)) = &mut self.waiting[at] {
             if !w.will_wake(waker) {
                 *w = waker.clone();
             }
@@ -112,13 +132,29 @@ impl RoomQueue {
 
     /// Takes `ticket` out of the queue; the new head's waker if `ticket` was the head.
     fn leave(&mut self, ticket: u64) -> Option<Waker> {
-        let at = self.waiting.iter().position(|(t, _)| *t == ticket)?;
-        self.waiting.remove(at);
-        if at == 0 {
-            self.waiting.front().map(|(_, w)| w.clone())
-        } else {
-            None
+        let at = self.find(ticket)?;
+        if at > 0 {
+            if self.waiting[at].1.take().is_some() {
+                self.gaps += 1;
+                if self.gaps * 2 > self.waiting.len() {
+                    self.waiting.retain(|(_, w)| w.is_some());
+                    self.gaps = 0;
+                }
+            }
+            return None;
         }
+        self.waiting.pop_front();
+        while let Some((_, None)) = self.waiting.front() {
+            self.waiting.pop_front();
+            self.gaps -= 1;
+        }
+        self.waiting.front().and_then(|(_, w)| w.clone())
+    }
+
+    /// Senders queued.
+    #[cfg(all(test, not(loom)))]
+    fn len(&self) -> usize {
+        self.waiting.len() - self.gaps
     }
 }
 
@@ -282,10 +318,7 @@ impl<T> Outlanes<T> {
             }
         }
         let wait = wait.get_or_insert_with(|| {
-            let mut queue = lock(&lane.sender.queue);
-            let ticket = queue.next_ticket;
-            queue.next_ticket += 1;
-            queue.waiting.push_back((ticket, cx.waker().clone()));
+            let ticket = lock(&lane.sender.queue).join(cx.waker());
             lane.sender.waiters.fetch_add(1, Relaxed);
             RoomWait {
                 shared: self.shared.clone(),

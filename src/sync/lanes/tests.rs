@@ -173,3 +173,43 @@ fn counting_waker() -> (Waker, Arc<Count>) {
     let count = Arc::new(Count::new(0));
     (Waker::from(Arc::new(Counter(count.clone()))), count)
 }
+
+/// The queue of senders waiting for room: the baton passes to the next
+/// sender still queued, over those that left from the middle, and gaps are
+/// swept once they are half the queue.
+#[test]
+fn room_queue_passes_the_baton_over_senders_that_left() {
+    let wakers: Vec<Waker> = (0..6).map(|_| counting_waker().0).collect();
+    let mut queue = RoomQueue::default();
+    let tickets: Vec<u64> = wakers.iter().map(|w| queue.join(w)).collect();
+    assert!(queue.is_head(tickets[0]));
+    assert!(queue.leave(tickets[2]).is_none(), "not the head: nobody to wake");
+    assert!(queue.leave(tickets[1]).is_none());
+    assert_eq!(queue.len(), 4);
+    // The head leaves: its successor is 3 (1 and 2 left), woken through its
+    // latest waker.
+    let newer = counting_waker().0;
+    queue.update(tickets[3], &newer);
+    let next = queue.leave(tickets[0]).expect("a sender is still queued");
+    assert!(next.will_wake(&newer));
+    assert!(queue.is_head(tickets[3]));
+    assert_eq!(
+        (queue.len(), queue.gaps),
+        (3, 0),
+        "the gaps before the head are gone"
+    );
+    // Gaps behind the head are swept once they are half the queue.
+    assert!(queue.leave(tickets[4]).is_none());
+    assert_eq!(queue.gaps, 1);
+    assert!(queue.leave(tickets[5]).is_none());
+    assert_eq!((queue.waiting.len(), queue.gaps), (1, 0));
+    assert!(
+        queue.leave(tickets[3]).is_none(),
+        "the last one leaves: nobody to wake"
+    );
+    assert_eq!(queue.len(), 0);
+    // A ticket that left is not found again.
+    assert!(queue.leave(tickets[3]).is_none());
+    queue.update(tickets[3], &newer);
+    assert_eq!(queue.len(), 0);
+}
