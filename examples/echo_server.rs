@@ -22,9 +22,10 @@
 //! its per-shard cap from that (`--max-conns` or `SHARDLET_MAX_CONNECTIONS`
 //! set it instead); the `listening on` line says what the cap is. Idle
 //! clients cannot lock others out: a connection waiting for bytes to echo is
-//! idle (`Connection::set_idle`; a new one after a second of silence), and a
-//! full shard closes the one idle the longest to admit a new client; a client that takes none of its echo for
-//! `--send-timeout` seconds (60) is closed. Shards, CPUs and the accept mode
+//! idle (`Connection::set_idle`; a new one after a second or so of
+//! silence), and a full shard closes the one idle the longest to admit a
+//! new client; a client that takes none of its echo for `--send-timeout`
+//! seconds (60) is closed. Shards, CPUs and the accept mode
 //! come from the `SHARDLET_*` variables (see the README);
 //! `RUST_LOG=shardlet=debug` shows what the server does. Ctrl-C (or SIGTERM)
 //! stops it: it stops accepting, closes idle clients at once, gives an echo

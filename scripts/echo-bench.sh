@@ -340,9 +340,20 @@ for program in echo_bench $(for label in "${labels[@]}"; do example_of "$label";
     die "no $bin/$program: run without --no-build to build it (release binaries are looked for in cargo's target folder: CARGO_TARGET_DIR, or target/)"
 done
 # Options this script does not know go to the load client: checked now,
-# before any server starts, not reported as a failed run.
-if ! check="$("$bin/echo_bench" --check ${client_args[@]+"${client_args[@]}"} 2>&1)"; then
-    die "$(grep -m1 '^error:' <<<"$check" | sed 's/^error: //') (options this script does not know go to the load client, echo_bench; see --help)"
+# before any server starts, not reported as a failed run. The ones the
+# script gives the client itself cannot be given twice.
+for a in ${client_args[@]+"${client_args[@]}"}; do
+    case "$a" in
+    --server-pid | --server-pid=* | --check | --check=*) die "${a%%=*} is the script's to give the load client: leave it out" ;;
+    esac
+done
+if ! check="$(NO_COLOR=1 CLICOLOR_FORCE=0 "$bin/echo_bench" --check ${client_args[@]+"${client_args[@]}"} 2>&1)"; then
+    if ! NO_COLOR=1 CLICOLOR_FORCE=0 "$bin/echo_bench" --check >/dev/null 2>&1; then
+        die "$bin/echo_bench is older than this script (it has no --check): run without --no-build to build it"
+    fi
+    # clap's message, up to its usage line, on one line.
+    why="$(sed -n '/^Usage:/q; /^$/d; /^For more information/d; s/^error: //; p' <<<"$check" | tr -s ' \n' ' ' | sed 's/ *$//')"
+    die "${why:-the load client refused the options: $check} (options this script does not know go to the load client, echo_bench; see --help)"
 fi
 mkdir -p "$results"
 

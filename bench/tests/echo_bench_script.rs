@@ -542,6 +542,14 @@ fn a_client_option_it_refuses_is_named_before_any_server_starts() {
             &["--size", "100000"][..],
             "echo-bench: invalid value '100000' for '--size <SIZE>'",
         ),
+        (
+            &["--heavy-fraction", "0.1"][..],
+            "echo-bench: the following required arguments were not provided: --rate <RATE> (options",
+        ),
+        (
+            &["--server-pid", "1"][..],
+            "echo-bench: --server-pid is the script's to give the load client",
+        ),
     ] {
         let output = run_script(&dir, &target, args);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -556,6 +564,21 @@ fn a_client_option_it_refuses_is_named_before_any_server_starts() {
         stderr.contains("echo-bench: --loads goes with --rate-sweep"),
         "{stderr}"
     );
+    // A client built before `--check` existed is named as such, not as a
+    // bad option of the user's.
+    std::fs::remove_file(target.join("release/echo_bench")).unwrap();
+    write_program(
+        &target.join("release/echo_bench"),
+        "#!/bin/sh\necho \"error: unexpected argument '--check' found\" >&2\nexit 2\n",
+    );
+    let output = run_script(&dir, &target, &["--size", "32"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is older than this script (it has no --check)"),
+        "{stderr}"
+    );
+    assert!(!dir.join("started").exists(), "a server was started");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -38,27 +39,35 @@ thread_local! {
 /// No slot taken.
 const NONE: u32 = u32::MAX;
 
-/// Resolves after `period` to 1.5 x `period` (every wait on a shard gives
-/// the same `period`; the first one sets the clock's).
+/// Resolves after `period` or a little more: about 1.5 x `period`, later
+/// on a shard too busy to run the clock on time (every wait on a shard
+/// gives the same `period`; the first one sets the clock's, at least 2 ms).
 pub fn quiet(period: Duration) -> Quiet {
     if period.is_zero() {
-        return Quiet { until: 0, slot: NONE };
+        return Quiet {
+            until: 0,
+            slot: NONE,
+            here: PhantomData,
+        };
     }
     CLOCK.with(|clock| {
         if clock.half.get().is_zero() {
-            clock.half.set(period / 2);
+            clock.half.set((period / 2).max(Duration::from_millis(1)));
         }
         Quiet {
             until: clock.tick.get().wrapping_add(3),
             slot: NONE,
+            here: PhantomData,
         }
     })
 }
 
-/// The future of [`quiet`]: 8 bytes.
+/// The future of [`quiet`]: 8 bytes. It stays on the thread (the shard)
+/// whose clock it waits on: its slot means nothing on another.
 pub struct Quiet {
     until: u32,
     slot: u32,
+    here: PhantomData<*const ()>,
 }
 
 impl Quiet {

@@ -92,7 +92,8 @@ struct Door {
 /// Senders waiting for room in one lane, by ticket, oldest first. Tickets
 /// only grow, so the queue is sorted by them and a sender finds its entry
 /// by binary search; one that leaves from the middle (dropped unsent)
-/// leaves a gap (`None`), swept once gaps are half the queue. Every step is
+/// leaves a gap (`None`), swept when such a leave finds gaps over half the
+/// queue (those before the head go with it). Every step is
 /// O(log n) amortised: tens of thousands of tasks waiting on one lane cost
 /// each of them no more than a few (a linear search made them quadratic).
 #[derive(Default)]
