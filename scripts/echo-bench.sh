@@ -164,7 +164,7 @@ if ((sweep)); then
     for p in "${load_list[@]}"; do
         [[ "$p" =~ ^[1-9][0-9]?$ ]] || die "--loads: '$p' is not a percentage from 1 to 99"
     done
-    for a in "${client_args[@]}"; do
+    for a in ${client_args[@]+"${client_args[@]}"}; do
         [[ "$a" == --rate || "$a" == --rate=* ]] && die "--rate-sweep sets the rates itself: leave out --rate"
     done
     if [[ -n "$rate_base" && ",$servers," != *",$rate_base,"* ]]; then
@@ -450,7 +450,7 @@ run_one() { # run_one SERVER LABEL COUNT: one server process, one client run
     # The client's shards are its CPUs, whatever SHARDLET_SHARDS says to the server.
     SHARDLET_CPUS="$client_cpus" SHARDLET_SHARDS="$(wc -w <<<"$(expand_cpus "$client_cpus")")" \
         $(pin "$client_cpus") "$bin/echo_bench" --addr "$addr" --label "$label" \
-        --results "$results" --server-pid "$server_pid" --connections "$count" "${client_args[@]}" \
+        --results "$results" --server-pid "$server_pid" --connections "$count" ${client_args[@]+"${client_args[@]}"} \
         ${metrics_args[@]+"${metrics_args[@]}"} ${run_args[@]+"${run_args[@]}"} &
     client_pid=$!
     rc=0
