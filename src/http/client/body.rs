@@ -230,10 +230,14 @@ pub(crate) async fn collect(
 }
 
 /// Reads what of `body` is there already, up to `limit` bytes, without
-/// waiting: whether that was all of it (then its connection can serve
-/// another request). A body still on its way, or a larger one, is dropped.
+/// waiting on the network: whether that was all of it (then its connection
+/// can serve another request). A body still on its way, or a larger one, is
+/// dropped. The connection's own task hands over the bytes it has read, so
+/// a body that is not there at once gets a few yields to it ([`HANDOVER`])
+/// before it counts as on its way.
 pub(crate) async fn drain_ready(mut body: hyper::body::Incoming, limit: usize) -> bool {
     let mut total = 0;
+    let mut yields = 0;
     loop {
         match futures_lite::future::poll_once(body.frame()).await {
             Some(None) => return true,
@@ -243,7 +247,15 @@ pub(crate) async fn drain_ready(mut body: hyper::body::Incoming, limit: usize) -
                     return false;
                 }
             }
+            None if yields < HANDOVER => {
+                yields += 1;
+                futures_lite::future::yield_now().await;
+            }
             Some(Some(Err(_))) | None => return false,
         }
     }
 }
+
+/// How many times [`drain_ready`] lets the connection's task run before a
+/// body that is not there counts as on its way.
+const HANDOVER: u32 = 3;
