@@ -17,6 +17,10 @@ pub(crate) fn after(duration: Duration) -> Instant {
 
 /// Suspends the current green thread for `duration`; other tasks run meanwhile.
 ///
+/// Even for no time at all: `sleep(Duration::ZERO)` (or a duration already
+/// over when it is first polled) lets the shard's other ready tasks run
+/// before it returns, as Eventlet's `sleep(0)` yields to other green threads.
+///
 /// # Panics
 ///
 /// When awaited outside a shard (a glommio executor).
@@ -29,7 +33,14 @@ pub(crate) fn after(duration: Duration) -> Instant {
 /// # }).unwrap();
 /// ```
 pub async fn sleep(duration: Duration) {
-    glommio::timer::sleep(duration.min(FOREVER)).await;
+    let mut timer = std::pin::pin!(glommio::timer::sleep(duration.min(FOREVER)));
+    // glommio's timer is ready at once when its deadline is: a loop of
+    // `sleep(ZERO)` would never let another task run.
+    if futures_lite::future::poll_once(timer.as_mut()).await.is_some() {
+        futures_lite::future::yield_now().await;
+    } else {
+        timer.await;
+    }
 }
 
 /// The deadline of [`timeout`] passed first.

@@ -381,6 +381,39 @@ fn sleep_suspends_only_the_calling_task() {
     });
 }
 
+/// `sleep(ZERO)` yields, as Eventlet's `sleep(0)` does: a green thread
+/// that loops on it lets the others run. Before, glommio's timer was ready
+/// at once and the loop never gave the shard up.
+#[test]
+fn sleep_zero_lets_other_green_threads_run() {
+    run1(|| async {
+        let ran = Counter::new();
+        let r = ran.clone();
+        spawn_n(async move { r.inc() });
+        // `spawn_n` ran the task's first step at once: make it wait a turn.
+        let waiting = Counter::new();
+        let w = waiting.clone();
+        spawn_n(async move {
+            futures_lite::future::yield_now().await;
+            w.inc();
+        });
+        let mut sleeps = 0;
+        while waiting.get() == 0 && sleeps < 1_000_000 {
+            for tiny in [Duration::ZERO, Duration::from_nanos(1)] {
+                sleep(tiny).await;
+                sleeps += 1;
+            }
+        }
+        assert_eq!(ran.get(), 1);
+        assert_eq!(
+            waiting.get(),
+            1,
+            "the waiting green thread never ran in {sleeps} sleeps"
+        );
+        assert!(sleeps <= 4, "it ran only after {sleeps} sleeps");
+    });
+}
+
 #[test]
 fn timeout_returns_the_value_when_in_time() {
     run1(|| async {

@@ -199,8 +199,10 @@ pub(crate) fn enter(pool: Arc<BlockingPool>) -> Installed<Arc<BlockingPool>> {
 /// without blocking the shard.
 ///
 /// Use it for std file or socket I/O, a synchronous library, or heavy
-/// parsing. If the awaiting future is dropped, `f` still runs to completion
-/// and its result is discarded.
+/// parsing. If the awaiting future is dropped once `f` is queued, `f` still
+/// runs to completion and its result is discarded; dropped before that
+/// (never polled, or while it waits for room in a full queue), `f` never
+/// runs.
 ///
 /// # Errors
 ///

@@ -92,7 +92,11 @@ impl Requests {
         let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < latency);
         self.buckets[bucket].fetch_add(1, Relaxed);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Relaxed);
+        // Saturating: a sum that wrapped would go backwards (a Prometheus
+        // `_sum` must not), and `Duration::MAX` is a latency one may pass.
+        let _ = self
+            .sum_micros
+            .fetch_update(Relaxed, Relaxed, |sum| Some(sum.saturating_add(micros)));
         let micros = micros.max(1);
         self.latency
             .lock()
@@ -209,5 +213,18 @@ mod tests {
         both.merge(&one);
         assert_eq!(both.buckets, expected.map(|n| 2 * n));
         assert_eq!(both.latency_sum, 2 * one.latency_sum);
+    }
+
+    /// The sum of latencies never goes backwards (a Prometheus `_sum`):
+    /// before, a latency of `Duration::MAX` made it wrap.
+    #[test]
+    fn the_latency_sum_saturates() {
+        let requests = Requests::default();
+        requests.record(200, Duration::from_millis(1));
+        requests.record(200, Duration::MAX);
+        let top = requests.snapshot().latency_sum;
+        assert_eq!(top, Duration::from_micros(u64::MAX));
+        requests.record(200, Duration::from_millis(1));
+        assert_eq!(requests.snapshot().latency_sum, top);
     }
 }
