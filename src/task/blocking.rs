@@ -33,6 +33,13 @@ pub(crate) struct BlockingPool {
     /// clone, so the queue ends (and with it the threads) once the pool is
     /// closed and no caller is still sending into it.
     jobs: Mutex<Option<flume::Sender<Job>>>,
+    /// A place in the queue: a caller holds one from before it sends until
+    /// a thread takes its closure, so a send never finds the queue full.
+    /// Callers wait here in arrival order, and one that gives up leaves at
+    /// once (flume's waiting senders are scanned on each drop).
+    room: Arc<async_lock::Semaphore>,
+    /// Callers waiting for `room`.
+    waiting: Arc<AtomicUsize>,
     /// The threads' end of `jobs`, to empty it on close.
     queued: flume::Receiver<Job>,
     closed: Arc<AtomicBool>,
@@ -52,7 +59,8 @@ impl BlockingPool {
     /// pool's queue closes).
     pub(crate) fn new(threads: usize, cpus: &[usize]) -> std::io::Result<Arc<BlockingPool>> {
         let fence: Arc<[usize]> = cpus.into();
-        let (jobs, queue) = flume::bounded::<Job>(threads.saturating_mul(QUEUE_PER_THREAD));
+        let capacity = threads.saturating_mul(QUEUE_PER_THREAD);
+        let (jobs, queue) = flume::bounded::<Job>(capacity);
         let closed = Arc::new(AtomicBool::new(false));
         let busy = Arc::new(AtomicUsize::new(0));
         let panics = Arc::new(AtomicU64::new(0));
@@ -91,6 +99,8 @@ impl BlockingPool {
         }
         Ok(Arc::new(BlockingPool {
             jobs: Mutex::new(Some(jobs)),
+            room: Arc::new(async_lock::Semaphore::new(capacity)),
+            waiting: Arc::new(AtomicUsize::new(0)),
             queued: queue,
             closed,
             threads,
@@ -109,9 +119,10 @@ impl BlockingPool {
         }
     }
 
-    /// Closures queued and not started yet.
+    /// Closures queued and not started yet, with those whose callers wait
+    /// for room in the queue.
     pub(crate) fn queued(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.waiting.load(Ordering::Relaxed)
     }
 
     /// The queue's sending end while the pool is open.
@@ -177,7 +188,8 @@ pub struct BlockingStats {
     pub threads: usize,
     /// Closures running now.
     pub busy: usize,
-    /// Closures waiting for a thread.
+    /// Closures waiting for a thread: in the pool's queue, or with their
+    /// callers waiting for room in it.
     pub queued: usize,
     /// Panics caught on the pool's threads since it started: closures that
     /// panicked (their callers got a [`JoinError`]), and results whose drop
@@ -231,9 +243,16 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    // A place in the queue first, in arrival order.
+    let room = {
+        let _waiting = Waiting::new(&pool.waiting);
+        pool.room.acquire_arc().await
+    };
     let (tx, rx) = flume::bounded(1);
     let panics = pool.panics.clone();
     let job: Job = Box::new(move || {
+        // Taken by a thread: its place in the queue goes to the next caller.
+        drop(room);
         let result = guard::guard_sync(f);
         if result.is_err() {
             panics.fetch_add(1, Ordering::Relaxed);
@@ -246,11 +265,28 @@ where
     let Some(jobs) = pool.sender() else {
         return Err(JoinError::CANCELLED);
     };
-    if jobs.send_async(job).await.is_err() {
+    // Never full: this caller holds one of the queue's places.
+    if jobs.try_send(job).is_err() {
         return Err(JoinError::CANCELLED);
     }
     drop(jobs);
     rx.recv_async().await.unwrap_or(Err(JoinError::CANCELLED))
+}
+
+/// Counts a caller waiting for room while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for BlockingPool {
@@ -272,32 +308,98 @@ mod tests {
     /// thread, so it may outlive the shards). Before, close woke each thread
     /// with one empty job: they ended, the closure sent after them stayed
     /// queued, and its caller waited for good.
-    #[test]
-    fn a_caller_waiting_for_room_as_the_pool_closes_is_cancelled() {
+    /// Runs `blocking_on(pool, f)` on a thread of its own.
+    fn call<R: Send + 'static>(
+        pool: &Arc<BlockingPool>,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<R, JoinError>> {
+        let pool = pool.clone();
+        std::thread::spawn(move || futures_lite::future::block_on(blocking_on(&pool, f)))
+    }
+
+    fn wait_until(what: &str, check: impl Fn() -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < until, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// A queue of one thread, running a closure until `release`, with
+    /// every place taken.
+    fn full_pool() -> (Arc<BlockingPool>, std::sync::mpsc::Sender<()>) {
         let pool = BlockingPool::new(1, &[]).unwrap();
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (started_tx, started) = std::sync::mpsc::channel::<()>();
-        let sender = pool.sender().unwrap();
-        sender
-            .send(Box::new(move || {
-                started_tx.send(()).unwrap();
-                let _ = released.recv();
-            }))
-            .unwrap();
-        started.recv().unwrap();
-        while sender.try_send(Box::new(|| ())).is_ok() {}
-        drop(sender);
-        // The queue is full: this caller waits for room.
-        let waiting = std::thread::spawn({
-            let pool = pool.clone();
-            move || futures_lite::future::block_on(blocking_on(&pool, || 7))
+        call(&pool, move || {
+            started_tx.send(()).unwrap();
+            let _ = released.recv();
         });
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        started.recv().unwrap();
+        for _ in 0..QUEUE_PER_THREAD {
+            call(&pool, || ());
+        }
+        wait_until("the queue fills", || pool.queued.len() == QUEUE_PER_THREAD);
+        (pool, release)
+    }
+
+    /// A closure whose caller was still waiting for room in the full queue
+    /// as the pool closes is dropped, not left queued for threads that have
+    /// ended: its caller gets `Cancelled` (the future can be polled on any
+    /// thread, so it may outlive the shards). Before, close woke each thread
+    /// with one empty job: they ended, the closure sent after them stayed
+    /// queued, and its caller waited for good.
+    #[test]
+    fn a_caller_waiting_for_room_as_the_pool_closes_is_cancelled() {
+        let (pool, release) = full_pool();
+        // The queue is full: this caller waits for room.
+        let waiting = call(&pool, || 7);
+        wait_until("the caller waits for room", || {
+            pool.waiting.load(Ordering::Relaxed) == 1
+        });
+        assert_eq!(
+            pool.stats().queued,
+            QUEUE_PER_THREAD + 1,
+            "the waiting caller is counted"
+        );
         pool.close();
         release.send(()).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(waiting.join().unwrap()));
         let got = rx.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(got, Ok(Err(JoinError::CANCELLED)), "the caller waited for good");
+    }
+
+    /// Callers that give up while waiting for room leave without a trace:
+    /// the ones behind them still get their turn, and the count of waiting
+    /// callers falls back.
+    #[test]
+    fn callers_that_give_up_waiting_for_room_leave_their_turn() {
+        let (pool, release) = full_pool();
+        let given_up: Vec<_> = (0..100)
+            .map(|_| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    let call = blocking_on(&pool, || ());
+                    futures_lite::future::block_on(futures_lite::future::or(
+                        async { Some(call.await) },
+                        async {
+                            futures_lite::future::yield_now().await;
+                            None
+                        },
+                    ))
+                })
+            })
+            .collect();
+        for caller in given_up {
+            assert_eq!(caller.join().unwrap(), None, "gave up while the queue was full");
+        }
+        let last = call(&pool, || 7);
+        wait_until("the last caller waits", || {
+            pool.waiting.load(Ordering::Relaxed) == 1
+        });
+        release.send(()).unwrap();
+        assert_eq!(last.join().unwrap(), Ok(7));
+        assert_eq!(pool.stats().queued, 0);
     }
 }
