@@ -324,7 +324,7 @@ impl Exporter {
             ),
             (
                 "shardlet_blocking_queued",
-                "blocking() closures waiting for a thread.",
+                "blocking() closures waiting for a thread: queued, or their callers waiting for room in the queue.",
                 Gauge,
                 stats.blocking.queued as u64,
             ),
