@@ -2,6 +2,7 @@
 //! shard's io_uring timers.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// The longest wait a timer is set for: a century. A longer one (a limit
@@ -17,9 +18,9 @@ pub(crate) fn after(duration: Duration) -> Instant {
 
 /// Suspends the current green thread for `duration`; other tasks run meanwhile.
 ///
-/// Even for no time at all: `sleep(Duration::ZERO)` (or a duration already
-/// over when it is first polled) lets the shard's other ready tasks run
-/// before it returns, as Eventlet's `sleep(0)` yields to other green threads.
+/// Even for no time at all: `sleep(Duration::ZERO)` (or a duration over
+/// before it could wait) lets the shard's other ready tasks run before it
+/// returns, as Eventlet's `sleep(0)` yields to other green threads.
 ///
 /// # Panics
 ///
@@ -35,12 +36,29 @@ pub(crate) fn after(duration: Duration) -> Instant {
 pub async fn sleep(duration: Duration) {
     let mut timer = std::pin::pin!(glommio::timer::sleep(duration.min(FOREVER)));
     // glommio's timer is ready at once when its deadline is: a loop of
-    // `sleep(ZERO)` would never let another task run.
-    if futures_lite::future::poll_once(timer.as_mut()).await.is_some() {
-        futures_lite::future::yield_now().await;
-    } else {
-        timer.await;
-    }
+    // `sleep(ZERO)` (or of a sleep shorter than the step to its second
+    // poll) would never let another task run. So it returns only after it
+    // has given the shard up at least once.
+    // The timer is not polled again once it was ready.
+    let (mut waited, mut due) = (false, false);
+    std::future::poll_fn(|cx| {
+        if due {
+            return Poll::Ready(());
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) if waited => Poll::Ready(()),
+            Poll::Ready(()) => {
+                due = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => {
+                waited = true;
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// The deadline of [`timeout`] passed first.

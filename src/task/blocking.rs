@@ -35,9 +35,10 @@ pub(crate) struct BlockingPool {
     jobs: Mutex<Option<flume::Sender<Job>>>,
     /// A place in the queue: a caller holds one from before it sends until
     /// a thread takes its closure, so a send never finds the queue full.
-    /// Callers wait here in arrival order, and one that gives up leaves at
-    /// once (flume's waiting senders are scanned on each drop).
-    room: Arc<async_lock::Semaphore>,
+    /// Callers wait here in arrival order, each freed place goes to the
+    /// next of them, and one that gives up leaves at once (flume's waiting
+    /// senders are scanned on each drop).
+    room: Arc<tokio::sync::Semaphore>,
     /// Callers waiting for `room`.
     waiting: Arc<AtomicUsize>,
     /// The threads' end of `jobs`, to empty it on close.
@@ -99,7 +100,7 @@ impl BlockingPool {
         }
         Ok(Arc::new(BlockingPool {
             jobs: Mutex::new(Some(jobs)),
-            room: Arc::new(async_lock::Semaphore::new(capacity)),
+            room: Arc::new(tokio::sync::Semaphore::new(capacity)),
             waiting: Arc::new(AtomicUsize::new(0)),
             queued: queue,
             closed,
@@ -246,7 +247,11 @@ where
     // A place in the queue first, in arrival order.
     let room = {
         let _waiting = Waiting::new(&pool.waiting);
-        pool.room.acquire_arc().await
+        // Never closed: an error would be a bug, and is a cancel here.
+        match pool.room.clone().acquire_owned().await {
+            Ok(room) => room,
+            Err(_) => return Err(JoinError::CANCELLED),
+        }
     };
     let (tx, rx) = flume::bounded(1);
     let panics = pool.panics.clone();
@@ -302,12 +307,6 @@ impl std::fmt::Debug for BlockingPool {
 mod tests {
     use super::*;
 
-    /// A closure whose caller was still waiting for room in the full queue
-    /// as the pool closed is dropped, not left queued for threads that have
-    /// ended: its caller gets `Cancelled` (the future can be polled on any
-    /// thread, so it may outlive the shards). Before, close woke each thread
-    /// with one empty job: they ended, the closure sent after them stayed
-    /// queued, and its caller waited for good.
     /// Runs `blocking_on(pool, f)` on a thread of its own.
     fn call<R: Send + 'static>(
         pool: &Arc<BlockingPool>,
@@ -368,6 +367,29 @@ mod tests {
         std::thread::spawn(move || tx.send(waiting.join().unwrap()));
         let got = rx.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(got, Ok(Err(JoinError::CANCELLED)), "the caller waited for good");
+    }
+
+    /// Each place freed in the queue goes to a waiting caller of its own: a
+    /// caller that was given one but is not polled (its shard busy, its
+    /// future kept for later) holds up no one behind it. On async-lock's
+    /// semaphore, which wakes one waiter at a time, the second caller here
+    /// waited until the first was polled again.
+    #[test]
+    fn a_caller_given_a_place_but_not_polled_holds_up_no_one() {
+        let (pool, release) = full_pool();
+        let mut first = Box::pin(blocking_on(&pool, || 1));
+        let polled = futures_lite::future::block_on(futures_lite::future::poll_once(first.as_mut()));
+        assert!(polled.is_none(), "the first caller waits for room");
+        let second = call(&pool, || 2);
+        wait_until("the second caller waits", || {
+            pool.waiting.load(Ordering::Relaxed) == 2
+        });
+        release.send(()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(second.join().unwrap()));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got, Ok(Ok(2)), "the second caller waited on the first");
+        assert_eq!(futures_lite::future::block_on(first), Ok(1));
     }
 
     /// Callers that give up while waiting for room leave without a trace:
