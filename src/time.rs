@@ -38,8 +38,8 @@ pub async fn sleep(duration: Duration) {
     // glommio's timer is ready at once when its deadline is: a loop of
     // `sleep(ZERO)` (or of a sleep shorter than the step to its second
     // poll) would never let another task run. So it returns only after it
-    // has given the shard up at least once.
-    // The timer is not polled again once it was ready.
+    // has given the shard up at least once (`waited`), and a timer that was
+    // ready (`due`) is not polled again.
     let (mut waited, mut due) = (false, false);
     std::future::poll_fn(|cx| {
         if due {

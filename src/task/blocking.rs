@@ -40,7 +40,7 @@ pub(crate) struct BlockingPool {
     /// senders are scanned on each drop).
     room: Arc<tokio::sync::Semaphore>,
     /// Callers waiting for `room`.
-    waiting: Arc<AtomicUsize>,
+    waiting: AtomicUsize,
     /// The threads' end of `jobs`, to empty it on close.
     queued: flume::Receiver<Job>,
     closed: Arc<AtomicBool>,
@@ -101,7 +101,7 @@ impl BlockingPool {
         Ok(Arc::new(BlockingPool {
             jobs: Mutex::new(Some(jobs)),
             room: Arc::new(tokio::sync::Semaphore::new(capacity)),
-            waiting: Arc::new(AtomicUsize::new(0)),
+            waiting: AtomicUsize::new(0),
             queued: queue,
             closed,
             threads,
