@@ -22,8 +22,8 @@
 //! its per-shard cap from that (`--max-conns` or `SHARDLET_MAX_CONNECTIONS`
 //! set it instead); the `listening on` line says what the cap is. Idle
 //! clients cannot lock others out: a connection waiting for bytes to echo is
-//! idle (`Connection::set_idle`; a new one after a second or so of
-//! silence), and a full shard closes the one idle the longest to admit a
+//! idle (`Connection::set_idle`; a new one after a second of silence:
+//! `Connection::set_quiet`), and a full shard closes the one idle the longest to admit a
 //! new client; a client that takes none of its echo for `--send-timeout`
 //! seconds (60) is closed. Shards, CPUs and the accept mode
 //! come from the `SHARDLET_*` variables (see the README);
@@ -36,18 +36,13 @@
 
 #[path = "common/logging.rs"]
 mod logging;
-use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::task::Poll;
 use std::time::Duration;
 
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
-#[path = "common/quiet_clock.rs"]
-mod quiet_clock;
 #[path = "common/stop_signals.rs"]
 mod stop_signals;
 
@@ -103,14 +98,16 @@ struct Args {
 /// close, giving the client at most `send_timeout` to take each echo.
 ///
 /// The connection is idle while it waits for bytes to echo (a new client's
-/// only once it has been silent for about [`QUIET`]): when the shard
+/// only once it has been silent for [`QUIET_PERIOD`](shardlet::net::QUIET_PERIOD): `Connection::set_quiet`,
+/// so that the newcomers of an overloaded shard do not evict each other
+/// ahead of their first message): when the shard
 /// holds its connection cap and a new client waits, the server closes the
 /// connection idle the longest to admit it, as nginx closes idle keep-alive
 /// connections, and a stop closes idle ones at once. It is busy while its
 /// client takes an echo; a client that takes nothing for `send_timeout`
 /// (nginx's `send_timeout`) is closed, so it cannot hold its place for ever.
 async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -> io::Result<()> {
-    let mut first = true;
+    conn.set_quiet();
     loop {
         let echo = stream.read_with(|bytes| {
             conn.set_idle(false);
@@ -120,26 +117,7 @@ async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -
             conn.evicted().await;
             Ok(Ok(0)) // asked to close: as if the client had
         });
-        let read = if std::mem::take(&mut first) {
-            // On the shard's coarse clock (no timer of its own), polled
-            // beside the read in place: the task grows by a few bytes.
-            let mut read = std::pin::pin!(read);
-            let mut quiet = quiet_clock::quiet(QUIET);
-            let heard = future::poll_fn(|cx| match read.as_mut().poll(cx) {
-                Poll::Ready(read) => Poll::Ready(Some(read)),
-                Poll::Pending => Pin::new(&mut quiet).poll(cx).map(|()| None),
-            });
-            match heard.await {
-                Some(read) => read,
-                None => {
-                    conn.set_idle(true); // nothing read: a fresh read below
-                    continue;
-                }
-            }
-        } else {
-            read.await
-        };
-        match read.and_then(|written| written) {
+        match read.await.and_then(|written| written) {
             Ok(0) => return Ok(()), // the client closed
             Ok(_) => {}
             Err(e) if gone(&e) => return Ok(()),
@@ -164,13 +142,6 @@ async fn echo(mut stream: TcpStream, conn: Connection, send_timeout: Duration) -
         conn.set_idle(true);
     }
 }
-
-/// How long a new client may stay silent before its connection counts as
-/// idle (and can be closed at the cap for a newcomer), as the HTTP server
-/// does (here give or take half: on the shard's coarse clock). Idle at once,
-/// every newcomer of an overloaded shard evicted the one before it ahead of
-/// its first message.
-const QUIET: Duration = Duration::from_secs(1);
 
 /// [`echo`] with each echo carrying the ACK of what it answers
 /// (`--acks-with-answers`).
@@ -448,7 +419,7 @@ mod tests {
         // A newcomer waits at the cap: an overloaded shard's clients must
         // not evict each other before their first message.
         let mut newcomer = client(echo.addr());
-        std::thread::sleep(Duration::from_millis(500)); // QUIET is 1 s
+        std::thread::sleep(shardlet::net::QUIET_PERIOD / 2);
         assert_eq!(echo.stats().evicted(), 0);
         roundtrip(&mut first, b"still here").expect("the new client kept its place");
         // Idle after its echo, the first one now makes room.
@@ -467,7 +438,7 @@ mod tests {
         roundtrip(&mut newcomer, b"newcomer").expect("the new client is served");
         let waited = started.elapsed();
         assert!(
-            waited < super::QUIET * 3 / 2 + shardlet::net::EVICTION_GRACE,
+            waited < shardlet::net::QUIET_PERIOD * 3 / 2 + shardlet::net::EVICTION_GRACE,
             "served after {waited:?}: the silent client was not evicted"
         );
         assert!(
@@ -522,8 +493,20 @@ mod tests {
         let mut writer = slow.try_clone().unwrap();
         let writing = std::thread::spawn(move || writer.write_all(&pattern(64 << 20)));
         std::thread::sleep(Duration::from_millis(200));
+        // A new client that has not spoken yet has nothing under way either.
+        let mut silent = client(echo.addr());
+        echo.wait_for("the silent client's connection", Duration::from_secs(20), |s| {
+            s.live() == 3
+        });
+        let asked = Instant::now();
         let stopping = std::thread::spawn(move || stop(echo, Duration::from_secs(30)));
         assert!(closed_by_server(&mut idle), "the idle client is closed at once");
+        assert!(closed_by_server(&mut silent), "the silent client is closed");
+        assert!(
+            asked.elapsed() < shardlet::net::QUIET_PERIOD / 2,
+            "the silent client was closed after {:?}, not at once",
+            asked.elapsed()
+        );
         // The busy one gets what the echo had read, unchanged, then is closed
         // (with a reset, as its own bytes are still coming).
         let (mut got, mut chunk) = (Vec::new(), vec![0u8; 64 << 10]);

@@ -87,7 +87,7 @@ pub use server::{
     default_max_connections, fd_limit, fd_reserve, latency_histogram, max_connections_for, serve, serve_with,
     AcceptMode, Connection, Evicted, LatencyBuckets, Ready, RequestStats, Server, ServerConfig, ServerStats,
     ShardStats, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOFF_CAPACITY, EVICTION_GRACE, FD_RESERVE,
-    FD_RESERVE_DIVISOR, FD_RESERVE_PER_SHARD, LATENCY_BUCKETS,
+    FD_RESERVE_DIVISOR, FD_RESERVE_PER_SHARD, LATENCY_BUCKETS, QUIET_PERIOD,
 };
 pub use tcp::{
     connect, listen, listen_with, ListenOptions, ReadWith, TcpListener, TcpStream, DEFAULT_BACKLOG,

@@ -48,10 +48,6 @@ const H2_SEND_BUF: usize = 64 << 10;
 /// connection's uploads go at most this much per round trip.
 const H2_RECV_WINDOW: u32 = 65_535;
 
-/// How long a new connection may stay silent before it counts as idle (and
-/// can be closed at the cap for a new client).
-const QUIET: Duration = Duration::from_secs(1);
-
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -244,13 +240,11 @@ where
     let mut stream = Rc::new(stream);
     let deadline = state.deadline().expect("a new connection has a deadline");
 
-    // A connection that has sent nothing for `QUIET` is idle until its first
-    // byte (nginx's "reusable" connections): at the cap it is closed to make
-    // room for a new client, the one silent the longest first, as an idle
-    // keep-alive one is. Connections that never send a byte would otherwise
-    // fill the cap until their header timeout; idle at once, every newcomer
-    // of an overloaded shard evicted the one before it ahead of its request.
+    // Quiet until its first byte: idle after a quiet period of silence, so
+    // that at the cap it is closed to make room for a new client, as an idle
+    // keep-alive one is (`net::Connection::set_quiet`).
     let connection = state.connection().clone();
+    connection.set_quiet();
     let heard = Cell::new(false);
     // Which version: HTTP/2's preface, or anything else (HTTP/1.x).
     let mut prefix = Vec::new();
@@ -270,7 +264,6 @@ where
         io::Result::Ok(true)
     };
     let wait = deadline.saturating_duration_since(Instant::now());
-    let quiet = wait.min(QUIET);
     let closed = futures_lite::future::or(async { Some(sniffed.await) }, async {
         futures_lite::future::or(closing.wait(), connection.evicted()).await;
         None
@@ -278,19 +271,7 @@ where
     // Boxed, here and for the 408 below: the connection's future lives as
     // long as the connection, and these steps' state (timers, buffers) would
     // otherwise take room in it for its whole life.
-    let first = Box::pin(async {
-        let mut closed = std::pin::pin!(closed);
-        match crate::timeout(quiet, closed.as_mut()).await {
-            Err(_) if quiet < wait => {
-                if !heard.get() {
-                    connection.set_idle(true);
-                }
-                crate::timeout(wait - quiet, closed).await
-            }
-            out => out,
-        }
-    });
-    match first.await {
+    match Box::pin(crate::timeout(wait, closed)).await {
         Err(_) => return Box::pin(answer_408(stream)).await,
         Ok(None | Some(Ok(false))) => return Ok(()),
         Ok(Some(Err(e))) => return Err(e),

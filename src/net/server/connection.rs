@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use crate::net::server::table::Conns;
 #[cfg(doc)]
-use crate::net::EVICTION_GRACE;
+use crate::net::{EVICTION_GRACE, QUIET_PERIOD};
 
 /// A connection's handle on its shard's server, handed to the handler of
 /// [`Server::serve_with`](crate::net::Server::serve_with) (and
@@ -94,6 +94,45 @@ impl Connection {
     /// what it does, and should close after.
     pub fn set_idle(&self, idle: bool) {
         self.conns.set_idle(self.key, self.generation, idle);
+    }
+
+    /// Marks the connection *quiet*: busy for [`QUIET_PERIOD`], then idle
+    /// unless [`set_idle`](Connection::set_idle) was called meanwhile. For a
+    /// new connection that waits for its client to speak first: call
+    /// `set_idle(false)` when the first bytes come.
+    ///
+    /// Idle at once, every newcomer of an overloaded shard would evict the
+    /// one before it ahead of its first request; busy until its first byte,
+    /// connections that never send one would hold the cap until the
+    /// protocol's own timeout (nginx treats them as it treats idle
+    /// keep-alive connections, "reusable"). A stop asks a quiet connection
+    /// to close at once. It costs no timer: the shard's quiet connections
+    /// wait in one queue, and turn idle within an eighth of the period
+    /// after it ends, in the order they were marked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::{future, AsyncReadExt};
+    /// use shardlet::net::{Connection, TcpStream};
+    ///
+    /// async fn greet(mut stream: TcpStream, conn: Connection) -> std::io::Result<()> {
+    ///     conn.set_quiet();
+    ///     let mut first = [0u8; 1];
+    ///     let read = future::or(async { Some(stream.read(&mut first).await) }, async {
+    ///         conn.evicted().await;
+    ///         None // silent too long while the shard needed room, or a stop
+    ///     });
+    ///     let Some(read) = read.await else { return Ok(()) };
+    ///     conn.set_idle(false);
+    ///     // ... serve the client ...
+    ///     read.map(drop)
+    /// }
+    /// # fn check<F: std::future::Future>(_: impl Fn(TcpStream, Connection) -> F) {}
+    /// # check(greet);
+    /// ```
+    pub fn set_quiet(&self) {
+        self.conns.set_quiet(self.key, self.generation);
     }
 
     /// Resolves once the server has asked this connection to close, to make
@@ -294,6 +333,68 @@ mod tests {
         assert_eq!(conns.counters().at_capacity_since.load(Ordering::Relaxed), 0);
         let (_c, _ec) = open(&conns);
         assert_eq!(conns.counters().at_capacity.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_quiet_connection_turns_idle_when_its_period_ends_unless_heard_from() {
+        use crate::net::QUIET_PERIOD;
+        use std::time::Instant;
+        let conns = conns(3);
+        let (a, _ea) = open(&conns);
+        let (b, _eb) = open(&conns);
+        let (c, _ec) = open(&conns);
+        let marked = Instant::now();
+        a.set_quiet();
+        b.set_quiet();
+        c.set_idle(true);
+        b.set_idle(false); // b's client spoke
+        assert_eq!(conns.age_quiet(marked), 0, "the period has not ended");
+        assert!(conns.evict_oldest() && c.is_evicted(), "c was idle already");
+        assert!(!conns.evict_oldest(), "a is quiet, b busy: nothing to evict");
+        let later = Instant::now() + QUIET_PERIOD;
+        assert_eq!(conns.age_quiet(later), 1, "a, not b");
+        assert_eq!(conns.next_quiet(), None, "every period is accounted for");
+        assert!(conns.evict_oldest() && a.is_evicted());
+        assert!(!b.is_evicted() && !conns.evict_oldest());
+    }
+
+    #[test]
+    fn quiet_connections_turn_idle_in_the_order_they_were_marked() {
+        use crate::net::QUIET_PERIOD;
+        use std::time::Instant;
+        let conns = conns(3);
+        let c: Vec<_> = (0..3).map(|_| open(&conns)).collect();
+        for i in [2, 0, 1] {
+            c[i].0.set_quiet();
+        }
+        c[0].0.set_idle(false);
+        c[0].0.set_idle(true); // heard from, then idle: idle before the others
+        assert_eq!(conns.age_quiet(Instant::now() + QUIET_PERIOD), 2);
+        let mut order = Vec::new();
+        while conns.evict_oldest() {
+            let next = (0..3).find(|&i| c[i].0.is_evicted() && !order.contains(&i));
+            order.extend(next);
+        }
+        assert_eq!(order, [0, 2, 1]);
+    }
+
+    #[test]
+    fn a_stop_asks_quiet_connections_to_close_at_once() {
+        let conns = conns(4);
+        let (a, _ea) = open(&conns);
+        let (b, _eb) = open(&conns);
+        let (c, _ec) = open(&conns);
+        a.set_quiet();
+        conns.close_idle();
+        assert!(a.is_evicted() && !b.is_evicted());
+        b.set_quiet(); // marked while the server stops
+        assert!(b.is_evicted());
+        assert!(!c.is_evicted(), "busy: left to finish");
+        assert_eq!(
+            conns.counters().idle.load(Ordering::Relaxed),
+            2,
+            "a and b, closing"
+        );
     }
 
     #[test]

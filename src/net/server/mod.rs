@@ -27,7 +27,7 @@ pub use readiness::Ready;
 pub use requests::{latency_histogram, LatencyBuckets, RequestStats, LATENCY_BUCKETS};
 pub use serving::{serve, serve_with, DEFAULT_DRAIN_TIMEOUT};
 pub use stats::{ServerStats, ShardStats};
-pub use table::EVICTION_GRACE;
+pub use table::{EVICTION_GRACE, QUIET_PERIOD};
 
 use std::future::Future;
 use std::io;

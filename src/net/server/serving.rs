@@ -42,6 +42,7 @@ use crate::net::server::descriptors;
 use crate::net::server::mailboxes::Handoff;
 use crate::net::server::stats::Counters;
 use crate::net::server::stops::Stops;
+use crate::net::server::table::quiet;
 use crate::net::server::table::{Conns, Room};
 use crate::net::{Connection, TcpListener, TcpStream, WhenFull};
 use crate::sync::slots::Holding;
@@ -272,6 +273,10 @@ where
         // Cleared however the loop ends: also when its future is dropped
         // (its shard's entry panicked or was cancelled).
         let listening = Listening(self);
+        // Turns quiet connections idle as their periods end, while the loop
+        // runs (a stop then asks them to close).
+        let ager = task::spawn_cancellable(quiet::age(self.conns.clone()));
+        let _ager = Cancel(ager);
         let result = loop {
             if let Some(stream) = waiting.take() {
                 match self.conns.room() {
@@ -475,6 +480,15 @@ where
 
 /// Clears the shard's `listening` flag when dropped.
 struct Listening<'a, H>(&'a ShardServer<H>);
+
+/// Cancels a task when dropped.
+struct Cancel(task::TaskHandle);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
 
 impl<H> Drop for Listening<'_, H> {
     fn drop(&mut self) {

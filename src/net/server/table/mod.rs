@@ -22,6 +22,9 @@
 //!   close it within [`EVICTION_GRACE`] while still idle has its task
 //!   cancelled (its stream closed), as nginx closes idle keep-alive
 //!   connections outright.
+//! - **Quiet connections** (`quiet.rs`): a new connection waiting for its
+//!   client's first bytes is busy for a quiet period, then idle; the
+//!   serving loop runs the one task that turns them idle.
 //! - The serving loop waits on [`Conns::changed`]: a connection that ends,
 //!   or goes idle while the shard is full, or stops closing, wakes it. Only
 //!   the loop waits on it, so it is one waker, not a list.
@@ -39,6 +42,8 @@
 //!
 //! [`Server::stats`]: crate::net::Server::stats
 
+pub(crate) mod quiet;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -55,6 +60,9 @@ use crate::net::server::stats::Counters;
 use crate::net::{Connection, WhenFull};
 use crate::task::TaskHandle;
 
+use quiet::QuietQueue;
+pub use quiet::QUIET_PERIOD;
+
 /// How long an idle connection asked to close may take to close itself
 /// before its handler is cancelled.
 pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
@@ -65,6 +73,8 @@ const NIL: u32 = u32::MAX;
 enum State {
     Free,
     Busy,
+    /// Busy until its quiet period ends, then idle (`quiet.rs`).
+    Quiet,
     Idle,
     /// Asked to close while idle: counted in `closing`, cancelled after the grace.
     Closing,
@@ -96,6 +106,8 @@ struct Table {
     /// Closing entries and when their grace ends, oldest first (entries that
     /// closed meanwhile are skipped).
     grace: VecDeque<(u32, u32, Instant)>,
+    /// Quiet entries (and some no longer quiet), by the end of their period.
+    quiet: QuietQueue,
     /// The server is stopping: a connection that goes idle is asked to close.
     draining: bool,
 }
@@ -195,6 +207,8 @@ pub(crate) struct Conns {
     /// Bumped by every change the serving loop may wait for.
     epoch: Cell<u64>,
     waiter: Cell<Option<Waker>>,
+    /// The task that ages quiet connections, waiting for one (`quiet.rs`).
+    ager: Cell<Option<Waker>>,
     capacity: Capacity,
 }
 
@@ -218,6 +232,7 @@ impl Conns {
                 idle_len: 0,
                 closing: 0,
                 grace: VecDeque::new(),
+                quiet: QuietQueue::default(),
                 draining: false,
             }),
             shard,
@@ -228,6 +243,7 @@ impl Conns {
             handoff,
             epoch: Cell::new(0),
             waiter: Cell::new(None),
+            ager: Cell::new(None),
         })
     }
 
@@ -357,12 +373,18 @@ impl Conns {
             let draining = t.draining;
             let Some(e) = t.entry(key, generation) else { return };
             match (e.state, idle) {
-                (State::Busy, true) if draining => {
+                (State::Quiet, false) => {
+                    // Heard from: busy like any other (its queue entry is
+                    // skipped when its turn comes).
+                    e.state = State::Busy;
+                    return;
+                }
+                (State::Busy | State::Quiet, true) if draining => {
                     e.state = State::Closing;
                     wake = e.waker.take();
                     t.closing += 1;
                 }
-                (State::Busy, true) => {
+                (State::Busy | State::Quiet, true) => {
                     e.state = State::Idle;
                     t.push_idle(key);
                     news = t.held >= self.cap;
@@ -464,6 +486,16 @@ impl Conns {
             let far = Instant::now() + EVICTION_GRACE;
             while let Some(waker) = t.close_oldest_idle(far) {
                 wake.extend(waker);
+            }
+            // Quiet ones too: a client that has not spoken yet has nothing
+            // in flight.
+            let quiet: Vec<_> = t.quiet.take_all().collect();
+            for (key, generation) in quiet {
+                if let Some(e) = t.entry(key, generation).filter(|e| e.state == State::Quiet) {
+                    e.state = State::Closing;
+                    wake.extend(e.waker.take());
+                    t.closing += 1;
+                }
             }
             // The serving loop is done: nobody enforces the grace now, the
             // drain deadline does.
