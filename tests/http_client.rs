@@ -672,6 +672,50 @@ fn connect_timeout_fires_on_a_full_backlog() {
     drop((listener, fillers));
 }
 
+/// `connect_timeout` bounds the whole connect, not each of its steps: here
+/// TCP takes about 1 s (the accept queue is full until 0.5 s, so the first
+/// SYN is dropped and sent again at 1 s) and the TLS handshake never ends.
+/// Before, the handshake got a limit of its own and the error came after
+/// about 2.5 s.
+#[test]
+fn the_connect_limit_covers_tcp_and_tls_together() {
+    let (listener, addr, fillers) = full_listener(2);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let silent = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(500));
+            listener.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    });
+    let url = format!("https://{addr}/");
+    let took = util::run1(move || {
+        let url = url.clone();
+        async move {
+            let c = Client::builder()
+                .webpki_roots(false)
+                .connect_timeout(Duration::from_millis(1500))
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let err = c.get(&url).await.unwrap_err();
+            assert_timed_out(&err, Phase::Connect);
+            start.elapsed()
+        }
+    });
+    assert!(took < Duration::from_millis(2100), "{took:?}");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    silent.join().unwrap();
+    drop(fillers);
+}
+
 #[test]
 fn a_server_that_closes_mid_body_is_an_error() {
     let server = TestServer::start(|req, out| {

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, InvalidHeaderValue};
 use http::uri::{Parts, Uri};
@@ -136,13 +137,17 @@ impl Inner {
         }
     }
 
-    /// A new connection to `target`, ready for a request.
+    /// A new connection to `target`, ready for a request. Once the name is
+    /// resolved (under its own limit), `connect_timeout` bounds the rest as
+    /// a whole, as curl's and reqwest's do: TCP (shared among the addresses
+    /// tried), TLS and hyper's handshake.
     pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ErrorKind> {
         let limit = self.settings.connect_timeout;
-        let stream = self.tcp(target).await?;
+        let (stream, until) = self.tcp(target).await?;
         self.stats.connections.set(self.stats.connections.get() + 1);
+        let left = || until.saturating_duration_since(Instant::now());
         let (transport, h2) = if target.key.0 {
-            self.handshake(target, stream).await?
+            self.handshake(target, stream, left()).await?
         } else {
             (Transport::Plain(stream), false)
         };
@@ -172,7 +177,7 @@ impl Inner {
                 Ok(Sender::H1(sender))
             }
         };
-        match crate::timeout(limit, shaken).await {
+        match crate::timeout(left(), shaken).await {
             Ok(Ok(sender)) => Ok(sender),
             Ok(Err(e)) => Err(super::error::from_hyper(e)),
             Err(_) => Err(ErrorKind::Timeout {
@@ -182,7 +187,9 @@ impl Inner {
         }
     }
 
-    async fn tcp(&self, target: &Target) -> Result<TcpStream, ErrorKind> {
+    /// A TCP connection to `target`, and when the connect limit, started
+    /// once the name is resolved, ends.
+    async fn tcp(&self, target: &Target) -> Result<(TcpStream, Instant), ErrorKind> {
         let limit = self.settings.connect_timeout;
         let addrs: Vec<SocketAddr> = match target.ip {
             Some(ip) => vec![SocketAddr::new(ip, target.port)],
@@ -202,10 +209,14 @@ impl Inner {
                 }
             },
         };
+        let until = Instant::now() + limit;
         let mut last = None;
-        for addr in addrs {
-            match crate::net::connect(addr, limit).await {
-                Ok(stream) => return Ok(stream),
+        for (i, &addr) in addrs.iter().enumerate() {
+            // What is left, shared by the addresses left (hyper-util's way):
+            // one that never answers leaves the others their turn.
+            let share = until.saturating_duration_since(Instant::now()) / (addrs.len() - i) as u32;
+            match crate::net::connect(addr, share).await {
+                Ok(stream) => return Ok((stream, until)),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     last = Some(ErrorKind::Timeout {
                         phase: Phase::Connect,
@@ -224,9 +235,14 @@ impl Inner {
     }
 
     #[cfg(feature = "tls")]
-    async fn handshake(&self, target: &Target, stream: TcpStream) -> Result<(Transport, bool), ErrorKind> {
+    async fn handshake(
+        &self,
+        target: &Target,
+        stream: TcpStream,
+        left: Duration,
+    ) -> Result<(Transport, bool), ErrorKind> {
         let limit = self.settings.connect_timeout;
-        match crate::timeout(limit, self.tls.connect(target.host(), stream)).await {
+        match crate::timeout(left, self.tls.connect(target.host(), stream)).await {
             Ok(Ok((tls, h2))) => Ok((Transport::Tls(Box::new(tls)), h2)),
             Ok(Err(source)) => Err(ErrorKind::Tls {
                 host: target.host().to_string(),
@@ -240,7 +256,7 @@ impl Inner {
     }
 
     #[cfg(not(feature = "tls"))]
-    async fn handshake(&self, _: &Target, _: TcpStream) -> Result<(Transport, bool), ErrorKind> {
+    async fn handshake(&self, _: &Target, _: TcpStream, _: Duration) -> Result<(Transport, bool), ErrorKind> {
         Err(ErrorKind::BadUrl("https needs shardlet's `tls` feature".into()))
     }
 }
