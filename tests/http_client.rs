@@ -201,6 +201,77 @@ fn a_kept_alive_connection_closed_by_the_server_is_retried() {
     assert_eq!(server.accepted(), 5);
 }
 
+/// A 408 sent on a kept-alive connection as the next request comes (a
+/// server whose idle timer fired just then) is not that request's answer:
+/// it is sent again on a new connection, once. A 408 on a new connection is
+/// the answer. Before: the second `GET` returned the 408.
+#[test]
+fn a_408_on_a_reused_connection_is_not_the_answer() {
+    let server = TestServer::start(|req, out| {
+        if req.path == "/always" {
+            respond(out, 408, &[("Connection", "close")], b"")?;
+            return Ok(Next::Close);
+        }
+        if req.nth_on_conn == 0 {
+            respond(out, 200, &[], b"fresh")?;
+            Ok(Next::KeepOpen)
+        } else {
+            respond(out, 408, &[("Connection", "close")], b"")?;
+            Ok(Next::Close)
+        }
+    });
+    let (url, always) = (server.url("/"), server.url("/always"));
+    util::run1(move || {
+        let (url, always) = (url.clone(), always.clone());
+        async move {
+            let c = client();
+            assert_eq!(c.get(&url).await.unwrap().body().as_ref(), b"fresh");
+            let second = c.get(&url).await.unwrap();
+            assert_eq!(
+                (second.status().as_u16(), second.body().as_ref()),
+                (200, &b"fresh"[..])
+            );
+            // Any method: the server never processed it.
+            let post = c.post(&url, "text/plain", "body").await.unwrap();
+            assert_eq!(post.status(), 200);
+            // Sent again once; the new connection's 408 stands.
+            assert_eq!(c.get(&always).await.unwrap().status(), 408);
+        }
+    });
+    assert_eq!(server.accepted(), 4);
+}
+
+/// RFC 9112 §6.3: an answer with both `Content-Length` and
+/// `Transfer-Encoding` is read as chunked, and its connection is not used
+/// again. Before: the next request went on it.
+#[test]
+fn an_answer_framed_twice_leaves_its_connection_out_of_the_pool() {
+    let server = TestServer::start(|req, out| {
+        if req.path == "/twice" {
+            raw(
+                out,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            )?;
+            return Ok(Next::KeepOpen);
+        }
+        respond(out, 200, &[], b"plain")?;
+        Ok(Next::KeepOpen)
+    });
+    let (twice, plain) = (server.url("/twice"), server.url("/plain"));
+    util::run1(move || {
+        let (twice, plain) = (twice.clone(), plain.clone());
+        async move {
+            let c = client();
+            assert_eq!(c.get(&twice).await.unwrap().body().as_ref(), b"hello");
+            assert_eq!(c.get(&plain).await.unwrap().body().as_ref(), b"plain");
+            assert_eq!(c.stats().reused, 0, "the first connection was not kept");
+            assert_eq!(c.get(&plain).await.unwrap().body().as_ref(), b"plain");
+            assert_eq!(c.stats().reused, 1, "a plain answer's connection is");
+        }
+    });
+    assert_eq!(server.accepted(), 2);
+}
+
 /// A server that closes each new connection at once: the error says so,
 /// names the URL, and comes after one connection or two, not a loop of
 /// them. Before: "malformed response: channel closed".

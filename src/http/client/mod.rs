@@ -45,6 +45,7 @@ mod lookups;
 mod pool;
 mod redirect;
 mod response;
+mod stats;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
@@ -69,6 +70,7 @@ pub use builder::{
 };
 pub use error::{BuildError, Error, ErrorKind, Phase};
 pub use response::ResponseExt;
+pub use stats::ClientStats;
 
 use builder::Settings;
 use connect::Target;
@@ -76,6 +78,7 @@ use deadline::Watch;
 use dns::Resolver;
 use pool::{Pool, Sender};
 use response::head_size;
+use stats::Counters;
 #[cfg(feature = "tls")]
 use tls::Tls;
 use userinfo::Redacted;
@@ -83,27 +86,6 @@ use userinfo::Redacted;
 /// The most of a redirect's body read so that its connection can serve the
 /// next request (only what is there already).
 const REDIRECT_BODY: usize = 64 << 10;
-
-/// Counts of a client's work, from [`Client::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientStats {
-    /// Requests sent (each redirect hop and retry counts).
-    pub requests: u64,
-    /// Connections opened.
-    pub connections: u64,
-    /// Requests sent on a kept-alive (or shared HTTP/2) connection.
-    pub reused: u64,
-    /// Idle connections in the keep-alive pool now.
-    pub idle: usize,
-}
-
-#[derive(Default)]
-struct Counters {
-    requests: Cell<u64>,
-    connections: Cell<u64>,
-    reused: Cell<u64>,
-}
 
 /// A time limit for one request, redirects included, instead of the
 /// client's [`request_timeout`](ClientBuilder::request_timeout): put it in
@@ -408,6 +390,12 @@ impl Client {
     ) -> Result<Response<Bytes>, Error> {
         let s = &self.inner.settings;
         let (mut parts, incoming) = response.into_parts();
+        // RFC 9112 §6.3: both framings in one answer is a sign of smuggling
+        // or response splitting; hyper reads it as chunked, and the
+        // connection is not trusted with another request.
+        let framed_twice = matches!(sender, Sender::H1(_))
+            && parts.headers.contains_key(header::CONTENT_LENGTH)
+            && parts.headers.contains_key(header::TRANSFER_ENCODING);
         let body = if *method == Method::HEAD {
             drop(incoming);
             Bytes::new()
@@ -416,7 +404,9 @@ impl Client {
                 .await
                 .map_err(|kind| Error::new(url.as_str(), kind))?
         };
-        self.inner.pool.put(&target.key, sender);
+        if !framed_twice {
+            self.inner.pool.put(&target.key, sender);
+        }
         // The credentials went in `Authorization`; the URL shown is without them.
         userinfo::strip(&mut url);
         parts.extensions.insert(url);
@@ -487,6 +477,21 @@ impl Client {
                         "message head is too large (over the limit of {} bytes)",
                         inner.settings.max_head
                     )));
+                }
+                // RFC 9110 §15.5.9: a 408 says the server closed the
+                // connection without the request; on a reused one, it was
+                // sent as (or before) the request came, so the request was
+                // never processed (Chromium sends it again too).
+                Ok(response)
+                    if reused
+                        && !retried
+                        && response.status() == http::StatusCode::REQUEST_TIMEOUT
+                        && again.is_some() =>
+                {
+                    tracing::debug!(target: "shardlet::http", url = %Redacted(url), "408 on a reused connection; retrying on a new one");
+                    retried = true;
+                    fresh = true;
+                    body = again.expect("checked above");
                 }
                 Ok(response) => return Ok((response, sender)),
                 Err(mut failed) => {
