@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -131,7 +131,27 @@ pub struct Body {
     stamp: Option<(Arc<Stamp>, Waker)>,
     verdict: Option<Told>,
     done: bool,
+    /// Small pieces gathered, not handed over yet.
+    gathered: Option<BytesMut>,
+    /// The gathering gave the connection's task a turn to decode more.
+    yielded: bool,
+    /// What a read after small pieces gathered found, for the next read.
+    next: Option<Result<Frame<Bytes>, BodyError>>,
 }
+
+/// A data frame shorter than this is gathered with the ones that follow
+/// at once, up to [`GATHER`] bytes, into one: hyper hands over each piece
+/// of a chunked body as a frame (32 bytes kept per piece by a handler that
+/// keeps the frames: `BodyExt::collect`, axum's extractors), so a body
+/// sent in 1-byte chunks took some 35 times its size. hyper's connection
+/// task decodes the next piece only once the body is read again: the
+/// gathering gives it one turn (a yield) and hands over what it has as
+/// soon as a read finds nothing after that turn, so a body whose client
+/// pauses is not held back.
+const SMALL: usize = 1 << 10;
+
+/// The most bytes gathered into one frame.
+const GATHER: usize = 16 << 10;
 
 /// The waker hyper is given for a body that has waited once: it notes
 /// when it was woken (the client's bytes came, or hyper's connection
@@ -193,6 +213,50 @@ impl Body {
             stamp: None,
             verdict: verdict.map(Told),
             done: false,
+            gathered: None,
+            yielded: false,
+            next: None,
+        }
+    }
+
+    /// Reads on while the frames are small data frames (see [`SMALL`]).
+    fn poll_gathering(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let polled = self.poll_inner(cx);
+            let Some(gathered) = self.gathered.as_mut() else {
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| d.len() < SMALL) => {
+                        let data = frame.into_data().expect("a data frame");
+                        self.gathered = Some(BytesMut::from(&data[..]));
+                        self.yielded = false;
+                        continue;
+                    }
+                    polled => return polled,
+                }
+            };
+            match polled {
+                Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                    gathered.extend_from_slice(frame.data_ref().expect("a data frame"));
+                    self.yielded = false;
+                    if gathered.len() < GATHER {
+                        continue;
+                    }
+                }
+                Poll::Pending if !self.yielded => {
+                    self.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                // Nothing more after the connection's turn: what the reads
+                // that found nothing began was no wait of the handler's
+                // (it gets data now), so its time does not count.
+                Poll::Pending => self.waiting_since = None,
+                Poll::Ready(None) => {}
+                // Trailers or an error: after the data.
+                Poll::Ready(Some(next)) => self.next = Some(next),
+            }
+            let data = self.gathered.take().expect("gathered").freeze();
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
     }
 
@@ -219,20 +283,24 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
+        if let Some(next) = this.next.take() {
+            return Poll::Ready(Some(next));
+        }
         if this.done {
             return Poll::Ready(None);
         }
-        let polled = this.poll_inner(cx);
+        let polled = this.poll_gathering(cx);
         // Waiting for the client only while nothing came back (a time-out
         // or an error is an answer too).
         if let Some(Told(verdict)) = &this.verdict {
-            verdict.set_waiting(polled.is_pending());
+            // (A yield while gathering is no wait for the client.)
+            verdict.set_waiting(polled.is_pending() && this.gathered.is_none());
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        self.next.is_none() && self.gathered.is_none() && (self.done || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
