@@ -17,8 +17,9 @@ use shardlet::http::rt::ShardExecutor;
 use shardlet::http::ResponseExt;
 use shardlet::{net, GreenPool, Runtime};
 
-#[test]
-fn https_negotiates_http2_and_multiplexes_one_connection() {
+/// A hyper HTTP/2 server over rustls on a one-shard runtime of its own,
+/// for `localhost` and `127.0.0.1`: the runtime, its port, the certificate.
+fn h2_server() -> (shardlet::RuntimeHandle<()>, u16, Vec<u8>) {
     let (config, cert) = tls::self_signed(&[b"h2"]);
     let acceptor = futures_rustls::TlsAcceptor::from(config);
 
@@ -57,6 +58,12 @@ fn https_negotiates_http2_and_multiplexes_one_connection() {
         })
         .unwrap();
     let port = port.recv_timeout(Duration::from_secs(20)).unwrap();
+    (server, port, cert)
+}
+
+#[test]
+fn https_negotiates_http2_and_multiplexes_one_connection() {
+    let (server, port, cert) = h2_server();
 
     util::run1(move || {
         let cert = cert.clone();
@@ -88,6 +95,45 @@ fn https_negotiates_http2_and_multiplexes_one_connection() {
             assert_eq!(bodies[63], "HTTP/2.0 /n/63");
             assert_eq!(client.stats().connections, 1, "{:?}", client.stats());
             assert_eq!(client.stats().reused, 64);
+        }
+    });
+    server.stop(Duration::from_secs(1));
+    let _ = server.join();
+}
+
+/// Shared HTTP/2 connections count against the pool's cap in all and are
+/// dropped once unused for the idle time, as idle HTTP/1.1 ones are.
+/// Before: one per host was kept for as long as its server kept it open
+/// (400 hosts: 400 connections, with a cap of 256).
+#[test]
+fn shared_http2_connections_keep_to_the_pools_cap_and_idle_time() {
+    let (server, port, cert) = h2_server();
+    util::run1(move || {
+        let cert = cert.clone();
+        async move {
+            let hosts = ["localhost", "127.0.0.1"].map(|h| format!("https://{h}:{port}/"));
+            let client = tls::trusting(cert)
+                .max_idle(1)
+                .idle_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            for url in &hosts {
+                let answer = client.get(url).await.unwrap();
+                assert_eq!(answer.version(), http::Version::HTTP_2);
+            }
+            assert_eq!(client.stats().idle, 1, "the cap in all is 1");
+            // The first host's connection made room for the second's.
+            client.get(&hosts[0]).await.unwrap();
+            assert_eq!((client.stats().connections, client.stats().reused), (3, 0));
+            client.get(&hosts[0]).await.unwrap();
+            assert_eq!(client.stats().reused, 1, "kept while in use");
+            shardlet::sleep(Duration::from_millis(400)).await;
+            client.get(&hosts[0]).await.unwrap();
+            assert_eq!(
+                (client.stats().connections, client.stats().reused),
+                (4, 1),
+                "unused for the idle time: a new connection"
+            );
         }
     });
     server.stop(Duration::from_secs(1));

@@ -170,14 +170,17 @@ impl ClientBuilder {
         self
     }
 
-    /// Idle keep-alive connections kept in all (default 256).
+    /// Keep-alive connections kept in all (default 256): idle HTTP/1.1 ones
+    /// and the hosts' shared HTTP/2 ones; at the cap the least recently
+    /// used one is closed.
     pub fn max_idle(mut self, n: usize) -> Self {
         self.settings.max_idle = n;
         self
     }
 
     /// How long an idle connection may wait in the pool before it is closed
-    /// instead of reused (default 30 s).
+    /// instead of reused (default 30 s); for a shared HTTP/2 connection,
+    /// since a request last took it.
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
         self.settings.idle_timeout = limit;
         self

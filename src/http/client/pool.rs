@@ -1,7 +1,10 @@
 //! The client's keep-alive pool: per (scheme, host, port), idle HTTP/1.1
-//! connections (most recently used first, with a cap per host, a cap in
-//! all, and an age past which one is closed rather than reused), and at
-//! most one HTTP/2 connection, shared by every request to that host.
+//! connections (most recently used first, with a cap per host) and at most
+//! one HTTP/2 connection, shared by every request to that host. Both kinds
+//! count against the cap in all (the least recently used one goes first)
+//! and are dropped rather than reused once unused for the idle time; an
+//! HTTP/2 connection dropped from the pool closes once its requests in
+//! flight are done.
 //!
 //! The pool hands out a connection only once hyper says it can take a
 //! request ([`Client`](super::Client) waits on `ready()`): a connection
@@ -61,12 +64,18 @@ struct Idle {
     since: Instant,
 }
 
+/// A host's HTTP/2 connection, and when a request last took or gave it back.
+struct Shared {
+    sender: http2::SendRequest<Body>,
+    since: Instant,
+}
+
 pub(crate) struct Pool {
     per_host: usize,
     total: usize,
     max_age: Duration,
     h1: RefCell<HashMap<Key, Vec<Idle>>>,
-    h2: RefCell<HashMap<Key, http2::SendRequest<Body>>>,
+    h2: RefCell<HashMap<Key, Shared>>,
     count: Cell<usize>,
     connecting: Connecting,
 }
@@ -89,9 +98,11 @@ impl Pool {
     pub(crate) fn take(&self, key: &Key) -> Option<Sender> {
         {
             let mut h2 = self.h2.borrow_mut();
-            if let Some(sender) = h2.get(key) {
-                if !sender.is_closed() {
-                    return Some(Sender::H2(sender.clone()));
+            if let Some(shared) = h2.get_mut(key) {
+                let now = Instant::now();
+                if !shared.sender.is_closed() && now.duration_since(shared.since) < self.max_age {
+                    shared.since = now;
+                    return Some(Sender::H2(shared.sender.clone()));
                 }
                 h2.remove(key);
             }
@@ -142,39 +153,23 @@ impl Pool {
         if self.per_host == 0 || self.total == 0 {
             return;
         }
+        let (mut h1, mut h2) = (self.h1.borrow_mut(), self.h2.borrow_mut());
         let sender = match sender {
             Sender::H2(sender) => {
-                if !sender.is_closed() {
-                    self.h2.borrow_mut().insert(key.clone(), sender);
+                if sender.is_closed() {
+                    return;
                 }
+                if !h2.contains_key(key) {
+                    self.make_room(&mut h1, &mut h2);
+                }
+                let since = Instant::now();
+                h2.insert(key.clone(), Shared { sender, since });
                 return;
             }
             Sender::H1(sender) if sender.is_closed() => return,
             Sender::H1(sender) => sender,
         };
-        let mut h1 = self.h1.borrow_mut();
-        if self.count.get() >= self.total {
-            let now = Instant::now();
-            h1.retain(|_, conns| {
-                conns.retain(|c| now.duration_since(c.since) < self.max_age && !c.sender.is_closed());
-                !conns.is_empty()
-            });
-            self.recount(&h1);
-            if self.count.get() >= self.total {
-                let oldest = h1
-                    .iter()
-                    .min_by_key(|(_, conns)| conns[0].since)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    let conns = h1.get_mut(&k).expect("key just found");
-                    conns.remove(0);
-                    if conns.is_empty() {
-                        h1.remove(&k);
-                    }
-                    self.count.set(self.count.get() - 1);
-                }
-            }
-        }
+        self.make_room(&mut h1, &mut h2);
         let conns = h1.entry(key.clone()).or_default();
         if conns.len() >= self.per_host {
             conns.remove(0);
@@ -190,6 +185,47 @@ impl Pool {
     /// Idle HTTP/1.1 connections held now, plus shared HTTP/2 ones.
     pub(crate) fn len(&self) -> usize {
         self.count.get() + self.h2.borrow().len()
+    }
+
+    /// At the cap in all, drops the connections unused for the idle time
+    /// or closed, then, if still at it, the least recently used one.
+    fn make_room(&self, h1: &mut HashMap<Key, Vec<Idle>>, h2: &mut HashMap<Key, Shared>) {
+        if self.count.get() + h2.len() < self.total {
+            return;
+        }
+        let now = Instant::now();
+        h1.retain(|_, conns| {
+            conns.retain(|c| now.duration_since(c.since) < self.max_age && !c.sender.is_closed());
+            !conns.is_empty()
+        });
+        self.recount(h1);
+        h2.retain(|_, s| now.duration_since(s.since) < self.max_age && !s.sender.is_closed());
+        if self.count.get() + h2.len() < self.total {
+            return;
+        }
+        let oldest_h1 = h1
+            .iter()
+            .min_by_key(|(_, conns)| conns[0].since)
+            .map(|(k, conns)| (conns[0].since, k.clone()));
+        let oldest_h2 = h2
+            .iter()
+            .min_by_key(|(_, s)| s.since)
+            .map(|(k, s)| (s.since, k.clone()));
+        let h1_first = match (&oldest_h1, &oldest_h2) {
+            (Some((a, _)), Some((b, _))) => a <= b,
+            (first, _) => first.is_some(),
+        };
+        if h1_first {
+            let (_, k) = oldest_h1.expect("an HTTP/1.1 connection goes first");
+            let conns = h1.get_mut(&k).expect("key just found");
+            conns.remove(0);
+            if conns.is_empty() {
+                h1.remove(&k);
+            }
+            self.count.set(self.count.get() - 1);
+        } else if let Some((_, k)) = oldest_h2 {
+            h2.remove(&k);
+        }
     }
 
     fn recount(&self, h1: &HashMap<Key, Vec<Idle>>) {
