@@ -376,6 +376,76 @@ fn a_client_that_reads_nothing_gets_little_of_each_answer_buffered() {
     );
 }
 
+/// A client that opens its streams' windows one byte at a time keeps
+/// their answers held, and writes going through, but takes next to
+/// nothing: closed after the send timeout like one that takes nothing.
+/// Before: any frame or write counted as progress, and 1-byte
+/// WINDOW_UPDATEs kept every stream's buffered answer for good (about 9 MB
+/// a connection at hyper's 200 streams, for some 100 bytes a second).
+#[test]
+fn a_client_that_opens_its_windows_a_byte_at_a_time_is_closed_after_the_send_timeout() {
+    let server = start_http_with(
+        1,
+        Limits::default().with_send_timeout(Duration::from_secs(1)),
+        |c| c,
+        || route,
+    );
+    let mut client = Client::connect(server.addr());
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 0: nothing of an answer goes out
+    // until a WINDOW_UPDATE lets it.
+    client
+        .stream
+        .write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]))
+        .unwrap();
+    let streams: Vec<u32> = (0..8).map(|i| 1 + 2 * i).collect();
+    for &s in &streams {
+        client.stream.write_all(&get(s, "/stream")).unwrap();
+    }
+    let started = Instant::now();
+    while !client.closed && started.elapsed() < Duration::from_secs(8) {
+        for &s in &streams {
+            let _ = client
+                .stream
+                .write_all(&frame(WINDOW_UPDATE, 0, s, &1u32.to_be_bytes()));
+        }
+        client.frames(Duration::from_millis(200));
+    }
+    assert!(
+        client.closed,
+        "still open after {:?} of 1-byte windows",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The server lets a client open 128 streams at once (nginx's
+/// `http2_max_concurrent_streams`; hyper's default is 200).
+#[test]
+fn the_server_allows_128_concurrent_streams() {
+    let server = start(1000);
+    let mut client = Client::connect(server.addr());
+    let settings = client
+        .frames(Duration::from_millis(500))
+        .into_iter()
+        .find(|f| f.kind == SETTINGS && f.stream == 0 && !f.payload.is_empty())
+        .expect("the server's SETTINGS");
+    let values: Vec<(u16, u32)> = settings
+        .payload
+        .chunks(6)
+        .map(|s| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+            )
+        })
+        .collect();
+    assert!(values.contains(&(3, 128)), "{values:?}");
+}
+
 /// A request past a limit is answered with its 4xx and ends its stream
 /// only: the connection serves the next one.
 #[test]

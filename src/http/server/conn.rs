@@ -32,6 +32,11 @@ use crate::net::{Connection, Evicted, TcpStream};
 /// How many header fields hyper's HTTP/1 parser takes when given no bound.
 const HYPER_MAX_HEADERS: usize = 100;
 
+/// How many streams an HTTP/2 client may have open at once on one
+/// connection: nginx's `http2_max_concurrent_streams` (hyper's default is
+/// 200). Each may hold an answer's frames the client does not take.
+const H2_MAX_STREAMS: u32 = 128;
+
 /// How much of each HTTP/2 answer hyper buffers ahead of the socket: four
 /// frames of 16 KiB. hyper's default, 400 KiB, is per stream: a client
 /// granting a large window and reading nothing had 200 streams (hyper's
@@ -89,6 +94,7 @@ impl Builders {
         let mut http2 = http2::Builder::new(ShardExecutor::new());
         http2
             .timer(ShardTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
             .max_header_list_size(u32::try_from(limits.max_head()).unwrap_or(u32::MAX))
             .max_send_buf_size(H2_SEND_BUF)
             .initial_stream_window_size(H2_RECV_WINDOW)
@@ -156,7 +162,7 @@ impl ConnIo {
     #[inline]
     fn wrote(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match written {
-            Poll::Ready(Ok(_)) => self.state.on_write(),
+            Poll::Ready(Ok(n)) => self.state.on_write(n),
             Poll::Pending => self.state.on_write_blocked(),
             Poll::Ready(Err(_)) => {}
         }

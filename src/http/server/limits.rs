@@ -17,7 +17,7 @@ use std::time::Duration;
 /// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (from the accept, for a connection's first request; slowloris) | `408 Request Timeout` |
 /// | [`body_timeout`](Limits::with_body_timeout) | the handler waited this long in all for request body bytes (its own work between reads does not count) | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
-/// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked) | closed, the answer cut short |
+/// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked), or on HTTP/2 takes less than 16 KiB of its held answers in that time | closed, the answer cut short |
 ///
 /// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
 /// or here: no `Host` or one that is not `host[:port]`, a

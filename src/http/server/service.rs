@@ -287,9 +287,10 @@ impl<A: HttpBody> HttpBody for Sending<A> {
             answering.state.answer_polled();
         }
         let polled = this.body.poll_frame(cx);
-        match polled {
-            Poll::Ready(Some(Ok(_))) => {
-                answering.state.answer_held();
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let bytes = frame.data_ref().map_or(0, bytes::Buf::remaining);
+                answering.state.answer_held(bytes as u64);
                 answering.held = true;
             }
             Poll::Ready(None | Some(Err(_))) => {

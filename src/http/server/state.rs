@@ -46,7 +46,9 @@
 //! An answer can also be **held** with no write blocked: hyper took a frame
 //! of its body and does not ask for the next (an HTTP/2 client that grants
 //! no flow-control window). While answers are held, the connection is
-//! closed if for `send_timeout` no frame is taken and no write goes through.
+//! closed if for `send_timeout` no frame is taken and no write goes through,
+//! or on HTTP/2, if what was taken and written comes to less than
+//! [`MIN_PROGRESS`] (a client opening its windows a byte at a time).
 //!
 //! Deadlines are only written here (a `Cell`); the driver's one timer
 //! looks at them when it fires, so a request costs no timer operation.
@@ -55,6 +57,15 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::Limits;
+
+/// While answers are held, the least the connection must take (frames
+/// taken by hyper, bytes written) in each `send_timeout` to stay open: a
+/// client that opens the window one byte at a time (an HTTP/2 WINDOW_UPDATE
+/// of 1 for each of its streams every 25 s) kept every stream's answer
+/// buffered for good, about 9 MB a connection, for some 100 bytes a second.
+/// One frame's worth a send timeout (16 KiB a minute by default) asks
+/// nothing of a real client.
+const MIN_PROGRESS: u64 = 16 << 10;
 use crate::net::{Connection, EVICTION_GRACE};
 use crate::time::after;
 
@@ -81,7 +92,7 @@ pub(crate) struct ConnState {
     stalled: Cell<Option<Instant>>,
     /// Answers whose last frame hyper took without asking for the next yet.
     held: Cell<u32>,
-    /// Frames taken and writes gone through, so far.
+    /// Bytes of answers taken and written, so far.
     progress: Cell<u64>,
     /// While answers are held: when to look for progress again, and the
     /// progress count to compare with then.
@@ -171,7 +182,9 @@ impl ConnState {
         }
         match self.held_check.get() {
             Some((at, mark)) if self.held.get() > 0 && now >= at => {
-                if self.progress.get() == mark {
+                // HTTP/2 only: an HTTP/1 connection holds one answer.
+                let least = if self.h2.get() { MIN_PROGRESS } else { 1 };
+                if self.progress.get() - mark < least {
                     return true;
                 }
                 // Some progress: look again a whole send timeout from now.
@@ -183,12 +196,13 @@ impl ConnState {
         }
     }
 
-    /// hyper took a frame of an answer's body; until it asks for the next
-    /// ([`answer_polled`](Self::answer_polled)), the answer is held.
+    /// hyper took a frame of an answer's body (`bytes` of data); until it
+    /// asks for the next ([`answer_polled`](Self::answer_polled)), the
+    /// answer is held.
     #[inline]
-    pub(crate) fn answer_held(&self) {
+    pub(crate) fn answer_held(&self, bytes: u64) {
         self.held.set(self.held.get() + 1);
-        self.progress.set(self.progress.get() + 1);
+        self.progress.set(self.progress.get() + bytes);
     }
 
     /// hyper asked a held answer for its next frame (or dropped it).
@@ -225,10 +239,10 @@ impl ConnState {
         }
     }
 
-    /// A write went through.
+    /// A write of `bytes` went through.
     #[inline]
-    pub(crate) fn on_write(&self) {
-        self.progress.set(self.progress.get() + 1);
+    pub(crate) fn on_write(&self, bytes: usize) {
+        self.progress.set(self.progress.get() + bytes as u64);
         if self.stalled.get().is_some() {
             self.unstall();
         }
