@@ -86,6 +86,25 @@ fn smoke_lines_in_input_order_with_errors_inline() {
 /// `--timeout`: a server 1 s slow to answer is read with the default
 /// (10 s), and fails as a read time-out with `--read-timeout 0.3`. Before:
 /// the read limit was the client's 10 s whatever `--timeout` said.
+/// A URL's password is not printed, on a success line or an error line.
+/// Before: both lines showed it as it came.
+#[test]
+fn passwords_in_the_input_are_not_printed() {
+    let server = TestServer::start(|req, out| respond(out, 200, &[], req.path.as_bytes()));
+    let ok = server.url("/p").replacen("http://", "http://alice:s3cret@", 1);
+    let failed = refused_url().replacen("http://", "http://bob:hunter2@", 1);
+    let (summary, lines) = run_crawl(&[], format!("{ok}\n{failed}\n"));
+    assert_eq!((summary.ok, summary.failed), (1, 1), "{lines:?}");
+    assert!(lines[0].starts_with("http://alice:***@"), "{lines:?}");
+    assert!(lines[1].starts_with("http://bob:***@"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("s3cret") && !l.contains("hunter2")),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn read_timeout_sets_the_wait_for_a_slow_server() {
     let server = TestServer::start(|req, out| {

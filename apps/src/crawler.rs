@@ -322,6 +322,8 @@ impl<W: Write> Crawl<W> {
         took: Duration,
         depth: Option<usize>,
     ) {
+        // The input's password is not for the output (errors show `***` too).
+        let url = shardlet::http::redact_password(url);
         match outcome {
             Ok((status, len)) => {
                 self.ok.set(self.ok.get() + 1);

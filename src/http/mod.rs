@@ -43,9 +43,9 @@ pub mod rt;
 pub mod server;
 
 pub use client::{
-    get, BuildError, Client, ClientBuilder, ClientStats, Error, ErrorKind, Phase, ResponseExt, Timeout,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_MAX_REDIRECTS,
-    DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    get, redact_password, BuildError, Client, ClientBuilder, ClientStats, Error, ErrorKind, Phase,
+    ResponseExt, Timeout, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use server::{Limits, Server};
 pub use url::Url;

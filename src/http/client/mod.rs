@@ -71,6 +71,7 @@ pub use builder::{
 pub use error::{BuildError, Error, ErrorKind, Phase};
 pub use response::ResponseExt;
 pub use stats::ClientStats;
+pub use userinfo::redact_password;
 
 use builder::Settings;
 use connect::Target;

@@ -47,7 +47,19 @@ pub(crate) fn strip(url: &mut Url) {
 }
 
 /// `url` (any text, parsed or not) with the password of its user info
-/// replaced by `***`: what an error or a log line may show.
+/// replaced by `***`: what an error or a log line may show (as
+/// [`Error`](super::Error)'s text does).
+///
+/// ```
+/// use shardlet::http::redact_password;
+///
+/// assert_eq!(redact_password("http://alice:s3cret@host/a"), "http://alice:***@host/a");
+/// assert_eq!(redact_password("http://host/a"), "http://host/a");
+/// ```
+pub fn redact_password(url: &str) -> Cow<'_, str> {
+    redact(url)
+}
+
 pub(crate) fn redact(url: &str) -> Cow<'_, str> {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return Cow::Borrowed(url);
