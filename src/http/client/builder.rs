@@ -101,8 +101,10 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The limit on making a connection: TCP connect, plus the TLS handshake
-    /// for `https` (default 10 s). Zero is taken as 1 ms.
+    /// The limit on making a connection, once the name is resolved (under
+    /// [`dns_timeout`](Self::dns_timeout)): TCP connect (shared among the
+    /// addresses tried), the TLS handshake for `https` and the HTTP/2
+    /// handshake, together (default 10 s). Zero is taken as 1 ms.
     pub fn connect_timeout(mut self, limit: Duration) -> Self {
         self.settings.connect_timeout = limit.max(Duration::from_millis(1));
         self
@@ -114,9 +116,12 @@ impl ClientBuilder {
         self
     }
 
-    /// The longest wait on the server: for the next bytes of a response,
-    /// or, while the request's body is being sent, for it to take more
-    /// (default 10 s).
+    /// The longest wait on the server (default 10 s): for the response's
+    /// head, from the request's start (or, while the request's body is
+    /// being sent, for the server to take more of it), then for each next
+    /// piece of the body. The head's wait is one: a server that sends
+    /// interim answers (`102 Processing`) or its head a line at a time
+    /// must send the whole head within it.
     pub fn read_timeout(mut self, limit: Duration) -> Self {
         self.settings.read_timeout = limit;
         self
