@@ -44,7 +44,7 @@ pub mod server;
 
 pub use client::{
     get, redact_password, BuildError, Client, ClientBuilder, ClientStats, Error, ErrorKind, Phase,
-    ResponseExt, Timeout, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
+    ResponseExt, Streamed, Timeout, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
     DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use server::{Limits, Server};

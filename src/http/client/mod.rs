@@ -34,6 +34,7 @@
 //! The whole of it, redirects included, runs under the request time limit
 //! (the client's, or the request's own [`Timeout`]).
 
+mod answer;
 mod body;
 mod builder;
 mod connect;
@@ -63,6 +64,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use url::Url;
 
+pub use answer::Streamed;
 pub use body::Body;
 pub use builder::{
     ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_IDLE_PER_HOST,
@@ -73,6 +75,7 @@ pub use response::ResponseExt;
 pub use stats::ClientStats;
 pub use userinfo::redact_password;
 
+use answer::Headed;
 use builder::Settings;
 use connect::Target;
 use deadline::Watch;
@@ -288,17 +291,24 @@ impl Client {
         body: Body,
         limit: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = Result<Response<Bytes>, Error>> + 'a>> {
-        Box::pin(self.fetch_inner(method, url, headers, body, limit))
+        Box::pin(
+            self.fetch_inner(method, url, headers, body, limit, async |headed, watch| {
+                self.finish(headed, watch).await
+            }),
+        )
     }
 
-    async fn fetch_inner(
+    /// A request, redirects and all, under its time limit; `finish` takes
+    /// the final answer's head (reading its body, or not) within it.
+    async fn fetch_inner<T>(
         &self,
         method: Method,
         url: &str,
         mut headers: HeaderMap,
         body: Body,
         limit: Option<Duration>,
-    ) -> Result<Response<Bytes>, Error> {
+        finish: impl AsyncFnOnce(Headed, &Watch) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let parsed = Url::parse(url).map_err(|e| Error::new(url, ErrorKind::BadUrl(e.to_string())))?;
         if !headers.contains_key(header::AUTHORIZATION) {
             if let Some(basic) = userinfo::basic(&parsed) {
@@ -311,7 +321,10 @@ impl Client {
         let idle = self.inner.settings.read_timeout;
         // Where a redirect led: the URL a time-out names (none: `url`).
         let led = Cell::new(None);
-        let request = self.follow(method, parsed, headers, body, &watch, &led);
+        let request = async {
+            let headed = self.follow(method, parsed, headers, body, &watch, &led).await?;
+            finish(headed, &watch).await
+        };
         match watch.run(limit, idle, request).await {
             Ok(result) => result,
             Err(_) => {
@@ -335,7 +348,7 @@ impl Client {
         mut body: Body,
         watch: &Watch,
         led: &Cell<Option<Url>>,
-    ) -> Result<Response<Bytes>, Error> {
+    ) -> Result<Headed, Error> {
         let max = self.inner.settings.max_redirects;
         for hop in 0..=max {
             let again = body.try_clone();
@@ -348,7 +361,14 @@ impl Client {
             let location = response.headers().get(header::LOCATION).filter(|_| max > 0);
             let redirect = redirect::of(status, &method, location, &url, again.is_some());
             if let Ok(None) = redirect {
-                return self.finish(response, sender, &target, &method, url, watch).await;
+                let key = target.key;
+                return Ok(Headed {
+                    response,
+                    sender,
+                    key,
+                    method,
+                    url,
+                });
             }
             // What came with the redirect, if it is all there already, so
             // its connection can serve the next request. A body still on
@@ -377,41 +397,6 @@ impl Client {
             url = next;
         }
         unreachable!("the last hop returns")
-    }
-
-    /// Reads the body of `response` and puts its connection back.
-    async fn finish(
-        &self,
-        response: Response<Incoming>,
-        sender: Sender,
-        target: &Target,
-        method: &Method,
-        mut url: Url,
-        watch: &Watch,
-    ) -> Result<Response<Bytes>, Error> {
-        let s = &self.inner.settings;
-        let (mut parts, incoming) = response.into_parts();
-        // RFC 9112 §6.3: both framings in one answer is a sign of smuggling
-        // or response splitting; hyper reads it as chunked, and the
-        // connection is not trusted with another request.
-        let framed_twice = matches!(sender, Sender::H1(_))
-            && parts.headers.contains_key(header::CONTENT_LENGTH)
-            && parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let body = if *method == Method::HEAD {
-            drop(incoming);
-            Bytes::new()
-        } else {
-            body::collect(incoming, s.max_body, s.read_timeout, watch)
-                .await
-                .map_err(|kind| Error::new(url.as_str(), kind))?
-        };
-        if !framed_twice {
-            self.inner.pool.put(&target.key, sender);
-        }
-        // The credentials went in `Authorization`; the URL shown is without them.
-        userinfo::strip(&mut url);
-        parts.extensions.insert(url);
-        Ok(Response::from_parts(parts, body))
     }
 
     /// One request on one connection; its response head, and the connection.
