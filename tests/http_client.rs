@@ -272,6 +272,37 @@ fn an_answer_framed_twice_leaves_its_connection_out_of_the_pool() {
     assert_eq!(server.accepted(), 2);
 }
 
+/// A redirect framed twice is not trusted with the next hop either.
+/// Before: its connection went back to the pool and served the next hop.
+#[test]
+fn a_redirect_framed_twice_leaves_its_connection_out_of_the_pool() {
+    let server = TestServer::start(|req, out| {
+        if req.path == "/twice" {
+            raw(
+                out,
+                b"HTTP/1.1 302 Found\r\nLocation: /plain\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            )?;
+            return Ok(Next::KeepOpen);
+        }
+        respond(out, 200, &[], b"plain")?;
+        Ok(Next::KeepOpen)
+    });
+    let twice = server.url("/twice");
+    util::run1(move || {
+        let twice = twice.clone();
+        async move {
+            let c = client();
+            assert_eq!(c.get(&twice).await.unwrap().body().as_ref(), b"plain");
+            assert_eq!(
+                c.stats().reused,
+                0,
+                "the redirect's connection was not used again"
+            );
+        }
+    });
+    assert_eq!(server.accepted(), 2);
+}
+
 /// A server that closes each new connection at once: the error says so,
 /// names the URL, and comes after one connection or two, not a loop of
 /// them. Before: "malformed response: channel closed".

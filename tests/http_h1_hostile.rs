@@ -38,6 +38,10 @@ async fn route(request: Request<Body>) -> Answer {
             let mut trailers = 0;
             while let Some(frame) = body.frame().await {
                 match frame.map(Frame::into_data) {
+                    Ok(Ok(_)) if trailers > 0 => {
+                        let text = Bytes::from_static(b"data after the trailers");
+                        return Response::new(Box::pin(Full::new(text).map_err(|e| match e {})));
+                    }
                     Ok(Ok(data)) => {
                         frames += 1;
                         bytes += data.len() as u64;

@@ -327,6 +327,44 @@ fn a_request_beyond_a_goaway_is_sent_again_on_a_new_connection() {
     assert_eq!(server.accepted(), 2);
 }
 
+/// On HTTP/2 a 408 is its stream's answer, the connection open: it is not
+/// sent again (on HTTP/1.1 a 408 on a reused connection is the server
+/// closing it without the request). Before: the POST reached the server
+/// twice.
+#[test]
+fn an_http2_408_on_a_reused_connection_is_the_answer() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let server = H2Server::start({
+        let seen = seen.clone();
+        move |c| {
+            c.preface(&[])?;
+            let mut n = 0;
+            loop {
+                let req = c.request()?;
+                if !req.ended {
+                    c.body(req.stream)?;
+                }
+                n += 1;
+                seen.fetch_add(1, Ordering::SeqCst);
+                if c.conn == 1 && n == 2 {
+                    c.respond(req.stream, 408, b"")?;
+                } else {
+                    c.respond(req.stream, 200, b"ok")?;
+                }
+            }
+        }
+    });
+    with_client(&server, "/", |c, url| async move {
+        assert_eq!(c.get(&url).await.unwrap().status(), 200);
+        let post = c.post(&url, "text/plain", "pay once").await.unwrap();
+        assert_eq!(post.status(), 408);
+    });
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "the POST reached the server once");
+    assert_eq!(server.accepted(), 1);
+}
+
 /// RFC 9113 §8.7: a stream reset with REFUSED_STREAM was not processed;
 /// the request can be sent again, whatever its method.
 #[test]

@@ -39,6 +39,9 @@ fn h2_server() -> (shardlet::RuntimeHandle<()>, u16, Vec<u8>) {
                         let tls = acceptor.accept(stream).await.unwrap();
                         let service = hyper::service::service_fn(
                             |request: http::Request<hyper::body::Incoming>| async move {
+                                if request.uri().path() == "/slow" {
+                                    shardlet::sleep(Duration::from_millis(700)).await;
+                                }
                                 Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
                                     "{:?} {}",
                                     request.version(),
@@ -134,6 +137,39 @@ fn shared_http2_connections_keep_to_the_pools_cap_and_idle_time() {
                 (4, 1),
                 "unused for the idle time: a new connection"
             );
+        }
+    });
+    server.stop(Duration::from_secs(1));
+    let _ = server.join();
+}
+
+/// A shared HTTP/2 connection in use is not idle, however long its request
+/// takes: the next request to the host shares it. Before: one request
+/// longer than the idle time made the next open a second connection.
+#[test]
+fn a_shared_http2_connection_in_use_is_not_idle() {
+    let (server, port, cert) = h2_server();
+    util::run1(move || {
+        let cert = cert.clone();
+        async move {
+            let client = tls::trusting(cert)
+                .idle_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            let base = format!("https://localhost:{port}");
+            client.get(&format!("{base}/")).await.unwrap();
+            let slow = {
+                let (c, url) = (client.clone(), format!("{base}/slow"));
+                shardlet::spawn(async move { c.get(&url).await.map(|_| ()) })
+            };
+            shardlet::sleep(Duration::from_millis(450)).await;
+            client.get(&format!("{base}/")).await.unwrap();
+            slow.await.unwrap().unwrap();
+            assert_eq!(client.stats().connections, 1, "{:?}", client.stats());
+            // Unused for the idle time now: a new one.
+            shardlet::sleep(Duration::from_millis(400)).await;
+            client.get(&format!("{base}/")).await.unwrap();
+            assert_eq!(client.stats().connections, 2, "{:?}", client.stats());
         }
     });
     server.stop(Duration::from_secs(1));

@@ -26,7 +26,7 @@ pub(crate) struct Headed {
 /// request once the answer is read: RFC 9112 §6.3, both framings in one
 /// answer is a sign of smuggling or response splitting; hyper reads it as
 /// chunked, and the connection is not trusted again.
-fn reusable(sender: &Sender, head: &http::response::Parts) -> bool {
+pub(crate) fn reusable(sender: &Sender, head: &http::response::Parts) -> bool {
     !(matches!(sender, Sender::H1(_))
         && head.headers.contains_key(header::CONTENT_LENGTH)
         && head.headers.contains_key(header::TRANSFER_ENCODING))
@@ -47,15 +47,16 @@ impl Client {
         let reusable = reusable(&sender, &parts);
         let body = if method == Method::HEAD {
             drop(incoming);
-            Bytes::new()
+            Ok(Bytes::new())
         } else {
-            body::collect(incoming, s.max_body, s.read_timeout, watch)
-                .await
-                .map_err(|kind| Error::new(url.as_str(), kind))?
+            body::collect(incoming, s.max_body, s.read_timeout, watch).await
         };
-        if reusable {
+        // An HTTP/2 connection outlives a stream that failed (its other
+        // streams go on): it is given back either way.
+        if reusable && (body.is_ok() || matches!(sender, Sender::H2(..))) {
             self.inner.pool.put(&key, sender);
         }
+        let body = body.map_err(|kind| Error::new(url.as_str(), kind))?;
         // The credentials went in `Authorization`; the URL shown is without them.
         userinfo::strip(&mut url);
         parts.extensions.insert(url);
@@ -234,8 +235,19 @@ impl Streamed {
         kind: super::ErrorKind,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         self.done = true;
-        self.back = None; // the connection is not used again
+        self.give_back(false);
         std::task::Poll::Ready(Some(Err(Error::new(self.url.as_str(), kind))))
+    }
+
+    /// Puts the connection back in the pool: an HTTP/1.1 one only after the
+    /// whole body (else it closes), an HTTP/2 one also after a stream that
+    /// failed or was dropped (its other streams go on).
+    fn give_back(&mut self, whole: bool) {
+        if let Some((client, key, sender)) = self.back.take() {
+            if whole || matches!(sender, Sender::H2(..)) {
+                client.inner.pool.put(&key, sender);
+            }
+        }
     }
 }
 
@@ -273,9 +285,7 @@ impl http_body::Body for Streamed {
             Poll::Ready(None) => {
                 this.done = true;
                 this.wait = None;
-                if let Some((client, key, sender)) = this.back.take() {
-                    client.inner.pool.put(&key, sender);
-                }
+                this.give_back(true);
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -303,6 +313,12 @@ impl http_body::Body for Streamed {
 
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::Body::size_hint(&self.incoming)
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        self.give_back(false);
     }
 }
 

@@ -14,7 +14,7 @@ use super::{Client, Parts};
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 /// The default body limit: 16 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
-/// The default connect limit (TCP, and the TLS handshake).
+/// The default connect limit (TCP, TLS and the HTTP/2 handshake, together).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default limit on a whole request, redirects included.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

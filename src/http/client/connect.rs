@@ -120,17 +120,17 @@ impl Inner {
             // to every request's future, copied into its box.
             let made = Box::pin(self.connect(target)).await;
             if let Ok(sender) = &made {
-                let h2 = matches!(sender, Sender::H2(_));
+                let h2 = matches!(sender, Sender::H2(..));
                 if key.0 {
                     self.pool.spoke(key, h2);
                 }
-                if let (Sender::H2(shared), Some(_)) = (sender, &lock) {
+                if let (Sender::H2(shared, id), Some(_)) = (sender, &lock) {
                     // Shared now, so the waiters find it.
-                    self.pool.put(key, Sender::H2(shared.clone()));
+                    self.pool.share(key, shared, *id);
                 }
             }
             if let Some(lock) = lock {
-                let shared = matches!(made, Ok(Sender::H2(_)));
+                let shared = matches!(made, Ok(Sender::H2(..)));
                 lock.done(if shared { Outcome::Shared } else { Outcome::Own });
             }
             return made.map(|sender| (sender, false));
@@ -144,7 +144,8 @@ impl Inner {
     pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ErrorKind> {
         let limit = self.settings.connect_timeout;
         let (stream, until) = self.tcp(target).await?;
-        self.stats.connections.set(self.stats.connections.get() + 1);
+        let id = self.stats.connections.get() + 1;
+        self.stats.connections.set(id);
         let left = || until.saturating_duration_since(Instant::now());
         let (transport, h2) = if target.key.0 {
             self.handshake(target, stream, left()).await?
@@ -164,7 +165,7 @@ impl Inner {
                         tracing::debug!(target: "shardlet::http", error = %e, "HTTP/2 client connection ended");
                     }
                 });
-                Ok(Sender::H2(sender))
+                Ok(Sender::H2(sender, id))
             } else {
                 let mut builder = http1::Builder::new();
                 builder.max_buf_size(self.settings.max_head.max(8192));
@@ -209,12 +210,20 @@ impl Inner {
                 }
             },
         };
-        let until = Instant::now() + limit;
+        let until = crate::time::after(limit);
         let mut last = None;
         for (i, &addr) in addrs.iter().enumerate() {
             // What is left, shared by the addresses left (hyper-util's way):
             // one that never answers leaves the others their turn.
             let share = until.saturating_duration_since(Instant::now()) / (addrs.len() - i) as u32;
+            if share.is_zero() {
+                // Spent by the addresses before (their timers came late).
+                last = Some(ErrorKind::Timeout {
+                    phase: Phase::Connect,
+                    after: limit,
+                });
+                break;
+            }
             match crate::net::connect(addr, share).await {
                 Ok(stream) => return Ok((stream, until)),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {

@@ -375,9 +375,9 @@ impl Client {
             // its way costs the connection instead (as in hyper's own
             // client): read whole, a stalled or endless one held the
             // redirect up to the read or the request limit.
-            let (_, incoming) = response.into_parts();
+            let (head, incoming) = response.into_parts();
             let drained = body::drain_ready(incoming, REDIRECT_BODY).await;
-            if drained || matches!(sender, Sender::H2(_)) {
+            if answer::reusable(&sender, &head) && (drained || matches!(sender, Sender::H2(..))) {
                 self.inner.pool.put(&target.key, sender);
             }
             if hop == max {
@@ -438,7 +438,7 @@ impl Client {
                 return Err(error::before_sending(e));
             }
             let again = body.try_clone();
-            let h2 = matches!(sender, Sender::H2(_));
+            let h2 = matches!(sender, Sender::H2(..));
             // The body's pieces count as progress for the read limit.
             if !http_body::Body::is_end_stream(&body) {
                 body = body.counted(watch.sent());
@@ -465,11 +465,13 @@ impl Client {
                     )));
                 }
                 // RFC 9110 §15.5.9: a 408 says the server closed the
-                // connection without the request; on a reused one, it was
-                // sent as (or before) the request came, so the request was
-                // never processed (Chromium sends it again too).
+                // connection without the request; on a reused HTTP/1.1 one,
+                // it was sent as (or before) the request came, so the
+                // request was never processed (Chromium sends it again too).
+                // On HTTP/2 a 408 is the stream's own answer.
                 Ok(response)
                     if reused
+                        && !h2
                         && !retried
                         && response.status() == http::StatusCode::REQUEST_TIMEOUT
                         && again.is_some() =>

@@ -33,7 +33,9 @@ pub(crate) type Key = (bool, Rc<str>, u16);
 /// A connection's request handle.
 pub(crate) enum Sender {
     H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
+    /// With the connection's number (its count among the client's
+    /// connections), to tell a host's shared connection from an older one.
+    H2(http2::SendRequest<Body>, u64),
 }
 
 impl Sender {
@@ -42,7 +44,7 @@ impl Sender {
     pub(crate) async fn ready(&mut self) -> hyper::Result<()> {
         match self {
             Sender::H1(s) => s.ready().await,
-            Sender::H2(s) => s.ready().await,
+            Sender::H2(s, _) => s.ready().await,
         }
     }
 
@@ -54,7 +56,7 @@ impl Sender {
     ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
         match self {
             Sender::H1(s) => s.try_send_request(request).await,
-            Sender::H2(s) => s.try_send_request(request).await,
+            Sender::H2(s, _) => s.try_send_request(request).await,
         }
     }
 }
@@ -64,10 +66,28 @@ struct Idle {
     since: Instant,
 }
 
-/// A host's HTTP/2 connection, and when a request last took or gave it back.
+/// A host's HTTP/2 connection: when a request last took or gave it back,
+/// and how many requests hold it (taken, not given back yet). One in use
+/// is not idle, however long its requests take; a request that failed and
+/// never gave it back leaves it counted in use (then only the cap or its
+/// closing drop it).
 struct Shared {
     sender: http2::SendRequest<Body>,
+    id: u64,
     since: Instant,
+    in_flight: u32,
+}
+
+impl Shared {
+    fn new(sender: http2::SendRequest<Body>, id: u64, in_flight: u32) -> Self {
+        let since = Instant::now();
+        Shared {
+            sender,
+            id,
+            since,
+            in_flight,
+        }
+    }
 }
 
 pub(crate) struct Pool {
@@ -100,9 +120,11 @@ impl Pool {
             let mut h2 = self.h2.borrow_mut();
             if let Some(shared) = h2.get_mut(key) {
                 let now = Instant::now();
-                if !shared.sender.is_closed() && now.duration_since(shared.since) < self.max_age {
+                let unused = shared.in_flight == 0 && now.duration_since(shared.since) >= self.max_age;
+                if !shared.sender.is_closed() && !unused {
                     shared.since = now;
-                    return Some(Sender::H2(shared.sender.clone()));
+                    shared.in_flight += 1;
+                    return Some(Sender::H2(shared.sender.clone(), shared.id));
                 }
                 h2.remove(key);
             }
@@ -155,15 +177,25 @@ impl Pool {
         }
         let (mut h1, mut h2) = (self.h1.borrow_mut(), self.h2.borrow_mut());
         let sender = match sender {
-            Sender::H2(sender) => {
-                if sender.is_closed() {
-                    return;
+            Sender::H2(sender, id) => {
+                match h2.get_mut(key) {
+                    // Given back by one of its requests.
+                    Some(shared) if shared.id == id => {
+                        shared.in_flight = shared.in_flight.saturating_sub(1);
+                        shared.since = Instant::now();
+                        if sender.is_closed() {
+                            h2.remove(key);
+                        }
+                    }
+                    // The host has a newer one: this one closes once its
+                    // requests are done.
+                    Some(_) => {}
+                    None if sender.is_closed() => {}
+                    None => {
+                        self.make_room(&mut h1, &mut h2);
+                        h2.insert(key.clone(), Shared::new(sender, id, 0));
+                    }
                 }
-                if !h2.contains_key(key) {
-                    self.make_room(&mut h1, &mut h2);
-                }
-                let since = Instant::now();
-                h2.insert(key.clone(), Shared { sender, since });
                 return;
             }
             Sender::H1(sender) if sender.is_closed() => return,
@@ -180,6 +212,19 @@ impl Pool {
             sender,
             since: Instant::now(),
         });
+    }
+
+    /// Shares `key`'s new HTTP/2 connection, held by the request that made
+    /// it, with the requests that come for the host meanwhile.
+    pub(crate) fn share(&self, key: &Key, sender: &http2::SendRequest<Body>, id: u64) {
+        if self.per_host == 0 || self.total == 0 || sender.is_closed() {
+            return;
+        }
+        let (mut h1, mut h2) = (self.h1.borrow_mut(), self.h2.borrow_mut());
+        if !h2.contains_key(key) {
+            self.make_room(&mut h1, &mut h2);
+        }
+        h2.insert(key.clone(), Shared::new(sender.clone(), id, 1));
     }
 
     /// Idle HTTP/1.1 connections held now, plus shared HTTP/2 ones.
@@ -199,7 +244,9 @@ impl Pool {
             !conns.is_empty()
         });
         self.recount(h1);
-        h2.retain(|_, s| now.duration_since(s.since) < self.max_age && !s.sender.is_closed());
+        h2.retain(|_, s| {
+            (s.in_flight > 0 || now.duration_since(s.since) < self.max_age) && !s.sender.is_closed()
+        });
         if self.count.get() + h2.len() < self.total {
             return;
         }

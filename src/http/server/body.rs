@@ -304,7 +304,15 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        // Bytes gathered and not handed over yet are still to come.
+        let gathered = self.gathered.as_ref().map_or(0, |g| g.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + gathered);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + gathered);
+        }
+        hint
     }
 }
 

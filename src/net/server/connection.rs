@@ -379,6 +379,27 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_marked_quiet_again_keeps_a_whole_period() {
+        use crate::net::QUIET_PERIOD;
+        use std::time::{Duration, Instant};
+        let conns = conns(3);
+        let (a, _ea) = open(&conns);
+        let first = Instant::now();
+        a.set_quiet();
+        a.set_idle(false); // heard from
+        std::thread::sleep(Duration::from_millis(100));
+        a.set_quiet(); // waits for its client again: a new period
+                       // The first period's end, well before the second's.
+        let aged = conns.age_quiet(first + QUIET_PERIOD + Duration::from_millis(10));
+        assert_eq!(aged, 0, "idle 10 ms into its second quiet period");
+        assert_eq!(
+            conns.age_quiet(Instant::now() + QUIET_PERIOD),
+            1,
+            "at the second's end"
+        );
+    }
+
+    #[test]
     fn a_stop_asks_quiet_connections_to_close_at_once() {
         let conns = conns(4);
         let (a, _ea) = open(&conns);

@@ -85,6 +85,9 @@ enum State {
 struct Entry {
     generation: u32,
     state: State,
+    /// Counts the times the connection was marked quiet: a queue entry of
+    /// an earlier period does not end a later one (`quiet.rs`).
+    quiet_mark: u16,
     /// Idle list links (`next` also links the free list).
     prev: u32,
     next: u32,
@@ -291,6 +294,7 @@ impl Conns {
                     t.entries.push(Entry {
                         generation: 0,
                         state: State::Free,
+                        quiet_mark: 0,
                         prev: NIL,
                         next: NIL,
                         waker: None,

@@ -37,29 +37,33 @@ const SLACK: Duration = Duration::from_millis(125);
 /// The quiet connections of one table, by the end of their period.
 #[derive(Default)]
 pub(crate) struct QuietQueue {
-    /// Entry, generation, end of the quiet period; oldest first. Entries
-    /// that were marked since (or ended) are skipped when their turn comes.
-    due: VecDeque<(u32, u32, Instant)>,
+    /// Entry, generation and mark, end of the quiet period; oldest first.
+    /// Entries that were marked since (or ended) are skipped when their
+    /// turn comes.
+    due: VecDeque<(Mark, Instant)>,
 }
+
+/// A connection marked quiet: its entry, generation and quiet mark.
+pub(crate) type Mark = (u32, u32, u16);
 
 impl QuietQueue {
     /// Adds a connection marked quiet now; true if the queue was empty.
-    pub(crate) fn push(&mut self, key: u32, generation: u32, now: Instant) -> bool {
-        self.due.push_back((key, generation, now + QUIET_PERIOD));
+    pub(crate) fn push(&mut self, marked: Mark, now: Instant) -> bool {
+        self.due.push_back((marked, now + QUIET_PERIOD));
         self.due.len() == 1
     }
 
     /// When the first quiet period ends.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.due.front().map(|&(_, _, at)| at)
+        self.due.front().map(|&(_, at)| at)
     }
 
     /// The next connection whose quiet period ended by `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(u32, u32)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Mark> {
         match self.due.front() {
-            Some(&(key, generation, at)) if at <= now => {
+            Some(&(marked, at)) if at <= now => {
                 self.due.pop_front();
-                Some((key, generation))
+                Some(marked)
             }
             _ => None,
         }
@@ -69,7 +73,7 @@ impl QuietQueue {
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = (u32, u32)> {
         std::mem::take(&mut self.due)
             .into_iter()
-            .map(|(key, generation, _)| (key, generation))
+            .map(|((key, generation, _), _)| (key, generation))
     }
 }
 
@@ -84,11 +88,15 @@ impl Conns {
                 drop(t);
                 return self.set_idle(key, generation, true);
             }
-            match t.entry(key, generation) {
-                Some(e) if e.state == State::Busy => e.state = State::Quiet,
+            let mark = match t.entry(key, generation) {
+                Some(e) if e.state == State::Busy => {
+                    e.state = State::Quiet;
+                    e.quiet_mark = e.quiet_mark.wrapping_add(1);
+                    e.quiet_mark
+                }
                 _ => return,
-            }
-            t.quiet.push(key, generation, Instant::now())
+            };
+            t.quiet.push((key, generation, mark), Instant::now())
         };
         if first {
             if let Some(waker) = self.ager.take() {
@@ -117,10 +125,13 @@ impl Conns {
         let mut aged = 0;
         loop {
             let next = self.table.borrow_mut().quiet.pop_due(now);
-            let Some((key, generation)) = next else { break };
+            let Some((key, generation, mark)) = next else {
+                break;
+            };
             let quiet = {
                 let mut t = self.table.borrow_mut();
-                t.entry(key, generation).is_some_and(|e| e.state == State::Quiet)
+                t.entry(key, generation)
+                    .is_some_and(|e| e.state == State::Quiet && e.quiet_mark == mark)
             };
             if quiet {
                 self.set_idle(key, generation, true);
