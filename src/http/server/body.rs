@@ -235,7 +235,7 @@ impl Body {
                 }
             };
             match polled {
-                Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| d.len() < SMALL) => {
                     gathered.extend_from_slice(frame.data_ref().expect("a data frame"));
                     self.yielded = false;
                     if gathered.len() < GATHER {
@@ -252,7 +252,8 @@ impl Body {
                 // (it gets data now), so its time does not count.
                 Poll::Pending => self.waiting_since = None,
                 Poll::Ready(None) => {}
-                // Trailers or an error: after the data.
+                // A large piece (as it came, not copied), trailers or an
+                // error: after the data.
                 Poll::Ready(Some(next)) => self.next = Some(next),
             }
             let data = self.gathered.take().expect("gathered").freeze();
