@@ -85,9 +85,10 @@ fn the_body_limit_holds_while_streaming() {
             "/chunked" => chunked(out, 4, Duration::ZERO)?,
             _ => {
                 raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n")?;
+                return Ok(Next::Close);
             }
         }
-        Ok(Next::Close)
+        Ok(Next::KeepOpen)
     });
     let (chunked_url, sized) = (server.url("/chunked"), server.url("/sized"));
     util::run1(move || {
@@ -234,4 +235,35 @@ fn a_body_dropped_early_costs_its_connection() {
         }
     });
     assert_eq!(server.accepted(), 2);
+}
+
+/// An answer with nothing left to read (a `HEAD`, an empty body, the last
+/// byte read without the end seen) leaves its connection in the pool when
+/// dropped. Before: each cost its connection.
+#[test]
+fn a_body_with_nothing_left_keeps_its_connection_when_dropped() {
+    let server = TestServer::start(|req, out| {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("HEAD", _) => raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")?,
+            (_, "/empty") => raw(out, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")?,
+            _ => respond(out, 200, &[], b"small").map(drop)?,
+        }
+        Ok(Next::KeepOpen)
+    });
+    let (empty, small) = (server.url("/empty"), server.url("/small"));
+    util::run1(move || {
+        let (empty, small) = (empty.clone(), small.clone());
+        async move {
+            let client = Client::new();
+            let head = http::Request::head(&small).body(()).unwrap();
+            drop(client.send_streamed(head).await.unwrap());
+            drop(client.get_streamed(&empty).await.unwrap());
+            let mut body = client.get_streamed(&small).await.unwrap().into_body();
+            assert_eq!(&body.chunk().await.unwrap().unwrap()[..], b"small");
+            drop(body);
+            assert_eq!(client.stats().reused, 2);
+            assert_eq!(client.stats().idle, 1);
+        }
+    });
+    assert_eq!(server.accepted(), 1);
 }

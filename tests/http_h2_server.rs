@@ -377,8 +377,9 @@ fn a_client_that_reads_nothing_gets_little_of_each_answer_buffered() {
 }
 
 /// A client that opens its streams' windows one byte at a time keeps
-/// their answers held, and writes going through, but takes next to
-/// nothing: closed after the send timeout like one that takes nothing.
+/// their answers held, and writes going through (as do the PINGs it sends,
+/// acknowledged), but takes next to nothing: closed after the send timeout
+/// like one that takes nothing.
 /// Before: any frame or write counted as progress, and 1-byte
 /// WINDOW_UPDATEs kept every stream's buffered answer for good (about 9 MB
 /// a connection at hyper's 200 streams, for some 100 bytes a second).
@@ -402,13 +403,20 @@ fn a_client_that_opens_its_windows_a_byte_at_a_time_is_closed_after_the_send_tim
         client.stream.write_all(&get(s, "/stream")).unwrap();
     }
     let started = Instant::now();
+    let mut round = 0u64;
     while !client.closed && started.elapsed() < Duration::from_secs(8) {
+        // 1-byte windows, and PINGs, whose acknowledgements are writes
+        // that go through too.
+        let mut out = Vec::new();
         for &s in &streams {
-            let _ = client
-                .stream
-                .write_all(&frame(WINDOW_UPDATE, 0, s, &1u32.to_be_bytes()));
+            out.extend(frame(WINDOW_UPDATE, 0, s, &1u32.to_be_bytes()));
         }
-        client.frames(Duration::from_millis(200));
+        for _ in 0..25 {
+            round += 1;
+            out.extend(frame(PING, 0, 0, &round.to_be_bytes()));
+        }
+        let _ = client.stream.write_all(&out);
+        client.frames(Duration::from_millis(20));
     }
     assert!(
         client.closed,

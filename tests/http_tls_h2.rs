@@ -175,3 +175,31 @@ fn a_shared_http2_connection_in_use_is_not_idle() {
     server.stop(Duration::from_secs(1));
     let _ = server.join();
 }
+
+/// A request that ends without giving its shared HTTP/2 connection back
+/// (here dropped by a time limit of the caller's) lets go of it all the
+/// same: the connection turns idle and is not reused past the idle time.
+/// Before: it counted as in use for good.
+#[test]
+fn a_request_dropped_midway_lets_go_of_its_http2_connection() {
+    let (server, port, cert) = h2_server();
+    util::run1(move || {
+        let cert = cert.clone();
+        async move {
+            let client = tls::trusting(cert)
+                .idle_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            let base = format!("https://localhost:{port}");
+            client.get(&format!("{base}/")).await.unwrap();
+            let cut =
+                shardlet::timeout(Duration::from_millis(100), client.get(&format!("{base}/slow"))).await;
+            assert!(cut.is_err());
+            shardlet::sleep(Duration::from_millis(1000)).await;
+            client.get(&format!("{base}/")).await.unwrap();
+            assert_eq!(client.stats().connections, 2, "{:?}", client.stats());
+        }
+    });
+    server.stop(Duration::from_secs(1));
+    let _ = server.join();
+}

@@ -73,7 +73,8 @@ impl Client {
     /// (`request_timeout`, or the request's own [`Timeout`](super::Timeout):
     /// give a long one to a long download), which covers the body too. Read
     /// to its end, the body gives its connection back to the pool; dropped
-    /// before, it closes the connection.
+    /// before, it closes an HTTP/1.1 connection (an HTTP/2 one goes back:
+    /// only the stream is reset).
     ///
     /// # Errors
     ///
@@ -148,13 +149,16 @@ impl Client {
 /// It ends with an [`Error`] naming the URL when the answer passes the
 /// client's `max_body` ([`TooLarge`](super::ErrorKind::TooLarge)), when a
 /// piece does not come within its `read_timeout` (a
-/// [`Timeout`](super::ErrorKind::Timeout) of the read phase), or when the
-/// connection fails. Shard-local, as the client is.
+/// [`Timeout`](super::ErrorKind::Timeout) of the read phase), when the
+/// request's time limit passes (a `Timeout` of the request phase), or when
+/// the connection fails. Shard-local, as the client is.
 pub struct Streamed {
     incoming: Incoming,
     /// The client and the connection's place in its pool, for the end.
     back: Option<(Client, Key, Sender)>,
     url: Url,
+    /// The URL errors name.
+    named: Box<str>,
     left: u64,
     limit: u64,
     idle: std::time::Duration,
@@ -181,10 +185,13 @@ impl Streamed {
         } = headed;
         let s = &client.inner.settings;
         let (mut parts, incoming) = response.into_parts();
+        // Errors name the URL as the client's others do (the password
+        // hidden by `Error`); `url()` is without the credentials.
+        let named: Box<str> = url.as_str().into();
         userinfo::strip(&mut url);
         if http_body::Body::size_hint(&incoming).lower() > s.max_body {
             let limit = s.max_body;
-            return Err(Error::new(url.as_str(), super::ErrorKind::TooLarge { limit }));
+            return Err(Error::new(&*named, super::ErrorKind::TooLarge { limit }));
         }
         let back = reusable(&sender, &parts).then(|| (client.clone(), key, sender));
         parts.extensions.insert(url.clone());
@@ -192,6 +199,7 @@ impl Streamed {
             incoming,
             back,
             url,
+            named,
             left: s.max_body,
             limit: s.max_body,
             idle: s.read_timeout,
@@ -236,7 +244,7 @@ impl Streamed {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         self.done = true;
         self.give_back(false);
-        std::task::Poll::Ready(Some(Err(Error::new(self.url.as_str(), kind))))
+        std::task::Poll::Ready(Some(Err(Error::new(&*self.named, kind))))
     }
 
     /// Puts the connection back in the pool: an HTTP/1.1 one only after the
@@ -308,7 +316,7 @@ impl http_body::Body for Streamed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done || self.incoming.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -318,7 +326,10 @@ impl http_body::Body for Streamed {
 
 impl Drop for Streamed {
     fn drop(&mut self) {
-        self.give_back(false);
+        // A body with nothing left to read (a `HEAD`, an empty one, the last
+        // byte read) leaves its connection ready for the next request.
+        let whole = !self.done && http_body::Body::is_end_stream(&self.incoming);
+        self.give_back(whole);
     }
 }
 

@@ -184,8 +184,8 @@ impl ClientBuilder {
     }
 
     /// How long an idle connection may wait in the pool before it is closed
-    /// instead of reused (default 30 s); for a shared HTTP/2 connection,
-    /// since a request last took it.
+    /// instead of reused (default 30 s); a shared HTTP/2 connection is idle
+    /// while no request holds it, since the last one let go of it.
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
         self.settings.idle_timeout = limit;
         self

@@ -17,7 +17,7 @@ use url::{Host, Position, Url};
 use super::connecting::{Claim, Outcome};
 use super::dns::DnsError;
 use super::error::{ErrorKind, Phase};
-use super::pool::{Key, Sender};
+use super::pool::{Held, Key, Sender, Uses};
 use super::transport::Transport;
 use super::Inner;
 use crate::http::rt::{ShardExecutor, ShardTimer};
@@ -124,9 +124,9 @@ impl Inner {
                 if key.0 {
                     self.pool.spoke(key, h2);
                 }
-                if let (Sender::H2(shared, id), Some(_)) = (sender, &lock) {
+                if let (Sender::H2(shared, held), Some(_)) = (sender, &lock) {
                     // Shared now, so the waiters find it.
-                    self.pool.share(key, shared, *id);
+                    self.pool.share(key, shared, held);
                 }
             }
             if let Some(lock) = lock {
@@ -144,8 +144,7 @@ impl Inner {
     pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ErrorKind> {
         let limit = self.settings.connect_timeout;
         let (stream, until) = self.tcp(target).await?;
-        let id = self.stats.connections.get() + 1;
-        self.stats.connections.set(id);
+        self.stats.connections.set(self.stats.connections.get() + 1);
         let left = || until.saturating_duration_since(Instant::now());
         let (transport, h2) = if target.key.0 {
             self.handshake(target, stream, left()).await?
@@ -165,7 +164,7 @@ impl Inner {
                         tracing::debug!(target: "shardlet::http", error = %e, "HTTP/2 client connection ended");
                     }
                 });
-                Ok(Sender::H2(sender, id))
+                Ok(Sender::H2(sender, Held::new(&Uses::new())))
             } else {
                 let mut builder = http1::Builder::new();
                 builder.max_buf_size(self.settings.max_head.max(8192));

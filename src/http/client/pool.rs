@@ -33,9 +33,54 @@ pub(crate) type Key = (bool, Rc<str>, u16);
 /// A connection's request handle.
 pub(crate) enum Sender {
     H1(http1::SendRequest<Body>),
-    /// With the connection's number (its count among the client's
-    /// connections), to tell a host's shared connection from an older one.
-    H2(http2::SendRequest<Body>, u64),
+    /// With the request's hold on the shared connection.
+    H2(http2::SendRequest<Body>, Held),
+}
+
+/// How many requests hold a shared HTTP/2 connection, and when one last
+/// took or let go of it.
+#[derive(Debug)]
+pub(crate) struct Uses {
+    in_flight: Cell<u32>,
+    since: Cell<Instant>,
+}
+
+impl Uses {
+    pub(crate) fn new() -> Rc<Uses> {
+        Rc::new(Uses {
+            in_flight: Cell::new(0),
+            since: Cell::new(Instant::now()),
+        })
+    }
+
+    fn in_flight(&self) -> u32 {
+        self.in_flight.get()
+    }
+
+    fn since(&self) -> Instant {
+        self.since.get()
+    }
+}
+
+/// One request's hold on a shared HTTP/2 connection: counted while it
+/// lives, however the request ends (answered, failed, timed out, dropped).
+#[derive(Debug)]
+pub(crate) struct Held(Rc<Uses>);
+
+impl Held {
+    pub(crate) fn new(uses: &Rc<Uses>) -> Held {
+        uses.in_flight.set(uses.in_flight.get() + 1);
+        uses.since.set(Instant::now());
+        Held(uses.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let uses = &self.0;
+        uses.in_flight.set(uses.in_flight.get().saturating_sub(1));
+        uses.since.set(Instant::now());
+    }
 }
 
 impl Sender {
@@ -66,27 +111,16 @@ struct Idle {
     since: Instant,
 }
 
-/// A host's HTTP/2 connection: when a request last took or gave it back,
-/// and how many requests hold it (taken, not given back yet). One in use
-/// is not idle, however long its requests take; a request that failed and
-/// never gave it back leaves it counted in use (then only the cap or its
-/// closing drop it).
+/// A host's HTTP/2 connection and its [`Uses`]: one that a request holds is
+/// not idle, however long the request takes.
 struct Shared {
     sender: http2::SendRequest<Body>,
-    id: u64,
-    since: Instant,
-    in_flight: u32,
+    uses: Rc<Uses>,
 }
 
 impl Shared {
-    fn new(sender: http2::SendRequest<Body>, id: u64, in_flight: u32) -> Self {
-        let since = Instant::now();
-        Shared {
-            sender,
-            id,
-            since,
-            in_flight,
-        }
+    fn unused_for(&self, now: Instant) -> Option<Duration> {
+        (self.uses.in_flight() == 0).then(|| now.duration_since(self.uses.since()))
     }
 }
 
@@ -119,12 +153,11 @@ impl Pool {
         {
             let mut h2 = self.h2.borrow_mut();
             if let Some(shared) = h2.get_mut(key) {
-                let now = Instant::now();
-                let unused = shared.in_flight == 0 && now.duration_since(shared.since) >= self.max_age;
+                let unused = shared
+                    .unused_for(Instant::now())
+                    .is_some_and(|d| d >= self.max_age);
                 if !shared.sender.is_closed() && !unused {
-                    shared.since = now;
-                    shared.in_flight += 1;
-                    return Some(Sender::H2(shared.sender.clone(), shared.id));
+                    return Some(Sender::H2(shared.sender.clone(), Held::new(&shared.uses)));
                 }
                 h2.remove(key);
             }
@@ -177,12 +210,11 @@ impl Pool {
         }
         let (mut h1, mut h2) = (self.h1.borrow_mut(), self.h2.borrow_mut());
         let sender = match sender {
-            Sender::H2(sender, id) => {
-                match h2.get_mut(key) {
+            // The request's hold ends as `held` drops, here.
+            Sender::H2(sender, held) => {
+                match h2.get(key) {
                     // Given back by one of its requests.
-                    Some(shared) if shared.id == id => {
-                        shared.in_flight = shared.in_flight.saturating_sub(1);
-                        shared.since = Instant::now();
+                    Some(shared) if Rc::ptr_eq(&shared.uses, &held.0) => {
                         if sender.is_closed() {
                             h2.remove(key);
                         }
@@ -193,7 +225,8 @@ impl Pool {
                     None if sender.is_closed() => {}
                     None => {
                         self.make_room(&mut h1, &mut h2);
-                        h2.insert(key.clone(), Shared::new(sender, id, 0));
+                        let uses = held.0.clone();
+                        h2.insert(key.clone(), Shared { sender, uses });
                     }
                 }
                 return;
@@ -216,7 +249,7 @@ impl Pool {
 
     /// Shares `key`'s new HTTP/2 connection, held by the request that made
     /// it, with the requests that come for the host meanwhile.
-    pub(crate) fn share(&self, key: &Key, sender: &http2::SendRequest<Body>, id: u64) {
+    pub(crate) fn share(&self, key: &Key, sender: &http2::SendRequest<Body>, held: &Held) {
         if self.per_host == 0 || self.total == 0 || sender.is_closed() {
             return;
         }
@@ -224,7 +257,11 @@ impl Pool {
         if !h2.contains_key(key) {
             self.make_room(&mut h1, &mut h2);
         }
-        h2.insert(key.clone(), Shared::new(sender.clone(), id, 1));
+        let shared = Shared {
+            sender: sender.clone(),
+            uses: held.0.clone(),
+        };
+        h2.insert(key.clone(), shared);
     }
 
     /// Idle HTTP/1.1 connections held now, plus shared HTTP/2 ones.
@@ -244,9 +281,7 @@ impl Pool {
             !conns.is_empty()
         });
         self.recount(h1);
-        h2.retain(|_, s| {
-            (s.in_flight > 0 || now.duration_since(s.since) < self.max_age) && !s.sender.is_closed()
-        });
+        h2.retain(|_, s| s.unused_for(now).is_none_or(|d| d < self.max_age) && !s.sender.is_closed());
         if self.count.get() + h2.len() < self.total {
             return;
         }
@@ -254,12 +289,14 @@ impl Pool {
             .iter()
             .min_by_key(|(_, conns)| conns[0].since)
             .map(|(k, conns)| (conns[0].since, k.clone()));
+        // An HTTP/2 connection in use goes only when nothing else can.
         let oldest_h2 = h2
             .iter()
-            .min_by_key(|(_, s)| s.since)
-            .map(|(k, s)| (s.since, k.clone()));
+            .min_by_key(|(_, s)| (s.uses.in_flight() > 0, s.uses.since()))
+            .map(|(k, s)| (s.uses.since(), s.uses.in_flight() > 0, k.clone()));
         let h1_first = match (&oldest_h1, &oldest_h2) {
-            (Some((a, _)), Some((b, _))) => a <= b,
+            (Some(_), Some((_, true, _))) => true,
+            (Some((a, _)), Some((b, _, _))) => a <= b,
             (first, _) => first.is_some(),
         };
         if h1_first {
@@ -270,7 +307,7 @@ impl Pool {
                 h1.remove(&k);
             }
             self.count.set(self.count.get() - 1);
-        } else if let Some((_, k)) = oldest_h2 {
+        } else if let Some((_, _, k)) = oldest_h2 {
             h2.remove(&k);
         }
     }

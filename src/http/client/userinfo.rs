@@ -67,10 +67,10 @@ pub(crate) fn redact(url: &str) -> Cow<'_, str> {
     let rest = &url[start..];
     let mut authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
     if !authority.contains('@') && Url::parse(url).is_err() {
-        // Not a URL, and its password may hold a '/' (`http://user:pa/ss@host/`,
-        // which the parser refuses): up to the last '@' before any query
-        // or fragment.
-        authority = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+        // Not a URL, and its password may hold a '/', '?' or '#'
+        // (`http://user:pa/ss@host/`, which the parser refuses): up to the
+        // last '@' (hiding too much rather than too little).
+        authority = &rest[..rest.rfind('@').map_or(0, |at| at + 1)];
     }
     let Some(at) = authority.rfind('@') else {
         return Cow::Borrowed(url);
@@ -114,6 +114,11 @@ mod tests {
             ("not a url", "not a url"),
             // Refused by the parser (a '/' in the password): still hidden.
             ("http://alice:pa/ss@host/x", "http://alice:***@host/x"),
+            (
+                "http://carol:top#secret@127.0.0.1:9/x",
+                "http://carol:***@127.0.0.1:9/x",
+            ),
+            ("http://carol:top?secret@h:99999/x", "http://carol:***@h:99999/x"),
             // A valid URL with '@' in its path keeps it.
             ("http://host:8080/a@b", "http://host:8080/a@b"),
         ] {

@@ -47,8 +47,9 @@
 //! of its body and does not ask for the next (an HTTP/2 client that grants
 //! no flow-control window). While answers are held, the connection is
 //! closed if for `send_timeout` no frame is taken and no write goes through,
-//! or on HTTP/2, if what was taken and written comes to less than
-//! [`MIN_PROGRESS`] (a client opening its windows a byte at a time).
+//! or on HTTP/2, if hyper took less than [`MIN_PROGRESS`] of the answers'
+//! bytes (a client opening its windows a byte at a time, or asking for
+//! PINGs to keep writes going through).
 //!
 //! Deadlines are only written here (a `Cell`); the driver's one timer
 //! looks at them when it fires, so a request costs no timer operation.
@@ -92,7 +93,7 @@ pub(crate) struct ConnState {
     stalled: Cell<Option<Instant>>,
     /// Answers whose last frame hyper took without asking for the next yet.
     held: Cell<u32>,
-    /// Bytes of answers taken and written, so far.
+    /// Bytes of answers taken by hyper, and on HTTP/1 bytes written, so far.
     progress: Cell<u64>,
     /// While answers are held: when to look for progress again, and the
     /// progress count to compare with then.
@@ -242,7 +243,12 @@ impl ConnState {
     /// A write of `bytes` went through.
     #[inline]
     pub(crate) fn on_write(&self, bytes: usize) {
-        self.progress.set(self.progress.get() + bytes as u64);
+        // On HTTP/2 only answers' bytes taken count (`answer_held`): what
+        // is written there includes PING and SETTINGS acknowledgements,
+        // which a client can ask for at will.
+        if !self.h2.get() {
+            self.progress.set(self.progress.get() + bytes as u64);
+        }
         if self.stalled.get().is_some() {
             self.unstall();
         }
