@@ -62,14 +62,18 @@ fn with_acks_with_answers_every_write_delays_the_next_ack() {
         mine.write_or_keep(&big).unwrap();
         assert!(mine.kept_len() > 0, "nothing was kept");
         leave_delayed_acks(&mine);
+        // The reader hands its end back instead of closing it: a FIN arriving
+        // before the check below would schedule an ACK, and if this thread
+        // were kept off the CPU past the delayed-ACK timer (a loaded CI
+        // machine), the timer would end delayed-ACK mode (a CI run failed so).
         let reader = std::thread::spawn(move || {
             let mut got = vec![0u8; 6 + (16 << 20)];
             peer.read_exact(&mut got).unwrap();
-            got
+            (got, peer)
         });
         mine.flush().await.unwrap();
         assert!(!quickack(&mine), "the flush did not delay the ACK");
-        let got = reader.join().unwrap();
+        let (got, _peer) = reader.join().unwrap();
         assert_eq!(&got[..6], b"onetwo");
         assert!(got[6..].iter().all(|&b| b == 7));
     });
