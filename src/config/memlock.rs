@@ -16,13 +16,15 @@ use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 
 use crate::config::{ENV_IO_MEMORY, ENV_SHARDS, MIN_IO_MEMORY};
 
-/// The io memory a shard registers by default: 1 MiB. glommio's own
+/// The io memory a shard registers by default: 256 KiB. glommio's own
 /// default is 10 MiB, all of it locked and resident, for DMA file buffers;
 /// shardlet's sockets never use it (they wait on the epoll driver), and
 /// glommio falls back to heap buffers once it is used up. Locked and
-/// resident, glommio's default would be most of an idle server's memory.
-/// Raise it with `SHARDLET_IO_MEMORY` for heavy DMA file I/O.
-const DEFAULT_IO_MEMORY: usize = 1 << 20;
+/// resident, glommio's default would be most of an idle server's memory,
+/// and 1 MiB (the default until 2026-12-01) was 0.96 MiB of an idle HTTP
+/// server's 7.7 MiB. Raise it with `SHARDLET_IO_MEMORY` for heavy DMA file
+/// I/O.
+const DEFAULT_IO_MEMORY: usize = 256 << 10;
 /// Rough size of glommio's three rings per shard (only charged before 5.12).
 const RING_MEMORY: usize = 256 << 10;
 /// glommio registers a shard's io memory with each of its three rings
@@ -202,9 +204,10 @@ mod tests {
         let io = limited(2 << 20, false).io_memory(2, None).unwrap();
         assert_eq!(io, (((512 << 10) - SLACK) / 3) & !4095);
         assert!(2 * (3 * io + SLACK) <= 1 << 20);
+        let io = limited(3 << 20, false).io_memory(2, None).unwrap();
+        assert_eq!(io, (((768 << 10) - SLACK) / 3) & !4095);
+        assert!(io < DEFAULT_IO_MEMORY);
         let io = limited(8 << 20, false).io_memory(2, None).unwrap();
-        assert_eq!(io, (((2 << 20) - SLACK) / 3) & !4095);
-        let io = limited(16 << 20, false).io_memory(2, None).unwrap();
         assert_eq!(io, DEFAULT_IO_MEMORY);
         let io = limited(1 << 40, false).io_memory(2, None).unwrap();
         assert_eq!(io, DEFAULT_IO_MEMORY);

@@ -242,7 +242,7 @@ impl Config {
     }
 
     /// Sets the registered io_uring buffer memory per shard, in bytes
-    /// (`SHARDLET_IO_MEMORY`). Default: sized to fit `RLIMIT_MEMLOCK`, at most 1 MiB.
+    /// (`SHARDLET_IO_MEMORY`). Default: sized to fit `RLIMIT_MEMLOCK`, at most 256 KiB.
     pub fn with_io_memory(mut self, bytes: usize) -> Self {
         self.given.forget(ENV_IO_MEMORY);
         self.io_memory = Some(bytes);
