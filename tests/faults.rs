@@ -583,7 +583,12 @@ mod scenario {
         for _ in 0..CYCLES {
             cycle();
         }
-        settle();
+        // Exiting threads (and the descriptors they close) may take a
+        // while to go on a loaded machine: wait for the counts, bounded.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while (threads() != threads_before || fds().1 != others) && std::time::Instant::now() < until {
+            settle();
+        }
         let ((eventfds_after, others_after), threads_after) = (fds(), threads());
         assert_eq!(
             threads_after, threads_before,

@@ -63,6 +63,8 @@ struct Meter {
     now: AtomicUsize,
     max: AtomicUsize,
     total: AtomicUsize,
+    /// `/slow.xml` fetches begun.
+    slow: AtomicUsize,
 }
 
 /// The feed server's handler.
@@ -89,6 +91,7 @@ async fn feed(request: Request<Body>, meter: Arc<Meter>) -> Response<Full<Bytes>
         "/malformed.xml" => xml(MALFORMED),
         "/page.html" => status(StatusCode::OK, "<html><body>not a feed</body></html>"),
         "/slow.xml" => {
+            meter.slow.fetch_add(1, Ordering::SeqCst);
             shardlet::sleep(Duration::from_millis(1500)).await;
             xml(RSS2)
         }
@@ -212,7 +215,13 @@ fn a_request_in_flight_at_a_stop_ends_within_the_fetch_timeout() {
     let started = std::time::Instant::now();
     let reply = std::thread::scope(|s| {
         let posting = s.spawn(|| f.post(&urls, "text/plain"));
-        std::thread::sleep(Duration::from_millis(300));
+        // The stop comes once the first fetch is under way (a fixed sleep
+        // could end before a posting thread kept off the CPU has sent).
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while f.meter.slow.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < until, "the first fetch never began");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         f.scraper_server.stop(Duration::from_secs(10));
         posting.join().unwrap()
     });

@@ -392,16 +392,19 @@ fn slow_servers_hit_the_time_limits() {
     util::run1(move || {
         let (silent, trickle) = (silent.clone(), trickle.clone());
         async move {
+            // The read limit is well above the trickle's 30 ms between
+            // bytes, so that a server thread kept off the CPU for a while
+            // does not make it fire.
             let c = Client::builder()
-                .read_timeout(Duration::from_millis(200))
-                .request_timeout(Duration::from_millis(600))
+                .read_timeout(Duration::from_millis(800))
+                .request_timeout(Duration::from_millis(1500))
                 .build()
                 .unwrap();
             let start = Instant::now();
             let err = c.get(&silent).await.unwrap_err();
             assert_timed_out(&err, Phase::Read);
             assert!(err.is_timeout());
-            assert!(start.elapsed() < Duration::from_secs(2));
+            assert!(start.elapsed() < Duration::from_millis(2500));
             assert!(err.to_string().starts_with(&silent), "{err}");
 
             // Bytes keep coming, so the idle limit never fires; the whole-request one does.
@@ -410,7 +413,7 @@ fn slow_servers_hit_the_time_limits() {
             assert_timed_out(&err, Phase::Request);
             let took = start.elapsed();
             assert!(
-                took >= Duration::from_millis(550) && took < Duration::from_secs(2),
+                took >= Duration::from_millis(1450) && took < Duration::from_secs(3),
                 "{took:?}"
             );
         }
@@ -425,7 +428,7 @@ fn a_request_time_out_after_a_redirect_names_the_hop() {
         if req.path == "/moved" {
             return respond(out, 302, &[("Location", "/slow")], b"");
         }
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_secs(3));
         Ok(Next::Close)
     });
     let (moved, slow) = (server.url("/moved"), server.url("/slow"));
@@ -433,7 +436,7 @@ fn a_request_time_out_after_a_redirect_names_the_hop() {
         let (moved, slow) = (moved.clone(), slow.clone());
         async move {
             let c = Client::builder()
-                .request_timeout(Duration::from_millis(300))
+                .request_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap();
             let err = c.get(&moved).await.unwrap_err();
@@ -444,8 +447,10 @@ fn a_request_time_out_after_a_redirect_names_the_hop() {
 }
 
 /// The idle read limit counts from the last bytes, not from the request's
-/// start: a body that stops after 150 ms fails 200 ms later, as a read
-/// time-out, with the request's own (longer) limit not yet reached. (The
+/// start: a body that stops after 150 ms fails 600 ms later, as a read
+/// time-out, with the request's own (longer) limit not yet reached. (Counted
+/// from the start it would fail at 600 ms: the 100 ms between leaves room
+/// for a server thread kept off the CPU.) (The
 /// client keeps both limits on one timer, first armed for the earliest
 /// moment either could pass, then again for the later read deadline.)
 #[test]
@@ -459,11 +464,11 @@ fn the_read_limit_counts_from_the_last_bytes() {
     });
     let took = read_times_out(
         stalls.url("/stalls"),
-        Duration::from_millis(200),
+        Duration::from_millis(600),
         Duration::from_secs(3),
     );
     assert!(
-        took >= Duration::from_millis(340) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(700) && took < Duration::from_secs(3),
         "{took:?}"
     );
 }

@@ -81,6 +81,7 @@ async fn route(request: Request<Body>, started: Arc<AtomicUsize>) -> Answer {
         }
         "/hold" => {
             // Holds its pool slot for 2 s.
+            started.fetch_add(1, Ordering::SeqCst);
             shardlet::sleep(Duration::from_millis(2000)).await;
             text(200, "held\n")
         }
@@ -501,13 +502,15 @@ fn slow_heads_get_408_and_idle_connections_close() {
     assert_eq!(reply.status, 408);
 
     // Idle after a request: closed without an answer.
+    // Timed from before the request: the idle time cannot start earlier,
+    // however late this thread runs after the answer comes.
     let mut conn = Conn::open(addr);
-    assert_eq!(conn.get("/").unwrap().status, 200);
     let started = Instant::now();
+    assert_eq!(conn.get("/").unwrap().status, 200);
     assert!(conn.is_closed());
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
 }
@@ -701,10 +704,11 @@ fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
         },
     );
     let addr = server.addr();
-    // One busy (a slow request in flight), three idle, oldest first.
+    // One busy (a request in flight for 2 s: room for a test thread kept
+    // off the CPU while it opens the others), three idle, oldest first.
     let busy = std::thread::spawn(move || {
         let mut conn = Conn::open(addr);
-        conn.get("/slow").unwrap()
+        conn.get("/hold").unwrap()
     });
     let until = Instant::now() + Duration::from_secs(10);
     while started.load(Ordering::SeqCst) == 0 {
@@ -722,7 +726,7 @@ fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
         200,
         "a newer idle connection was closed"
     );
-    assert_eq!(busy.join().unwrap().text(), "slow done\n");
+    assert_eq!(busy.join().unwrap().text(), "held\n");
     assert!(server.server.stats().shards[0].evicted >= 1);
 }
 
@@ -819,10 +823,12 @@ fn requests_waiting_for_their_bodies_hold_no_handler_slot() {
     }
     // Handlers that work (not wait for their client) still hold their
     // slots: a third `/slow` waits for one of the first two.
+    // Timed from before the threads start: a test thread kept off the CPU
+    // after starting them would otherwise shorten what it measures.
+    let asked = Instant::now();
     let slow: Vec<_> = (0..3)
         .map(|_| std::thread::spawn(move || (get(addr, "/slow").text(), Instant::now())))
         .collect();
-    let asked = Instant::now();
     let mut ends: Vec<Duration> = slow
         .into_iter()
         .map(|t| {

@@ -69,10 +69,20 @@ fn small_window(addr: SocketAddr) -> TcpStream {
 /// Asks for `path` (the connection closing after it), waits `pause`
 /// reading nothing, then reads to the end: the body bytes that came, and
 /// whether the answer ended cleanly (EOF, not a reset or a timeout).
-fn fetch_after(mut stream: TcpStream, path: &str, pause: Duration) -> (usize, bool) {
+fn fetch_after(stream: TcpStream, path: &str, pause: Duration) -> (usize, bool) {
+    read_after(ask(stream, path), pause)
+}
+
+/// Sends a request for `path`, the connection closing after it.
+fn ask(mut stream: TcpStream, path: &str) -> TcpStream {
     stream
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
         .unwrap();
+    stream
+}
+
+/// [`fetch_after`] once the request is sent.
+fn read_after(mut stream: TcpStream, pause: Duration) -> (usize, bool) {
     std::thread::sleep(pause);
     let mut all = Vec::with_capacity(HUGE + 1024);
     let clean = stream.read_to_end(&mut all).is_ok();
@@ -152,8 +162,14 @@ fn at_the_connection_cap_an_answer_being_sent_is_not_evicted() {
     let server = start(Limits::default(), 4);
     let addr = server.addr();
     // One connection with a long answer under way, its client not reading yet.
-    let reader = std::thread::spawn(move || fetch_after(small_window(addr), "/huge", Duration::from_secs(2)));
-    std::thread::sleep(Duration::from_millis(300));
+    // Its answer has begun (bytes wait to be read) before the idle ones
+    // open: no fixed sleep that a loaded machine could outlast.
+    let asked = ask(small_window(addr), "/huge");
+    let until = Instant::now() + Duration::from_secs(10);
+    while asked.peek(&mut [0u8; 1]).map_or(true, |n| n == 0) {
+        assert!(Instant::now() < until, "the long answer never began");
+    }
+    let reader = std::thread::spawn(move || read_after(asked, Duration::from_secs(2)));
     // Three idle keep-alive connections, oldest first.
     let mut idle = idle_connections(addr, 3);
     // A fifth client: the oldest idle connection makes room, not the one
