@@ -449,8 +449,8 @@ fn a_request_time_out_after_a_redirect_names_the_hop() {
 /// The idle read limit counts from the last bytes, not from the request's
 /// start: a body that stops after 150 ms fails 600 ms later, as a read
 /// time-out, with the request's own (longer) limit not yet reached. (Counted
-/// from the start it would fail at 600 ms: the 100 ms between leaves room
-/// for a server thread kept off the CPU.) (The
+/// from the start it would fail at 600 ms. A server thread kept off the CPU
+/// for up to 450 ms before its second write only makes the right answer later.) (The
 /// client keeps both limits on one timer, first armed for the earliest
 /// moment either could pass, then again for the later read deadline.)
 #[test]

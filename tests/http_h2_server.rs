@@ -227,8 +227,8 @@ impl Client {
         frames
     }
 
-    /// The frames that came until one satisfies `wanted` (which is last),
-    /// within `limit`: a reader that looks for a fixed time could look too
+    /// The frames that came until one satisfies `wanted` (with any read
+    /// in the same batch after it), within `limit`: a reader that looks for a fixed time could look too
     /// early on a loaded machine.
     fn frames_until(&mut self, wanted: impl Fn(&Frame) -> bool, limit: Duration) -> Vec<Frame> {
         let until = Instant::now() + limit;

@@ -165,10 +165,16 @@ fn at_the_connection_cap_an_answer_being_sent_is_not_evicted() {
     // Its answer has begun (bytes wait to be read) before the idle ones
     // open: no fixed sleep that a loaded machine could outlast.
     let asked = ask(small_window(addr), "/huge");
+    asked.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
     let until = Instant::now() + Duration::from_secs(10);
-    while asked.peek(&mut [0u8; 1]).map_or(true, |n| n == 0) {
-        assert!(Instant::now() < until, "the long answer never began");
+    loop {
+        match asked.peek(&mut [0u8; 1]) {
+            Ok(0) => panic!("the connection closed before its answer began"),
+            Ok(_) => break,
+            Err(_) => assert!(Instant::now() < until, "the long answer never began"),
+        }
     }
+    asked.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let reader = std::thread::spawn(move || read_after(asked, Duration::from_secs(2)));
     // Three idle keep-alive connections, oldest first.
     let mut idle = idle_connections(addr, 3);

@@ -190,11 +190,12 @@ fn busy_time_and_stalls() {
     assert!(stuck.longest_poll >= Duration::from_millis(250), "{stats}");
     assert!(stuck.stalls >= 1, "{stats}");
     assert!(stuck.utilization() > 0.3, "{stats}");
-    // A stall is a poll of `STALL` or more: the idle shard has one only if
-    // its thread was kept off the CPU that long in a poll (a loaded machine).
+    // The idle shard may show a stall only if its thread was kept off the
+    // CPU for a long while in a poll (a loaded machine): a poll of tens of
+    // milliseconds there (shard 1 blocked too) fails.
     assert!(idle.longest_poll < Duration::from_millis(100), "{stats}");
     assert!(
-        idle.stalls == 0 || idle.longest_poll >= shardlet::metrics::STALL,
+        idle.stalls == 0 || idle.longest_poll >= Duration::from_millis(50),
         "{stats}"
     );
     assert!(idle.utilization() < 0.3, "{stats}");
