@@ -524,32 +524,60 @@ fn full_listener(fillers: usize) -> (socket2::Socket, std::net::SocketAddr, Vec<
 /// later read deadline, and the request failed only at its own limit.
 #[test]
 fn the_read_limit_holds_after_a_slow_connect() {
-    let (listener, addr, fillers) = full_listener(2);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let silent = std::thread::spawn({
-        let done = done.clone();
-        move || {
-            // Accepts everything from 0.5 s on and answers nothing.
-            std::thread::sleep(Duration::from_millis(500));
-            listener.set_nonblocking(true).unwrap();
-            let mut held = Vec::new();
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((s, _)) => held.push(s),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        }
-    });
+    let silent = LateSilentListener::start();
+    let addr = silent.addr;
     let took = read_times_out(
         format!("http://{addr}/"),
         Duration::from_millis(300),
         Duration::from_secs(8),
     );
     assert!(took < Duration::from_secs(5), "{took:?}");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    silent.join().unwrap();
-    drop(fillers);
+}
+
+/// A listener whose accept queue is full until 0.5 s (so a client's first
+/// SYN is dropped and sent again at about 1 s), which then accepts every
+/// connection and answers nothing, until dropped.
+struct LateSilentListener {
+    addr: std::net::SocketAddr,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _fillers: Vec<socket2::Socket>,
+}
+
+impl LateSilentListener {
+    fn start() -> LateSilentListener {
+        let (listener, addr, fillers) = full_listener(2);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(500));
+                listener.set_nonblocking(true).unwrap();
+                let mut held = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((s, _)) => held.push(s),
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            }
+        });
+        LateSilentListener {
+            addr,
+            done,
+            thread: Some(thread),
+            _fillers: fillers,
+        }
+    }
+}
+
+impl Drop for LateSilentListener {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A server that takes one request and reads its body `per_tick` bytes
@@ -768,22 +796,8 @@ fn connect_timeout_fires_on_a_full_backlog() {
 /// about 2.5 s.
 #[test]
 fn the_connect_limit_covers_tcp_and_tls_together() {
-    let (listener, addr, fillers) = full_listener(2);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let silent = std::thread::spawn({
-        let done = done.clone();
-        move || {
-            std::thread::sleep(Duration::from_millis(500));
-            listener.set_nonblocking(true).unwrap();
-            let mut held = Vec::new();
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((s, _)) => held.push(s),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        }
-    });
+    let silent = LateSilentListener::start();
+    let addr = silent.addr;
     let url = format!("https://{addr}/");
     let took = util::run1(move || {
         let url = url.clone();
@@ -800,9 +814,6 @@ fn the_connect_limit_covers_tcp_and_tls_together() {
         }
     });
     assert!(took < Duration::from_millis(2100), "{took:?}");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    silent.join().unwrap();
-    drop(fillers);
 }
 
 #[test]
