@@ -213,6 +213,15 @@ fn an_echo_to_a_slow_reader_keeps_at_most_one_read() {
     const TOTAL: usize = 8 << 20;
     let (echoed, most_kept) = run1(|| async {
         let (mut mine, peer) = ready_util::std_pair();
+        // Small buffers on the echo's way out: autotuned, the two could grow
+        // to hold all 8 MiB, and no write would ever be short (a CI run
+        // failed so).
+        socket2::SockRef::from(&mine)
+            .set_send_buffer_size(64 << 10)
+            .unwrap();
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(64 << 10)
+            .unwrap();
         let mut writer_end = peer.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
             writer_end.write_all(&pattern(TOTAL, 4)).unwrap();
@@ -221,7 +230,7 @@ fn an_echo_to_a_slow_reader_keeps_at_most_one_read() {
         let reader = std::thread::spawn(move || {
             let mut peer = peer;
             // Slow: small reads with pauses, so the echo's writes come back short.
-            let (mut got, mut chunk) = (Vec::with_capacity(TOTAL), vec![0u8; 256 << 10]);
+            let (mut got, mut chunk) = (Vec::with_capacity(TOTAL), vec![0u8; 64 << 10]);
             loop {
                 std::thread::sleep(Duration::from_millis(2));
                 match peer.read(&mut chunk).unwrap() {
