@@ -43,19 +43,27 @@ fn chunked(out: &mut dyn Write, pieces: usize, pause: Duration) -> std::io::Resu
     raw(out, b"0\r\n\r\n")
 }
 
-/// An answer larger than the body limit streams whole when it is read as
-/// it comes and passes the limit only if the client's `max_body` says so;
-/// read to its end, its connection serves the next request.
-#[test]
-fn a_body_read_as_it_comes_and_its_connection_kept() {
-    let server = TestServer::start(|req, out| {
+/// A server that answers `/big` with `pieces` chunked pieces of 64 KiB and
+/// anything else with `small`, keeping its connections open; with the
+/// URLs of both.
+fn big_and_small(pieces: usize) -> (TestServer, String, String) {
+    let server = TestServer::start(move |req, out| {
         match req.path.as_str() {
-            "/big" => chunked(out, 64, Duration::ZERO)?, // 4 MiB
+            "/big" => chunked(out, pieces, Duration::ZERO)?,
             _ => respond(out, 200, &[], b"small").map(drop)?,
         }
         Ok(Next::KeepOpen)
     });
     let (big, small) = (server.url("/big"), server.url("/small"));
+    (server, big, small)
+}
+
+/// An answer larger than the body limit streams whole when it is read as
+/// it comes and passes the limit only if the client's `max_body` says so;
+/// read to its end, its connection serves the next request.
+#[test]
+fn a_body_read_as_it_comes_and_its_connection_kept() {
+    let (server, big, small) = big_and_small(64); // 4 MiB
     util::run1(move || {
         let (big, small) = (big.clone(), small.clone());
         async move {
@@ -214,14 +222,7 @@ fn the_request_limit_covers_the_body() {
 /// gets a new one, and none of the old answer's bytes.
 #[test]
 fn a_body_dropped_early_costs_its_connection() {
-    let server = TestServer::start(|req, out| {
-        match req.path.as_str() {
-            "/big" => chunked(out, 16, Duration::ZERO)?,
-            _ => respond(out, 200, &[], b"small").map(drop)?,
-        }
-        Ok(Next::KeepOpen)
-    });
-    let (big, small) = (server.url("/big"), server.url("/small"));
+    let (server, big, small) = big_and_small(16);
     util::run1(move || {
         let (big, small) = (big.clone(), small.clone());
         async move {
