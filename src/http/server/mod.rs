@@ -38,6 +38,7 @@ mod body;
 mod closing;
 mod conn;
 mod limits;
+mod precheck;
 mod service;
 mod state;
 
