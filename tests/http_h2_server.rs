@@ -540,6 +540,63 @@ fn a_handlers_1xx_is_a_500_on_http2() {
     assert_serves_on(&mut client, started);
 }
 
+/// A handler whose `call` panics (the closure's own code, before the
+/// future it returns) answers its stream with a 500, and the connection
+/// and its other streams serve on. Before, the panic ran on the
+/// connection's task and ended every stream of the connection.
+#[test]
+fn a_panic_in_a_handlers_call_is_a_500_on_http2() {
+    let server = start_http_with(
+        1,
+        Limits::default(),
+        |c| c,
+        || {
+            |request: Request<Body>| {
+                if request.uri().path() == "/panic-in-call" {
+                    panic!("this handler's call panics on purpose");
+                }
+                route(request)
+            }
+        },
+    );
+    let mut client = Client::connect(server.addr());
+    let slow = client.open("/slow").unwrap();
+    let panics = client.open("/panic-in-call").unwrap();
+    let started = Instant::now();
+    let mut heads = Vec::new();
+    let mut reset = false;
+    while heads.is_empty() && !reset && !client.closed && started.elapsed() < Duration::from_secs(10) {
+        for f in client.frames(Duration::from_millis(50)) {
+            if f.stream == panics {
+                reset |= f.kind == RST_STREAM;
+                if f.kind == HEADERS {
+                    heads.push(f.payload);
+                }
+            }
+        }
+    }
+    // `:status 500`: HPACK static entry 14, indexed.
+    assert_eq!(
+        heads.first().and_then(|h| h.first()),
+        Some(&0x8e),
+        "the first answer head: {heads:x?}"
+    );
+    // The stream opened before it is still served.
+    let mut slow_answered = false;
+    while !slow_answered && !client.closed && started.elapsed() < SLOW + Duration::from_secs(10) {
+        slow_answered = client
+            .frames(Duration::from_millis(50))
+            .iter()
+            .any(|f| f.stream == slow && f.kind == HEADERS);
+    }
+    assert!(
+        slow_answered,
+        "the other stream's answer (closed: {})",
+        client.closed
+    );
+    assert_serves_on(&mut client, started);
+}
+
 /// The connection answers a new request with a 200 (within 10 s of `started`).
 fn assert_serves_on(client: &mut Client, started: Instant) {
     let next = client.open("/").unwrap();

@@ -106,7 +106,13 @@ fn start_with(shards: usize, limits: Limits) -> (HttpRunning, Arc<AtomicUsize>) 
     let counter = started.clone();
     let server = start_http(shards, limits, move || {
         let started = counter.clone();
-        move |request| route(request, started.clone())
+        move |request: Request<Body>| {
+            // A panic in the handler's `call`, before its future exists.
+            if request.uri().path() == "/panic-in-call" {
+                panic!("this handler's call panics on purpose");
+            }
+            route(request, started.clone())
+        }
     });
     (server, started)
 }
@@ -322,6 +328,24 @@ fn bad_requests_get_their_status_and_the_server_goes_on() {
             b"GET / HTTP/1.1\r\nHost: t\r\nExpect: something\r\n\r\n".to_vec(),
             417,
         ),
+        // Two faults at once (that hyper lets through: `chunked` last): the
+        // first check in `precheck`'s order answers.
+        (
+            "unknown expectation and an unknown coding",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                .to_vec(),
+            417,
+        ),
+        (
+            "chunked twice and an unknown coding",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip, chunked\r\n\r\n".to_vec(),
+            501,
+        ),
+        (
+            "a bad Host and an unknown expectation",
+            b"GET / HTTP/1.1\r\nHost: a b\r\nExpect: x\r\n\r\n".to_vec(),
+            400,
+        ),
         (
             "unknown expectation in a second field",
             b"GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nExpect: something\r\n\r\n".to_vec(),
@@ -452,17 +476,22 @@ fn clients_that_leave_inside_their_first_bytes() {
     }
 }
 
+/// In its future or in its `call` (the closure's own code before the
+/// future it returns): a 500, counted, and the connection serves on.
 #[test]
 fn a_panicking_handler_answers_500_and_the_connection_goes_on() {
-    let server = start(2);
+    let server = start(1);
     let mut conn = Conn::open(server.addr());
-    for _ in 0..3 {
-        let reply = conn.get("/panic").unwrap();
-        assert_eq!(reply.status, 500);
-        assert!(!reply.closes());
-        assert_eq!(conn.get("/").unwrap().status, 200);
+    for path in ["/panic", "/panic-in-call"] {
+        for _ in 0..3 {
+            let reply = conn.get(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(reply.status, 500, "{path}");
+            assert!(!reply.closes(), "{path}");
+            assert_eq!(conn.get("/").unwrap().status, 200, "after {path}");
+        }
     }
     assert_eq!(get(server.addr(), "/").text(), "hello\n");
+    assert_eq!(server.server.stats().shards[0].panicked, 6);
 }
 
 #[test]

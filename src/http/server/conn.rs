@@ -85,7 +85,7 @@ impl Builders {
             .max_buf_size(limits.max_head().max(8192) + 1024)
             .max_header_size(limits.max_head());
         // Up to hyper's own bound the field count is checked after parsing
-        // (`service::precheck`): given any bound, hyper fills an array of
+        // (`precheck::precheck`): given any bound, hyper fills an array of
         // that many entries (twice) for every request head it parses,
         // where its default leaves them uninitialised.
         if limits.max_headers() > HYPER_MAX_HEADERS {

@@ -20,11 +20,13 @@
 //!   other by its HTTP/1.1 one (keep-alive, pipelining, chunked bodies,
 //!   `Expect: 100-continue`, strict parsing), on the shard's own stream,
 //!   executor and timer ([`rt`](crate::http::rt)).
-//! - **What shardlet adds** (`service.rs`, `body.rs`, `state.rs`): the
+//! - **What shardlet adds** (`service.rs`, `precheck.rs`, `body.rs`,
+//!   `state.rs`): the
 //!   [`Limits`] hyper does not check, each with its status; a slot of the
 //!   shard's handler pool (`SHARDLET_POOL_SIZE`) held only while a handler
 //!   runs, so idle and slow connections cannot lock clients out; the header
-//!   and idle timeouts; a panicking handler answered with 500.
+//!   and idle timeouts; a panicking handler (in its `call` or its future)
+//!   answered with 500.
 //! - **Stopping** is the net layer's stop and drain: on [`Server::stop`] or
 //!   a runtime stop, each shard stops accepting; its watcher sets a
 //!   shard-local signal (`closing.rs`) on which every connection calls

@@ -1,8 +1,9 @@
 //! What the server checks in a request before any handler sees it
 //! ([`precheck`]), and the `Host` it gives the handler ([`host_from_target`]):
 //! the statuses of the README's limits table that hyper does not answer
-//! itself (414, 413 by `Content-Length`, 417, 501, and the 400s of RFC 9110,
-//! 9112 and 9113 for a bad `Host`, target or framing).
+//! itself (431 past the field count, 414, 413 by `Content-Length`, 417, 501,
+//! and the 400s of RFC 9110, 9112 and 9113 for a bad `Host`, target or
+//! framing).
 
 use http::{header, HeaderValue, Request, StatusCode, Version};
 use http_body::Body as HttpBody;

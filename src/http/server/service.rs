@@ -45,7 +45,7 @@ use super::state::ConnState;
 use super::Limits;
 use crate::pool::GreenPool;
 use crate::sync::slots::{Acquire, Permit};
-use crate::task::guard::Isolated;
+use crate::task::guard::{guard_sync, Isolated};
 use crate::task::JoinError;
 
 /// What the connections of one shard share.
@@ -83,7 +83,7 @@ where
             tracing::debug!(target: "shardlet::http", "stream opened after the shutdown's grace; refusing it");
             return Exchange {
                 handler: None,
-                early: None,
+                early: Some(Early::Refused),
                 books: None,
             };
         }
@@ -113,7 +113,7 @@ where
             }
             return Exchange {
                 handler: None,
-                early: Some(status),
+                early: Some(Early::Status(status)),
                 books: Some(books(None, Close::No, false)),
             };
         }
@@ -138,13 +138,21 @@ where
         let verdict = (!request.body().is_end_stream()).then(|| Arc::new(Verdict::default()));
         let request =
             request.map(|body| Body::new(body, limits.max_body(), limits.body_timeout(), verdict.clone()));
-        Exchange {
-            handler: Some(Box::pin(Isolated::new(
-                shared.service.call(request),
-                Some(shared.pool.id()),
-            ))),
-            early: None,
-            books: Some(books(verdict, close, connect)),
+        let books = Some(books(verdict, close, connect));
+        // The user's `call` runs here, on the connection's task: its panic
+        // is caught like the handler's future's (a 500; on HTTP/2, else all
+        // of the connection's streams would end with it).
+        match guard_sync(|| shared.service.call(request)) {
+            Ok(handler) => Exchange {
+                handler: Some(Box::pin(Isolated::new(handler, Some(shared.pool.id())))),
+                early: None,
+                books,
+            },
+            Err(panic) => Exchange {
+                handler: None,
+                early: Some(Early::Panic(panic)),
+                books,
+            },
         }
     }
 }
@@ -159,12 +167,26 @@ where
 /// connection's whole life: so the handler's future, whose size is the
 /// user's, is boxed (one allocation per request, freed with its answer),
 /// and what stays inline is about a hundred bytes.
+///
+/// Dropped before it answers (the client went away, a drain ran out), it
+/// drops the handler first, while the handler still holds its slot, then
+/// ends the request's bookkeeping ([`Books`]): the fields' order.
 pub(crate) struct Exchange<F> {
     handler: Option<Pin<Box<Isolated<F>>>>,
-    /// The status of the server's own answer, given without a handler.
-    early: Option<StatusCode>,
-    /// `None` for a refused HTTP/2 stream.
+    /// An answer settled in `call`, with no handler to poll.
+    early: Option<Early>,
+    /// `None` for a refused HTTP/2 stream, and once answered.
     books: Option<Books>,
+}
+
+/// What `call` settled without a handler to poll.
+enum Early {
+    /// The server's own answer to a request it refused (`precheck`).
+    Status(StatusCode),
+    /// The user's `call` panicked: a 500.
+    Panic(JoinError),
+    /// An HTTP/2 stream opened too late (hyper resets it).
+    Refused,
 }
 
 /// What an [`Exchange`] keeps beside its handler.
@@ -202,11 +224,15 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let Some(books) = this.books.as_mut() else {
+        if let Some(Early::Refused) = this.early {
+            this.early = None;
             return Poll::Ready(Err(h2::Error::from(h2::Reason::REFUSED_STREAM)));
-        };
+        }
+        let books = this.books.as_mut().expect("Exchange polled after it answered");
         let (response, panicked) = match this.early.take() {
-            Some(status) => (reject(status), false),
+            Some(Early::Status(status)) => (reject(status), false),
+            Some(Early::Panic(panic)) => books.answer::<B, E>(Err(panic)),
+            Some(Early::Refused) => unreachable!("answered above"),
             None => {
                 if books.permit.is_none() {
                     let acquire = books.acquire.get_or_insert_with(|| books.pool.acquire());
@@ -216,7 +242,10 @@ where
                     books.acquire = None;
                     books.permit = Some(permit);
                 }
-                let handler = this.handler.as_mut().expect("Exchange polled after it answered");
+                let handler = this
+                    .handler
+                    .as_mut()
+                    .expect("a handler, when nothing was settled in call");
                 let polled = handler.as_mut().poll(cx);
                 if polled.is_ready() || books.verdict.as_deref().is_some_and(Verdict::is_waiting) {
                     books.permit = None;
