@@ -20,7 +20,7 @@ secs=${2:-8}
 for tool in valgrind callgrind_control wrk; do
   command -v "$tool" >/dev/null || { echo "$0: needs $tool (apt-get install valgrind wrk)" >&2; exit 2; }
 done
-bench=$(cargo bench --bench http --no-run --message-format=json |
+bench=$(cargo bench --quiet --bench http --no-run --message-format=json |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1) || true
 [ -x "$bench" ] || { echo "$0: could not build the http bench" >&2; exit 1; }
 out=$(mktemp -d)
@@ -38,8 +38,8 @@ for name in $servers; do
   callgrind_control -d "$pid" 2>&1 >/dev/null | { grep -v '^sending command' >&2 || true; }
   kill "$pid"
   wait "$pid" 2>/dev/null || true
-  pid=
   requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out/$name.wrk")
   instructions=$(sed -n 's/^summary: //p' "$out/$name.$pid.1")
+  pid=
   printf '%-12s %9d requests  %6d instructions per request\n' "$name" "$requests" $((instructions / requests))
 done
