@@ -72,7 +72,12 @@ impl Future for Wait<'_> {
         }
         let mut wakers = self.closing.inner.wakers.borrow_mut();
         match self.slot {
-            Some(i) => wakers.slots[i] = Some(cx.waker().clone()),
+            // A connection polls this on every step of its driver: the
+            // same task's waker, kept without a clone (and a drop) each time.
+            Some(i) => match &mut wakers.slots[i] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            },
             None => {
                 let i = wakers.free.pop().unwrap_or_else(|| {
                     wakers.slots.push(None);
