@@ -519,24 +519,7 @@ fn a_handlers_1xx_is_a_500_on_http2() {
     let mut client = Client::connect(server.addr());
     let early = client.open("/early").unwrap();
     let started = Instant::now();
-    let mut heads = Vec::new();
-    let mut reset = false;
-    while heads.is_empty() && !reset && !client.closed && started.elapsed() < Duration::from_secs(10) {
-        for f in client.frames(Duration::from_millis(50)) {
-            if f.stream == early {
-                reset |= f.kind == RST_STREAM;
-                if f.kind == HEADERS {
-                    heads.push(f.payload);
-                }
-            }
-        }
-    }
-    // `:status 500`: HPACK static entry 14, indexed.
-    assert_eq!(
-        heads.first().and_then(|h| h.first()),
-        Some(&0x8e),
-        "the first answer head: {heads:x?}"
-    );
+    assert_answered_500(&mut client, early, started);
     assert_serves_on(&mut client, started);
 }
 
@@ -563,24 +546,7 @@ fn a_panic_in_a_handlers_call_is_a_500_on_http2() {
     let slow = client.open("/slow").unwrap();
     let panics = client.open("/panic-in-call").unwrap();
     let started = Instant::now();
-    let mut heads = Vec::new();
-    let mut reset = false;
-    while heads.is_empty() && !reset && !client.closed && started.elapsed() < Duration::from_secs(10) {
-        for f in client.frames(Duration::from_millis(50)) {
-            if f.stream == panics {
-                reset |= f.kind == RST_STREAM;
-                if f.kind == HEADERS {
-                    heads.push(f.payload);
-                }
-            }
-        }
-    }
-    // `:status 500`: HPACK static entry 14, indexed.
-    assert_eq!(
-        heads.first().and_then(|h| h.first()),
-        Some(&0x8e),
-        "the first answer head: {heads:x?}"
-    );
+    assert_answered_500(&mut client, panics, started);
     // The stream opened before it is still served.
     let mut slow_answered = false;
     while !slow_answered && !client.closed && started.elapsed() < SLOW + Duration::from_secs(10) {
@@ -595,6 +561,29 @@ fn a_panic_in_a_handlers_call_is_a_500_on_http2() {
         client.closed
     );
     assert_serves_on(&mut client, started);
+}
+
+/// `stream`'s first answer head (within 10 s of `started`) is `:status 500`
+/// (HPACK static entry 14, indexed).
+fn assert_answered_500(client: &mut Client, stream: u32, started: Instant) {
+    let mut heads = Vec::new();
+    let mut reset = false;
+    while heads.is_empty() && !reset && !client.closed && started.elapsed() < Duration::from_secs(10) {
+        for f in client.frames(Duration::from_millis(50)) {
+            if f.stream == stream {
+                reset |= f.kind == RST_STREAM;
+                if f.kind == HEADERS {
+                    heads.push(f.payload);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        heads.first().and_then(|h| h.first()),
+        Some(&0x8e),
+        "the first answer head (reset: {reset}, closed: {}): {heads:x?}",
+        client.closed
+    );
 }
 
 /// The connection answers a new request with a 200 (within 10 s of `started`).
