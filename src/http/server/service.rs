@@ -166,7 +166,7 @@ where
 /// hyper keeps this future in a slot of each connection, for the
 /// connection's whole life: so the handler's future, whose size is the
 /// user's, is boxed (one allocation per request, freed with its answer),
-/// and what stays inline is about a hundred bytes.
+/// and what stays inline is 120 bytes (on x86-64; a test keeps it under 160).
 ///
 /// Dropped before it answers (the client went away, a drain ran out), it
 /// drops the handler first, while the handler still holds its slot, then
@@ -423,4 +423,24 @@ fn status_only<B: HttpBody>(status: StatusCode) -> Response<Answer<B>> {
     let mut response = Response::new(Either::Right(Empty::new()));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hyper keeps an `Exchange` in a slot of every connection for the
+    /// connection's whole life (see [`Exchange`]): whatever the handler,
+    /// it stays this small, the handler's own future being boxed.
+    #[test]
+    fn an_exchange_is_small_whatever_its_handler() {
+        type Small = std::future::Ready<Result<Response<Empty<bytes::Bytes>>, std::convert::Infallible>>;
+        type Large = std::future::Ready<([u8; 4096], Small)>;
+        assert_eq!(
+            std::mem::size_of::<Exchange<Small>>(),
+            std::mem::size_of::<Exchange<Large>>()
+        );
+        let size = std::mem::size_of::<Exchange<Small>>();
+        assert!(size <= 160, "an Exchange is {size} bytes");
+    }
 }
