@@ -94,7 +94,7 @@ where
         let served = state.begin();
         let books = |verdict, close, connect| Books {
             started,
-            handling: Some(Handling(state.clone())),
+            handling: Handling(state.clone()),
             answering: Answering {
                 state: state.clone(),
                 held: false,
@@ -193,7 +193,7 @@ enum Early {
 struct Books {
     started: Instant,
     /// Counts the handler as ended (dropped when it does).
-    handling: Option<Handling>,
+    handling: Handling,
     /// Goes on with the answer's body ([`Sending`]).
     answering: Answering,
     pool: GreenPool,
@@ -224,12 +224,12 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Some(Early::Refused) = this.early {
-            this.early = None;
+        let early = this.early.take();
+        if let Some(Early::Refused) = early {
             return Poll::Ready(Err(h2::Error::from(h2::Reason::REFUSED_STREAM)));
         }
         let books = this.books.as_mut().expect("Exchange polled after it answered");
-        let (response, panicked) = match this.early.take() {
+        let (response, panicked) = match early {
             Some(Early::Status(status)) => (reject(status), false),
             Some(Early::Panic(panic)) => books.answer::<B, E>(Err(panic)),
             Some(Early::Refused) => unreachable!("answered above"),
