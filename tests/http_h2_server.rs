@@ -43,6 +43,8 @@ const SLOW: Duration = Duration::from_secs(4);
 static RESET_HANDLERS: AtomicUsize = AtomicUsize::new(0);
 /// Pieces of `/stream` answers taken by the server so far.
 static STREAMED: AtomicUsize = AtomicUsize::new(0);
+/// Pieces of `/budget` answers (as `/stream`'s) taken by the server so far.
+static BUDGETED: AtomicUsize = AtomicUsize::new(0);
 /// `/stream` answers in pieces of this size, 1 MiB in all.
 const PIECE: usize = 16 << 10;
 
@@ -62,6 +64,13 @@ async fn route(request: Request<Body>) -> Answer {
             let pieces = stream::iter(0..(1 << 20) / PIECE).map(|_| {
                 STREAMED.fetch_add(1, Ordering::SeqCst);
                 Ok(BodyFrame::data(Bytes::from(vec![b's'; PIECE])))
+            });
+            return Response::new(StreamBody::new(pieces).boxed_unsync());
+        }
+        "/budget" => {
+            let pieces = stream::iter(0..(1 << 20) / PIECE).map(|_| {
+                BUDGETED.fetch_add(1, Ordering::SeqCst);
+                Ok(BodyFrame::data(Bytes::from(vec![b'b'; PIECE])))
             });
             return Response::new(StreamBody::new(pieces).boxed_unsync());
         }
@@ -356,10 +365,32 @@ fn at_the_connection_cap_http2_clients_that_ignore_the_goaway_are_evicted() {
 #[test]
 fn a_client_that_reads_nothing_gets_little_of_each_answer_buffered() {
     let server = start(1000);
+    let mut client = wide_open(server.addr(), Some(4 << 10), true);
+    let streams = 100;
+    let gets: Vec<u8> = (0..streams).flat_map(|i| get(1 + 2 * i, "/stream")).collect();
+    client.write_all(&gets).unwrap();
+    let taken = settled(&STREAMED) * PIECE;
+    // Four frames a stream and a piece or two in hand, plus what the
+    // sockets hold (about 11 MB here; 45 MB with hyper's default).
+    let bound = streams as usize * (96 << 10) + (8 << 20);
+    assert!(taken > 0, "nothing was streamed");
+    assert!(
+        taken <= bound,
+        "{taken} bytes taken for a client that reads nothing (bound {bound})"
+    );
+}
+
+/// A connection that grants the server the largest flow-control windows
+/// (each stream's and the connection's), with a receive buffer of
+/// `recv_buffer` bytes if given. A client that reads nothing acknowledges
+/// the server's SETTINGS blindly (`ack`); a [`Client`] does as they come.
+fn wide_open(addr: SocketAddr, recv_buffer: Option<usize>, ack: bool) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4 << 10).unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
     socket
-        .connect_timeout(&server.addr().into(), Duration::from_secs(5))
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
         .unwrap();
     let mut client = TcpStream::from(socket);
     let max = 0x7fff_ffffu32;
@@ -368,28 +399,116 @@ fn a_client_that_reads_nothing_gets_little_of_each_answer_buffered() {
     hello.extend(frame(SETTINGS, 0, 0, &[&[0, 4][..], &max.to_be_bytes()].concat()));
     hello.extend(frame(WINDOW_UPDATE, 0, 0, &(max - 65_535).to_be_bytes()));
     client.write_all(&hello).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    client.write_all(&frame(SETTINGS, 1, 0, &[])).unwrap();
-    let streams = 100;
-    let gets: Vec<u8> = (0..streams).flat_map(|i| get(1 + 2 * i, "/stream")).collect();
-    client.write_all(&gets).unwrap();
-    // Until the server has taken what it will.
-    let mut taken = 0;
-    for _ in 0..30 {
+    if ack {
         std::thread::sleep(Duration::from_millis(100));
-        let now = STREAMED.load(Ordering::SeqCst) * PIECE;
-        if now == taken && now > 0 {
+        client.write_all(&frame(SETTINGS, 1, 0, &[])).unwrap();
+    }
+    client
+}
+
+/// `counter` once it has stopped moving for 300 ms (the server has taken
+/// what it will), within 10 s.
+fn settled(counter: &AtomicUsize) -> usize {
+    let (mut last, mut still) = (0, 0);
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = counter.load(Ordering::SeqCst);
+        still = if now == last && now > 0 { still + 1 } else { 0 };
+        if still == 3 {
             break;
         }
-        taken = now;
+        last = now;
     }
-    // Four frames a stream and a piece or two in hand, plus what the
-    // sockets hold (about 11 MB here; 45 MB with hyper's default).
-    let bound = streams as usize * (96 << 10) + (8 << 20);
-    assert!(taken > 0, "nothing was streamed");
+    last
+}
+
+/// The most a shard's socket may take of one connection's answers before
+/// its writes block: the largest send buffer TCP grows to, plus what the
+/// client's receive buffer took.
+fn socket_room(recv_buffer: usize) -> usize {
+    let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap();
+    let most: usize = wmem.split_whitespace().nth(2).unwrap().parse().unwrap();
+    most + 2 * recv_buffer + (64 << 10)
+}
+
+/// Clients that grant large windows and read nothing make the server take
+/// answers only up to its shard's budget (and each connection's 16 KiB
+/// allowance). With no limit across connections, 8 connections of 128
+/// streams each had the server take 106 MB of answers (31 MB with a budget
+/// of 8 MiB, most of the rest in the sockets): up to 64 KiB a stream
+/// buffered, and a frame in hand. While they hold the budget, a client that
+/// reads still gets its answers whole; once they are gone, the budget is
+/// free again.
+#[test]
+fn slow_readers_hold_no_more_than_the_shards_answer_budget() {
+    const BUDGET: usize = 8 << 20;
+    const CONNS: usize = 8;
+    const STREAMS: u32 = 128;
+    let server = start_http_with(
+        1,
+        Limits::default().with_answer_budget(BUDGET as u64),
+        |c| c.with_max_connections(1000),
+        || route,
+    );
+    let recv_buffer = 4 << 10;
+    let mut attackers = Vec::new();
+    for _ in 0..CONNS {
+        let mut client = wide_open(server.addr(), Some(recv_buffer), true);
+        let gets: Vec<u8> = (0..STREAMS).flat_map(|i| get(1 + 2 * i, "/budget")).collect();
+        client.write_all(&gets).unwrap();
+        attackers.push(client);
+    }
+    let taken = settled(&BUDGETED) * PIECE;
+    // The budget, one frame past it, each connection's allowance and a
+    // frame, and what the sockets took (written, so no longer held).
+    let bound = BUDGET + PIECE + CONNS * (2 * PIECE + socket_room(recv_buffer));
+    eprintln!("{taken} bytes taken for {CONNS} connections that read nothing (bound {bound})");
+    assert!(taken > BUDGET, "the server took only {taken} bytes");
     assert!(
         taken <= bound,
-        "{taken} bytes taken for a client that reads nothing (bound {bound})"
+        "{taken} bytes taken for clients that read nothing (bound {bound})"
+    );
+
+    // A client that reads gets 4 answers of 1 MiB whole meanwhile.
+    let mut reader = Client {
+        stream: wide_open(server.addr(), None, false),
+        buf: Vec::new(),
+        next: 1,
+        closed: false,
+    };
+    reader
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let ids: Vec<u32> = (0..4).map(|_| reader.open("/budget").unwrap()).collect();
+    let mut got = std::collections::HashMap::<u32, usize>::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while got.values().sum::<usize>() < ids.len() << 20 && !reader.closed && Instant::now() < until {
+        for f in reader.frames(Duration::from_millis(50)) {
+            if f.kind == DATA {
+                *got.entry(f.stream).or_default() += f.payload.len();
+            }
+        }
+    }
+    for id in ids {
+        assert_eq!(got.get(&id).copied(), Some(1 << 20), "stream {id}: {got:?}");
+    }
+
+    // The attackers leave: what they held is given back, and one new
+    // connection that reads nothing gets the budget's worth again, where
+    // with the budget still counted it would get its allowance only.
+    drop(attackers);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = settled(&BUDGETED);
+    let mut again = wide_open(server.addr(), Some(recv_buffer), true);
+    let gets: Vec<u8> = (0..STREAMS).flat_map(|i| get(1 + 2 * i, "/budget")).collect();
+    again.write_all(&gets).unwrap();
+    let taken = (settled(&BUDGETED) - before) * PIECE;
+    let least = socket_room(recv_buffer) + (1 << 20);
+    eprintln!("{taken} bytes taken for one connection after the others left (at least {least})");
+    assert!(
+        taken > least,
+        "{taken} bytes taken once the budget's holders left: it was not given back (least {least})"
     );
 }
 

@@ -242,7 +242,7 @@ where
     B: HttpBody + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let state = Rc::new(ConnState::new(&shared.limits, connection));
+    let state = Rc::new(ConnState::new(&shared.limits, shared.budget.clone(), connection));
     let mut stream = Rc::new(stream);
     let deadline = state.deadline().expect("a new connection has a deadline");
 

@@ -37,6 +37,7 @@
 //! Logs go to `tracing`, target `shardlet::http`.
 
 mod body;
+mod budget;
 mod closing;
 mod conn;
 mod limits;
@@ -297,6 +298,7 @@ impl Server {
         let builders = Rc::new(Builders::new(&limits));
         let shared = Rc::new(Shared {
             service,
+            budget: Rc::new(budget::AnswerBudget::new(limits.answer_budget())),
             limits,
             pool: GreenPool::default(),
         });

@@ -40,6 +40,7 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 
 use super::body::{Body, Verdict};
+use super::budget::{AnswerBudget, Waits};
 use super::precheck::{host_from_target, precheck};
 use super::state::ConnState;
 use super::Limits;
@@ -53,6 +54,8 @@ pub(crate) struct Shared<S> {
     pub(crate) service: S,
     pub(crate) limits: Limits,
     pub(crate) pool: GreenPool,
+    /// The shard's answer bytes held for HTTP/2 clients (`budget.rs`).
+    pub(crate) budget: Rc<AnswerBudget>,
 }
 
 /// The answer body: the handler's, or an empty one for the server's own
@@ -98,6 +101,7 @@ where
             answering: Answering {
                 state: state.clone(),
                 held: false,
+                waits: Waits::default(),
             },
             pool: shared.pool.clone(),
             permit: None,
@@ -345,6 +349,8 @@ struct Answering {
     state: Rc<ConnState>,
     /// hyper took a frame and has not asked for the next yet.
     held: bool,
+    /// Where it waits for the shard's answer budget (HTTP/2), if it does.
+    waits: Waits,
 }
 
 impl Drop for Answering {
@@ -352,6 +358,7 @@ impl Drop for Answering {
         if self.held {
             self.state.answer_polled();
         }
+        self.state.stop_waiting(&mut self.waits);
         self.state.end();
     }
 }
@@ -383,6 +390,11 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         };
         if std::mem::take(&mut answering.held) {
             answering.state.answer_polled();
+        }
+        // On HTTP/2, the next frame waits while the connection and the
+        // shard hold too much of what clients have not taken.
+        if !answering.state.may_take_answer(&mut answering.waits, cx) {
+            return Poll::Pending;
         }
         let polled = this.body.poll_frame(cx);
         match &polled {

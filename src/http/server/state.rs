@@ -55,8 +55,11 @@
 //! looks at them when it fires, so a request costs no timer operation.
 
 use std::cell::Cell;
+use std::rc::Rc;
+use std::task::Context;
 use std::time::{Duration, Instant};
 
+use super::budget::{AnswerBudget, Held, Waits};
 use super::Limits;
 
 /// While answers are held, the least the connection must take (frames
@@ -107,6 +110,10 @@ pub(crate) struct ConnState {
     last_begun: Cell<bool>,
     /// A request was answered with its body left unread (refused).
     body_unread: Cell<bool>,
+    /// On HTTP/2: answer bytes hyper took and has not written yet, against
+    /// the shard's budget (`budget.rs`).
+    buffered: Held,
+    budget: Rc<AnswerBudget>,
     served: Cell<u64>,
     max_requests: Option<u64>,
     header_timeout: Duration,
@@ -115,8 +122,9 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    /// A connection accepted now: its first head is due `header_timeout` from now.
-    pub(crate) fn new(limits: &Limits, conn: Connection) -> Self {
+    /// A connection accepted now: its first head is due `header_timeout`
+    /// from now. Its HTTP/2 answers count against the shard's `budget`.
+    pub(crate) fn new(limits: &Limits, budget: Rc<AnswerBudget>, conn: Connection) -> Self {
         ConnState {
             conn,
             phase: Cell::new(Phase::Head),
@@ -131,6 +139,8 @@ impl ConnState {
             goaway_by: Cell::new(None),
             last_begun: Cell::new(false),
             body_unread: Cell::new(false),
+            buffered: Held::default(),
+            budget,
             served: Cell::new(0),
             max_requests: limits.max_requests(),
             header_timeout: limits.header_timeout(),
@@ -204,6 +214,23 @@ impl ConnState {
     pub(crate) fn answer_held(&self, bytes: u64) {
         self.held.set(self.held.get() + 1);
         self.progress.set(self.progress.get() + bytes);
+        if self.h2.get() {
+            self.buffered.took(&self.budget, bytes);
+        }
+    }
+
+    /// Whether an answer may have its next frame taken now: always on
+    /// HTTP/1; on HTTP/2 while the connection holds less than its allowance
+    /// or the shard's budget has room (else its task is filed to be woken;
+    /// `budget.rs`).
+    #[inline]
+    pub(crate) fn may_take_answer(&self, waits: &mut Waits, cx: &Context<'_>) -> bool {
+        !self.h2.get() || self.buffered.may_take(&self.budget, waits, cx)
+    }
+
+    /// An answer that waited for the budget is dropped.
+    pub(crate) fn stop_waiting(&self, waits: &mut Waits) {
+        self.buffered.leave(&self.budget, waits);
     }
 
     /// hyper asked a held answer for its next frame (or dropped it).
@@ -246,7 +273,9 @@ impl ConnState {
         // On HTTP/2 only answers' bytes taken count (`answer_held`): what
         // is written there includes PING and SETTINGS acknowledgements,
         // which a client can ask for at will.
-        if !self.h2.get() {
+        if self.h2.get() {
+            self.buffered.wrote(&self.budget, bytes as u64);
+        } else {
             self.progress.set(self.progress.get() + bytes as u64);
         }
         if self.stalled.get().is_some() {
@@ -353,5 +382,12 @@ impl ConnState {
         }
         self.phase.set(Phase::Idle);
         self.deadline.set(Some(after(self.idle_timeout)));
+    }
+}
+
+/// What the connection held of the shard's budget is given back.
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        self.buffered.close(&self.budget);
     }
 }
