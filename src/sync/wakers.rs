@@ -124,6 +124,18 @@ impl WakerSet {
         self.live -= 1;
     }
 
+    /// Takes one waker out, the first at or after slot `from` (going round
+    /// to the start), and the slot after it: a caller that passes that back
+    /// next time wakes its waiters in turn, none of them starved by others
+    /// in lower slots. The key stays taken until removed.
+    pub(crate) fn take_one(&mut self, from: usize) -> Option<(Waker, usize)> {
+        let n = self.wakers.len();
+        let start = if from < n { from } else { 0 };
+        (start..n)
+            .chain(0..start)
+            .find_map(|i| self.wakers[i].take().map(|w| (w, i + 1)))
+    }
+
     /// Takes every waker out (the keys stay taken until removed).
     pub(crate) fn take_all(&mut self) -> Vec<Waker> {
         self.wakers.iter_mut().filter_map(Option::take).collect()

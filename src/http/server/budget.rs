@@ -108,6 +108,8 @@ impl AnswerBudget {
 pub(crate) struct Held {
     bytes: Cell<u64>,
     waiting: RefCell<WakerSet>,
+    /// Where the next stream to wake is looked for (they are woken in turn).
+    next: Cell<usize>,
 }
 
 /// A stream's places in the two waiting lists (its connection's and the
@@ -143,16 +145,23 @@ impl Held {
         }
     }
 
+    /// A stream's answer is dropped: out of the lists, and its turn, if it
+    /// had one, goes to the next.
+    pub(crate) fn quit(&self, budget: &AnswerBudget, waits: &mut Waits) {
+        self.leave(budget, waits);
+        self.pass();
+    }
+
     /// hyper took a frame of `bytes`.
     #[inline]
     pub(crate) fn took(&self, budget: &AnswerBudget, bytes: u64) {
         self.bytes.set(self.bytes.get().saturating_add(bytes));
         budget.take(bytes);
+        self.pass();
     }
 
     /// `bytes` were written to the socket: they leave the count (as far as
-    /// it goes), and once under the allowance this connection's waiting
-    /// streams are woken.
+    /// it goes).
     #[inline]
     pub(crate) fn wrote(&self, budget: &AnswerBudget, bytes: u64) {
         let held = self.bytes.get();
@@ -162,9 +171,29 @@ impl Held {
         let gone = bytes.min(held);
         self.bytes.set(held - gone);
         budget.give_back(gone);
-        if held - gone < ALLOWANCE && self.waiting.borrow().len() > 0 {
-            let woken = self.waiting.borrow_mut().take_all();
-            wakers::wake_all(woken);
+        self.pass();
+    }
+
+    /// While the connection is under its allowance, wakes one of its
+    /// waiting streams, in turn: one at a time, since a frame taken may use
+    /// the allowance up (waking all of up to 128 streams for every write
+    /// cost a poll of each). Whatever then keeps a woken stream from taking
+    /// a frame (its body has none ready, it ends, it is dropped) passes the
+    /// turn on, so a stream with a frame ready is never left waiting while
+    /// there is room.
+    #[inline]
+    pub(crate) fn pass(&self) {
+        if self.bytes.get() < ALLOWANCE && self.waiting.borrow().len() > 0 {
+            self.wake_one();
+        }
+    }
+
+    #[cold]
+    fn wake_one(&self) {
+        let woken = self.waiting.borrow_mut().take_one(self.next.get());
+        if let Some((waker, next)) = woken {
+            self.next.set(next);
+            wakers::wake_all([waker]);
         }
     }
 
@@ -232,6 +261,45 @@ mod tests {
         a.close(&budget);
         b.close(&budget);
         assert_eq!(budget.used(), 0);
+    }
+
+    /// Under its allowance, a connection wakes its waiting streams one at
+    /// a time (a frame taken may use the allowance up), in turn; one woken
+    /// that takes no frame passes the turn on.
+    #[test]
+    fn a_connections_streams_are_woken_one_at_a_time_in_turn() {
+        let budget = AnswerBudget::new(0); // never room: the allowance only
+        let held = Held::default();
+        held.took(&budget, ALLOWANCE);
+        let streams: Vec<(Arc<Count>, Waker)> = (0..3).map(|_| counting()).collect();
+        let mut waits: Vec<Waits> = (0..3).map(|_| Waits::default()).collect();
+        let poll = |held: &Held, i: usize, waits: &mut Waits| {
+            held.may_take(&budget, waits, &Context::from_waker(&streams[i].1))
+        };
+        for (i, w) in waits.iter_mut().enumerate() {
+            assert!(!poll(&held, i, w));
+        }
+        let woken = || streams.iter().map(|(c, _)| c.0.load(SeqCst)).collect::<Vec<_>>();
+
+        held.wrote(&budget, 1);
+        assert_eq!(woken(), [1, 0, 0], "one turn for one write");
+        held.pass(); // the first had no frame ready
+        assert_eq!(woken(), [1, 1, 0]);
+        held.pass();
+        assert_eq!(woken(), [1, 1, 1]);
+
+        // The first takes a frame; the other two find the allowance used
+        // up and wait again. The next write's turn goes to the second
+        // (after the last one woken), not back to the first.
+        assert!(poll(&held, 0, &mut waits[0]));
+        held.took(&budget, ALLOWANCE);
+        assert!(!poll(&held, 1, &mut waits[1]));
+        assert!(!poll(&held, 2, &mut waits[2]));
+        held.wrote(&budget, ALLOWANCE);
+        assert_eq!(woken(), [1, 2, 1]);
+        // The second is dropped without polling: its turn goes on.
+        held.quit(&budget, &mut waits[1]);
+        assert_eq!(woken(), [1, 2, 2]);
     }
 
     /// Written bytes beyond what is counted (frame headers, control frames)

@@ -406,7 +406,7 @@ impl<A: HttpBody> HttpBody for Sending<A> {
             Poll::Ready(None | Some(Err(_))) => {
                 this.answering.take();
             }
-            Poll::Pending => {}
+            Poll::Pending => answering.state.no_frame_ready(),
         }
         polled
     }

@@ -228,9 +228,19 @@ impl ConnState {
         !self.h2.get() || self.buffered.may_take(&self.budget, waits, cx)
     }
 
-    /// An answer that waited for the budget is dropped.
+    /// An answer is dropped (ended, or its stream reset): out of the
+    /// budget's waiting lists, its turn passed on.
     pub(crate) fn stop_waiting(&self, waits: &mut Waits) {
-        self.buffered.leave(&self.budget, waits);
+        self.buffered.quit(&self.budget, waits);
+    }
+
+    /// An answer allowed to go on had no frame ready: another waiting one
+    /// of this connection gets the turn.
+    #[inline]
+    pub(crate) fn no_frame_ready(&self) {
+        if self.h2.get() {
+            self.buffered.pass();
+        }
     }
 
     /// hyper asked a held answer for its next frame (or dropped it).
