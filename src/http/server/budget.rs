@@ -24,10 +24,15 @@
 //! for each connection, its allowance and one frame (a handler's frame may
 //! be larger than the allowance: it is counted whole).
 //!
+//! A connection held to its allowance still keeps its socket fed: a frame
+//! is taken as soon as the last one went into the socket, whose own
+//! buffer (grown by the kernel to megabytes) covers the round trip. What
+//! it costs is a poll of the stream per frame.
+//!
 //! Bytes of a stream that the client resets while they wait in hyper's
 //! buffer are dropped by h2 unwritten: they stay counted until their
-//! connection closes (at worst slowing the shard's other connections to
-//! their allowance; no memory is held for them).
+//! connection closes (no memory is held for them; at worst they hold the
+//! shard's other connections to their allowance).
 
 use std::cell::{Cell, RefCell};
 use std::task::Context;
