@@ -10,44 +10,63 @@
 //! once its small write buffer has gone to the socket.
 //!
 //! Each connection counts the bytes of answer frames hyper took from the
-//! handlers' bodies and not yet written to its socket (written bytes
-//! include frame headers and control frames, so the count errs low by
-//! those). The shard adds up every connection's count. An answer body
-//! gets its next frame taken only while its connection holds less than
-//! [`ALLOWANCE`], or the shard's sum is under its limit; otherwise its
-//! stream waits (back-pressure, nothing is dropped) until its own
-//! connection writes, or the shard's sum falls to three quarters of the
-//! limit. Every connection may go on with its allowance, so one that reads
-//! is never starved by those that do not, only slowed to a frame at a time.
+//! handlers' bodies and has not written to its socket yet. Written bytes
+//! include frame headers and control frames (a PING's acknowledgement),
+//! so the count errs low by those, by no more than the client reads. The
+//! shard adds up every connection's count. An answer body gets its next
+//! frame taken while its connection holds less than [`ALLOWANCE`], or
+//! while the shard is open: it closes when the sum reaches the limit, and
+//! opens again when the sum falls to three quarters of it. Otherwise the
+//! stream waits (back-pressure: no error, nothing dropped) until its
+//! connection is under its allowance again, or the shard opens. A
+//! connection's waiting streams are woken one at a time, in turn, and the
+//! shard's all at once when it opens.
 //!
 //! The shard's memory for such answers is then at most the limit plus,
 //! for each connection, its allowance and one frame (a handler's frame may
-//! be larger than the allowance: it is counted whole).
+//! be larger than the allowance: it is counted whole), give or take the
+//! control frames above.
 //!
 //! A connection held to its allowance still keeps its socket fed: a frame
-//! is taken as soon as the last one went into the socket, whose own
-//! buffer (grown by the kernel to megabytes) covers the round trip. What
-//! it costs is a poll of the stream per frame.
+//! is taken as soon as the connection is under its allowance again, and
+//! the socket's own buffer (grown by the kernel to megabytes) covers the
+//! round trip. What it costs is a poll of a stream per frame.
 //!
-//! Bytes of a stream that the client resets while they wait in hyper's
-//! buffer are dropped by h2 unwritten: they stay counted until their
-//! connection closes (no memory is held for them; at worst they hold the
-//! shard's other connections to their allowance).
+//! **What a count can hold that hyper does not.** h2 drops the bytes of a
+//! stream its client resets, unwritten. Counted for good, they kept the
+//! connection over its allowance, and its next answers waited until the
+//! shard opened (`tests/http_h2_server.rs`). But hyper takes a stream's
+//! next frame only once the stream has window for a byte of it, so when
+//! hyper's connection has written all it could (the driver polled it and
+//! none of its writes blocked), what it still holds is at most a frame for
+//! each answer waiting for a window: the count comes down to that, the
+//! largest frame taken for each ([`Held::settle`]). While an answer waits
+//! for a window, hyper must take 16 KiB of the connection's answers in
+//! each `send_timeout`, or the connection is closed (`state.rs`): a client
+//! whose shut windows keep its connection at its allowance, with the shard
+//! closed, holds up only its own answers, and for that long at most. A frame
+//! that waits for a window after its answer's body ended is not counted
+//! then: the connection's idle timeout bounds it, as before.
 
 use std::cell::{Cell, RefCell};
 use std::task::Context;
 
 use crate::sync::wakers::{self, WakerKey, WakerSet};
 
-/// What a connection may hold whatever the shard's sum: one frame of the
-/// default HTTP/2 size.
-pub(crate) const ALLOWANCE: u64 = 16 << 10;
+/// What a connection may hold whatever the shard's sum: one stream's send
+/// buffer (four frames of the default HTTP/2 size), so that a stream or
+/// two whose client keeps its window shut do not hold up the others.
+pub(crate) const ALLOWANCE: u64 = 64 << 10;
 
 /// One shard's sum of answer bytes held for HTTP/2 clients, against its limit.
 #[derive(Debug)]
 pub(crate) struct AnswerBudget {
     limit: u64,
     used: Cell<u64>,
+    /// Set when the sum reaches the limit, cleared when it falls to three
+    /// quarters of it: while set, no stream over its allowance goes on, so
+    /// newcomers do not take the room the waiting ones are woken for.
+    closed: Cell<bool>,
     /// Streams waiting for the sum to fall.
     waiting: RefCell<WakerSet>,
 }
@@ -57,6 +76,7 @@ impl AnswerBudget {
         AnswerBudget {
             limit,
             used: Cell::new(0),
+            closed: Cell::new(false),
             waiting: RefCell::new(WakerSet::new()),
         }
     }
@@ -67,32 +87,37 @@ impl AnswerBudget {
         self.used.get()
     }
 
-    /// Whether the sum is under the limit.
+    /// Whether streams over their allowance may go on (see `closed`).
     #[inline]
     pub(crate) fn has_room(&self) -> bool {
-        self.used.get() < self.limit
+        !self.closed.get()
     }
 
     /// `bytes` more are held.
     #[inline]
     pub(crate) fn take(&self, bytes: u64) {
-        self.used.set(self.used.get().saturating_add(bytes));
+        let used = self.used.get().saturating_add(bytes);
+        self.used.set(used);
+        if used >= self.limit {
+            self.closed.set(true);
+        }
     }
 
-    /// `bytes` held are gone (written, or their connection closed); once
-    /// the sum falls to three quarters of the limit, the waiting streams
-    /// are woken (not at every write near the limit).
+    /// `bytes` held are gone (written, or no longer in hyper's hands);
+    /// once the sum falls to three quarters of the limit, the waiting
+    /// streams are woken (not at every write near the limit).
     #[inline]
     pub(crate) fn give_back(&self, bytes: u64) {
         let used = self.used.get().saturating_sub(bytes);
         self.used.set(used);
-        if used <= self.limit - self.limit / 4 && self.waiting.borrow().len() > 0 {
-            self.wake();
+        if self.closed.get() && used <= self.limit - self.limit / 4 {
+            self.reopen();
         }
     }
 
     #[cold]
-    fn wake(&self) {
+    fn reopen(&self) {
+        self.closed.set(false);
         let woken = self.waiting.borrow_mut().take_all();
         wakers::wake_all(woken);
     }
@@ -112,6 +137,8 @@ impl AnswerBudget {
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     bytes: Cell<u64>,
+    /// The largest frame taken so far.
+    largest: Cell<u64>,
     waiting: RefCell<WakerSet>,
     /// Where the next stream to wake is looked for (they are woken in turn).
     next: Cell<usize>,
@@ -161,8 +188,28 @@ impl Held {
     #[inline]
     pub(crate) fn took(&self, budget: &AnswerBudget, bytes: u64) {
         self.bytes.set(self.bytes.get().saturating_add(bytes));
+        if bytes > self.largest.get() {
+            self.largest.set(bytes);
+        }
         budget.take(bytes);
         self.pass();
+    }
+
+    /// hyper has nothing it can write now, and the socket takes what it
+    /// is given: what it still holds is only frames past their streams'
+    /// flow-control windows, one at most for each of the `streams` whose
+    /// answers wait for a window (hyper takes a stream's next frame only
+    /// once it has window for a byte of it). The count comes down to that:
+    /// bytes of streams the client reset, which h2 drops unwritten, leave
+    /// it here rather than at the close.
+    pub(crate) fn settle(&self, budget: &AnswerBudget, streams: u32) {
+        let most = u64::from(streams).saturating_mul(self.largest.get());
+        let held = self.bytes.get();
+        if held > most {
+            self.bytes.set(most);
+            budget.give_back(held - most);
+            self.pass();
+        }
     }
 
     /// `bytes` were written to the socket: they leave the count (as far as
@@ -230,41 +277,74 @@ mod tests {
 
     /// Past the shard's limit a connection goes on only within its
     /// allowance; its own write wakes its stream, and the shard's sum
-    /// falling to three quarters of the limit wakes every waiting one.
+    /// falling to three quarters of the limit opens it again and wakes
+    /// every waiting one.
     #[test]
-    fn a_connection_over_its_allowance_waits_for_its_writes_or_the_shards_room() {
-        let budget = AnswerBudget::new(64 << 10);
+    fn a_connection_over_its_allowance_waits_for_its_writes_or_the_shard_to_open() {
+        const K: u64 = 1 << 10;
+        let budget = AnswerBudget::new(256 * K);
         let (a, b) = (Held::default(), Held::default());
         let (a_woken, a_waker) = counting();
         let (b_woken, b_waker) = counting();
         let (mut a_waits, mut b_waits) = (Waits::default(), Waits::default());
         let a_cx = Context::from_waker(&a_waker);
         let b_cx = Context::from_waker(&b_waker);
+        let woken = || (a_woken.0.load(SeqCst), b_woken.0.load(SeqCst));
 
-        a.took(&budget, 40 << 10);
-        b.took(&budget, 40 << 10);
-        assert_eq!(budget.used(), 80 << 10);
+        a.took(&budget, 200 * K);
+        b.took(&budget, 200 * K);
+        assert!(!budget.has_room());
         assert!(!a.may_take(&budget, &mut a_waits, &a_cx));
         assert!(!b.may_take(&budget, &mut b_waits, &b_cx));
 
         // a writes down to under its allowance: a is woken, b is not (the
-        // shard is at 50 KiB, over three quarters of 64).
-        a.wrote(&budget, 30 << 10);
-        assert_eq!((a_woken.0.load(SeqCst), b_woken.0.load(SeqCst)), (1, 0));
+        // shard, at 260 KiB, stays closed until 192).
+        a.wrote(&budget, 140 * K);
+        assert_eq!(woken(), (1, 0));
         assert!(a.may_take(&budget, &mut a_waits, &a_cx));
+        b.wrote(&budget, 10 * K);
+        assert_eq!(woken(), (1, 0), "closed until three quarters: 250 KiB");
+        assert!(!b.may_take(&budget, &mut b_waits, &b_cx));
 
-        // b writes 8 KiB: still over its allowance, but the shard falls to 42
-        // KiB, under 48: every stream still waiting is woken.
-        b.wrote(&budget, 8 << 10);
-        assert_eq!(b_woken.0.load(SeqCst), 1);
-        assert!(
-            b.may_take(&budget, &mut b_waits, &b_cx),
-            "the shard has room again"
-        );
+        // The shard falls to 190 KiB: it opens and wakes every waiting stream.
+        b.wrote(&budget, 60 * K);
+        assert_eq!(woken(), (1, 1));
+        assert!(budget.has_room());
+        assert!(b.may_take(&budget, &mut b_waits, &b_cx));
 
         // A closed connection gives back what it held.
         a.close(&budget);
         b.close(&budget);
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// When hyper has nothing it can write, a connection's count comes down
+    /// to one frame (its largest) for each answer waiting for a window: a
+    /// reset stream's bytes, dropped by h2, no longer keep it over its
+    /// allowance, and its waiting stream is woken.
+    #[test]
+    fn a_connection_with_nothing_to_write_keeps_a_frame_for_each_answer_waiting_for_a_window() {
+        let budget = AnswerBudget::new(0); // never open: the allowance only
+        let held = Held::default();
+        for frame in [16 << 10, 32 << 10, 16 << 10, 16 << 10] {
+            held.took(&budget, frame);
+        }
+        let (woken, waker) = counting();
+        let mut waits = Waits::default();
+        assert!(!held.may_take(&budget, &mut waits, &Context::from_waker(&waker)));
+
+        held.settle(&budget, 3);
+        assert_eq!(
+            budget.used(),
+            80 << 10,
+            "three frames of 32 KiB at most: no change"
+        );
+        held.settle(&budget, 1);
+        assert_eq!(budget.used(), 32 << 10);
+        assert_eq!(woken.0.load(SeqCst), 1, "under its allowance again");
+        held.settle(&budget, 2);
+        assert_eq!(budget.used(), 32 << 10, "settling never adds");
+        held.settle(&budget, 0);
         assert_eq!(budget.used(), 0);
     }
 

@@ -315,6 +315,7 @@ where
         timer: None,
     }
     .await;
+    state.release_answers();
     match driven {
         Driven::Closed(result, unread) => {
             // hyper answered and closed with the client maybe still
@@ -382,6 +383,7 @@ impl Future for Drive<'_> {
             if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(Driven::Closed(result, this.state.left_body_unread()));
             }
+            this.state.connection_waits();
             if !this.shutting_down && this.state.last_begun() {
                 tracing::debug!(target: "shardlet::http", "the connection's last request (max_requests) began; shutting it down");
                 this.shut_down();

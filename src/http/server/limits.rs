@@ -18,7 +18,7 @@ use std::time::Duration;
 /// | [`body_timeout`](Limits::with_body_timeout) | the handler waited this long in all for request body bytes (its own work between reads does not count) | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
 /// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked), or on HTTP/2 takes less than 16 KiB of its held answers in that time | closed, the answer cut short |
-/// | [`answer_budget`](Limits::with_answer_budget) | a shard's HTTP/2 connections hold this many answer bytes their clients have not taken | answers wait (back-pressure), each connection still gets 16 KiB at a time |
+/// | [`answer_budget`](Limits::with_answer_budget) | a shard's HTTP/2 connections hold this many answer bytes their clients have not taken | answers wait (back-pressure) while their connection holds 64 KiB or more |
 ///
 /// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
 /// or here: no `Host` or one that is not `host[:port]`, a
@@ -146,14 +146,15 @@ impl Limits {
     /// Sets how many bytes of answers each shard's HTTP/2 connections may
     /// hold, all together, ready for clients that do not take them yet
     /// (hyper buffers up to 64 KiB of each stream's answer ahead of the
-    /// socket, for as much flow-control window as the client grants). Past
-    /// it, an answer's next frame waits (no error, nothing dropped) while
-    /// its connection holds 16 KiB or more; one that holds less always goes
-    /// on, so clients that read are slowed to a frame at a time, never
-    /// stopped. A shard then holds at most this, plus 16 KiB and a frame
-    /// per connection. HTTP/1 needs no such budget (hyper takes an HTTP/1
-    /// answer's next piece only once the last went to the socket).
-    /// Default: 32 MiB.
+    /// socket, for as much flow-control window as the client grants). Once
+    /// they hold this much, an answer's next frame waits (no error, nothing
+    /// dropped) while its connection holds 64 KiB or more, until the
+    /// shard's sum is down to three quarters of this; a connection under
+    /// 64 KiB always goes on, so clients that read keep getting their
+    /// answers, never stopped. A shard then holds at most this, plus 64 KiB
+    /// and a frame per connection. HTTP/1 needs no such budget (hyper takes
+    /// an HTTP/1 answer's next piece only once the last went to the
+    /// socket). Default: 32 MiB.
     ///
     /// # Examples
     ///
