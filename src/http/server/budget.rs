@@ -32,21 +32,19 @@
 //! the socket's own buffer (grown by the kernel to megabytes) covers the
 //! round trip. What it costs is a poll of a stream per frame.
 //!
-//! **What a count can hold that hyper does not.** h2 drops the bytes of a
-//! stream its client resets, unwritten. Counted for good, they kept the
-//! connection over its allowance, and its next answers waited until the
-//! shard opened (`tests/http_h2_server.rs`). But hyper takes a stream's
-//! next frame only once the stream has window for a byte of it, so when
-//! hyper's connection has written all it could (the driver polled it and
-//! none of its writes blocked), what it still holds is at most a frame for
-//! each answer waiting for a window: the count comes down to that, the
-//! largest frame taken for each ([`Held::settle`]). While an answer waits
-//! for a window, hyper must take 16 KiB of the connection's answers in
-//! each `send_timeout`, or the connection is closed (`state.rs`): a client
-//! whose shut windows keep its connection at its allowance, with the shard
-//! closed, holds up only its own answers, and for that long at most. A frame
-//! that waits for a window after its answer's body ended is not counted
-//! then: the connection's idle timeout bounds it, as before.
+//! **Answers dropped before their end.** When a client resets a stream
+//! (or the body fails, and hyper resets it), h2 drops what it held of the
+//! answer, unwritten, and hyper the frame it had in hand. Counted for good,
+//! those bytes kept the connection over its allowance, and its next
+//! answers waited until the shard opened (`tests/http_h2_server.rs`). So
+//! an answer dropped before its last frame was taken takes out of its
+//! connection's count what hyper and h2 may have held of it: what it took,
+//! up to a stream's send buffer and two frames. That errs low where some
+//! of it was already written, by no more than the client read. An answer
+//! whose stream is reset after its last frame was taken leaves its tail
+//! counted until the connection closes (at most a send buffer and two
+//! frames: it holds up only its own connection's answers, and only while
+//! the shard is closed).
 
 use std::cell::{Cell, RefCell};
 use std::task::Context;
@@ -54,8 +52,9 @@ use std::task::Context;
 use crate::sync::wakers::{self, WakerKey, WakerSet};
 
 /// What a connection may hold whatever the shard's sum: one stream's send
-/// buffer (four frames of the default HTTP/2 size), so that a stream or
-/// two whose client keeps its window shut do not hold up the others.
+/// buffer (four frames of the default HTTP/2 size), so that a stream whose
+/// client keeps its window shut (hyper and h2 hold up to two frames of it)
+/// does not hold up the others.
 pub(crate) const ALLOWANCE: u64 = 64 << 10;
 
 /// One shard's sum of answer bytes held for HTTP/2 clients, against its limit.
@@ -137,8 +136,6 @@ impl AnswerBudget {
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     bytes: Cell<u64>,
-    /// The largest frame taken so far.
-    largest: Cell<u64>,
     waiting: RefCell<WakerSet>,
     /// Where the next stream to wake is looked for (they are woken in turn).
     next: Cell<usize>,
@@ -188,28 +185,18 @@ impl Held {
     #[inline]
     pub(crate) fn took(&self, budget: &AnswerBudget, bytes: u64) {
         self.bytes.set(self.bytes.get().saturating_add(bytes));
-        if bytes > self.largest.get() {
-            self.largest.set(bytes);
-        }
         budget.take(bytes);
         self.pass();
     }
 
-    /// hyper has nothing it can write now, and the socket takes what it
-    /// is given: what it still holds is only frames past their streams'
-    /// flow-control windows, one at most for each of the `streams` whose
-    /// answers wait for a window (hyper takes a stream's next frame only
-    /// once it has window for a byte of it). The count comes down to that:
-    /// bytes of streams the client reset, which h2 drops unwritten, leave
-    /// it here rather than at the close.
-    pub(crate) fn settle(&self, budget: &AnswerBudget, streams: u32) {
-        let most = u64::from(streams).saturating_mul(self.largest.get());
+    /// An answer was dropped before its end: h2 dropped what it held of
+    /// it, and hyper its frame in hand; up to `bytes` leave the count.
+    pub(crate) fn dropped(&self, budget: &AnswerBudget, bytes: u64) {
         let held = self.bytes.get();
-        if held > most {
-            self.bytes.set(most);
-            budget.give_back(held - most);
-            self.pass();
-        }
+        let gone = bytes.min(held);
+        self.bytes.set(held - gone);
+        budget.give_back(gone);
+        self.pass();
     }
 
     /// `bytes` were written to the socket: they leave the count (as far as
@@ -318,34 +305,23 @@ mod tests {
         assert_eq!(budget.used(), 0);
     }
 
-    /// When hyper has nothing it can write, a connection's count comes down
-    /// to one frame (its largest) for each answer waiting for a window: a
-    /// reset stream's bytes, dropped by h2, no longer keep it over its
-    /// allowance, and its waiting stream is woken.
+    /// An answer dropped before its end takes what it may have held out
+    /// of its connection's count (no more than the count), and the
+    /// connection's waiting stream is woken once under its allowance.
     #[test]
-    fn a_connection_with_nothing_to_write_keeps_a_frame_for_each_answer_waiting_for_a_window() {
+    fn an_answer_dropped_before_its_end_leaves_the_count() {
         let budget = AnswerBudget::new(0); // never open: the allowance only
         let held = Held::default();
-        for frame in [16 << 10, 32 << 10, 16 << 10, 16 << 10] {
-            held.took(&budget, frame);
-        }
+        held.took(&budget, 100 << 10);
         let (woken, waker) = counting();
         let mut waits = Waits::default();
         assert!(!held.may_take(&budget, &mut waits, &Context::from_waker(&waker)));
-
-        held.settle(&budget, 3);
-        assert_eq!(
-            budget.used(),
-            80 << 10,
-            "three frames of 32 KiB at most: no change"
-        );
-        held.settle(&budget, 1);
-        assert_eq!(budget.used(), 32 << 10);
-        assert_eq!(woken.0.load(SeqCst), 1, "under its allowance again");
-        held.settle(&budget, 2);
-        assert_eq!(budget.used(), 32 << 10, "settling never adds");
-        held.settle(&budget, 0);
-        assert_eq!(budget.used(), 0);
+        held.dropped(&budget, 20 << 10);
+        assert_eq!((budget.used(), woken.0.load(SeqCst)), (80 << 10, 0));
+        held.dropped(&budget, 20 << 10);
+        assert_eq!((budget.used(), woken.0.load(SeqCst)), (60 << 10, 1));
+        held.dropped(&budget, 1 << 20);
+        assert_eq!(budget.used(), 0, "no more than the count");
     }
 
     /// Under its allowance, a connection wakes its waiting streams one at

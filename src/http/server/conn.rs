@@ -41,7 +41,7 @@ const H2_MAX_STREAMS: u32 = 128;
 /// frames of 16 KiB. hyper's default, 400 KiB, is per stream: a client
 /// granting a large window and reading nothing had 200 streams (hyper's
 /// most) buffer about 100 MB on one connection.
-const H2_SEND_BUF: usize = 64 << 10;
+pub(super) const H2_SEND_BUF: usize = 64 << 10;
 
 /// How much request body an HTTP/2 client may send ahead of its handler,
 /// per stream and per connection: the protocol's initial window. hyper's
@@ -383,7 +383,6 @@ impl Future for Drive<'_> {
             if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(Driven::Closed(result, this.state.left_body_unread()));
             }
-            this.state.connection_waits();
             if !this.shutting_down && this.state.last_begun() {
                 tracing::debug!(target: "shardlet::http", "the connection's last request (max_requests) began; shutting it down");
                 this.shut_down();

@@ -271,6 +271,9 @@ where
         Poll::Ready(Ok(response.map(|body| Sending {
             body,
             answering: Some(books.answering),
+            taken: 0,
+            largest: 0,
+            ended: false,
         })))
     }
 }
@@ -372,6 +375,26 @@ pin_project_lite::pin_project! {
         #[pin]
         body: A,
         answering: Option<Answering>,
+        // Bytes of its frames hyper took, and the largest frame.
+        taken: u64,
+        largest: u64,
+        // Its last frame was taken (the body said it was at its end).
+        ended: bool,
+    }
+
+    // Dropped before its end (its stream reset, the connection failed), it
+    // takes what hyper and h2 may still have held of it out of the
+    // connection's count: at most a stream's send buffer in h2 and a frame
+    // past the window, and a frame in hyper's hand.
+    impl<A> PinnedDrop for Sending<A> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(answering) = this.answering.as_ref() {
+                if !*this.ended {
+                    answering.state.answer_cancelled(cancelled(*this.taken, *this.largest));
+                }
+            }
+        }
     }
 }
 
@@ -385,8 +408,9 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        let mut body = this.body;
         let Some(answering) = this.answering.as_mut() else {
-            return this.body.poll_frame(cx);
+            return body.poll_frame(cx);
         };
         if std::mem::take(&mut answering.held) {
             answering.state.answer_polled();
@@ -396,14 +420,25 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         if !answering.state.may_take_answer(&mut answering.waits, cx) {
             return Poll::Pending;
         }
-        let polled = this.body.poll_frame(cx);
+        let polled = body.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                let bytes = frame.data_ref().map_or(0, bytes::Buf::remaining);
-                answering.state.answer_held(bytes as u64);
+                let bytes = frame.data_ref().map_or(0, bytes::Buf::remaining) as u64;
+                answering.state.answer_held(bytes);
                 answering.held = true;
+                *this.taken += bytes;
+                *this.largest = (*this.largest).max(bytes);
+                // hyper asks the same, and sends this frame as the last.
+                *this.ended = body.is_end_stream();
             }
-            Poll::Ready(None | Some(Err(_))) => {
+            Poll::Ready(None) => {
+                this.answering.take();
+            }
+            // hyper resets the stream: h2 drops what it held of it.
+            Poll::Ready(Some(Err(_))) => {
+                answering
+                    .state
+                    .answer_cancelled(cancelled(*this.taken, *this.largest));
                 this.answering.take();
             }
             Poll::Pending => answering.state.no_frame_ready(),
@@ -420,6 +455,13 @@ impl<A: HttpBody> HttpBody for Sending<A> {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// What hyper and h2 may hold of an answer that took `taken` bytes in
+/// frames of at most `largest`: a stream's send buffer in h2 and a frame
+/// past its window, and a frame in hyper's hand.
+fn cancelled(taken: u64, largest: u64) -> u64 {
+    taken.min(super::conn::H2_SEND_BUF as u64 + 2 * largest)
 }
 
 /// A status-only answer that also closes the connection.

@@ -114,8 +114,6 @@ pub(crate) struct ConnState {
     /// the shard's budget (`budget.rs`).
     buffered: Held,
     budget: Rc<AnswerBudget>,
-    /// A write of hyper's blocked since the driver last looked.
-    blocked_since: Cell<bool>,
     served: Cell<u64>,
     max_requests: Option<u64>,
     header_timeout: Duration,
@@ -143,7 +141,6 @@ impl ConnState {
             body_unread: Cell::new(false),
             buffered: Held::default(),
             budget,
-            blocked_since: Cell::new(false),
             served: Cell::new(0),
             max_requests: limits.max_requests(),
             header_timeout: limits.header_timeout(),
@@ -237,15 +234,13 @@ impl ConnState {
         self.buffered.quit(&self.budget, waits);
     }
 
-    /// The driver polled hyper's connection, which is waiting now. On
-    /// HTTP/2, if none of its writes blocked since the last look, it wrote
-    /// all it could (or had nothing to write): what it still holds waits
-    /// for flow-control windows, and the connection's count of answer
-    /// bytes comes down to that (`budget.rs`).
-    #[inline]
-    pub(crate) fn connection_waits(&self) {
-        if self.h2.get() && !self.blocked_since.replace(false) {
-            self.buffered.settle(&self.budget, self.held.get());
+    /// An answer was dropped before its end (its stream reset, or the
+    /// connection failed): h2 drops what it held of it, unwritten, and
+    /// hyper the frame it had in hand. Up to `bytes` of the connection's
+    /// count go with them (`budget.rs`).
+    pub(crate) fn answer_cancelled(&self, bytes: u64) {
+        if self.h2.get() {
+            self.buffered.dropped(&self.budget, bytes);
         }
     }
 
@@ -294,7 +289,6 @@ impl ConnState {
     /// A write of the answer would block: the client is not reading.
     #[inline]
     pub(crate) fn on_write_blocked(&self) {
-        self.blocked_since.set(true);
         if self.stalled.get().is_none() {
             self.stall();
         }
