@@ -101,7 +101,6 @@ where
             answering: Answering {
                 state: state.clone(),
                 held: false,
-                waits: Waits::default(),
             },
             pool: shared.pool.clone(),
             permit: None,
@@ -268,12 +267,11 @@ where
             connection.record_panic();
         }
         connection.record_request(response.status().as_u16(), books.started.elapsed());
+        let budgeted = books.answering.state.is_h2().then(Box::default);
         Poll::Ready(Ok(response.map(|body| Sending {
             body,
             answering: Some(books.answering),
-            taken: 0,
-            largest: 0,
-            ended: false,
+            budgeted,
         })))
     }
 }
@@ -352,8 +350,6 @@ struct Answering {
     state: Rc<ConnState>,
     /// hyper took a frame and has not asked for the next yet.
     held: bool,
-    /// Where it waits for the shard's answer budget (HTTP/2), if it does.
-    waits: Waits,
 }
 
 impl Drop for Answering {
@@ -361,9 +357,20 @@ impl Drop for Answering {
         if self.held {
             self.state.answer_polled();
         }
-        self.state.stop_waiting(&mut self.waits);
         self.state.end();
     }
+}
+
+/// An HTTP/2 answer's part in the shard's answer budget (`budget.rs`).
+#[derive(Default)]
+struct Budgeted {
+    /// Where it waits for the budget, if it does.
+    waits: Waits,
+    /// Bytes of its frames hyper took, and the largest frame.
+    taken: u64,
+    largest: u64,
+    /// Its last frame was taken (the body said it was at its end).
+    ended: bool,
 }
 
 pin_project_lite::pin_project! {
@@ -375,23 +382,23 @@ pin_project_lite::pin_project! {
         #[pin]
         body: A,
         answering: Option<Answering>,
-        // Bytes of its frames hyper took, and the largest frame.
-        taken: u64,
-        largest: u64,
-        // Its last frame was taken (the body said it was at its end).
-        ended: bool,
+        // On HTTP/2 only, boxed: hyper moves an HTTP/1 answer about, and
+        // this would be copied with it.
+        budgeted: Option<Box<Budgeted>>,
     }
 
-    // Dropped before its end (its stream reset, the connection failed), it
-    // takes what hyper and h2 may still have held of it out of the
-    // connection's count: at most a stream's send buffer in h2 and a frame
-    // past the window, and a frame in hyper's hand.
+    // Dropped before its end (its stream reset, the connection failed), an
+    // HTTP/2 answer takes what hyper and h2 may still have held of it out
+    // of its connection's count.
     impl<A> PinnedDrop for Sending<A> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(answering) = this.answering.as_ref() {
-                if !*this.ended {
-                    answering.state.answer_cancelled(cancelled(*this.taken, *this.largest));
+            if let (Some(answering), Some(budgeted)) = (this.answering.as_ref(), this.budgeted.as_deref_mut()) {
+                answering.state.stop_waiting(&mut budgeted.waits);
+                if !budgeted.ended {
+                    answering
+                        .state
+                        .answer_cancelled(cancelled(budgeted.taken, budgeted.largest));
                 }
             }
         }
@@ -417,8 +424,11 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         }
         // On HTTP/2, the next frame waits while the connection and the
         // shard hold too much of what clients have not taken.
-        if !answering.state.may_take_answer(&mut answering.waits, cx) {
-            return Poll::Pending;
+        let mut budgeted = this.budgeted.as_deref_mut();
+        if let Some(budgeted) = budgeted.as_deref_mut() {
+            if !answering.state.may_take_answer(&mut budgeted.waits, cx) {
+                return Poll::Pending;
+            }
         }
         let polled = body.as_mut().poll_frame(cx);
         match &polled {
@@ -426,19 +436,24 @@ impl<A: HttpBody> HttpBody for Sending<A> {
                 let bytes = frame.data_ref().map_or(0, bytes::Buf::remaining) as u64;
                 answering.state.answer_held(bytes);
                 answering.held = true;
-                *this.taken += bytes;
-                *this.largest = (*this.largest).max(bytes);
-                // hyper asks the same, and sends this frame as the last.
-                *this.ended = body.is_end_stream();
+                if let Some(budgeted) = budgeted {
+                    budgeted.taken += bytes;
+                    budgeted.largest = budgeted.largest.max(bytes);
+                    // hyper asks the same, and sends this frame as the last.
+                    budgeted.ended = body.is_end_stream();
+                }
             }
             Poll::Ready(None) => {
                 this.answering.take();
             }
             // hyper resets the stream: h2 drops what it held of it.
             Poll::Ready(Some(Err(_))) => {
-                answering
-                    .state
-                    .answer_cancelled(cancelled(*this.taken, *this.largest));
+                if let Some(budgeted) = budgeted {
+                    budgeted.ended = true;
+                    answering
+                        .state
+                        .answer_cancelled(cancelled(budgeted.taken, budgeted.largest));
+                }
                 this.answering.take();
             }
             Poll::Pending => answering.state.no_frame_ready(),

@@ -230,8 +230,11 @@ impl ConnState {
 
     /// An answer is dropped (ended, or its stream reset): out of the
     /// budget's waiting lists, its turn passed on.
+    #[inline]
     pub(crate) fn stop_waiting(&self, waits: &mut Waits) {
-        self.buffered.quit(&self.budget, waits);
+        if self.h2.get() {
+            self.buffered.quit(&self.budget, waits);
+        }
     }
 
     /// An answer was dropped before its end (its stream reset, or the
