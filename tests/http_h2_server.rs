@@ -586,6 +586,62 @@ fn slow_readers_hold_no_more_than_the_shards_answer_budget() {
     );
 }
 
+/// A client whose windows are shut and that cancels an answer the server
+/// holds whole (one frame of 100 KiB, past the budget of 64 KiB) leaves
+/// that answer counted: h2 drops it, but the answer had ended, so nothing
+/// gives it back. The shard then stays closed, and the client's next
+/// answer waits on a count that cannot fall. Such a wait counts as a held
+/// answer: with no progress for the send timeout, the connection is
+/// closed (and its count given back), where before it waited for good.
+#[test]
+fn an_http2_answer_waiting_on_a_count_that_cannot_fall_closes_its_connection_after_the_send_timeout() {
+    let server = start_http_with(
+        1,
+        Limits::default()
+            .with_answer_budget(64 << 10)
+            .with_send_timeout(Duration::from_secs(2)),
+        |c| c,
+        || route,
+    );
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    stream.write_all(PREFACE).unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 0: no stream may be sent anything.
+    stream
+        .write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]))
+        .unwrap();
+    let mut client = Client {
+        stream,
+        buf: Vec::new(),
+        next: 1,
+        closed: false,
+    };
+    let first = client.open("/big").unwrap();
+    let head = client.frames_until(|f| f.kind == HEADERS && f.stream == first, Duration::from_secs(5));
+    assert!(head.iter().any(Frame::is_200), "no answer head: {head:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    client
+        .stream
+        .write_all(&frame(RST_STREAM, 0, first, &8u32.to_be_bytes()))
+        .unwrap();
+    let next = client.open("/big").unwrap();
+    let started = Instant::now();
+    let frames = client.frames_until(|f| f.kind == GOAWAY, Duration::from_secs(8));
+    let waited = started.elapsed();
+    assert!(
+        client.closed || frames.iter().any(|f| f.kind == GOAWAY),
+        "the connection was still open {waited:?} after its answer began to wait"
+    );
+    assert!(
+        !frames.iter().any(|f| f.kind == DATA && f.stream == next),
+        "the next answer was sent: its wait was not what this test sets up"
+    );
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "closed after {waited:?}, before the send timeout"
+    );
+}
+
 /// A client that opens its streams' windows one byte at a time keeps
 /// their answers held, and writes going through (as do the PINGs it sends,
 /// acknowledged), but takes next to nothing: closed after the send timeout

@@ -22,10 +22,13 @@
 //! connection's waiting streams are woken one at a time, in turn, and the
 //! shard's all at once when it opens.
 //!
-//! The shard's memory for such answers is then at most the limit plus,
-//! for each connection, its allowance and one frame (a handler's frame may
-//! be larger than the allowance: it is counted whole), give or take the
-//! control frames above.
+//! Against clients that only hold back (grant windows, then read nothing
+//! or slowly), the shard's memory for such answers is then at most the
+//! limit plus, for each connection, its allowance and one frame (a
+//! handler's frame may be larger than the allowance: it is counted whole).
+//! The count cannot see inside h2, so a client that also resets answers
+//! can make it err, both ways (below): it is a bound on what a shard keeps
+//! for clients that do not read, not an exact measure.
 //!
 //! A connection held to its allowance still keeps its socket fed: a frame
 //! is taken as soon as the connection is under its allowance again, and
@@ -39,12 +42,20 @@
 //! answers waited until the shard opened (`tests/http_h2_server.rs`). So
 //! an answer dropped before its last frame was taken takes out of its
 //! connection's count what hyper and h2 may have held of it: what it took,
-//! up to a stream's send buffer and two frames. That errs low where some
-//! of it was already written, by no more than the client read. An answer
-//! whose stream is reset after its last frame was taken leaves its tail
-//! counted until the connection closes (at most a send buffer and two
-//! frames: it holds up only its own connection's answers, and only while
-//! the shard is closed).
+//! up to two frames (the one in hyper's hand, one past the window), and a
+//! stream's send buffer more if the connection's writes are blocked (with
+//! writes going through, h2 has written the rest). Where some of it had
+//! been written after all, the count errs low, by no more than the client
+//! read of that answer.
+//!
+//! An answer reset after its last frame was taken (its body had ended)
+//! gives nothing back: what h2 still held of it stays counted until the
+//! connection closes, and adds up with each such reset. So an answer that
+//! waits on the budget counts as held (`ConnState::answer_refused`): if
+//! its connection takes no more than 16 KiB of answers in a
+//! `send_timeout`, the connection is closed, and its count given back,
+//! instead of waiting for good on a count that cannot fall
+//! (`tests/http_h2_server.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::task::Context;

@@ -376,6 +376,7 @@ impl Future for Drive<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Driven> {
         let this = self.get_mut();
+        this.state.driver_is(cx.waker());
         if !this.shutting_down && Pin::new(&mut this.closing).poll(cx).is_ready() {
             this.shut_down();
         }

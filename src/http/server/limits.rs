@@ -17,7 +17,7 @@ use std::time::Duration;
 /// | [`header_timeout`](Limits::with_header_timeout) | request head not complete in time, from its first byte (from the accept, for a connection's first request; slowloris) | `408 Request Timeout` |
 /// | [`body_timeout`](Limits::with_body_timeout) | the handler waited this long in all for request body bytes (its own work between reads does not count) | `408 Request Timeout` |
 /// | [`idle_timeout`](Limits::with_idle_timeout) | no new request on a keep-alive connection | closed, no answer |
-/// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked), or on HTTP/2 takes less than 16 KiB of its held answers in that time | closed, the answer cut short |
+/// | [`send_timeout`](Limits::with_send_timeout) | the client reads none of an answer for this long (a write stays blocked), or on HTTP/2 takes less than 16 KiB of its held answers in that time (answers waiting on the answer budget count as held) | closed, the answer cut short |
 /// | [`answer_budget`](Limits::with_answer_budget) | a shard's HTTP/2 connections hold this many answer bytes their clients have not taken | answers wait (back-pressure) while their connection holds 64 KiB or more |
 ///
 /// Besides these, a request that breaks HTTP/1.1 is answered 400 (by hyper,
@@ -151,10 +151,12 @@ impl Limits {
     /// dropped) while its connection holds 64 KiB or more, until the
     /// shard's sum is down to three quarters of this; a connection under
     /// 64 KiB always goes on, so clients that read keep getting their
-    /// answers, never stopped. A shard then holds at most this, plus 64 KiB
-    /// and a frame per connection. HTTP/1 needs no such budget (hyper takes
-    /// an HTTP/1 answer's next piece only once the last went to the
-    /// socket). Default: 32 MiB.
+    /// answers. Against clients that hold back, a shard then keeps at most
+    /// this, plus 64 KiB and a frame per connection. An answer that waits
+    /// on the budget counts toward `send_timeout`'s progress rule: a
+    /// connection whose answers make no progress for that long is closed.
+    /// HTTP/1 needs no such budget (hyper takes an HTTP/1 answer's next
+    /// piece only once the last went to the socket). Default: 32 MiB.
     ///
     /// # Examples
     ///

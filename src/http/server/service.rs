@@ -396,9 +396,8 @@ pin_project_lite::pin_project! {
             if let (Some(answering), Some(budgeted)) = (this.answering.as_ref(), this.budgeted.as_deref_mut()) {
                 answering.state.stop_waiting(&mut budgeted.waits);
                 if !budgeted.ended {
-                    answering
-                        .state
-                        .answer_cancelled(cancelled(budgeted.taken, budgeted.largest));
+                    let bytes = cancelled(&answering.state, budgeted.taken, budgeted.largest);
+                    answering.state.answer_cancelled(bytes);
                 }
             }
         }
@@ -427,6 +426,8 @@ impl<A: HttpBody> HttpBody for Sending<A> {
         let mut budgeted = this.budgeted.as_deref_mut();
         if let Some(budgeted) = budgeted.as_deref_mut() {
             if !answering.state.may_take_answer(&mut budgeted.waits, cx) {
+                answering.state.answer_refused();
+                answering.held = true;
                 return Poll::Pending;
             }
         }
@@ -439,20 +440,23 @@ impl<A: HttpBody> HttpBody for Sending<A> {
                 if let Some(budgeted) = budgeted {
                     budgeted.taken += bytes;
                     budgeted.largest = budgeted.largest.max(bytes);
-                    // hyper asks the same, and sends this frame as the last.
-                    budgeted.ended = body.is_end_stream();
+                    // hyper sends trailers, or a frame after which the
+                    // body says it is at its end, as the last.
+                    budgeted.ended = frame.is_trailers() || body.is_end_stream();
                 }
             }
             Poll::Ready(None) => {
+                // A stream woken in its turn that ends with no frame
+                // passes the turn on.
+                answering.state.no_frame_ready();
                 this.answering.take();
             }
             // hyper resets the stream: h2 drops what it held of it.
             Poll::Ready(Some(Err(_))) => {
                 if let Some(budgeted) = budgeted {
                     budgeted.ended = true;
-                    answering
-                        .state
-                        .answer_cancelled(cancelled(budgeted.taken, budgeted.largest));
+                    let bytes = cancelled(&answering.state, budgeted.taken, budgeted.largest);
+                    answering.state.answer_cancelled(bytes);
                 }
                 this.answering.take();
             }
@@ -472,11 +476,19 @@ impl<A: HttpBody> HttpBody for Sending<A> {
     }
 }
 
-/// What hyper and h2 may hold of an answer that took `taken` bytes in
-/// frames of at most `largest`: a stream's send buffer in h2 and a frame
-/// past its window, and a frame in hyper's hand.
-fn cancelled(taken: u64, largest: u64) -> u64 {
-    taken.min(super::conn::H2_SEND_BUF as u64 + 2 * largest)
+/// What hyper and h2 may hold of an answer dropped before its end that
+/// took `taken` bytes in frames of at most `largest`: a frame in hyper's
+/// hand and one past the stream's window, and, if the connection's
+/// writes are blocked, a stream's send buffer in h2 (with writes going
+/// through, h2 has written the rest: giving it back would let a client
+/// that reads and resets answers hide the bytes of others).
+fn cancelled(state: &ConnState, taken: u64, largest: u64) -> u64 {
+    let buffered = if state.is_stalled() {
+        super::conn::H2_SEND_BUF as u64
+    } else {
+        0
+    };
+    taken.min(buffered + 2 * largest)
 }
 
 /// A status-only answer that also closes the connection.

@@ -54,9 +54,9 @@
 //! Deadlines are only written here (a `Cell`); the driver's one timer
 //! looks at them when it fires, so a request costs no timer operation.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::task::Context;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use super::budget::{AnswerBudget, Held, Waits};
@@ -114,6 +114,8 @@ pub(crate) struct ConnState {
     /// the shard's budget (`budget.rs`).
     buffered: Held,
     budget: Rc<AnswerBudget>,
+    /// On HTTP/2, the driver's waker (see `answer_refused`).
+    driver: RefCell<Option<Waker>>,
     served: Cell<u64>,
     max_requests: Option<u64>,
     header_timeout: Duration,
@@ -141,6 +143,7 @@ impl ConnState {
             body_unread: Cell::new(false),
             buffered: Held::default(),
             budget,
+            driver: RefCell::new(None),
             served: Cell::new(0),
             max_requests: limits.max_requests(),
             header_timeout: limits.header_timeout(),
@@ -261,6 +264,38 @@ impl ConnState {
         if self.h2.get() {
             self.buffered.pass();
         }
+    }
+
+    /// An answer's next frame was refused by the shard's answer budget
+    /// (HTTP/2): it counts as held, so the connection must make progress
+    /// within `send_timeout` or be closed, as with an answer waiting for a
+    /// window (else a connection whose count stays up, its client's
+    /// windows shut or its resets counted, would wait for good with the
+    /// shard closed). The driver is woken to arm that check.
+    pub(crate) fn answer_refused(&self) {
+        self.held.set(self.held.get() + 1);
+        if self.held_check.get().is_none() {
+            if let Some(driver) = self.driver.borrow().as_ref() {
+                driver.wake_by_ref();
+            }
+        }
+    }
+
+    /// Keeps the driver's waker, on HTTP/2 (see `answer_refused`).
+    #[inline]
+    pub(crate) fn driver_is(&self, waker: &Waker) {
+        if self.h2.get() {
+            let mut driver = self.driver.borrow_mut();
+            if !driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *driver = Some(waker.clone());
+            }
+        }
+    }
+
+    /// Whether the connection's last write blocked (the client does not
+    /// take what is written).
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.get().is_some()
     }
 
     /// hyper asked a held answer for its next frame (or dropped it).
