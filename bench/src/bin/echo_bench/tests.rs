@@ -13,12 +13,32 @@ use crate::load::{fill, new_histogram};
 use crate::report::{self, Machine, Results};
 use crate::{plot, run, Args};
 
-/// A fresh, empty folder for one test's results.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh, empty folder for one test's results, removed when the test
+/// passes (kept when it fails, to look at): every run of these tests left
+/// its folders in the temporary directory before.
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("echo-bench-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// A thread-per-connection echo server on a free port; `corrupt_at` flips
