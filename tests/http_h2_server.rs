@@ -406,39 +406,34 @@ fn wide_open(addr: SocketAddr, recv_buffer: Option<usize>, ack: bool) -> TcpStre
     client
 }
 
-/// `counter` once it has stopped moving for a second (the server has
-/// taken what it will), after it has moved past `from`, within 30 s.
-fn settled_from(counter: &AtomicUsize, from: usize) -> usize {
-    let (mut last, mut still) = (from, 0);
+/// `counter` once it has stood still for a second with `ready` true of
+/// it (the server has taken what it will), within 30 s.
+fn still(counter: &AtomicUsize, ready: impl Fn(usize) -> bool) -> usize {
+    let (mut last, mut still) = (counter.load(Ordering::SeqCst), 0);
     for _ in 0..300 {
         std::thread::sleep(Duration::from_millis(100));
         let now = counter.load(Ordering::SeqCst);
-        still = if now == last && now > from { still + 1 } else { 0 };
+        still = if now == last && ready(now) { still + 1 } else { 0 };
         if still == 10 {
             break;
         }
         last = now;
     }
     last
+}
+
+/// `counter` once it has moved past `from` and stopped.
+fn settled_from(counter: &AtomicUsize, from: usize) -> usize {
+    still(counter, |now| now > from)
 }
 
 fn settled(counter: &AtomicUsize) -> usize {
     settled_from(counter, 0)
 }
 
-/// `counter` once it has not moved for a second, within 30 s.
+/// `counter` once it has not moved for a second.
 fn quiet(counter: &AtomicUsize) -> usize {
-    let (mut last, mut still) = (counter.load(Ordering::SeqCst), 0);
-    for _ in 0..300 {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = counter.load(Ordering::SeqCst);
-        still = if now == last { still + 1 } else { 0 };
-        if still == 10 {
-            break;
-        }
-        last = now;
-    }
-    last
+    still(counter, |_| true)
 }
 
 /// Bytes the kernel holds of what the server sent on the connections
