@@ -1,6 +1,7 @@
 //! `GreenPile`: results in spawn order, an empty pile ends at once, a
 //! consumer that stops waiting loses no result, panics as `Err` at their
-//! position, the in-flight bound of a pile on a shared pool, `with_size`.
+//! position, the in-flight bound of a pile on a shared pool, `with_size`,
+//! and spawns that take nothing until awaited.
 
 mod util;
 
@@ -56,6 +57,27 @@ fn collect_and_join_like_eventlet() {
         assert_eq!(pile.size_hint(), (3, Some(3)));
         let titles: Vec<String> = pile.map(Result::unwrap).collect().await;
         assert_eq!(titles.join("\n"), "title of x\ntitle of y\ntitle of z");
+    });
+}
+
+/// A pile's `spawn` takes nothing until it is awaited: one dropped
+/// unawaited adds no task and holds no slot.
+#[test]
+fn a_spawn_dropped_unawaited_adds_nothing() {
+    run1(|| async {
+        let mut pile: GreenPile<u8> = GreenPile::with_size(2);
+        let pool = pool_of(&pile);
+        let ran = Counter::new();
+        let r = ran.clone();
+        drop(pile.spawn(async move {
+            r.inc();
+            1
+        }));
+        settle().await;
+        assert_eq!((pile.len(), pool.running(), ran.get()), (0, 0, 0));
+        pile.spawn(async { 2 }).await;
+        assert_eq!(pile.next().await, Some(Ok(2)));
+        assert_eq!((pile.len(), ran.get()), (0, 0));
     });
 }
 

@@ -378,6 +378,25 @@ fn clones_share_the_slots() {
     });
 }
 
+/// `spawn` and `spawn_n` are futures like any other: nothing is taken or
+/// run until they are awaited, and one dropped unawaited leaves no trace.
+#[test]
+fn a_spawn_does_nothing_until_it_is_awaited() {
+    run1(|| async {
+        let pool = GreenPool::new(2);
+        let ran = Counter::new();
+        let (r1, r2) = (ran.clone(), ran.clone());
+        let spawn = pool.spawn(async move { r1.inc() });
+        let spawn_n = pool.spawn_n(async move { r2.inc() });
+        settle().await;
+        assert_eq!((pool.running(), ran.get()), (0, 0));
+        drop(spawn_n);
+        spawn.await.await.unwrap();
+        settle().await;
+        assert_eq!((pool.running(), pool.free(), ran.get()), (0, 2, 1));
+    });
+}
+
 #[test]
 fn pools_are_shard_local() {
     assert_not_send!(GreenPool);

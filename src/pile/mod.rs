@@ -105,22 +105,29 @@ impl<T: 'static> GreenPile<T> {
     /// Adds `fut` to the pile, waiting for a slot (or permit) first. With a
     /// pool bound, a spawn from a task of the full pool runs inline, as
     /// [`GreenPool::spawn`] does.
-    pub async fn spawn<F>(&mut self, fut: F)
+    ///
+    /// (Not an `async fn`, whose body would start by moving `fut` into a
+    /// local of its own: one copy of the future more per spawn; see
+    /// [`GreenPool::spawn`].)
+    #[allow(clippy::manual_async_fn)] // see above
+    pub fn spawn<F>(&mut self, fut: F) -> impl Future<Output = ()> + '_
     where
         F: Future<Output = T> + 'static,
     {
-        match &self.bound {
-            PileBound::Pool(pool) => match pool.slot().await {
-                Some(permit) => {
-                    let task = Isolated::new(Holding::new(fut, permit), Some(pool.id()));
-                    self.crew.add(|_| Box::pin(task));
+        async move {
+            match &self.bound {
+                PileBound::Pool(pool) => match pool.slot().await {
+                    Some(permit) => {
+                        let task = Isolated::new(Holding::new(fut, permit), Some(pool.id()));
+                        self.crew.add(|_| Box::pin(task));
+                    }
+                    None => self.crew.add_done(task::run_inline(fut, Some(pool.id())).await),
+                },
+                PileBound::Global(limit) => {
+                    let permit = limit.acquire().await;
+                    self.crew
+                        .add(|_| Box::pin(Isolated::new(Holding::new(fut, permit), None)));
                 }
-                None => self.crew.add_done(task::run_inline(fut, Some(pool.id())).await),
-            },
-            PileBound::Global(limit) => {
-                let permit = limit.acquire().await;
-                self.crew
-                    .add(|_| Box::pin(Isolated::new(Holding::new(fut, permit), None)));
             }
         }
     }

@@ -144,19 +144,29 @@ impl GreenPool {
     /// assert_eq!(t.await, Ok(2));
     /// # }).unwrap();
     /// ```
-    pub async fn spawn<F>(&self, fut: F) -> GreenThread<F::Output>
+    ///
+    /// (Not an `async fn`: its body would start by moving `fut` from the
+    /// future's arguments into a local of its own, one more copy of the
+    /// spawned future per spawn: for a 0.5 KiB future, 82 of 1,373
+    /// instructions per spawn and join.)
+    #[allow(clippy::manual_async_fn)] // see above
+    pub fn spawn<F>(&self, fut: F) -> impl Future<Output = GreenThread<F::Output>> + '_
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        // The common case first, with no wait to set up.
-        let permit = match self.slots.try_acquire() {
-            Some(permit) => Some(permit),
-            None => self.slot().await,
-        };
-        match permit {
-            Some(permit) => task::spawn_in(fut, Some(self.id), permit),
-            None => GreenThread::ready(task::run_inline(fut, Some(self.id)).await),
+        // It yields a handle to await, as the `async fn` did.
+        #[allow(clippy::async_yields_async)]
+        async move {
+            // The common case first, with no wait to set up.
+            let permit = match self.slots.try_acquire() {
+                Some(permit) => Some(permit),
+                None => self.slot().await,
+            };
+            match permit {
+                Some(permit) => task::spawn_in(fut, Some(self.id), permit),
+                None => GreenThread::ready(task::run_inline(fut, Some(self.id)).await),
+            }
         }
     }
 
@@ -166,17 +176,22 @@ impl GreenPool {
     /// # Panics
     ///
     /// When awaited outside a shard (a glommio executor).
-    pub async fn spawn_n<F>(&self, fut: F)
+    ///
+    /// (Not an `async fn`, for the reason given at [`spawn`](GreenPool::spawn).)
+    #[allow(clippy::manual_async_fn)] // see above
+    pub fn spawn_n<F>(&self, fut: F) -> impl Future<Output = ()> + '_
     where
         F: Future<Output = ()> + 'static,
     {
-        let permit = match self.slots.try_acquire() {
-            Some(permit) => Some(permit),
-            None => self.slot().await,
-        };
-        match permit {
-            Some(permit) => task::spawn_n_in(fut, Some(self.id), permit),
-            None => task::log_panic(task::run_inline(fut, Some(self.id)).await),
+        async move {
+            let permit = match self.slots.try_acquire() {
+                Some(permit) => Some(permit),
+                None => self.slot().await,
+            };
+            match permit {
+                Some(permit) => task::spawn_n_in(fut, Some(self.id), permit),
+                None => task::log_panic(task::run_inline(fut, Some(self.id)).await),
+            }
         }
     }
 
