@@ -1,11 +1,21 @@
 //! Micro-costs of shardlet's green threads against raw glommio, in one run.
 //!
-//! Run with: `cargo bench --bench green` (add `-- --quick` for a short pass;
-//! `GREEN_BENCH_ROUNDS=N` repeats the whole set N times, each round starting
-//! one group later, and reports medians with the ratio's range).
-//! At the end it prints each shardlet row's ratio to its raw-glommio
-//! baseline as a markdown table; with `GREEN_BENCH_WRITE=BENCHMARKS.md` it
-//! also rewrites that file's table (between its `green-bench` markers).
+//! Run with: `cargo bench --bench green` (add `-- --quick` for a short
+//! criterion pass). It has two parts:
+//!
+//! 1. **criterion**, each side of each row on its own (absolute times,
+//!    criterion's statistics and reports);
+//! 2. **the ratio table, from interleaved pairs.** On a shared or virtual
+//!    machine the speed of the same code drifts for seconds at a time, and a
+//!    drift does not move both sides alike, so two criterion runs made
+//!    seconds apart do not give a sound ratio. Each row is measured instead
+//!    as many pairs of batches run back to back, the shardlet side first in
+//!    every other pair (each batch about 2 ms), and the rows take turns, so
+//!    every row's pairs spread over the whole measurement. A row's ratio is
+//!    the median of its pairs' ratios, with their 10th-90th percentiles.
+//!    `GREEN_BENCH_PAIRS=N` sets the pairs per row (default 300; 0 skips
+//!    this part); with `GREEN_BENCH_WRITE=BENCHMARKS.md` the table is also
+//!    written into that file (between its `green-bench` markers).
 //!
 //! Every measurement runs on one glommio executor on the bench thread, so
 //! the shardlet figures and their raw-glommio baselines share the machine
@@ -19,323 +29,32 @@
 //! what the metrics cost.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use futures_lite::future::yield_now;
 use futures_lite::StreamExt;
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use shardlet::{GreenPile, GreenPool};
 
-fn executor() -> LocalExecutor {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("cannot build a glommio executor for the bench")
+/// One side of a row: runs `n` operations and returns how long they took.
+type Side<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+/// A criterion group: its sides, each timed alone.
+struct Group<'a> {
+    name: &'static str,
+    /// Work items per operation (criterion's throughput).
+    items: u64,
+    sample_size: usize,
+    sides: Vec<(&'static str, Side<'a>)>,
 }
 
-/// Runs `body(iters)` on the executor and returns its elapsed time.
-fn timed<F, Fut>(ex: &LocalExecutor, iters: u64, body: F) -> Duration
-where
-    F: FnOnce(u64) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    ex.run(async move {
-        let start = Instant::now();
-        body(iters).await;
-        start.elapsed()
-    })
-}
-
-/// Fire-and-forget: spawn `iters` tasks, then wait until all have run.
-fn spawn_detached(c: &mut Criterion) {
-    let ex = executor();
-    let mut group = c.benchmark_group("spawn_detached");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("raw glommio spawn_local+detach", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                let done = Rc::new(Cell::new(0u64));
-                for _ in 0..n {
-                    let done = done.clone();
-                    glommio::spawn_local(async move { done.set(done.get() + 1) }).detach();
-                }
-                wait_for(&done, n).await;
-            })
-        })
-    });
-    group.bench_function("shardlet spawn_n", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                let done = Rc::new(Cell::new(0u64));
-                for _ in 0..n {
-                    let done = done.clone();
-                    shardlet::spawn_n(async move { done.set(done.get() + 1) });
-                }
-                wait_for(&done, n).await;
-            })
-        })
-    });
-    group.finish();
-}
-
-/// Spawn and await the result, one task at a time.
-fn spawn_join(c: &mut Criterion) {
-    let ex = executor();
-    let mut group = c.benchmark_group("spawn_join");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("raw glommio spawn_local+await", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                for i in 0..n {
-                    black_box(glommio::spawn_local(async move { i }).await);
-                }
-            })
-        })
-    });
-    group.bench_function("shardlet spawn+join", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                for i in 0..n {
-                    black_box(shardlet::spawn(async move { i }).await.unwrap());
-                }
-            })
-        })
-    });
-    // The pool's promise (at most `size` tasks at once) written by hand:
-    // each task holds a permit of glommio's own semaphore.
-    group.bench_function("raw glommio spawn_local+await holding a Semaphore permit", |b| {
-        let limit = Rc::new(glommio::sync::Semaphore::new(1000));
-        b.iter_custom(|iters| {
-            let limit = limit.clone();
-            timed(&ex, iters, |n| async move {
-                for i in 0..n {
-                    let permit = limit
-                        .acquire_static_permit(1)
-                        .await
-                        .expect("the semaphore is open");
-                    black_box(
-                        glommio::spawn_local(async move {
-                            let _permit = permit;
-                            i
-                        })
-                        .await,
-                    );
-                }
-            })
-        })
-    });
-    group.bench_function("shardlet GreenPool::spawn+join", |b| {
-        let pool = GreenPool::new(1000);
-        b.iter_custom(|iters| {
-            let pool = pool.clone();
-            timed(&ex, iters, |n| async move {
-                for i in 0..n {
-                    black_box(pool.spawn(async move { i }).await.await.unwrap());
-                }
-            })
-        })
-    });
-    group.finish();
-    let mut group = c.benchmark_group("spawn_join_waiting_once");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("raw glommio spawn_local+await", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                for i in 0..n {
-                    black_box(
-                        glommio::spawn_local(async move {
-                            yield_now().await;
-                            i
-                        })
-                        .await,
-                    );
-                }
-            })
-        })
-    });
-    group.bench_function("shardlet spawn+join", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                for i in 0..n {
-                    black_box(
-                        shardlet::spawn(async move {
-                            yield_now().await;
-                            i
-                        })
-                        .await
-                        .unwrap(),
-                    );
-                }
-            })
-        })
-    });
-    group.finish();
-}
-
-/// imap over 100k items, pool of 1000, against the same work as a
-/// hand-written window of raw glommio tasks; items that finish at once, and
-/// items that wait once.
-fn imap(c: &mut Criterion) {
-    imap_group(c, "imap_100k", false);
-    imap_group(c, "imap_100k_waiting_once", true);
-}
-
-fn imap_group(c: &mut Criterion, name: &str, wait: bool) {
-    const ITEMS: u64 = 100_000;
-    let ex = executor();
-    let mut group = c.benchmark_group(name);
-    group.throughput(Throughput::Elements(ITEMS));
-    group.sample_size(10);
-    group.bench_function(BenchmarkId::new("shardlet imap", "pool=1000"), |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                let pool = GreenPool::new(1000);
-                for _ in 0..n {
-                    let sum = pool
-                        .imap(0..ITEMS, |i| work(i, wait))
-                        .fold(0u64, |acc, r| acc + r.unwrap())
-                        .await;
-                    black_box(sum);
-                }
-            })
-        })
-    });
-    group.bench_function(BenchmarkId::new("raw glommio window", "1000"), |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                for _ in 0..n {
-                    let mut window = std::collections::VecDeque::with_capacity(1000);
-                    let mut sum = 0u64;
-                    for i in 0..ITEMS {
-                        if window.len() == 1000 {
-                            let t: glommio::task::JoinHandle<u64> = window.pop_front().unwrap();
-                            sum += t.await.unwrap();
-                        }
-                        window.push_back(glommio::spawn_local(work(i, wait)).detach());
-                    }
-                    for t in window {
-                        sum += t.await.unwrap();
-                    }
-                    black_box(sum);
-                }
-            })
-        })
-    });
-    group.finish();
-}
-
-/// One work item: `i`, at once or after waiting once.
-async fn work(i: u64, wait: bool) -> u64 {
-    if wait {
-        yield_now().await;
-    }
-    i
-}
-
-/// Fill a pile with 1000 tasks and drain it; tasks that finish at once,
-/// and tasks that wait once.
-fn pile(c: &mut Criterion) {
-    pile_group(c, "pile_fill_drain_1000", false);
-    pile_group(c, "pile_fill_drain_1000_waiting_once", true);
-}
-
-fn pile_group(c: &mut Criterion, name: &str, wait: bool) {
-    const TASKS: u64 = 1000;
-    let ex = executor();
-    let mut group = c.benchmark_group(name);
-    group.throughput(Throughput::Elements(TASKS));
-    group.bench_function("shardlet GreenPile", |b| {
-        let pool = GreenPool::new(1000);
-        b.iter_custom(|iters| {
-            let pool = pool.clone();
-            timed(&ex, iters, |n| async move {
-                for _ in 0..n {
-                    let mut pile = GreenPile::new(&pool);
-                    for i in 0..TASKS {
-                        pile.spawn(work(i, wait)).await;
-                    }
-                    black_box(pile.fold(0u64, |acc, r| acc + r.unwrap()).await);
-                }
-            })
-        })
-    });
-    group.bench_function("raw glommio Vec<JoinHandle>", |b| {
-        b.iter_custom(|iters| {
-            timed(&ex, iters, |n| async move {
-                for _ in 0..n {
-                    let handles: Vec<_> = (0..TASKS)
-                        .map(|i| glommio::spawn_local(work(i, wait)).detach())
-                        .collect();
-                    let mut sum = 0;
-                    for h in handles {
-                        sum += h.await.unwrap();
-                    }
-                    black_box(sum);
-                }
-            })
-        })
-    });
-    group.finish();
-}
-
-async fn wait_for(done: &Cell<u64>, n: u64) {
-    while done.get() < n {
-        glommio::executor().yield_task_queue_now().await;
-    }
-}
-
-/// `spawn_detached` on a shard of a shardlet runtime: tasks counted and
-/// polls timed for the runtime's metrics.
-fn spawn_detached_on_a_shard(c: &mut Criterion) {
-    let runtime = shardlet::Runtime::new(
-        shardlet::Config::default()
-            .with_shards(1)
-            .with_pin(false)
-            .with_io_memory(1 << 20),
-    )
-    .expect("a runtime for the bench");
-    let handle = runtime
-        .start(|| async { shardlet::shard::stopped().await })
-        .expect("the bench shard starts");
-    let mesh = handle.mesh();
-    // Runs the spawn loop on the shard; its elapsed time comes back.
-    let on_shard = |n: u64, raw: bool| -> Duration {
-        futures_lite::future::block_on(mesh.submit_to(0, move || async move {
-            let start = Instant::now();
-            let done = Rc::new(Cell::new(0u64));
-            for _ in 0..n {
-                let done = done.clone();
-                let task = async move { done.set(done.get() + 1) };
-                if raw {
-                    glommio::spawn_local(task).detach();
-                } else {
-                    shardlet::spawn_n(task);
-                }
-            }
-            wait_for(&done, n).await;
-            start.elapsed()
-        }))
-        .expect("the bench shard answers")
-    };
-    let mut group = c.benchmark_group("spawn_detached_on_a_shard");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("raw glommio spawn_local+detach", |b| {
-        b.iter_custom(|n| on_shard(n, true))
-    });
-    group.bench_function("shardlet spawn_n", |b| b.iter_custom(|n| on_shard(n, false)));
-    group.finish();
-    handle.stop(Duration::from_secs(1));
-    handle.join().expect("the bench shard ends");
-}
-
-/// The groups, in the order of the first round (later rounds rotate it).
-const GROUPS: &[fn(&mut Criterion)] = &[spawn_detached, spawn_detached_on_a_shard, spawn_join, imap, pile];
-
-/// Each shardlet row and the raw-glommio row it is compared with.
-const PAIRS: &[(&str, &str, &str)] = &[
+/// Each shardlet row and the raw-glommio side it is compared with, by
+/// group and side name.
+const ROWS: &[(&str, &str, &str)] = &[
     (
         "spawn_detached",
         "shardlet spawn_n",
@@ -384,98 +103,446 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+fn executor() -> LocalExecutor {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("cannot build a glommio executor for the bench")
+}
+
+/// A side that runs `body(n)` on the executor and times it.
+fn on<'a, F, Fut>(ex: &'a LocalExecutor, body: F) -> Side<'a>
+where
+    F: Fn(u64) -> Fut + 'a,
+    Fut: Future<Output = ()>,
+{
+    Box::new(move |n| {
+        ex.run(async {
+            let start = Instant::now();
+            body(n).await;
+            start.elapsed()
+        })
+    })
+}
+
+/// Fire-and-forget: spawn `n` tasks, then wait until all have run.
+fn spawn_detached(ex: &LocalExecutor) -> Group<'_> {
+    Group {
+        name: "spawn_detached",
+        items: 1,
+        sample_size: 100,
+        sides: vec![
+            (
+                "raw glommio spawn_local+detach",
+                on(ex, |n| async move {
+                    let done = Rc::new(Cell::new(0u64));
+                    for _ in 0..n {
+                        let done = done.clone();
+                        glommio::spawn_local(async move { done.set(done.get() + 1) }).detach();
+                    }
+                    wait_for(&done, n).await;
+                }),
+            ),
+            (
+                "shardlet spawn_n",
+                on(ex, |n| async move {
+                    let done = Rc::new(Cell::new(0u64));
+                    for _ in 0..n {
+                        let done = done.clone();
+                        shardlet::spawn_n(async move { done.set(done.get() + 1) });
+                    }
+                    wait_for(&done, n).await;
+                }),
+            ),
+        ],
+    }
+}
+
+/// Spawn and await the result, one task at a time.
+fn spawn_join(ex: &LocalExecutor) -> Group<'_> {
+    let limit = Rc::new(glommio::sync::Semaphore::new(1000));
+    let pool = GreenPool::new(1000);
+    Group {
+        name: "spawn_join",
+        items: 1,
+        sample_size: 100,
+        sides: vec![
+            (
+                "raw glommio spawn_local+await",
+                on(ex, |n| async move {
+                    for i in 0..n {
+                        black_box(glommio::spawn_local(async move { i }).await);
+                    }
+                }),
+            ),
+            (
+                "shardlet spawn+join",
+                on(ex, |n| async move {
+                    for i in 0..n {
+                        black_box(shardlet::spawn(async move { i }).await.unwrap());
+                    }
+                }),
+            ),
+            // The pool's promise (at most `size` tasks at once) written by
+            // hand: each task holds a permit of glommio's own semaphore.
+            (
+                "raw glommio spawn_local+await holding a Semaphore permit",
+                on(ex, move |n| {
+                    let limit = limit.clone();
+                    async move {
+                        for i in 0..n {
+                            let permit = limit
+                                .acquire_static_permit(1)
+                                .await
+                                .expect("the semaphore is open");
+                            black_box(
+                                glommio::spawn_local(async move {
+                                    let _permit = permit;
+                                    i
+                                })
+                                .await,
+                            );
+                        }
+                    }
+                }),
+            ),
+            (
+                "shardlet GreenPool::spawn+join",
+                on(ex, move |n| {
+                    let pool = pool.clone();
+                    async move {
+                        for i in 0..n {
+                            black_box(pool.spawn(async move { i }).await.await.unwrap());
+                        }
+                    }
+                }),
+            ),
+        ],
+    }
+}
+
+/// Spawn and await, each task waiting once before it finishes.
+fn spawn_join_waiting_once(ex: &LocalExecutor) -> Group<'_> {
+    Group {
+        name: "spawn_join_waiting_once",
+        items: 1,
+        sample_size: 100,
+        sides: vec![
+            (
+                "raw glommio spawn_local+await",
+                on(ex, |n| async move {
+                    for i in 0..n {
+                        black_box(glommio::spawn_local(work(i, true)).await);
+                    }
+                }),
+            ),
+            (
+                "shardlet spawn+join",
+                on(ex, |n| async move {
+                    for i in 0..n {
+                        black_box(shardlet::spawn(work(i, true)).await.unwrap());
+                    }
+                }),
+            ),
+        ],
+    }
+}
+
+/// imap over 100k items, pool of 1000, against the same work as a
+/// hand-written window of raw glommio tasks.
+fn imap<'a>(ex: &'a LocalExecutor, name: &'static str, wait: bool) -> Group<'a> {
+    const ITEMS: u64 = 100_000;
+    Group {
+        name,
+        items: ITEMS,
+        sample_size: 10,
+        sides: vec![
+            (
+                "shardlet imap/pool=1000",
+                on(ex, move |n| async move {
+                    let pool = GreenPool::new(1000);
+                    for _ in 0..n {
+                        let sum = pool
+                            .imap(0..ITEMS, |i| work(i, wait))
+                            .fold(0u64, |acc, r| acc + r.unwrap())
+                            .await;
+                        black_box(sum);
+                    }
+                }),
+            ),
+            (
+                "raw glommio window/1000",
+                on(ex, move |n| async move {
+                    for _ in 0..n {
+                        let mut window = std::collections::VecDeque::with_capacity(1000);
+                        let mut sum = 0u64;
+                        for i in 0..ITEMS {
+                            if window.len() == 1000 {
+                                let t: glommio::task::JoinHandle<u64> = window.pop_front().unwrap();
+                                sum += t.await.unwrap();
+                            }
+                            window.push_back(glommio::spawn_local(work(i, wait)).detach());
+                        }
+                        for t in window {
+                            sum += t.await.unwrap();
+                        }
+                        black_box(sum);
+                    }
+                }),
+            ),
+        ],
+    }
+}
+
+/// Fill a pile with 1000 tasks and drain it.
+fn pile<'a>(ex: &'a LocalExecutor, name: &'static str, wait: bool) -> Group<'a> {
+    const TASKS: u64 = 1000;
+    let pool = GreenPool::new(1000);
+    Group {
+        name,
+        items: TASKS,
+        sample_size: 100,
+        sides: vec![
+            (
+                "shardlet GreenPile",
+                on(ex, move |n| {
+                    let pool = pool.clone();
+                    async move {
+                        for _ in 0..n {
+                            let mut pile = GreenPile::new(&pool);
+                            for i in 0..TASKS {
+                                pile.spawn(work(i, wait)).await;
+                            }
+                            black_box(pile.fold(0u64, |acc, r| acc + r.unwrap()).await);
+                        }
+                    }
+                }),
+            ),
+            (
+                "raw glommio Vec<JoinHandle>",
+                on(ex, move |n| async move {
+                    for _ in 0..n {
+                        let handles: Vec<_> = (0..TASKS)
+                            .map(|i| glommio::spawn_local(work(i, wait)).detach())
+                            .collect();
+                        let mut sum = 0;
+                        for h in handles {
+                            sum += h.await.unwrap();
+                        }
+                        black_box(sum);
+                    }
+                }),
+            ),
+        ],
+    }
+}
+
+/// One work item: `i`, at once or after waiting once.
+async fn work(i: u64, wait: bool) -> u64 {
+    if wait {
+        yield_now().await;
+    }
+    i
+}
+
+async fn wait_for(done: &Cell<u64>, n: u64) {
+    while done.get() < n {
+        glommio::executor().yield_task_queue_now().await;
+    }
+}
+
+/// `spawn_detached` on a shard of a shardlet runtime: tasks counted and
+/// polls timed for the runtime's metrics.
+fn spawn_detached_on_a_shard(mesh: &shardlet::Mesh) -> Group<'_> {
+    // Runs the spawn loop on the shard; its elapsed time comes back.
+    let on_shard = |raw: bool| -> Side<'_> {
+        Box::new(move |n| {
+            futures_lite::future::block_on(mesh.submit_to(0, move || async move {
+                let start = Instant::now();
+                let done = Rc::new(Cell::new(0u64));
+                for _ in 0..n {
+                    let done = done.clone();
+                    let task = async move { done.set(done.get() + 1) };
+                    if raw {
+                        glommio::spawn_local(task).detach();
+                    } else {
+                        shardlet::spawn_n(task);
+                    }
+                }
+                wait_for(&done, n).await;
+                start.elapsed()
+            }))
+            .expect("the bench shard answers")
+        })
+    };
+    Group {
+        name: "spawn_detached_on_a_shard",
+        items: 1,
+        sample_size: 100,
+        sides: vec![
+            ("raw glommio spawn_local+detach", on_shard(true)),
+            ("shardlet spawn_n", on_shard(false)),
+        ],
+    }
+}
+
 fn main() {
-    let rounds = match std::env::var("GREEN_BENCH_ROUNDS") {
-        Err(_) => 1,
+    // `cargo bench` passes `--bench`; `cargo test` (which runs this once, to
+    // check it works) does not.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let pairs = match std::env::var("GREEN_BENCH_PAIRS") {
+        Err(_) if benching => 300,
+        Err(_) => 2,
         Ok(text) => match text.parse::<usize>() {
-            Ok(n @ 1..=20) => n,
+            Ok(n @ 0..=100_000) => n,
             _ => {
-                eprintln!("GREEN_BENCH_ROUNDS={text:?}: expected a whole number from 1 to 20");
+                eprintln!("GREEN_BENCH_PAIRS={text:?}: expected a whole number from 0 to 100000");
                 std::process::exit(2);
             }
         },
     };
-    // Per pair: (shardlet ns, raw ns) of each round.
-    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); PAIRS.len()];
-    for round in 0..rounds {
-        let mut c = Criterion::default().configure_from_args();
-        // Each round starts one group later, so no group always runs first
-        // (on a warm or a cold machine).
-        for k in 0..GROUPS.len() {
-            GROUPS[(round + k) % GROUPS.len()](&mut c);
+    let runtime = shardlet::Runtime::new(
+        shardlet::Config::default()
+            .with_shards(1)
+            .with_pin(false)
+            .with_io_memory(1 << 20),
+    )
+    .expect("a runtime for the bench");
+    let handle = runtime
+        .start(|| async { shardlet::shard::stopped().await })
+        .expect("the bench shard starts");
+    let mesh = handle.mesh();
+    let ex = executor();
+    let mut groups = vec![
+        spawn_detached(&ex),
+        spawn_detached_on_a_shard(&mesh),
+        spawn_join(&ex),
+        spawn_join_waiting_once(&ex),
+        imap(&ex, "imap_100k", false),
+        imap(&ex, "imap_100k_waiting_once", true),
+        pile(&ex, "pile_fill_drain_1000", false),
+        pile(&ex, "pile_fill_drain_1000_waiting_once", true),
+    ];
+
+    let mut c = Criterion::default().configure_from_args();
+    for group in &mut groups {
+        let mut g = c.benchmark_group(group.name);
+        g.throughput(Throughput::Elements(group.items));
+        g.sample_size(group.sample_size);
+        for (name, side) in &mut group.sides {
+            g.bench_function(*name, |b| b.iter_custom(&mut *side));
         }
-        for (pair, runs) in PAIRS.iter().zip(&mut runs) {
-            let (group, ours, raw) = pair;
-            if let (Some(a), Some(b)) = (median_ns(group, ours), median_ns(group, raw)) {
-                runs.push((a, b));
+        g.finish();
+    }
+    c.final_summary();
+
+    if pairs > 0 {
+        let table = ratio_table(&mut groups, pairs, benching);
+        println!("\n{table}");
+        if let Ok(file) = std::env::var("GREEN_BENCH_WRITE") {
+            write_table(&file, &table);
+            println!("(written to {file})");
+        }
+    }
+    drop(groups);
+    handle.stop(Duration::from_secs(1));
+    handle.join().expect("the bench shard ends");
+}
+
+/// Measures every row as interleaved pairs (see the module docs) and
+/// returns the table: per row, each side's median time per operation and
+/// the median ratio with its 10th-90th percentiles.
+fn ratio_table(groups: &mut [Group<'_>], pairs: usize, benching: bool) -> String {
+    // Where each row's two sides are: (group, ours, raw) indices.
+    let rows: Vec<(usize, usize, usize)> = ROWS
+        .iter()
+        .map(|(group, ours, raw)| {
+            let g = groups
+                .iter()
+                .position(|g| g.name == *group)
+                .expect("a row's group exists");
+            let side = |name: &str| {
+                groups[g]
+                    .sides
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                    .expect("a row's side exists")
+            };
+            (g, side(ours), side(raw))
+        })
+        .collect();
+    // Batch sizes: about 2 ms for the slower side (a few operations when
+    // only checking that the bench works).
+    let batches: Vec<u64> = rows
+        .iter()
+        .map(|&(g, a, b)| {
+            let mut n = 1u64;
+            while benching && n < 1 << 24 {
+                let took = groups[g].sides[a].1(n).max(groups[g].sides[b].1(n));
+                if took >= Duration::from_millis(2) {
+                    break;
+                }
+                n *= 2;
+            }
+            n
+        })
+        .collect();
+    let warm_up = if benching { 5 } else { 0 };
+    let mut measured: Vec<Vec<(f64, f64)>> = vec![Vec::new(); rows.len()];
+    for k in 0..warm_up + pairs {
+        // The rows take turns, starting one later each time; within a
+        // pair, the shardlet side runs first every other time.
+        for r in 0..rows.len() {
+            let row = (k + r) % rows.len();
+            let (g, a, b) = rows[row];
+            let n = batches[row];
+            let per_op = |d: Duration| d.as_nanos() as f64 / n as f64;
+            let (ours, raw) = if k % 2 == 0 {
+                let ours = per_op(groups[g].sides[a].1(n));
+                (ours, per_op(groups[g].sides[b].1(n)))
+            } else {
+                let raw = per_op(groups[g].sides[b].1(n));
+                (per_op(groups[g].sides[a].1(n)), raw)
+            };
+            if k >= warm_up {
+                measured[row].push((ours, raw));
             }
         }
     }
-    Criterion::default().configure_from_args().final_summary();
-    ratio_table(&runs, rounds);
-}
-
-/// Criterion's median estimate for `group/bench`, in ns, from this run's files.
-fn median_ns(group: &str, bench: &str) -> Option<f64> {
-    let dir = |s: &str| s.replace(['/', '<', '>', ':'], "_");
-    let mut path =
-        std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
-    path.push("criterion");
-    path.push(dir(group));
-    for part in bench.split('/') {
-        path.push(dir(part));
-    }
-    path.push("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
-/// The median of `values` (not empty).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-/// Prints the ratio table (and writes it into a file when asked): per row,
-/// the medians over the rounds of each side's criterion median, and the
-/// median ratio with its range.
-fn ratio_table(runs: &[Vec<(f64, f64)>], rounds: usize) {
-    if runs.iter().any(|r| r.len() < rounds) {
-        return; // not a full run (a filter, or test mode): no table
-    }
-    let mut table = String::from("| measurement | shardlet | raw glommio | ratio |\n|---|---:|---:|---:|\n");
-    for ((group, ours, raw), runs) in PAIRS.iter().zip(runs) {
-        let ratios: Vec<f64> = runs.iter().map(|(a, b)| a / b).collect();
-        let (low, high) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
-        let ratio = if rounds > 1 {
-            format!("{:.2} [{low:.2}-{high:.2}]", median(ratios))
-        } else {
-            format!("{:.2}", median(ratios))
-        };
+    let mut table =
+        String::from("| measurement | shardlet | raw glommio | ratio [p10-p90] |\n|---|---:|---:|---:|\n");
+    for ((group, ours, raw), pairs) in ROWS.iter().zip(measured) {
+        let ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
         table += &format!(
-            "| {group}: {ours} vs {raw} | {} | {} | {ratio} |\n",
-            fmt_ns(median(runs.iter().map(|r| r.0).collect())),
-            fmt_ns(median(runs.iter().map(|r| r.1).collect())),
+            "| {group}: {ours} vs {raw} | {} | {} | {:.2} [{:.2}-{:.2}] |\n",
+            fmt_ns(percentile(pairs.iter().map(|p| p.0).collect(), 0.5)),
+            fmt_ns(percentile(pairs.iter().map(|p| p.1).collect(), 0.5)),
+            percentile(ratios.clone(), 0.5),
+            percentile(ratios.clone(), 0.1),
+            percentile(ratios, 0.9),
         );
     }
-    println!("\nshardlet / raw glommio (medians of criterion medians over {rounds} round(s); ratio: median [min-max]):\n\n{table}");
-    if let Ok(file) = std::env::var("GREEN_BENCH_WRITE") {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let (begin, end) = ("<!-- green-bench:begin -->\n", "<!-- green-bench:end -->");
-        let updated = match (text.find(begin), text.find(end)) {
-            (Some(i), Some(j)) if i < j => format!("{}{begin}{table}{}", &text[..i], &text[j..]),
-            _ => format!("{text}\n{begin}{table}{end}\n"),
-        };
-        std::fs::write(&file, updated).expect("cannot write the ratio table");
-        println!("(written to {file})");
-    }
+    format!("shardlet / raw glommio, per operation: medians over {pairs} interleaved pairs of batches:\n\n{table}")
+}
+
+/// The `q` quantile of `values` (not empty), by the nearest rank.
+fn percentile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() - 1) as f64 * q).round() as usize;
+    values[rank]
+}
+
+/// Puts `table` between the `green-bench` markers of `file` (at its end if
+/// it has none).
+fn write_table(file: &str, table: &str) {
+    let table = table.split_once("\n\n").map_or(table, |(_, t)| t);
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let (begin, end) = ("<!-- green-bench:begin -->\n", "<!-- green-bench:end -->");
+    let updated = match (text.find(begin), text.find(end)) {
+        (Some(i), Some(j)) if i < j => format!("{}{begin}{table}{}", &text[..i], &text[j..]),
+        _ => format!("{text}\n{begin}{table}{end}\n"),
+    };
+    std::fs::write(file, updated).expect("cannot write the ratio table");
 }
 
 fn fmt_ns(ns: f64) -> String {
