@@ -17,6 +17,11 @@
 //!    this part); with `GREEN_BENCH_WRITE=BENCHMARKS.md` the table is also
 //!    written into that file (between its `green-bench` markers).
 //!
+//! `--run GROUP SIDE N` runs one side once, for N operations, and nothing
+//! else; `--rows` lists the table's rows. `scripts/green-instructions.sh`
+//! uses them to count each row's instructions per operation with callgrind
+//! (exact, where the timings drift).
+//!
 //! Every measurement runs on one glommio executor on the bench thread, so
 //! the shardlet figures and their raw-glommio baselines share the machine
 //! state; compare the ratios, not the absolute times. Each work item comes
@@ -83,6 +88,16 @@ const ROWS: &[(&str, &str, &str)] = &[
     (
         "spawn_join_waiting_once",
         "shardlet spawn+join",
+        "raw glommio spawn_local+await",
+    ),
+    (
+        "spawn_join_half_kib",
+        "shardlet spawn+join",
+        "raw glommio spawn_local+await",
+    ),
+    (
+        "spawn_join_half_kib",
+        "shardlet GreenPool::spawn+join",
         "raw glommio spawn_local+await",
     ),
     ("imap_100k", "shardlet imap/pool=1000", "raw glommio window/1000"),
@@ -248,6 +263,62 @@ fn spawn_join_waiting_once(ex: &LocalExecutor) -> Group<'_> {
     }
 }
 
+/// Spawn and await a 0.5 KiB future that owns an `Rc`: a larger future with
+/// a destructor, as most real tasks are. (glommio moves a future that has no
+/// destructor through its spawn by reference, and copies one that has at
+/// each layer; a shardlet task always has one: BENCHMARKS.md.)
+fn spawn_join_half_kib(ex: &LocalExecutor) -> Group<'_> {
+    let pool = GreenPool::new(1000);
+    let owned = Rc::new(Cell::new(1u64));
+    // The future, built the same way on every side.
+    fn half_kib(i: u64, owned: &Rc<Cell<u64>>) -> impl Future<Output = u64> + 'static {
+        let data = [i; 64];
+        let owned = owned.clone();
+        async move { black_box(&data)[3] + owned.get() }
+    }
+    let sides: Vec<(&'static str, Side<'_>)> = vec![
+        ("raw glommio spawn_local+await", {
+            let owned = owned.clone();
+            on(ex, move |n| {
+                let owned = owned.clone();
+                async move {
+                    for i in 0..n {
+                        black_box(glommio::spawn_local(half_kib(i, &owned)).await);
+                    }
+                }
+            })
+        }),
+        ("shardlet spawn+join", {
+            let owned = owned.clone();
+            on(ex, move |n| {
+                let owned = owned.clone();
+                async move {
+                    for i in 0..n {
+                        black_box(shardlet::spawn(half_kib(i, &owned)).await.unwrap());
+                    }
+                }
+            })
+        }),
+        (
+            "shardlet GreenPool::spawn+join",
+            on(ex, move |n| {
+                let (pool, owned) = (pool.clone(), owned.clone());
+                async move {
+                    for i in 0..n {
+                        black_box(pool.spawn(half_kib(i, &owned)).await.await.unwrap());
+                    }
+                }
+            }),
+        ),
+    ];
+    Group {
+        name: "spawn_join_half_kib",
+        items: 1,
+        sample_size: 100,
+        sides,
+    }
+}
+
 /// imap over 100k items, pool of 1000, against the same work as a
 /// hand-written window of raw glommio tasks.
 fn imap<'a>(ex: &'a LocalExecutor, name: &'static str, wait: bool) -> Group<'a> {
@@ -351,6 +422,9 @@ async fn wait_for(done: &Cell<u64>, n: u64) {
     }
 }
 
+/// The group that runs on a shard of a shardlet runtime.
+const ON_A_SHARD: &str = "spawn_detached_on_a_shard";
+
 /// `spawn_detached` on a shard of a shardlet runtime: tasks counted and
 /// polls timed for the runtime's metrics.
 fn spawn_detached_on_a_shard(mesh: &shardlet::Mesh) -> Group<'_> {
@@ -376,7 +450,7 @@ fn spawn_detached_on_a_shard(mesh: &shardlet::Mesh) -> Group<'_> {
         })
     };
     Group {
-        name: "spawn_detached_on_a_shard",
+        name: ON_A_SHARD,
         items: 1,
         sample_size: 100,
         sides: vec![
@@ -387,9 +461,29 @@ fn spawn_detached_on_a_shard(mesh: &shardlet::Mesh) -> Group<'_> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `--rows`: the rows `--run` can run, one per line (group, shardlet
+    // side, raw side, tab-separated), for scripts/green-instructions.sh: all
+    // but the one that needs a shard (see below).
+    if args.iter().any(|a| a == "--rows") {
+        for (group, ours, raw) in ROWS.iter().filter(|r| r.0 != ON_A_SHARD) {
+            println!("{group}\t{ours}\t{raw}");
+        }
+        return;
+    }
+    // `--run GROUP SIDE N`: runs that side once, for N operations, and
+    // nothing else (for an instruction count: scripts/green-instructions.sh).
+    let run = args.iter().position(|a| a == "--run").map(|i| {
+        let arg = |k: usize| args.get(i + k).map(String::as_str).unwrap_or_default();
+        let n = arg(3).parse::<u64>().unwrap_or_else(|_| {
+            eprintln!("--run GROUP SIDE N: N must be a whole number, not {:?}", arg(3));
+            std::process::exit(2);
+        });
+        (arg(1).to_owned(), arg(2).to_owned(), n)
+    });
     // `cargo bench` passes `--bench`; `cargo test` (which runs this once, to
     // check it works) does not.
-    let benching = std::env::args().any(|a| a == "--bench");
+    let benching = args.iter().any(|a| a == "--bench");
     let pairs = match std::env::var("GREEN_BENCH_PAIRS") {
         Err(_) if benching => 300,
         Err(_) => 2,
@@ -401,31 +495,61 @@ fn main() {
             }
         },
     };
-    let runtime = shardlet::Runtime::new(
-        shardlet::Config::default()
-            .with_shards(1)
-            .with_pin(false)
-            .with_io_memory(1 << 20),
-    )
-    .expect("a runtime for the bench");
-    let handle = runtime
-        .start(|| async { shardlet::shard::stopped().await })
-        .expect("the bench shard starts");
-    let mesh = handle.mesh();
+    // The shard for `spawn_detached_on_a_shard`; not under `--run`: under
+    // callgrind, a shard that parks blocks in `io_uring_enter` holding
+    // valgrind's lock, and the bench thread never runs again.
+    let shard = run.is_none().then(|| {
+        let runtime = shardlet::Runtime::new(
+            shardlet::Config::default()
+                .with_shards(1)
+                .with_pin(false)
+                .with_io_memory(1 << 20),
+        )
+        .expect("a runtime for the bench");
+        runtime
+            .start(|| async { shardlet::shard::stopped().await })
+            .expect("the bench shard starts")
+    });
+    let mesh = shard.as_ref().map(|handle| handle.mesh());
     let ex = executor();
     let mut groups = vec![
         spawn_detached(&ex),
-        spawn_detached_on_a_shard(&mesh),
         spawn_join(&ex),
         spawn_join_waiting_once(&ex),
+        spawn_join_half_kib(&ex),
         imap(&ex, "imap_100k", false),
         imap(&ex, "imap_100k_waiting_once", true),
         pile(&ex, "pile_fill_drain_1000", false),
         pile(&ex, "pile_fill_drain_1000_waiting_once", true),
     ];
+    groups.extend(mesh.as_ref().map(spawn_detached_on_a_shard));
 
+    if let Some((group, side, n)) = run {
+        let found = groups
+            .iter_mut()
+            .filter(|g| g.name == group)
+            .flat_map(|g| g.sides.iter_mut())
+            .find(|(name, _)| *name == side);
+        let Some((_, side_fn)) = found else {
+            eprintln!("--run: no side {side:?} in a group {group:?} (see --rows)");
+            std::process::exit(2);
+        };
+        let took = side_fn(n);
+        println!("{group}/{side}: {n} operations in {took:?}");
+    } else {
+        measure(&mut groups, pairs, benching);
+    }
+    drop(groups);
+    if let Some(handle) = shard {
+        handle.stop(Duration::from_secs(1));
+        handle.join().expect("the bench shard ends");
+    }
+}
+
+/// Criterion's runs of every side, then the table from interleaved pairs.
+fn measure(groups: &mut [Group<'_>], pairs: usize, benching: bool) {
     let mut c = Criterion::default().configure_from_args();
-    for group in &mut groups {
+    for group in groups.iter_mut() {
         let mut g = c.benchmark_group(group.name);
         g.throughput(Throughput::Elements(group.items));
         g.sample_size(group.sample_size);
@@ -437,16 +561,13 @@ fn main() {
     c.final_summary();
 
     if pairs > 0 {
-        let table = ratio_table(&mut groups, pairs, benching);
+        let table = ratio_table(groups, pairs, benching);
         println!("\n{table}");
         if let Ok(file) = std::env::var("GREEN_BENCH_WRITE") {
             write_table(&file, &table);
             println!("(written to {file})");
         }
     }
-    drop(groups);
-    handle.stop(Duration::from_secs(1));
-    handle.join().expect("the bench shard ends");
 }
 
 /// Measures every row as interleaved pairs (see the module docs) and
