@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per operation of each row of `cargo bench --bench green`,
+# Instructions per work item of each row of `cargo bench --bench green`,
 # shardlet's side against its raw-glommio baseline, counted by callgrind:
 # exact and the same from run to run, where the bench's timings drift with a
 # shared machine's phases (and miss what instructions do not show: stalls).
@@ -9,9 +9,10 @@
 #
 # Each side runs twice under callgrind (`--run GROUP SIDE N`, then 2N
 # operations); (Ir(2N) - Ir(N)) / N is its count per operation, with the
-# start-up, the runtime and the executor taken out. Rows whose operation is
-# a whole imap or pile run N/10,000 or N/100 of them instead (each is 100,000
-# or 1,000 items). Needs valgrind (Debian: `apt-get install valgrind`).
+# start-up and the executor taken out. Rows whose operation is a whole imap
+# or pile (100,000 or 1,000 items) run N/100,000 or N/1,000 of them, and
+# their counts are divided by the items. Needs valgrind (Debian:
+# `apt-get install valgrind`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20000}
@@ -37,16 +38,17 @@ per_op() {
   echo $(((b - a) / $3))
 }
 
-printf '| measurement | shardlet | raw glommio | ratio |\n|---|---:|---:|---:|\n'
+printf '| measurement (instructions per work item) | shardlet | raw glommio | ratio |\n|---|---:|---:|---:|\n'
 while IFS=$'\t' read -r group ours raw; do
   case $group in
-    imap_*) ops=$((n / 10000)) ;;
-    pile_*) ops=$((n / 100)) ;;
-    *) ops=$n ;;
+    imap_*) items=100000 ;;
+    pile_*) items=1000 ;;
+    *) items=1 ;;
   esac
+  ops=$((n / items))
   ((ops > 0)) || ops=1
-  a=$(per_op "$group" "$ours" "$ops")
-  b=$(per_op "$group" "$raw" "$ops")
+  a=$(($(per_op "$group" "$ours" "$ops") / items))
+  b=$(($(per_op "$group" "$raw" "$ops") / items))
   printf '| %s: %s vs %s | %d | %d | %s |\n' "$group" "$ours" "$raw" "$a" "$b" \
     "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')"
 done < <("$bench" --rows)
