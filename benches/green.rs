@@ -14,19 +14,25 @@
 //!    every row's pairs spread over the whole measurement. A row's ratio is
 //!    the median of its pairs' ratios, with their 10th-90th percentiles.
 //!    `GREEN_BENCH_PAIRS=N` sets the pairs per row (default 300; 0 skips
-//!    this part); with `GREEN_BENCH_WRITE=BENCHMARKS.md` the table is also
-//!    written into that file (between its `green-bench` markers).
+//!    this part, which a criterion filter does not); with
+//!    `GREEN_BENCH_WRITE=BENCHMARKS.md` the table is also written into that
+//!    file (between its `green-bench` markers). Under `cargo test` (no
+//!    `--bench`, or `--test`) both parts run once, as a check: 2 pairs of
+//!    one operation, and no file written.
 //!
 //! `--run GROUP SIDE N` runs one side once, for N operations, and nothing
-//! else; `--rows` lists the table's rows. `scripts/green-instructions.sh`
-//! uses them to count each row's instructions per operation with callgrind
+//! else; `--rows` lists the rows it can run (all but
+//! `spawn_detached_on_a_shard`, whose shard is not started then) with each
+//! row's work items per operation. `scripts/green-instructions.sh` uses
+//! them to count each row's instructions per work item with callgrind
 //! (exact, where the timings drift).
 //!
 //! Every measurement runs on one glommio executor on the bench thread, so
 //! the shardlet figures and their raw-glommio baselines share the machine
 //! state; compare the ratios, not the absolute times. Each work item comes
 //! in two kinds: one that finishes in its first step, and one that waits
-//! once (`yield_now`) before it finishes, as real work (I/O, timers) does.
+//! once (`yield_now`) before it finishes, as real work (I/O, timers) does;
+//! `spawn_join_half_kib` spawns a larger future (0.5 KiB, owning an `Rc`).
 //! The `spawn_detached_on_a_shard` group runs the `spawn_detached` loop on
 //! a shard of a shardlet `Runtime` instead (sent there with
 //! `Mesh::submit_to`), where the per-shard metrics count every task and
@@ -463,14 +469,10 @@ fn spawn_detached_on_a_shard(mesh: &shardlet::Mesh) -> Group<'_> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // `--rows`: the rows `--run` can run, one per line (group, shardlet
-    // side, raw side, tab-separated), for scripts/green-instructions.sh: all
-    // but the one that needs a shard (see below).
-    if args.iter().any(|a| a == "--rows") {
-        for (group, ours, raw) in ROWS.iter().filter(|r| r.0 != ON_A_SHARD) {
-            println!("{group}\t{ours}\t{raw}");
-        }
-        return;
-    }
+    // side, raw side, work items per operation; tab-separated), for
+    // scripts/green-instructions.sh: all but the one that needs a shard
+    // (see below).
+    let listing = args.iter().any(|a| a == "--rows");
     // `--run GROUP SIDE N`: runs that side once, for N operations, and
     // nothing else (for an instruction count: scripts/green-instructions.sh).
     let run = args.iter().position(|a| a == "--run").map(|i| {
@@ -483,7 +485,7 @@ fn main() {
     });
     // `cargo bench` passes `--bench`; `cargo test` (which runs this once, to
     // check it works) does not.
-    let benching = args.iter().any(|a| a == "--bench");
+    let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let pairs = match std::env::var("GREEN_BENCH_PAIRS") {
         Err(_) if benching => 300,
         Err(_) => 2,
@@ -498,7 +500,7 @@ fn main() {
     // The shard for `spawn_detached_on_a_shard`; not under `--run`: under
     // callgrind, a shard that parks blocks in `io_uring_enter` holding
     // valgrind's lock, and the bench thread never runs again.
-    let shard = run.is_none().then(|| {
+    let shard = (run.is_none() && !listing).then(|| {
         let runtime = shardlet::Runtime::new(
             shardlet::Config::default()
                 .with_shards(1)
@@ -524,7 +526,12 @@ fn main() {
     ];
     groups.extend(mesh.as_ref().map(spawn_detached_on_a_shard));
 
-    if let Some((group, side, n)) = run {
+    if listing {
+        for (group, ours, raw) in ROWS.iter().filter(|r| r.0 != ON_A_SHARD) {
+            let items = groups.iter().find(|g| g.name == *group).map_or(1, |g| g.items);
+            println!("{group}\t{ours}\t{raw}\t{items}");
+        }
+    } else if let Some((group, side, n)) = run {
         let found = groups
             .iter_mut()
             .filter(|g| g.name == group)
@@ -563,7 +570,7 @@ fn measure(groups: &mut [Group<'_>], pairs: usize, benching: bool) {
     if pairs > 0 {
         let table = ratio_table(groups, pairs, benching);
         println!("\n{table}");
-        if let Ok(file) = std::env::var("GREEN_BENCH_WRITE") {
+        if let (true, Ok(file)) = (benching, std::env::var("GREEN_BENCH_WRITE")) {
             write_table(&file, &table);
             println!("(written to {file})");
         }
@@ -646,11 +653,14 @@ fn ratio_table(groups: &mut [Group<'_>], pairs: usize, benching: bool) -> String
     format!("shardlet / raw glommio, per operation: medians over {pairs} interleaved pairs of batches:\n\n{table}")
 }
 
-/// The `q` quantile of `values` (not empty), by the nearest rank.
+/// The `q` quantile of `values` (not empty).
 fn percentile(mut values: Vec<f64>, q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
-    let rank = ((values.len() - 1) as f64 * q).round() as usize;
-    values[rank]
+    // Between the two nearest ranks (the median of an even count is the
+    // mean of the middle two).
+    let at = (values.len() - 1) as f64 * q;
+    let (low, high) = (at.floor() as usize, at.ceil() as usize);
+    values[low] + (values[high] - values[low]) * (at - low as f64)
 }
 
 /// Puts `table` between the `green-bench` markers of `file` (at its end if

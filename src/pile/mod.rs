@@ -105,11 +105,9 @@ impl<T: 'static> GreenPile<T> {
     /// Adds `fut` to the pile, waiting for a slot (or permit) first. With a
     /// pool bound, a spawn from a task of the full pool runs inline, as
     /// [`GreenPool::spawn`] does.
-    ///
-    /// (Not an `async fn`, whose body would start by moving `fut` into a
-    /// local of its own: one copy of the future more per spawn; see
-    /// [`GreenPool::spawn`].)
-    #[allow(clippy::manual_async_fn)] // see above
+    // Not an `async fn`, whose body would begin by moving `fut` into a local
+    // of its own: one more copy of the future per spawn (see `GreenPool::spawn`).
+    #[allow(clippy::manual_async_fn)]
     pub fn spawn<F>(&mut self, fut: F) -> impl Future<Output = ()> + '_
     where
         F: Future<Output = T> + 'static,

@@ -144,18 +144,16 @@ impl GreenPool {
     /// assert_eq!(t.await, Ok(2));
     /// # }).unwrap();
     /// ```
-    ///
-    /// (Not an `async fn`: its body would start by moving `fut` from the
-    /// future's arguments into a local of its own, one more copy of the
-    /// spawned future per spawn: for a 0.5 KiB future, 82 of 1,373
-    /// instructions per spawn and join.)
-    #[allow(clippy::manual_async_fn)] // see above
+    // Not an `async fn`: its body would begin by moving `fut` into a local
+    // of its own, one more copy of the spawned future per spawn (the counts
+    // are in BENCHMARKS.md, "Green threads").
+    #[allow(clippy::manual_async_fn)]
     pub fn spawn<F>(&self, fut: F) -> impl Future<Output = GreenThread<F::Output>> + '_
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        // It yields a handle to await, as the `async fn` did.
+        // It yields a handle to await, on purpose.
         #[allow(clippy::async_yields_async)]
         async move {
             // The common case first, with no wait to set up.
@@ -176,9 +174,8 @@ impl GreenPool {
     /// # Panics
     ///
     /// When awaited outside a shard (a glommio executor).
-    ///
-    /// (Not an `async fn`, for the reason given at [`spawn`](GreenPool::spawn).)
-    #[allow(clippy::manual_async_fn)] // see above
+    // Not an `async fn`, for the reason given at `spawn`.
+    #[allow(clippy::manual_async_fn)]
     pub fn spawn_n<F>(&self, fut: F) -> impl Future<Output = ()> + '_
     where
         F: Future<Output = ()> + 'static,
