@@ -69,11 +69,13 @@ fn a_spawn_dropped_unawaited_adds_nothing() {
         let pool = pool_of(&pile);
         let ran = Counter::new();
         let r = ran.clone();
-        drop(pile.spawn(async move {
+        let spawn = pile.spawn(async move {
             r.inc();
             1
-        }));
+        });
         settle().await;
+        assert_eq!((pool.running(), ran.get()), (0, 0));
+        drop(spawn);
         assert_eq!((pile.len(), pool.running(), ran.get()), (0, 0, 0));
         pile.spawn(async { 2 }).await;
         assert_eq!(pile.next().await, Some(Ok(2)));
