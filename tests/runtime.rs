@@ -328,6 +328,27 @@ fn an_entry_that_drains_within_the_grace_period_finishes() {
     assert_eq!(result.unwrap(), ["drained"]);
 }
 
+/// An entry whose shard was kept off the CPU past the grace period, and that
+/// needs one more scheduling round to return, returns: it is not cancelled
+/// for a stall that was not its own slowness (a serving loop's drain timer
+/// and the grace fire together there). Before: `ShardCancelled`.
+#[test]
+fn an_entry_one_round_from_its_end_when_the_grace_runs_out_finishes() {
+    let grace = Duration::from_millis(100);
+    let handle = Runtime::new(config(1))
+        .unwrap()
+        .start(move || async move {
+            shard::stopped().await;
+            std::thread::sleep(grace + Duration::from_millis(100)); // the stall
+            futures_lite::future::yield_now().await;
+            "finished"
+        })
+        .unwrap();
+    handle.stop(grace);
+    let (result, _) = join_within(handle, Duration::from_secs(10));
+    assert_eq!(result.unwrap(), ["finished"]);
+}
+
 /// "Several requests keep the earliest deadline" (`Stopper` docs): a
 /// second, shorter stop must cut the grace period short.
 #[test]

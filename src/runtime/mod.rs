@@ -484,6 +484,7 @@ impl ShardSpec {
                 },
                 async {
                     stopper.grace_over().await;
+                    last_rounds().await;
                     None
                 },
             )
@@ -496,6 +497,19 @@ impl ShardSpec {
             publish(&mesh);
         });
         crate::metrics::detach();
+    }
+}
+
+/// Scheduling rounds (not time) an entry still gets once its grace is over,
+/// before it is cancelled. A serving loop ends its drain a margin before the
+/// grace; if its shard was kept off the CPU past both, its drain timer and
+/// the grace fire together: the loop has just dropped its connections and
+/// waits for their tasks to end, which takes a round or two. Without these
+/// rounds it was cancelled there (a 40 ms stall of the shard's thread did it).
+async fn last_rounds() {
+    const LAST_ROUNDS: usize = 4;
+    for _ in 0..LAST_ROUNDS {
+        future::yield_now().await;
     }
 }
 

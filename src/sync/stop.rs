@@ -127,7 +127,9 @@ impl Stopper {
     }
 
     /// Requests a stop: shards see it at once, and entry futures still
-    /// running `grace` later are dropped.
+    /// running `grace` later are dropped (after a few more scheduling
+    /// rounds, not time: an entry that a stalled thread kept from its last
+    /// step still takes it).
     pub fn stop(&self, grace: Duration) {
         let deadline = Instant::now().checked_add(grace);
         {
