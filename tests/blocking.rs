@@ -272,10 +272,12 @@ fn occupy_and_queue() -> (
             occupied_tx.clone(),
             ended_tx.clone(),
         );
+        let (started_tx, started) = flume::bounded::<()>(1);
         Box::pin(async move {
             let busy = spawn(blocking(move || {
                 report_thread_end(ended_tx)();
                 occupied_tx.send(()).unwrap();
+                let _ = started_tx.send(());
                 let _ = release_rx.lock().unwrap().recv();
             }));
             let queued: Vec<_> = (0..3)
@@ -284,7 +286,10 @@ fn occupy_and_queue() -> (
                     spawn(blocking(move || late.fetch_add(1, Ordering::SeqCst)))
                 })
                 .collect();
-            shardlet::sleep(Duration::from_millis(20)).await;
+            // Not a fixed sleep: a pool thread just made may take longer
+            // to pick its first closure up, and the shard's end drops a
+            // closure still queued (this one too, which the test waits on).
+            let _ = started.recv_async().await;
             drop((busy, queued)); // detached: the shard ends without them
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
     };
@@ -409,13 +414,16 @@ fn nothing_is_queued_once_the_pool_is_closed_while_a_thread_is_busy() {
         .unwrap()
         .start(move || {
             let (released, occupied_tx) = (released.clone(), occupied_tx.clone());
+            let (started_tx, started) = flume::bounded::<()>(1);
             async move {
-                // Detached: the shard ends while the closure runs.
+                // Detached: the shard ends while the closure runs (once it
+                // runs: a closure still queued is dropped at the shard's end).
                 drop(spawn(blocking(move || {
                     occupied_tx.send(()).unwrap();
+                    let _ = started_tx.send(());
                     let _ = released.lock().unwrap().recv();
                 })));
-                shardlet::sleep(Duration::from_millis(20)).await;
+                let _ = started.recv_async().await;
             }
         })
         .unwrap();

@@ -607,7 +607,13 @@ fn time_queued_for_a_slot_after_the_bytes_came_is_not_the_clients() {
     // Its handler waits for the body, without its slot; /hold takes the slot.
     std::thread::sleep(Duration::from_millis(100));
     let hold = std::thread::spawn(move || Conn::open(addr).get("/hold").unwrap());
-    std::thread::sleep(Duration::from_millis(100));
+    // Not a fixed sleep: on a busy machine /hold could come after the bytes,
+    // and /echo would read them in the free slot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "/hold never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // The bytes come 0.2 s in; the handler gets the slot 2 s in, then waits
     // 0.2 s for the rest.
     conn.send(b"ab").unwrap();

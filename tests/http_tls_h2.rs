@@ -117,7 +117,9 @@ fn shared_http2_connections_keep_to_the_pools_cap_and_idle_time() {
             let hosts = ["localhost", "127.0.0.1"].map(|h| format!("https://{h}:{port}/"));
             let client = tls::trusting(cert)
                 .max_idle(1)
-                .idle_timeout(Duration::from_millis(300))
+                // Long enough that a busy machine's pause between two
+                // requests does not expire a connection the test keeps.
+                .idle_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap();
             for url in &hosts {
@@ -130,7 +132,7 @@ fn shared_http2_connections_keep_to_the_pools_cap_and_idle_time() {
             assert_eq!((client.stats().connections, client.stats().reused), (3, 0));
             client.get(&hosts[0]).await.unwrap();
             assert_eq!(client.stats().reused, 1, "kept while in use");
-            shardlet::sleep(Duration::from_millis(400)).await;
+            shardlet::sleep(Duration::from_millis(1300)).await;
             client.get(&hosts[0]).await.unwrap();
             assert_eq!(
                 (client.stats().connections, client.stats().reused),

@@ -261,18 +261,22 @@ fn busy_and_idle_never_go_down_across_a_long_poll() {
 #[test]
 fn lanes_and_mailbox_depths() {
     let (stuck, is_stuck) = flume::bounded::<()>(1);
+    let (stuck_too, is_stuck_too) = flume::bounded::<()>(1);
     let (sent, were_sent) = flume::bounded::<()>(1);
     let handle = Runtime::new(config(2))
         .unwrap()
         .start(move || {
             let (stuck, sent) = (stuck.clone(), sent.clone());
+            let (stuck_too, is_stuck_too) = (stuck_too.clone(), is_stuck_too.clone());
             async move {
                 if shard::id() == 1 {
                     shardlet::sleep(Duration::from_millis(50)).await;
                     let _ = stuck.send(());
+                    let _ = stuck_too.send(());
                     std::thread::sleep(Duration::from_millis(1500)); // stuck
                 } else {
-                    is_stuck_wait().await;
+                    // Not a fixed wait: shard 1 may start late.
+                    let _ = is_stuck_too.recv_async().await;
                     for _ in 0..20 {
                         shardlet::spawn_on(1, || async {}).await.unwrap();
                     }
@@ -320,10 +324,12 @@ fn lanes_queued_is_zero_once_the_shard_has_ended() {
         }
     }
     let (stuck, is_stuck) = flume::bounded::<()>(1);
+    let (ended, has_ended) = flume::bounded::<()>(1);
     let handle = Runtime::new(config(2))
         .unwrap()
         .start(move || {
             let (stuck, is_stuck) = (stuck.clone(), is_stuck.clone());
+            let (ended, has_ended) = (ended.clone(), has_ended.clone());
             async move {
                 if shard::id() == 1 {
                     shardlet::spawn_n(async {
@@ -331,7 +337,11 @@ fn lanes_queued_is_zero_once_the_shard_has_ended() {
                         futures_lite::future::pending::<()>().await;
                     });
                     stuck.send(()).unwrap();
-                    std::thread::sleep(Duration::from_millis(300)); // stuck
+                    // Stuck until shard 0's entry is at its end (a fixed
+                    // sleep lost the race to a shard 0 kept off the CPU),
+                    // then long enough for that entry to return.
+                    let _ = has_ended.recv_timeout(Duration::from_secs(10));
+                    std::thread::sleep(Duration::from_millis(100));
                     return;
                 }
                 is_stuck.recv_async().await.unwrap();
@@ -340,6 +350,7 @@ fn lanes_queued_is_zero_once_the_shard_has_ended() {
                 }
                 // Sampled at least once while shard 1 is stuck.
                 shardlet::sleep(Duration::from_millis(150)).await;
+                let _ = ended.send(());
             }
         })
         .unwrap();
@@ -349,11 +360,6 @@ fn lanes_queued_is_zero_once_the_shard_has_ended() {
     let end = metrics.stats();
     assert_eq!(end.mesh_dropped, 10, "shard 1 ran some: {end}");
     assert_eq!(end.shards[1].lanes_queued, 0, "{end}");
-}
-
-/// Shard 0 waits a little so that shard 1 is stuck first.
-async fn is_stuck_wait() {
-    shardlet::sleep(Duration::from_millis(200)).await;
 }
 
 #[test]
