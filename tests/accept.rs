@@ -3,6 +3,7 @@
 
 #[path = "util/net.rs"]
 mod net_util;
+mod util;
 
 use std::io;
 use std::net::SocketAddr;
@@ -276,11 +277,7 @@ fn accepted_streams_have_no_receive_timeout() {
 fn connect_with_a_timeout() {
     let server = start_echo(1, ServerConfig::default());
     let addr = server.addr();
-    // A port that was free a moment ago: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = util::refused_addr();
     let results = Runtime::new(net_util::runtime(1))
         .unwrap()
         .run(move || async move {

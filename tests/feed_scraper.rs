@@ -7,6 +7,7 @@
 mod http_util;
 #[path = "util/net.rs"]
 mod net_util;
+mod util;
 
 use std::io;
 use std::net::SocketAddr;
@@ -266,10 +267,7 @@ fn smoke_titles_in_the_order_given() {
 #[test]
 fn failures_are_error_lines_in_place() {
     let f = fixture(100, settings());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = util::refused_addr();
     let urls = vec![
         f.url("/rss2.xml"),
         f.url("/malformed.xml"),

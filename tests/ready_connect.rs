@@ -40,7 +40,7 @@ fn a_connect_as_the_shards_first_socket_completes() {
 
 #[test]
 fn a_refused_connect_fails_at_once() {
-    let closed = ready_util::closed_port();
+    let closed = util::refused_addr();
     let kind = run1(move || async move { net::connect(closed, LIMIT).await.map(drop).map_err(|e| e.kind()) });
     assert_eq!(kind, Err(io::ErrorKind::ConnectionRefused));
 }

@@ -376,6 +376,21 @@ pub fn exit_within(
     }
 }
 
+/// A loopback address where nothing listens, for the whole test binary: a
+/// socket bound there and never listening (a connect to it is refused), kept
+/// open so that no other test of the binary gets its port. A port freed by
+/// closing a listener could be taken by a test running beside it before the
+/// connect that was meant to be refused.
+pub fn refused_addr() -> std::net::SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    std::mem::forget(socket); // keeps the port taken until the binary exits
+    addr
+}
+
 /// The address an example names on its `listening on ADDR ...` line, the
 /// first such line of `lines` (its stdout); the lines before it are read.
 pub fn listening_on(lines: impl Iterator<Item = std::io::Result<String>>) -> std::net::SocketAddr {

@@ -215,10 +215,7 @@ pub fn raw(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
-/// A URL on 127.0.0.1 where nothing listens (a port just freed).
+/// A URL on 127.0.0.1 where nothing listens ([`crate::util::refused_addr`]).
 pub fn refused_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}/")
+    format!("http://{}/", crate::util::refused_addr())
 }

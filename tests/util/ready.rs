@@ -3,7 +3,6 @@
 //! calling thread's CPU time.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use shardlet::net;
@@ -28,12 +27,6 @@ pub fn std_pair() -> (net::TcpStream, std::net::TcpStream) {
     peer.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
     let (mine, _) = listener.accept().expect("accept");
     (net::TcpStream::from_std(mine).expect("register"), peer)
-}
-
-/// A port on loopback where nothing listens (bound, then closed).
-pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().unwrap()
 }
 
 /// CPU time (user + system) the calling thread has used so far.

@@ -28,19 +28,15 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// Starts the scraper on a free loopback port with `args`, one
-    /// unpinned shard (unless `env` says otherwise), and waits until it listens.
+    /// Starts the scraper on a loopback port it picks (port 0) with `args`,
+    /// one unpinned shard (unless `env` says otherwise), and waits until it
+    /// listens. Not a port found free first: another test of the binary
+    /// could take it before the child binds it.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Scraper {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut command = Command::new(binary());
         command
             .arg("--addr")
-            .arg(addr.to_string())
+            .arg("127.0.0.1:0")
             .args(args)
             .env("SHARDLET_SHARDS", "1")
             .env("SHARDLET_PIN", "0")
@@ -62,7 +58,11 @@ impl Scraper {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the feed scraper says where it listens");
-        assert!(line.starts_with("feed scraper on http://"), "{line}");
+        let addr: SocketAddr = line
+            .strip_prefix("feed scraper on http://")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
         Scraper { child, addr }
     }
 
