@@ -324,6 +324,10 @@ fn clients_that_read_nothing_are_closed_after_the_send_timeout() {
             ),
             "{what}: {failed}"
         );
+        // Closed by the 300 ms send timeout, not a later limit (the header
+        // and idle timeouts are 10 s and more).
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "{what}: closed after {took:?}");
         net_util::wait_for(
             server.server.net(),
             "no live connection",

@@ -330,17 +330,21 @@ fn an_entry_that_drains_within_the_grace_period_finishes() {
 
 /// An entry whose shard was kept off the CPU past the grace period, and that
 /// needs one more scheduling round to return, returns: it is not cancelled
-/// for a stall that was not its own slowness (a serving loop's drain timer
-/// and the grace fire together there). Before: `ShardCancelled`.
+/// for a stall that was not its own slowness. A serving loop's drain timer
+/// and the grace fire together there; the loop cancels its connections'
+/// tasks and waits for them to end, as this entry does with its one task.
+/// Before: `ShardCancelled`.
 #[test]
 fn an_entry_one_round_from_its_end_when_the_grace_runs_out_finishes() {
     let grace = Duration::from_millis(100);
     let handle = Runtime::new(config(1))
         .unwrap()
         .start(move || async move {
+            let task = shardlet::spawn(futures_lite::future::pending::<()>());
             shard::stopped().await;
             std::thread::sleep(grace + Duration::from_millis(100)); // the stall
-            futures_lite::future::yield_now().await;
+            task.cancel();
+            assert!(task.await.is_err());
             "finished"
         })
         .unwrap();

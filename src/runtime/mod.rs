@@ -506,6 +506,8 @@ impl ShardSpec {
 /// the grace fire together: the loop has just dropped its connections and
 /// waits for their tasks to end, which takes a round or two. Without these
 /// rounds it was cancelled there (a 40 ms stall of the shard's thread did it).
+/// They help only work that ends on the shard: glommio runs its ready tasks
+/// again without waiting for I/O, timers or other threads between them.
 async fn last_rounds() {
     const LAST_ROUNDS: usize = 4;
     for _ in 0..LAST_ROUNDS {

@@ -376,11 +376,11 @@ pub fn exit_within(
     }
 }
 
-/// A loopback address where nothing listens, for the whole test binary: a
-/// socket bound there and never listening (a connect to it is refused), kept
-/// open so that no other test of the binary gets its port. A port freed by
-/// closing a listener could be taken by a test running beside it before the
-/// connect that was meant to be refused.
+/// A loopback address where nothing listens: a socket bound there and never
+/// listening (a connect to it is refused), left open until the test binary
+/// exits (one socket per call), so that no other test of the binary gets its
+/// port. A port freed by closing a listener could be taken by a test running
+/// beside it before the connect that was meant to be refused.
 pub fn refused_addr() -> std::net::SocketAddr {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");

@@ -55,14 +55,19 @@ impl Scraper {
                 let _ = tx.send(line);
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the feed scraper says where it listens");
-        let addr: SocketAddr = line
-            .strip_prefix("feed scraper on http://")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        // Its line "feed scraper on http://ADDR ..." (other lines, such as
+        // "metrics on ...", may come first).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let addr: SocketAddr = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("the feed scraper says where it listens");
+            if let Some(rest) = line.strip_prefix("feed scraper on http://") {
+                let addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+                break addr.unwrap_or_else(|| panic!("no address in {line:?}"));
+            }
+        };
         Scraper { child, addr }
     }
 
